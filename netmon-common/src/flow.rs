@@ -1,0 +1,217 @@
+//! Map key and value types shared by the eBPF programs and userspace.
+//!
+//! Layout rules (checked by the `const` asserts at the bottom):
+//! - `#[repr(C)]`, fixed-width integers and byte arrays only, no `bool`/`usize`;
+//! - every padding byte is a named `_pad*` field that both sides zero, so keys
+//!   hash and compare identically in the kernel and in userspace;
+//! - 8-byte alignment (the kernel's hash map value alignment).
+
+/// Counters for one direction of one flow.
+///
+/// Written only with atomic adds by the cgroup_skb programs; monotonic for the
+/// life of the map entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct DirCounters {
+    /// Packets (`sk_buff`s) seen at the hook. On loopback and veth one GSO
+    /// packet can stand for several wire segments.
+    pub packets: u64,
+    /// IP bytes: the L3 length at the hook (`skb->len`), IP and transport
+    /// headers included, exactly what the kernel's IP MIB octet counters count.
+    pub ip_bytes: u64,
+    /// L4 payload bytes: `ip_bytes` less the IP header (with IPv6 extension
+    /// headers) and the transport header (TCP with options, UDP's 8 bytes,
+    /// ICMP's 8 bytes).
+    pub payload_bytes: u64,
+}
+
+impl DirCounters {
+    /// Adds `other` to `self`, saturating (counters never wrap in practice:
+    /// 2^64 bytes is 16 EiB).
+    #[must_use]
+    pub const fn saturating_add(self, other: Self) -> Self {
+        Self {
+            packets: self.packets.saturating_add(other.packets),
+            ip_bytes: self.ip_bytes.saturating_add(other.ip_bytes),
+            payload_bytes: self.payload_bytes.saturating_add(other.payload_bytes),
+        }
+    }
+
+    /// `self - earlier` field by field, or `None` if any field went backwards
+    /// (the entry was recreated: a reset, never a negative delta).
+    #[must_use]
+    pub const fn checked_sub(self, earlier: Self) -> Option<Self> {
+        let (Some(packets), Some(ip_bytes), Some(payload_bytes)) = (
+            self.packets.checked_sub(earlier.packets),
+            self.ip_bytes.checked_sub(earlier.ip_bytes),
+            self.payload_bytes.checked_sub(earlier.payload_bytes),
+        ) else {
+            return None;
+        };
+        Some(Self { packets, ip_bytes, payload_bytes })
+    }
+
+    /// True when all counters are zero.
+    #[must_use]
+    pub const fn is_zero(&self) -> bool {
+        self.packets == 0 && self.ip_bytes == 0 && self.payload_bytes == 0
+    }
+}
+
+/// Who created a socket: stored in socket-local storage at `sock_create` (in
+/// the creating process's context) and copied into each of the socket's flows
+/// when the flow is first seen.
+///
+/// Accepted sockets never run `sock_create`; the storage map's `BPF_F_CLONE`
+/// flag copies the listener's owner into them, and userspace refines the owner
+/// from `/proc` where a different process holds the fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct SockOwner {
+    /// Process id (thread group id) of the creator.
+    pub tgid: u32,
+    /// Thread id of the creator.
+    pub tid: u32,
+    /// Real uid of the creator.
+    pub uid: u32,
+    /// Real gid of the creator.
+    pub gid: u32,
+    /// cgroup v2 id of the creator (the socket's cgroup).
+    pub cgroup_id: u64,
+    /// The creating process's start time, ns since boot (CLOCK_BOOTTIME):
+    /// `task->group_leader->start_boottime`, the value `/proc/PID/stat`'s
+    /// field 22 shows in clock ticks. 0 when the kernel offsets were unknown.
+    pub start_boottime_ns: u64,
+    /// When the socket was created, ns since boot (CLOCK_BOOTTIME).
+    pub created_boottime_ns: u64,
+    /// Network namespace cookie of the socket.
+    pub netns_cookie: u64,
+    /// `comm` of the creating thread, NUL padded.
+    pub comm: [u8; 16],
+}
+
+/// Bit in [`FlowValue::flags`]: the owner was found in socket storage.
+/// Without it the socket predates netmon (or is a kernel socket) and userspace
+/// resolves the owner through sock_diag and `/proc`.
+pub const FLOW_F_OWNED: u16 = 1;
+
+/// Key of the flow map: one socket talking to one remote endpoint.
+///
+/// A connected socket has one flow; an unconnected UDP or raw socket has one
+/// per peer, so "where did it go" stays exact for them too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct FlowKey {
+    /// Socket cookie (`bpf_get_socket_cookie`), unique per socket for the
+    /// life of the kernel; `ss -e` shows it as `sk:<hex>`.
+    pub cookie: u64,
+    /// Remote IP address, network byte order: 4 bytes then 12 zero bytes for
+    /// IPv4, 16 bytes for IPv6.
+    pub remote_addr: [u8; 16],
+    /// Remote port, host byte order (0 for protocols without ports).
+    pub remote_port: u16,
+    /// IP version of the packets: 4 or 6.
+    pub ip_version: u8,
+    /// IP protocol number of the transport (`IPPROTO_TCP` = 6, UDP = 17, ...).
+    pub protocol: u8,
+    /// Zero.
+    pub _pad: u32,
+}
+
+/// Value of the flow map.
+///
+/// `tx`/`rx` are changed only by atomic adds; every other field is written
+/// once, when the cgroup_skb program inserts the entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct FlowValue {
+    /// Sent by the socket (egress hook).
+    pub tx: DirCounters,
+    /// Delivered to the socket (ingress hook).
+    pub rx: DirCounters,
+    /// The socket's owner, valid when `flags & FLOW_F_OWNED`.
+    pub owner: SockOwner,
+    /// Local IP address, same encoding as [`FlowKey::remote_addr`].
+    pub local_addr: [u8; 16],
+    /// Local port, host byte order.
+    pub local_port: u16,
+    /// `FLOW_F_*` bits.
+    pub flags: u16,
+    /// Interface of the first packet (`skb->ifindex`; 1 is loopback).
+    pub ifindex: u32,
+    /// When the first packet was seen, ns since boot (CLOCK_BOOTTIME).
+    pub first_boottime_ns: u64,
+}
+
+/// Value of the closed-socket map, keyed by socket cookie (`u64`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct ClosedSock {
+    /// When the last fd holder closed it, ns since boot (CLOCK_BOOTTIME).
+    /// Packets may still follow (queued data, FIN, retransmits): they keep
+    /// being counted in the socket's flows.
+    pub released_boottime_ns: u64,
+}
+
+/// Traffic counted while the flow map was full, summed over all sockets.
+/// One entry per CPU; userspace sums them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct OverflowCounters {
+    /// Egress traffic of flows that could not be inserted.
+    pub tx: DirCounters,
+    /// Ingress traffic of flows that could not be inserted.
+    pub rx: DirCounters,
+    /// Failed flow insertions (each packet of an uninsertable flow retries).
+    pub failed_inserts: u64,
+}
+
+/// Offsets into the running kernel's `struct task_struct`, read from its BTF
+/// by the loader and written into the programs' read-only data before load.
+/// All zero means unknown: the programs then record no process start time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// Byte offset of `task_struct.group_leader` (a pointer).
+    pub group_leader: u32,
+    /// Byte offset of `task_struct.start_boottime` (u64 ns).
+    pub start_boottime: u32,
+}
+
+const _: () = {
+    assert!(size_of::<DirCounters>() == 24);
+    assert!(size_of::<SockOwner>() == 64);
+    assert!(size_of::<FlowKey>() == 32);
+    assert!(size_of::<FlowValue>() == 48 + 64 + 16 + 8 + 8);
+    assert!(size_of::<ClosedSock>() == 8);
+    assert!(size_of::<OverflowCounters>() == 56);
+    assert!(size_of::<TaskOffsets>() == 8);
+    assert!(align_of::<FlowValue>() == 8);
+    assert!(align_of::<FlowKey>() == 8);
+};
+
+#[cfg(feature = "user")]
+mod user {
+    use super::{ClosedSock, FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets};
+
+    // SAFETY: all of these are #[repr(C)], contain only integers and byte
+    // arrays, have no implicit padding (sizes asserted above equal the sum of
+    // the fields) and every bit pattern is a valid value.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockOwner {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ClosedSock {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for OverflowCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TaskOffsets {}
+}

@@ -1,0 +1,44 @@
+//! The one place that names each map, program and pin.
+//!
+//! The eBPF crate declares its maps with these exact names (`export_name`), and
+//! userspace finds, pins and re-opens them by the same constants.
+
+/// Flow counters: [`crate::FlowKey`] → [`crate::FlowValue`], a hash map.
+pub const MAP_FLOWS: &str = "NETMON_FLOWS";
+/// Socket owners recorded at socket creation: socket-local storage of
+/// [`crate::SockOwner`], cloned into accepted sockets (`BPF_F_CLONE`).
+pub const MAP_OWNERS: &str = "NETMON_OWNERS";
+/// Sockets released (closed by their last fd holder): cookie → [`crate::ClosedSock`].
+pub const MAP_CLOSED: &str = "NETMON_CLOSED";
+/// Traffic that found the flow map full: a per-CPU array of one
+/// [`crate::OverflowCounters`].
+pub const MAP_OVERFLOW: &str = "NETMON_OVERFLOW";
+
+/// The `.rodata` global holding [`crate::TaskOffsets`], set by the loader from
+/// the running kernel's BTF before the programs are verified.
+pub const GLOBAL_TASK_OFFSETS: &str = "NETMON_TASK_OFFSETS";
+
+/// cgroup_skb program counting packets leaving sockets.
+pub const PROG_EGRESS: &str = "netmon_egress";
+/// cgroup_skb program counting packets reaching sockets.
+pub const PROG_INGRESS: &str = "netmon_ingress";
+/// cgroup/sock_create program recording a new socket's owner.
+pub const PROG_SOCK_CREATE: &str = "netmon_sock_create";
+/// cgroup/sock_release program marking a socket closed.
+pub const PROG_SOCK_RELEASE: &str = "netmon_sock_release";
+
+/// All programs, in the order the loader attaches them: ownership first, so no
+/// socket created during attach is counted without an owner it could have had.
+pub const PROGRAMS: [&str; 4] = [PROG_SOCK_CREATE, PROG_SOCK_RELEASE, PROG_EGRESS, PROG_INGRESS];
+
+/// All maps userspace pins.
+pub const MAPS: [&str; 4] = [MAP_FLOWS, MAP_OWNERS, MAP_CLOSED, MAP_OVERFLOW];
+
+/// Default bpffs directory under which maps and links are pinned.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netmon";
+
+/// Default capacity of [`MAP_FLOWS`]: a busy server's sockets, with room for
+/// unconnected UDP sockets that talk to several peers.
+pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+/// Default capacity of [`MAP_CLOSED`].
+pub const DEFAULT_MAX_CLOSED: u32 = 65_536;

@@ -1,0 +1,215 @@
+//! `netmon_egress` / `netmon_ingress`: count every packet of every socket.
+//!
+//! Per packet: parse the headers (fixed-size loads), one hash lookup, three
+//! atomic adds. Only a flow's first packet does more: it reads the owner from
+//! socket storage and inserts the entry (with this packet already counted).
+//!
+//! Ownership never comes from `bpf_get_current_pid_tgid()` here: in
+//! cgroup_skb it names whatever task happens to run (softirq, the peer on
+//! loopback), not the socket's owner (see shared/KERNEL-NOTES.md).
+//!
+//! Both programs always return 1: netmon observes, it never drops.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_NOEXIST, __sk_buff, bpf_sock},
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock, bpf_sk_storage_get,
+    },
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner};
+
+use crate::{
+    headers::{self, Headers},
+    maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
+};
+
+const EEXIST: i32 = 17;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Egress,
+    Ingress,
+}
+
+#[cgroup_skb(egress)]
+pub fn netmon_egress(ctx: SkBuffContext) -> i32 {
+    count(&ctx, Direction::Egress);
+    1
+}
+
+#[cgroup_skb(ingress)]
+pub fn netmon_ingress(ctx: SkBuffContext) -> i32 {
+    count(&ctx, Direction::Ingress);
+    1
+}
+
+#[inline(always)]
+fn count(ctx: &SkBuffContext, direction: Direction) {
+    let ip_len = ctx.skb.len();
+    let Some(h) = headers::parse(ctx) else {
+        return;
+    };
+    let packet = DirCounters {
+        packets: 1,
+        ip_bytes: u64::from(ip_len),
+        payload_bytes: u64::from(ip_len.saturating_sub(h.header_len)),
+    };
+    let (local_addr, local_port, remote_addr, remote_port) = match direction {
+        Direction::Egress => (h.src, h.sport, h.dst, h.dport),
+        Direction::Ingress => (h.dst, h.dport, h.src, h.sport),
+    };
+    // SAFETY: the context is this program's `__sk_buff`, the argument the
+    // helper expects; it returns 0 when the packet has no socket.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = FlowKey {
+        cookie,
+        remote_addr,
+        remote_port,
+        ip_version: h.ip_version,
+        protocol: h.protocol,
+        _pad: 0,
+    };
+
+    if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
+        add(value, direction, &packet);
+        return;
+    }
+    new_flow(ctx, &key, &h, local_addr, local_port, direction, &packet);
+}
+
+/// First packet of a flow: build the entry with its owner and this packet's
+/// counts, insert it; on a lost insert race add to the winner's entry; when
+/// the map is full count the packet as overflow.
+#[inline(never)]
+fn new_flow(
+    ctx: &SkBuffContext,
+    key: &FlowKey,
+    _h: &Headers,
+    local_addr: [u8; 16],
+    local_port: u16,
+    direction: Direction,
+    packet: &DirCounters,
+) {
+    let mut value = FlowValue {
+        local_addr,
+        local_port,
+        // SAFETY: reading a field of this program's own context.
+        ifindex: unsafe { (*skb(ctx)).ifindex },
+        // SAFETY: helper without arguments.
+        first_boottime_ns: unsafe { bpf_ktime_get_boot_ns() },
+        ..FlowValue::default()
+    };
+    match direction {
+        Direction::Egress => value.tx = *packet,
+        Direction::Ingress => value.rx = *packet,
+    }
+    if let Some(owner) = owner_of(ctx) {
+        value.owner = owner;
+        value.flags |= FLOW_F_OWNED;
+    }
+    match NETMON_FLOWS.insert(key, &value, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {}
+        Err(err) if err == -EEXIST => {
+            if let Some(existing) = NETMON_FLOWS.get_ptr_mut(key) {
+                add(existing, direction, packet);
+            } else {
+                overflow(direction, packet);
+            }
+        }
+        Err(_) => overflow(direction, packet),
+    }
+}
+
+/// The owner recorded at socket creation (or cloned from the listener).
+#[inline(always)]
+fn owner_of(ctx: &SkBuffContext) -> Option<SockOwner> {
+    // SAFETY: reading `__sk_buff.sk` of this program's own context; the
+    // verifier types it as a nullable socket pointer.
+    let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: `sk` is the non-null socket of this skb; the helper returns
+    // NULL for request and timewait sockets.
+    let full: *mut bpf_sock = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return None;
+    }
+    // SAFETY: `full` is a full socket as the helper requires; no create flag,
+    // so value may be NULL. The map pointer is the sk_storage map.
+    let owner = unsafe {
+        bpf_sk_storage_get(NETMON_OWNERS.as_ptr(), full.cast(), core::ptr::null_mut(), 0)
+    }
+    .cast::<SockOwner>();
+    if owner.is_null() {
+        return None;
+    }
+    // SAFETY: non-null pointer into the socket's storage, valid for the
+    // duration of the program.
+    Some(unsafe { *owner })
+}
+
+/// This program's `__sk_buff`.
+#[inline(always)]
+fn skb(ctx: &SkBuffContext) -> *mut __sk_buff {
+    ctx.as_ptr().cast()
+}
+
+#[inline(always)]
+fn add(value: *mut FlowValue, direction: Direction, packet: &DirCounters) {
+    // SAFETY: `value` points into a live map entry (or is derived from one);
+    // the counters are 8-byte aligned u64s and only ever changed atomically.
+    let counters = unsafe {
+        match direction {
+            Direction::Egress => core::ptr::addr_of_mut!((*value).tx),
+            Direction::Ingress => core::ptr::addr_of_mut!((*value).rx),
+        }
+    };
+    add_counters(counters, packet);
+}
+
+#[inline(always)]
+fn add_counters(counters: *mut DirCounters, packet: &DirCounters) {
+    // SAFETY: `counters` is a valid, aligned DirCounters in map memory; each
+    // field is accessed only through atomics.
+    // The bpf target has no compare-and-swap, so `AtomicU64::fetch_add` is
+    // not offered; the intrinsic lowers to BPF_ATOMIC_ADD (`lock xadd`).
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            core::ptr::addr_of_mut!((*counters).packets),
+            packet.packets,
+        );
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            core::ptr::addr_of_mut!((*counters).ip_bytes),
+            packet.ip_bytes,
+        );
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            core::ptr::addr_of_mut!((*counters).payload_bytes),
+            packet.payload_bytes,
+        );
+    }
+}
+
+/// Counts a packet whose flow could not be inserted. Per-CPU entry, so plain
+/// adds are race free.
+#[inline(never)]
+fn overflow(direction: Direction, packet: &DirCounters) {
+    let Some(o) = NETMON_OVERFLOW.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU array element for this CPU; nothing else writes it while
+    // this program runs (programs are not preempted on their CPU).
+    unsafe {
+        let dir = match direction {
+            Direction::Egress => &mut (*o).tx,
+            Direction::Ingress => &mut (*o).rx,
+        };
+        *dir = dir.saturating_add(*packet);
+        (*o).failed_inserts += 1;
+    }
+}

@@ -1,0 +1,34 @@
+//! netmon's eBPF programs.
+//!
+//! - [`cgroup_skb`]: `netmon_egress` / `netmon_ingress` count every packet of
+//!   every socket in the attached cgroup subtree into the flow map.
+//! - [`sock`]: `netmon_sock_create` records who created a socket (socket-local
+//!   storage, cloned into accepted sockets); `netmon_sock_release` marks a
+//!   socket closed so userspace can retire its flows once read.
+//!
+//! The maps are declared in [`maps`]; their names and value types come from
+//! `netmon-common`, the one place that defines the contract.
+#![no_std]
+#![no_main]
+// Atomic adds: the bpf target has no CAS, so core's atomics lack fetch_add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod cgroup_skb;
+mod headers;
+mod maps;
+mod sock;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the verifier rejects programs that can reach a panic, so this is
+    // never executed; `unreachable_unchecked` keeps it out of the object.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+/// GPL-compatible: `bpf_probe_read_kernel` and `bpf_get_current_task` are
+/// GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,76 @@
+//! The maps, named exactly as `netmon_common::names` says (`NETMON_*`).
+
+use aya_ebpf::{
+    bindings::{BPF_F_CLONE, BPF_F_NO_PREALLOC, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE},
+    btf_maps::{HashMap, PerCpuArray},
+    macros::btf_map,
+};
+use netmon_common::{
+    ClosedSock, FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets,
+    names::{DEFAULT_MAX_CLOSED, DEFAULT_MAX_FLOWS},
+};
+
+/// Flow counters. Not preallocated: memory grows with live flows, and the
+/// loader resizes it (`--max-flows`). When full, inserts fail and the packet
+/// goes to [`NETMON_OVERFLOW`].
+#[btf_map]
+pub static NETMON_FLOWS: HashMap<
+    FlowKey,
+    FlowValue,
+    { DEFAULT_MAX_FLOWS as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+/// Closed sockets: cookie → when released.
+#[btf_map]
+pub static NETMON_CLOSED: HashMap<
+    u64,
+    ClosedSock,
+    { DEFAULT_MAX_CLOSED as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+/// Traffic of flows that could not be inserted (map full).
+#[btf_map]
+pub static NETMON_OVERFLOW: PerCpuArray<OverflowCounters, 1> = PerCpuArray::new();
+
+/// Socket-local storage of [`SockOwner`], declared by hand in the BTF map
+/// format because aya-ebpf's `SkStorage` cannot carry `BPF_F_CLONE` (which
+/// makes accepted sockets inherit the listener's owner).
+#[repr(C)]
+pub struct OwnerStorage {
+    r#type: *const [i32; BPF_MAP_TYPE_SK_STORAGE as usize],
+    key: *const i32,
+    value: *const SockOwner,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; (BPF_F_NO_PREALLOC | BPF_F_CLONE) as usize],
+}
+
+// SAFETY: the fields are placeholder pointers that only describe the map in
+// BTF; they are never dereferenced.
+unsafe impl Sync for OwnerStorage {}
+
+impl OwnerStorage {
+    /// The map pointer to pass to `bpf_sk_storage_*` helpers.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+}
+
+/// Socket owners, see [`OwnerStorage`].
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "NETMON_OWNERS")]
+pub static NETMON_OWNERS: OwnerStorage = OwnerStorage {
+    r#type: core::ptr::null(),
+    key: core::ptr::null(),
+    value: core::ptr::null(),
+    max_entries: core::ptr::null(),
+    map_flags: core::ptr::null(),
+};
+
+/// `task_struct` offsets, written by the loader into `.rodata` before load
+/// (`netmon_common::names::GLOBAL_TASK_OFFSETS`). Read with `read_volatile` so
+/// the compiler does not fold the zero initializer.
+#[unsafe(no_mangle)]
+pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets { group_leader: 0, start_boottime: 0 };

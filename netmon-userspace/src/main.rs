@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", netmon::kernel::loader::EBPF_OBJECT.len());
+}
