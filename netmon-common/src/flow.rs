@@ -88,6 +88,10 @@ pub struct SockOwner {
     pub created_boottime_ns: u64,
     /// Network namespace cookie of the socket.
     pub netns_cookie: u64,
+    /// Cookie of the socket this owner was recorded for. Differs from the
+    /// flow's cookie when the storage was cloned into an accepted socket: then
+    /// userspace checks which process really holds the accepted socket.
+    pub sock_cookie: u64,
     /// `comm` of the creating thread, NUL padded.
     pub comm: [u8; 16],
 }
@@ -186,9 +190,9 @@ pub struct TaskOffsets {
 
 const _: () = {
     assert!(size_of::<DirCounters>() == 24);
-    assert!(size_of::<SockOwner>() == 64);
+    assert!(size_of::<SockOwner>() == 72);
     assert!(size_of::<FlowKey>() == 32);
-    assert!(size_of::<FlowValue>() == 48 + 64 + 16 + 8 + 8);
+    assert!(size_of::<FlowValue>() == 48 + 72 + 16 + 8 + 8);
     assert!(size_of::<ClosedSock>() == 8);
     assert!(size_of::<OverflowCounters>() == 56);
     assert!(size_of::<TaskOffsets>() == 8);

@@ -56,6 +56,8 @@ fn sock_create(ctx: &SockContext) {
         created_boottime_ns: unsafe { bpf_ktime_get_boot_ns() },
         // SAFETY: `ctx.sock` is this program's context, which the helper takes.
         netns_cookie: unsafe { bpf_get_netns_cookie(ctx.sock.cast()) },
+        // SAFETY: as above.
+        sock_cookie: unsafe { bpf_get_socket_cookie(ctx.sock.cast()) },
         comm: bpf_get_current_comm().unwrap_or_default(),
     };
     let mut init = owner;

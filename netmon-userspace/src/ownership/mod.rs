@@ -1,0 +1,60 @@
+//! Ownership: which process a socket belongs to.
+//!
+//! The kernel records the creator of every socket (`SockOwner`, copied into
+//! each flow). This stage turns that into a [`ProcessInfo`] — identity
+//! (pid, start time), exe, cmdline, user, cgroup — and corrects it where the
+//! creator is not the holder:
+//! - accepted sockets inherit the listener's owner (`BPF_F_CLONE`); when
+//!   `owner.sock_cookie != flow cookie` the socket was accepted, and the
+//!   process that really holds its fd is looked up;
+//! - sockets opened before netmon loaded have no owner (`FLOW_F_OWNED` clear):
+//!   sock_diag gives their inode, `/proc/PID/fd` the pid.
+//!
+//! Each socket is resolved once, when first seen, and cached by cookie: the
+//! cost grows with new sockets, not with all of them.
+
+use std::collections::HashMap;
+
+use crate::source::Reading;
+
+/// A process's identity: a reused pid is a different process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ProcessId {
+    /// Process id (tgid). 0 for traffic no process owns (kernel sockets,
+    /// sockets whose owner could not be found).
+    pub pid: u32,
+    /// Start time in clock ticks since boot, as `/proc/PID/stat` field 22
+    /// shows it (the kernel's `start_boottime` / (1e9 / USER_HZ)).
+    pub start_ticks: u64,
+}
+
+/// What is known about a process.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessInfo {
+    /// Identity.
+    pub id: ProcessId,
+    /// Command name (`comm`, at most 15 bytes).
+    pub comm: String,
+    /// Executable path, if the process was alive when first seen.
+    pub exe: Option<String>,
+    /// Command line, arguments joined by spaces.
+    pub cmdline: Option<String>,
+    /// Real uid.
+    pub uid: u32,
+    /// User name of `uid`, if it has one.
+    pub user: Option<String>,
+    /// Parent pid.
+    pub ppid: Option<u32>,
+    /// cgroup v2 path (from `/proc/PID/cgroup`), e.g. `/system.slice/nginx.service`.
+    pub cgroup: Option<String>,
+}
+
+/// Attributes flows to processes.
+pub trait Resolver {
+    /// Resolves the owners of the reading's flows whose socket was not seen
+    /// before and returns the owner of every flow's socket, by cookie.
+    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo>;
+
+    /// Forgets sockets that are gone (their flows were retired).
+    fn forget(&mut self, cookies: &[u64]);
+}

@@ -1,0 +1,80 @@
+//! Where counters come from: the [`CounterSource`] trait.
+//!
+//! The kernel implementation (`crate::kernel::reader::KernelSource`) reads the
+//! pinned eBPF maps; a simulated implementation (`sim`) replays a traffic
+//! script so the drain, store and query logic are tested without root.
+//!
+//! Contract every implementation keeps (the drain relies on it):
+//! 1. A flow's counters are monotonic while its entry exists. A flow whose
+//!    counters are lower than last read was recreated (map reset): the drain
+//!    treats it as a reset, never as a negative delta.
+//! 2. A flow is removed only through [`CounterSource::retire`], which returns
+//!    the final value atomically with the removal, so no byte counted before
+//!    the removal is lost.
+//! 3. Overflow counters are monotonic too (summed over CPUs).
+
+use netmon_common::{FlowKey, FlowValue, OverflowCounters};
+
+/// One flow as read from the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowReading {
+    /// Socket cookie and remote endpoint.
+    pub key: FlowKey,
+    /// Counters, owner recorded by the kernel, local endpoint.
+    pub value: FlowValue,
+    /// The socket was released (its last fd closed). More packets can still
+    /// follow (queued data, FIN, retransmits).
+    pub closed: bool,
+}
+
+/// Everything read in one drain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// Every flow currently in the source.
+    pub flows: Vec<FlowReading>,
+    /// Traffic that found the flow map full, summed over CPUs.
+    pub overflow: OverflowCounters,
+    /// Capacity of the flow map (for fill level reporting).
+    pub max_flows: u32,
+}
+
+/// Errors reading or changing a counter source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A kernel map operation failed.
+    #[error("{op} on map {map}: {source}")]
+    Map {
+        /// What was attempted.
+        op: &'static str,
+        /// Which map.
+        map: &'static str,
+        /// The underlying error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Any other failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A source of per-flow counters.
+pub trait CounterSource {
+    /// Reads all flows, the closed marks and the overflow counters.
+    ///
+    /// # Errors
+    /// When the underlying maps cannot be read.
+    fn read(&mut self) -> Result<Reading, SourceError>;
+
+    /// Removes `keys` and returns each removed flow's final value, read
+    /// atomically with its removal. Keys already gone are skipped.
+    ///
+    /// # Errors
+    /// When the underlying maps cannot be changed.
+    fn retire(&mut self, keys: &[FlowKey]) -> Result<Vec<(FlowKey, FlowValue)>, SourceError>;
+
+    /// Drops the closed marks of sockets that have no flows left.
+    ///
+    /// # Errors
+    /// When the underlying maps cannot be changed.
+    fn forget_closed(&mut self, cookies: &[u64]) -> Result<(), SourceError>;
+}
