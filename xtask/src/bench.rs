@@ -1,0 +1,120 @@
+//! `cargo xtask bench [-- ARGS]`: the criterion benchmarks of
+//! netmon-userspace, then the kernel throughput benchmark (programs attached
+//! vs not) as root.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::build;
+use crate::cmd;
+use crate::privilege::Privilege;
+use crate::setup;
+use crate::workspace::Workspace;
+
+/// The kernel throughput benchmark binary of the tests crate.
+const KERNEL_BENCH: &str = "netmon-bench-kernel";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Arguments for criterion, after `--` (e.g. a benchmark name filter or
+    /// `--save-baseline NAME`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub criterion_args: Vec<String>,
+}
+
+/// Setup, criterion benches, then the kernel benchmark if the tests crate
+/// has it.
+pub fn bench(ws: &Workspace, args: &BenchArgs) -> anyhow::Result<()> {
+    let tools = setup::ensure(ws)?;
+    let mut criterion = tools.cargo()?;
+    // `--benches`: only bench targets, so criterion's arguments never reach
+    // libtest harnesses that would reject them.
+    criterion
+        .args(["bench", "-p", "netmon-userspace", "--benches", "--"])
+        .args(&args.criterion_args);
+    cmd::run(&mut criterion).context("criterion benchmarks")?;
+
+    if !declares_kernel_bench(&ws.tests_dir()) {
+        eprintln!(
+            "xtask bench: the tests crate has no `{KERNEL_BENCH}` binary yet; kernel throughput benchmark skipped"
+        );
+        return Ok(());
+    }
+    let bench_bin = ws.binary(true, KERNEL_BENCH);
+    // Fail before building if root is out of reach.
+    let mut kernel = Privilege::detect().command("the kernel benchmark", &bench_bin)?;
+    let netmon = build::netmon(&tools, true)?;
+    let mut cargo = tools.cargo()?;
+    cargo.args([
+        "build",
+        "--release",
+        "-p",
+        "netmon-tests",
+        "--bin",
+        KERNEL_BENCH,
+    ]);
+    cmd::run(&mut cargo).context("build the kernel benchmark")?;
+    kernel.env("NETMON_BIN", &netmon);
+    cmd::run(&mut kernel).context("kernel throughput benchmark")
+}
+
+/// Whether the tests crate defines the kernel benchmark binary: by cargo's
+/// auto-discovery (`src/bin/<name>.rs`, `src/bin/<name>/main.rs`) or a
+/// `[[bin]]` entry in its manifest.
+fn declares_kernel_bench(tests_dir: &Path) -> bool {
+    let bin_dir = tests_dir.join("src").join("bin");
+    bin_dir.join(format!("{KERNEL_BENCH}.rs")).is_file()
+        || bin_dir.join(KERNEL_BENCH).join("main.rs").is_file()
+        || std::fs::read_to_string(tests_dir.join("Cargo.toml"))
+            .is_ok_and(|manifest| manifest_declares_bin(&manifest, KERNEL_BENCH))
+}
+
+/// Whether a Cargo.toml has a `[[bin]]` table with `name = "<name>"`.
+fn manifest_declares_bin(manifest: &str, name: &str) -> bool {
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        if in_bin
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+            && value.trim().trim_matches('"') == name
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_named_bin_table() {
+        let manifest = "[package]\nname = \"netmon-tests\"\n\n[[bin]]\nname = \"netmon-bench-kernel\"\npath = \"src/bench.rs\"\n";
+        assert!(manifest_declares_bin(manifest, KERNEL_BENCH));
+    }
+
+    #[test]
+    fn package_name_or_other_bins_do_not_count() {
+        let manifest = "[package]\nname = \"netmon-bench-kernel\"\n[[bin]]\nname = \"other\"\n[dependencies]\nname = \"netmon-bench-kernel\"\n";
+        assert!(!manifest_declares_bin(manifest, KERNEL_BENCH));
+    }
+
+    #[test]
+    fn auto_discovered_bin_file_counts() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let dir = tmp.path();
+        let bin_dir = dir.join("src").join("bin");
+        std::fs::create_dir_all(&bin_dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        assert!(!declares_kernel_bench(dir));
+        std::fs::write(bin_dir.join(format!("{KERNEL_BENCH}.rs")), "fn main() {}")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        assert!(declares_kernel_bench(dir));
+    }
+}
