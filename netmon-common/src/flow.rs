@@ -49,7 +49,11 @@ impl DirCounters {
         ) else {
             return None;
         };
-        Some(Self { packets, ip_bytes, payload_bytes })
+        Some(Self {
+            packets,
+            ip_bytes,
+            payload_bytes,
+        })
     }
 
     /// True when all counters are zero.

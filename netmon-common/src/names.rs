@@ -29,7 +29,12 @@ pub const PROG_SOCK_RELEASE: &str = "netmon_sock_release";
 
 /// All programs, in the order the loader attaches them: ownership first, so no
 /// socket created during attach is counted without an owner it could have had.
-pub const PROGRAMS: [&str; 4] = [PROG_SOCK_CREATE, PROG_SOCK_RELEASE, PROG_EGRESS, PROG_INGRESS];
+pub const PROGRAMS: [&str; 4] = [
+    PROG_SOCK_CREATE,
+    PROG_SOCK_RELEASE,
+    PROG_EGRESS,
+    PROG_INGRESS,
+];
 
 /// All maps userspace pins.
 pub const MAPS: [&str; 4] = [MAP_FLOWS, MAP_OWNERS, MAP_CLOSED, MAP_OVERFLOW];

@@ -24,7 +24,7 @@ use aya_ebpf::{
 use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner};
 
 use crate::{
-    headers::{self, Headers},
+    headers,
     maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
 };
 
@@ -79,22 +79,25 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         add(value, direction, &packet);
         return;
     }
-    new_flow(ctx, &key, &h, local_addr, local_port, direction, &packet);
+    new_flow(ctx, &NewFlow { key, local_addr, local_port, direction, packet });
+}
+
+/// A flow's first packet, bundled: BPF functions take at most five arguments.
+struct NewFlow {
+    key: FlowKey,
+    local_addr: [u8; 16],
+    local_port: u16,
+    direction: Direction,
+    packet: DirCounters,
 }
 
 /// First packet of a flow: build the entry with its owner and this packet's
 /// counts, insert it; on a lost insert race add to the winner's entry; when
 /// the map is full count the packet as overflow.
 #[inline(never)]
-fn new_flow(
-    ctx: &SkBuffContext,
-    key: &FlowKey,
-    _h: &Headers,
-    local_addr: [u8; 16],
-    local_port: u16,
-    direction: Direction,
-    packet: &DirCounters,
-) {
+fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
+    let NewFlow { key, local_addr, local_port, direction, packet } = flow;
+    let (local_addr, local_port, direction) = (*local_addr, *local_port, *direction);
     let mut value = FlowValue {
         local_addr,
         local_port,

@@ -1,7 +1,14 @@
 //! netmon: exact, kernel-counted, per-process network accounting.
 //!
 //! Data flows one way (see shared/ARCHITECTURE.md):
-//! kernel → [`kernel`] (reader) → ownership → drain → store → query → api → cli.
+//! kernel → [`kernel`] (reader) → [`ownership`] → drain → store → query →
+//! api → [`cli`]. [`source`] is the seam between the kernel reader and the
+//! rest (a simulated source stands beside it for tests); [`live`] answers
+//! from the current kernel counters; [`wire`] holds every JSON document.
+pub mod cli;
+pub mod clock;
 pub mod kernel;
+pub mod live;
 pub mod ownership;
 pub mod source;
+pub mod wire;

@@ -1,0 +1,129 @@
+//! The command line: subcommands, output rules, error rendering.
+//!
+//! Output rule for every command: a readable table on a terminal, JSON when
+//! stdout is not a terminal or with `--format json` (`--json` for short).
+pub mod output;
+pub mod snapshot;
+pub mod status;
+
+use clap::{Parser, Subcommand};
+
+use crate::kernel::{KernelArgs, loader};
+
+/// Exact, kernel-counted, per-process network accounting.
+#[derive(Debug, Parser)]
+#[command(name = "netmon", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "NETMON_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and attach the eBPF programs and pin them, then exit. The kernel
+    /// keeps counting until `netmon unload`.
+    Load(LoadArgs),
+    /// Detach the programs and remove every pin (counters are lost).
+    Unload(UnloadArgs),
+    /// Current counters per process (and per socket with --sockets), read
+    /// from the pinned maps, with or without a running daemon.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Health of the kernel side: programs, cgroup, map fill, overflow.
+    Status(status::StatusArgs),
+}
+
+/// `netmon load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+}
+
+/// `netmon unload`.
+#[derive(Debug, clap::Args)]
+pub struct UnloadArgs {
+    /// bpffs directory the maps and links are pinned under.
+    #[arg(long, value_name = "DIR", default_value = netmon_common::names::DEFAULT_PIN_DIR)]
+    pin_dir: std::path::PathBuf,
+}
+
+/// Sets up tracing on stderr.
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Anything that stops the command; rendered by `main` as one line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Load(args) => {
+            let outcome = loader::attach(&args.kernel)?;
+            match outcome {
+                loader::AttachOutcome::Loaded => {
+                    eprintln!(
+                        "netmon: loaded and attached; pinned at {}",
+                        args.kernel.pin_dir.display()
+                    );
+                }
+                loader::AttachOutcome::AlreadyLoaded => {
+                    eprintln!(
+                        "netmon: already loaded at {}",
+                        args.kernel.pin_dir.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Unload(args) => {
+            loader::detach(&args.pin_dir)?;
+            eprintln!("netmon: detached and removed {}", args.pin_dir.display());
+            Ok(())
+        }
+        Command::Snapshot(args) => snapshot::run(&args),
+        Command::Status(args) => status::run(&args),
+    }
+}
+
+/// True if a broken pipe caused `err` (the reader went away: not an error).
+#[must_use]
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line: `outer: inner: root`. Causes whose
+/// text the outer message already contains are skipped.
+#[must_use]
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}

@@ -1,0 +1,132 @@
+//! The two map operations aya does not offer for hash maps, as raw `bpf(2)`
+//! calls: batched lookup (read 256k flows in a few hundred syscalls instead of
+//! half a million) and lookup-and-delete (remove a flow and get its final
+//! value atomically, so retiring a closed socket loses no byte).
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use aya::Pod;
+
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `bpf_attr` for the `BPF_MAP_*_ELEM` commands.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `bpf_attr` for the `BPF_MAP_*_BATCH` commands.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<()> {
+    // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr` for `cmd`,
+    // fully initialised; the kernel reads at most `size_of::<A>()` bytes and
+    // writes only fields of that prefix. Pointers inside it (set by callers)
+    // point to buffers sized for the map's key/value and the given count.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<A>(),
+        )
+    };
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes `key` and returns the value it had at that instant, or `None` if
+/// it was not there.
+///
+/// # Errors
+/// Any failure other than "no such key".
+pub fn lookup_and_delete<K: Pod, V: Pod + Default>(
+    map: BorrowedFd<'_>,
+    key: &K,
+) -> std::io::Result<Option<V>> {
+    let mut value = V::default();
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: std::ptr::from_ref(key) as u64,
+        value: std::ptr::from_mut(&mut value) as u64,
+        ..ElemAttr::default()
+    };
+    match sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
+        Ok(()) => Ok(Some(value)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads every entry of a hash map with `BPF_MAP_LOOKUP_BATCH`.
+///
+/// Entries inserted or deleted while the walk runs may or may not be seen
+/// (each bucket is read under its lock); values are copies taken when their
+/// bucket was read. Monotonic counters stay exact: what a walk misses, the
+/// next one sees.
+///
+/// # Errors
+/// Syscall failures other than the end of the map.
+pub fn lookup_batch<K: Pod + Default, V: Pod + Default>(
+    map: BorrowedFd<'_>,
+) -> std::io::Result<Vec<(K, V)>> {
+    let mut chunk: u32 = 4096;
+    let mut out = Vec::new();
+    let mut in_batch: u32 = 0;
+    let mut first = true;
+    loop {
+        let mut keys: Vec<K> = vec![K::default(); chunk as usize];
+        let mut values: Vec<V> = vec![V::default(); chunk as usize];
+        let mut out_batch: u32 = 0;
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::from_ref(&in_batch) as u64
+            },
+            out_batch: std::ptr::from_mut(&mut out_batch) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let filled = (attr.count as usize).min(chunk as usize);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                out.extend(keys.into_iter().zip(values).take(filled));
+                return Ok(out);
+            }
+            // A bucket holds more entries than `chunk`: retry with more room.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && chunk < (1 << 20) => {
+                chunk *= 4;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        out.extend(keys.into_iter().zip(values).take(filled));
+        in_batch = out_batch;
+        first = false;
+    }
+}
