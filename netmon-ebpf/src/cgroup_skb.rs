@@ -14,7 +14,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_NOEXIST, __sk_buff, bpf_sock},
+    bindings::{__sk_buff, BPF_NOEXIST, bpf_sock},
     helpers::generated::{
         bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock, bpf_sk_storage_get,
     },
@@ -79,7 +79,16 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         add(value, direction, &packet);
         return;
     }
-    new_flow(ctx, &NewFlow { key, local_addr, local_port, direction, packet });
+    new_flow(
+        ctx,
+        &NewFlow {
+            key,
+            local_addr,
+            local_port,
+            direction,
+            packet,
+        },
+    );
 }
 
 /// A flow's first packet, bundled: BPF functions take at most five arguments.
@@ -96,7 +105,13 @@ struct NewFlow {
 /// the map is full count the packet as overflow.
 #[inline(never)]
 fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
-    let NewFlow { key, local_addr, local_port, direction, packet } = flow;
+    let NewFlow {
+        key,
+        local_addr,
+        local_port,
+        direction,
+        packet,
+    } = flow;
     let (local_addr, local_port, direction) = (*local_addr, *local_port, *direction);
     let mut value = FlowValue {
         local_addr,
@@ -146,7 +161,12 @@ fn owner_of(ctx: &SkBuffContext) -> Option<SockOwner> {
     // SAFETY: `full` is a full socket as the helper requires; no create flag,
     // so value may be NULL. The map pointer is the sk_storage map.
     let owner = unsafe {
-        bpf_sk_storage_get(NETMON_OWNERS.as_ptr(), full.cast(), core::ptr::null_mut(), 0)
+        bpf_sk_storage_get(
+            NETMON_OWNERS.as_ptr(),
+            full.cast(),
+            core::ptr::null_mut(),
+            0,
+        )
     }
     .cast::<SockOwner>();
     if owner.is_null() {

@@ -75,7 +75,15 @@ fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
     } else {
         (0, 0, 0)
     };
-    Some(Headers { ip_version: 4, protocol, src, dst, sport, dport, header_len: ihl + l4_len })
+    Some(Headers {
+        ip_version: 4,
+        protocol,
+        src,
+        dst,
+        sport,
+        dport,
+        header_len: ihl + l4_len,
+    })
 }
 
 #[inline(always)]
@@ -113,7 +121,15 @@ fn parse_v6(ctx: &SkBuffContext) -> Option<Headers> {
         _ if !has_transport => (0, 0, 0),
         _ => transport(ctx, offset, next),
     };
-    Some(Headers { ip_version: 6, protocol: next, src, dst, sport, dport, header_len: offset + l4_len })
+    Some(Headers {
+        ip_version: 6,
+        protocol: next,
+        src,
+        dst,
+        sport,
+        dport,
+        header_len: offset + l4_len,
+    })
 }
 
 /// Ports and transport header length at `offset`.
@@ -145,5 +161,8 @@ fn transport(ctx: &SkBuffContext, offset: u32, protocol: u8) -> (u16, u16, u32) 
 
 #[inline(always)]
 fn ports(h: &[u8]) -> (u16, u16) {
-    (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]))
+    (
+        u16::from_be_bytes([h[0], h[1]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    )
 }

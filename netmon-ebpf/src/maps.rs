@@ -73,4 +73,7 @@ pub static NETMON_OWNERS: OwnerStorage = OwnerStorage {
 /// (`netmon_common::names::GLOBAL_TASK_OFFSETS`). Read with `read_volatile` so
 /// the compiler does not fold the zero initializer.
 #[unsafe(no_mangle)]
-pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets { group_leader: 0, start_boottime: 0 };
+pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets {
+    group_leader: 0,
+    start_boottime: 0,
+};
