@@ -9,7 +9,10 @@
 //! Only fixed-size loads: at most one IP header, a bounded walk over IPv6
 //! extension headers (none on ordinary traffic) and one transport header.
 
-use aya_ebpf::programs::SkBuffContext;
+use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::SkBuffContext};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -50,10 +53,14 @@ pub struct Headers {
 /// short to hold the headers it claims.
 #[inline(always)]
 pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
-    let first: u8 = ctx.load(0).ok()?;
-    match first >> 4 {
-        4 => parse_v4(ctx),
-        6 => parse_v6(ctx),
+    // `skb->protocol` (the EtherType, network byte order) is set before both
+    // hooks run (`ip_output`/`ip6_output` on egress, the device on ingress):
+    // reading it saves a `bpf_skb_load_bytes` per packet.
+    // SAFETY: reading a field of this program's own context.
+    let protocol = unsafe { (*ctx.as_ptr().cast::<__sk_buff>()).protocol };
+    match u16::from_be(protocol as u16) {
+        ETH_P_IP => parse_v4(ctx),
+        ETH_P_IPV6 => parse_v6(ctx),
         _ => None,
     }
 }
