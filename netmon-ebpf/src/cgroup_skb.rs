@@ -16,7 +16,8 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{__sk_buff, BPF_NOEXIST, bpf_sock},
     helpers::generated::{
-        bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock, bpf_sk_storage_get,
+        bpf_get_listener_sock, bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock,
+        bpf_sk_storage_get,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -154,8 +155,16 @@ fn owner_of(ctx: &SkBuffContext) -> Option<SockOwner> {
     }
     // SAFETY: `sk` is the non-null socket of this skb; the helper returns
     // NULL for request and timewait sockets.
-    let full: *mut bpf_sock = unsafe { bpf_sk_fullsock(sk) };
+    let mut full: *mut bpf_sock = unsafe { bpf_sk_fullsock(sk) };
     if full.is_null() {
+        // A request socket (SYN-ACK, handshake ACK): owned by its listener.
+        // SAFETY: as above; returns NULL unless `sk` is a listener or a
+        // request socket.
+        full = unsafe { bpf_get_listener_sock(sk) };
+    }
+    if full.is_null() {
+        // TIME_WAIT: no owner in the kernel any more (userspace resolves the
+        // cookie, which a timewait socket shares with its full socket).
         return None;
     }
     // SAFETY: `full` is a full socket as the helper requires; no create flag,
