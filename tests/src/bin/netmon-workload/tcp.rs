@@ -1,0 +1,354 @@
+//! TCP workloads.
+//!
+//! Connections end gracefully: each side shuts down its sending half when it
+//! has sent everything and closes only after reading the peer's FIN. So
+//! every segment of the connection, the last ACK included, is sent and
+//! received by a full socket that still belongs to the workload, which is
+//! what makes a namespace's MIB octet counters equal to the sum of its
+//! sockets' counts. (A socket closed early becomes a timewait socket, whose
+//! packets no socket hook sees; `--close-at-once` does that on purpose.)
+
+use std::{
+    io::{self, BufRead as _, Read as _, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use netmon_tests::report::{ConnReport, DONE, READY, Report};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{elapsed_ms, emit, left, sock};
+
+/// Write chunk size.
+const CHUNK: usize = 128 * 1024;
+
+/// `tcp-server`.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on; port 0 picks a free port (reported in `ready`).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Bytes to send to the client.
+    #[arg(long, default_value_t = 0)]
+    send: u64,
+    /// Receive buffer of the listener (inherited by the connection).
+    #[arg(long)]
+    rcvbuf: Option<i32>,
+    /// Sleep this long after accepting before reading or sending anything.
+    #[arg(long, default_value_t = 0)]
+    delay_read_ms: u64,
+}
+
+/// `tcp-client`.
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long)]
+    connect: SocketAddr,
+    /// Bytes to send.
+    #[arg(long, default_value_t = 0)]
+    send: u64,
+    /// Stop sending after this many seconds even if fewer bytes went out.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Send buffer (`SO_SNDBUFFORCE`).
+    #[arg(long)]
+    sndbuf: Option<i32>,
+    /// Write everything, then close at once without reading (data still
+    /// queued); reports the send queue length right before the close.
+    #[arg(long)]
+    close_at_once: bool,
+    /// After connecting, print `ready` and wait for a line on stdin.
+    #[arg(long)]
+    wait_go: bool,
+}
+
+/// `tcp-accept-many`.
+#[derive(clap::Args)]
+pub struct AcceptManyArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Connections to accept.
+    #[arg(long)]
+    count: usize,
+}
+
+/// `fork-accept`.
+#[derive(clap::Args)]
+pub struct ForkAcceptArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Bytes the child sends.
+    #[arg(long)]
+    send: u64,
+}
+
+pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let listener = listen(a.listen, a.rcvbuf)?;
+    emit(&Report {
+        ports: vec![listener.local_addr()?.port()],
+        ..Report::new(READY)
+    })?;
+    let stream = accept(&listener, deadline)?;
+    thread::sleep(Duration::from_millis(a.delay_read_ms));
+    let (written, read) = exchange(&stream, a.send, None, deadline)?;
+    let mut done = Report {
+        written,
+        read,
+        ..Report::new(DONE)
+    };
+    add_tcp_info(&mut done, &stream)?;
+    drop(stream);
+    done.elapsed_ms = elapsed_ms(start);
+    emit(&done)
+}
+
+pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let socket = Socket::new(
+        Domain::for_address(a.connect),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if let Some(bytes) = a.sndbuf {
+        sock::force_sndbuf(&socket, bytes).context("SO_SNDBUFFORCE")?;
+    }
+    socket
+        .connect_timeout(&a.connect.into(), left(deadline)?)
+        .context("connect")?;
+    let stream: TcpStream = socket.into();
+    if a.wait_go {
+        emit(&Report {
+            ports: vec![stream.local_addr()?.port()],
+            ..Report::new(READY)
+        })?;
+        wait_stdin_line(deadline)?;
+    }
+    if a.close_at_once {
+        stream.set_write_timeout(Some(left(deadline)?))?;
+        let written = write_n(&stream, a.send, None, deadline)?;
+        let queued_at_close = sock::outq(&stream)?;
+        drop(stream);
+        return emit(&Report {
+            written,
+            queued_at_close,
+            elapsed_ms: elapsed_ms(start),
+            ..Report::new(DONE)
+        });
+    }
+    let send_for = a.seconds.map(Duration::from_secs_f64);
+    let (written, read) = exchange(&stream, a.send, send_for, deadline)?;
+    let mut done = Report {
+        written,
+        read,
+        ..Report::new(DONE)
+    };
+    add_tcp_info(&mut done, &stream)?;
+    drop(stream);
+    done.elapsed_ms = elapsed_ms(start);
+    emit(&done)
+}
+
+pub fn accept_many(a: &AcceptManyArgs, deadline: Instant) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let listener = listen(a.listen, None)?;
+    emit(&Report {
+        ports: vec![listener.local_addr()?.port()],
+        ..Report::new(READY)
+    })?;
+    let mut handles = Vec::with_capacity(a.count);
+    for _ in 0..a.count {
+        let stream = accept(&listener, deadline)?;
+        handles.push(thread::spawn(
+            move || -> anyhow::Result<(ConnReport, libc::tcp_info)> {
+                let conn = ConnReport {
+                    local_port: stream.local_addr()?.port(),
+                    remote_port: stream.peer_addr()?.port(),
+                    read: read_to_eof(&stream, deadline)?,
+                    ..ConnReport::default()
+                };
+                let info = sock::tcp_info(&stream)?;
+                Ok((conn, info))
+            },
+        ));
+    }
+    let mut done = Report::new(DONE);
+    for h in handles {
+        let (conn, info) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("connection thread panicked"))??;
+        done.read += conn.read;
+        done.tcp_bytes_sent += info.tcpi_bytes_sent;
+        done.tcp_bytes_retrans += info.tcpi_bytes_retrans;
+        done.tcp_bytes_received += info.tcpi_bytes_received;
+        done.conns.push(conn);
+    }
+    done.elapsed_ms = elapsed_ms(start);
+    emit(&done)
+}
+
+pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> {
+    let listener = listen(a.listen, None)?;
+    emit(&Report {
+        ports: vec![listener.local_addr()?.port()],
+        ..Report::new(READY)
+    })?;
+    // SAFETY: the process is single-threaded here (no thread has been
+    // started) and stdout was flushed by `emit`, so the child starts from a
+    // consistent copy of the process.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("fork: {}", io::Error::last_os_error());
+    }
+    if child == 0 {
+        let code = match fork_child(&listener, a.send, deadline) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("netmon-workload fork-accept child: {e:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    // The parent keeps its listener open until the child is done, like a
+    // pre-forking server; the accepted socket exists only in the child.
+    let mut status = 0;
+    // SAFETY: waiting for our own child; `status` is a valid out pointer.
+    let rc = unsafe { libc::waitpid(child, &raw mut status, 0) };
+    if rc != child {
+        bail!("waitpid: {}", io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("forked child failed (wait status {status})");
+    }
+    drop(listener);
+    Ok(())
+}
+
+/// The forked child: accept, send, report, then stay alive (holding the
+/// socket) until told to exit on stdin, so the test can take its snapshot
+/// while the process exists.
+fn fork_child(listener: &TcpListener, send: u64, deadline: Instant) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let stream = accept(listener, deadline)?;
+    let (written, read) = exchange(&stream, send, None, deadline)?;
+    let mut done = Report {
+        written,
+        read,
+        ..Report::new(DONE)
+    };
+    add_tcp_info(&mut done, &stream)?;
+    done.elapsed_ms = elapsed_ms(start);
+    emit(&done)?;
+    wait_stdin_line(deadline)?;
+    drop(stream);
+    Ok(())
+}
+
+fn listen(addr: SocketAddr, rcvbuf: Option<i32>) -> anyhow::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if let Some(bytes) = rcvbuf {
+        sock::force_rcvbuf(&socket, bytes).context("SO_RCVBUFFORCE")?;
+    }
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+fn accept(listener: &TcpListener, deadline: Instant) -> anyhow::Result<TcpStream> {
+    if !sock::wait_readable(listener, left(deadline)?)? {
+        bail!("no connection before the time limit");
+    }
+    Ok(listener.accept()?.0)
+}
+
+/// Sends `send` bytes (on a second thread) while reading to EOF; returns
+/// (written, read).
+fn exchange(
+    stream: &TcpStream,
+    send: u64,
+    send_for: Option<Duration>,
+    deadline: Instant,
+) -> anyhow::Result<(u64, u64)> {
+    let writer = stream.try_clone()?;
+    stream.set_read_timeout(Some(left(deadline)?))?;
+    stream.set_write_timeout(Some(left(deadline)?))?;
+    let handle = thread::spawn(move || write_n(&writer, send, send_for, deadline));
+    let read = read_to_eof(stream, deadline);
+    let written = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    Ok((written?, read?))
+}
+
+/// Writes up to `send` bytes (fewer only if `send_for` ran out), then shuts
+/// down the sending half.
+fn write_n(
+    mut stream: &TcpStream,
+    send: u64,
+    send_for: Option<Duration>,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let start = Instant::now();
+    let buf = vec![0x5a_u8; CHUNK];
+    let mut written = 0_u64;
+    while written < send {
+        if send_for.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        left(deadline).context("sending")?;
+        let want = usize::try_from(send - written).unwrap_or(CHUNK).min(CHUNK);
+        match stream.write(&buf[..want]) {
+            Ok(0) => bail!("write returned 0"),
+            Ok(n) => written += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context(format!("write after {written} bytes")),
+        }
+    }
+    stream
+        .shutdown(Shutdown::Write)
+        .context("shutdown(SHUT_WR)")?;
+    Ok(written)
+}
+
+fn read_to_eof(mut stream: &TcpStream, deadline: Instant) -> anyhow::Result<u64> {
+    stream.set_read_timeout(Some(left(deadline)?))?;
+    let mut buf = vec![0_u8; 256 * 1024];
+    let mut read = 0_u64;
+    loop {
+        left(deadline).with_context(|| format!("reading, {read} bytes so far"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(read),
+            Ok(n) => read += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context(format!("read after {read} bytes")),
+        }
+    }
+}
+
+fn add_tcp_info(report: &mut Report, stream: &TcpStream) -> anyhow::Result<()> {
+    let info = sock::tcp_info(stream).context("TCP_INFO")?;
+    report.tcp_bytes_sent += info.tcpi_bytes_sent;
+    report.tcp_bytes_retrans += info.tcpi_bytes_retrans;
+    report.tcp_bytes_received += info.tcpi_bytes_received;
+    Ok(())
+}
+
+/// Waits (bounded) for one line on stdin: the test's "go" / "exit" signal.
+fn wait_stdin_line(deadline: Instant) -> anyhow::Result<()> {
+    let stdin = io::stdin();
+    if !sock::wait_readable(&stdin, left(deadline)?)? {
+        bail!("no line on stdin before the time limit");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(())
+}
