@@ -7,8 +7,10 @@
 //! from the current kernel counters; [`wire`] holds every JSON document.
 pub mod cli;
 pub mod clock;
+pub mod drain;
 pub mod kernel;
 pub mod live;
 pub mod ownership;
 pub mod source;
+pub mod store;
 pub mod wire;

@@ -13,6 +13,8 @@
 //!    the removal is lost.
 //! 3. Overflow counters are monotonic too (summed over CPUs).
 
+pub mod sim;
+
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 
 /// One flow as read from the source.

@@ -1,0 +1,471 @@
+//! The history store: one redb file holding the committed snapshot, interval
+//! samples, rollups, processes and daemon events.
+//!
+//! - [`layout`]: every table and the byte layout of its keys and values;
+//! - [`schema`]: version check and migrations on open;
+//! - [`rollup`]: tiers, and how a [`Batch`] is added to all of them;
+//! - [`retention`]: bounded purge;
+//! - [`query`]: the read API (plain data, no formatting);
+//! - [`class`]: destination classes; [`unit`]: service/container names.
+//!
+//! Invariants this module keeps:
+//! 1. [`Store::commit`] writes a whole [`Batch`] — interval row, every
+//!    rollup tier, processes, snapshot changes, events — in one write
+//!    transaction, or nothing.
+//! 2. The store never overwrites a file that is not a redb file: open checks
+//!    the magic bytes first ([`StoreError::NotRedb`]).
+//! 3. After an I/O error (disk full) redb refuses further writes on that
+//!    handle; the store drops it and reopens on the next call, so a later
+//!    commit succeeds once space returns. The failed transaction left the
+//!    file as of the last successful commit.
+pub mod class;
+pub mod layout;
+pub mod query;
+pub mod retention;
+pub mod rollup;
+pub mod schema;
+pub mod types;
+pub mod unit;
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use netmon_common::{FlowKey, OverflowCounters};
+use redb::{ReadableDatabase as _, ReadableTable as _};
+
+pub use class::DestClass;
+pub use retention::{PurgeReport, Retention};
+pub use rollup::Tier;
+pub use types::{
+    Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, RemoteKey, SnapEntry, TimeMs,
+    TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM, pseudo_process,
+};
+pub use unit::unit_of_cgroup;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file at the db path is not a redb file; it was left untouched.
+    #[error("{} is not a netmon database (no redb header); refusing to open or overwrite it", path.display())]
+    NotRedb {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A redb file without netmon's schema version.
+    #[error("the redb file has tables but no netmon schema version: not a netmon database")]
+    NotNetmon,
+    /// Written by a newer netmon.
+    #[error(
+        "schema version {found} is newer than this netmon supports ({supported}); upgrade netmon"
+    )]
+    NewerSchema {
+        /// Version in the file.
+        found: u32,
+        /// Version this build writes.
+        supported: u32,
+    },
+    /// Opening failed; names the file.
+    #[error("cannot open store {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A file system operation failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// redb failed.
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    /// Stored bytes did not decode.
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+}
+
+macro_rules! redb_into {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_into!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl StoreError {
+    /// True for I/O failures (disk full, EIO): the handle is dropped and
+    /// reopened on the next call.
+    #[must_use]
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(redb::Error::Io(_) | redb::Error::PreviousIo) | Self::Io { .. }
+        )
+    }
+}
+
+/// First bytes of every redb file (redb's `MAGICNUMBER`, from its file
+/// format documentation).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// The history store.
+pub struct Store {
+    path: PathBuf,
+    /// `None` after an I/O error until reopened (invariant 3).
+    db: Option<redb::Database>,
+    retention: Retention,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("open", &self.db.is_some())
+            .finish()
+    }
+}
+
+/// The committed drain state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Per flow.
+    pub flows: HashMap<FlowKey, SnapEntry>,
+    /// Overflow counters.
+    pub overflow: OverflowCounters,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, migrating an older schema.
+    /// Returns the migration events, for the caller to record.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file, around [`StoreError::NotRedb`],
+    /// [`StoreError::NewerSchema`], [`StoreError::NotNetmon`] or a redb error.
+    pub fn open(path: &Path, retention: Retention) -> Result<(Self, Vec<DaemonEvent>), StoreError> {
+        let wrap = |e: StoreError| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        };
+        let db = open_db(path).map_err(wrap)?;
+        let events = schema::prepare(&db).map_err(wrap)?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                db: Some(db),
+                retention,
+            },
+            events,
+        ))
+    }
+
+    /// The file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Retention in force.
+    #[must_use]
+    pub const fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Size of the file in bytes.
+    ///
+    /// # Errors
+    /// When the file cannot be stat'ed.
+    pub fn file_size(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|source| StoreError::Io {
+                op: "stat",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The open handle, reopening after an I/O error.
+    pub(crate) fn db(&mut self) -> Result<&redb::Database, StoreError> {
+        if self.db.is_none() {
+            let db = open_db(&self.path)?;
+            schema::prepare(&db)?;
+            self.db = Some(db);
+        }
+        self.db.as_ref().ok_or(StoreError::NotNetmon)
+    }
+
+    /// Runs `f` on the handle; drops the handle after an I/O error.
+    fn with_db<T>(
+        &mut self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = f(self.db()?);
+        if let Err(e) = &result
+            && e.is_io()
+        {
+            self.db = None;
+        }
+        result
+    }
+
+    /// Reads the committed snapshot.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn load_snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(layout::SNAPSHOT)?;
+            let mut flows = HashMap::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                flows.insert(
+                    layout::decode_flow_key(k.value())?,
+                    layout::decode(v.value())?,
+                );
+            }
+            let meta = txn.open_table(layout::META)?;
+            let overflow = match meta.get(layout::META_OVERFLOW)? {
+                Some(v) => layout::decode(v.value())?,
+                None => OverflowCounters::default(),
+            };
+            Ok(Snapshot { flows, overflow })
+        })
+    }
+
+    /// Commits `batch` atomically (invariant 1).
+    ///
+    /// # Errors
+    /// On storage errors; nothing of the batch is then stored.
+    pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            rollup::apply(&txn, batch)?;
+            write_processes(&txn, batch)?;
+            write_snapshot(&txn, batch)?;
+            write_events(&txn, batch.ts_ms, &batch.events)?;
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Records events alone.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn record_events(
+        &mut self,
+        ts_ms: TimeMs,
+        events: Vec<DaemonEvent>,
+    ) -> Result<(), StoreError> {
+        self.commit(&Batch {
+            ts_ms,
+            events,
+            ..Batch::default()
+        })
+    }
+
+    /// Deletes up to `max_rows` rows older than retention at `now`, in one
+    /// transaction, and records the cutoffs so queries know what is gone.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn purge(&mut self, now: TimeMs, max_rows: u64) -> Result<PurgeReport, StoreError> {
+        let retention = self.retention;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let report = retention::purge(&txn, &retention, now, max_rows)?;
+            {
+                let mut meta = txn.open_table(layout::META)?;
+                for tier in Tier::ALL {
+                    if let Some(cutoff) = retention.cutoff(tier, now) {
+                        let key = purged_key(tier);
+                        let old = meta
+                            .get(key.as_str())?
+                            .map(|v| decode_be_u64(v.value()))
+                            .unwrap_or(0);
+                        if cutoff > old {
+                            meta.insert(key.as_str(), cutoff.to_be_bytes().as_slice())?;
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(report)
+        })
+    }
+
+    /// Rows of `tier` older than this may have been purged (0: none were).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn purged_before(&mut self, tier: Tier) -> Result<TimeMs, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(layout::META)?;
+            Ok(meta
+                .get(purged_key(tier).as_str())?
+                .map(|v| decode_be_u64(v.value()))
+                .unwrap_or(0))
+        })
+    }
+}
+
+/// [`layout::META`] key of a tier's purge cutoff: `"purged_before.<tier>"` →
+/// `u64` BE ms. Rows with an older time key may be gone.
+fn purged_key(tier: Tier) -> String {
+    format!("purged_before.{}", tier.name())
+}
+
+fn decode_be_u64(b: &[u8]) -> u64 {
+    b.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// Opens or creates the redb file, refusing non-redb files (invariant 2).
+fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            let mut head = Vec::with_capacity(REDB_MAGIC.len());
+            f.by_ref()
+                .take(REDB_MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(|source| StoreError::Io {
+                    op: "read",
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if !head.is_empty() && head != REDB_MAGIC {
+                return Err(StoreError::NotRedb {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                    op: "create directory",
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+        }
+        Err(source) => {
+            return Err(StoreError::Io {
+                op: "open",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    Ok(redb::Database::create(path)?)
+}
+
+fn write_processes(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+    if batch.processes.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(layout::PROCESSES)?;
+    let ts = batch.ts_ms;
+    for info in &batch.processes {
+        let key = layout::encode_process(info.id);
+        let old: Option<ProcessRecord> = match table.get(key.as_slice())? {
+            Some(v) => Some(serde_json::from_slice(v.value()).map_err(layout::LayoutError::from)?),
+            None => None,
+        };
+        let unit = info.cgroup.as_deref().and_then(unit_of_cgroup);
+        let new = match old {
+            None => ProcessRecord {
+                info: info.clone(),
+                unit,
+                first_seen_ms: ts,
+                last_seen_ms: ts,
+            },
+            Some(r)
+                if r.info == *info
+                    && Tier::Minute.bucket(ts) <= Tier::Minute.bucket(r.last_seen_ms) =>
+            {
+                continue;
+            }
+            Some(r) => ProcessRecord {
+                info: info.clone(),
+                unit,
+                first_seen_ms: r.first_seen_ms.min(ts),
+                last_seen_ms: r.last_seen_ms.max(ts),
+            },
+        };
+        let json = serde_json::to_vec(&new).map_err(layout::LayoutError::from)?;
+        table.insert(key.as_slice(), json.as_slice())?;
+    }
+    Ok(())
+}
+
+fn write_snapshot(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+    if !batch.snapshot_put.is_empty() || !batch.snapshot_del.is_empty() {
+        let mut table = txn.open_table(layout::SNAPSHOT)?;
+        for key in &batch.snapshot_del {
+            table.remove(layout::encode_flow_key(key).as_slice())?;
+        }
+        for (key, entry) in &batch.snapshot_put {
+            table.insert(
+                layout::encode_flow_key(key).as_slice(),
+                layout::encode_snap(entry)?.as_slice(),
+            )?;
+        }
+    }
+    if let Some(o) = &batch.overflow_snapshot {
+        let mut meta = txn.open_table(layout::META)?;
+        meta.insert(
+            layout::META_OVERFLOW,
+            layout::encode_overflow(o)?.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_events(
+    txn: &redb::WriteTransaction,
+    ts: TimeMs,
+    events: &[DaemonEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(layout::EVENTS)?;
+    let first = layout::encode_event_key(ts, 0);
+    let last = layout::encode_event_key(ts, u32::MAX);
+    let mut seq = match table.range(first.as_slice()..=last.as_slice())?.next_back() {
+        Some(row) => {
+            let (k, _) = row?;
+            let b = k.value();
+            u32::from_be_bytes([b[8], b[9], b[10], b[11]]).saturating_add(1)
+        }
+        None => 0,
+    };
+    for event in events {
+        let json = serde_json::to_vec(event).map_err(layout::LayoutError::from)?;
+        table.insert(
+            layout::encode_event_key(ts, seq).as_slice(),
+            json.as_slice(),
+        )?;
+        seq = seq.saturating_add(1);
+    }
+    Ok(())
+}

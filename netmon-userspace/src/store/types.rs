@@ -1,0 +1,239 @@
+//! Plain data types the store takes and returns. No formatting here: the CLI
+//! and other readers render them.
+use std::ops::Range;
+
+use netmon_common::{DirCounters, FlowKey, FlowValue};
+
+use crate::ownership::{ProcessId, ProcessInfo};
+use crate::store::class::DestClass;
+
+/// Milliseconds since the Unix epoch (UTC). Every time in the store is one.
+pub type TimeMs = u64;
+
+/// A half-open time range `[start, end)` in ms since the epoch.
+pub type TimeRange = Range<TimeMs>;
+
+/// Both directions of some traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    /// Sent.
+    pub tx: DirCounters,
+    /// Received.
+    pub rx: DirCounters,
+}
+
+impl Traffic {
+    /// Field-wise saturating sum.
+    #[must_use]
+    pub const fn add(self, other: Self) -> Self {
+        Self {
+            tx: self.tx.saturating_add(other.tx),
+            rx: self.rx.saturating_add(other.rx),
+        }
+    }
+
+    /// `self - earlier`, or `None` if any counter went backwards.
+    #[must_use]
+    pub const fn checked_sub(self, earlier: Self) -> Option<Self> {
+        match (
+            self.tx.checked_sub(earlier.tx),
+            self.rx.checked_sub(earlier.rx),
+        ) {
+            (Some(tx), Some(rx)) => Some(Self { tx, rx }),
+            _ => None,
+        }
+    }
+
+    /// True when every counter is zero.
+    #[must_use]
+    pub const fn is_zero(&self) -> bool {
+        self.tx.is_zero() && self.rx.is_zero()
+    }
+
+    /// The counters of a flow value.
+    #[must_use]
+    pub const fn of(value: &FlowValue) -> Self {
+        Self {
+            tx: value.tx,
+            rx: value.rx,
+        }
+    }
+}
+
+/// The pseudo-process traffic with no known owner is stored under.
+pub const UNATTRIBUTED: ProcessId = ProcessId {
+    pid: 0,
+    start_ticks: 0,
+};
+/// `comm` of [`UNATTRIBUTED`].
+pub const UNATTRIBUTED_COMM: &str = "[unattributed]";
+/// The pseudo-process the kernel's overflow counters (traffic that found the
+/// flow map full) are stored under. Same pid as [`UNATTRIBUTED`]; the start
+/// time tells them apart.
+pub const OVERFLOW: ProcessId = ProcessId {
+    pid: 0,
+    start_ticks: u64::MAX,
+};
+/// `comm` of [`OVERFLOW`].
+pub const OVERFLOW_COMM: &str = "[overflow]";
+
+/// A pseudo-process's info.
+#[must_use]
+pub fn pseudo_process(id: ProcessId, comm: &str) -> ProcessInfo {
+    ProcessInfo {
+        id,
+        comm: comm.to_owned(),
+        exe: None,
+        cmdline: None,
+        uid: 0,
+        user: None,
+        ppid: None,
+        cgroup: None,
+    }
+}
+
+/// A stored process: what the resolver knew plus when it was seen.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessRecord {
+    /// Identity and details (the latest the resolver gave).
+    pub info: ProcessInfo,
+    /// Container or service name derived from the cgroup path
+    /// (see [`crate::store::unit_of_cgroup`]).
+    pub unit: Option<String>,
+    /// First interval with traffic.
+    pub first_seen_ms: TimeMs,
+    /// Last interval with traffic, at minute resolution: the row is
+    /// rewritten at most once a minute (write amplification), so this is the
+    /// start of the minute of the last traffic, or later.
+    pub last_seen_ms: TimeMs,
+}
+
+/// The committed state of one flow: what the drain subtracts the next
+/// reading from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapEntry {
+    /// Counters as last committed.
+    pub counters: Traffic,
+    /// The kernel entry's creation time (`FlowValue::first_boottime_ns`): a
+    /// different value under the same key means the entry was deleted and
+    /// recreated, so the new counters start from zero.
+    pub first_boottime_ns: u64,
+}
+
+/// Per (process, remote endpoint) key of the "where did it go" rollups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteKey {
+    /// The process.
+    pub process: ProcessId,
+    /// Remote address, kernel encoding (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    /// Remote port, host order.
+    pub port: u16,
+    /// IP version, 4 or 6.
+    pub ip_version: u8,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Destination class of `addr`.
+    pub class: DestClass,
+}
+
+/// Something the daemon wants remembered. Stored as JSON (see
+/// `store::layout::EVENTS`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DaemonEvent {
+    /// The daemon started.
+    Start {
+        /// netmon version.
+        version: String,
+        /// `kernel` or `simulated`.
+        source: String,
+    },
+    /// The daemon stopped cleanly (after its final drain).
+    Stop {
+        /// Why (signal name).
+        reason: String,
+    },
+    /// Counters went backwards or kernel entries were recreated (maps
+    /// reloaded): the new values were taken as deltas from zero.
+    Reset {
+        /// How many flows were affected.
+        flows: u64,
+        /// Whether the overflow counters went backwards too.
+        overflow: bool,
+    },
+    /// Committed flows vanished from the kernel without being retired by the
+    /// drain (maps recreated, or a retire whose commit did not happen).
+    Vanished {
+        /// How many.
+        flows: u64,
+    },
+    /// Traffic found the flow map full.
+    Overflow {
+        /// Failed flow insertions in this interval.
+        failed_inserts: u64,
+        /// Bytes (IP) counted as overflow in this interval, both directions.
+        ip_bytes: u64,
+    },
+    /// The schema was migrated.
+    Migration {
+        /// Version found in the file.
+        from: u32,
+        /// Version written.
+        to: u32,
+    },
+    /// Commits failed and have now succeeded again; nothing was lost (the
+    /// snapshot only advances with a commit).
+    WriteRecovered {
+        /// Failed attempts.
+        failures: u64,
+        /// The first error.
+        error: String,
+    },
+    /// A drain took longer than the interval.
+    SlowDrain {
+        /// How long it took.
+        took_ms: u64,
+        /// The interval.
+        interval_ms: u64,
+    },
+}
+
+/// One interval's changes, committed atomically by
+/// [`crate::store::Store::commit`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// When the counters were read.
+    pub ts_ms: TimeMs,
+    /// Every process with traffic in `proc_rows` or `remote_rows`.
+    pub processes: Vec<ProcessInfo>,
+    /// Deltas per process and destination class.
+    pub proc_rows: Vec<(ProcessId, DestClass, Traffic)>,
+    /// Deltas per process and remote endpoint.
+    pub remote_rows: Vec<(RemoteKey, Traffic)>,
+    /// Deltas per interface and destination class (overflow has no
+    /// interface and is not here).
+    pub iface_rows: Vec<(u32, DestClass, Traffic)>,
+    /// New snapshot values of flows that changed.
+    pub snapshot_put: Vec<(FlowKey, SnapEntry)>,
+    /// Flows leaving the snapshot (retired, or gone from the kernel).
+    pub snapshot_del: Vec<FlowKey>,
+    /// New overflow snapshot, when it changed.
+    pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
+    /// Events to record at `ts_ms`.
+    pub events: Vec<DaemonEvent>,
+}
+
+impl Batch {
+    /// True when committing it would change nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.proc_rows.is_empty()
+            && self.remote_rows.is_empty()
+            && self.iface_rows.is_empty()
+            && self.snapshot_put.is_empty()
+            && self.snapshot_del.is_empty()
+            && self.overflow_snapshot.is_none()
+            && self.events.is_empty()
+    }
+}
