@@ -191,7 +191,7 @@ fn install(
             "xtask setup: bpf-linker {BPF_LINKER_VERSION} already built for LLVM {llvm_major}"
         );
     } else {
-        build_linker(ws, paths, stable, nightly, llvm_major)?;
+        build_linker(paths, stable, nightly, llvm_major)?;
     }
     let version = linker_version(&paths.linker).context("the bpf-linker just installed")?;
     eprintln!(
@@ -204,7 +204,6 @@ fn install(
 /// Links the nightly's libLLVM into `.tools/llvm-<nightly>/lib` and
 /// `cargo install`s bpf-linker against it (about a minute).
 fn build_linker(
-    ws: &Workspace,
     paths: &SetupPaths,
     stable: &Pin,
     nightly: &Pin,
@@ -220,8 +219,13 @@ fn build_linker(
     );
     let mut install = stable.rustup_run("cargo");
     install
-        .current_dir(ws.root())
+        .current_dir(&paths.tools)
         .env("LLVM_PREFIX", &paths.llvm_prefix)
+        // Build in cargo's own temporary directory, not the workspace's.
+        .env_remove("CARGO_TARGET_DIR")
+        // Inherited from `cargo xtask`; cargo install would warn that the
+        // workspace's toolchain file chose the toolchain (rustup run did).
+        .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
         .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
         // The crate's own lockfile: the dependency versions its release was
         // tested with.

@@ -97,7 +97,9 @@ pub fn test(ws: &Workspace, args: &TestArgs) -> anyhow::Result<()> {
         step(&mut failed, "clippy", &mut clippy)?;
     }
     let mut unit = tools.cargo()?;
-    unit.arg("test").arg("--").args(&args.harness_args);
+    // --no-fail-fast: one failing crate must not hide the others' results.
+    unit.args(["test", "--no-fail-fast", "--"])
+        .args(&args.harness_args);
     step(&mut failed, "unit and simulated tests", &mut unit)?;
 
     match &plan {
@@ -141,7 +143,14 @@ fn kernel_suite(
     };
     let mut suite = tools.cargo()?;
     suite
-        .args(["test", "--release", "-p", "netmon-tests", "--"])
+        .args([
+            "test",
+            "--release",
+            "--no-fail-fast",
+            "-p",
+            "netmon-tests",
+            "--",
+        ])
         .arg("--test-threads=1")
         .args(harness_args)
         .env("NETMON_BIN", &bin);
