@@ -33,6 +33,7 @@ pub mod netns;
 pub mod procfs;
 pub mod report;
 pub mod root;
+pub mod scenario;
 pub mod snapshot;
 pub mod workload;
 

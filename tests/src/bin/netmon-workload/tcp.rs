@@ -286,7 +286,24 @@ fn exchange(
     let written = handle
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    Ok((written?, read?))
+    let (written, read) = (written?, read?);
+    wait_acked(stream, deadline)?;
+    Ok((written, read))
+}
+
+/// Waits until the peer has acknowledged everything sent, FIN included
+/// (`SIOCOUTQ` is 0). From then on the socket transmits no more data, so
+/// `TCP_INFO`'s byte counts are final: a retransmission after the report
+/// would otherwise be on the wire (and counted by netmon) but not in it.
+fn wait_acked(stream: &TcpStream, deadline: Instant) -> anyhow::Result<()> {
+    loop {
+        let queued = sock::outq(stream)?;
+        if queued == 0 {
+            return Ok(());
+        }
+        left(deadline).with_context(|| format!("{queued} bytes still unacknowledged"))?;
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Writes up to `send` bytes (fewer only if `send_for` ran out), then shuts
