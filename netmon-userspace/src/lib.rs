@@ -7,6 +7,8 @@
 //! from the current kernel counters; [`wire`] holds every JSON document.
 pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod drain;
 pub mod kernel;
 pub mod live;

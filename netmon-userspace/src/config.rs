@@ -1,0 +1,331 @@
+//! The daemon's configuration file, `/etc/netmon/config.toml` by default.
+//!
+//! ```toml
+//! interval = "1s"                        # drain interval
+//! db = "/var/lib/netmon/netmon.redb"     # history store
+//! pin_dir = "/sys/fs/bpf/netmon"         # bpffs pin directory
+//! cgroup = "/sys/fs/cgroup"              # cgroup v2 directory to attach to
+//! max_flows = 65536                      # flow map capacity
+//! max_closed = 16384                     # closed-socket map capacity
+//!
+//! [retention]                            # "forever" or a duration
+//! interval = "48h"
+//! minute = "30days"
+//! hour = "400days"
+//! day = "forever"
+//! ```
+//!
+//! Every key is optional; unknown keys are errors (a typo must not be
+//! silently ignored). Durations use humantime's syntax (`500ms`, `1s`,
+//! `48h`, `30days`). Precedence: command-line flags, then the file, then the
+//! defaults. A missing default file means defaults; a missing file named
+//! with `--config` is an error. Errors name the file, and parse errors the
+//! line and column.
+//!
+//! For the kernel flags (`--pin-dir`, `--cgroup`, `--max-flows`,
+//! `--max-closed`, defined by [`KernelArgs`] with built-in defaults) a flag
+//! counts as given when its value differs from the built-in default: giving
+//! the default value explicitly does not override the file.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::kernel::KernelArgs;
+use crate::store::Retention;
+
+/// The default config file.
+pub const DEFAULT_CONFIG: &str = "/etc/netmon/config.toml";
+/// The default history store.
+pub const DEFAULT_DB: &str = "/var/lib/netmon/netmon.redb";
+/// The default drain interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named with `--config` does not exist.
+    #[error("config file {} does not exist", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file could not be read.
+    #[error("reading config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid (toml's message has the line, column and a
+    /// snippet).
+    #[error("config file {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// How long a tier is kept: a duration or `"forever"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep(pub Option<Duration>);
+
+impl<'de> serde::Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "forever" {
+            return Ok(Self(None));
+        }
+        humantime::parse_duration(&s)
+            .map(|d| Self(Some(d)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `[retention]` of the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Interval samples.
+    pub interval: Option<Keep>,
+    /// Minute rollups.
+    pub minute: Option<Keep>,
+    /// Hour rollups.
+    pub hour: Option<Keep>,
+    /// Day rollups.
+    pub day: Option<Keep>,
+}
+
+/// The file as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Drain interval.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub interval: Option<Duration>,
+    /// History store path.
+    pub db: Option<PathBuf>,
+    /// bpffs pin directory.
+    pub pin_dir: Option<PathBuf>,
+    /// cgroup v2 directory.
+    pub cgroup: Option<PathBuf>,
+    /// Flow map capacity.
+    pub max_flows: Option<u32>,
+    /// Closed-socket map capacity.
+    pub max_closed: Option<u32>,
+    /// Retention per tier.
+    #[serde(default)]
+    pub retention: RetentionFile,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Drain interval.
+    pub interval: Duration,
+    /// History store path.
+    pub db: PathBuf,
+    /// Retention.
+    pub retention: Retention,
+    /// Kernel side.
+    pub kernel: KernelArgs,
+}
+
+/// Reads the config file: `explicit` (must exist) or [`DEFAULT_CONFIG`]
+/// (may be missing).
+///
+/// # Errors
+/// [`ConfigError`] naming the file.
+pub fn load(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = explicit.unwrap_or_else(|| Path::new(DEFAULT_CONFIG));
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if explicit.is_some() {
+                Err(ConfigError::Missing {
+                    path: path.to_owned(),
+                })
+            } else {
+                Ok(FileConfig::default())
+            };
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    parse(&text, path)
+}
+
+/// Parses config text; `path` is for messages.
+///
+/// # Errors
+/// [`ConfigError::Parse`] with the line and column.
+pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl FileConfig {
+    /// Applies flags over the file over the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a zero interval or zero map size.
+    pub fn resolve(
+        self,
+        interval: Option<Duration>,
+        db: Option<PathBuf>,
+        kernel: &KernelArgs,
+    ) -> Result<Config, ConfigError> {
+        let interval = interval.or(self.interval).unwrap_or(DEFAULT_INTERVAL);
+        if interval.is_zero() {
+            return Err(ConfigError::Invalid("interval must be > 0".into()));
+        }
+        let defaults = Retention::default();
+        let keep = |k: Option<Keep>, d: Option<Duration>| k.map_or(d, |k| k.0);
+        let retention = Retention {
+            interval: keep(self.retention.interval, defaults.interval),
+            minute: keep(self.retention.minute, defaults.minute),
+            hour: keep(self.retention.hour, defaults.hour),
+            day: keep(self.retention.day, defaults.day),
+        };
+        let base = KernelArgs::default();
+        let pick = |flag: &PathBuf, default: &PathBuf, file: Option<PathBuf>| {
+            if flag == default {
+                file.unwrap_or_else(|| flag.clone())
+            } else {
+                flag.clone()
+            }
+        };
+        let kernel = KernelArgs {
+            pin_dir: pick(&kernel.pin_dir, &base.pin_dir, self.pin_dir),
+            cgroup: kernel.cgroup.clone().or(self.cgroup),
+            max_flows: if kernel.max_flows == base.max_flows {
+                self.max_flows.unwrap_or(base.max_flows)
+            } else {
+                kernel.max_flows
+            },
+            max_closed: if kernel.max_closed == base.max_closed {
+                self.max_closed.unwrap_or(base.max_closed)
+            } else {
+                kernel.max_closed
+            },
+        };
+        if kernel.max_flows == 0 || kernel.max_closed == 0 {
+            return Err(ConfigError::Invalid(
+                "max_flows and max_closed must be > 0".into(),
+            ));
+        }
+        Ok(Config {
+            interval,
+            db: db.or(self.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            retention,
+            kernel,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses_and_flags_override() {
+        let text = r#"
+interval = "5s"
+db = "/tmp/x.redb"
+max_flows = 1000
+pin_dir = "/sys/fs/bpf/other"
+[retention]
+interval = "12h"
+day = "forever"
+hour = "10days"
+"#;
+        let file = parse(text, Path::new("c.toml")).expect("parses");
+        let cfg = file
+            .clone()
+            .resolve(None, None, &KernelArgs::default())
+            .expect("resolves");
+        assert_eq!(cfg.interval, Duration::from_secs(5));
+        assert_eq!(cfg.db, PathBuf::from("/tmp/x.redb"));
+        assert_eq!(cfg.kernel.max_flows, 1000);
+        assert_eq!(cfg.kernel.pin_dir, PathBuf::from("/sys/fs/bpf/other"));
+        assert_eq!(cfg.retention.interval, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(
+            cfg.retention.minute,
+            Retention::default().minute,
+            "unset keeps the default"
+        );
+        assert_eq!(cfg.retention.day, None);
+        let flags = KernelArgs {
+            max_flows: 7,
+            ..KernelArgs::default()
+        };
+        let cfg = file
+            .resolve(
+                Some(Duration::from_millis(50)),
+                Some(PathBuf::from("/f.redb")),
+                &flags,
+            )
+            .expect("resolves");
+        assert_eq!(
+            (cfg.interval, cfg.db, cfg.kernel.max_flows),
+            (Duration::from_millis(50), PathBuf::from("/f.redb"), 7)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_problem() {
+        let err = parse(
+            "interval = \"1s\"\nintervall = \"2s\"\n",
+            Path::new("/etc/netmon/config.toml"),
+        )
+        .expect_err("unknown key")
+        .to_string();
+        assert!(err.contains("/etc/netmon/config.toml"), "{err}");
+        assert!(err.contains("intervall"), "{err}");
+        assert!(err.contains("line 2") || err.contains("2:"), "{err}");
+        let err = parse("interval = \"soon\"\n", Path::new("c.toml"))
+            .expect_err("bad duration")
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope.toml");
+        assert!(matches!(
+            load(Some(&missing)),
+            Err(ConfigError::Missing { .. })
+        ));
+        let ok = dir.path().join("ok.toml");
+        std::fs::write(&ok, "").expect("writes");
+        assert_eq!(
+            load(Some(&ok)).expect("empty file is fine"),
+            FileConfig::default()
+        );
+    }
+
+    #[test]
+    fn zero_interval_is_refused() {
+        let file = parse("interval = \"0s\"", Path::new("c.toml")).expect("parses");
+        assert!(file.resolve(None, None, &KernelArgs::default()).is_err());
+    }
+}
