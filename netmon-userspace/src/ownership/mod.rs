@@ -13,6 +13,12 @@
 //! Each socket is resolved once, when first seen, and cached by cookie: the
 //! cost grows with new sockets, not with all of them.
 
+pub mod fd_scan;
+pub mod kernel;
+pub mod procfs;
+pub mod sock_diag;
+pub mod sock_lookup;
+
 use std::collections::HashMap;
 
 use crate::source::Reading;

@@ -1,0 +1,275 @@
+//! The [`Resolver`] for kernel readings: turns each new socket's kernel
+//! owner record into a [`ProcessInfo`], correcting it from sock_diag and
+//! `/proc` where the creator is not the holder.
+//!
+//! Per new socket (cookie not in the cache), by what the kernel recorded:
+//! - **created by its owner** (`FLOW_F_OWNED`, `owner.sock_cookie` = the
+//!   flow's cookie): identity = (tgid, `start_boottime` in clock ticks),
+//!   exactly `/proc/PID/stat` field 22. exe, cmdline, user, parent and cgroup
+//!   come from `/proc/PID` only if that entry has the same start time (a
+//!   reused pid is another process); otherwise only the kernel's facts.
+//! - **accepted** (owned, other `sock_cookie`: the storage was cloned from
+//!   the listener): the process holding the socket's fd owns it. The inode
+//!   comes from sock_diag; the listener owner's fds are checked first, then
+//!   its descendants' (a forked worker), then every process's. A holder
+//!   other than the listener owner wins; with none, the listener owner keeps
+//!   it.
+//! - **not owned** (opened before netmon loaded, or a kernel socket):
+//!   sock_diag → inode, the `/proc/*/fd` scan → pid. Not found: pid 0,
+//!   comm [`UNATTRIBUTED_COMM`] (kernel-sent packets such as `TIME_WAIT`
+//!   ACKs and resets, sockets whose process is gone).
+//!
+//! Results are cached by cookie until [`Resolver::forget`]. The `/proc` scan
+//! and the sock_diag dumps happen at most once per [`Resolver::resolve`]
+//! call, and only when some new socket needs them, so the cost of a call
+//! grows with the number of new sockets, not with all of them.
+
+use std::collections::HashMap;
+
+use netmon_common::{FLOW_F_OWNED, SockOwner};
+
+use super::fd_scan::FdIndex;
+use super::procfs::{ProcFacts, ProcFs, UserNames, clock_ticks_per_second, ns_to_ticks};
+use super::sock_lookup::SockLookup;
+use super::{ProcessId, ProcessInfo, Resolver};
+use crate::source::{FlowReading, Reading};
+
+/// `comm` of traffic no process could be found for.
+pub const UNATTRIBUTED_COMM: &str = "[unattributed]";
+
+/// Resolves socket owners on the running kernel.
+pub struct KernelResolver {
+    proc: ProcFs,
+    ticks_per_second: u64,
+    lookup: SockLookup,
+    users: UserNames,
+    /// Invariant: holds exactly the sockets resolved and not forgotten; an
+    /// entry is never recomputed while present.
+    cache: HashMap<u64, ProcessInfo>,
+}
+
+impl Default for KernelResolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelResolver {
+    /// A resolver over the real `/proc`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_proc(ProcFs::new())
+    }
+
+    /// A resolver over the `/proc` tree `proc` (sock_diag always talks to
+    /// the running kernel).
+    #[must_use]
+    pub fn with_proc(proc: ProcFs) -> Self {
+        Self {
+            lookup: SockLookup::new(proc.clone()),
+            proc,
+            ticks_per_second: clock_ticks_per_second(),
+            users: UserNames::default(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Number of sockets cached.
+    #[must_use]
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Resolves one new socket from its flows (all of one cookie).
+    fn resolve_socket(&mut self, flows: &[FlowReading], index: &mut FdIndex) -> ProcessInfo {
+        let Some(first) = flows.first() else {
+            return self.unattributed(None);
+        };
+        let cookie = first.key.cookie;
+        let value = first.value;
+        if value.flags & FLOW_F_OWNED != 0 {
+            let owner = value.owner;
+            if owner.sock_cookie == cookie {
+                return self.owner_info(&owner);
+            }
+            // Accepted: the storage was cloned from the listener.
+            let inode = self
+                .lookup
+                .find(flows, Some(owner.tgid))
+                .map_or(0, |s| s.inode);
+            if inode != 0
+                && let Some(pid) = accepted_holder(index, owner.tgid, inode)
+                && let Some(info) = self.live_info(pid)
+            {
+                return info;
+            }
+            return self.owner_info(&owner);
+        }
+        match self.lookup.find(flows, None) {
+            Some(found) if found.inode != 0 => {
+                // Several holders: the socket was inherited across fork; the
+                // first in /proc order (lowest pid, usually the parent) wins.
+                let holders = index.holders(found.inode).to_vec();
+                holders
+                    .into_iter()
+                    .find_map(|pid| self.live_info(pid))
+                    .unwrap_or_else(|| self.unattributed(Some(found.uid)))
+            }
+            Some(found) => self.unattributed(Some(found.uid)),
+            None => self.unattributed(None),
+        }
+    }
+
+    /// The creator recorded by the kernel, completed from `/proc` while the
+    /// same process (same start time) lives.
+    fn owner_info(&mut self, owner: &SockOwner) -> ProcessInfo {
+        let pid = owner.tgid;
+        let kernel_ticks = (owner.start_boottime_ns != 0)
+            .then(|| ns_to_ticks(owner.start_boottime_ns, self.ticks_per_second));
+        let facts =
+            (pid != 0)
+                .then(|| self.proc.facts(pid))
+                .flatten()
+                .filter(|f| match kernel_ticks {
+                    Some(t) => f.start_ticks == t,
+                    // No start time from the kernel: a process that started after
+                    // the socket was created cannot have created it (pid reused).
+                    None => {
+                        let tick_ns = 1_000_000_000 / self.ticks_per_second.max(1);
+                        owner.created_boottime_ns == 0
+                            || f.start_ticks.saturating_mul(tick_ns) <= owner.created_boottime_ns
+                    }
+                });
+        match facts {
+            Some(f) => self.info_from_facts(f),
+            None => ProcessInfo {
+                id: ProcessId {
+                    pid,
+                    start_ticks: kernel_ticks.unwrap_or(0),
+                },
+                comm: comm_string(&owner.comm),
+                exe: None,
+                cmdline: None,
+                uid: owner.uid,
+                user: self.users.name(owner.uid),
+                ppid: None,
+                cgroup: None,
+            },
+        }
+    }
+
+    /// A live process found through `/proc`.
+    fn live_info(&mut self, pid: u32) -> Option<ProcessInfo> {
+        let facts = self.proc.facts(pid)?;
+        Some(self.info_from_facts(facts))
+    }
+
+    fn info_from_facts(&mut self, f: ProcFacts) -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId {
+                pid: f.pid,
+                start_ticks: f.start_ticks,
+            },
+            comm: f.comm,
+            exe: f.exe,
+            cmdline: f.cmdline,
+            uid: f.uid,
+            user: self.users.name(f.uid),
+            ppid: Some(f.ppid),
+            cgroup: f.cgroup,
+        }
+    }
+
+    fn unattributed(&mut self, uid: Option<u32>) -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId {
+                pid: 0,
+                start_ticks: 0,
+            },
+            comm: UNATTRIBUTED_COMM.to_owned(),
+            exe: None,
+            cmdline: None,
+            uid: uid.unwrap_or(0),
+            user: uid.and_then(|u| self.users.name(u)),
+            ppid: None,
+            cgroup: None,
+        }
+    }
+}
+
+impl Resolver for KernelResolver {
+    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
+        // New sockets with all their flows (an unconnected UDP socket has one
+        // flow per peer; any of them may find it), in first-seen order.
+        let mut order = Vec::new();
+        let mut new: HashMap<u64, Vec<FlowReading>> = HashMap::new();
+        for f in &reading.flows {
+            let cookie = f.key.cookie;
+            if !self.cache.contains_key(&cookie) {
+                new.entry(cookie).or_insert_with(|| {
+                    order.push(cookie);
+                    Vec::new()
+                });
+                if let Some(v) = new.get_mut(&cookie) {
+                    v.push(*f);
+                }
+            }
+        }
+        if !order.is_empty() {
+            let mut index = FdIndex::new(self.proc.clone());
+            for cookie in order {
+                let flows = new.remove(&cookie).unwrap_or_default();
+                let info = self.resolve_socket(&flows, &mut index);
+                self.cache.insert(cookie, info);
+            }
+            self.lookup.end_pass();
+        }
+        reading
+            .flows
+            .iter()
+            .filter_map(|f| {
+                self.cache
+                    .get(&f.key.cookie)
+                    .map(|i| (f.key.cookie, i.clone()))
+            })
+            .collect()
+    }
+
+    fn forget(&mut self, cookies: &[u64]) {
+        for c in cookies {
+            self.cache.remove(c);
+        }
+    }
+}
+
+/// The process holding an accepted socket's fd: a descendant of the listener
+/// owner if one holds it (a forked worker), else the listener owner if it
+/// does, else any other holder. `None` when no process holds it.
+fn accepted_holder(index: &mut FdIndex, listener_owner: u32, inode: u64) -> Option<u32> {
+    if let Some(child) = index
+        .descendants(listener_owner)
+        .into_iter()
+        .find(|&d| index.holds(d, inode))
+    {
+        return Some(child);
+    }
+    if index.holds(listener_owner, inode) {
+        return Some(listener_owner);
+    }
+    let holders = index.holders(inode);
+    holders
+        .iter()
+        .copied()
+        .find(|&p| p != listener_owner)
+        .or_else(|| holders.first().copied())
+}
+
+/// `comm` bytes up to the first NUL, invalid UTF-8 replaced.
+fn comm_string(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests panic at the failing call")]
+mod tests;

@@ -1,0 +1,386 @@
+//! The resolver end to end on synthetic readings built from the test's own
+//! sockets and processes: no eBPF, no root needed.
+
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+
+use netmon_common::{FlowKey, FlowValue};
+
+use super::*;
+use crate::ownership::sock_diag::tests::socket_cookie;
+
+/// Kills and reaps a child process on drop, even when the test fails.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn me() -> u32 {
+    std::process::id()
+}
+
+fn my_start_ticks() -> u64 {
+    ProcFs::new().start_ticks(me()).unwrap()
+}
+
+fn tick_ns() -> u64 {
+    1_000_000_000 / clock_ticks_per_second()
+}
+
+/// A flow of a connected TCP socket, as the eBPF programs would record it.
+fn tcp_flow(s: &TcpStream, owner: Option<SockOwner>) -> FlowReading {
+    let local = s.local_addr().unwrap();
+    let peer = s.peer_addr().unwrap();
+    let std::net::IpAddr::V4(l) = local.ip() else {
+        panic!("IPv4 expected")
+    };
+    let std::net::IpAddr::V4(r) = peer.ip() else {
+        panic!("IPv4 expected")
+    };
+    let mut key = FlowKey {
+        cookie: socket_cookie(s),
+        remote_port: peer.port(),
+        ip_version: 4,
+        protocol: 6,
+        ..FlowKey::default()
+    };
+    key.remote_addr[..4].copy_from_slice(&r.octets());
+    let mut value = FlowValue {
+        local_port: local.port(),
+        ifindex: 1,
+        ..FlowValue::default()
+    };
+    value.local_addr[..4].copy_from_slice(&l.octets());
+    if let Some(o) = owner {
+        value.owner = o;
+        value.flags = FLOW_F_OWNED;
+    }
+    FlowReading {
+        key,
+        value,
+        closed: false,
+    }
+}
+
+fn comm(s: &str) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[..s.len()].copy_from_slice(s.as_bytes());
+    c
+}
+
+/// The owner record the kernel would write for a socket this process made.
+fn my_owner(sock_cookie: u64) -> SockOwner {
+    SockOwner {
+        tgid: me(),
+        tid: me(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        // start_boottime is exact ns; /proc shows it truncated to ticks.
+        start_boottime_ns: my_start_ticks() * tick_ns() + tick_ns() / 2,
+        created_boottime_ns: u64::MAX / 2,
+        sock_cookie,
+        comm: comm("thread-name"),
+        ..SockOwner::default()
+    }
+}
+
+fn reading(flows: Vec<FlowReading>) -> Reading {
+    Reading {
+        flows,
+        ..Reading::default()
+    }
+}
+
+fn tcp_pair() -> (TcpListener, TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (listener, client, server)
+}
+
+fn resolve_one(r: &mut KernelResolver, flow: FlowReading) -> ProcessInfo {
+    let out = r.resolve(&reading(vec![flow]));
+    assert_eq!(out.len(), 1);
+    out[&flow.key.cookie].clone()
+}
+
+#[test]
+fn creator_identity_matches_proc_stat() {
+    let (_l, client, _s) = tcp_pair();
+    let flow = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    let facts = ProcFs::new().facts(me()).unwrap();
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid: me(),
+            start_ticks: facts.start_ticks
+        }
+    );
+    // Filled from /proc: the process's comm, not the creating thread's.
+    assert_eq!(info.comm, facts.comm);
+    assert_eq!(info.exe, facts.exe);
+    assert!(info.exe.is_some());
+    assert_eq!(info.cmdline, facts.cmdline);
+    assert_eq!(info.cgroup, facts.cgroup);
+    assert_eq!(info.ppid, Some(facts.ppid));
+    assert_eq!(info.uid, facts.uid);
+    assert_eq!(info.user, UserNames::default().name(facts.uid));
+}
+
+#[test]
+fn reused_pid_gets_only_kernel_facts() {
+    let (_l, client, _s) = tcp_pair();
+    let mut owner = my_owner(socket_cookie(&client));
+    // The creator started a tick after this process: same pid, another
+    // process.
+    owner.start_boottime_ns += tick_ns();
+    owner.uid = 4_000_000_123;
+    let info = resolve_one(&mut KernelResolver::new(), tcp_flow(&client, Some(owner)));
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid: me(),
+            start_ticks: my_start_ticks() + 1
+        }
+    );
+    assert_eq!(info.comm, "thread-name");
+    assert_eq!(
+        (info.exe, info.cmdline, info.ppid, info.cgroup),
+        (None, None, None, None)
+    );
+    assert_eq!((info.uid, info.user), (4_000_000_123, None));
+}
+
+#[test]
+fn unknown_start_time_falls_back_to_proc() {
+    let (_l, client, _s) = tcp_pair();
+    let mut owner = my_owner(socket_cookie(&client));
+    owner.start_boottime_ns = 0;
+    let info = resolve_one(&mut KernelResolver::new(), tcp_flow(&client, Some(owner)));
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid: me(),
+            start_ticks: my_start_ticks()
+        }
+    );
+    assert!(info.exe.is_some());
+
+    // A socket created before this process started cannot be its: the pid
+    // was reused, and /proc's start time must not be taken.
+    owner.created_boottime_ns = 1;
+    let info = resolve_one(&mut KernelResolver::new(), tcp_flow(&client, Some(owner)));
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid: me(),
+            start_ticks: 0
+        }
+    );
+    assert_eq!(info.comm, "thread-name");
+    assert_eq!(info.exe, None);
+}
+
+#[test]
+fn unowned_socket_found_through_sock_diag_and_proc() {
+    let (_l, client, server) = tcp_pair();
+    let mut r = KernelResolver::new();
+    let flows = vec![tcp_flow(&client, None), tcp_flow(&server, None)];
+    let out = r.resolve(&reading(flows.clone()));
+    for f in &flows {
+        let info = &out[&f.key.cookie];
+        assert_eq!(
+            info.id,
+            ProcessId {
+                pid: me(),
+                start_ticks: my_start_ticks()
+            }
+        );
+        assert!(info.exe.is_some());
+    }
+}
+
+#[test]
+fn unfindable_sockets_are_unattributed() {
+    let (_l, client, _s) = tcp_pair();
+    let mut flow = tcp_flow(&client, None);
+    // No socket has this cookie: the lookup finds the client and the kernel
+    // rejects it for the wrong cookie; the dump has no such cookie either.
+    flow.key.cookie = socket_cookie(&client) ^ (1 << 62);
+    let mut icmp = flow;
+    icmp.key.cookie += 1;
+    icmp.key.protocol = 1;
+    let mut r = KernelResolver::new();
+    let out = r.resolve(&reading(vec![flow, icmp]));
+    for f in [flow, icmp] {
+        let info = &out[&f.key.cookie];
+        assert_eq!(
+            info.id,
+            ProcessId {
+                pid: 0,
+                start_ticks: 0
+            }
+        );
+        assert_eq!(info.comm, UNATTRIBUTED_COMM);
+        assert_eq!(info.exe, None);
+    }
+}
+
+/// Spawns `sleep` holding `fd` as its stdin.
+fn child_holding(fd: OwnedFd) -> ChildGuard {
+    ChildGuard(
+        Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::from(fd))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// An accepted socket's flow: the owner record was cloned from the listener
+/// (this process), so its `sock_cookie` is the listener's.
+fn accepted_flow(listener: &TcpListener, server: &TcpStream) -> FlowReading {
+    tcp_flow(server, Some(my_owner(socket_cookie(listener))))
+}
+
+#[test]
+fn accepted_socket_held_by_a_child_belongs_to_the_child() {
+    let (listener, _client, server) = tcp_pair();
+    let flow = accepted_flow(&listener, &server);
+    // The child is the only holder: the parent's copy is closed by spawn.
+    let child = child_holding(OwnedFd::from(server));
+    let pid = child.0.id();
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    let facts = ProcFs::new().facts(pid).unwrap();
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid,
+            start_ticks: facts.start_ticks
+        }
+    );
+    assert_eq!(info.comm, "sleep");
+    assert_eq!(info.ppid, Some(me()));
+}
+
+#[test]
+fn accepted_socket_held_by_parent_and_child_prefers_the_child() {
+    let (listener, _client, server) = tcp_pair();
+    let flow = accepted_flow(&listener, &server);
+    let child = child_holding(OwnedFd::from(server.try_clone().unwrap()));
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    assert_eq!(info.id.pid, child.0.id());
+    drop(server);
+}
+
+#[test]
+fn accepted_socket_held_by_the_listener_owner_stays_with_it() {
+    let (listener, _client, server) = tcp_pair();
+    let info = resolve_one(
+        &mut KernelResolver::new(),
+        accepted_flow(&listener, &server),
+    );
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid: me(),
+            start_ticks: my_start_ticks()
+        }
+    );
+}
+
+#[test]
+fn results_are_cached_until_forgotten() {
+    let (listener, _client, server) = tcp_pair();
+    let flow = accepted_flow(&listener, &server);
+    let child = child_holding(OwnedFd::from(server));
+    let child_pid = child.0.id();
+    let mut r = KernelResolver::new();
+    assert_eq!(resolve_one(&mut r, flow).id.pid, child_pid);
+    assert_eq!(r.cached(), 1);
+    // The holder exits; the cached answer stands (socket already resolved).
+    drop(child);
+    assert_eq!(resolve_one(&mut r, flow).id.pid, child_pid);
+    // Forgotten: resolved again, now nobody holds the fd (the socket is
+    // closed), so the listener owner recorded by the kernel keeps it.
+    r.forget(&[flow.key.cookie]);
+    assert_eq!(r.cached(), 0);
+    assert_eq!(resolve_one(&mut r, flow).id.pid, me());
+}
+
+#[test]
+fn one_answer_per_cookie_for_many_flows() {
+    let (_l, client, _s) = tcp_pair();
+    let owned = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
+    let mut second = owned;
+    second.key.remote_port ^= 1;
+    let out = KernelResolver::new().resolve(&reading(vec![owned, second]));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[&owned.key.cookie].id.pid, me());
+}
+
+#[test]
+fn comm_bytes() {
+    assert_eq!(comm_string(&comm("nginx")), "nginx");
+    assert_eq!(comm_string(&[b'a'; 16]), "a".repeat(16));
+}
+
+/// A UDP socket held by a process in a network namespace of its own: the
+/// resolver must find it through that namespace's sock_diag. Needs root
+/// (`unshare -n`) and python3 (to create the socket and print its cookie).
+#[test]
+fn unowned_socket_in_another_netns_is_found() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to create a network namespace");
+        return;
+    }
+    let script = "import socket,struct,sys,time\n\
+        s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+        s.bind(('0.0.0.0',0))\n\
+        c=struct.unpack('=Q',s.getsockopt(socket.SOL_SOCKET,57,8))[0]\n\
+        print(c,s.getsockname()[1],flush=True)\n\
+        time.sleep(60)\n";
+    let spawned = Command::new("unshare")
+        .args(["-n", "python3", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("skipped: cannot run unshare");
+        return;
+    };
+    let stdout = child.stdout.take().unwrap();
+    let child = ChildGuard(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let mut words = line.split_whitespace();
+    let (Some(cookie), Some(port)) = (words.next(), words.next()) else {
+        eprintln!("skipped: python3 printed no socket ({line:?})");
+        return;
+    };
+    let mut key = FlowKey {
+        cookie: cookie.parse().unwrap(),
+        remote_port: 9,
+        ip_version: 4,
+        protocol: 17,
+        ..FlowKey::default()
+    };
+    key.remote_addr[..4].copy_from_slice(&[10, 9, 9, 9]);
+    let value = FlowValue {
+        local_port: port.parse().unwrap(),
+        ..FlowValue::default()
+    };
+    let flow = FlowReading {
+        key,
+        value,
+        closed: false,
+    };
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    assert_eq!(info.id.pid, child.0.id(), "{info:?}");
+    assert!(ProcFs::new().netns_inode(child.0.id()) != ProcFs::new().netns_inode(me()));
+}
