@@ -39,6 +39,9 @@ pub struct ServerArgs {
     /// Sleep this long after accepting before reading or sending anything.
     #[arg(long, default_value_t = 0)]
     delay_read_ms: u64,
+    /// After `done`, keep the socket open until a line arrives on stdin.
+    #[arg(long)]
+    hold: bool,
 }
 
 /// `tcp-client`.
@@ -63,6 +66,9 @@ pub struct ClientArgs {
     /// After connecting, print `ready` and wait for a line on stdin.
     #[arg(long)]
     wait_go: bool,
+    /// After `done`, keep the socket open until a line arrives on stdin.
+    #[arg(long)]
+    hold: bool,
 }
 
 /// `tcp-accept-many`.
@@ -103,9 +109,8 @@ pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
         ..Report::new(DONE)
     };
     add_tcp_info(&mut done, &stream)?;
-    drop(stream);
     done.elapsed_ms = elapsed_ms(start);
-    emit(&done)
+    finish(&done, stream, a.hold, deadline)
 }
 
 pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
@@ -149,9 +154,19 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
         ..Report::new(DONE)
     };
     add_tcp_info(&mut done, &stream)?;
-    drop(stream);
     done.elapsed_ms = elapsed_ms(start);
-    emit(&done)
+    finish(&done, stream, a.hold, deadline)
+}
+
+/// Prints `done`; with `hold`, keeps the process and its socket alive until
+/// the test says so (a line on stdin), so a snapshot sees a live process.
+fn finish(done: &Report, stream: TcpStream, hold: bool, deadline: Instant) -> anyhow::Result<()> {
+    emit(done)?;
+    if hold {
+        wait_stdin_line(deadline)?;
+    }
+    drop(stream);
+    Ok(())
 }
 
 pub fn accept_many(a: &AcceptManyArgs, deadline: Instant) -> anyhow::Result<()> {

@@ -1,0 +1,97 @@
+//! Test 6: a listener created by a parent, a connection accepted by a forked
+//! child. The accepted socket inherits the listener's owner (the parent) in
+//! socket storage, but only the child holds it: its bytes belong to the
+//! child, which stays alive until the snapshot has been taken.
+
+use std::{net::SocketAddr, time::Duration};
+
+use netmon_tests::{
+    cgroup::CgroupGuard,
+    check, mib,
+    netmon::Netmon,
+    netns::NetnsPair,
+    report::{DONE, READY},
+    require_root, scenario,
+    workload::Workload,
+    workload_exe,
+};
+
+const BYTES: u64 = 5 * 1024 * 1024;
+
+#[test]
+fn forked_child_owns_accepted_socket() {
+    if !require_root("forked_child_owns_accepted_socket") {
+        return;
+    }
+    let cg = CgroupGuard::new("fork");
+    let pair = NetnsPair::new("fork");
+    let netmon = Netmon::load(&cg);
+    let before = mib::wait_quiet(&[&pair.a, &pair.b]);
+    let exe = workload_exe!();
+    let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
+    let mut server = Workload::spawn(
+        exe,
+        [
+            "fork-accept",
+            "--listen",
+            &listen,
+            "--send",
+            &BYTES.to_string(),
+        ],
+        &cg,
+        Some(&pair.b),
+    );
+    let ready = server.wait_event(READY);
+    let parent_pid = ready.pid;
+    let connect = SocketAddr::new(pair.b.v4().into(), scenario::first_port(&ready)).to_string();
+    let mut client = Workload::spawn(
+        exe,
+        ["tcp-client", "--connect", &connect],
+        &cg,
+        Some(&pair.a),
+    );
+    let c = client.wait_done();
+    // Printed by the forked child, which now waits for "exit".
+    let child = server.wait_event(DONE);
+    let after = mib::wait_quiet(&[&pair.a, &pair.b]);
+    let snap = netmon.snapshot();
+    server.send_line("exit");
+    assert!(
+        server.wait_exit(Duration::from_secs(10)).success(),
+        "fork-accept failed"
+    );
+
+    assert_ne!(
+        child.pid, parent_pid,
+        "the report must come from the forked child"
+    );
+    assert_eq!((child.written, c.read), (BYTES, BYTES), "ground truth");
+    check::assert_consistent(&snap);
+    let retrans = check::retrans(&before, &after);
+    let lossless = check::lossless(&before, &after);
+    check::assert_tcp_payload(&snap, &child, &c, retrans, lossless, "forked child");
+    check::assert_tcp_payload(&snap, &c, &child, retrans, lossless, "client");
+    // The parent's listener saw only the handshake: no payload.
+    for p in snap.processes_with_pid(parent_pid) {
+        assert_eq!(
+            (p.tx.payload_bytes, p.rx.payload_bytes),
+            (0, 0),
+            "parent {parent_pid} was credited with the child's bytes\nflows:\n{}",
+            snap.socket_list()
+        );
+    }
+    check::assert_ip_bytes_match_mib(
+        "client namespace",
+        &snap,
+        &[pair.a.v4().into()],
+        &before[0],
+        &after[0],
+    );
+    check::assert_ip_bytes_match_mib(
+        "server namespace",
+        &snap,
+        &[pair.b.v4().into()],
+        &before[1],
+        &after[1],
+    );
+}
