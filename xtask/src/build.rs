@@ -30,7 +30,10 @@ pub fn build(ws: &Workspace, args: &BuildArgs) -> anyhow::Result<()> {
 /// Builds the `netmon` binary (eBPF object embedded) and returns its path.
 pub fn netmon(tools: &Tools, release: bool) -> anyhow::Result<PathBuf> {
     let mut cargo = tools.cargo()?;
-    cargo.args(["build", "-p", "netmon-userspace", "--bin", "netmon"]);
+    // No `-p`: the same package selection (default members) as `cargo build`,
+    // hence the same feature resolution, so this reuses `cargo xtask build`'s
+    // artifacts instead of building netmon (and its eBPF object) again.
+    cargo.args(["build", "--bin", "netmon"]);
     if release {
         cargo.arg("--release");
     }
