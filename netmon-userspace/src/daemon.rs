@@ -80,12 +80,13 @@ fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
     Ok((Box::new(source), kernel_resolver()?, "kernel"))
 }
 
-/// The kernel ownership resolver. Stub until
-/// `crate::ownership::kernel::KernelResolver::new()` lands on main.
+/// The kernel ownership resolver.
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "keeps the kernel path's shape: the resolver may fail to start later"
+)]
 fn kernel_resolver() -> anyhow::Result<Box<dyn Resolver>> {
-    anyhow::bail!(
-        "the kernel ownership resolver is not wired into the daemon yet (use --simulate FILE)"
-    )
+    Ok(Box::new(crate::ownership::kernel::KernelResolver::new()))
 }
 
 fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {

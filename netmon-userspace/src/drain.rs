@@ -258,11 +258,32 @@ impl Drain {
     /// When the source or the store fails. After a store failure nothing of
     /// the step is stored, the snapshot is unchanged, and retired values are
     /// carried to the next step (invariant 3).
+    pub fn step(
+        &mut self,
+        source: &mut dyn CounterSource,
+        resolver: &mut dyn Resolver,
+        store: &mut Store,
+        now: TimeMs,
+        events: Vec<DaemonEvent>,
+    ) -> Result<StepReport, DrainError> {
+        let result = self.step_inner(source, resolver, store, now, events);
+        if let Err(e) = &result {
+            // Counted for any failure: a full disk can fail the snapshot
+            // reload or the reopen too, not only the commit.
+            self.failures += 1;
+            if self.first_error.is_none() {
+                self.first_error = Some(e.to_string());
+            }
+            self.stale = true;
+        }
+        result
+    }
+
     #[expect(
         clippy::too_many_lines,
         reason = "one linear sequence of the invariants' steps; splitting it hides the order"
     )]
-    pub fn step(
+    fn step_inner(
         &mut self,
         source: &mut dyn CounterSource,
         resolver: &mut dyn Resolver,
@@ -431,12 +452,7 @@ impl Drain {
         if !batch.is_empty()
             && let Err(e) = store.commit(&batch)
         {
-            self.failures += 1;
-            if self.first_error.is_none() {
-                self.first_error = Some(e.to_string());
-            }
             self.carry.extend(new_carry);
-            self.stale = true;
             return Err(e.into());
         }
 

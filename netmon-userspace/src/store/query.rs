@@ -376,7 +376,7 @@ impl Store {
             .find(|t| {
                 let fits = t
                     .width_ms()
-                    .is_none_or(|w| step % w == 0 && range.start % w == 0);
+                    .is_none_or(|w| step.is_multiple_of(w) && range.start.is_multiple_of(w));
                 fits && purged.get(t).copied().unwrap_or(0) <= range.start
             })
             .unwrap_or(Tier::Day);
