@@ -128,6 +128,9 @@ pub struct FileConfig {
     /// Retention per tier.
     #[serde(default)]
     pub retention: RetentionFile,
+    /// App names for queries (`[[apps.rule]]`, see [`crate::query::apps`]).
+    #[serde(default)]
+    pub apps: crate::query::AppRules,
 }
 
 /// The effective configuration.

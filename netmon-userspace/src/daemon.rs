@@ -58,6 +58,9 @@ pub struct DaemonArgs {
     /// per line.
     #[arg(long)]
     pub log_json: bool,
+    /// Query socket the CLI talks to (see [`crate::api`]).
+    #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
     /// Kernel side.
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -105,8 +108,19 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 /// logged and retried, not returned.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
+    let apps = file.apps.clone();
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
-    let (mut store, migrations) = Store::open(&cfg.db, cfg.retention)?;
+    let (store, migrations) = Store::open(&cfg.db, cfg.retention)?;
+    // Shared with the query server; the drain holds the lock while it
+    // commits, a query while it reads.
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(store));
+    let listener = crate::api::bind(&args.socket)?;
+    tokio::spawn(crate::api::serve_listener(
+        listener,
+        args.socket.clone(),
+        crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
+    ));
+    let lock = || shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for m in &migrations {
         tracing::info!(?m, "store migrated");
     }
@@ -114,7 +128,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
-    let mut drain = Drain::new(&mut store)?;
+    let mut drain = Drain::new(&mut lock())?;
     let clock = SystemClock;
     let mut pending = migrations;
     pending.push(DaemonEvent::Start {
@@ -142,7 +156,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             &mut drain,
             source.as_mut(),
             resolver.as_mut(),
-            &mut store,
+            &mut lock(),
             clock.now_ms(),
             &mut pending,
             args.log_json,
@@ -156,22 +170,25 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             });
         }
         if ok && Instant::now() >= next_purge {
-            next_purge = purge(&mut store, clock.now_ms(), started + cfg.interval / 2);
+            next_purge = purge(&mut lock(), clock.now_ms(), started + cfg.interval / 2);
         }
     };
     pending.push(DaemonEvent::Stop {
         reason: reason.to_owned(),
     });
     tracing::info!(reason, "stopping: final drain");
-    if !step(
+    let ok = step(
         &mut drain,
         source.as_mut(),
         resolver.as_mut(),
-        &mut store,
+        &mut lock(),
         clock.now_ms(),
         &mut pending,
         args.log_json,
-    ) {
+    );
+    // Best effort: a stale socket file is replaced at the next start anyway.
+    let _ = std::fs::remove_file(&args.socket);
+    if !ok {
         anyhow::bail!("the final drain failed; the kernel keeps the counts for the next start");
     }
     Ok(())

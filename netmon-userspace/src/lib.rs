@@ -5,6 +5,7 @@
 //! api → [`cli`]. [`source`] is the seam between the kernel reader and the
 //! rest (a simulated source stands beside it for tests); [`live`] answers
 //! from the current kernel counters; [`wire`] holds every JSON document.
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod drain;
 pub mod kernel;
 pub mod live;
 pub mod ownership;
+pub mod query;
 pub mod source;
 pub mod store;
 pub mod wire;

@@ -8,6 +8,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+mod query;
+pub use query::*;
+
 /// Version of the JSON documents.
 pub const SCHEMA_VERSION: u32 = 1;
 

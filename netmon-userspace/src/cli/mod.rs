@@ -2,9 +2,17 @@
 //!
 //! Output rule for every command: a readable table on a terminal, JSON when
 //! stdout is not a terminal or with `--format json` (`--json` for short).
+pub mod completions;
+pub mod conn;
+pub mod export;
+pub mod history;
 pub mod output;
+pub mod procs;
+pub mod render;
 pub mod snapshot;
 pub mod status;
+pub mod top;
+pub mod usage;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +43,25 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Health of the kernel side: programs, cgroup, map fill, overflow.
     Status(status::StatusArgs),
+    /// Load (or re-open) the kernel side and drain its counters every
+    /// interval into the history database, exactly once.
+    Daemon(crate::daemon::DaemonArgs),
+    /// Live rates per process (or app, user, ...), refreshed every interval:
+    /// a full-screen view on a terminal, NDJSON when piped.
+    Top(top::TopArgs),
+    /// Totals over a window, grouped and sorted.
+    Usage(usage::UsageArgs),
+    /// A time series for everything or one process, app, user, cgroup or
+    /// remote address.
+    History(history::HistoryArgs),
+    /// Processes seen in a window, with identity and lifetime.
+    Procs(procs::ProcsArgs),
+    /// Raw stored rows for other tools (NDJSON or CSV).
+    Export(export::ExportArgs),
+    /// Shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Man page (roff) on stdout.
+    Man(completions::ManArgs),
 }
 
 /// `netmon load`.
@@ -93,6 +120,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Snapshot(args) => snapshot::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Daemon(args) => crate::daemon::run_blocking(args),
+        Command::Top(args) => top::run(&args),
+        Command::Usage(args) => usage::run(&args),
+        Command::History(args) => history::run(&args),
+        Command::Procs(args) => procs::run(&args),
+        Command::Export(args) => export::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
 

@@ -24,6 +24,10 @@ pub enum Format {
     Json,
     /// A readable table.
     Table,
+    /// Newline-delimited JSON: one compact document (or row) per line.
+    Ndjson,
+    /// Comma-separated values with a header row.
+    Csv,
 }
 
 impl OutputArgs {

@@ -37,7 +37,8 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         crate::clock::now_rfc3339(),
     );
     match args.output.resolve() {
-        Format::Json => print_json(&doc),
+        // No row-oriented form: NDJSON and CSV print the JSON document.
+        Format::Json | Format::Ndjson | Format::Csv => print_json(&doc),
         Format::Table => print_table(&doc, args.output.bytes),
     }
 }

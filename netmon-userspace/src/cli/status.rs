@@ -32,7 +32,8 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let doc = status(&args.pin_dir)?;
     match args.output.resolve() {
-        Format::Json => print_json(&doc),
+        // No row-oriented form: NDJSON and CSV print the JSON document.
+        Format::Json | Format::Ndjson | Format::Csv => print_json(&doc),
         Format::Table => print_table(&doc),
     }
 }

@@ -1,0 +1,519 @@
+//! Turns a [`Request`] into its document: parses the request's words,
+//! runs the [`crate::query`], and builds the [`crate::wire`] types. The one
+//! place query results become JSON documents (the server and the CLI's
+//! direct-file path both call [`answer`]).
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::clock::rfc3339_from_unix_ms;
+use crate::live::protocol_name;
+use crate::ownership::ProcessId;
+use crate::query::facts::Facts;
+use crate::query::scan::{self, Kind, Subject};
+use crate::query::series::{SeriesQuery, series};
+use crate::query::terms::{Dimension, FilterTerm, GroupKey, parse_class};
+use crate::query::usage::{UsageQuery, ip_total, usage};
+use crate::query::{AppRules, QueryError};
+use crate::store::{DestClass, Store, TimeMs, Traffic};
+use crate::wire::{
+    self, Counters, ErrorBody, Export, ExportRow, GroupFields, History, HistoryPoint, Pong,
+    ProcSeen, Procs, Request, Totals, Usage, UsageRow,
+};
+
+/// Any document [`answer`] gives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// To [`Request::Ping`].
+    Pong(Pong),
+    /// To [`Request::Usage`].
+    Usage(Usage),
+    /// To [`Request::History`].
+    History(History),
+    /// To [`Request::Procs`].
+    Procs(Procs),
+    /// To [`Request::Export`].
+    Export(Export),
+}
+
+/// Why a request got no document.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The request's words are wrong (unknown grouping, bad filter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The query refused or failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+impl HandlerError {
+    /// The error reply body.
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        let kind = match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Query(QueryError::Invalid(_)) => "invalid",
+            Self::Query(QueryError::Store(_)) => "internal",
+        };
+        ErrorBody {
+            kind: kind.to_owned(),
+            message: chain_text(self),
+        }
+    }
+}
+
+/// An error and its causes on one line (causes the text already holds are
+/// skipped).
+#[must_use]
+pub fn chain_text(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !line.contains(&t) {
+            line.push_str(": ");
+            line.push_str(&t);
+        }
+        src = s.source();
+    }
+    line.replace('\n', " ")
+}
+
+fn filters_of(words: &[String]) -> Result<Vec<FilterTerm>, HandlerError> {
+    words
+        .iter()
+        .map(|w| {
+            w.parse::<FilterTerm>()
+                .map_err(|e| HandlerError::BadRequest(e.to_string()))
+        })
+        .collect()
+}
+
+fn class_of(word: Option<&String>) -> Result<Option<DestClass>, HandlerError> {
+    word.map(|w| parse_class(w).map_err(HandlerError::BadRequest))
+        .transpose()
+}
+
+fn dimension_of(word: &str) -> Result<Dimension, HandlerError> {
+    <Dimension as clap::ValueEnum>::from_str(word, false)
+        .map_err(|_| HandlerError::BadRequest(format!("unknown grouping {word:?}")))
+}
+
+fn counters(t: &Traffic) -> (Counters, Counters) {
+    (t.tx.into(), t.rx.into())
+}
+
+fn totals(t: &Traffic) -> Totals {
+    let (tx, rx) = counters(t);
+    Totals { tx, rx }
+}
+
+/// Interface names of this network namespace, by index.
+fn interface_names() -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(i) = std::fs::read_to_string(e.path().join("ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                out.insert(i, name);
+            }
+        }
+    }
+    out
+}
+
+/// A group's one-string key and identity fields.
+#[must_use]
+pub fn group_fields(
+    key: &GroupKey,
+    facts: &Facts,
+    ifnames: &HashMap<u32, String>,
+) -> (String, GroupFields) {
+    match key {
+        GroupKey::Process(id) => {
+            let f = facts.get(*id);
+            let info = &f.record.info;
+            (
+                format!("{}:{}", id.pid, id.start_ticks),
+                GroupFields {
+                    pid: Some(id.pid),
+                    start_ticks: Some(id.start_ticks),
+                    comm: Some(info.comm.clone()),
+                    exe: info.exe.clone(),
+                    app: Some(f.app.clone()),
+                    user: Some(f.user.clone()),
+                    uid: Some(info.uid),
+                    cgroup: info.cgroup.clone(),
+                    container: f.record.unit.clone(),
+                    ..GroupFields::default()
+                },
+            )
+        }
+        GroupKey::App(a) => (
+            a.clone(),
+            GroupFields {
+                app: Some(a.clone()),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::User(u) => (
+            u.clone(),
+            GroupFields {
+                user: Some(u.clone()),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Cgroup(c) => (
+            c.clone().unwrap_or_else(|| "-".to_owned()),
+            GroupFields {
+                cgroup: c.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Container(c) => (
+            c.clone().unwrap_or_else(|| "-".to_owned()),
+            GroupFields {
+                container: c.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Remote(ip) => (
+            ip.to_string(),
+            GroupFields {
+                remote_addr: Some(*ip),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Port { protocol, port } => {
+            let p = protocol_name(*protocol).to_owned();
+            (
+                format!("{p}/{port}"),
+                GroupFields {
+                    protocol: Some(p),
+                    remote_port: Some(*port),
+                    ..GroupFields::default()
+                },
+            )
+        }
+        GroupKey::Protocol(n) => {
+            let p = protocol_name(*n).to_owned();
+            (
+                p.clone(),
+                GroupFields {
+                    protocol: Some(p),
+                    ..GroupFields::default()
+                },
+            )
+        }
+        GroupKey::Interface(i) => {
+            let name = ifnames.get(i).cloned();
+            (
+                name.clone().unwrap_or_else(|| format!("if{i}")),
+                GroupFields {
+                    ifindex: Some(*i),
+                    interface: name,
+                    ..GroupFields::default()
+                },
+            )
+        }
+        GroupKey::Class(c) => (
+            c.name().to_owned(),
+            GroupFields {
+                class: Some(c.name().to_owned()),
+                ..GroupFields::default()
+            },
+        ),
+    }
+}
+
+/// Answers `req` from `store`.
+///
+/// # Errors
+/// [`HandlerError`]: bad words, unanswerable questions, storage failures.
+pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answer, HandlerError> {
+    match req {
+        Request::Ping => Ok(Answer::Pong(Pong {
+            schema_version: wire::SCHEMA_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            db: store.path().display().to_string(),
+            latest_sample_unix_ms: scan::latest_sample(store)?,
+        })),
+        Request::Usage {
+            from_ms,
+            until_ms,
+            by,
+            filters,
+            class,
+            limit,
+        } => {
+            let q = UsageQuery {
+                range: *from_ms..*until_ms,
+                by: dimension_of(by)?,
+                filters: filters_of(filters)?,
+                class: class_of(class.as_ref())?,
+                limit: limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            };
+            let facts = Facts::load(store, apps)?;
+            let a = usage(store, &facts, &q)?;
+            let ifnames = if q.by == Dimension::Interface {
+                interface_names()
+            } else {
+                HashMap::new()
+            };
+            let rows = a
+                .groups
+                .iter()
+                .map(|g| {
+                    let (key, fields) = group_fields(&g.key, &facts, &ifnames);
+                    let (tx, rx) = counters(&g.traffic);
+                    UsageRow {
+                        key,
+                        fields,
+                        tx,
+                        rx,
+                        share: g.share,
+                    }
+                })
+                .collect();
+            Ok(Answer::Usage(Usage {
+                schema_version: wire::SCHEMA_VERSION,
+                from: rfc3339_from_unix_ms(*from_ms),
+                from_unix_ms: *from_ms,
+                until: rfc3339_from_unix_ms(*until_ms),
+                until_unix_ms: *until_ms,
+                covered_from_unix_ms: a.covered.as_ref().map(|r| r.start),
+                covered_until_unix_ms: a.covered.as_ref().map(|r| r.end),
+                by: q.by.name().to_owned(),
+                filters: q.filters.iter().map(ToString::to_string).collect(),
+                class: q.class.map(|c| c.name().to_owned()),
+                groups_total: a.groups_total as u64,
+                rows,
+                total: totals(&a.total),
+            }))
+        }
+        Request::History {
+            from_ms,
+            until_ms,
+            step_ms,
+            filters,
+            class,
+        } => {
+            let q = SeriesQuery {
+                range: *from_ms..*until_ms,
+                step_ms: *step_ms,
+                filters: filters_of(filters)?,
+                class: class_of(class.as_ref())?,
+                now_ms: crate::query::window::now_ms(),
+            };
+            let facts = Facts::load(store, apps)?;
+            let s = series(store, &facts, &q)?;
+            Ok(Answer::History(History {
+                schema_version: wire::SCHEMA_VERSION,
+                from: rfc3339_from_unix_ms(s.range.start),
+                from_unix_ms: s.range.start,
+                until: rfc3339_from_unix_ms(s.range.end),
+                until_unix_ms: s.range.end,
+                step_ms: s.step_ms,
+                tier: s.tier.name().to_owned(),
+                filters: q.filters.iter().map(ToString::to_string).collect(),
+                class: q.class.map(|c| c.name().to_owned()),
+                points: s
+                    .points
+                    .iter()
+                    .map(|(t, tr)| {
+                        let (tx, rx) = counters(tr);
+                        HistoryPoint {
+                            time: rfc3339_from_unix_ms(*t),
+                            time_unix_ms: *t,
+                            tx,
+                            rx,
+                        }
+                    })
+                    .collect(),
+                total: totals(&s.total),
+            }))
+        }
+        Request::Procs { from_ms, until_ms } => {
+            procs(store, apps, *from_ms, *until_ms).map(Answer::Procs)
+        }
+        Request::Export {
+            from_ms,
+            until_ms,
+            filters,
+            class,
+        } => export(
+            store,
+            apps,
+            *from_ms,
+            *until_ms,
+            &filters_of(filters)?,
+            class_of(class.as_ref())?,
+        )
+        .map(Answer::Export),
+    }
+}
+
+fn procs(
+    store: &mut Store,
+    apps: &AppRules,
+    from: TimeMs,
+    until: TimeMs,
+) -> Result<Procs, HandlerError> {
+    let facts = Facts::load(store, apps)?;
+    let q = UsageQuery {
+        range: from..until,
+        by: Dimension::Process,
+        filters: Vec::new(),
+        class: None,
+        limit: None,
+    };
+    let traffic: HashMap<ProcessId, Traffic> = usage(store, &facts, &q)?
+        .groups
+        .into_iter()
+        .filter_map(|g| match g.key {
+            GroupKey::Process(id) => Some((id, g.traffic)),
+            _ => None,
+        })
+        .collect();
+    let mut rows: Vec<(u64, ProcSeen)> = store
+        .processes(&(from..until))
+        .map_err(QueryError::from)?
+        .into_iter()
+        .map(|r| {
+            let id = r.info.id;
+            let t = traffic.get(&id).copied().unwrap_or_default();
+            let (tx, rx) = counters(&t);
+            let f = facts.get(id);
+            let seen = ProcSeen {
+                pid: id.pid,
+                start_ticks: id.start_ticks,
+                comm: r.info.comm,
+                exe: r.info.exe,
+                cmdline: r.info.cmdline,
+                app: f.app,
+                uid: r.info.uid,
+                user: r.info.user,
+                ppid: r.info.ppid,
+                cgroup: r.info.cgroup,
+                container: r.unit,
+                first_seen: rfc3339_from_unix_ms(r.first_seen_ms),
+                first_seen_unix_ms: r.first_seen_ms,
+                last_seen: rfc3339_from_unix_ms(r.last_seen_ms),
+                last_seen_unix_ms: r.last_seen_ms,
+                tx,
+                rx,
+            };
+            (ip_total(&t), seen)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| (a.1.pid, a.1.start_ticks).cmp(&(b.1.pid, b.1.start_ticks)))
+    });
+    Ok(Procs {
+        schema_version: wire::SCHEMA_VERSION,
+        from: rfc3339_from_unix_ms(from),
+        from_unix_ms: from,
+        until: rfc3339_from_unix_ms(until),
+        until_unix_ms: until,
+        processes: rows.into_iter().map(|(_, p)| p).collect(),
+    })
+}
+
+fn export(
+    store: &mut Store,
+    apps: &AppRules,
+    from: TimeMs,
+    until: TimeMs,
+    filters: &[FilterTerm],
+    class: Option<DestClass>,
+) -> Result<Export, HandlerError> {
+    if filters
+        .iter()
+        .any(|t| t.key.needs_remote() || t.key == crate::query::FilterKey::Interface)
+    {
+        return Err(HandlerError::BadRequest(
+            "export rows are per process and class: filter by pid, app, comm, user, cgroup, container or class".to_owned(),
+        ));
+    }
+    let facts = Facts::load(store, apps)?;
+    let (segments, _) = scan::plan_for(store, &(from..until), Kind::Process)?;
+    let mut keep: HashMap<ProcessId, bool> = HashMap::new();
+    let classes: Vec<DestClass> = class
+        .into_iter()
+        .chain(
+            filters
+                .iter()
+                .filter(|t| t.key == crate::query::FilterKey::Class)
+                .filter_map(|t| parse_class(&t.value).ok()),
+        )
+        .collect();
+    let mut raw = Vec::new();
+    scan::rows(store, &segments, Kind::Process, |row| {
+        let Subject::Process(id) = row.subject else {
+            return;
+        };
+        let ok = *keep
+            .entry(id)
+            .or_insert_with(|| facts.get(id).passes(filters));
+        if ok && classes.iter().all(|c| *c == row.class) {
+            raw.push(row);
+        }
+    })?;
+    raw.sort_by_key(|r| {
+        let id = match r.subject {
+            Subject::Process(id) => id,
+            _ => ProcessId {
+                pid: 0,
+                start_ticks: 0,
+            },
+        };
+        (r.ts, r.tier, id, r.class)
+    });
+    let mut cache: HashMap<ProcessId, (String, String, String)> = HashMap::new();
+    let rows = raw
+        .into_iter()
+        .filter_map(|r| {
+            let Subject::Process(id) = r.subject else {
+                return None;
+            };
+            let (comm, app, user) = cache
+                .entry(id)
+                .or_insert_with(|| {
+                    let f = facts.get(id);
+                    (f.record.info.comm, f.app, f.user)
+                })
+                .clone();
+            Some(ExportRow {
+                time: rfc3339_from_unix_ms(r.ts),
+                time_unix_ms: r.ts,
+                tier: r.tier.name().to_owned(),
+                pid: id.pid,
+                start_ticks: id.start_ticks,
+                comm,
+                app,
+                user,
+                class: r.class.name().to_owned(),
+                tx_packets: r.traffic.tx.packets,
+                tx_ip_bytes: r.traffic.tx.ip_bytes,
+                tx_payload_bytes: r.traffic.tx.payload_bytes,
+                rx_packets: r.traffic.rx.packets,
+                rx_ip_bytes: r.traffic.rx.ip_bytes,
+                rx_payload_bytes: r.traffic.rx.payload_bytes,
+            })
+        })
+        .collect();
+    Ok(Export {
+        schema_version: wire::SCHEMA_VERSION,
+        from: rfc3339_from_unix_ms(from),
+        from_unix_ms: from,
+        until: rfc3339_from_unix_ms(until),
+        until_unix_ms: until,
+        rows,
+    })
+}

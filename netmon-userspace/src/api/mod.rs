@@ -1,0 +1,95 @@
+//! The daemon's query API: JSON over a Unix socket.
+//!
+//! Protocol (documented for other clients too): the client connects to the
+//! socket (default [`DEFAULT_SOCKET`]) and writes one
+//! [`crate::wire::Request`] as a single JSON line; the server answers each
+//! line with one [`crate::wire::Reply`] line, and the client may send
+//! another request on the same connection. Limits, kept by [`server`]:
+//! - a request line longer than [`MAX_REQUEST_BYTES`] gets a `too_large`
+//!   error reply and the connection is closed (the rest of the line cannot
+//!   be skipped safely);
+//! - a line that is not a valid request gets a `bad_request` error reply and
+//!   the connection stays usable;
+//! - at most [`MAX_CONNECTIONS`] connections are served at once, and an idle
+//!   connection is closed after [`IDLE_TIMEOUT`].
+//!
+//! Answers are computed by [`handler::answer`], which the CLI also calls
+//! directly on the database file when no daemon runs, so both paths give
+//! the same documents.
+//!
+//! Socket permissions: mode 0660 and group `netmon` when that group exists
+//! (members may query), else 0600 (root only).
+pub mod client;
+pub mod handler;
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use server::{bind, serve, serve_listener};
+
+use crate::query::AppRules;
+use crate::store::Store;
+
+/// Where the daemon listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/netmon/netmon.sock";
+/// Group allowed on the socket, when it exists.
+pub const SOCKET_GROUP: &str = "netmon";
+/// Largest request line accepted, newline included.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// An idle connection is closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the server answers from: the daemon's store (shared with the drain
+/// loop, which holds the lock only while it commits) and the app rules.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    /// The store.
+    pub store: Arc<Mutex<Store>>,
+    /// App name rules (config `[apps]`).
+    pub apps: Arc<AppRules>,
+}
+
+impl Handle {
+    /// A handle on a shared store.
+    #[must_use]
+    pub fn new(store: Arc<Mutex<Store>>, apps: AppRules) -> Self {
+        Self {
+            store,
+            apps: Arc::new(apps),
+        }
+    }
+}
+
+/// Errors of the API server and client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A socket operation failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another daemon answers on the socket.
+    #[error("another netmon daemon is already listening on {}", .0.display())]
+    InUse(PathBuf),
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Remote {
+        /// Error kind from the reply.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+    /// The reply did not parse.
+    #[error("malformed reply from the daemon: {0}")]
+    BadReply(String),
+}

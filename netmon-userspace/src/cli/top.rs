@@ -1,0 +1,556 @@
+//! `netmon top`: live rates per group, refreshed every interval.
+//!
+//! Where the numbers come from (`--source`, default `auto`):
+//! - `daemon`: when the daemon answers on the socket, `top` asks it for the
+//!   totals since `top` started (a `usage` request from the start to now)
+//!   and divides the growth between two refreshes by the time between them.
+//!   Totals are exactly the committed deltas; a rate covers what the daemon
+//!   committed during the refresh, so a refresh shorter than the daemon's
+//!   interval (default 1 s both) makes rates jump. Groups
+//!   that need remote endpoints (remote, port, protocol) are rolled up per
+//!   hour in the store: their totals start at the current hour.
+//! - `kernel`: without a daemon, two consecutive readings of the pinned maps
+//!   (needs root), owners from the ownership resolver. Totals are the growth
+//!   of the per-flow counters since `top` started.
+//!
+//! On a terminal: a full-screen view (ratatui), sortable by tx (`t`), rx
+//! (`r`) or both (`b`), quit with `q`; processes with no controlling
+//! terminal (`/proc/PID/stat` tty_nr 0: daemons, background jobs) are
+//! highlighted. Piped: one compact JSON document per refresh (NDJSON).
+//! `--once`: one document after one interval.
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::ApiError;
+use crate::api::client::Client;
+use crate::api::handler::group_fields;
+use crate::cli::conn::{ConnArgs, denied_message};
+use crate::cli::output::{Format, OutputArgs, Table, human_bytes};
+use crate::cli::render;
+use crate::clock::now_rfc3339;
+use crate::kernel::reader::KernelSource;
+use crate::ownership::Resolver as _;
+use crate::query::AppRules;
+use crate::query::facts::Facts;
+use crate::query::terms::{Dimension, GroupKey};
+use crate::source::CounterSource as _;
+use crate::store::class::{classify_raw, raw_to_ip};
+use crate::store::{ProcessRecord, Traffic, unit_of_cgroup};
+use crate::wire::{self, Counters, GroupFields, Request, Top, TopRow, Usage};
+
+/// Where `top` reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopSource {
+    /// The daemon if it answers, else the kernel maps.
+    Auto,
+    /// The daemon's store through the socket.
+    Daemon,
+    /// The pinned kernel maps (root).
+    Kernel,
+}
+
+/// `netmon top` arguments.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// Group by.
+    #[arg(long, value_enum, default_value = "process")]
+    pub by: Dimension,
+    /// Refresh interval.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Print one document after one interval and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after this many documents (piped output).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Show the N busiest groups only.
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Where the numbers come from.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source: TopSource,
+    /// bpffs directory of the pinned maps (kernel source).
+    #[arg(long, value_name = "DIR", default_value = netmon_common::names::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One cumulative group total.
+#[derive(Clone, Debug)]
+struct Cumulative {
+    fields: GroupFields,
+    traffic: Traffic,
+}
+
+/// A reading: cumulative totals by group key, at a time (ms).
+type Reading = (u64, HashMap<String, Cumulative>);
+
+/// Something that gives cumulative totals.
+enum Feed {
+    Daemon {
+        client: Client,
+        since_ms: u64,
+        by: Dimension,
+    },
+    Kernel {
+        source: Box<KernelSource>,
+        resolver: Box<crate::ownership::kernel::KernelResolver>,
+        apps: AppRules,
+        by: Dimension,
+    },
+}
+
+impl Feed {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Daemon { .. } => "daemon",
+            Self::Kernel { .. } => "kernel",
+        }
+    }
+
+    fn read(&mut self) -> anyhow::Result<Reading> {
+        match self {
+            Self::Daemon {
+                client,
+                since_ms,
+                by,
+            } => {
+                let now = now_rfc3339().1.max(*since_ms);
+                let doc: Usage = client.call(&Request::Usage {
+                    from_ms: *since_ms,
+                    until_ms: now,
+                    by: by.name().to_owned(),
+                    filters: Vec::new(),
+                    class: None,
+                    limit: None,
+                })?;
+                let map = doc
+                    .rows
+                    .into_iter()
+                    .map(|r| {
+                        let traffic = Traffic {
+                            tx: counters_back(&r.tx),
+                            rx: counters_back(&r.rx),
+                        };
+                        (
+                            r.key,
+                            Cumulative {
+                                fields: r.fields,
+                                traffic,
+                            },
+                        )
+                    })
+                    .collect();
+                Ok((now, map))
+            }
+            Self::Kernel {
+                source,
+                resolver,
+                apps,
+                by,
+            } => {
+                let reading = source.read()?;
+                let now = now_rfc3339().1;
+                let owners = resolver.resolve(&reading);
+                let records: Vec<ProcessRecord> = owners
+                    .values()
+                    .map(|info| ProcessRecord {
+                        unit: info.cgroup.as_deref().and_then(unit_of_cgroup),
+                        info: info.clone(),
+                        first_seen_ms: 0,
+                        last_seen_ms: 0,
+                    })
+                    .collect();
+                let facts = Facts::from_records(records, apps);
+                let ifnames = HashMap::new();
+                let mut map: HashMap<String, Cumulative> = HashMap::new();
+                for flow in &reading.flows {
+                    let (k, v) = (&flow.key, &flow.value);
+                    let owner = owners
+                        .get(&k.cookie)
+                        .map_or(crate::store::UNATTRIBUTED, |o| o.id);
+                    let key = match by {
+                        Dimension::Remote => {
+                            GroupKey::Remote(raw_to_ip(&k.remote_addr, k.ip_version))
+                        }
+                        Dimension::Port => GroupKey::Port {
+                            protocol: k.protocol,
+                            port: k.remote_port,
+                        },
+                        Dimension::Protocol => GroupKey::Protocol(k.protocol),
+                        Dimension::Interface => GroupKey::Interface(v.ifindex),
+                        Dimension::Class => {
+                            GroupKey::Class(classify_raw(&k.remote_addr, k.ip_version, v.ifindex))
+                        }
+                        _ => facts
+                            .get(owner)
+                            .group(*by)
+                            .unwrap_or(GroupKey::Process(owner)),
+                    };
+                    let (name, fields) = group_fields(&key, &facts, &ifnames);
+                    let e = map.entry(name).or_insert_with(|| Cumulative {
+                        fields,
+                        traffic: Traffic::default(),
+                    });
+                    e.traffic = e.traffic.add(Traffic { tx: v.tx, rx: v.rx });
+                }
+                Ok((now, map))
+            }
+        }
+    }
+}
+
+fn counters_back(c: &Counters) -> netmon_common::DirCounters {
+    netmon_common::DirCounters {
+        packets: c.packets,
+        ip_bytes: c.ip_bytes,
+        payload_bytes: c.payload_bytes,
+    }
+}
+
+fn sub(a: Traffic, b: Traffic) -> Traffic {
+    let d =
+        |x: netmon_common::DirCounters, y: netmon_common::DirCounters| netmon_common::DirCounters {
+            packets: x.packets.saturating_sub(y.packets),
+            ip_bytes: x.ip_bytes.saturating_sub(y.ip_bytes),
+            payload_bytes: x.payload_bytes.saturating_sub(y.payload_bytes),
+        };
+    Traffic {
+        tx: d(a.tx, b.tx),
+        rx: d(a.rx, b.rx),
+    }
+}
+
+/// Turns successive cumulative readings into rows: totals since the first
+/// reading, rates since the previous one.
+struct Rates {
+    base: HashMap<String, Traffic>,
+    prev: Reading,
+}
+
+impl Rates {
+    fn new(first: Reading) -> Self {
+        Self {
+            base: first
+                .1
+                .iter()
+                .map(|(k, c)| (k.clone(), c.traffic))
+                .collect(),
+            prev: first,
+        }
+    }
+
+    fn step(&mut self, cur: Reading) -> (u64, Vec<TopRow>) {
+        let dt_ms = cur.0.saturating_sub(self.prev.0);
+        let secs = dt_ms as f64 / 1000.0;
+        let mut rows: Vec<TopRow> = cur
+            .1
+            .iter()
+            .map(|(key, c)| {
+                let total = sub(c.traffic, self.base.get(key).copied().unwrap_or_default());
+                let delta = sub(
+                    c.traffic,
+                    self.prev.1.get(key).map(|p| p.traffic).unwrap_or_default(),
+                );
+                let rate = |b: u64| if secs > 0.0 { b as f64 / secs } else { 0.0 };
+                TopRow {
+                    key: key.clone(),
+                    no_tty: c
+                        .fields
+                        .pid
+                        .zip(c.fields.start_ticks)
+                        .and_then(|(p, s)| no_tty(p, s)),
+                    fields: c.fields.clone(),
+                    tx_bytes_per_sec: rate(delta.tx.payload_bytes),
+                    rx_bytes_per_sec: rate(delta.rx.payload_bytes),
+                    tx: total.tx.into(),
+                    rx: total.rx.into(),
+                }
+            })
+            .filter(|r| r.tx.packets + r.rx.packets > 0)
+            .collect();
+        sort(&mut rows, Sort::Total);
+        self.prev = cur;
+        (dt_ms, rows)
+    }
+}
+
+/// Sort order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sort {
+    Tx,
+    Rx,
+    Total,
+}
+
+fn sort(rows: &mut [TopRow], by: Sort) {
+    let score = |r: &TopRow| match by {
+        Sort::Tx => (r.tx_bytes_per_sec, r.tx.payload_bytes),
+        Sort::Rx => (r.rx_bytes_per_sec, r.rx.payload_bytes),
+        Sort::Total => (
+            r.tx_bytes_per_sec + r.rx_bytes_per_sec,
+            r.tx.payload_bytes + r.rx.payload_bytes,
+        ),
+    };
+    rows.sort_by(|a, b| {
+        let (sa, sb) = (score(a), score(b));
+        sb.0.total_cmp(&sa.0)
+            .then(sb.1.cmp(&sa.1))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+}
+
+/// True when the process `pid` started at `start_ticks` has no controlling
+/// terminal; `None` when it is gone (or pid 0).
+fn no_tty(pid: u32, start_ticks: u64) -> Option<bool> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    (stat.starttime == start_ticks).then_some(stat.tty_nr == 0)
+}
+
+fn open_feed(args: &TopArgs, since_ms: u64) -> anyhow::Result<Feed> {
+    if args.source != TopSource::Kernel {
+        match Client::connect(&args.conn.socket) {
+            Ok(client) => {
+                return Ok(Feed::Daemon {
+                    client,
+                    since_ms,
+                    by: args.by,
+                });
+            }
+            Err(ApiError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                anyhow::bail!(denied_message(&args.conn.socket))
+            }
+            Err(e) if args.source == TopSource::Daemon => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    let source = KernelSource::open(&args.pin_dir).with_context(|| {
+        format!(
+            "no daemon answers on {} and the kernel counters at {} cannot be read",
+            args.conn.socket.display(),
+            args.pin_dir.display()
+        )
+    })?;
+    let apps = crate::config::load(args.conn.config.as_deref())
+        .map(|f| f.apps)
+        .unwrap_or_default();
+    Ok(Feed::Kernel {
+        source: Box::new(source),
+        resolver: Box::new(crate::ownership::kernel::KernelResolver::new()),
+        apps,
+        by: args.by,
+    })
+}
+
+/// Runs `netmon top`.
+///
+/// # Errors
+/// No source, read errors, output errors.
+pub fn run(args: &TopArgs) -> anyhow::Result<()> {
+    let since_ms = now_rfc3339().1;
+    let mut feed = open_feed(args, since_ms)?;
+    // Piped without --format: one compact document per refresh.
+    let format =
+        if args.output.format.is_none() && !args.output.json && !std::io::stdout().is_terminal() {
+            Format::Ndjson
+        } else {
+            args.output.resolve()
+        };
+    let tui = !args.once && format == Format::Table && std::io::stdout().is_terminal();
+    let mut rates = Rates::new(feed.read()?);
+    let doc = |dt: u64, mut rows: Vec<TopRow>, feed: &Feed| {
+        if let Some(n) = args.limit {
+            rows.truncate(n);
+        }
+        let (taken_at, taken_at_unix_ms) = now_rfc3339();
+        Top {
+            schema_version: wire::SCHEMA_VERSION,
+            taken_at,
+            taken_at_unix_ms,
+            since_unix_ms: since_ms,
+            interval_ms: dt,
+            by: args.by.name().to_owned(),
+            source: feed.name().to_owned(),
+            rows,
+        }
+    };
+    if tui {
+        return tui::run(&mut feed, &mut rates, args, &doc);
+    }
+    let mut printed = 0u64;
+    loop {
+        std::thread::sleep(args.interval);
+        let (dt, rows) = rates.step(feed.read()?);
+        let d = doc(dt, rows, &feed);
+        let mut out = std::io::stdout().lock();
+        write(&mut out, &d, format, args.output.bytes)?;
+        out.flush()?;
+        printed += 1;
+        if args.once || args.count.is_some_and(|c| printed >= c) {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes one document.
+///
+/// # Errors
+/// I/O errors.
+pub fn write(out: &mut dyn Write, doc: &Top, format: Format, raw: bool) -> anyhow::Result<()> {
+    match format {
+        Format::Json => render::json(out, doc),
+        Format::Ndjson => render::json_line(out, doc),
+        Format::Csv => {
+            let mut header = vec!["key"];
+            header.extend(render::GROUP_COLUMNS);
+            header.extend(["no_tty", "tx_bytes_per_sec", "rx_bytes_per_sec"]);
+            header.extend(render::COUNTER_COLUMNS);
+            let rows = doc.rows.iter().map(|r| {
+                let mut cells = vec![r.key.clone()];
+                cells.extend(render::group_cells(&r.fields));
+                cells.push(r.no_tty.map(|b| b.to_string()).unwrap_or_default());
+                cells.push(format!("{:.1}", r.tx_bytes_per_sec));
+                cells.push(format!("{:.1}", r.rx_bytes_per_sec));
+                cells.extend(render::counter_cells(&r.tx, &r.rx));
+                cells
+            });
+            render::csv(out, &header, rows)
+        }
+        Format::Table => {
+            out.write_all(table(doc, raw).as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+fn label(r: &TopRow) -> String {
+    match (&r.fields.pid, &r.fields.comm) {
+        (Some(pid), Some(comm)) => format!("{pid} {comm}"),
+        _ => r.key.clone(),
+    }
+}
+
+/// A plain table of one document (`--once` on a terminal).
+#[must_use]
+pub fn table(doc: &Top, raw: bool) -> String {
+    let mut t = Table::new(
+        &[
+            doc.by.to_uppercase().as_str(),
+            "TX/S",
+            "RX/S",
+            "TX TOTAL",
+            "RX TOTAL",
+            "BG",
+        ],
+        &[false, true, true, true, true, false],
+    );
+    for r in &doc.rows {
+        t.row(row_cells(r, raw));
+    }
+    t.render()
+}
+
+fn row_cells(r: &TopRow, raw: bool) -> Vec<String> {
+    vec![
+        label(r),
+        crate::cli::history::rate(r.tx_bytes_per_sec as u64, 1.0, raw),
+        crate::cli::history::rate(r.rx_bytes_per_sec as u64, 1.0, raw),
+        human_bytes(r.tx.payload_bytes, raw),
+        human_bytes(r.rx.payload_bytes, raw),
+        if r.no_tty == Some(true) {
+            "bg".to_owned()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+/// The full-screen view.
+mod tui {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+    use ratatui::layout::Constraint;
+    use ratatui::style::{Modifier, Style, Stylize as _};
+    use ratatui::widgets::{Block, Row, Table};
+
+    use super::{Feed, Rates, Sort, TopArgs, row_cells, sort};
+    use crate::wire::{Top, TopRow};
+
+    pub(super) fn run(
+        feed: &mut Feed,
+        rates: &mut Rates,
+        args: &TopArgs,
+        doc: &dyn Fn(u64, Vec<TopRow>, &Feed) -> Top,
+    ) -> anyhow::Result<()> {
+        let mut terminal = ratatui::try_init()?;
+        let result = (|| -> anyhow::Result<()> {
+            let mut order = Sort::Total;
+            let mut current: Option<Top> = None;
+            let mut next = std::time::Instant::now() + args.interval;
+            loop {
+                terminal.draw(|f| {
+                    let Some(d) = &current else {
+                        f.render_widget(Block::bordered().title(" netmon top: measuring… (q quits) "), f.area());
+                        return;
+                    };
+                    let mut rows = d.rows.clone();
+                    sort(&mut rows, order);
+                    let header = Row::new([d.by.to_uppercase(), "TX/S".into(), "RX/S".into(), "TX TOTAL".into(), "RX TOTAL".into(), "BG".into()])
+                        .style(Style::new().add_modifier(Modifier::BOLD));
+                    let body = rows.iter().map(|r| {
+                        let row = Row::new(row_cells(r, args.output.bytes));
+                        if r.no_tty == Some(true) { row.yellow() } else { row }
+                    });
+                    let widths = [
+                        Constraint::Min(24),
+                        Constraint::Length(12),
+                        Constraint::Length(12),
+                        Constraint::Length(12),
+                        Constraint::Length(12),
+                        Constraint::Length(3),
+                    ];
+                    let title = format!(
+                        " netmon top · by {} · source {} · sort {:?} (t/r/b) · yellow: no terminal · q quits ",
+                        d.by, d.source, order
+                    );
+                    f.render_widget(Table::new(body, widths).header(header).block(Block::bordered().title(title)), f.area());
+                })?;
+                let wait = next.saturating_duration_since(std::time::Instant::now());
+                if event::poll(wait)? {
+                    if let Event::Key(k) = event::read()?
+                        && k.kind == KeyEventKind::Press
+                    {
+                        match k.code {
+                            KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                            KeyCode::Char('t') => order = Sort::Tx,
+                            KeyCode::Char('r') => order = Sort::Rx,
+                            KeyCode::Char('b') => order = Sort::Total,
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                next = std::time::Instant::now() + args.interval;
+                let (dt, rows) = rates.step(feed.read()?);
+                current = Some(doc(dt, rows, feed));
+            }
+        })();
+        ratatui::restore();
+        result
+    }
+}

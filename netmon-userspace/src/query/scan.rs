@@ -1,0 +1,213 @@
+//! Row scanners: every stored row of a kind whose time key lies in a set of
+//! [`Segment`]s, handed to a closure. One read transaction per scan, so a
+//! scan sees one committed state even while the daemon keeps committing.
+//!
+//! [`plan_for`] splits a time range into segments read from the coarsest
+//! tier that holds whole buckets ([`crate::store::query::plan`]); a range
+//! edge a kept tier cannot resolve is rounded outward (reported back as the
+//! covered range, so answers say which time they really cover).
+use redb::{ReadableDatabase as _, ReadableTable as _};
+
+use crate::ownership::ProcessId;
+use crate::query::QueryError;
+use crate::store::layout::{self, IntervalRecord};
+use crate::store::query::{Segment, plan};
+use crate::store::rollup::{self, Tier};
+use crate::store::{DestClass, RemoteKey, Store, TimeMs, TimeRange, Traffic};
+
+/// What kind of rows a scan reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Per process and class (interval samples and process rollups).
+    Process,
+    /// Per process and remote endpoint (hour and day rollups only).
+    Remote,
+    /// Per interface and class.
+    Interface,
+}
+
+impl Kind {
+    /// The finest tier holding this kind.
+    #[must_use]
+    pub const fn finest(self) -> Tier {
+        match self {
+            Self::Remote => Tier::Hour,
+            Self::Process | Self::Interface => Tier::Interval,
+        }
+    }
+}
+
+/// One stored row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Key time: drain time for interval rows, bucket start for rollups.
+    pub ts: TimeMs,
+    /// Tier it was read from.
+    pub tier: Tier,
+    /// What the row is about.
+    pub subject: Subject,
+    /// Destination class.
+    pub class: DestClass,
+    /// Its traffic.
+    pub traffic: Traffic,
+}
+
+/// Who a row counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A process.
+    Process(ProcessId),
+    /// A process and remote endpoint.
+    Remote(RemoteKey),
+    /// An interface.
+    Interface(u32),
+}
+
+/// The segments a range is read from, and the range they really cover
+/// (`None` when the range is empty).
+///
+/// # Errors
+/// On storage errors.
+pub fn plan_for(
+    store: &mut Store,
+    range: &TimeRange,
+    kind: Kind,
+) -> Result<(Vec<Segment>, Option<TimeRange>), QueryError> {
+    let mut purged = [0; 4];
+    for (slot, tier) in purged.iter_mut().zip(Tier::ALL) {
+        *slot = store.purged_before(tier)?;
+    }
+    let purged_fn = |t: Tier| {
+        Tier::ALL
+            .iter()
+            .position(|x| *x == t)
+            .and_then(|i| purged.get(i).copied())
+            .unwrap_or(0)
+    };
+    let segs = plan(range, kind.finest(), &purged_fn);
+    let covered = segs
+        .iter()
+        .map(|s| s.from)
+        .min()
+        .zip(segs.iter().map(|s| s.to).max())
+        .map(|(a, b)| a..b);
+    Ok((segs, covered))
+}
+
+/// Calls `f` with every row of `kind` in `segments`.
+///
+/// # Errors
+/// On storage errors.
+pub fn rows(
+    store: &mut Store,
+    segments: &[Segment],
+    kind: Kind,
+    mut f: impl FnMut(Row),
+) -> Result<(), QueryError> {
+    let db = store.db()?;
+    let txn = db.begin_read()?;
+    for seg in segments {
+        let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
+        let range = from.as_slice()..to.as_slice();
+        match (kind, seg.tier) {
+            (Kind::Process | Kind::Interface, Tier::Interval) => {
+                let table = txn.open_table(layout::INTERVAL)?;
+                for row in table.range(range)? {
+                    let (k, v) = row?;
+                    let ts = layout::key_time(k.value())?;
+                    let rec: IntervalRecord = layout::decode(v.value())?;
+                    if kind == Kind::Process {
+                        for p in &rec.procs {
+                            f(Row {
+                                ts,
+                                tier: Tier::Interval,
+                                subject: Subject::Process(rollup::interval_process(p)),
+                                class: DestClass::from_byte(p.class).unwrap_or(DestClass::Unknown),
+                                traffic: p.traffic,
+                            });
+                        }
+                    } else {
+                        for i in &rec.ifaces {
+                            f(Row {
+                                ts,
+                                tier: Tier::Interval,
+                                subject: Subject::Interface(i.ifindex),
+                                class: DestClass::from_byte(i.class).unwrap_or(DestClass::Unknown),
+                                traffic: i.traffic,
+                            });
+                        }
+                    }
+                }
+            }
+            (Kind::Process, tier) => {
+                let Some(def) = tier.proc_table() else {
+                    continue;
+                };
+                let table = txn.open_table(def)?;
+                for row in table.range(range)? {
+                    let (k, v) = row?;
+                    let (ts, id, class) = layout::decode_proc_key(k.value())?;
+                    let traffic = layout::decode_traffic(v.value())?;
+                    f(Row {
+                        ts,
+                        tier,
+                        subject: Subject::Process(id),
+                        class,
+                        traffic,
+                    });
+                }
+            }
+            (Kind::Remote, tier) => {
+                let Some(def) = tier.remote_table() else {
+                    continue;
+                };
+                let table = txn.open_table(def)?;
+                for row in table.range(range)? {
+                    let (k, v) = row?;
+                    let (ts, rk) = layout::decode_remote_key(k.value())?;
+                    let traffic = layout::decode_traffic(v.value())?;
+                    f(Row {
+                        ts,
+                        tier,
+                        subject: Subject::Remote(rk),
+                        class: rk.class,
+                        traffic,
+                    });
+                }
+            }
+            (Kind::Interface, tier) => {
+                let Some(def) = tier.iface_table() else {
+                    continue;
+                };
+                let table = txn.open_table(def)?;
+                for row in table.range(range)? {
+                    let (k, v) = row?;
+                    let (ts, ifindex, class) = layout::decode_iface_key(k.value())?;
+                    let traffic = layout::decode_traffic(v.value())?;
+                    f(Row {
+                        ts,
+                        tier,
+                        subject: Subject::Interface(ifindex),
+                        class,
+                        traffic,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The time of the newest interval sample (`None` for an empty store).
+///
+/// # Errors
+/// On storage errors.
+pub fn latest_sample(store: &mut Store) -> Result<Option<TimeMs>, QueryError> {
+    let db = store.db()?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(layout::INTERVAL)?;
+    match table.last()? {
+        Some((k, _)) => Ok(Some(layout::key_time(k.value())?)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,210 @@
+//! Time series (`netmon history`): traffic per step over a window, for
+//! everything or for the rows a set of filters selects.
+//!
+//! Step rules:
+//! - without a step, the finest tier still holding the window's start (by
+//!   retention and by what purge has removed) gives it: [`INTERVAL_STEP`]
+//!   on interval samples, else the tier's bucket width;
+//! - with a step, the coarsest tier whose bucket width divides it is read;
+//!   if that tier no longer holds the window's start, the question is
+//!   refused with the step to use instead (never silently coarser data);
+//! - points are aligned to multiples of the step (UTC), so the series may
+//!   start up to one step before the asked start.
+use std::collections::HashMap;
+
+use crate::query::QueryError;
+use crate::query::facts::Facts;
+use crate::query::scan::{self, Kind, Subject};
+use crate::query::terms::{Dimension, FilterKey, FilterTerm};
+use crate::query::usage::{ProcCache, RowFilter};
+use crate::store::query::Segment;
+use crate::store::rollup::Tier;
+use crate::store::{DestClass, Store, TimeMs, TimeRange, Traffic};
+
+/// Default step on interval samples.
+pub const INTERVAL_STEP: u64 = 5_000;
+/// Most points one series may have.
+pub const MAX_POINTS: u64 = 100_000;
+
+/// A history question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesQuery {
+    /// The window.
+    pub range: TimeRange,
+    /// Step; `None` chooses (see the module doc).
+    pub step_ms: Option<u64>,
+    /// Which rows count.
+    pub filters: Vec<FilterTerm>,
+    /// Only this destination class.
+    pub class: Option<DestClass>,
+    /// "Now", for retention cutoffs.
+    pub now_ms: TimeMs,
+}
+
+/// A series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesAnswer {
+    /// Tier read.
+    pub tier: Tier,
+    /// Step.
+    pub step_ms: u64,
+    /// Aligned window the points cover.
+    pub range: TimeRange,
+    /// `(step start, traffic)`, every step present (zero when idle).
+    pub points: Vec<(TimeMs, Traffic)>,
+    /// Sum of the points.
+    pub total: Traffic,
+}
+
+fn kind_of(filters: &[FilterTerm]) -> Result<Kind, QueryError> {
+    if filters.iter().any(|t| t.key == FilterKey::Interface) {
+        return crate::query::usage::kind_for(Dimension::Interface, filters);
+    }
+    Ok(if filters.iter().any(|t| t.key.needs_remote()) {
+        Kind::Remote
+    } else {
+        Kind::Process
+    })
+}
+
+/// Step name: `5s`, `1m`, `1h`, `1d`, else milliseconds.
+#[must_use]
+pub fn step_name(ms: u64) -> String {
+    for (unit, w) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= w && ms % w == 0 {
+            return format!("{}{unit}", ms / w);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Answers a history question.
+///
+/// # Errors
+/// [`QueryError::Invalid`] when the step is finer than the data kept for the
+/// window, or gives too many points; storage errors.
+pub fn series(
+    store: &mut Store,
+    facts: &Facts,
+    q: &SeriesQuery,
+) -> Result<SeriesAnswer, QueryError> {
+    let kind = kind_of(&q.filters)?;
+    let retention = *store.retention();
+    let mut purged = HashMap::new();
+    for t in Tier::ALL {
+        purged.insert(t, store.purged_before(t)?);
+    }
+    let holds = |t: Tier, start: TimeMs| {
+        let start = t.bucket(start);
+        purged.get(&t).copied().unwrap_or(0) <= start
+            && retention.cutoff(t, q.now_ms).is_none_or(|c| c <= start)
+    };
+    let usable = |t: Tier| t >= kind.finest();
+    let (tier, step) = match q.step_ms {
+        None => {
+            let tier = Tier::ALL
+                .into_iter()
+                .filter(|t| usable(*t))
+                .find(|t| holds(*t, q.range.start))
+                .unwrap_or(Tier::Day);
+            (tier, tier.width_ms().unwrap_or(INTERVAL_STEP))
+        }
+        Some(step) => {
+            let step = step.max(1);
+            let tier = Tier::ALL
+                .into_iter()
+                .rev()
+                .filter(|t| usable(*t))
+                .find(|t| t.width_ms().is_none_or(|w| step % w == 0))
+                .ok_or_else(|| {
+                    QueryError::Invalid(format!(
+                        "remote endpoints are kept per hour: use a step that is a multiple of 1h, not {}",
+                        step_name(step)
+                    ))
+                })?;
+            if !holds(tier, q.range.start) {
+                let better = Tier::ALL
+                    .into_iter()
+                    .filter(|t| usable(*t))
+                    .find(|t| holds(*t, q.range.start));
+                let hint = better.map_or_else(String::new, |t| {
+                    format!(
+                        "; use --step {}",
+                        step_name(t.width_ms().unwrap_or(INTERVAL_STEP))
+                    )
+                });
+                return Err(QueryError::Invalid(format!(
+                    "{} samples no longer reach back to the window's start{hint}",
+                    tier.name()
+                )));
+            }
+            (tier, step)
+        }
+    };
+    let start = q.range.start - q.range.start % step;
+    let end = if q.range.end <= q.range.start {
+        start
+    } else {
+        q.range.end.div_ceil(step).saturating_mul(step)
+    };
+    let n = (end - start) / step;
+    if n > MAX_POINTS {
+        return Err(QueryError::Invalid(format!(
+            "{n} points of {} is more than {MAX_POINTS}: use a larger --step or a shorter window",
+            step_name(step)
+        )));
+    }
+    let mut points: Vec<(TimeMs, Traffic)> = (0..n)
+        .map(|k| (start + k * step, Traffic::default()))
+        .collect();
+    let rf = RowFilter::new(&q.filters, q.class);
+    let mut procs = ProcCache::new(facts, &q.filters, Dimension::Class);
+    let segment = Segment {
+        tier,
+        from: start,
+        to: end,
+    };
+    scan::rows(store, &[segment], kind, |row| {
+        let keep = rf.class_ok(row.class)
+            && match row.subject {
+                Subject::Process(id) => procs.get(id).is_some(),
+                Subject::Remote(rk) => rf.remote_ok(&rk) && procs.get(rk.process).is_some(),
+                Subject::Interface(i) => rf.iface_ok(i),
+            };
+        if keep
+            && row.ts >= start
+            && let Ok(k) = usize::try_from((row.ts - start) / step)
+            && let Some(p) = points.get_mut(k)
+        {
+            p.1 = p.1.add(row.traffic);
+        }
+    })?;
+    let total = points.iter().fold(Traffic::default(), |a, p| a.add(p.1));
+    Ok(SeriesAnswer {
+        tier,
+        step_ms: step,
+        range: start..end,
+        points,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names() {
+        assert_eq!(step_name(5_000), "5s");
+        assert_eq!(step_name(60_000), "1m");
+        assert_eq!(step_name(3_600_000), "1h");
+        assert_eq!(step_name(86_400_000), "1d");
+        assert_eq!(step_name(90_000), "90s");
+        assert_eq!(step_name(250), "250ms");
+    }
+}

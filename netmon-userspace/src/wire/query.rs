@@ -1,0 +1,407 @@
+//! Documents of the history commands (`usage`, `history`, `procs`,
+//! `export`, `top`) and of the daemon socket protocol.
+//!
+//! Every top-level document and every NDJSON line carries
+//! `schema_version`; times come as RFC 3339 UTC (`from`) plus unix ms
+//! (`from_unix_ms`); byte counts are in fields named `..._bytes` and rates in
+//! `..._bytes_per_sec`.
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Counters, Totals};
+
+/// Identity fields of a group, filled according to the grouping (a process
+/// row has pid, comm, exe, app, user, ...; a port row has protocol and
+/// remote_port). Absent fields are omitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFields {
+    /// Process id (`--by process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Process start time, clock ticks since boot (`--by process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+    /// Command name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    /// Executable path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// App name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// User name (or uid as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Real uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// cgroup v2 path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Container or systemd unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Remote address (`--by remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<IpAddr>,
+    /// Remote port (`--by port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    /// Protocol name (`--by port`, `--by protocol`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Interface index (`--by interface`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    /// Interface name, as known to the answering host now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Destination class (`--by class`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+/// `netmon usage`: totals over a window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Window start asked, RFC 3339 UTC.
+    pub from: String,
+    /// Window start asked, unix ms.
+    pub from_unix_ms: u64,
+    /// Window end asked (exclusive), RFC 3339 UTC.
+    pub until: String,
+    /// Window end asked, unix ms.
+    pub until_unix_ms: u64,
+    /// Start of the time the rows read really cover (earlier than `from`
+    /// when a purged tier or hour-only data rounded the window outward);
+    /// null for an empty window.
+    pub covered_from_unix_ms: Option<u64>,
+    /// End of the covered time.
+    pub covered_until_unix_ms: Option<u64>,
+    /// Grouping (`process`, `app`, ...).
+    pub by: String,
+    /// Filters applied, as `KEY=VALUE`.
+    pub filters: Vec<String>,
+    /// Destination class filter.
+    pub class: Option<String>,
+    /// Groups before `-n` cut the list.
+    pub groups_total: u64,
+    /// Groups, most IP bytes (tx + rx) first.
+    pub rows: Vec<UsageRow>,
+    /// Sum over all groups (also those cut by `-n`).
+    pub total: Totals,
+}
+
+/// One group of [`Usage`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// The group as one string (`curl`, `1234:5678`, `tcp/443`, ...).
+    pub key: String,
+    /// Identity fields.
+    #[serde(flatten)]
+    pub fields: GroupFields,
+    /// Sent.
+    pub tx: Counters,
+    /// Received.
+    pub rx: Counters,
+    /// Share of the total IP bytes (both directions), 0..1.
+    pub share: f64,
+}
+
+/// `netmon history`: a time series.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Start of the first step, RFC 3339 UTC (aligned to the step).
+    pub from: String,
+    /// Start of the first step, unix ms.
+    pub from_unix_ms: u64,
+    /// End of the last step, RFC 3339 UTC.
+    pub until: String,
+    /// End of the last step, unix ms.
+    pub until_unix_ms: u64,
+    /// Step in ms.
+    pub step_ms: u64,
+    /// Tier read: `interval`, `minute`, `hour` or `day`.
+    pub tier: String,
+    /// Selection, as `KEY=VALUE` filters (empty: everything).
+    pub filters: Vec<String>,
+    /// Destination class filter.
+    pub class: Option<String>,
+    /// One point per step, oldest first, idle steps included.
+    pub points: Vec<HistoryPoint>,
+    /// Sum of the points.
+    pub total: Totals,
+}
+
+/// One step of [`History`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Step start, RFC 3339 UTC.
+    pub time: String,
+    /// Step start, unix ms.
+    pub time_unix_ms: u64,
+    /// Sent in the step.
+    pub tx: Counters,
+    /// Received in the step.
+    pub rx: Counters,
+}
+
+/// `netmon procs`: processes seen in a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Procs {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Window start, RFC 3339 UTC.
+    pub from: String,
+    /// Window start, unix ms.
+    pub from_unix_ms: u64,
+    /// Window end, RFC 3339 UTC.
+    pub until: String,
+    /// Window end, unix ms.
+    pub until_unix_ms: u64,
+    /// Processes, most IP bytes in the window first.
+    pub processes: Vec<ProcSeen>,
+}
+
+/// One process of [`Procs`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcSeen {
+    /// Process id.
+    pub pid: u32,
+    /// Start time, clock ticks since boot.
+    pub start_ticks: u64,
+    /// Command name.
+    pub comm: String,
+    /// Executable path.
+    pub exe: Option<String>,
+    /// Command line.
+    pub cmdline: Option<String>,
+    /// App name.
+    pub app: String,
+    /// Real uid.
+    pub uid: u32,
+    /// User name.
+    pub user: Option<String>,
+    /// Parent pid.
+    pub ppid: Option<u32>,
+    /// cgroup v2 path.
+    pub cgroup: Option<String>,
+    /// Container or unit.
+    pub container: Option<String>,
+    /// First traffic, RFC 3339 UTC.
+    pub first_seen: String,
+    /// First traffic, unix ms.
+    pub first_seen_unix_ms: u64,
+    /// Last traffic (minute resolution), RFC 3339 UTC.
+    pub last_seen: String,
+    /// Last traffic, unix ms.
+    pub last_seen_unix_ms: u64,
+    /// Sent in the window.
+    pub tx: Counters,
+    /// Received in the window.
+    pub rx: Counters,
+}
+
+/// `netmon export`: raw stored rows (JSON: this document; NDJSON and CSV:
+/// one [`ExportRow`] per line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Window start, RFC 3339 UTC.
+    pub from: String,
+    /// Window start, unix ms.
+    pub from_unix_ms: u64,
+    /// Window end, RFC 3339 UTC.
+    pub until: String,
+    /// Window end, unix ms.
+    pub until_unix_ms: u64,
+    /// Rows, oldest first.
+    pub rows: Vec<ExportRow>,
+}
+
+/// One stored row: a process's traffic to one destination class in one
+/// interval sample or rollup bucket. Flat, so CSV columns are its fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRow {
+    /// Row time (drain time, or bucket start), RFC 3339 UTC.
+    pub time: String,
+    /// Row time, unix ms.
+    pub time_unix_ms: u64,
+    /// `interval`, `minute`, `hour` or `day` (rows come from the coarsest
+    /// tier that covers whole buckets of the window).
+    pub tier: String,
+    /// Process id.
+    pub pid: u32,
+    /// Start time, clock ticks since boot.
+    pub start_ticks: u64,
+    /// Command name.
+    pub comm: String,
+    /// App name.
+    pub app: String,
+    /// User name (or uid).
+    pub user: String,
+    /// Destination class.
+    pub class: String,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// IP bytes sent.
+    pub tx_ip_bytes: u64,
+    /// Payload bytes sent.
+    pub tx_payload_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// IP bytes received.
+    pub rx_ip_bytes: u64,
+    /// Payload bytes received.
+    pub rx_payload_bytes: u64,
+}
+
+/// `netmon top`: one refresh.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// When measured, RFC 3339 UTC.
+    pub taken_at: String,
+    /// When measured, unix ms.
+    pub taken_at_unix_ms: u64,
+    /// Totals count from here, unix ms (when `top` started).
+    pub since_unix_ms: u64,
+    /// Length of the interval the rates are over, ms.
+    pub interval_ms: u64,
+    /// Grouping.
+    pub by: String,
+    /// `daemon` (history store through the socket) or `kernel` (pinned maps).
+    pub source: String,
+    /// Groups, highest current rate (tx + rx) first.
+    pub rows: Vec<TopRow>,
+}
+
+/// One group of [`Top`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopRow {
+    /// The group as one string.
+    pub key: String,
+    /// Identity fields.
+    #[serde(flatten)]
+    pub fields: GroupFields,
+    /// A process with no controlling terminal (`/proc/PID/stat` tty_nr 0):
+    /// a background process. Only for `--by process`, when still running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_tty: Option<bool>,
+    /// Payload bytes sent per second over the last interval.
+    pub tx_bytes_per_sec: f64,
+    /// Payload bytes received per second over the last interval.
+    pub rx_bytes_per_sec: f64,
+    /// Sent since `since_unix_ms`.
+    pub tx: Counters,
+    /// Received since `since_unix_ms`.
+    pub rx: Counters,
+}
+
+/// A request on the daemon socket: one JSON object on one line (at most
+/// [`crate::api::MAX_REQUEST_BYTES`]), answered by one [`Reply`] line.
+/// Times are unix ms, already resolved by the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness and identity: answered with [`Pong`].
+    Ping,
+    /// Answered with [`Usage`].
+    Usage {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Grouping.
+        by: String,
+        /// `KEY=VALUE` filters.
+        #[serde(default)]
+        filters: Vec<String>,
+        /// Destination class.
+        #[serde(default)]
+        class: Option<String>,
+        /// At most this many rows.
+        #[serde(default)]
+        limit: Option<u64>,
+    },
+    /// Answered with [`History`].
+    History {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Step; null lets the daemon choose.
+        #[serde(default)]
+        step_ms: Option<u64>,
+        /// `KEY=VALUE` filters selecting the rows.
+        #[serde(default)]
+        filters: Vec<String>,
+        /// Destination class.
+        #[serde(default)]
+        class: Option<String>,
+    },
+    /// Answered with [`Procs`].
+    Procs {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+    },
+    /// Answered with [`Export`].
+    Export {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// `KEY=VALUE` filters (process-level keys and class).
+        #[serde(default)]
+        filters: Vec<String>,
+        /// Destination class.
+        #[serde(default)]
+        class: Option<String>,
+    },
+}
+
+/// The answer to a [`Request`]: `{"ok": DOCUMENT}` or
+/// `{"error": {"kind": ..., "message": ...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    /// The document the request asked for.
+    Ok(T),
+    /// Why there is none.
+    Error(ErrorBody),
+}
+
+/// An error reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// `bad_request` (malformed or unknown request), `too_large` (the
+    /// request line exceeded the limit; the connection is closed),
+    /// `invalid` (well-formed but unanswerable, e.g. a step finer than the
+    /// data kept), `internal` (the store failed).
+    pub kind: String,
+    /// One line for a person.
+    pub message: String,
+}
+
+/// The answer to [`Request::Ping`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// netmon version of the daemon.
+    pub version: String,
+    /// The daemon's store.
+    pub db: String,
+    /// Newest interval sample, unix ms (null: none yet).
+    pub latest_sample_unix_ms: Option<u64>,
+}
