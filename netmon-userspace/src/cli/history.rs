@@ -140,10 +140,12 @@ pub fn table(doc: &History, raw: bool) -> String {
         ]);
     }
     let mut s = t.render();
-    let sel = if doc.filters.is_empty() {
+    let mut words = doc.filters.clone();
+    words.extend(doc.class.as_ref().map(|c| format!("class={c}")));
+    let sel = if words.is_empty() {
         "everything".to_owned()
     } else {
-        doc.filters.join(" ")
+        words.join(" ")
     };
     s.push_str(&format!(
         "\n{sel}: tx {} rx {} (payload) · step {} from {} tier\n",
