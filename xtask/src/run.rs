@@ -27,9 +27,12 @@ pub struct RunArgs {
 /// Setup, build, then replace xtask with `netmon ARGS` running as root (so
 /// Ctrl-C and the exit status are netmon's own).
 pub fn run(ws: &Workspace, args: &RunArgs) -> anyhow::Result<()> {
+    let privilege = Privilege::detect();
+    // Say that root is out of reach before spending minutes building.
+    privilege.prefix("netmon")?;
     let tools = setup::ensure(ws)?;
     let bin = build::netmon(&tools, !args.debug)?;
-    let mut netmon = Privilege::detect().command("netmon", &bin)?;
+    let mut netmon = privilege.command("netmon", &bin)?;
     netmon.args(netmon_args(&args.netmon_args));
     eprintln!("$ {}", cmd::display(&netmon));
     // exec only returns on failure.
