@@ -46,6 +46,9 @@ pub struct KernelResolver {
     /// Invariant: holds exactly the sockets resolved and not forgotten; an
     /// entry is never recomputed while present.
     cache: HashMap<u64, ProcessInfo>,
+    /// `/proc` facts read during the current pass, by pid (`None`: gone).
+    /// Cleared at the end of each pass, so a pid reused later is re-read.
+    pass_facts: HashMap<u32, Option<ProcFacts>>,
 }
 
 impl Default for KernelResolver {
@@ -71,6 +74,7 @@ impl KernelResolver {
             ticks_per_second: clock_ticks_per_second(),
             users: UserNames::default(),
             cache: HashMap::new(),
+            pass_facts: HashMap::new(),
         }
     }
 
@@ -126,20 +130,19 @@ impl KernelResolver {
         let pid = owner.tgid;
         let kernel_ticks = (owner.start_boottime_ns != 0)
             .then(|| ns_to_ticks(owner.start_boottime_ns, self.ticks_per_second));
-        let facts =
-            (pid != 0)
-                .then(|| self.proc.facts(pid))
-                .flatten()
-                .filter(|f| match kernel_ticks {
-                    Some(t) => f.start_ticks == t,
-                    // No start time from the kernel: a process that started after
-                    // the socket was created cannot have created it (pid reused).
-                    None => {
-                        let tick_ns = 1_000_000_000 / self.ticks_per_second.max(1);
-                        owner.created_boottime_ns == 0
-                            || f.start_ticks.saturating_mul(tick_ns) <= owner.created_boottime_ns
-                    }
-                });
+        let facts = (pid != 0)
+            .then(|| self.facts(pid))
+            .flatten()
+            .filter(|f| match kernel_ticks {
+                Some(t) => f.start_ticks == t,
+                // No start time from the kernel: a process that started after
+                // the socket was created cannot have created it (pid reused).
+                None => {
+                    let tick_ns = 1_000_000_000 / self.ticks_per_second.max(1);
+                    owner.created_boottime_ns == 0
+                        || f.start_ticks.saturating_mul(tick_ns) <= owner.created_boottime_ns
+                }
+            });
         match facts {
             Some(f) => self.info_from_facts(f),
             None => ProcessInfo {
@@ -158,9 +161,18 @@ impl KernelResolver {
         }
     }
 
+    /// `/proc` facts of `pid`, read once per pass.
+    fn facts(&mut self, pid: u32) -> Option<ProcFacts> {
+        let proc = &self.proc;
+        self.pass_facts
+            .entry(pid)
+            .or_insert_with(|| proc.facts(pid))
+            .clone()
+    }
+
     /// A live process found through `/proc`.
     fn live_info(&mut self, pid: u32) -> Option<ProcessInfo> {
-        let facts = self.proc.facts(pid)?;
+        let facts = self.facts(pid)?;
         Some(self.info_from_facts(facts))
     }
 
@@ -223,6 +235,7 @@ impl Resolver for KernelResolver {
                 self.cache.insert(cookie, info);
             }
             self.lookup.end_pass();
+            self.pass_facts.clear();
         }
         reading
             .flows
@@ -246,6 +259,10 @@ impl Resolver for KernelResolver {
 /// owner if one holds it (a forked worker), else the listener owner if it
 /// does, else any other holder. `None` when no process holds it.
 fn accepted_holder(index: &mut FdIndex, listener_owner: u32, inode: u64) -> Option<u32> {
+    if listener_owner == 0 {
+        // No process: every process would be its "descendant".
+        return index.holders(inode).first().copied();
+    }
     if let Some(child) = index
         .descendants(listener_owner)
         .into_iter()
