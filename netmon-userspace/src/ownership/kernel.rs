@@ -281,6 +281,12 @@ fn accepted_holder(index: &mut FdIndex, listener_owner: u32, inode: u64) -> Opti
         .or_else(|| holders.first().copied())
 }
 
+// The daemon moves the resolver into its drain task.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<KernelResolver>();
+};
+
 /// `comm` bytes up to the first NUL, invalid UTF-8 replaced.
 fn comm_string(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
