@@ -387,8 +387,9 @@ impl Drain {
             dels.extend_from_slice(&to_retire);
         }
         // A cookie is done when none of its flows stays in the source.
+        let retiring: HashSet<FlowKey> = to_retire.iter().copied().collect();
         for f in &reading.flows {
-            if !to_retire.contains(&f.key) {
+            if !retiring.contains(&f.key) {
                 done_cookies.remove(&f.key.cookie);
             }
         }

@@ -678,6 +678,8 @@ struct FlatFlow {
     key: FlowKey,
     socket: usize,
     flow: usize,
+    /// Index of the owner in `script.processes`.
+    owner: Option<usize>,
 }
 
 /// Where the current tick comes from.
@@ -713,7 +715,14 @@ impl SimSource {
     #[must_use]
     pub fn new(script: Arc<Script>) -> Self {
         let mut flows = Vec::new();
+        let proc_index: HashMap<ProcessId, usize> = script
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id(), i))
+            .collect();
         for (si, s) in script.sockets.iter().enumerate() {
+            let owner = s.owner.and_then(|id| proc_index.get(&id).copied());
             for (fi, f) in s.flows.iter().enumerate() {
                 let key = FlowKey {
                     cookie: s.cookie,
@@ -727,6 +736,7 @@ impl SimSource {
                     key,
                     socket: si,
                     flow: fi,
+                    owner,
                 });
             }
         }
@@ -872,9 +882,7 @@ impl SimSource {
         if n == 0 {
             return None;
         }
-        let owner = socket
-            .owner
-            .and_then(|id| self.script.processes.iter().find(|p| p.id() == id));
+        let owner = ff.owner.map(|i| &self.script.processes[i]);
         let mut value = FlowValue {
             tx: mul(f.tx, n),
             rx: mul(f.rx, n),

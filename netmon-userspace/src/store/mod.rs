@@ -423,11 +423,15 @@ fn write_snapshot(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), Sto
         for key in &batch.snapshot_del {
             table.remove(layout::encode_flow_key(key).as_slice())?;
         }
-        for (key, entry) in &batch.snapshot_put {
-            table.insert(
-                layout::encode_flow_key(key).as_slice(),
-                layout::encode_snap(entry)?.as_slice(),
-            )?;
+        // In key order (see rollup::add_all).
+        let mut puts: Vec<([u8; 32], &SnapEntry)> = batch
+            .snapshot_put
+            .iter()
+            .map(|(k, e)| (layout::encode_flow_key(k), e))
+            .collect();
+        puts.sort_unstable_by_key(|p| p.0);
+        for (key, entry) in puts {
+            table.insert(key.as_slice(), layout::encode_snap(entry)?.as_slice())?;
         }
     }
     if let Some(o) = &batch.overflow_snapshot {

@@ -117,6 +117,20 @@ impl Tier {
     }
 }
 
+/// Adds every `(key, delta)` (read-modify-write), in key order: B-tree
+/// updates in order touch each page once, which is several times faster than
+/// random order for large batches.
+fn add_all<K: AsRef<[u8]> + Ord>(
+    table: &mut Table<&[u8], &[u8]>,
+    mut rows: Vec<(K, Traffic)>,
+) -> Result<(), StoreError> {
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, d) in rows {
+        add_to(table, k.as_ref(), d)?;
+    }
+    Ok(())
+}
+
 /// Adds `delta` to the value under `key` (read-modify-write).
 fn add_to(table: &mut Table<&[u8], &[u8]>, key: &[u8], delta: Traffic) -> Result<(), StoreError> {
     let old = match table.get(key)? {
@@ -148,15 +162,25 @@ pub fn apply(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreErr
         let bucket = tier.bucket(batch.ts_ms);
         if let Some(def) = tier.proc_table() {
             let mut t = txn.open_table(def)?;
-            for (id, class, d) in &batch.proc_rows {
-                add_to(&mut t, &layout::encode_proc_key(bucket, *id, *class), *d)?;
-            }
+            add_all(
+                &mut t,
+                batch
+                    .proc_rows
+                    .iter()
+                    .map(|(id, c, d)| (layout::encode_proc_key(bucket, *id, *c), *d))
+                    .collect(),
+            )?;
         }
         if let Some(def) = tier.remote_table() {
             let mut t = txn.open_table(def)?;
-            for (k, d) in &batch.remote_rows {
-                add_to(&mut t, &layout::encode_remote_key(bucket, k), *d)?;
-            }
+            add_all(
+                &mut t,
+                batch
+                    .remote_rows
+                    .iter()
+                    .map(|(k, d)| (layout::encode_remote_key(bucket, k), *d))
+                    .collect(),
+            )?;
         }
         if let Some(def) = tier.iface_table() {
             let mut t = txn.open_table(def)?;
