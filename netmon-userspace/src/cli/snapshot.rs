@@ -29,7 +29,7 @@ pub struct SnapshotArgs {
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let mut source = KernelSource::open(&args.pin_dir)?;
     let reading = source.read()?;
-    let mut resolver = interim::OwnerOnly;
+    let mut resolver = crate::ownership::kernel::KernelResolver::new();
     let doc = live::snapshot_with(
         &reading,
         &mut resolver,
@@ -99,50 +99,5 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
     match addr {
         std::net::IpAddr::V4(a) => format!("{a}:{port}"),
         std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-/// Interim resolver (kernel-recorded owner only) until the /proc + sock_diag
-/// resolver is wired in.
-mod interim {
-    use std::collections::HashMap;
-
-    use netmon_common::FLOW_F_OWNED;
-
-    use crate::{
-        live::unattributed,
-        ownership::{ProcessId, ProcessInfo, Resolver},
-        source::Reading,
-    };
-
-    pub struct OwnerOnly;
-
-    impl Resolver for OwnerOnly {
-        fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
-            reading
-                .flows
-                .iter()
-                .map(|f| {
-                    let o = &f.value.owner;
-                    let info = if f.value.flags & FLOW_F_OWNED == 0 {
-                        unattributed()
-                    } else {
-                        let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
-                        ProcessInfo {
-                            id: ProcessId {
-                                pid: o.tgid,
-                                start_ticks: o.start_boottime_ns / 10_000_000,
-                            },
-                            comm: String::from_utf8_lossy(&o.comm[..end]).into_owned(),
-                            uid: o.uid,
-                            ..unattributed()
-                        }
-                    };
-                    (f.key.cookie, info)
-                })
-                .collect()
-        }
-
-        fn forget(&mut self, _cookies: &[u64]) {}
     }
 }
