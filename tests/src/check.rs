@@ -204,3 +204,51 @@ pub fn assert_consistent(snap: &Snapshot) {
     let per_process = snap.sum_processes();
     assert_eq!(per_process, flows, "per-process sums != per-flow sums");
 }
+
+/// Asserts what netmon says about a process that is still alive at the
+/// snapshot: its executable, command line, user and cgroup are known (only
+/// processes that are gone may have them null).
+#[track_caller]
+pub fn assert_live_identity(
+    snap: &Snapshot,
+    report: &Report,
+    what: &str,
+    exe: &std::path::Path,
+    cgroup: &crate::cgroup::CgroupGuard,
+) {
+    let p = process(snap, report, what);
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    assert_eq!(
+        p.exe.as_deref().map(std::path::Path::new),
+        Some(exe.as_path()),
+        "{what}: exe of live pid {}",
+        p.pid
+    );
+    assert!(
+        p.cmdline
+            .as_deref()
+            .is_some_and(|c| c.contains(WORKLOAD_COMM)),
+        "{what}: cmdline of live pid {}: {:?}",
+        p.pid,
+        p.cmdline
+    );
+    assert_eq!(
+        (p.uid, p.user.as_deref()),
+        (0, Some("root")),
+        "{what}: uid/user of pid {}",
+        p.pid
+    );
+    let name = cgroup
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(
+        p.cgroup
+            .as_deref()
+            .is_some_and(|c| c.trim_end_matches('/').ends_with(&name)),
+        "{what}: cgroup of pid {}: {:?}, expected .../{name}",
+        p.pid,
+        p.cgroup
+    );
+}

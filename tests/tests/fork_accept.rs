@@ -70,6 +70,7 @@ fn forked_child_owns_accepted_socket() {
     let retrans = check::retrans(&before, &after);
     let lossless = check::lossless(&before, &after);
     check::assert_tcp_payload(&snap, &child, &c, retrans, lossless, "forked child");
+    check::assert_live_identity(&snap, &child, "forked child", exe, &cg);
     check::assert_tcp_payload(&snap, &c, &child, retrans, lossless, "client");
     // The parent's listener saw only the handshake: no payload.
     for p in snap.processes_with_pid(parent_pid) {

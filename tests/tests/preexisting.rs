@@ -82,6 +82,8 @@ fn socket_opened_before_load() {
 
     assert_eq!((c.written, s.read), (BYTES, BYTES), "ground truth");
     check::assert_consistent(&snap);
+    check::assert_live_identity(&snap, &c, "client", exe, &cg);
+    check::assert_live_identity(&snap, &s, "server", exe, &cg);
     let retrans = check::retrans(&before, &after);
     let lossless = check::lossless(&before, &after);
     check::assert_tcp_payload(
