@@ -26,7 +26,10 @@ const DAY: u64 = 24 * HOUR;
 
 fn info(i: u32) -> ProcessInfo {
     ProcessInfo {
-        id: ProcessId { pid: 1000 + i, start_ticks: u64::from(i) * 7 },
+        id: ProcessId {
+            pid: 1000 + i,
+            start_ticks: u64::from(i) * 7,
+        },
         comm: format!("app{}", i % 50),
         exe: Some(format!("/usr/bin/app{}", i % 50)),
         cmdline: Some(format!("app{} --worker {i}", i % 50)),
@@ -39,10 +42,22 @@ fn info(i: u32) -> ProcessInfo {
 
 fn batch(ts: u64, procs: &[ProcessInfo]) -> Batch {
     let t = |n: u64| Traffic {
-        tx: DirCounters { packets: n, ip_bytes: n * 1100, payload_bytes: n * 1000 },
-        rx: DirCounters { packets: n / 2, ip_bytes: n * 600, payload_bytes: n * 500 },
+        tx: DirCounters {
+            packets: n,
+            ip_bytes: n * 1100,
+            payload_bytes: n * 1000,
+        },
+        rx: DirCounters {
+            packets: n / 2,
+            ip_bytes: n * 600,
+            payload_bytes: n * 500,
+        },
     };
-    let mut b = Batch { ts_ms: ts, processes: procs.to_vec(), ..Batch::default() };
+    let mut b = Batch {
+        ts_ms: ts,
+        processes: procs.to_vec(),
+        ..Batch::default()
+    };
     for (i, p) in procs.iter().enumerate() {
         let n = 1 + (i as u64 % 17);
         b.proc_rows.push((p.id, DestClass::Internet, t(n)));
@@ -71,13 +86,18 @@ fn fill(store: &mut Store, now: u64) {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = netmon::query::window::now_ms();
-    let (mut store, _) = Store::open(&dir.path().join("bench.redb"), Retention::default()).expect("open");
+    let (mut store, _) =
+        Store::open(&dir.path().join("bench.redb"), Retention::default()).expect("open");
     fill(&mut store, now);
     eprintln!("store: {} bytes", store.file_size().expect("size"));
     let sock = dir.path().join("sock");
     let listener = bind(&sock).expect("bind");
     let handle = Handle::new(Arc::new(Mutex::new(store)), AppRules::default());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.spawn(serve_listener(listener, sock.clone(), handle));
     let mut client = Client::connect(&sock).expect("connect");
 
@@ -91,14 +111,24 @@ fn bench(c: &mut Criterion) {
     };
     let u: Usage = client.call(&usage).expect("usage");
     assert_eq!(u.rows.len(), 50, "50 apps");
-    let history = Request::History { from_ms: now - 7 * DAY, until_ms: now, step_ms: Some(HOUR), filters: vec![], class: None };
+    let history = Request::History {
+        from_ms: now - 7 * DAY,
+        until_ms: now,
+        step_ms: Some(HOUR),
+        filters: vec![],
+        class: None,
+    };
     let h: History = client.call(&history).expect("history");
     assert_eq!(h.tier, "hour");
 
     let mut g = c.benchmark_group("query_socket");
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function("usage --since 30d --by app", |b| b.iter(|| client.call::<Usage>(&usage).expect("usage")));
-    g.bench_function("history --since 7d --step 1h", |b| b.iter(|| client.call::<History>(&history).expect("history")));
+    g.bench_function("usage --since 30d --by app", |b| {
+        b.iter(|| client.call::<Usage>(&usage).expect("usage"))
+    });
+    g.bench_function("history --since 7d --step 1h", |b| {
+        b.iter(|| client.call::<History>(&history).expect("history"))
+    });
     g.finish();
 }
 

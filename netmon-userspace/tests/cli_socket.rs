@@ -45,7 +45,9 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
     let (mut conn, line) = cli_support::raw_request(&sock, b"{not json\n");
     let e: ErrorReply = serde_json::from_str(&line).unwrap();
     assert_eq!(e.error.kind, "bad_request");
-    conn.get_mut().write_all(b"{\"method\":\"ping\"}\n").unwrap();
+    conn.get_mut()
+        .write_all(b"{\"method\":\"ping\"}\n")
+        .unwrap();
     let mut pong = String::new();
     conn.read_line(&mut pong).unwrap();
     let p: PongReply = serde_json::from_str(&pong).unwrap();
@@ -70,14 +72,26 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
     let e: ErrorReply = serde_json::from_str(&line).unwrap();
     assert_eq!(e.error.kind, "too_large");
     let mut rest = String::new();
-    assert_eq!(conn.read_line(&mut rest).unwrap_or(0), 0, "connection closed after too_large");
+    assert_eq!(
+        conn.read_line(&mut rest).unwrap_or(0),
+        0,
+        "connection closed after too_large"
+    );
     // ... and the server carries on.
     let (_, line) = cli_support::raw_request(&sock, b"{\"method\":\"ping\"}\n");
     assert!(serde_json::from_str::<PongReply>(&line).is_ok(), "{line}");
 
     // The daemon holds the database but the CLI asks another socket.
     let other = d.dir.path().join("other.sock");
-    let out = run_with(&["usage", "--since", "1h"], &["--socket", other.to_str().unwrap(), "--db", d.db().to_str().unwrap()]);
+    let out = run_with(
+        &["usage", "--since", "1h"],
+        &[
+            "--socket",
+            other.to_str().unwrap(),
+            "--db",
+            d.db().to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not answer on"), "{err}");
@@ -89,10 +103,21 @@ fn without_daemon_or_database_says_how_to_start_it() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("sock");
     let db = dir.path().join("none.redb");
-    let out = run_with(&["usage", "--since", "1h"], &["--socket", sock.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    let out = run_with(
+        &["usage", "--since", "1h"],
+        &[
+            "--socket",
+            sock.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not running") && err.contains("sudo netmon daemon"), "{err}");
+    assert!(
+        err.contains("not running") && err.contains("sudo netmon daemon"),
+        "{err}"
+    );
     assert!(!db.exists(), "the CLI must not create a database");
     // Bad arguments: usage message, exit 2.
     let out = run_with(&["usage", "--by", "moon"], &[]);
@@ -110,7 +135,9 @@ fn closed_pipe_ends_quietly() {
     d.settle(&s);
     // 60 000 NDJSON lines; the reader takes one and goes away.
     let mut child = std::process::Command::new(cli_support::BIN)
-        .args(["history", "--since", "1m", "--step", "1ms", "--format", "ndjson", "--socket"])
+        .args([
+            "history", "--since", "1m", "--step", "1ms", "--format", "ndjson", "--socket",
+        ])
         .arg(d.socket())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -122,8 +149,17 @@ fn closed_pipe_ends_quietly() {
     assert!(first.contains("\"schema_version\":1"), "{first}");
     drop(out);
     let status = child.wait_with_output().unwrap();
-    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stderr));
-    assert!(status.stderr.is_empty(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        status.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
 
 #[test]
@@ -131,10 +167,16 @@ fn completions_and_man_page() {
     let out = run_with(&["completions", "bash"], &[]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("usage") && text.contains("--since"), "bash completion lists commands and flags");
+    assert!(
+        text.contains("usage") && text.contains("--since"),
+        "bash completion lists commands and flags"
+    );
     let out = run_with(&["man"], &[]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with(".ie"), "roff");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(".ie"),
+        "roff"
+    );
     let out = run_with(&["man", "usage"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("netmon\\-usage"));
     assert_eq!(run_with(&["man", "nope"], &[]).status.code(), Some(1));

@@ -8,7 +8,14 @@ use cli_support::{Daemon, Flow, Proc, Scenario, TopDoc};
 #[test]
 fn top_streams_ndjson_from_the_daemon() {
     let s = Scenario {
-        procs: vec![Proc { pid: 7, start_ticks: 70, comm: "yes", exe: "/usr/bin/yes", uid: 0, cgroup: "/" }],
+        procs: vec![Proc {
+            pid: 7,
+            start_ticks: 70,
+            comm: "yes",
+            exe: "/usr/bin/yes",
+            uid: 0,
+            cgroup: "/",
+        }],
         flows: vec![Flow {
             cookie: 1,
             owner: Some(0),
@@ -24,16 +31,42 @@ fn top_streams_ndjson_from_the_daemon() {
     };
     let d = Daemon::start(&s, "");
     let out = d.run(&["top", "--interval", "400ms", "--count", "3", "--by", "app"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let docs: Vec<TopDoc> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<TopDoc> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(docs.len(), 3);
     let last = &docs[2];
-    assert_eq!((last.schema_version, last.by.as_str(), last.source.as_str()), (1, "app", "daemon"));
+    assert_eq!(
+        (last.schema_version, last.by.as_str(), last.source.as_str()),
+        (1, "app", "daemon")
+    );
     assert!(last.interval_ms >= 400);
-    let row = last.rows.iter().find(|r| r.key == "yes").expect("the app's row");
-    assert!(row.tx.payload_bytes > 0 && row.tx.payload_bytes % 1000 == 0, "{row:?}");
-    assert_eq!(row.tx.payload_bytes / 1000, row.rx.payload_bytes / 500, "tx and rx of the same ticks");
-    assert!(docs.iter().skip(1).any(|d| d.rows.iter().any(|r| r.tx_bytes_per_sec > 0.0)));
+    let row = last
+        .rows
+        .iter()
+        .find(|r| r.key == "yes")
+        .expect("the app's row");
+    assert!(
+        row.tx.payload_bytes > 0 && row.tx.payload_bytes.is_multiple_of(1000),
+        "{row:?}"
+    );
+    assert_eq!(
+        row.tx.payload_bytes / 1000,
+        row.rx.payload_bytes / 500,
+        "tx and rx of the same ticks"
+    );
+    assert!(
+        docs.iter()
+            .skip(1)
+            .any(|d| d.rows.iter().any(|r| r.tx_bytes_per_sec > 0.0))
+    );
     // --once: a single document.
     let out = d.run(&["top", "--once", "--interval", "200ms", "--format", "json"]);
     let one: TopDoc = serde_json::from_slice(&out.stdout).unwrap();

@@ -48,6 +48,7 @@ pub fn man(args: &ManArgs) -> anyhow::Result<()> {
                 .find_subcommand(name)
                 .cloned()
                 .with_context(|| format!("no subcommand {name:?}"))?;
+            // One page per run: leaking the short name is harmless.
             sub.name(clap::builder::Str::from(
                 format!("netmon-{name}").leak() as &'static str
             ))

@@ -76,7 +76,7 @@ pub fn step_name(ms: u64) -> String {
         ("m", 60_000),
         ("s", 1_000),
     ] {
-        if ms >= w && ms % w == 0 {
+        if ms >= w && ms.is_multiple_of(w) {
             return format!("{}{unit}", ms / w);
         }
     }
@@ -120,7 +120,7 @@ pub fn series(
                 .into_iter()
                 .rev()
                 .filter(|t| usable(*t))
-                .find(|t| t.width_ms().is_none_or(|w| step % w == 0))
+                .find(|t| t.width_ms().is_none_or(|w| step.is_multiple_of(w)))
                 .ok_or_else(|| {
                     QueryError::Invalid(format!(
                         "remote endpoints are kept per hour: use a step that is a multiple of 1h, not {}",

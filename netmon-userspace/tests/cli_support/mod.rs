@@ -74,7 +74,11 @@ impl Flow {
 
     pub fn total(&self) -> Pair {
         let n = self.ticks();
-        let c = |p: Per| C { packets: p.0 * n, ip_bytes: p.1 * n, payload_bytes: p.2 * n };
+        let c = |p: Per| C {
+            packets: p.0 * n,
+            ip_bytes: p.1 * n,
+            payload_bytes: p.2 * n,
+        };
         (c(self.tx), c(self.rx))
     }
 
@@ -101,16 +105,92 @@ impl Scenario {
     /// LAN and loopback destinations on three interfaces; TCP and UDP.
     pub fn standard() -> Self {
         let procs = vec![
-            Proc { pid: 100, start_ticks: 5000, comm: "curl", exe: "/usr/bin/curl", uid: 1000, cgroup: "/system.slice/web.service" },
-            Proc { pid: 200, start_ticks: 6000, comm: "sshd", exe: "/usr/sbin/sshd", uid: 0, cgroup: "/system.slice/ssh.service" },
-            Proc { pid: 100, start_ticks: 9000, comm: "curl", exe: "/usr/bin/curl", uid: 1000, cgroup: "/user.slice/session-1.scope" },
+            Proc {
+                pid: 100,
+                start_ticks: 5000,
+                comm: "curl",
+                exe: "/usr/bin/curl",
+                uid: 1000,
+                cgroup: "/system.slice/web.service",
+            },
+            Proc {
+                pid: 200,
+                start_ticks: 6000,
+                comm: "sshd",
+                exe: "/usr/sbin/sshd",
+                uid: 0,
+                cgroup: "/system.slice/ssh.service",
+            },
+            Proc {
+                pid: 100,
+                start_ticks: 9000,
+                comm: "curl",
+                exe: "/usr/bin/curl",
+                uid: 1000,
+                cgroup: "/user.slice/session-1.scope",
+            },
         ];
         let flows = vec![
-            Flow { cookie: 1, owner: Some(0), remote: "93.184.216.34", port: 443, protocol: 6, ifindex: 2, from: 0, to: 9, tx: (2, 1080, 1000), rx: (1, 540, 500) },
-            Flow { cookie: 2, owner: Some(1), remote: "192.168.1.5", port: 22, protocol: 6, ifindex: 2, from: 0, to: 19, tx: (1, 100, 48), rx: (1, 200, 148) },
-            Flow { cookie: 3, owner: Some(2), remote: "127.0.0.1", port: 8080, protocol: 6, ifindex: 1, from: 5, to: 14, tx: (3, 3000, 2880), rx: (3, 300, 180) },
-            Flow { cookie: 4, owner: Some(0), remote: "2001:db8::1", port: 53, protocol: 17, ifindex: 3, from: 2, to: 7, tx: (1, 90, 42), rx: (1, 190, 142) },
-            Flow { cookie: 5, owner: None, remote: "10.0.0.1", port: 123, protocol: 17, ifindex: 2, from: 0, to: 3, tx: (1, 76, 48), rx: (1, 76, 48) },
+            Flow {
+                cookie: 1,
+                owner: Some(0),
+                remote: "93.184.216.34",
+                port: 443,
+                protocol: 6,
+                ifindex: 2,
+                from: 0,
+                to: 9,
+                tx: (2, 1080, 1000),
+                rx: (1, 540, 500),
+            },
+            Flow {
+                cookie: 2,
+                owner: Some(1),
+                remote: "192.168.1.5",
+                port: 22,
+                protocol: 6,
+                ifindex: 2,
+                from: 0,
+                to: 19,
+                tx: (1, 100, 48),
+                rx: (1, 200, 148),
+            },
+            Flow {
+                cookie: 3,
+                owner: Some(2),
+                remote: "127.0.0.1",
+                port: 8080,
+                protocol: 6,
+                ifindex: 1,
+                from: 5,
+                to: 14,
+                tx: (3, 3000, 2880),
+                rx: (3, 300, 180),
+            },
+            Flow {
+                cookie: 4,
+                owner: Some(0),
+                remote: "2001:db8::1",
+                port: 53,
+                protocol: 17,
+                ifindex: 3,
+                from: 2,
+                to: 7,
+                tx: (1, 90, 42),
+                rx: (1, 190, 142),
+            },
+            Flow {
+                cookie: 5,
+                owner: None,
+                remote: "10.0.0.1",
+                port: 123,
+                protocol: 17,
+                ifindex: 2,
+                from: 0,
+                to: 3,
+                tx: (1, 76, 48),
+                rx: (1, 76, 48),
+            },
         ];
         Self { procs, flows }
     }
@@ -131,19 +211,37 @@ impl Scenario {
             s += &format!("[[sockets]]\ncookie = {}\n", f.cookie);
             if let Some(o) = f.owner {
                 let p = &self.procs[o];
-                s += &format!("owner = {{ pid = {}, start_ticks = {} }}\n", p.pid, p.start_ticks);
+                s += &format!(
+                    "owner = {{ pid = {}, start_ticks = {} }}\n",
+                    p.pid, p.start_ticks
+                );
             }
-            let d = |p: Per| format!("{{ packets = {}, ip_bytes = {}, payload_bytes = {} }}", p.0, p.1, p.2);
+            let d = |p: Per| {
+                format!(
+                    "{{ packets = {}, ip_bytes = {}, payload_bytes = {} }}",
+                    p.0, p.1, p.2
+                )
+            };
             s += &format!(
                 "[[sockets.flows]]\nremote = \"{}\"\nport = {}\nprotocol = {}\nifindex = {}\nfrom = {}\nto = {}\ntx = {}\nrx = {}\n",
-                f.remote, f.port, f.protocol, f.ifindex, f.from, f.to, d(f.tx), d(f.rx)
+                f.remote,
+                f.port,
+                f.protocol,
+                f.ifindex,
+                f.from,
+                f.to,
+                d(f.tx),
+                d(f.rx)
             );
         }
         s
     }
 
     /// Sum of flows grouped by `key` (flows giving `None` are left out).
-    pub fn truth(&self, key: impl Fn(&Flow, Option<&Proc>) -> Option<String>) -> BTreeMap<String, Pair> {
+    pub fn truth(
+        &self,
+        key: impl Fn(&Flow, Option<&Proc>) -> Option<String>,
+    ) -> BTreeMap<String, Pair> {
         let mut out: BTreeMap<String, Pair> = BTreeMap::new();
         for f in &self.flows {
             let owner = f.owner.map(|i| &self.procs[i]);
@@ -156,7 +254,9 @@ impl Scenario {
     }
 
     pub fn grand_total(&self) -> Pair {
-        self.flows.iter().fold(Pair::default(), |a, f| add(a, f.total()))
+        self.flows
+            .iter()
+            .fold(Pair::default(), |a, f| add(a, f.total()))
     }
 }
 
@@ -226,7 +326,11 @@ impl Daemon {
     /// Runs and parses JSON stdout, asserting success.
     pub fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
@@ -239,7 +343,9 @@ impl Daemon {
         let mut last = None;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let u: UsageDoc = self.json(&["usage", "--since", "1h", "--by", "class", "--format", "json"]);
+            let u: UsageDoc = self.json(&[
+                "usage", "--since", "1h", "--by", "class", "--format", "json",
+            ]);
             let t = (u.total.tx, u.total.rx);
             if last == Some(t) {
                 return;
@@ -271,10 +377,14 @@ pub fn run_with(args: &[&str], extra: &[&str]) -> Output {
 }
 
 /// Writes `bytes` to the socket and reads one reply line.
-pub fn raw_request(socket: &Path, bytes: &[u8]) -> (std::io::BufReader<std::os::unix::net::UnixStream>, String) {
+pub fn raw_request(
+    socket: &Path,
+    bytes: &[u8],
+) -> (std::io::BufReader<std::os::unix::net::UnixStream>, String) {
     use std::io::BufRead as _;
     let s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut w = s.try_clone().expect("clone");
     w.write_all(bytes).expect("write");
     let mut r = std::io::BufReader::new(s);
