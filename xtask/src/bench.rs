@@ -28,13 +28,17 @@ pub struct BenchArgs {
 /// has it.
 pub fn bench(ws: &Workspace, args: &BenchArgs) -> anyhow::Result<()> {
     let tools = setup::ensure(ws)?;
-    let mut criterion = tools.cargo()?;
-    // `--benches`: only bench targets, so criterion's arguments never reach
-    // libtest harnesses that would reject them.
-    criterion
-        .args(["bench", "-p", "netmon-userspace", "--benches", "--"])
-        .args(&args.criterion_args);
-    cmd::run(&mut criterion).context("criterion benchmarks")?;
+    if has_bench_targets(&ws.root().join("netmon-userspace")) {
+        let mut criterion = tools.cargo()?;
+        // `--bench '*'`: bench targets only (`--benches` would include the
+        // library, whose libtest harness would take criterion's arguments).
+        criterion
+            .args(["bench", "-p", "netmon-userspace", "--bench", "*", "--"])
+            .args(&args.criterion_args);
+        cmd::run(&mut criterion).context("criterion benchmarks")?;
+    } else {
+        eprintln!("xtask bench: netmon-userspace has no benchmarks yet; criterion part skipped");
+    }
 
     if !declares_kernel_bench(&ws.tests_dir()) {
         eprintln!(
@@ -71,6 +75,20 @@ fn declares_kernel_bench(tests_dir: &Path) -> bool {
             .is_ok_and(|manifest| manifest_declares_bin(&manifest, KERNEL_BENCH))
 }
 
+/// Whether a package has bench targets: auto-discovered (`benches/*.rs`,
+/// `benches/<name>/main.rs`) or declared (`[[bench]]`).
+fn has_bench_targets(package_dir: &Path) -> bool {
+    let discovered = std::fs::read_dir(package_dir.join("benches")).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|entry| {
+            let path = entry.path();
+            path.extension().is_some_and(|ext| ext == "rs") || path.join("main.rs").is_file()
+        })
+    });
+    discovered
+        || std::fs::read_to_string(package_dir.join("Cargo.toml"))
+            .is_ok_and(|manifest| manifest.lines().any(|l| l.trim() == "[[bench]]"))
+}
+
 /// Whether a Cargo.toml has a `[[bin]]` table with `name = "<name>"`.
 fn manifest_declares_bin(manifest: &str, name: &str) -> bool {
     let mut in_bin = false;
@@ -104,6 +122,32 @@ mod tests {
     fn package_name_or_other_bins_do_not_count() {
         let manifest = "[package]\nname = \"netmon-bench-kernel\"\n[[bin]]\nname = \"other\"\n[dependencies]\nname = \"netmon-bench-kernel\"\n";
         assert!(!manifest_declares_bin(manifest, KERNEL_BENCH));
+    }
+
+    #[test]
+    fn bench_targets_are_found_by_file_or_manifest() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let pkg = tmp.path();
+        std::fs::write(pkg.join("Cargo.toml"), "[package]\nname = \"p\"\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        assert!(!has_bench_targets(pkg));
+        std::fs::create_dir_all(pkg.join("benches").join("big"))
+            .unwrap_or_else(|e| panic!("mkdir: {e}"));
+        assert!(!has_bench_targets(pkg), "an empty bench dir is no bench");
+        std::fs::write(
+            pkg.join("benches").join("big").join("main.rs"),
+            "fn main() {}",
+        )
+        .unwrap_or_else(|e| panic!("write: {e}"));
+        assert!(has_bench_targets(pkg));
+
+        let declared = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::fs::write(
+            declared.path().join("Cargo.toml"),
+            "[package]\nname = \"p\"\n\n[[bench]]\nname = \"x\"\npath = \"b/x.rs\"\n",
+        )
+        .unwrap_or_else(|e| panic!("write: {e}"));
+        assert!(has_bench_targets(declared.path()));
     }
 
     #[test]
