@@ -20,6 +20,10 @@ pub struct KernelSource {
     closed: MapData,
     overflow: PerCpuArray<MapData, OverflowCounters>,
     max_flows: u32,
+    /// Keeps the kernel's BPF run-time statistics on while held (the
+    /// daemon's source holds it, so `netmon status` shows run counts and
+    /// time per program while a daemon runs).
+    stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl KernelSource {
@@ -30,7 +34,15 @@ impl KernelSource {
     /// Load, attach and pin failures ([`KernelError`]).
     pub fn open_or_attach(args: &KernelArgs) -> Result<(Self, AttachOutcome), KernelError> {
         let outcome = loader::attach(args)?;
-        Ok((Self::open(&args.pin_dir)?, outcome))
+        let mut source = Self::open(&args.pin_dir)?;
+        source.stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(err) => {
+                tracing::warn!("BPF run-time statistics unavailable: {err}");
+                None
+            }
+        };
+        Ok((source, outcome))
     }
 
     /// Opens the maps pinned under `pin_dir` (no load). Used by `snapshot`
@@ -80,6 +92,7 @@ impl KernelSource {
             closed,
             overflow,
             max_flows,
+            stats: None,
         })
     }
 
