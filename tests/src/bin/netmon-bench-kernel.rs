@@ -113,6 +113,7 @@ impl Bench<'_> {
             &self.exe,
             [
                 "udp-send",
+                "--connect",
                 "--to",
                 &to,
                 "--count",

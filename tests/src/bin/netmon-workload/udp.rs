@@ -47,6 +47,10 @@ pub struct SendArgs {
     /// Stop after this many seconds even if fewer rounds were sent.
     #[arg(long)]
     seconds: Option<f64>,
+    /// Connect the socket (one destination only) and use `send`: no route
+    /// lookup per datagram (the benchmark's packet rate).
+    #[arg(long)]
+    connect: bool,
 }
 
 pub fn recv(a: &RecvArgs, deadline: Instant) -> anyhow::Result<()> {
@@ -140,6 +144,13 @@ pub fn send(a: &SendArgs, deadline: Instant) -> anyhow::Result<()> {
     };
     let s = UdpSocket::bind(SocketAddr::new(any, 0))?;
     s.set_write_timeout(Some(left(deadline)?))?;
+    if a.connect {
+        if a.to.len() != 1 {
+            bail!("--connect takes exactly one --to");
+        }
+        s.connect(first)
+            .with_context(|| format!("connect {first}"))?;
+    }
     let buf = vec![0xa5_u8; a.sizes.iter().copied().max().unwrap_or(0)];
     let send_for = a.seconds.map(Duration::from_secs_f64);
     let mut done = Report::new(DONE);
@@ -154,9 +165,12 @@ pub fn send(a: &SendArgs, deadline: Instant) -> anyhow::Result<()> {
         }
         for to in &a.to {
             let size = sizes.next().unwrap_or(0);
-            let n = s
-                .send_to(&buf[..size], to)
-                .with_context(|| format!("send_to {to}"))?;
+            let sent = if a.connect {
+                s.send(&buf[..size])
+            } else {
+                s.send_to(&buf[..size], to)
+            };
+            let n = sent.with_context(|| format!("send to {to}"))?;
             if n != size {
                 bail!("short datagram: {n} of {size} bytes");
             }
