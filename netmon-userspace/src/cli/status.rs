@@ -127,11 +127,10 @@ fn print_table(doc: &wire::Status) -> anyhow::Result<()> {
         &[false, true, false, true, true, true],
     );
     for p in &doc.programs {
-        let avg = if p.run_count == 0 {
-            "-".to_owned()
-        } else {
-            (p.run_time_ns / p.run_count).to_string()
-        };
+        let avg = p
+            .run_time_ns
+            .checked_div(p.run_count)
+            .map_or_else(|| "-".to_owned(), |avg| avg.to_string());
         t.row(vec![
             p.name.clone(),
             p.id.map_or_else(|| "-".to_owned(), |i| i.to_string()),
