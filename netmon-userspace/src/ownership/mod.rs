@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use crate::source::Reading;
 
 /// A process's identity: a reused pid is a different process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProcessId {
     /// Process id (tgid). 0 for traffic no process owns (kernel sockets,
     /// sockets whose owner could not be found).
