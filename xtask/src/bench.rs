@@ -51,14 +51,9 @@ pub fn bench(ws: &Workspace, args: &BenchArgs) -> anyhow::Result<()> {
     let mut kernel = Privilege::detect().command("the kernel benchmark", &bench_bin)?;
     let netmon = build::netmon(&tools, true)?;
     let mut cargo = tools.cargo()?;
-    cargo.args([
-        "build",
-        "--release",
-        "-p",
-        "netmon-tests",
-        "--bin",
-        KERNEL_BENCH,
-    ]);
+    // All of the crate's binaries: the benchmark drives `netmon-workload`,
+    // which must be as fresh as the benchmark itself.
+    cargo.args(["build", "--release", "-p", "netmon-tests", "--bins"]);
     cmd::run(&mut cargo).context("build the kernel benchmark")?;
     kernel.env("NETMON_BIN", &netmon);
     cmd::run(&mut kernel).context("kernel throughput benchmark")
