@@ -27,6 +27,7 @@
 pub mod cgroup;
 pub mod check;
 pub mod cmd;
+pub mod daemon;
 pub mod mib;
 pub mod netmon;
 pub mod netns;

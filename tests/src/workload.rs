@@ -157,6 +157,21 @@ impl Workload {
         report
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Sends one line to the workload's stdin.
     #[track_caller]
     pub fn send_line(&mut self, line: &str) {
