@@ -1,7 +1,9 @@
 //! Test 6: a listener created by a parent, a connection accepted by a forked
 //! child. The accepted socket inherits the listener's owner (the parent) in
 //! socket storage, but only the child holds it: its bytes belong to the
-//! child, which stays alive until the snapshot has been taken.
+//! child, which stays alive until the snapshot has been taken. The
+//! connection stays established until then (all data acknowledged), so the
+//! accepted socket is in the kernel's socket tables (sock_diag).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -66,12 +68,12 @@ fn forked_child_owns_accepted_socket() {
         "the report must come from the forked child"
     );
     assert_eq!((child.written, c.read), (BYTES, BYTES), "ground truth");
-    check::assert_consistent(&snap);
     let retrans = check::retrans(&before, &after);
     let lossless = check::lossless(&before, &after);
     check::assert_tcp_payload(&snap, &child, &c, retrans, lossless, "forked child");
     check::assert_live_identity(&snap, &child, "forked child", exe, &cg);
     check::assert_tcp_payload(&snap, &c, &child, retrans, lossless, "client");
+    check::assert_consistent(&snap);
     // The parent's listener saw only the handshake: no payload.
     for p in snap.processes_with_pid(parent_pid) {
         assert_eq!(

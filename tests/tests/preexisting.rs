@@ -3,10 +3,16 @@
 //! The connection is established before the programs exist, so socket
 //! creation was never seen and the sockets carry no owner in socket storage;
 //! netmon must find the owners (sock_diag: cookie → inode, /proc/PID/fd:
-//! inode → pid). Both processes stay alive until the snapshot has been
-//! taken. Bytes sent after the load are exact.
+//! inode → pid). Both processes stay alive, holding their sockets, until
+//! the snapshot has been taken. Bytes sent after the load are exact.
+//!
+//! Two variants: the connection still established at the snapshot (all data
+//! acknowledged), and the connection already finished (both FINs exchanged)
+//! while the processes still hold the file descriptors. A finished TCP
+//! socket is no longer in the kernel's socket tables, so sock_diag cannot
+//! list it; netmon needs another way to map it to its holder.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use netmon_tests::{
     cgroup::CgroupGuard,
@@ -21,40 +27,38 @@ use netmon_tests::{
 
 const BYTES: u64 = 5 * 1024 * 1024;
 
-#[test]
-fn socket_opened_before_load() {
-    if !require_root("socket_opened_before_load") {
+fn preexisting(name: &str, keep_open: bool) {
+    if !require_root(name) {
         return;
     }
     let cg = CgroupGuard::new("pre");
     let pair = NetnsPair::new("pre");
     let exe = workload_exe!();
+    let bytes = BYTES.to_string();
     let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
-    let mut server = Workload::spawn(
-        exe,
-        ["tcp-server", "--listen", &listen, "--hold"],
-        &cg,
-        Some(&pair.b),
-    );
+    let mut server_args = vec!["tcp-server", "--listen", &listen, "--hold"];
+    if keep_open {
+        server_args.extend(["--keep-open", "--expect", &bytes]);
+    }
+    let mut server = Workload::spawn(exe, &server_args, &cg, Some(&pair.b));
     let connect = SocketAddr::new(
         pair.b.v4().into(),
         scenario::first_port(&server.wait_event(READY)),
     )
     .to_string();
-    let mut client = Workload::spawn(
-        exe,
-        [
-            "tcp-client",
-            "--connect",
-            &connect,
-            "--send",
-            &BYTES.to_string(),
-            "--wait-go",
-            "--hold",
-        ],
-        &cg,
-        Some(&pair.a),
-    );
+    let mut client_args = vec![
+        "tcp-client",
+        "--connect",
+        &connect,
+        "--send",
+        &bytes,
+        "--wait-go",
+        "--hold",
+    ];
+    if keep_open {
+        client_args.push("--keep-open");
+    }
+    let mut client = Workload::spawn(exe, &client_args, &cg, Some(&pair.a));
     // Connected (both ends of the connection exist) before netmon loads.
     client.wait_event(READY);
 
@@ -68,22 +72,15 @@ fn socket_opened_before_load() {
     client.send_line("exit");
     server.send_line("exit");
     assert!(
-        client
-            .wait_exit(std::time::Duration::from_secs(10))
-            .success(),
+        client.wait_exit(Duration::from_secs(10)).success(),
         "client failed"
     );
     assert!(
-        server
-            .wait_exit(std::time::Duration::from_secs(10))
-            .success(),
+        server.wait_exit(Duration::from_secs(10)).success(),
         "server failed"
     );
 
     assert_eq!((c.written, s.read), (BYTES, BYTES), "ground truth");
-    check::assert_consistent(&snap);
-    check::assert_live_identity(&snap, &c, "client", exe, &cg);
-    check::assert_live_identity(&snap, &s, "server", exe, &cg);
     let retrans = check::retrans(&before, &after);
     let lossless = check::lossless(&before, &after);
     check::assert_tcp_payload(
@@ -102,6 +99,9 @@ fn socket_opened_before_load() {
         lossless,
         "server (socket predates netmon)",
     );
+    check::assert_live_identity(&snap, &c, "client", exe, &cg);
+    check::assert_live_identity(&snap, &s, "server", exe, &cg);
+    check::assert_consistent(&snap);
     check::assert_ip_bytes_match_mib(
         "client namespace",
         &snap,
@@ -116,4 +116,14 @@ fn socket_opened_before_load() {
         &before[1],
         &after[1],
     );
+}
+
+#[test]
+fn socket_opened_before_load() {
+    preexisting("socket_opened_before_load", true);
+}
+
+#[test]
+fn socket_opened_before_load_finished_before_snapshot() {
+    preexisting("socket_opened_before_load_finished_before_snapshot", false);
 }

@@ -42,6 +42,14 @@ pub struct ServerArgs {
     /// After `done`, keep the socket open until a line arrives on stdin.
     #[arg(long)]
     hold: bool,
+    /// Keep the connection open: no shutdown after sending; read exactly
+    /// `--expect` bytes instead of reading to EOF. The socket stays
+    /// established (and visible to sock_diag) until the process exits.
+    #[arg(long)]
+    keep_open: bool,
+    /// With `--keep-open`: bytes to read from the peer.
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
 }
 
 /// `tcp-client`.
@@ -69,6 +77,14 @@ pub struct ClientArgs {
     /// After `done`, keep the socket open until a line arrives on stdin.
     #[arg(long)]
     hold: bool,
+    /// Keep the connection open: no shutdown after sending; read exactly
+    /// `--expect` bytes instead of reading to EOF. The socket stays
+    /// established (and visible to sock_diag) until the process exits.
+    #[arg(long)]
+    keep_open: bool,
+    /// With `--keep-open`: bytes to read from the peer.
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
 }
 
 /// `tcp-accept-many`.
@@ -91,6 +107,14 @@ pub struct ForkAcceptArgs {
     /// Bytes the child sends.
     #[arg(long)]
     send: u64,
+    /// Keep the connection open: no shutdown after sending; read exactly
+    /// `--expect` bytes instead of reading to EOF. The socket stays
+    /// established (and visible to sock_diag) until the process exits.
+    #[arg(long)]
+    keep_open: bool,
+    /// With `--keep-open`: bytes to read from the peer.
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
 }
 
 pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
@@ -102,7 +126,13 @@ pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
     })?;
     let stream = accept(&listener, deadline)?;
     thread::sleep(Duration::from_millis(a.delay_read_ms));
-    let (written, read) = exchange(&stream, a.send, None, deadline)?;
+    let (written, read) = exchange(
+        &stream,
+        a.send,
+        None,
+        ending(a.keep_open, a.expect),
+        deadline,
+    )?;
     let mut done = Report {
         written,
         read,
@@ -136,7 +166,7 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
     }
     if a.close_at_once {
         stream.set_write_timeout(Some(left(deadline)?))?;
-        let written = write_n(&stream, a.send, None, deadline)?;
+        let written = write_n(&stream, a.send, None, true, deadline)?;
         let queued_at_close = sock::outq(&stream)?;
         drop(stream);
         return emit(&Report {
@@ -147,7 +177,13 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
         });
     }
     let send_for = a.seconds.map(Duration::from_secs_f64);
-    let (written, read) = exchange(&stream, a.send, send_for, deadline)?;
+    let (written, read) = exchange(
+        &stream,
+        a.send,
+        send_for,
+        ending(a.keep_open, a.expect),
+        deadline,
+    )?;
     let mut done = Report {
         written,
         read,
@@ -221,7 +257,7 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
         bail!("fork: {}", io::Error::last_os_error());
     }
     if child == 0 {
-        let code = match fork_child(&listener, a.send, deadline) {
+        let code = match fork_child(&listener, a.send, ending(a.keep_open, a.expect), deadline) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("netmon-workload fork-accept child: {e:#}");
@@ -248,10 +284,15 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
 /// The forked child: accept, send, report, then stay alive (holding the
 /// socket) until told to exit on stdin, so the test can take its snapshot
 /// while the process exists.
-fn fork_child(listener: &TcpListener, send: u64, deadline: Instant) -> anyhow::Result<()> {
+fn fork_child(
+    listener: &TcpListener,
+    send: u64,
+    end: Ending,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let stream = accept(listener, deadline)?;
-    let (written, read) = exchange(&stream, send, None, deadline)?;
+    let (written, read) = exchange(&stream, send, None, end, deadline)?;
     let mut done = Report {
         written,
         read,
@@ -285,19 +326,45 @@ fn accept(listener: &TcpListener, deadline: Instant) -> anyhow::Result<TcpStream
     Ok(listener.accept()?.0)
 }
 
-/// Sends `send` bytes (on a second thread) while reading to EOF; returns
-/// (written, read).
+/// How a connection's exchange ends.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// Shut down the sending half after the last byte, read to EOF: both
+    /// FINs are exchanged before the report.
+    Close,
+    /// No shutdown; read exactly this many bytes. The connection stays
+    /// established.
+    KeepOpen(u64),
+}
+
+fn ending(keep_open: bool, expect: u64) -> Ending {
+    if keep_open {
+        Ending::KeepOpen(expect)
+    } else {
+        Ending::Close
+    }
+}
+
+/// Sends `send` bytes (on a second thread) while reading (to EOF, or the
+/// expected bytes), then waits until everything sent was acknowledged;
+/// returns (written, read).
 fn exchange(
     stream: &TcpStream,
     send: u64,
     send_for: Option<Duration>,
+    end: Ending,
     deadline: Instant,
 ) -> anyhow::Result<(u64, u64)> {
     let writer = stream.try_clone()?;
     stream.set_read_timeout(Some(left(deadline)?))?;
     stream.set_write_timeout(Some(left(deadline)?))?;
-    let handle = thread::spawn(move || write_n(&writer, send, send_for, deadline));
-    let read = read_to_eof(stream, deadline);
+    let shutdown = matches!(end, Ending::Close);
+    let handle = thread::spawn(move || write_n(&writer, send, send_for, shutdown, deadline));
+    let limit = match end {
+        Ending::Close => None,
+        Ending::KeepOpen(n) => Some(n),
+    };
+    let read = read_until(stream, limit, deadline);
     let written = handle
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
@@ -321,12 +388,13 @@ fn wait_acked(stream: &TcpStream, deadline: Instant) -> anyhow::Result<()> {
     }
 }
 
-/// Writes up to `send` bytes (fewer only if `send_for` ran out), then shuts
-/// down the sending half.
+/// Writes up to `send` bytes (fewer only if `send_for` ran out), then, with
+/// `shutdown`, shuts down the sending half.
 fn write_n(
     mut stream: &TcpStream,
     send: u64,
     send_for: Option<Duration>,
+    shutdown: bool,
     deadline: Instant,
 ) -> anyhow::Result<u64> {
     let start = Instant::now();
@@ -345,20 +413,40 @@ fn write_n(
             Err(e) => return Err(e).context(format!("write after {written} bytes")),
         }
     }
-    stream
-        .shutdown(Shutdown::Write)
-        .context("shutdown(SHUT_WR)")?;
+    if shutdown {
+        stream
+            .shutdown(Shutdown::Write)
+            .context("shutdown(SHUT_WR)")?;
+    }
     Ok(written)
 }
 
-fn read_to_eof(mut stream: &TcpStream, deadline: Instant) -> anyhow::Result<u64> {
+fn read_to_eof(stream: &TcpStream, deadline: Instant) -> anyhow::Result<u64> {
+    read_until(stream, None, deadline)
+}
+
+/// Reads to EOF (`limit` None) or exactly `limit` bytes (EOF before that is
+/// an error).
+fn read_until(
+    mut stream: &TcpStream,
+    limit: Option<u64>,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
     stream.set_read_timeout(Some(left(deadline)?))?;
     let mut buf = vec![0_u8; 256 * 1024];
     let mut read = 0_u64;
     loop {
+        let want = match limit {
+            Some(n) if read >= n => return Ok(read),
+            Some(n) => usize::try_from(n - read)
+                .unwrap_or(buf.len())
+                .min(buf.len()),
+            None => buf.len(),
+        };
         left(deadline).with_context(|| format!("reading, {read} bytes so far"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Ok(read),
+        match stream.read(&mut buf[..want]) {
+            Ok(0) if limit.is_none() => return Ok(read),
+            Ok(0) => bail!("EOF after {read} of {limit:?} bytes"),
             Ok(n) => read += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).context(format!("read after {read} bytes")),
