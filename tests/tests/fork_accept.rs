@@ -1,9 +1,13 @@
 //! Test 6: a listener created by a parent, a connection accepted by a forked
 //! child. The accepted socket inherits the listener's owner (the parent) in
 //! socket storage, but only the child holds it: its bytes belong to the
-//! child, which stays alive until the snapshot has been taken. The
-//! connection stays established until then (all data acknowledged), so the
-//! accepted socket is in the kernel's socket tables (sock_diag).
+//! child, which stays alive until the snapshot has been taken.
+//!
+//! Two variants: the connection still established at the snapshot (all data
+//! acknowledged: the accepted socket is in the kernel's socket tables, where
+//! sock_diag finds it), and the connection finished (both FINs exchanged)
+//! while the child still holds the descriptor: the socket is then gone from
+//! sock_diag, and netmon must still not credit the parent.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -20,9 +24,8 @@ use netmon_tests::{
 
 const BYTES: u64 = 5 * 1024 * 1024;
 
-#[test]
-fn forked_child_owns_accepted_socket() {
-    if !require_root("forked_child_owns_accepted_socket") {
+fn fork_accept(name: &str, keep_open: bool) {
+    if !require_root(name) {
         return;
     }
     let cg = CgroupGuard::new("fork");
@@ -30,42 +33,44 @@ fn forked_child_owns_accepted_socket() {
     let netmon = Netmon::load(&cg);
     let before = mib::wait_quiet(&[&pair.a, &pair.b]);
     let exe = workload_exe!();
+    let bytes = BYTES.to_string();
     let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
-    let mut server = Workload::spawn(
-        exe,
-        [
-            "fork-accept",
-            "--listen",
-            &listen,
-            "--send",
-            &BYTES.to_string(),
-        ],
-        &cg,
-        Some(&pair.b),
-    );
+    let mut server_args = vec!["fork-accept", "--listen", &listen, "--send", &bytes];
+    if keep_open {
+        server_args.push("--keep-open");
+    }
+    let mut server = Workload::spawn(exe, &server_args, &cg, Some(&pair.b));
     let ready = server.wait_event(READY);
     let parent_pid = ready.pid;
     let connect = SocketAddr::new(pair.b.v4().into(), scenario::first_port(&ready)).to_string();
-    let mut client = Workload::spawn(
-        exe,
-        ["tcp-client", "--connect", &connect],
-        &cg,
-        Some(&pair.a),
-    );
-    let c = client.wait_done();
+    let mut client_args = vec!["tcp-client", "--connect", &connect, "--hold"];
+    if keep_open {
+        client_args.extend(["--keep-open", "--expect", &bytes]);
+    }
+    let mut client = Workload::spawn(exe, &client_args, &cg, Some(&pair.a));
+    let c = client.wait_event(DONE);
     // Printed by the forked child, which now waits for "exit".
     let child = server.wait_event(DONE);
     let after = mib::wait_quiet(&[&pair.a, &pair.b]);
     let snap = netmon.snapshot();
     server.send_line("exit");
+    client.send_line("exit");
     assert!(
         server.wait_exit(Duration::from_secs(10)).success(),
         "fork-accept failed"
+    );
+    assert!(
+        client.wait_exit(Duration::from_secs(10)).success(),
+        "client failed"
     );
 
     assert_ne!(
         child.pid, parent_pid,
         "the report must come from the forked child"
+    );
+    eprintln!(
+        "  parent (listener) pid {parent_pid}, forked child (accepted socket) pid {}",
+        child.pid
     );
     assert_eq!((child.written, c.read), (BYTES, BYTES), "ground truth");
     let retrans = check::retrans(&before, &after);
@@ -96,5 +101,18 @@ fn forked_child_owns_accepted_socket() {
         &[pair.b.v4().into()],
         &before[1],
         &after[1],
+    );
+}
+
+#[test]
+fn forked_child_owns_accepted_socket() {
+    fork_accept("forked_child_owns_accepted_socket", true);
+}
+
+#[test]
+fn forked_child_owns_accepted_socket_finished_before_snapshot() {
+    fork_accept(
+        "forked_child_owns_accepted_socket_finished_before_snapshot",
+        false,
     );
 }
