@@ -10,6 +10,11 @@
 //! - MLD still reports the solicited-node groups when an address is added;
 //!   its unsolicited report interval is cut to 10 ms, and
 //!   [`crate::mib::wait_quiet`] waits for the reports to end.
+//!
+//! Measured (kernel 6.18): after the veth goes up, each namespace sends two
+//! MLDv2 reports (76 B each: `Ip6OutOctets` +152) within 50 ms, then no
+//! counter moves while idle (watched for 4 s). With the default 1 s report
+//! interval the second report comes up to a second later.
 
 use std::{
     fs::File,
