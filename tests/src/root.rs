@@ -1,5 +1,7 @@
 //! The root check every kernel test starts with.
 
+use std::io::Write as _;
+
 /// True when the suite can run (effective uid 0).
 ///
 /// Not root: prints `SKIPPED: not root` to stderr and returns false, so the
@@ -17,9 +19,13 @@ pub fn require_root(test: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "{test}: the kernel suite must run as root in CI (CI=true), but euid is {euid}"
     );
-    eprintln!(
+    // Written to the stderr file descriptor directly, not with `eprintln!`:
+    // libtest captures the macros' output of passing tests, and a skip must
+    // be seen.
+    let msg = format!(
         "\n*** SKIPPED: not root (euid {euid}): kernel test `{test}` did not run. \
          Run `cargo xtask test` as root. ***\n"
     );
+    let _ = std::io::stderr().write_all(msg.as_bytes());
     false
 }
