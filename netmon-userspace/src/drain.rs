@@ -41,6 +41,22 @@
 //! 6. **Late is merged, not lost.** Deltas are stored at the time of the
 //!    reading that saw them; a slow step or a downtime puts the whole gap
 //!    into one interval row.
+//! 7. **A lazy commit is rolled back whole, never across a retire.** Most
+//!    commits are lazy ([`Batch::lazy`]: atomic, visible at once, not
+//!    waited for on disk); after a crash the file opens at the last
+//!    *durable* commit, rows and snapshot together, so invariant 2 holds
+//!    there and the restarted drain takes the delta from that snapshot
+//!    against the counters the kernel still holds — nothing lost, nothing
+//!    doubled. That is only true while the kernel still has the bytes, so a
+//!    commit is durable whenever the step removed anything from the source
+//!    (retired flows, carried values) — the kernel no longer holds those —
+//!    and whenever it records events; and at least every
+//!    [`DURABLE_EVERY_MS`]. What a lazy commit does **not** survive is
+//!    power loss or a kernel crash: the kernel counters die with it, so the
+//!    history since the last durable commit (at most [`DURABLE_EVERY_MS`]
+//!    of traffic) is lost, where a durable-only drain would lose one
+//!    interval. A crash of the daemon process alone (SIGKILL, panic, OOM)
+//!    loses nothing.
 //!
 //! Attribution: each flow's delta goes to the [`ProcessInfo`] the
 //! [`Resolver`] gives for its cookie, or to [`UNATTRIBUTED`]; overflow
@@ -51,13 +67,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 
 use crate::ownership::{ProcessId, ProcessInfo, Resolver};
-use crate::source::{CounterSource, SourceError};
+use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::classify_raw;
 use crate::store::types::pseudo_process;
 use crate::store::{
-    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, SnapEntry, Snapshot, Store,
+    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, SnapEntry, Store,
     StoreError, TimeMs, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
 };
+
+/// A durable commit is made at least this often (ms of drain time); the
+/// commits between are lazy (invariant 7).
+pub const DURABLE_EVERY_MS: TimeMs = 10_000;
 
 /// Where the drain's time comes from, so tests can simulate days in ms.
 pub trait Clock {
@@ -114,11 +134,28 @@ pub struct StepReport {
     pub per_process: Vec<(ProcessInfo, DestClass, Traffic)>,
 }
 
-/// The drain: the committed snapshot and the retired-but-uncommitted carry.
+/// A flow's committed snapshot entry and the commit that wrote it.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    entry: SnapEntry,
+    /// [`Drain::seq`] of the commit that wrote `entry`; the entry is durable
+    /// when this is at most [`Drain::durable_seq`] (invariant 7).
+    seq: u64,
+}
+
+/// The drain: the committed snapshot, the retired-but-uncommitted carry and
+/// the owner cache.
 #[derive(Debug)]
 pub struct Drain {
-    /// Invariant 1.
-    snapshot: Snapshot,
+    /// Invariant 1: the committed `snapshot` table, per flow.
+    flows: HashMap<FlowKey, Committed>,
+    /// Invariant 1: the committed overflow snapshot.
+    overflow: OverflowCounters,
+    /// Commits made by this drain (after a (re)load: 1, the loaded state).
+    seq: u64,
+    /// The last commit known durable (invariant 7); entries with a greater
+    /// `seq` may still be rolled back by a crash.
+    durable_seq: u64,
     /// Set after a failed commit: reload before the next step.
     stale: bool,
     /// Invariant 3: retired flows whose final value awaits a commit.
@@ -126,7 +163,22 @@ pub struct Drain {
     /// Failed commits since the last success, and the first error.
     failures: u64,
     first_error: Option<String>,
+    /// Drain time of the last durable commit (`None`: none yet by this
+    /// drain, so the next one is durable). Invariant 7.
+    last_durable: Option<TimeMs>,
+    /// Owner of every socket resolved so far. The [`Resolver`] is asked
+    /// only about sockets not in here, and only when they have bytes to
+    /// attribute; an entry goes when the socket is forgotten.
+    owners: HashMap<u64, ProcessId>,
+    /// What is known of each owner (the latest the resolver gave). Pruned
+    /// to the processes in `owners` every [`PRUNE_EVERY`] forgotten sockets.
+    infos: HashMap<ProcessId, ProcessInfo>,
+    /// Sockets forgotten since `infos` was last pruned.
+    forgotten: usize,
 }
+
+/// `infos` is pruned after this many forgotten sockets.
+const PRUNE_EVERY: usize = 4096;
 
 /// Deltas of one step, aggregated for the store.
 #[derive(Default)]
@@ -231,19 +283,46 @@ impl Drain {
     /// # Errors
     /// When the store cannot be read.
     pub fn new(store: &mut Store) -> Result<Self, DrainError> {
-        Ok(Self {
-            snapshot: store.load_snapshot()?,
+        let mut me = Self {
+            flows: HashMap::new(),
+            overflow: OverflowCounters::default(),
+            seq: 0,
+            durable_seq: 0,
             stale: false,
             carry: HashMap::new(),
             failures: 0,
             first_error: None,
-        })
+            last_durable: None,
+            owners: HashMap::new(),
+            infos: HashMap::new(),
+            forgotten: 0,
+        };
+        me.load(store)?;
+        Ok(me)
+    }
+
+    /// (Re)loads the committed snapshot. What it loads is not known durable
+    /// (a lazy commit of this process may be in it), so its entries get
+    /// `seq` 1, above `durable_seq` 0, until the next commit, which is
+    /// durable (invariant 7).
+    fn load(&mut self, store: &mut Store) -> Result<(), DrainError> {
+        let snapshot = store.load_snapshot()?;
+        self.flows = snapshot
+            .flows
+            .into_iter()
+            .map(|(k, entry)| (k, Committed { entry, seq: 1 }))
+            .collect();
+        self.overflow = snapshot.overflow;
+        self.seq = 1;
+        self.durable_seq = 0;
+        self.last_durable = None;
+        Ok(())
     }
 
     /// Flows in the committed snapshot.
     #[must_use]
     pub fn snapshot_len(&self) -> usize {
-        self.snapshot.flows.len()
+        self.flows.len()
     }
 
     /// Failed commits since the last success.
@@ -292,11 +371,10 @@ impl Drain {
         mut events: Vec<DaemonEvent>,
     ) -> Result<StepReport, DrainError> {
         if self.stale {
-            self.snapshot = store.load_snapshot()?;
+            self.load(store)?;
             self.stale = false;
         }
         let reading = source.read()?;
-        let owners = resolver.resolve(&reading);
         let mut acc = Accum::default();
         let mut puts: Vec<(FlowKey, SnapEntry)> = Vec::new();
         let mut dels: Vec<FlowKey> = Vec::new();
@@ -306,38 +384,80 @@ impl Drain {
             flows_read: reading.flows.len(),
             ..StepReport::default()
         };
+        // Invariant 7: a closed, quiescent flow whose snapshot entry is not
+        // durable yet is not retired; this commit is made durable instead,
+        // and the next step retires it.
+        let mut need_durable = false;
 
         // Retired in an earlier step whose commit failed (invariant 3).
         for (key, c) in &self.carry {
             let mut reset = false;
-            let d = delta_of(self.snapshot.flows.get(key), &c.value, &mut reset);
+            let d = delta_of(self.flows.get(key).map(|c| &c.entry), &c.value, &mut reset);
             resets += u64::from(reset);
             acc.add_flow(key, &c.value, c.owner.as_ref(), d);
             dels.push(*key);
         }
 
         // Deltas against the snapshot (invariants 2 and 4).
-        let mut seen: HashSet<FlowKey> = HashSet::with_capacity(reading.flows.len());
+        let mut changed: Vec<(usize, Traffic)> = Vec::new();
         let mut to_retire: Vec<FlowKey> = Vec::new();
-        for f in &reading.flows {
-            seen.insert(f.key);
+        let mut retire_idx: Vec<usize> = Vec::new();
+        // Reading flows found in the snapshot: when it is all of the
+        // snapshot, nothing vanished (a reading holds each key once: it is
+        // a dump of a hash map).
+        let mut matched = 0usize;
+        for (i, f) in reading.flows.iter().enumerate() {
+            let committed = self.flows.get(&f.key);
+            matched += usize::from(committed.is_some());
             // A carried key seen again is a new entry: the old one was retired.
-            let prev = if self.carry.contains_key(&f.key) {
-                None
+            let prev = if self.carry.is_empty() || !self.carry.contains_key(&f.key) {
+                committed
             } else {
-                self.snapshot.flows.get(&f.key)
+                None
             };
             let mut reset = false;
-            let d = delta_of(prev, &f.value, &mut reset);
+            let d = delta_of(prev.map(|c| &c.entry), &f.value, &mut reset);
             resets += u64::from(reset);
-            if d.is_zero() && prev.is_some() {
+            if let Some(prev) = prev
+                && d.is_zero()
+            {
                 if f.closed {
-                    to_retire.push(f.key);
+                    if prev.seq <= self.durable_seq {
+                        to_retire.push(f.key);
+                        retire_idx.push(i);
+                    } else {
+                        need_durable = true;
+                    }
                 }
                 continue;
             }
-            report.changed += 1;
-            acc.add_flow(&f.key, &f.value, owners.get(&f.key.cookie), d);
+            changed.push((i, d));
+        }
+        report.changed = changed.len();
+
+        // Owners: only sockets with bytes to attribute and no cached owner
+        // are resolved; each owner's info is kept once.
+        let unknown: Vec<FlowReading> = changed
+            .iter()
+            .map(|(i, _)| reading.flows[*i])
+            .chain(retire_idx.iter().map(|i| reading.flows[*i]))
+            .filter(|f| !self.owners.contains_key(&f.key.cookie))
+            .collect();
+        if !unknown.is_empty() {
+            let resolved = resolver.resolve(&Reading {
+                flows: unknown,
+                overflow: reading.overflow,
+                max_flows: reading.max_flows,
+            });
+            for (cookie, info) in resolved {
+                self.owners.insert(cookie, info.id);
+                self.infos.insert(info.id, info);
+            }
+        }
+        let owner_of = |cookie: u64| self.owners.get(&cookie).and_then(|id| self.infos.get(id));
+        for (i, d) in &changed {
+            let f = &reading.flows[*i];
+            acc.add_flow(&f.key, &f.value, owner_of(f.key.cookie), *d);
             puts.push((
                 f.key,
                 SnapEntry {
@@ -349,19 +469,21 @@ impl Drain {
 
         // Invariant 5.
         let mut vanished = 0u64;
-        for key in self.snapshot.flows.keys() {
-            if !seen.contains(key) && !self.carry.contains_key(key) {
-                dels.push(*key);
-                vanished += 1;
+        let mut seen: HashSet<FlowKey> = HashSet::new();
+        if !self.carry.is_empty() || matched != self.flows.len() {
+            seen = reading.flows.iter().map(|f| f.key).collect();
+            for key in self.flows.keys() {
+                if !seen.contains(key) && !self.carry.contains_key(key) {
+                    dels.push(*key);
+                    vanished += 1;
+                }
             }
         }
 
         // Overflow.
-        let (ov, failed_inserts, ov_reset) =
-            overflow_delta(&reading.overflow, &self.snapshot.overflow);
+        let (ov, failed_inserts, ov_reset) = overflow_delta(&reading.overflow, &self.overflow);
         acc.add_overflow(ov);
-        let overflow_snapshot =
-            (reading.overflow != self.snapshot.overflow).then_some(reading.overflow);
+        let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
 
         // Retire quiescent closed flows (invariant 3), just before the commit.
         let mut new_carry: HashMap<FlowKey, Carried> = HashMap::new();
@@ -371,9 +493,9 @@ impl Drain {
             report.retired = retired.len();
             for (key, value) in &retired {
                 let mut reset = false;
-                let d = delta_of(self.snapshot.flows.get(key), value, &mut reset);
+                let d = delta_of(self.flows.get(key).map(|c| &c.entry), value, &mut reset);
                 resets += u64::from(reset);
-                let owner = owners.get(&key.cookie).cloned();
+                let owner = owner_of(key.cookie).cloned();
                 acc.add_flow(key, value, owner.as_ref(), d);
                 new_carry.insert(
                     *key,
@@ -385,12 +507,12 @@ impl Drain {
             }
             // Retired, or already gone: either way out of the snapshot.
             dels.extend_from_slice(&to_retire);
-        }
-        // A cookie is done when none of its flows stays in the source.
-        let retiring: HashSet<FlowKey> = to_retire.iter().copied().collect();
-        for f in &reading.flows {
-            if !retiring.contains(&f.key) {
-                done_cookies.remove(&f.key.cookie);
+            // A cookie is done when none of its flows stays in the source.
+            let retiring: HashSet<FlowKey> = to_retire.iter().copied().collect();
+            for f in &reading.flows {
+                if !retiring.contains(&f.key) {
+                    done_cookies.remove(&f.key.cookie);
+                }
             }
         }
         for key in self.carry.keys() {
@@ -444,27 +566,44 @@ impl Drain {
                 .into_iter()
                 .map(|((i, c), t)| (i, c, t))
                 .collect(),
+            // Invariant 7: durable when the source lost bytes it held, when
+            // a retire waits for it, when there is something to record, and
+            // periodically.
+            lazy: self.carry.is_empty()
+                && new_carry.is_empty()
+                && !need_durable
+                && events.is_empty()
+                && self
+                    .last_durable
+                    .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
             snapshot_put: puts,
             snapshot_del: dels,
             overflow_snapshot,
             events,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
-        if !batch.is_empty()
-            && let Err(e) = store.commit(&batch)
-        {
+        let wrote = !batch.is_empty();
+        if wrote && let Err(e) = store.commit(&batch) {
             self.carry.extend(new_carry);
             return Err(e.into());
         }
 
-        // Committed: advance the in-memory snapshot (invariant 1).
+        // Committed: advance the in-memory snapshot (invariants 1 and 7).
+        if wrote {
+            self.seq += 1;
+        }
         for key in &batch.snapshot_del {
-            self.snapshot.flows.remove(key);
+            self.flows.remove(key);
         }
+        let seq = self.seq;
         for (key, entry) in batch.snapshot_put {
-            self.snapshot.flows.insert(key, entry);
+            self.flows.insert(key, Committed { entry, seq });
         }
-        self.snapshot.overflow = reading.overflow;
+        self.overflow = reading.overflow;
+        if wrote && !batch.lazy {
+            self.durable_seq = self.seq;
+            self.last_durable = Some(now);
+        }
         self.carry.clear();
         self.failures = 0;
         self.first_error = None;
@@ -477,6 +616,7 @@ impl Drain {
                 tracing::warn!(error = %e, "forgetting closed sockets");
             }
             resolver.forget(&cookies);
+            self.forget_owners(&cookies);
         }
         report.per_process = batch
             .proc_rows
@@ -484,5 +624,19 @@ impl Drain {
             .filter_map(|(id, c, t)| Some((acc.processes.get(id)?.clone(), *c, *t)))
             .collect();
         Ok(report)
+    }
+
+    /// Drops the cached owners of `cookies`, and now and then the infos of
+    /// processes no cached socket refers to.
+    fn forget_owners(&mut self, cookies: &[u64]) {
+        for c in cookies {
+            self.owners.remove(c);
+        }
+        self.forgotten += cookies.len();
+        if self.forgotten >= PRUNE_EVERY {
+            let live: HashSet<ProcessId> = self.owners.values().copied().collect();
+            self.infos.retain(|id, _| live.contains(id));
+            self.forgotten = 0;
+        }
     }
 }

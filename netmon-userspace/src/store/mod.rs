@@ -11,7 +11,11 @@
 //! Invariants this module keeps:
 //! 1. [`Store::commit`] writes a whole [`Batch`] — interval row, every
 //!    rollup tier, processes, snapshot changes, events — in one write
-//!    transaction, or nothing.
+//!    transaction, or nothing. A [`Batch::lazy`] commit is made with
+//!    [`redb::Durability::None`]: redb writes its pages but not the file
+//!    header, and frees no page until the next durable commit, so after a
+//!    crash (process or machine) the file opens at the last durable commit,
+//!    whole; a lazy commit is never partly visible.
 //! 2. The store never overwrites a file that is not a redb file: open checks
 //!    the magic bytes first ([`StoreError::NotRedb`]).
 //! 3. After an I/O error (disk full) redb refuses further writes on that
@@ -257,7 +261,11 @@ impl Store {
     /// On storage errors; nothing of the batch is then stored.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         self.with_db(|db| {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if batch.lazy {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(|e| StoreError::Db(e.into()))?;
+            }
             rollup::apply(&txn, batch)?;
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;

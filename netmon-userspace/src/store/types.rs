@@ -222,6 +222,13 @@ pub struct Batch {
     pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
     /// Events to record at `ts_ms`.
     pub events: Vec<DaemonEvent>,
+    /// Commit without waiting for the disk (redb [`redb::Durability::None`]).
+    /// `false` (the default): durable when [`crate::store::Store::commit`]
+    /// returns. A lazy commit is atomic and visible at once, survives a
+    /// crash of the process only once a later durable commit is made, and
+    /// is otherwise rolled back — together with the snapshot it advanced —
+    /// to the last durable commit (see [`crate::drain`], invariant 7).
+    pub lazy: bool,
 }
 
 impl Batch {
