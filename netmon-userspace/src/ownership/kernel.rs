@@ -4,10 +4,32 @@
 //!
 //! Per new socket (cookie not in the cache), by what the kernel recorded:
 //! - **created by its owner** (`FLOW_F_OWNED`, `owner.sock_cookie` = the
-//!   flow's cookie): identity = (tgid, `start_boottime` in clock ticks),
-//!   exactly `/proc/PID/stat` field 22. exe, cmdline, user, parent and cgroup
-//!   come from `/proc/PID` only if that entry has the same start time (a
-//!   reused pid is another process); otherwise only the kernel's facts.
+//!   flow's cookie): the creator, unless its fd now lives only in another
+//!   process (passed over a Unix socket with `SCM_RIGHTS`, or inherited
+//!   across fork, and the creator closed its copy): then that process.
+//!   Checked as follows, cheapest first; every "keep" keeps the creator:
+//!   1. the socket is released (closed mark) or the creator is pid 0: keep.
+//!      A short-lived process that connected, sent and exited before the
+//!      drain keeps its bytes — never [`UNATTRIBUTED_COMM`].
+//!   2. sock_diag exact lookups (host namespace, then the creator's) give the
+//!      inode; no dump, no sweep of namespaces ([`SockLookup::find_exact`]).
+//!      Not found (gone meanwhile, ICMP/raw have no diag) or inode 0
+//!      (orphaned, `TIME_WAIT`): keep.
+//!   3. the creator's fd table (`/proc/TGID/fd`, read once per pass and
+//!      shared by all its new sockets) holds the inode: keep. This is the
+//!      common case; its cost is one netlink round trip per new socket plus
+//!      one `readlink` per fd of each creator with new sockets.
+//!   4. otherwise (passed away, or the creator exited while another process
+//!      holds the fd): the full `/proc/*/fd` index, built at most once per
+//!      pass, and the first live holder wins; none: keep.
+//!
+//!   Ownership is decided once, when the socket is first seen: an fd passed
+//!   on after that is not followed (that would mean re-checking every
+//!   socket every pass). Identity = (tgid, `start_boottime` in clock
+//!   ticks), exactly `/proc/PID/stat` field 22. exe, cmdline, user, parent
+//!   and cgroup come from `/proc/PID` only if that entry has the same start
+//!   time (a reused pid is another process); otherwise only the kernel's
+//!   facts.
 //! - **accepted** (owned, other `sock_cookie`: the storage was cloned from
 //!   the listener): the process holding the socket's fd owns it. The inode
 //!   comes from sock_diag; the listener owner's fds are checked first, then
@@ -94,7 +116,7 @@ impl KernelResolver {
         if value.flags & FLOW_F_OWNED != 0 {
             let owner = value.owner;
             if owner.sock_cookie == cookie {
-                return self.owner_info(&owner);
+                return self.created_holder(flows, &owner, index);
             }
             // Accepted: the storage was cloned from the listener.
             let inode = self
@@ -122,6 +144,45 @@ impl KernelResolver {
             Some(found) => self.unattributed(Some(found.uid)),
             None => self.unattributed(None),
         }
+    }
+
+    /// Owner of a socket its kernel owner created: the creator, unless it no
+    /// longer holds an fd to the socket and another live process does (the
+    /// fd was passed over a Unix socket, or inherited across fork, and the
+    /// creator closed its copy). See the module doc for the cost bounds.
+    fn created_holder(
+        &mut self,
+        flows: &[FlowReading],
+        owner: &SockOwner,
+        index: &mut FdIndex,
+    ) -> ProcessInfo {
+        // Released: no process holds it any more, and the creator keeps the
+        // bytes (short-lived processes). Pid 0: no process to check.
+        if owner.tgid == 0 || flows.iter().any(|f| f.closed) {
+            return self.owner_info(owner);
+        }
+        // Exact lookups only: a socket they miss (gone meanwhile, ICMP or
+        // raw without diag) keeps its creator, and never costs a dump.
+        let Some(inode) = self
+            .lookup
+            .find_exact(flows, owner.tgid)
+            .map(|s| s.inode)
+            .filter(|&i| i != 0)
+        else {
+            return self.owner_info(owner);
+        };
+        // The common case: one read of the creator's fd table per pass,
+        // shared by all its new sockets.
+        if index.holds(owner.tgid, inode) {
+            return self.owner_info(owner);
+        }
+        // Passed away or creator gone: the full scan (once per pass). No
+        // live holder (closed since the lookup): the creator keeps it.
+        let holders = index.holders(inode).to_vec();
+        holders
+            .into_iter()
+            .find_map(|pid| self.live_info(pid))
+            .unwrap_or_else(|| self.owner_info(owner))
     }
 
     /// The creator recorded by the kernel, completed from `/proc` while the

@@ -7,6 +7,10 @@
 //! - accepted sockets inherit the listener's owner (`BPF_F_CLONE`); when
 //!   `owner.sock_cookie != flow cookie` the socket was accepted, and the
 //!   process that really holds its fd is looked up;
+//! - sockets whose creator no longer holds them (fd passed over a Unix
+//!   socket, or inherited by a child, and the creator's copy closed) go to
+//!   the process that holds the fd; a creator that exited with nobody else
+//!   holding the socket keeps it;
 //! - sockets opened before netmon loaded have no owner (`FLOW_F_OWNED` clear):
 //!   sock_diag gives their inode, `/proc/PID/fd` the pid.
 //!

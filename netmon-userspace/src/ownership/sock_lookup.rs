@@ -11,6 +11,11 @@
 //! 3. the same in the owner's namespace (`/proc/OWNER/ns/net`), then in every
 //!    other namespace found in `/proc/*/ns/net` (enumerated once per pass).
 //!
+//! [`SockLookup::find_exact`] stops after the exact lookups of steps 1 and 3
+//! (owner's namespace only): it serves checks that have a good answer
+//! without the socket (a created socket's kernel owner), so their cost never
+//! includes a dump.
+//!
 //! Sockets opened in other namespaces are dropped at the end of each pass
 //! ([`SockLookup::end_pass`]): a netlink socket keeps its namespace alive,
 //! and netmon must not keep a container's namespace from going away.
@@ -112,16 +117,51 @@ impl SockLookup {
             .find_map(|(ino, path)| self.search_other(ino, &path, &queries))
     }
 
+    /// The socket of `flows` from exact lookups only, in netmon's own
+    /// namespace and then in `owner`'s: no dump, no sweep of other
+    /// namespaces, so the cost is a few netlink round trips per socket
+    /// whatever the number of sockets on the machine. `None` when those
+    /// lookups miss (socket gone, protocol without diag, a socket only a
+    /// dump finds).
+    pub fn find_exact(&mut self, flows: &[FlowReading], owner: u32) -> Option<DiagSocket> {
+        let queries = queries_for(flows);
+        if queries.is_empty() {
+            return None;
+        }
+        if self.host.is_none() {
+            match SockDiag::new() {
+                Ok(d) => self.host = Some(d),
+                Err(e) => tracing::warn!("sock_diag unavailable: {e}"),
+            }
+        }
+        if let Some(host) = &mut self.host {
+            match exact(host, &queries) {
+                Ok(Some(found)) => return Some(found),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("sock_diag: {e}; reopening next pass");
+                    self.host = None;
+                }
+            }
+        }
+        let ino = self.proc.netns_inode(owner)?;
+        if Some(ino) == self.host_netns {
+            return None;
+        }
+        let path = self.proc.pid_dir(owner).join("ns/net");
+        let diag = other(&mut self.others, ino, &path)?;
+        match exact(diag, &queries) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!("sock_diag in {}: {e}", path.display());
+                self.others.insert(ino, None);
+                None
+            }
+        }
+    }
+
     fn search_other(&mut self, ino: u64, path: &Path, queries: &[SockQuery]) -> Option<DiagSocket> {
-        let diag = self
-            .others
-            .entry(ino)
-            .or_insert_with(|| {
-                SockDiag::in_netns(path)
-                    .map_err(|e| tracing::debug!("sock_diag in {}: {e}", path.display()))
-                    .ok()
-            })
-            .as_mut()?;
+        let diag = other(&mut self.others, ino, path)?;
         match search(diag, &mut self.dumps, ino, queries) {
             Ok(found) => found,
             Err(e) => {
@@ -140,10 +180,8 @@ fn search(
     netns: u64,
     queries: &[SockQuery],
 ) -> Result<Option<DiagSocket>, SockDiagError> {
-    for q in queries {
-        if let Some(found) = diag.lookup(q)? {
-            return Ok(Some(found));
-        }
+    if let Some(found) = exact(diag, queries)? {
+        return Ok(Some(found));
     }
     for q in queries {
         let key = (netns, q.family, q.protocol);
@@ -156,6 +194,33 @@ fn search(
         }
         if let Some(found) = dumps.get(&key).and_then(|all| all.get(&q.cookie)) {
             return Ok(Some(*found));
+        }
+    }
+    Ok(None)
+}
+
+/// The sock_diag socket of namespace `ino` (entered through `path`), opened
+/// once per pass; `None` if it cannot be entered.
+fn other<'a>(
+    others: &'a mut HashMap<u64, Option<SockDiag>>,
+    ino: u64,
+    path: &Path,
+) -> Option<&'a mut SockDiag> {
+    others
+        .entry(ino)
+        .or_insert_with(|| {
+            SockDiag::in_netns(path)
+                .map_err(|e| tracing::debug!("sock_diag in {}: {e}", path.display()))
+                .ok()
+        })
+        .as_mut()
+}
+
+/// Exact lookups only, in one namespace, first hit wins.
+fn exact(diag: &mut SockDiag, queries: &[SockQuery]) -> Result<Option<DiagSocket>, SockDiagError> {
+    for q in queries {
+        if let Some(found) = diag.lookup(q)? {
+            return Ok(Some(found));
         }
     }
     Ok(None)

@@ -1,14 +1,26 @@
 //! The resolver end to end on synthetic readings built from the test's own
 //! sockets and processes: no eBPF, no root needed.
 
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 
 use netmon_common::{FlowKey, FlowValue};
 
 use super::*;
 use crate::ownership::sock_diag::tests::socket_cookie;
+
+/// Serializes the tests of this module: while one test spawns a child, the
+/// child holds a copy of every fd of the test process until it execs, and
+/// another test resolving a socket at that moment would see it as a holder.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Kills and reaps a child process on drop, even when the test fails.
 struct ChildGuard(Child);
@@ -34,8 +46,22 @@ fn tick_ns() -> u64 {
 
 /// A flow of a connected TCP socket, as the eBPF programs would record it.
 fn tcp_flow(s: &TcpStream, owner: Option<SockOwner>) -> FlowReading {
-    let local = s.local_addr().unwrap();
-    let peer = s.peer_addr().unwrap();
+    tcp_flow_of(
+        socket_cookie(s),
+        s.local_addr().unwrap(),
+        s.peer_addr().unwrap(),
+        owner,
+    )
+}
+
+/// A flow of the TCP socket with `cookie` from `local` to `peer` (a socket
+/// of another process, seen from its end).
+fn tcp_flow_of(
+    cookie: u64,
+    local: SocketAddr,
+    peer: SocketAddr,
+    owner: Option<SockOwner>,
+) -> FlowReading {
     let std::net::IpAddr::V4(l) = local.ip() else {
         panic!("IPv4 expected")
     };
@@ -43,7 +69,7 @@ fn tcp_flow(s: &TcpStream, owner: Option<SockOwner>) -> FlowReading {
         panic!("IPv4 expected")
     };
     let mut key = FlowKey {
-        cookie: socket_cookie(s),
+        cookie,
         remote_port: peer.port(),
         ip_version: 4,
         protocol: 6,
@@ -111,6 +137,7 @@ fn resolve_one(r: &mut KernelResolver, flow: FlowReading) -> ProcessInfo {
 
 #[test]
 fn creator_identity_matches_proc_stat() {
+    let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let flow = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
     let info = resolve_one(&mut KernelResolver::new(), flow);
@@ -135,6 +162,7 @@ fn creator_identity_matches_proc_stat() {
 
 #[test]
 fn reused_pid_gets_only_kernel_facts() {
+    let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let mut owner = my_owner(socket_cookie(&client));
     // The creator started a tick after this process: same pid, another
@@ -159,6 +187,7 @@ fn reused_pid_gets_only_kernel_facts() {
 
 #[test]
 fn unknown_start_time_falls_back_to_proc() {
+    let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let mut owner = my_owner(socket_cookie(&client));
     owner.start_boottime_ns = 0;
@@ -189,6 +218,7 @@ fn unknown_start_time_falls_back_to_proc() {
 
 #[test]
 fn unowned_socket_found_through_sock_diag_and_proc() {
+    let _serial = serial();
     let (_l, client, server) = tcp_pair();
     let mut r = KernelResolver::new();
     let flows = vec![tcp_flow(&client, None), tcp_flow(&server, None)];
@@ -208,6 +238,7 @@ fn unowned_socket_found_through_sock_diag_and_proc() {
 
 #[test]
 fn unfindable_sockets_are_unattributed() {
+    let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let mut flow = tcp_flow(&client, None);
     // No socket has this cookie: the lookup finds the client and the kernel
@@ -251,6 +282,7 @@ fn accepted_flow(listener: &TcpListener, server: &TcpStream) -> FlowReading {
 
 #[test]
 fn accepted_socket_held_by_a_child_belongs_to_the_child() {
+    let _serial = serial();
     let (listener, _client, server) = tcp_pair();
     let flow = accepted_flow(&listener, &server);
     // The child is the only holder: the parent's copy is closed by spawn.
@@ -271,6 +303,7 @@ fn accepted_socket_held_by_a_child_belongs_to_the_child() {
 
 #[test]
 fn accepted_socket_held_by_parent_and_child_prefers_the_child() {
+    let _serial = serial();
     let (listener, _client, server) = tcp_pair();
     let flow = accepted_flow(&listener, &server);
     let child = child_holding(OwnedFd::from(server.try_clone().unwrap()));
@@ -281,6 +314,7 @@ fn accepted_socket_held_by_parent_and_child_prefers_the_child() {
 
 #[test]
 fn accepted_socket_held_by_the_listener_owner_stays_with_it() {
+    let _serial = serial();
     let (listener, _client, server) = tcp_pair();
     let info = resolve_one(
         &mut KernelResolver::new(),
@@ -297,6 +331,7 @@ fn accepted_socket_held_by_the_listener_owner_stays_with_it() {
 
 #[test]
 fn results_are_cached_until_forgotten() {
+    let _serial = serial();
     let (listener, _client, server) = tcp_pair();
     let flow = accepted_flow(&listener, &server);
     let child = child_holding(OwnedFd::from(server));
@@ -316,6 +351,7 @@ fn results_are_cached_until_forgotten() {
 
 #[test]
 fn one_answer_per_cookie_for_many_flows() {
+    let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let owned = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
     let mut second = owned;
@@ -336,6 +372,7 @@ fn comm_bytes() {
 /// (`unshare -n`) and python3 (to create the socket and print its cookie).
 #[test]
 fn unowned_socket_in_another_netns_is_found() {
+    let _serial = serial();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root to create a network namespace");
         return;
@@ -383,4 +420,188 @@ fn unowned_socket_in_another_netns_is_found() {
     let info = resolve_one(&mut KernelResolver::new(), flow);
     assert_eq!(info.id.pid, child.0.id(), "{info:?}");
     assert!(ProcFs::new().netns_inode(child.0.id()) != ProcFs::new().netns_inode(me()));
+}
+
+/// Runs `python3 -c script args` with `stdin` as its standard input and its
+/// standard output piped.
+fn python(script: &str, args: &[&str], stdin: OwnedFd) -> ChildGuard {
+    ChildGuard(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed by this test"),
+    )
+}
+
+/// The first line the child prints.
+fn first_line(child: &mut ChildGuard) -> String {
+    let stdout = child.0.stdout.as_mut().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(!line.is_empty(), "the child printed nothing");
+    line
+}
+
+/// Receives one fd over the Unix socket on its stdin, says how many it got,
+/// and keeps it open.
+const RECEIVER: &str = "import socket,time\n\
+    u=socket.socket(fileno=0)\n\
+    m,fds,f,a=socket.recv_fds(u,16,1)\n\
+    print(len(fds),flush=True)\n\
+    time.sleep(60)\n";
+
+/// A Unix stream socket pair, close-on-exec (children get one end as their
+/// stdin only).
+fn unix_pair() -> (OwnedFd, OwnedFd) {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+/// Regression: a socket created by one process whose fd was passed
+/// (`SCM_RIGHTS`) to another, the creator's copy closed, was attributed to
+/// the creator because the kernel records only the creator.
+#[test]
+fn created_socket_passed_over_a_unix_socket_belongs_to_the_holder() {
+    let _serial = serial();
+    let (_l, client, _server) = tcp_pair();
+    let flow = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
+    let (mine, theirs) = unix_pair();
+    let mut receiver = python(RECEIVER, &[], theirs);
+
+    // While the creator holds it, the creator owns it (even if another
+    // process holds it too).
+    let fd = [client.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fd)];
+    let iov = [std::io::IoSlice::new(b"x")];
+    nix::sys::socket::sendmsg::<()>(
+        mine.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(first_line(&mut receiver).trim(), "1");
+    assert_eq!(resolve_one(&mut KernelResolver::new(), flow).id.pid, me());
+
+    // The creator closes its copy: the receiver is the only holder.
+    drop(client);
+    let pid = receiver.0.id();
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    let facts = ProcFs::new().facts(pid).unwrap();
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid,
+            start_ticks: facts.start_ticks
+        }
+    );
+    assert_eq!(info.ppid, Some(me()));
+    assert_eq!(info.cmdline, facts.cmdline);
+}
+
+/// Connects to the port in argv[1], prints the socket's cookie and local
+/// port, sends it over the Unix socket on stdin when argv[2] is "pass", and
+/// exits (closing its own copy).
+const CREATOR: &str = "import socket,struct,sys\n\
+    u=socket.socket(fileno=0)\n\
+    t=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\n\
+    t.sendall(b'hello')\n\
+    c=struct.unpack('=Q',t.getsockopt(socket.SOL_SOCKET,57,8))[0]\n\
+    if sys.argv[2]=='pass': socket.send_fds(u,[b'x'],[t.fileno()])\n\
+    print(c,flush=True)\n";
+
+/// Runs [`CREATOR`] against `listener` and waits for it to exit. Returns
+/// its pid, the flow of its socket as the kernel records it (the owner's
+/// start time and comm are made up: the process is gone) and the accepted
+/// end, which the caller keeps open.
+fn run_creator(
+    listener: &TcpListener,
+    mode: &str,
+    stdin: OwnedFd,
+) -> (u32, FlowReading, TcpStream) {
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut creator = python(CREATOR, &[&port, mode], stdin);
+    let (server, _) = listener.accept().unwrap();
+    let cookie: u64 = first_line(&mut creator).trim().parse().unwrap();
+    let pid = creator.0.id();
+    assert!(creator.0.wait().unwrap().success());
+    let owner = SockOwner {
+        tgid: pid,
+        tid: pid,
+        uid: nix::unistd::getuid().as_raw(),
+        start_boottime_ns: 777 * tick_ns(),
+        created_boottime_ns: 778 * tick_ns(),
+        sock_cookie: cookie,
+        comm: comm("creator"),
+        ..SockOwner::default()
+    };
+    let flow = tcp_flow_of(
+        cookie,
+        server.peer_addr().unwrap(),
+        server.local_addr().unwrap(),
+        Some(owner),
+    );
+    (pid, flow, server)
+}
+
+/// The kernel's record of a creator that has exited: identity and comm from
+/// the record (see [`run_creator`]), nothing from `/proc`.
+fn assert_gone_creator(info: &ProcessInfo, pid: u32) {
+    assert_eq!(
+        info.id,
+        ProcessId {
+            pid,
+            start_ticks: 777
+        },
+        "{info:?}"
+    );
+    assert_eq!(info.comm, "creator");
+    assert_eq!(info.exe, None);
+}
+
+#[test]
+fn socket_passed_by_a_creator_that_exited_belongs_to_the_holder() {
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (creator_end, receiver_end) = unix_pair();
+    let mut receiver = python(RECEIVER, &[], receiver_end);
+    let (creator_pid, flow, _server) = run_creator(&listener, "pass", creator_end);
+    assert_eq!(first_line(&mut receiver).trim(), "1");
+    let info = resolve_one(&mut KernelResolver::new(), flow);
+    assert_eq!(info.id.pid, receiver.0.id(), "creator was {creator_pid}");
+    assert_eq!(
+        info.id.start_ticks,
+        ProcFs::new().start_ticks(receiver.0.id()).unwrap()
+    );
+}
+
+/// A process that connected, sent and exited before the drain keeps its
+/// socket's bytes, whether the socket is marked closed yet or not, and
+/// whether sock_diag can see it or not (ICMP).
+#[test]
+fn short_lived_creator_keeps_its_socket() {
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (creator_end, _other_end) = unix_pair();
+    let (pid, flow, _server) = run_creator(&listener, "keep", creator_end);
+    let mut closed = flow;
+    closed.closed = true;
+    let mut icmp = flow;
+    icmp.key.protocol = 1;
+    for f in [flow, closed, icmp] {
+        assert_gone_creator(&resolve_one(&mut KernelResolver::new(), f), pid);
+    }
 }
