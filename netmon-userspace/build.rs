@@ -2,8 +2,10 @@
 //! pinned nightly, linked by bpf-linker) and leaves the object in OUT_DIR,
 //! where `kernel::loader` embeds it with `include_bytes_aligned!`.
 //!
-//! The nightly and bpf-linker come from `cargo xtask setup`; xtask passes them
-//! through `NETMON_NIGHTLY` and `PATH`.
+//! The nightly and bpf-linker come from `cargo xtask setup`, which puts
+//! bpf-linker on `PATH`; the nightly is read from netmon-ebpf/rust-toolchain.toml
+//! (`NETMON_NIGHTLY` overrides it; xtask does not set it, so plain cargo and
+//! xtask builds share one eBPF build).
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
