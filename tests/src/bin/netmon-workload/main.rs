@@ -8,6 +8,7 @@
 //! values of its own system calls. Those counts are the ground truth.
 
 mod icmp;
+mod send_method;
 mod sock;
 mod tcp;
 mod udp;

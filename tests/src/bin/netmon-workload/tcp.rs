@@ -9,7 +9,7 @@
 //! packets no socket hook sees; `--close-at-once` does that on purpose.)
 
 use std::{
-    io::{self, BufRead as _, Read as _, Write as _},
+    io::{self, BufRead as _, Read as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     thread,
     time::{Duration, Instant},
@@ -19,7 +19,11 @@ use anyhow::{Context as _, bail};
 use netmon_tests::report::{ConnReport, DONE, READY, Report};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{elapsed_ms, emit, left, sock};
+use crate::{
+    elapsed_ms, emit, left,
+    send_method::{SendMethod, Sender},
+    sock,
+};
 
 /// Write chunk size.
 const CHUNK: usize = 128 * 1024;
@@ -85,6 +89,9 @@ pub struct ClientArgs {
     /// With `--keep-open`: bytes to read from the peer.
     #[arg(long, default_value_t = 0)]
     expect: u64,
+    /// How to hand the bytes to the socket.
+    #[arg(long, value_enum, default_value_t)]
+    method: SendMethod,
 }
 
 /// `tcp-accept-many`.
@@ -131,6 +138,7 @@ pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
         a.send,
         None,
         ending(a.keep_open, a.expect),
+        SendMethod::Write,
         deadline,
     )?;
     let mut done = Report {
@@ -166,7 +174,7 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
     }
     if a.close_at_once {
         stream.set_write_timeout(Some(left(deadline)?))?;
-        let written = write_n(&stream, a.send, None, true, deadline)?;
+        let written = write_n(&stream, a.send, None, true, a.method, deadline)?;
         let queued_at_close = sock::outq(&stream)?;
         drop(stream);
         return emit(&Report {
@@ -182,6 +190,7 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
         a.send,
         send_for,
         ending(a.keep_open, a.expect),
+        a.method,
         deadline,
     )?;
     let mut done = Report {
@@ -292,7 +301,7 @@ fn fork_child(
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let stream = accept(listener, deadline)?;
-    let (written, read) = exchange(&stream, send, None, end, deadline)?;
+    let (written, read) = exchange(&stream, send, None, end, SendMethod::Write, deadline)?;
     let mut done = Report {
         written,
         read,
@@ -353,13 +362,15 @@ fn exchange(
     send: u64,
     send_for: Option<Duration>,
     end: Ending,
+    method: SendMethod,
     deadline: Instant,
 ) -> anyhow::Result<(u64, u64)> {
     let writer = stream.try_clone()?;
     stream.set_read_timeout(Some(left(deadline)?))?;
     stream.set_write_timeout(Some(left(deadline)?))?;
     let shutdown = matches!(end, Ending::Close);
-    let handle = thread::spawn(move || write_n(&writer, send, send_for, shutdown, deadline));
+    let handle =
+        thread::spawn(move || write_n(&writer, send, send_for, shutdown, method, deadline));
     let limit = match end {
         Ending::Close => None,
         Ending::KeepOpen(n) => Some(n),
@@ -391,14 +402,15 @@ fn wait_acked(stream: &TcpStream, deadline: Instant) -> anyhow::Result<()> {
 /// Writes up to `send` bytes (fewer only if `send_for` ran out), then, with
 /// `shutdown`, shuts down the sending half.
 fn write_n(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     send: u64,
     send_for: Option<Duration>,
     shutdown: bool,
+    method: SendMethod,
     deadline: Instant,
 ) -> anyhow::Result<u64> {
     let start = Instant::now();
-    let buf = vec![0x5a_u8; CHUNK];
+    let mut sender = Sender::new(method, CHUNK)?;
     let mut written = 0_u64;
     while written < send {
         if send_for.is_some_and(|d| start.elapsed() >= d) {
@@ -406,11 +418,9 @@ fn write_n(
         }
         left(deadline).context("sending")?;
         let want = usize::try_from(send - written).unwrap_or(CHUNK).min(CHUNK);
-        match stream.write(&buf[..want]) {
-            Ok(0) => bail!("write returned 0"),
+        match sender.send(stream, want) {
             Ok(n) => written += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context(format!("write after {written} bytes")),
+            Err(e) => return Err(e).context(format!("{method:?} after {written} bytes")),
         }
     }
     if shutdown {
