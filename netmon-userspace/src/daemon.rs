@@ -120,7 +120,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         args.socket.clone(),
         crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
     ));
-    let lock = || shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = || {
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     for m in &migrations {
         tracing::info!(?m, "store migrated");
     }
