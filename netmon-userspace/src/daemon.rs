@@ -254,7 +254,12 @@ fn print_json(report: &StepReport) {
             })
         })
         .collect();
-    let line = serde_json::json!({ "ts_ms": report.ts_ms, "processes": processes });
+    let line = serde_json::json!({
+        "schema_version": crate::wire::SCHEMA_VERSION,
+        "time": crate::clock::rfc3339_from_unix_ms(report.ts_ms),
+        "ts_ms": report.ts_ms,
+        "processes": processes,
+    });
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
         tracing::warn!(error = %e, "writing --log-json output");
