@@ -42,18 +42,30 @@ pub fn socket_inode_of_fd(pid_dir: &Path, fd: i32) -> std::io::Result<Option<u64
 /// When its fd directory cannot be read (gone, or no permission). Fds
 /// closed while reading are skipped.
 pub fn socket_inodes(pid_dir: &Path) -> std::io::Result<HashSet<u64>> {
+    Ok(socket_fds(pid_dir)?.into_iter().map(|(_, i)| i).collect())
+}
+
+/// Every socket fd of the process at `pid_dir`, with the inode its link
+/// names, in directory order.
+///
+/// # Errors
+/// When its fd directory cannot be read (gone, or no permission). Fds
+/// closed while reading are skipped.
+pub fn socket_fds(pid_dir: &Path) -> std::io::Result<Vec<(i32, u64)>> {
     let fd_dir = pid_dir.join("fd");
     // Every link is read relative to one handle of the fd directory
     // (`readlinkat`): a `readlink` of the full path walks `/proc/PID/fd`
     // again for each fd, which made reading a table about 4x slower.
     let dir = std::fs::File::open(&fd_dir)?;
-    let mut out = HashSet::new();
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(&fd_dir)? {
         let Ok(entry) = entry else { continue };
-        if let Ok(link) = nix::fcntl::readlinkat(&dir, entry.file_name().as_os_str())
+        let name = entry.file_name();
+        if let Some(fd) = name.to_str().and_then(|n| n.parse().ok())
+            && let Ok(link) = nix::fcntl::readlinkat(&dir, name.as_os_str())
             && let Some(inode) = parse_socket_link(link.as_os_str())
         {
-            out.insert(inode);
+            out.push((fd, inode));
         }
     }
     Ok(out)
@@ -93,6 +105,15 @@ impl FdIndex {
             .entry(pid)
             .or_insert_with(|| socket_inodes(&proc.pid_dir(pid)).unwrap_or_default())
             .contains(&inode)
+    }
+
+    /// Records `pid`'s socket inodes, read in full by the caller during this
+    /// pass, so that neither [`Self::holds`] nor [`Self::holders`] reads its
+    /// table again. Ignored once the full map exists (it was read then).
+    pub fn learn(&mut self, pid: u32, inodes: HashSet<u64>) {
+        if self.all.is_none() {
+            self.per_pid.insert(pid, inodes);
+        }
     }
 
     /// Every process holding socket `inode`, from a scan of all of `/proc`

@@ -41,15 +41,28 @@
 //!   comm [`UNATTRIBUTED_COMM`] (kernel-sent packets such as `TIME_WAIT`
 //!   ACKs and resets, sockets whose process is gone).
 //!
-//! Results are cached by cookie until [`Resolver::forget`]. The `/proc` scan
-//! and the sock_diag dumps happen at most once per [`Resolver::resolve`]
-//! call, and only when some new socket needs them, so the cost of a call
-//! grows with the number of new sockets, not with all of them.
+//! **Finished connections.** An accepted or unowned socket that is still
+//! open (no closed mark) but that sock_diag does not list with an inode
+//! (the connection finished: the socket left the tables, or only a
+//! `TIME_WAIT` twin with inode 0 remains) is looked up by its fds instead:
+//! after every other new socket of the pass, one [`CookieSweep`] for all
+//! such sockets maps cookie → inode (`pidfd_getfd` + `SO_COOKIE`), visiting
+//! the listener owners' descendants, then the owners, then every process,
+//! and stopping once all are found. The inode is then attributed exactly as
+//! above. Created sockets never sweep: their creator keeps them when the
+//! exact lookups miss (short-lived creators keep their bytes).
+//!
+//! Results are cached by cookie until [`Resolver::forget`]. The `/proc` scan,
+//! the sock_diag dumps and the fd sweep happen at most once per
+//! [`Resolver::resolve`] call, and only when some new socket needs them, so
+//! the cost of a call grows with the number of new sockets, not with all of
+//! them.
 
 use std::collections::HashMap;
 
 use netmon_common::{FLOW_F_OWNED, SockOwner};
 
+use super::cookie_sweep::CookieSweep;
 use super::fd_scan::FdIndex;
 use super::procfs::{ProcFacts, ProcFs, UserNames, clock_ticks_per_second, ns_to_ticks};
 use super::sock_lookup::SockLookup;
@@ -68,6 +81,9 @@ pub struct KernelResolver {
     /// Invariant: holds exactly the sockets resolved and not forgotten; an
     /// entry is never recomputed while present.
     cache: HashMap<u64, ProcessInfo>,
+    /// Cookie → inode through the fds themselves, for sockets sock_diag no
+    /// longer lists; its inode → cookie cache lives across passes.
+    sweep: CookieSweep,
     /// `/proc` facts read during the current pass, by pid (`None`: gone).
     /// Cleared at the end of each pass, so a pid reused later is re-read.
     pass_facts: HashMap<u32, Option<ProcFacts>>,
@@ -96,6 +112,7 @@ impl KernelResolver {
             ticks_per_second: clock_ticks_per_second(),
             users: UserNames::default(),
             cache: HashMap::new(),
+            sweep: CookieSweep::new(),
             pass_facts: HashMap::new(),
         }
     }
@@ -106,44 +123,81 @@ impl KernelResolver {
         self.cache.len()
     }
 
-    /// Resolves one new socket from its flows (all of one cookie).
-    fn resolve_socket(&mut self, flows: &[FlowReading], index: &mut FdIndex) -> ProcessInfo {
+    /// Resolves one new socket from its flows (all of one cookie), or says
+    /// that sock_diag gave no inode for it and the fd sweep should be tried.
+    fn resolve_socket(&mut self, flows: &[FlowReading], index: &mut FdIndex) -> First {
         let Some(first) = flows.first() else {
-            return self.unattributed(None);
+            return First::Done(self.unattributed(None));
         };
         let cookie = first.key.cookie;
         let value = first.value;
+        // Released: nobody holds an fd to it, no sweep can find it.
+        let open = !flows.iter().any(|f| f.closed);
         if value.flags & FLOW_F_OWNED != 0 {
             let owner = value.owner;
             if owner.sock_cookie == cookie {
-                return self.created_holder(flows, &owner, index);
+                return First::Done(self.created_holder(flows, &owner, index));
             }
             // Accepted: the storage was cloned from the listener.
             let inode = self
                 .lookup
                 .find(flows, Some(owner.tgid))
                 .map_or(0, |s| s.inode);
-            if inode != 0
-                && let Some(pid) = accepted_holder(index, owner.tgid, inode)
-                && let Some(info) = self.live_info(pid)
-            {
-                return info;
+            if inode == 0 && open {
+                return First::Missed(None);
             }
-            return self.owner_info(&owner);
+            return First::Done(self.accepted(&owner, inode, index));
         }
         match self.lookup.find(flows, None) {
-            Some(found) if found.inode != 0 => {
-                // Several holders: the socket was inherited across fork; the
-                // first in /proc order (lowest pid, usually the parent) wins.
-                let holders = index.holders(found.inode).to_vec();
-                holders
-                    .into_iter()
-                    .find_map(|pid| self.live_info(pid))
-                    .unwrap_or_else(|| self.unattributed(Some(found.uid)))
-            }
-            Some(found) => self.unattributed(Some(found.uid)),
-            None => self.unattributed(None),
+            Some(found) if found.inode != 0 => First::Done(self.unowned(found.inode, None, index)),
+            // Not found, or only a `TIME_WAIT` twin (inode 0) of a socket
+            // whose fd may still be open.
+            found if open => First::Missed(found.map(|f| f.uid)),
+            found => First::Done(self.unattributed(found.map(|f| f.uid))),
         }
+    }
+
+    /// Resolves a socket [`Self::resolve_socket`] missed, with the inode the
+    /// fd sweep found (0: none).
+    fn resolve_missed(
+        &mut self,
+        flows: &[FlowReading],
+        uid: Option<u32>,
+        inode: u64,
+        index: &mut FdIndex,
+    ) -> ProcessInfo {
+        let value = flows.first().map(|f| f.value).unwrap_or_default();
+        if value.flags & FLOW_F_OWNED != 0 {
+            return self.accepted(&value.owner, inode, index);
+        }
+        if inode == 0 {
+            return self.unattributed(uid);
+        }
+        self.unowned(inode, uid, index)
+    }
+
+    /// Owner of an accepted socket with `inode` (0: unknown): the process
+    /// holding its fd, preferring the listener owner's descendants; the
+    /// listener owner when none does.
+    fn accepted(&mut self, owner: &SockOwner, inode: u64, index: &mut FdIndex) -> ProcessInfo {
+        if inode != 0
+            && let Some(pid) = accepted_holder(index, owner.tgid, inode)
+            && let Some(info) = self.live_info(pid)
+        {
+            return info;
+        }
+        self.owner_info(owner)
+    }
+
+    /// Owner of a socket without a kernel owner, with `inode` (not 0).
+    fn unowned(&mut self, inode: u64, uid: Option<u32>, index: &mut FdIndex) -> ProcessInfo {
+        // Several holders: the socket was inherited across fork; the first in
+        // /proc order (lowest pid, usually the parent) wins.
+        let holders = index.holders(inode).to_vec();
+        holders
+            .into_iter()
+            .find_map(|pid| self.live_info(pid))
+            .unwrap_or_else(|| self.unattributed(uid))
     }
 
     /// Owner of a socket its kernel owner created: the creator, unless it no
@@ -183,6 +237,33 @@ impl KernelResolver {
             .into_iter()
             .find_map(|pid| self.live_info(pid))
             .unwrap_or_else(|| self.owner_info(owner))
+    }
+
+    /// The sockets sock_diag gave no inode for: one fd sweep for all of them
+    /// (accepted sockets' listener owners' descendants first, then the
+    /// owners, then every process), then each is attributed as usual.
+    fn resolve_all_missed(
+        &mut self,
+        missed: Vec<(u64, Vec<FlowReading>, Option<u32>)>,
+        index: &mut FdIndex,
+    ) {
+        let mut first = Vec::new();
+        for (_, flows, _) in &missed {
+            let Some(v) = flows.first().map(|f| f.value) else {
+                continue;
+            };
+            if v.flags & FLOW_F_OWNED != 0 && v.owner.tgid != 0 {
+                first.extend(index.descendants(v.owner.tgid));
+                first.push(v.owner.tgid);
+            }
+        }
+        let wanted = missed.iter().map(|(c, _, _)| *c).collect();
+        let found = self.sweep.find(&self.proc, &first, &wanted, index);
+        for (cookie, flows, uid) in missed {
+            let inode = found.get(&cookie).copied().unwrap_or(0);
+            let info = self.resolve_missed(&flows, uid, inode, index);
+            self.cache.insert(cookie, info);
+        }
     }
 
     /// The creator recorded by the kernel, completed from `/proc` while the
@@ -290,10 +371,18 @@ impl Resolver for KernelResolver {
         }
         if !order.is_empty() {
             let mut index = FdIndex::new(self.proc.clone());
+            let mut missed = Vec::new();
             for cookie in order {
                 let flows = new.remove(&cookie).unwrap_or_default();
-                let info = self.resolve_socket(&flows, &mut index);
-                self.cache.insert(cookie, info);
+                match self.resolve_socket(&flows, &mut index) {
+                    First::Done(info) => {
+                        self.cache.insert(cookie, info);
+                    }
+                    First::Missed(uid) => missed.push((cookie, flows, uid)),
+                }
+            }
+            if !missed.is_empty() {
+                self.resolve_all_missed(missed, &mut index);
             }
             self.lookup.end_pass();
             self.pass_facts.clear();
@@ -314,6 +403,16 @@ impl Resolver for KernelResolver {
             self.cache.remove(c);
         }
     }
+}
+
+/// First step of resolving a socket.
+enum First {
+    /// Resolved.
+    Done(ProcessInfo),
+    /// Accepted or unowned, still open, and sock_diag gave no inode (not
+    /// found, or only a `TIME_WAIT` twin with inode 0: the connection
+    /// finished, the fd may still be held). The uid sock_diag saw, if any.
+    Missed(Option<u32>),
 }
 
 /// The process holding an accepted socket's fd: a descendant of the listener

@@ -14,11 +14,17 @@
 //! - sockets opened before netmon loaded have no owner (`FLOW_F_OWNED` clear):
 //!   sock_diag gives their inode, `/proc/PID/fd` the pid.
 //!
+//! A TCP socket whose connection finished while its fd is still open is
+//! gone from sock_diag; for those, the fds themselves are probed
+//! (`pidfd_getfd` + `SO_COOKIE`, [`cookie_sweep`]) to map cookie to inode.
+//!
 //! Each socket is resolved once, when first seen, and cached by cookie: the
 //! cost grows with new sockets, not with all of them.
 
+pub mod cookie_sweep;
 pub mod fd_scan;
 pub mod kernel;
+pub mod pidfd;
 pub mod procfs;
 pub mod sock_diag;
 pub mod sock_lookup;
