@@ -169,38 +169,23 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
             cgroup: cgroup.to_path_buf(),
             source,
         };
+        let verifier = |source| KernelError::Verifier {
+            program: name,
+            source,
+        };
         let link: FdLink = match name {
             PROG_SOCK_CREATE | PROG_SOCK_RELEASE => {
-                let prog: &mut CgroupSock =
-                    program.try_into().map_err(|source| KernelError::Verifier {
-                        program: name,
-                        source,
-                    })?;
-                prog.load().map_err(|source| KernelError::Verifier {
-                    program: name,
-                    source,
-                })?;
+                let prog: &mut CgroupSock = program.try_into().map_err(verifier)?;
+                prog.load().map_err(verifier)?;
                 pin_prog(prog.pin(paths.prog(name)), name, paths)?;
                 let id = prog
                     .attach(&cgroup_fd, CgroupAttachMode::Single)
                     .map_err(attach_err)?;
-                let link = prog.take_link(id).map_err(attach_err)?;
-                FdLink::try_from(link).map_err(|e| KernelError::Pin {
-                    what: name.to_owned(),
-                    path: paths.link(name),
-                    message: e.to_string(),
-                })?
+                fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
             PROG_EGRESS | PROG_INGRESS => {
-                let prog: &mut CgroupSkb =
-                    program.try_into().map_err(|source| KernelError::Verifier {
-                        program: name,
-                        source,
-                    })?;
-                prog.load().map_err(|source| KernelError::Verifier {
-                    program: name,
-                    source,
-                })?;
+                let prog: &mut CgroupSkb = program.try_into().map_err(verifier)?;
+                prog.load().map_err(verifier)?;
                 pin_prog(prog.pin(paths.prog(name)), name, paths)?;
                 let attach_type = if name == PROG_EGRESS {
                     CgroupSkbAttachType::Egress
@@ -210,12 +195,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
                 let id = prog
                     .attach(&cgroup_fd, attach_type, CgroupAttachMode::Single)
                     .map_err(attach_err)?;
-                let link = prog.take_link(id).map_err(attach_err)?;
-                FdLink::try_from(link).map_err(|e| KernelError::Pin {
-                    what: name.to_owned(),
-                    path: paths.link(name),
-                    message: e.to_string(),
-                })?
+                fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
             _ => unreachable_program(name)?,
         };
@@ -234,6 +214,19 @@ fn unreachable_program(name: &str) -> Result<FdLink, KernelError> {
         what: name.to_owned(),
         path: PathBuf::new(),
         message: "unknown program name (names::PROGRAMS and the loader disagree)".to_owned(),
+    })
+}
+
+/// A program's link as an [`FdLink`] (the pinnable kind).
+fn fd_link<L>(link: L, name: &str, paths: &PinPaths) -> Result<FdLink, KernelError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::fmt::Display,
+{
+    FdLink::try_from(link).map_err(|e| KernelError::Pin {
+        what: name.to_owned(),
+        path: paths.link(name),
+        message: e.to_string(),
     })
 }
 
