@@ -252,3 +252,23 @@ pub fn assert_live_identity(
         p.cgroup
     );
 }
+
+/// [`assert_ip_bytes_match_mib`] for both namespaces of a veth pair: the
+/// client (`pair.a`, readings `[0]`) and the server (`pair.b`, `[1]`), over
+/// IPv4 or IPv6.
+#[track_caller]
+pub fn assert_pair_ip_bytes_match_mib(
+    snap: &Snapshot,
+    pair: &crate::netns::NetnsPair,
+    v6: bool,
+    before: &[Mib],
+    after: &[Mib],
+) {
+    let (client, server): (IpAddr, IpAddr) = if v6 {
+        (pair.a.v6().into(), pair.b.v6().into())
+    } else {
+        (pair.a.v4().into(), pair.b.v4().into())
+    };
+    assert_ip_bytes_match_mib("client namespace", snap, &[client], &before[0], &after[0]);
+    assert_ip_bytes_match_mib("server namespace", snap, &[server], &before[1], &after[1]);
+}

@@ -88,20 +88,7 @@ fn fork_accept(name: &str, keep_open: bool) {
             snap.socket_list()
         );
     }
-    check::assert_ip_bytes_match_mib(
-        "client namespace",
-        &snap,
-        &[pair.a.v4().into()],
-        &before[0],
-        &after[0],
-    );
-    check::assert_ip_bytes_match_mib(
-        "server namespace",
-        &snap,
-        &[pair.b.v4().into()],
-        &before[1],
-        &after[1],
-    );
+    check::assert_pair_ip_bytes_match_mib(&snap, &pair, false, &before, &after);
 }
 
 #[test]

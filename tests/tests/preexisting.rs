@@ -102,20 +102,7 @@ fn preexisting(name: &str, keep_open: bool) {
     check::assert_live_identity(&snap, &c, "client", exe, &cg);
     check::assert_live_identity(&snap, &s, "server", exe, &cg);
     check::assert_consistent(&snap);
-    check::assert_ip_bytes_match_mib(
-        "client namespace",
-        &snap,
-        &[pair.a.v4().into()],
-        &before[0],
-        &after[0],
-    );
-    check::assert_ip_bytes_match_mib(
-        "server namespace",
-        &snap,
-        &[pair.b.v4().into()],
-        &before[1],
-        &after[1],
-    );
+    check::assert_pair_ip_bytes_match_mib(&snap, &pair, false, &before, &after);
 }
 
 #[test]

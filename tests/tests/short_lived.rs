@@ -114,20 +114,7 @@ fn short_lived_processes_each_exact() {
     );
     let sent: u64 = clients.iter().map(|c| c.tcp_bytes_sent).sum();
     check::assert_payload(&snap, &server, "server", 0, sent);
-    check::assert_ip_bytes_match_mib(
-        "client namespace",
-        &snap,
-        &[pair.a.v4().into()],
-        &before[0],
-        &after[0],
-    );
-    check::assert_ip_bytes_match_mib(
-        "server namespace",
-        &snap,
-        &[pair.b.v4().into()],
-        &before[1],
-        &after[1],
-    );
+    check::assert_pair_ip_bytes_match_mib(&snap, &pair, false, &before, &after);
 
     let mut lifetimes: Vec<u64> = clients.iter().map(|c| c.elapsed_ms).collect();
     lifetimes.sort_unstable();

@@ -103,18 +103,5 @@ fn bytes_queued_at_close_are_counted() {
             "server rx payload vs client tx payload"
         );
     }
-    check::assert_ip_bytes_match_mib(
-        "client namespace",
-        &snap,
-        &[pair.a.v4().into()],
-        &before[0],
-        &after[0],
-    );
-    check::assert_ip_bytes_match_mib(
-        "server namespace",
-        &snap,
-        &[pair.b.v4().into()],
-        &before[1],
-        &after[1],
-    );
+    check::assert_pair_ip_bytes_match_mib(&snap, &pair, false, &before, &after);
 }
