@@ -25,7 +25,7 @@ use aya_ebpf::{
 use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner};
 
 use crate::{
-    headers,
+    headers::{self, Addr},
     maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
 };
 
@@ -67,14 +67,7 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     // SAFETY: the context is this program's `__sk_buff`, the argument the
     // helper expects; it returns 0 when the packet has no socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let key = FlowKey {
-        cookie,
-        remote_addr,
-        remote_port,
-        ip_version: h.ip_version,
-        protocol: h.protocol,
-        _pad: 0,
-    };
+    let key = flow_key(cookie, &remote_addr, remote_port, h.ip_version, h.protocol);
 
     if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
         add(value, direction, &packet);
@@ -92,10 +85,49 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     );
 }
 
+/// The flow map key, written a word at a time (see [`Addr`]): no zeroing
+/// first, no byte copies.
+#[inline(always)]
+fn flow_key(cookie: u64, remote: &Addr, remote_port: u16, ip_version: u8, protocol: u8) -> FlowKey {
+    let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
+    let k = key.as_mut_ptr();
+    // SAFETY: every field of the `#[repr(C)]` key (explicit padding field
+    // included, so no byte is left uninitialised) is written through an
+    // aligned field pointer before `assume_init`; the address field is 4-byte
+    // aligned (checked below).
+    unsafe {
+        core::ptr::addr_of_mut!((*k).cookie).write(cookie);
+        core::ptr::addr_of_mut!((*k).remote_addr)
+            .cast::<Addr>()
+            .write(*remote);
+        core::ptr::addr_of_mut!((*k).remote_port).write(remote_port);
+        core::ptr::addr_of_mut!((*k).ip_version).write(ip_version);
+        core::ptr::addr_of_mut!((*k).protocol).write(protocol);
+        core::ptr::addr_of_mut!((*k)._pad).write(0);
+        key.assume_init()
+    }
+}
+
+/// Stores `addr` into an address field with four word stores.
+#[inline(always)]
+fn set_addr(field: &mut [u8; 16], addr: &Addr) {
+    // SAFETY: both address fields sit at 4-byte aligned offsets of 8-byte
+    // aligned structs (checked below), so the field is a valid, aligned
+    // `[u32; 4]`; any bit pattern is a valid `[u8; 16]`.
+    unsafe { core::ptr::from_mut(field).cast::<Addr>().write(*addr) }
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(FlowKey, remote_addr) % 4 == 0);
+    assert!(core::mem::offset_of!(FlowValue, local_addr) % 4 == 0);
+    assert!(core::mem::align_of::<FlowKey>() >= 4);
+    assert!(core::mem::align_of::<FlowValue>() >= 4);
+};
+
 /// A flow's first packet, bundled: BPF functions take at most five arguments.
 struct NewFlow {
     key: FlowKey,
-    local_addr: [u8; 16],
+    local_addr: Addr,
     local_port: u16,
     direction: Direction,
     packet: DirCounters,
@@ -113,9 +145,8 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         direction,
         packet,
     } = flow;
-    let (local_addr, local_port, direction) = (*local_addr, *local_port, *direction);
+    let (local_port, direction) = (*local_port, *direction);
     let mut value = FlowValue {
-        local_addr,
         local_port,
         // SAFETY: reading a field of this program's own context.
         ifindex: unsafe { (*skb(ctx)).ifindex },
@@ -123,6 +154,7 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         first_boottime_ns: unsafe { bpf_ktime_get_boot_ns() },
         ..FlowValue::default()
     };
+    set_addr(&mut value.local_addr, local_addr);
     match direction {
         Direction::Egress => value.tx = *packet,
         Direction::Ingress => value.rx = *packet,

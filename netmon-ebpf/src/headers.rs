@@ -33,16 +33,23 @@ const NEXTHDR_DEST: u8 = 60;
 /// without a readable transport header (payload = rest of the packet).
 const MAX_EXT_HEADERS: usize = 4;
 
+/// An IP address as four 32-bit words in memory (network) byte order: the
+/// bytes of [`netmon_common::FlowKey::remote_addr`], IPv4 in the first word
+/// and zeros after. Words, not bytes: the bpf backend copies and zeroes a
+/// `[u8; 16]` one byte at a time (and calls a byte-loop `memset`), which was
+/// most of the per-packet cost.
+pub type Addr = [u32; 4];
+
 /// What the counting programs need from a packet's headers.
 pub struct Headers {
     /// 4 or 6.
     pub ip_version: u8,
     /// Transport protocol number.
     pub protocol: u8,
-    /// Source address (IPv4 in the first 4 bytes).
-    pub src: [u8; 16],
+    /// Source address.
+    pub src: Addr,
     /// Destination address.
-    pub dst: [u8; 16],
+    pub dst: Addr,
     /// Source port, host order (0 without ports).
     pub sport: u16,
     /// Destination port, host order.
@@ -59,9 +66,8 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
     // `skb->protocol` (the EtherType, network byte order) is set before both
     // hooks run (`ip_output`/`ip6_output` on egress, the device on ingress):
     // reading it saves a `bpf_skb_load_bytes` per packet.
-    // SAFETY: reading a field of this program's own context.
     let skb = ctx.as_ptr().cast::<__sk_buff>();
-    // SAFETY: as above.
+    // SAFETY: reading fields of this program's own context.
     let (protocol, data, data_end) = unsafe {
         (
             (*skb).protocol,
@@ -71,14 +77,13 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
     };
     match u16::from_be(protocol as u16) {
         ETH_P_IP => {
-            // Fast path: the IPv4 header (without options) and the first 20
+            // Fast path: the IPv4 header (without options) and the first
             // bytes of the transport header are in the skb's linear data —
             // read them directly instead of through helper calls.
             if data + V4_FAST_LEN <= data_end {
                 // SAFETY: the verifier-visible check above proves
                 // `data..data + V4_FAST_LEN` is readable packet data.
-                let bytes = unsafe { &*(data as *const [u8; V4_FAST_LEN]) };
-                if let Some(h) = fast_v4(bytes) {
+                if let Some(h) = unsafe { fast_v4(data) } {
                     return Some(h);
                 }
             }
@@ -87,8 +92,7 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
         ETH_P_IPV6 => {
             if data + V6_FAST_LEN <= data_end {
                 // SAFETY: as above, for `V6_FAST_LEN` bytes.
-                let bytes = unsafe { &*(data as *const [u8; V6_FAST_LEN]) };
-                if let Some(h) = fast_v6(bytes) {
+                if let Some(h) = unsafe { fast_v6(data) } {
                     return Some(h);
                 }
             }
@@ -105,39 +109,112 @@ const V4_FAST_LEN: usize = 40;
 /// IPv6 fixed header (40) + ports and TCP data offset (13): 53, rounded up.
 const V6_FAST_LEN: usize = 56;
 
-/// Headers from directly read bytes, for the common shapes only (IPv4
-/// without options, not a fragment; IPv6 without extension headers);
-/// `None` sends the packet to the general, helper-based path.
+/// The 32-bit word at `data + OFF` in packet memory, in memory byte order.
+///
+/// An `ldxw` written out: the IP header is often not 4-byte aligned, so a
+/// Rust `u32` read would be undefined behaviour and `read_unaligned` becomes
+/// four byte loads; the verifier allows unaligned packet loads wherever the
+/// CPU does them efficiently (x86-64, arm64).
+///
+/// # Safety
+/// `data` is the packet's data pointer and `data + OFF + 4 <= data_end` has
+/// been checked on it (the verifier rejects the program otherwise).
 #[inline(always)]
-fn fast_v4(ip: &[u8; V4_FAST_LEN]) -> Option<Headers> {
-    if ip[0] != 0x45 || (ip[6] & 0x1f) != 0 || ip[7] != 0 {
+unsafe fn packet_word<const OFF: i16>(data: usize) -> u32 {
+    let word: u64;
+    // SAFETY: a 4-byte load from checked packet memory (the caller's
+    // contract); no stack, no side effects.
+    unsafe {
+        core::arch::asm!(
+            "{word} = *(u32 *)({data} + {off})",
+            word = lateout(reg) word,
+            data = in(reg) data,
+            off = const OFF,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    word as u32
+}
+
+/// The byte at `data + off` in packet memory.
+///
+/// # Safety
+/// As [`packet_word`], for one byte.
+#[inline(always)]
+unsafe fn packet_byte(data: usize, off: usize) -> u8 {
+    // SAFETY: checked packet memory (the caller's contract); bytes need no
+    // alignment.
+    unsafe { *((data + off) as *const u8) }
+}
+
+/// Headers from directly read words, for the common shapes only (IPv4
+/// without options, not a fragment; TCP, UDP or ICMP); `None` sends the
+/// packet to the general, helper-based path.
+///
+/// # Safety
+/// `data..data + V4_FAST_LEN` is checked packet memory.
+#[inline(always)]
+unsafe fn fast_v4(data: usize) -> Option<Headers> {
+    // SAFETY: every offset + 4 is within V4_FAST_LEN (the contract).
+    let (w0, w1, w2, src, dst, ports) = unsafe {
+        (
+            packet_word::<0>(data),
+            packet_word::<4>(data),
+            packet_word::<8>(data),
+            packet_word::<12>(data),
+            packet_word::<16>(data),
+            packet_word::<20>(data),
+        )
+    };
+    let (b0, b1) = (w0.to_ne_bytes(), w1.to_ne_bytes());
+    // Version 4, IHL 5; fragment offset 0 (bytes 6-7 without the flags).
+    if b0[0] != 0x45 || (b1[2] & 0x1f) != 0 || b1[3] != 0 {
         return None;
     }
-    let protocol = ip[9];
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src[..4].copy_from_slice(&ip[12..16]);
-    dst[..4].copy_from_slice(&ip[16..20]);
-    let (sport, dport, l4_len) = fast_transport(protocol, &ip[20..34])?;
+    let protocol = w2.to_ne_bytes()[1];
+    // SAFETY: the TCP data offset byte is at 20 + 12 < V4_FAST_LEN.
+    let l4_len = fast_l4_len(protocol, || unsafe { packet_byte(data, 20 + 12) })?;
+    let (sport, dport) = port_pair(ports);
     Some(Headers {
         ip_version: 4,
         protocol,
-        src,
-        dst,
+        src: [src, 0, 0, 0],
+        dst: [dst, 0, 0, 0],
         sport,
         dport,
         header_len: 20 + l4_len,
     })
 }
 
+/// As [`fast_v4`] for IPv6 without extension headers.
+///
+/// # Safety
+/// `data..data + V6_FAST_LEN` is checked packet memory.
 #[inline(always)]
-fn fast_v6(ip: &[u8; V6_FAST_LEN]) -> Option<Headers> {
-    let protocol = ip[6];
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&ip[8..24]);
-    dst.copy_from_slice(&ip[24..40]);
-    let (sport, dport, l4_len) = fast_transport(protocol, &ip[40..54])?;
+unsafe fn fast_v6(data: usize) -> Option<Headers> {
+    // SAFETY: every offset + 4 is within V6_FAST_LEN (the contract).
+    let (w1, src, dst, ports) = unsafe {
+        (
+            packet_word::<4>(data),
+            [
+                packet_word::<8>(data),
+                packet_word::<12>(data),
+                packet_word::<16>(data),
+                packet_word::<20>(data),
+            ],
+            [
+                packet_word::<24>(data),
+                packet_word::<28>(data),
+                packet_word::<32>(data),
+                packet_word::<36>(data),
+            ],
+            packet_word::<40>(data),
+        )
+    };
+    let protocol = w1.to_ne_bytes()[2];
+    // SAFETY: the TCP data offset byte is at 40 + 12 < V6_FAST_LEN.
+    let l4_len = fast_l4_len(protocol, || unsafe { packet_byte(data, 40 + 12) })?;
+    let (sport, dport) = port_pair(ports);
     Some(Headers {
         ip_version: 6,
         protocol,
@@ -149,31 +226,44 @@ fn fast_v6(ip: &[u8; V6_FAST_LEN]) -> Option<Headers> {
     })
 }
 
-/// Ports and transport header length from the first 14 transport bytes, for
-/// TCP, UDP and ICMP; `None` for anything else (slow path).
+/// Transport header length for TCP (from its data offset byte, read only
+/// for TCP), UDP and ICMP; `None` for anything else (slow path).
 #[inline(always)]
-fn fast_transport(protocol: u8, l4: &[u8]) -> Option<(u16, u16, u32)> {
+fn fast_l4_len(protocol: u8, tcp_doff_byte: impl FnOnce() -> u8) -> Option<u32> {
     match protocol {
-        IPPROTO_TCP => Some((ports(l4).0, ports(l4).1, u32::from(l4[12] >> 4) * 4)),
-        IPPROTO_UDP => Some((ports(l4).0, ports(l4).1, 8)),
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => Some((0, 0, 8)),
+        IPPROTO_TCP => Some(u32::from(tcp_doff_byte() >> 4) * 4),
+        IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6 => Some(8),
         _ => None,
     }
 }
 
+/// (source, destination) port, host order, from the transport header's
+/// first word as loaded (memory order). ICMP has no ports: its packets
+/// always count with port 0.
+#[inline(always)]
+fn port_pair(word: u32) -> (u16, u16) {
+    let b = word.to_ne_bytes();
+    (
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+    )
+}
+
 #[inline(always)]
 fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
-    let ip: [u8; 20] = ctx.load(0).ok()?;
-    let ihl = u32::from(ip[0] & 0x0f) * 4;
-    let protocol = ip[9];
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src[..4].copy_from_slice(&ip[12..16]);
-    dst[..4].copy_from_slice(&ip[16..20]);
+    // Words, so the buffer is 4-byte aligned and read a word at a time.
+    let ip: [u32; 5] = ctx.load(0).ok()?;
+    let (b0, b1, b2) = (
+        ip[0].to_ne_bytes(),
+        ip[1].to_ne_bytes(),
+        ip[2].to_ne_bytes(),
+    );
+    let ihl = u32::from(b0[0] & 0x0f) * 4;
+    let protocol = b2[1];
     // A non-first fragment carries no transport header. (Hooks see whole
     // datagrams; this only guards against surprises.)
-    let frag_offset = (u16::from(ip[6] & 0x1f) << 8) | u16::from(ip[7]);
-    let (sport, dport, l4_len) = if frag_offset == 0 {
+    let first_fragment = (b1[2] & 0x1f) == 0 && b1[3] == 0;
+    let (sport, dport, l4_len) = if first_fragment {
         transport(ctx, ihl, protocol)
     } else {
         (0, 0, 0)
@@ -181,8 +271,8 @@ fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
     Some(Headers {
         ip_version: 4,
         protocol,
-        src,
-        dst,
+        src: [ip[3], 0, 0, 0],
+        dst: [ip[4], 0, 0, 0],
         sport,
         dport,
         header_len: ihl + l4_len,
@@ -191,12 +281,10 @@ fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
 
 #[inline(always)]
 fn parse_v6(ctx: &SkBuffContext) -> Option<Headers> {
-    let ip: [u8; 40] = ctx.load(0).ok()?;
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&ip[8..24]);
-    dst.copy_from_slice(&ip[24..40]);
-    let mut next = ip[6];
+    let ip: [u32; 10] = ctx.load(0).ok()?;
+    let src = [ip[2], ip[3], ip[4], ip[5]];
+    let dst = [ip[6], ip[7], ip[8], ip[9]];
+    let mut next = ip[1].to_ne_bytes()[2];
     let mut offset: u32 = 40;
     let mut has_transport = true;
     for _ in 0..MAX_EXT_HEADERS {
@@ -240,32 +328,32 @@ fn parse_v6(ctx: &SkBuffContext) -> Option<Headers> {
 fn transport(ctx: &SkBuffContext, offset: u32, protocol: u8) -> (u16, u16, u32) {
     match protocol {
         IPPROTO_TCP => {
-            // Ports (0..4) and the data offset nibble (byte 12).
-            let Ok(tcp) = ctx.load::<[u8; 14]>(offset as usize) else {
+            // Ports (word 0) and the data offset nibble (byte 12 = word 3,
+            // byte 0).
+            let Ok(tcp) = ctx.load::<[u32; 4]>(offset as usize) else {
                 return (0, 0, 0);
             };
-            let doff = u32::from(tcp[12] >> 4) * 4;
-            (ports(&tcp).0, ports(&tcp).1, doff)
+            let doff = u32::from(tcp[3].to_ne_bytes()[0] >> 4) * 4;
+            let (sport, dport) = port_pair(tcp[0]);
+            (sport, dport, doff)
         }
-        IPPROTO_UDP | IPPROTO_UDPLITE => match ctx.load::<[u8; 4]>(offset as usize) {
-            Ok(udp) => (ports(&udp).0, ports(&udp).1, 8),
+        IPPROTO_UDP | IPPROTO_UDPLITE => match ctx.load::<u32>(offset as usize) {
+            Ok(udp) => {
+                let (sport, dport) = port_pair(udp);
+                (sport, dport, 8)
+            }
             Err(_) => (0, 0, 0),
         },
-        IPPROTO_SCTP => match ctx.load::<[u8; 4]>(offset as usize) {
+        IPPROTO_SCTP => match ctx.load::<u32>(offset as usize) {
             // SCTP common header is 12 bytes; chunk headers count as payload.
-            Ok(sctp) => (ports(&sctp).0, ports(&sctp).1, 12),
+            Ok(sctp) => {
+                let (sport, dport) = port_pair(sctp);
+                (sport, dport, 12)
+            }
             Err(_) => (0, 0, 0),
         },
         // ICMP echo and friends: type, code, checksum, 4 bytes of rest.
         IPPROTO_ICMP | IPPROTO_ICMPV6 => (0, 0, 8),
         _ => (0, 0, 0),
     }
-}
-
-#[inline(always)]
-fn ports(h: &[u8]) -> (u16, u16) {
-    (
-        u16::from_be_bytes([h[0], h[1]]),
-        u16::from_be_bytes([h[2], h[3]]),
-    )
 }

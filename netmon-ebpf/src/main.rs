@@ -12,6 +12,8 @@
 #![no_main]
 // Atomic adds: the bpf target has no CAS, so core's atomics lack fetch_add.
 #![feature(core_intrinsics)]
+// `asm!` on the bpf target: word loads from packet memory (headers.rs).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod cgroup_skb;
