@@ -2,11 +2,19 @@
 //! count. Run as root by `cargo xtask bench`.
 //!
 //! Two network namespaces joined by a veth pair, workloads in one cgroup.
-//! Each round measures every workload twice, with netmon's programs attached
-//! to that cgroup (`netmon load`) and without (`netmon unload`), in
-//! alternating order (ABBA) so that drift on the machine hits both sides
-//! alike. Reported: per-mode medians and their ratio, against the targets
-//! (TCP >= 0.99, UDP >= 0.95). It measures and reports; it never asserts.
+//! Each round measures every workload in three modes, in an order that
+//! rotates from round to round so that drift on the machine hits every mode
+//! alike:
+//! - **unattached**: no program on the cgroup;
+//! - **empty hook**: a two-instruction `cgroup_skb` program (`return 1`) on
+//!   ingress and egress: what the kernel's hook machinery costs by itself,
+//!   the floor any cgroup_skb counter pays;
+//! - **netmon**: netmon's programs (`netmon load`).
+//!
+//! Reported: per-mode medians and the ratios netmon / unattached (against
+//! the targets TCP >= 0.99, UDP >= 0.95), empty hook / unattached and netmon
+//! / empty hook (netmon's own cost). It measures and reports; it never
+//! asserts.
 //!
 //! On veth the receive path runs in the sender's context (the packet is
 //! handed to the peer's backlog and processed when the sender's softirqs
@@ -39,20 +47,39 @@ struct Args {
     udp_size: usize,
 }
 
-/// One measured figure per mode, one value per round.
+/// What is attached to the workloads' cgroup during a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Unattached,
+    EmptyHook,
+    Netmon,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Unattached, Mode::EmptyHook, Mode::Netmon];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Unattached => "unattached",
+            Mode::EmptyHook => "empty hook",
+            Mode::Netmon => "netmon",
+        }
+    }
+}
+
+/// One measured figure, one value per round for each mode.
 #[derive(Default)]
 struct Series {
-    unattached: Vec<f64>,
-    attached: Vec<f64>,
+    by_mode: [Vec<f64>; 3],
 }
 
 impl Series {
-    fn push(&mut self, attached: bool, v: f64) {
-        if attached {
-            self.attached.push(v)
-        } else {
-            self.unattached.push(v)
-        }
+    fn push(&mut self, mode: Mode, v: f64) {
+        self.by_mode[mode as usize].push(v);
+    }
+
+    fn median(&self, mode: Mode) -> f64 {
+        median(&self.by_mode[mode as usize])
     }
 }
 
@@ -178,32 +205,33 @@ fn main() -> anyhow::Result<()> {
     let (mut tcp, mut udp_sent, mut udp_delivered) =
         (Series::default(), Series::default(), Series::default());
     for round in 0..args.rounds {
-        // ABBA: even rounds start unattached, odd rounds attached.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for attached in order {
-            let guard = attached.then(|| Netmon::load(&cg));
+        // Rotate the order of the modes from round to round.
+        for k in 0..Mode::ALL.len() {
+            let mode = Mode::ALL[(round + k) % Mode::ALL.len()];
+            let netmon_guard = (mode == Mode::Netmon).then(|| Netmon::load(&cg));
+            let empty_guard = match mode {
+                Mode::EmptyHook => Some(empty_hook::EmptyHook::attach(cg.path())?),
+                _ => None,
+            };
             let gbps = bench.tcp()?;
             let (sent, delivered) = bench.udp()?;
-            drop(guard);
-            tcp.push(attached, gbps);
-            udp_sent.push(attached, sent);
-            udp_delivered.push(attached, delivered);
+            drop(netmon_guard);
+            drop(empty_guard);
+            tcp.push(mode, gbps);
+            udp_sent.push(mode, sent);
+            udp_delivered.push(mode, delivered);
             eprintln!(
                 "round {}/{} {:<10}  TCP {gbps:7.2} Gbit/s   UDP sent {sent:8.1} kpps  delivered {delivered:8.1} kpps",
                 round + 1,
                 args.rounds,
-                if attached { "attached" } else { "unattached" },
+                mode.name(),
             );
         }
     }
 
     println!();
     println!(
-        "netmon kernel overhead: veth between two namespaces, {} rounds x {} s per mode, alternating (ABBA)",
+        "netmon kernel overhead: veth between two namespaces, {} rounds x {} s per mode, order rotating",
         args.rounds, args.seconds
     );
     println!(
@@ -213,16 +241,29 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<28} {:>12} {:>12} {:>8} {:>8}",
-        "median", "unattached", "attached", "ratio", "target"
+        "{:<26} {:>10} {:>10} {:>10} | {:>8} {:>7} | {:>10} {:>10}",
+        "median",
+        "unattached",
+        "empty hook",
+        "netmon",
+        "netmon/u",
+        "target",
+        "empty/u",
+        "netmon/e"
     );
     let row = |name: &str, s: &Series, target: f64| {
-        let (u, a) = (median(&s.unattached), median(&s.attached));
-        let ratio = a / u;
+        let (u, e, n) = (
+            s.median(Mode::Unattached),
+            s.median(Mode::EmptyHook),
+            s.median(Mode::Netmon),
+        );
+        let ratio = n / u;
         let verdict = if ratio >= target { "ok" } else { "BELOW" };
         println!(
-            "{name:<28} {u:>12.2} {a:>12.2} {ratio:>8.3} {:>5} {verdict}",
-            format!(">={target}")
+            "{name:<26} {u:>10.2} {e:>10.2} {n:>10.2} | {ratio:>8.3} {:>7} | {:>10.3} {:>10.3}  {verdict}",
+            format!(">={target}"),
+            e / u,
+            n / e,
         );
     };
     row("TCP bulk, Gbit/s", &tcp, 0.99);
@@ -250,6 +291,96 @@ fn print_rounds(name: &str, s: &Series) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    println!("{name:<20} unattached: {}", fmt(&s.unattached));
-    println!("{:<20}   attached: {}", "", fmt(&s.attached));
+    for (k, mode) in Mode::ALL.into_iter().enumerate() {
+        let label = if k == 0 { name } else { "" };
+        println!(
+            "{label:<20} {:>10}: {}",
+            mode.name(),
+            fmt(&s.by_mode[mode as usize])
+        );
+    }
+}
+
+/// The floor: an empty `cgroup_skb` program on both hooks, loaded and
+/// attached through the raw `bpf(2)` interface (two instructions need no
+/// object file).
+mod empty_hook {
+    use std::{
+        ffi::CString,
+        fs::File,
+        io,
+        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        path::Path,
+    };
+
+    use anyhow::Context as _;
+
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
+    const BPF_CGROUP_INET_INGRESS: u32 = 0;
+    const BPF_CGROUP_INET_EGRESS: u32 = 1;
+
+    /// `r0 = 1; exit`: let every packet through, touch nothing.
+    const RETURN_1: [u64; 2] = [
+        // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 1.
+        0xb7 | (1 << 32),
+        // BPF_JMP | BPF_EXIT.
+        0x95,
+    ];
+
+    /// The program and its two links; dropping it closes the links, which
+    /// detaches the program.
+    pub struct EmptyHook {
+        _prog: OwnedFd,
+        _links: [OwnedFd; 2],
+    }
+
+    impl EmptyHook {
+        pub fn attach(cgroup: &Path) -> anyhow::Result<Self> {
+            let license = CString::new("GPL").expect("no NUL");
+            // `union bpf_attr` for BPF_PROG_LOAD: prog_type, insn_cnt, insns,
+            // license (the first fields; the rest zero).
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_SKB.to_ne_bytes());
+            attr[4..8].copy_from_slice(&(RETURN_1.len() as u32).to_ne_bytes());
+            attr[8..16].copy_from_slice(&(RETURN_1.as_ptr() as u64).to_ne_bytes());
+            attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+            let prog = bpf(BPF_PROG_LOAD, &mut attr).context("load the empty cgroup_skb program")?;
+            let dir = File::open(cgroup).with_context(|| format!("open {}", cgroup.display()))?;
+            let link = |attach_type: u32| {
+                // BPF_LINK_CREATE: prog_fd, target_fd, attach_type, flags.
+                let mut attr = [0u8; 128];
+                attr[0..4].copy_from_slice(&prog.as_raw_fd().to_ne_bytes());
+                attr[4..8].copy_from_slice(&dir.as_raw_fd().to_ne_bytes());
+                attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
+                bpf(BPF_LINK_CREATE, &mut attr).context("attach the empty cgroup_skb program")
+            };
+            let links = [link(BPF_CGROUP_INET_INGRESS)?, link(BPF_CGROUP_INET_EGRESS)?];
+            Ok(Self {
+                _prog: prog,
+                _links: links,
+            })
+        }
+    }
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> io::Result<OwnedFd> {
+        // SAFETY: `attr` is a valid, writable `union bpf_attr` prefix of the
+        // size passed; the pointers in it (instructions, license) outlive the
+        // call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr.as_mut_ptr(),
+                attr.len() as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned a bad fd"))?;
+        // SAFETY: a new fd the kernel just returned, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
 }
