@@ -173,6 +173,33 @@ pub struct Status {
     pub overflow: Overflow,
     /// When loaded, unix milliseconds.
     pub loaded_at_unix_ms: Option<u64>,
+    /// The kernel's BPF run-time statistics over a sampling window
+    /// (`netmon status --sample SECONDS`); null without `--sample`.
+    #[serde(default)]
+    pub sample: Option<StatsSample>,
+}
+
+/// Program runs measured over a window with the kernel's BPF run-time
+/// statistics turned on for that window only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsSample {
+    /// Length of the window in seconds.
+    pub seconds: f64,
+    /// Per program, in the order of [`Status::programs`].
+    pub programs: Vec<ProgramSample>,
+}
+
+/// One program's runs within a [`StatsSample`] window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSample {
+    /// Program name.
+    pub name: String,
+    /// Runs within the window.
+    pub runs: u64,
+    /// Time spent in those runs, nanoseconds.
+    pub run_time_ns: u64,
+    /// `run_time_ns / runs` (null without runs).
+    pub avg_ns: Option<u64>,
 }
 
 /// One program's health.
@@ -184,8 +211,9 @@ pub struct ProgramStatus {
     pub id: Option<u32>,
     /// Attached (its link is pinned).
     pub attached: bool,
-    /// Runs counted by the kernel (needs BPF stats enabled: the daemon enables
-    /// them while it runs; `sysctl kernel.bpf_stats_enabled=1` also does).
+    /// Runs counted by the kernel since load, while its BPF run-time
+    /// statistics were on (`sysctl kernel.bpf_stats_enabled=1`, or during a
+    /// `netmon status --sample` window); netmon never leaves them on.
     pub run_count: u64,
     /// Total run time in nanoseconds (same condition).
     pub run_time_ns: u64,

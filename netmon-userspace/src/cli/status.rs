@@ -20,8 +20,30 @@ pub struct StatusArgs {
     /// bpffs directory the maps and links are pinned under.
     #[arg(long, value_name = "DIR", default_value = netmon_common::names::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
+    /// Measure the programs' runs and run time over this many seconds: turns
+    /// the kernel's BPF run-time statistics on for the window only (while on,
+    /// every BPF program on the machine pays two clock reads per run, so
+    /// netmon never leaves them on).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_sample_seconds)]
+    pub sample: Option<f64>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Longest `--sample` window.
+const MAX_SAMPLE_SECONDS: f64 = 600.0;
+
+fn parse_sample_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v > 0.0 && v <= MAX_SAMPLE_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most {MAX_SAMPLE_SECONDS} seconds"
+        ))
+    }
 }
 
 /// Runs `netmon status`.
@@ -30,7 +52,13 @@ pub struct StatusArgs {
 /// Not root, unreadable maps, output errors. "Not loaded" is a status, not an
 /// error: the document says `loaded: false` (exit 0).
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let doc = status(&args.pin_dir)?;
+    let mut doc = status(&args.pin_dir)?;
+    if let Some(seconds) = args.sample {
+        if !doc.loaded {
+            return Err(crate::kernel::KernelError::NotLoaded(args.pin_dir.clone()).into());
+        }
+        doc.sample = Some(sample(&PinPaths::new(&args.pin_dir), seconds)?);
+    }
     match args.output.resolve() {
         // No row-oriented form: NDJSON and CSV print the JSON document.
         Format::Json | Format::Ndjson | Format::Csv => print_json(&doc),
@@ -57,9 +85,7 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
                 id: info.as_ref().map(ProgramInfo::id),
                 attached: paths.link(name).exists(),
                 run_count: info.as_ref().map_or(0, ProgramInfo::run_count),
-                run_time_ns: info.as_ref().map_or(0, |i| {
-                    u64::try_from(i.run_time().as_nanos()).unwrap_or(u64::MAX)
-                }),
+                run_time_ns: info.as_ref().map_or(0, run_time_ns),
                 instructions: info
                     .as_ref()
                     .and_then(ProgramInfo::verified_instruction_count),
@@ -113,6 +139,56 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
         maps,
         overflow,
         loaded_at_unix_ms: state.map(|s| s.loaded_at_unix_ms),
+        sample: None,
+    })
+}
+
+/// (runs, run time in ns) of each of [`PROGRAMS`], zeros where unreadable.
+fn run_counters(paths: &PinPaths) -> Vec<(u64, u64)> {
+    PROGRAMS
+        .iter()
+        .map(|name| {
+            ProgramInfo::from_pin(paths.prog(name))
+                .ok()
+                .map_or((0, 0), |i| (i.run_count(), run_time_ns(&i)))
+        })
+        .collect()
+}
+
+fn run_time_ns(info: &ProgramInfo) -> u64 {
+    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Turns the kernel's BPF run-time statistics on (they stay on while the
+/// returned fd is open, and go back off when it closes, unless the sysctl
+/// holds them on), waits `seconds`, and reports each program's runs in the
+/// window.
+fn sample(paths: &PinPaths, seconds: f64) -> anyhow::Result<wire::StatsSample> {
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| anyhow::anyhow!("turning on BPF run-time statistics: {e}"))?;
+    let before = run_counters(paths);
+    let start = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    let after = run_counters(paths);
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(stats);
+    let programs = PROGRAMS
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(name, (&(runs0, time0), &(runs1, time1)))| {
+            let runs = runs1.saturating_sub(runs0);
+            let run_time_ns = time1.saturating_sub(time0);
+            wire::ProgramSample {
+                name: (*name).to_owned(),
+                runs,
+                run_time_ns,
+                avg_ns: run_time_ns.checked_div(runs),
+            }
+        })
+        .collect();
+    Ok(wire::StatsSample {
+        seconds: elapsed,
+        programs,
     })
 }
 
@@ -126,22 +202,32 @@ fn print_table(doc: &wire::Status) -> anyhow::Result<()> {
         &["PROGRAM", "ID", "ATTACHED", "RUNS", "AVG NS", "INSNS"],
         &[false, true, false, true, true, true],
     );
-    for p in &doc.programs {
-        let avg = p
-            .run_time_ns
-            .checked_div(p.run_count)
-            .map_or_else(|| "-".to_owned(), |avg| avg.to_string());
+    for (k, p) in doc.programs.iter().enumerate() {
+        // A sample, when taken, is the better figure: the cumulative counts
+        // only grow while statistics are on.
+        let sampled = doc.sample.as_ref().and_then(|s| s.programs.get(k));
+        let (runs, avg) = match sampled {
+            Some(s) => (s.runs, s.avg_ns),
+            None => (p.run_count, p.run_time_ns.checked_div(p.run_count)),
+        };
         t.row(vec![
             p.name.clone(),
             p.id.map_or_else(|| "-".to_owned(), |i| i.to_string()),
             if p.attached { "yes" } else { "no" }.to_owned(),
-            p.run_count.to_string(),
-            avg,
+            runs.to_string(),
+            avg.map_or_else(|| "-".to_owned(), |avg| avg.to_string()),
             p.instructions
                 .map_or_else(|| "-".to_owned(), |i| i.to_string()),
         ]);
     }
     t.print()?;
+    match &doc.sample {
+        Some(s) => println!("(runs and average time over a {:.1} s sample)", s.seconds),
+        None if doc.loaded && doc.programs.iter().all(|p| p.run_count == 0) => println!(
+            "(run statistics are off; `netmon status --sample 5` measures 5 seconds of them)"
+        ),
+        None => println!("(runs and average time since load, while statistics were on)"),
+    }
     println!();
     let mut m = Table::new(
         &["MAP", "ENTRIES", "MAX", "FILL"],

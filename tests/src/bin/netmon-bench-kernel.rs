@@ -242,14 +242,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "{:<26} {:>10} {:>10} {:>10} | {:>8} {:>7} | {:>10} {:>10}",
-        "median",
-        "unattached",
-        "empty hook",
-        "netmon",
-        "netmon/u",
-        "target",
-        "empty/u",
-        "netmon/e"
+        "median", "unattached", "empty hook", "netmon", "netmon/u", "target", "empty/u", "netmon/e"
     );
     let row = |name: &str, s: &Series, target: f64| {
         let (u, e, n) = (
@@ -346,7 +339,8 @@ mod empty_hook {
             attr[4..8].copy_from_slice(&(RETURN_1.len() as u32).to_ne_bytes());
             attr[8..16].copy_from_slice(&(RETURN_1.as_ptr() as u64).to_ne_bytes());
             attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-            let prog = bpf(BPF_PROG_LOAD, &mut attr).context("load the empty cgroup_skb program")?;
+            let prog =
+                bpf(BPF_PROG_LOAD, &mut attr).context("load the empty cgroup_skb program")?;
             let dir = File::open(cgroup).with_context(|| format!("open {}", cgroup.display()))?;
             let link = |attach_type: u32| {
                 // BPF_LINK_CREATE: prog_fd, target_fd, attach_type, flags.
@@ -356,7 +350,10 @@ mod empty_hook {
                 attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
                 bpf(BPF_LINK_CREATE, &mut attr).context("attach the empty cgroup_skb program")
             };
-            let links = [link(BPF_CGROUP_INET_INGRESS)?, link(BPF_CGROUP_INET_EGRESS)?];
+            let links = [
+                link(BPF_CGROUP_INET_INGRESS)?,
+                link(BPF_CGROUP_INET_EGRESS)?,
+            ];
             Ok(Self {
                 _prog: prog,
                 _links: links,
