@@ -7,6 +7,9 @@
 //! 1. **The in-memory snapshot equals the committed `snapshot` table.** It is
 //!    loaded at start ([`Drain::new`]), changed only after
 //!    [`Store::commit`] returned `Ok`, and reloaded after a failed commit.
+//!    A step builds its changes as a list of slot writes beside the
+//!    snapshot, encodes the touched chunks from snapshot + changes, and
+//!    applies the list only after the commit.
 //! 2. **Bytes are in exactly one place.** For a flow the source holds, every
 //!    byte it counted is either in the stored rows (the part up to the
 //!    snapshot value) or in `value − snapshot` (not yet stored). A step adds
@@ -58,26 +61,65 @@
 //!    interval. A crash of the daemon process alone (SIGKILL, panic, OOM)
 //!    loses nothing.
 //!
+//! 8. **Remote bytes are in the rows or in the snapshot, never both.** A
+//!    flow's delta goes to the per process rows at once, but to the remote
+//!    rollups only through its snapshot entry's [`RemotePending`] pieces
+//!    (one for the current UTC hour, one for the previous hour at most). A
+//!    piece is moved to `REMOTE_HOUR`/`REMOTE_DAY` ("flushed") in the same
+//!    commit that removes it from the entry:
+//!    - when its hour is over, at most [`FLUSH_PER_STEP`] flows a step
+//!      (the flows with an old piece are listed once per hour change and
+//!      taken from that list step by step, so a hour change at 100k live
+//!      sockets costs a few ms over a few dozen steps, not one long step);
+//!    - at once when the flow leaves the snapshot (retired, carried,
+//!      vanished, reset: everything pending goes with the old entry), when
+//!      its owner or class changes (the pieces belong to the old key), and
+//!      when a third hour would be needed (the older piece goes first).
+//!
+//!    Readers add the committed pending pieces to the remote rows
+//!    ([`crate::store::query::pending_remote_rows`]), so remote answers
+//!    are exact and include the current hour. Why: with one distinct
+//!    remote per socket, writing remote rows every interval was one
+//!    B-tree read-modify-write per flow per table per interval — 40% of a
+//!    drain at 100k sockets — for data asked about per hour.
+//!
+//! # Cost per step (issue #3)
+//!
+//! Work proportional to the flows read is kept to a hash lookup (FxHash:
+//! keys are kernel cookies and addresses, not attacker-chosen strings
+//! hashed in a way that makes collisions cheap to force — and the map is
+//! private to the daemon), the delta and a few aggregations into maps with
+//! one entry per process/interface. The snapshot is a slab of slots packed
+//! [`crate::store::layout::SNAP_CHUNK`] to a stored row, so a step writes
+//! one row per touched chunk instead of one per changed flow.
+//!
 //! Attribution: each flow's delta goes to the [`ProcessInfo`] the
 //! [`Resolver`] gives for its cookie, or to [`UNATTRIBUTED`]; overflow
 //! counters go to [`OVERFLOW`] with class [`DestClass::Unknown`].
-use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::ownership::{ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::classify_raw;
+use crate::store::layout::{SNAP_CHUNK, encode_snap_record};
 use crate::store::types::pseudo_process;
 use crate::store::{
-    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, SnapEntry, Store,
-    StoreError, TimeMs, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
+    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, RemotePending, SnapEntry,
+    Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
 };
 
 /// A durable commit is made at least this often (ms of drain time); the
 /// commits between are lazy (invariant 7).
 pub const DURABLE_EVERY_MS: TimeMs = 10_000;
+
+/// Flows whose pending remote pieces of a finished hour are flushed per
+/// step, at most (invariant 8). Forced flushes (a flow leaving, changing
+/// owner) come on top. At ~1 µs per remote row and table, 4096 flows add a
+/// few ms to a step; 100k flows are flushed in 25 steps after an hour ends.
+pub const FLUSH_PER_STEP: usize = 4096;
 
 /// Where the drain's time comes from, so tests can simulate days in ms.
 pub trait Clock {
@@ -130,25 +172,54 @@ pub struct StepReport {
     pub resets: u64,
     /// Committed flows gone from the source.
     pub vanished: u64,
+    /// Flows whose pending remote pieces were flushed (invariant 8).
+    pub remote_flushed: usize,
     /// Per process and class deltas committed.
     pub per_process: Vec<(ProcessInfo, DestClass, Traffic)>,
 }
 
 /// A flow's committed snapshot entry and the commit that wrote it.
 #[derive(Clone, Copy, Debug)]
-struct Committed {
+struct Slot {
+    key: FlowKey,
     entry: SnapEntry,
     /// [`Drain::seq`] of the commit that wrote `entry`; the entry is durable
     /// when this is at most [`Drain::durable_seq`] (invariant 7).
     seq: u64,
 }
 
+/// Per slot scratch marks of the current step (compared with
+/// [`Drain::step_no`], so they never need clearing).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mark {
+    /// Step in which the flow was in the reading.
+    seen: u64,
+    /// Step in which the slot got a change (`change` is its index).
+    changed: u64,
+    change: u32,
+    /// Step in which the slot is due a background flush.
+    flush: u64,
+}
+
+/// A slot write of this step, applied after the commit (invariant 1).
+#[derive(Clone, Copy, Debug)]
+struct Change {
+    slot: u32,
+    /// `None`: the slot is freed.
+    put: Option<(FlowKey, SnapEntry)>,
+}
+
 /// The drain: the committed snapshot, the retired-but-uncommitted carry and
 /// the owner cache.
 #[derive(Debug)]
 pub struct Drain {
-    /// Invariant 1: the committed `snapshot` table, per flow.
-    flows: HashMap<FlowKey, Committed>,
+    /// Invariant 1: the committed `snapshot` table, slot by slot (`None`:
+    /// free). Slot `s` is stored in chunk `s / SNAP_CHUNK`.
+    slots: Vec<Option<Slot>>,
+    /// Slot of every flow in `slots`.
+    index: FxHashMap<FlowKey, u32>,
+    /// Free slots below `slots.len()`; the last is reused first.
+    free: Vec<u32>,
     /// Invariant 1: the committed overflow snapshot.
     overflow: OverflowCounters,
     /// Commits made by this drain (after a (re)load: 1, the loaded state).
@@ -159,7 +230,7 @@ pub struct Drain {
     /// Set after a failed commit: reload before the next step.
     stale: bool,
     /// Invariant 3: retired flows whose final value awaits a commit.
-    carry: HashMap<FlowKey, Carried>,
+    carry: FxHashMap<FlowKey, Carried>,
     /// Failed commits since the last success, and the first error.
     failures: u64,
     first_error: Option<String>,
@@ -169,58 +240,66 @@ pub struct Drain {
     /// Owner of every socket resolved so far. The [`Resolver`] is asked
     /// only about sockets not in here, and only when they have bytes to
     /// attribute; an entry goes when the socket is forgotten.
-    owners: HashMap<u64, ProcessId>,
+    owners: FxHashMap<u64, ProcessId>,
     /// What is known of each owner (the latest the resolver gave). Pruned
     /// to the processes in `owners` every [`PRUNE_EVERY`] forgotten sockets.
-    infos: HashMap<ProcessId, ProcessInfo>,
+    infos: FxHashMap<ProcessId, ProcessInfo>,
     /// Sockets forgotten since `infos` was last pruned.
     forgotten: usize,
+    /// Invariant 8: the hour whose list of flows with older pieces was
+    /// built (`None`: build it at the next step).
+    flush_hour: Option<TimeMs>,
+    /// Invariant 8: slots that may hold pieces of an hour before
+    /// `flush_hour`; [`FLUSH_PER_STEP`] are taken a step. A slot reused
+    /// meanwhile by another flow is harmless: only old pieces are flushed.
+    flush_queue: Vec<u32>,
+    /// Scratch marks per slot.
+    marks: Vec<Mark>,
+    /// Steps begun (stamps of `marks`).
+    step_no: u64,
 }
 
 /// `infos` is pruned after this many forgotten sockets.
 const PRUNE_EVERY: usize = 4096;
 
+/// Remote bytes flushed in one step, by hour and key.
+type RemoteAcc = FxHashMap<(TimeMs, RemoteKey), Traffic>;
+
 /// Deltas of one step, aggregated for the store.
 #[derive(Default)]
 struct Accum {
-    processes: HashMap<ProcessId, ProcessInfo>,
-    procs: HashMap<(ProcessId, DestClass), Traffic>,
-    remotes: HashMap<RemoteKey, Traffic>,
-    ifaces: HashMap<(u32, DestClass), Traffic>,
+    processes: FxHashMap<ProcessId, ProcessInfo>,
+    procs: FxHashMap<(ProcessId, DestClass), Traffic>,
+    ifaces: FxHashMap<(u32, DestClass), Traffic>,
+    remotes: RemoteAcc,
 }
 
 impl Accum {
+    /// Adds a flow's delta to the per process and interface rows; returns
+    /// the process and class it was counted for (the remote key's).
     fn add_flow(
         &mut self,
         key: &FlowKey,
         value: &FlowValue,
         owner: Option<&ProcessInfo>,
         delta: Traffic,
-    ) {
-        if delta.is_zero() {
-            return;
-        }
+    ) -> (ProcessId, DestClass) {
         let class = classify_raw(&key.remote_addr, key.ip_version, value.ifindex);
         let id = owner.map_or(UNATTRIBUTED, |o| o.id);
+        if delta.is_zero() {
+            return (id, class);
+        }
         self.processes.entry(id).or_insert_with(|| {
             owner
                 .cloned()
                 .unwrap_or_else(|| pseudo_process(UNATTRIBUTED, UNATTRIBUTED_COMM))
         });
         bump(self.procs.entry((id, class)).or_default(), delta);
-        let rk = RemoteKey {
-            process: id,
-            addr: key.remote_addr,
-            port: key.remote_port,
-            ip_version: key.ip_version,
-            protocol: key.protocol,
-            class,
-        };
-        bump(self.remotes.entry(rk).or_default(), delta);
         bump(
             self.ifaces.entry((value.ifindex, class)).or_default(),
             delta,
         );
+        (id, class)
     }
 
     fn add_overflow(&mut self, delta: Traffic) {
@@ -236,6 +315,82 @@ impl Accum {
                 .or_default(),
             delta,
         );
+    }
+
+    /// Adds `t` to the remote rows of `hour` (invariant 8).
+    fn emit(&mut self, hour: TimeMs, rk: RemoteKey, t: Traffic) {
+        if !t.is_zero() {
+            bump(self.remotes.entry((hour, rk)).or_default(), t);
+        }
+    }
+
+    /// Flushes every piece of `p` (the flow leaves or changes key).
+    fn flush_all(&mut self, p: &mut RemotePending, flow: &FlowKey) {
+        let rk = p.remote_key(flow);
+        for (hour, t) in p.pieces() {
+            self.emit(hour, rk, t);
+        }
+        p.older = Traffic::default();
+        p.newer = Traffic::default();
+    }
+
+    /// Flushes the pieces of `p` from hours before `hour`; true if any.
+    fn flush_before(&mut self, p: &mut RemotePending, flow: &FlowKey, hour: TimeMs) -> bool {
+        let rk = p.remote_key(flow);
+        let mut any = false;
+        if !p.older.is_zero() {
+            self.emit(p.older_hour, rk, p.older);
+            p.older = Traffic::default();
+            any = true;
+        }
+        if !p.newer.is_zero() && p.newer_hour < hour {
+            self.emit(p.newer_hour, rk, p.newer);
+            p.newer = Traffic::default();
+            any = true;
+        }
+        any
+    }
+
+    /// Adds delta `d`, counted at `hour` for `(id, class)`, to the pending
+    /// pieces of `p`, flushing what must go first (invariant 8).
+    fn add_pending(
+        &mut self,
+        p: &mut RemotePending,
+        flow: &FlowKey,
+        (id, class): (ProcessId, DestClass),
+        hour: TimeMs,
+        d: Traffic,
+    ) {
+        if d.is_zero() {
+            return;
+        }
+        if !p.is_empty() && (p.process != id || p.class != class) {
+            self.flush_all(p, flow);
+        }
+        if p.is_empty() {
+            p.process = id;
+            p.class = class;
+        }
+        if p.newer.is_zero() {
+            if !p.older.is_zero() && p.older_hour == hour {
+                // Only after a clock step back: same hour as the older piece.
+                p.older = p.older.add(d);
+            } else {
+                p.newer = d;
+                p.newer_hour = hour;
+            }
+        } else if p.newer_hour == hour {
+            p.newer = p.newer.add(d);
+        } else {
+            if !p.older.is_zero() {
+                let rk = p.remote_key(flow);
+                self.emit(p.older_hour, rk, p.older);
+            }
+            p.older = p.newer;
+            p.older_hour = p.newer_hour;
+            p.newer = d;
+            p.newer_hour = hour;
+        }
     }
 }
 
@@ -277,6 +432,19 @@ fn overflow_delta(now: &OverflowCounters, prev: &OverflowCounters) -> (Traffic, 
     }
 }
 
+/// The slot writes of one step, and the slots they take.
+struct Changes {
+    list: Vec<Change>,
+    /// Free slots taken (from the end of [`Drain::free`]).
+    used_free: usize,
+    /// The next slot past the end of [`Drain::slots`] to hand out.
+    next_new: u32,
+}
+
+fn slot_index(s: u32) -> usize {
+    usize::try_from(s).unwrap_or(usize::MAX)
+}
+
 impl Drain {
     /// Loads the committed snapshot.
     ///
@@ -284,18 +452,24 @@ impl Drain {
     /// When the store cannot be read.
     pub fn new(store: &mut Store) -> Result<Self, DrainError> {
         let mut me = Self {
-            flows: HashMap::new(),
+            slots: Vec::new(),
+            index: FxHashMap::default(),
+            free: Vec::new(),
             overflow: OverflowCounters::default(),
             seq: 0,
             durable_seq: 0,
             stale: false,
-            carry: HashMap::new(),
+            carry: FxHashMap::default(),
             failures: 0,
             first_error: None,
             last_durable: None,
-            owners: HashMap::new(),
-            infos: HashMap::new(),
+            owners: FxHashMap::default(),
+            infos: FxHashMap::default(),
             forgotten: 0,
+            flush_hour: None,
+            flush_queue: Vec::new(),
+            marks: Vec::new(),
+            step_no: 0,
         };
         me.load(store)?;
         Ok(me)
@@ -307,22 +481,42 @@ impl Drain {
     /// durable (invariant 7).
     fn load(&mut self, store: &mut Store) -> Result<(), DrainError> {
         let snapshot = store.load_snapshot()?;
-        self.flows = snapshot
+        let len = snapshot
             .flows
-            .into_iter()
-            .map(|(k, entry)| (k, Committed { entry, seq: 1 }))
+            .iter()
+            .map(|r| slot_index(r.slot).saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        self.slots = vec![None; len];
+        self.index = FxHashMap::default();
+        self.index.reserve(snapshot.flows.len());
+        for r in snapshot.flows {
+            self.slots[slot_index(r.slot)] = Some(Slot {
+                key: r.key,
+                entry: r.entry,
+                seq: 1,
+            });
+            self.index.insert(r.key, r.slot);
+        }
+        // Lowest free slot last: reused first.
+        self.free = (0..len)
+            .rev()
+            .filter(|s| self.slots[*s].is_none())
+            .filter_map(|s| u32::try_from(s).ok())
             .collect();
         self.overflow = snapshot.overflow;
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
+        self.flush_hour = None;
+        self.flush_queue.clear();
         Ok(())
     }
 
     /// Flows in the committed snapshot.
     #[must_use]
     pub fn snapshot_len(&self) -> usize {
-        self.flows.len()
+        self.index.len()
     }
 
     /// Failed commits since the last success.
@@ -358,6 +552,79 @@ impl Drain {
         result
     }
 
+    fn entry(&self, slot: u32) -> Option<&Slot> {
+        self.slots.get(slot_index(slot)).and_then(Option::as_ref)
+    }
+
+    fn mark_mut(&mut self, slot: u32) -> &mut Mark {
+        let i = slot_index(slot);
+        if i >= self.marks.len() {
+            self.marks.resize(i + 1, Mark::default());
+        }
+        &mut self.marks[i]
+    }
+
+    fn mark(&self, slot: u32) -> Mark {
+        self.marks
+            .get(slot_index(slot))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Records a slot write of this step.
+    fn change(&mut self, ch: &mut Changes, slot: u32, put: Option<(FlowKey, SnapEntry)>) {
+        let idx = u32::try_from(ch.list.len()).unwrap_or(u32::MAX);
+        let step = self.step_no;
+        let m = self.mark_mut(slot);
+        debug_assert!(m.changed != step, "one change per slot and step");
+        m.changed = step;
+        m.change = idx;
+        ch.list.push(Change { slot, put });
+    }
+
+    /// A slot for a new flow (taken for good only if the commit succeeds).
+    fn alloc(&self, ch: &mut Changes) -> u32 {
+        if ch.used_free < self.free.len() {
+            ch.used_free += 1;
+            self.free[self.free.len() - ch.used_free]
+        } else {
+            let s = ch.next_new;
+            ch.next_new = ch.next_new.saturating_add(1);
+            s
+        }
+    }
+
+    /// Encodes every chunk a change touches, from the snapshot and the
+    /// changes (chunk order; an empty value deletes the chunk).
+    fn encode_chunks(&self, ch: &Changes) -> Vec<(u32, Vec<u8>)> {
+        let mut chunks: Vec<u32> = ch.list.iter().map(|c| c.slot / SNAP_CHUNK).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        let end = ch.next_new;
+        chunks
+            .into_iter()
+            .map(|c| {
+                let first = c * SNAP_CHUNK;
+                let last = first.saturating_add(SNAP_CHUNK).min(end.max(first));
+                let mut buf = Vec::with_capacity(64 * slot_index(SNAP_CHUNK));
+                for s in first..last {
+                    let m = self.mark(s);
+                    let rec = if m.changed == self.step_no {
+                        ch.list[slot_index(m.change)].put
+                    } else {
+                        self.entry(s).map(|e| (e.key, e.entry))
+                    };
+                    if let Some((key, entry)) = rec {
+                        // `s - first` < SNAP_CHUNK = 256.
+                        let off = u8::try_from(s - first).unwrap_or(u8::MAX);
+                        encode_snap_record(&mut buf, off, &key, &entry);
+                    }
+                }
+                (c, buf)
+            })
+            .collect()
+    }
+
     #[expect(
         clippy::too_many_lines,
         reason = "one linear sequence of the invariants' steps; splitting it hides the order"
@@ -374,10 +641,16 @@ impl Drain {
             self.load(store)?;
             self.stale = false;
         }
+        self.step_no += 1;
+        let step = self.step_no;
+        let hour = Tier::Hour.bucket(now);
         let reading = source.read()?;
         let mut acc = Accum::default();
-        let mut puts: Vec<(FlowKey, SnapEntry)> = Vec::new();
-        let mut dels: Vec<FlowKey> = Vec::new();
+        let mut ch = Changes {
+            list: Vec::with_capacity(reading.flows.len()),
+            used_free: 0,
+            next_new: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+        };
         let mut resets = 0u64;
         let mut report = StepReport {
             ts_ms: now,
@@ -389,17 +662,46 @@ impl Drain {
         // and the next step retires it.
         let mut need_durable = false;
 
+        // Invariant 8: after an hour change, list the flows with pieces of
+        // an earlier hour; flush a bounded batch of them each step.
+        if self.flush_hour != Some(hour) {
+            self.flush_queue = self
+                .slots
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.entry.pending.has_before(hour)))
+                .filter_map(|(i, _)| u32::try_from(i).ok())
+                .collect();
+            self.flush_hour = Some(hour);
+        }
+        let take = self.flush_queue.len().min(FLUSH_PER_STEP);
+        let flush_now = self.flush_queue.split_off(self.flush_queue.len() - take);
+        for s in &flush_now {
+            self.mark_mut(*s).flush = step;
+        }
+
         // Retired in an earlier step whose commit failed (invariant 3).
-        for (key, c) in &self.carry {
+        let carry = std::mem::take(&mut self.carry);
+        for (key, c) in &carry {
+            let prev = self.index.get(key).copied();
             let mut reset = false;
-            let d = delta_of(self.flows.get(key).map(|c| &c.entry), &c.value, &mut reset);
+            let entry = prev.and_then(|s| self.entry(s)).map(|s| s.entry);
+            let d = delta_of(entry.as_ref(), &c.value, &mut reset);
             resets += u64::from(reset);
-            acc.add_flow(key, &c.value, c.owner.as_ref(), d);
-            dels.push(*key);
+            let rkey = acc.add_flow(key, &c.value, c.owner.as_ref(), d);
+            if let (Some(s), Some(mut e)) = (prev, entry) {
+                acc.flush_all(&mut e.pending, key);
+                self.change(&mut ch, s, None);
+            }
+            let mut p = RemotePending::default();
+            acc.add_pending(&mut p, key, rkey, hour, d);
+            acc.flush_all(&mut p, key);
         }
 
         // Deltas against the snapshot (invariants 2 and 4).
-        let mut changed: Vec<(usize, Traffic)> = Vec::new();
+        // (reading index, delta, committed slot, reset)
+        let mut changed: Vec<(usize, Traffic, Option<u32>, bool)> = Vec::new();
         let mut to_retire: Vec<FlowKey> = Vec::new();
         let mut retire_idx: Vec<usize> = Vec::new();
         // Reading flows found in the snapshot: when it is all of the
@@ -407,22 +709,26 @@ impl Drain {
         // a dump of a hash map).
         let mut matched = 0usize;
         for (i, f) in reading.flows.iter().enumerate() {
-            let committed = self.flows.get(&f.key);
-            matched += usize::from(committed.is_some());
+            let slot = self.index.get(&f.key).copied();
+            if let Some(s) = slot {
+                matched += 1;
+                self.mark_mut(s).seen = step;
+            }
             // A carried key seen again is a new entry: the old one was retired.
-            let prev = if self.carry.is_empty() || !self.carry.contains_key(&f.key) {
-                committed
+            let prev = if carry.is_empty() || !carry.contains_key(&f.key) {
+                slot
             } else {
                 None
             };
+            let committed = prev.and_then(|s| self.entry(s));
             let mut reset = false;
-            let d = delta_of(prev.map(|c| &c.entry), &f.value, &mut reset);
+            let d = delta_of(committed.map(|c| &c.entry), &f.value, &mut reset);
             resets += u64::from(reset);
-            if let Some(prev) = prev
+            if let Some(c) = committed
                 && d.is_zero()
             {
                 if f.closed {
-                    if prev.seq <= self.durable_seq {
+                    if c.seq <= self.durable_seq {
                         to_retire.push(f.key);
                         retire_idx.push(i);
                     } else {
@@ -431,7 +737,7 @@ impl Drain {
                 }
                 continue;
             }
-            changed.push((i, d));
+            changed.push((i, d, prev, reset));
         }
         report.changed = changed.len();
 
@@ -439,7 +745,7 @@ impl Drain {
         // are resolved; each owner's info is kept once.
         let unknown: Vec<FlowReading> = changed
             .iter()
-            .map(|(i, _)| reading.flows[*i])
+            .map(|(i, ..)| reading.flows[*i])
             .chain(retire_idx.iter().map(|i| reading.flows[*i]))
             .filter(|f| !self.owners.contains_key(&f.key.cookie))
             .collect();
@@ -454,31 +760,60 @@ impl Drain {
                 self.infos.insert(info.id, info);
             }
         }
-        let owner_of = |cookie: u64| self.owners.get(&cookie).and_then(|id| self.infos.get(id));
-        for (i, d) in &changed {
+        for (i, d, prev, reset) in &changed {
             let f = &reading.flows[*i];
-            acc.add_flow(&f.key, &f.value, owner_of(f.key.cookie), *d);
-            puts.push((
-                f.key,
-                SnapEntry {
-                    counters: Traffic::of(&f.value),
-                    first_boottime_ns: f.value.first_boottime_ns,
-                },
-            ));
+            let owner = self
+                .owners
+                .get(&f.key.cookie)
+                .and_then(|id| self.infos.get(id));
+            let rkey = acc.add_flow(&f.key, &f.value, owner, *d);
+            let mut pending = prev
+                .and_then(|s| self.entry(s))
+                .map(|s| s.entry.pending)
+                .unwrap_or_default();
+            if *reset {
+                // The old entry's bytes go with it (invariant 8).
+                acc.flush_all(&mut pending, &f.key);
+            }
+            acc.add_pending(&mut pending, &f.key, rkey, hour, *d);
+            if let Some(s) = prev
+                && self.mark(*s).flush == step
+            {
+                report.remote_flushed += usize::from(acc.flush_before(&mut pending, &f.key, hour));
+            }
+            let entry = SnapEntry {
+                counters: Traffic::of(&f.value),
+                first_boottime_ns: f.value.first_boottime_ns,
+                pending,
+            };
+            let slot = match prev {
+                Some(s) => *s,
+                None => self.alloc(&mut ch),
+            };
+            self.change(&mut ch, slot, Some((f.key, entry)));
         }
 
         // Invariant 5.
         let mut vanished = 0u64;
-        let mut seen: HashSet<FlowKey> = HashSet::new();
-        if !self.carry.is_empty() || matched != self.flows.len() {
-            seen = reading.flows.iter().map(|f| f.key).collect();
-            for key in self.flows.keys() {
-                if !seen.contains(key) && !self.carry.contains_key(key) {
-                    dels.push(*key);
-                    vanished += 1;
-                }
+        if !carry.is_empty() || matched != self.index.len() {
+            let gone: Vec<(u32, Slot)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((u32::try_from(i).ok()?, (*s)?)))
+                .filter(|(s, e)| self.mark(*s).seen != step && !carry.contains_key(&e.key))
+                .collect();
+            for (s, mut e) in gone {
+                acc.flush_all(&mut e.entry.pending, &e.key);
+                self.change(&mut ch, s, None);
+                vanished += 1;
             }
         }
+        let seen: FxHashSet<FlowKey> = if carry.is_empty() {
+            FxHashSet::default()
+        } else {
+            reading.flows.iter().map(|f| f.key).collect()
+        };
 
         // Overflow.
         let (ov, failed_inserts, ov_reset) = overflow_delta(&reading.overflow, &self.overflow);
@@ -486,17 +821,36 @@ impl Drain {
         let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
 
         // Retire quiescent closed flows (invariant 3), just before the commit.
-        let mut new_carry: HashMap<FlowKey, Carried> = HashMap::new();
-        let mut done_cookies: HashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
+        let mut new_carry: FxHashMap<FlowKey, Carried> = FxHashMap::default();
+        let mut done_cookies: FxHashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
         if !to_retire.is_empty() {
-            let retired = source.retire(&to_retire)?;
+            let retired = match source.retire(&to_retire) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Nothing committed: what was carried stays carried.
+                    self.carry = carry;
+                    return Err(e.into());
+                }
+            };
             report.retired = retired.len();
             for (key, value) in &retired {
                 let mut reset = false;
-                let d = delta_of(self.flows.get(key).map(|c| &c.entry), value, &mut reset);
+                let entry = self
+                    .index
+                    .get(key)
+                    .and_then(|s| self.entry(*s))
+                    .map(|s| s.entry);
+                let d = delta_of(entry.as_ref(), value, &mut reset);
                 resets += u64::from(reset);
-                let owner = owner_of(key.cookie).cloned();
-                acc.add_flow(key, value, owner.as_ref(), d);
+                let owner = self
+                    .owners
+                    .get(&key.cookie)
+                    .and_then(|id| self.infos.get(id))
+                    .cloned();
+                let rkey = acc.add_flow(key, value, owner.as_ref(), d);
+                let mut p = RemotePending::default();
+                acc.add_pending(&mut p, key, rkey, hour, d);
+                acc.flush_all(&mut p, key);
                 new_carry.insert(
                     *key,
                     Carried {
@@ -505,19 +859,42 @@ impl Drain {
                     },
                 );
             }
-            // Retired, or already gone: either way out of the snapshot.
-            dels.extend_from_slice(&to_retire);
+            // Retired, or already gone: either way out of the snapshot,
+            // with everything pending (invariant 8).
+            for key in &to_retire {
+                if let Some(s) = self.index.get(key).copied()
+                    && let Some(mut e) = self.entry(s).map(|s| s.entry)
+                {
+                    acc.flush_all(&mut e.pending, key);
+                    self.change(&mut ch, s, None);
+                }
+            }
             // A cookie is done when none of its flows stays in the source.
-            let retiring: HashSet<FlowKey> = to_retire.iter().copied().collect();
+            let retiring: FxHashSet<FlowKey> = to_retire.iter().copied().collect();
             for f in &reading.flows {
                 if !retiring.contains(&f.key) {
                     done_cookies.remove(&f.key.cookie);
                 }
             }
         }
-        for key in self.carry.keys() {
+        for key in carry.keys() {
             if !seen.contains(key) {
                 done_cookies.insert(key.cookie);
+            }
+        }
+
+        // Invariant 8: the bounded background flush, for flows this step
+        // did not otherwise touch.
+        for s in &flush_now {
+            if self.mark(*s).changed == step {
+                continue;
+            }
+            if let Some(e) = self.entry(*s) {
+                let (key, mut entry) = (e.key, e.entry);
+                if acc.flush_before(&mut entry.pending, &key, hour) {
+                    report.remote_flushed += 1;
+                    self.change(&mut ch, *s, Some((key, entry)));
+                }
             }
         }
 
@@ -560,7 +937,11 @@ impl Drain {
             ts_ms: now,
             processes: acc.processes.values().cloned().collect(),
             proc_rows: acc.procs.iter().map(|((id, c), t)| (*id, *c, *t)).collect(),
-            remote_rows: acc.remotes.into_iter().collect(),
+            remote_rows: acc
+                .remotes
+                .into_iter()
+                .map(|((h, k), t)| (h, k, t))
+                .collect(),
             iface_rows: acc
                 .ifaces
                 .into_iter()
@@ -569,21 +950,22 @@ impl Drain {
             // Invariant 7: durable when the source lost bytes it held, when
             // a retire waits for it, when there is something to record, and
             // periodically.
-            lazy: self.carry.is_empty()
+            lazy: carry.is_empty()
                 && new_carry.is_empty()
                 && !need_durable
                 && events.is_empty()
                 && self
                     .last_durable
                     .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
-            snapshot_put: puts,
-            snapshot_del: dels,
+            snapshot_chunks: self.encode_chunks(&ch),
             overflow_snapshot,
             events,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
         let wrote = !batch.is_empty();
         if wrote && let Err(e) = store.commit(&batch) {
+            // Not committed: what was carried stays carried (invariant 3).
+            self.carry = carry;
             self.carry.extend(new_carry);
             return Err(e.into());
         }
@@ -592,19 +974,12 @@ impl Drain {
         if wrote {
             self.seq += 1;
         }
-        for key in &batch.snapshot_del {
-            self.flows.remove(key);
-        }
-        let seq = self.seq;
-        for (key, entry) in batch.snapshot_put {
-            self.flows.insert(key, Committed { entry, seq });
-        }
+        self.apply(ch);
         self.overflow = reading.overflow;
         if wrote && !batch.lazy {
             self.durable_seq = self.seq;
             self.last_durable = Some(now);
         }
-        self.carry.clear();
         self.failures = 0;
         self.first_error = None;
 
@@ -626,6 +1001,36 @@ impl Drain {
         Ok(report)
     }
 
+    /// Applies a committed step's slot writes (invariant 1): frees first,
+    /// so a key retired and seen again ends up at its new slot.
+    fn apply(&mut self, ch: Changes) {
+        let seq = self.seq;
+        let taken = self.free.len() - ch.used_free;
+        self.free.truncate(taken);
+        let end = slot_index(ch.next_new);
+        if self.slots.len() < end {
+            self.slots.resize(end, None);
+        }
+        let mut freed = Vec::new();
+        for c in ch.list.iter().filter(|c| c.put.is_none()) {
+            if let Some(old) = self.slots[slot_index(c.slot)].take()
+                && self.index.get(&old.key) == Some(&c.slot)
+            {
+                self.index.remove(&old.key);
+            }
+            freed.push(c.slot);
+        }
+        for c in &ch.list {
+            if let Some((key, entry)) = c.put {
+                self.slots[slot_index(c.slot)] = Some(Slot { key, entry, seq });
+                self.index.insert(key, c.slot);
+            }
+        }
+        // Slots handed out past the end but not used stay free.
+        freed.sort_unstable_by(|a, b| b.cmp(a));
+        self.free.extend(freed);
+    }
+
     /// Drops the cached owners of `cookies`, and now and then the infos of
     /// processes no cached socket refers to.
     fn forget_owners(&mut self, cookies: &[u64]) {
@@ -634,7 +1039,7 @@ impl Drain {
         }
         self.forgotten += cookies.len();
         if self.forgotten >= PRUNE_EVERY {
-            let live: HashSet<ProcessId> = self.owners.values().copied().collect();
+            let live: FxHashSet<ProcessId> = self.owners.values().copied().collect();
             self.infos.retain(|id, _| live.contains(id));
             self.forgotten = 0;
         }

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _};
 use crate::ownership::ProcessId;
 use crate::query::QueryError;
 use crate::store::layout::{self, IntervalRecord};
-use crate::store::query::{Segment, plan};
+use crate::store::query::{Segment, pending_remote_rows, plan};
 use crate::store::rollup::{self, Tier};
 use crate::store::{DestClass, RemoteKey, Store, TimeMs, TimeRange, Traffic};
 
@@ -106,6 +106,13 @@ pub fn rows(
 ) -> Result<(), QueryError> {
     let db = store.db()?;
     let txn = db.begin_read()?;
+    // Remote rows are completed by the snapshot's pending pieces (see
+    // `crate::store::query`'s module docs), read once, in this transaction.
+    let pending = if kind == Kind::Remote {
+        pending_remote_rows(&txn)?
+    } else {
+        Vec::new()
+    };
     for seg in segments {
         let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
         let range = from.as_slice()..to.as_slice();
@@ -161,6 +168,18 @@ pub fn rows(
                 let Some(def) = tier.remote_table() else {
                     continue;
                 };
+                for (hour, rk, traffic) in &pending {
+                    let ts = tier.bucket(*hour);
+                    if (seg.from..seg.to).contains(&ts) {
+                        f(Row {
+                            ts,
+                            tier,
+                            subject: Subject::Remote(*rk),
+                            class: rk.class,
+                            traffic: *traffic,
+                        });
+                    }
+                }
                 let table = txn.open_table(def)?;
                 for row in table.range(range)? {
                     let (k, v) = row?;

@@ -39,12 +39,60 @@ pub const META_SCHEMA: &str = "schema_version";
 /// [`META`] key of the overflow snapshot.
 pub const META_OVERFLOW: &str = "overflow_snapshot";
 
-/// The last committed counters of every flow the kernel still holds.
-/// - key (32 bytes): [`encode_flow_key`] — cookie u64 BE, remote address
-///   16 bytes, remote port u16 BE, ip_version u8, protocol u8, 4 zero bytes.
-/// - value: postcard [`SnapEntry`] (6 varint counters, then
-///   `first_boottime_ns` varint).
-pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v1");
+/// The committed snapshot (drain invariant 1): every flow the kernel still
+/// holds, with its last committed counters and its bytes not yet in the
+/// remote rollups ([`crate::store::RemotePending`]), packed [`SNAP_CHUNK`]
+/// records to a row.
+///
+/// Why chunks: the drain rewrites every changed flow's entry each interval.
+/// One B-tree row per flow made that 100k separate inserts (key compare,
+/// leaf split, page copy each) at 100k live sockets; a chunk row is one
+/// insert of a few KiB, and an interval rewrites only the chunks holding a
+/// changed flow. Flows are kept in slots (a slab: a new flow takes a freed
+/// slot or a new one at the end) so a flow stays in its chunk for life and
+/// a chunk never outgrows [`SNAP_CHUNK`] records, whatever the key mix (one
+/// UDP socket with 10k peers does not make one huge row).
+/// - key (4 bytes): chunk index u32 BE; chunk `c` holds slots
+///   `c * SNAP_CHUNK .. (c + 1) * SNAP_CHUNK`. A chunk with no flow has no
+///   row.
+/// - value: the chunk's records in increasing slot order, each:
+///   - slot offset in the chunk, u8;
+///   - the flow key, 28 bytes: cookie u64 BE, remote address 16 bytes,
+///     remote port u16 BE, ip_version u8, protocol u8 (the first 28 bytes of
+///     [`encode_flow_key`]);
+///   - counters: 6 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
+///     rx packets, rx ip_bytes, rx payload_bytes), then `first_boottime_ns`
+///     varint;
+///   - flags u8: bit 0 = a `newer` piece follows, bit 1 = an `older` piece
+///     follows, other bits zero;
+///   - when flags ≠ 0: pid varint, start_ticks varint, [`DestClass`] u8 (the
+///     owner and class the pieces count for);
+///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 6 varint
+///     counters (`newer`); bit 1: the same for `older`.
+///
+///   Varints are LEB128 as postcard writes a `u64` (7 bits a byte, low
+///   first, high bit = more), so small numbers take one or two bytes.
+pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
+
+/// Records per [`SNAPSHOT`] chunk.
+pub const SNAP_CHUNK: u32 = 256;
+
+/// Schema 1's snapshot, read only by the migration to schema 2: one row per
+/// flow.
+/// - key (32 bytes): [`encode_flow_key`].
+/// - value: postcard [`SnapEntryV1`].
+pub const SNAPSHOT_V1: Bytes = TableDefinition::new("snapshot.v1");
+
+/// A [`SNAPSHOT_V1`] value: 6 varint counters, then `first_boottime_ns`
+/// varint. Schema 1 added every delta to the remote rollups at once, so a
+/// migrated entry has nothing pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapEntryV1 {
+    /// Counters as last committed.
+    pub counters: Traffic,
+    /// The kernel entry's creation time.
+    pub first_boottime_ns: u64,
+}
 
 /// Processes ever seen with traffic.
 /// - key (12 bytes): [`encode_process`] — pid u32 BE, start_ticks u64 BE.
@@ -174,6 +222,14 @@ pub enum LayoutError {
     /// A JSON value did not decode.
     #[error("malformed JSON value: {0}")]
     Json(#[from] serde_json::Error),
+    /// A snapshot chunk did not decode.
+    #[error("malformed snapshot chunk {chunk}: {reason}")]
+    Chunk {
+        /// Chunk index.
+        chunk: u32,
+        /// What was wrong.
+        reason: &'static str,
+    },
 }
 
 /// Encodes a postcard value.
@@ -208,12 +264,199 @@ pub fn encode_overflow(value: &OverflowCounters) -> Result<Vec<u8>, LayoutError>
     encode(value)
 }
 
-/// Encodes a [`SnapEntry`].
+/// [`SNAPSHOT`] key of chunk `c`.
+#[must_use]
+pub const fn encode_chunk_key(c: u32) -> [u8; 4] {
+    c.to_be_bytes()
+}
+
+/// Inverse of [`encode_chunk_key`].
 ///
 /// # Errors
-/// Never in practice.
-pub fn encode_snap(value: &SnapEntry) -> Result<Vec<u8>, LayoutError> {
-    encode(value)
+/// When `b` is not 4 bytes.
+pub fn decode_chunk_key(b: &[u8]) -> Result<u32, LayoutError> {
+    let a: [u8; 4] = b.try_into().map_err(|_| LayoutError::Key {
+        table: "snapshot",
+        len: b.len(),
+    })?;
+    Ok(u32::from_be_bytes(a))
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        // Truncation intended: the low 7 bits, with the continuation bit.
+        #[expect(clippy::cast_possible_truncation, reason = "masked to 7 bits")]
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "below 0x80 here")]
+    out.push(v as u8);
+}
+
+fn put_traffic(out: &mut Vec<u8>, t: &Traffic) {
+    for v in [
+        t.tx.packets,
+        t.tx.ip_bytes,
+        t.tx.payload_bytes,
+        t.rx.packets,
+        t.rx.ip_bytes,
+        t.rx.payload_bytes,
+    ] {
+        put_varint(out, v);
+    }
+}
+
+/// Appends one [`SNAPSHOT`] record (slot `offset` of its chunk).
+pub fn encode_snap_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: &SnapEntry) {
+    out.push(offset);
+    out.extend_from_slice(&encode_flow_key(key)[..28]);
+    put_traffic(out, &e.counters);
+    put_varint(out, e.first_boottime_ns);
+    let p = &e.pending;
+    let flags = u8::from(!p.newer.is_zero()) | (u8::from(!p.older.is_zero()) << 1);
+    out.push(flags);
+    if flags == 0 {
+        return;
+    }
+    put_varint(out, u64::from(p.process.pid));
+    put_varint(out, p.process.start_ticks);
+    out.push(p.class.to_byte());
+    if flags & 1 != 0 {
+        put_varint(out, p.newer_hour / HOUR_MS);
+        put_traffic(out, &p.newer);
+    }
+    if flags & 2 != 0 {
+        put_varint(out, p.older_hour / HOUR_MS);
+        put_traffic(out, &p.older);
+    }
+}
+
+/// A cursor over a chunk's bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    chunk: u32,
+}
+
+impl Cursor<'_> {
+    const fn err(&self, reason: &'static str) -> LayoutError {
+        LayoutError::Chunk {
+            chunk: self.chunk,
+            reason,
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, LayoutError> {
+        let (&first, rest) = self.b.split_first().ok_or(self.err("truncated"))?;
+        self.b = rest;
+        Ok(first)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], LayoutError> {
+        if self.b.len() < n {
+            return Err(self.err("truncated"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64, LayoutError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint too long"))
+    }
+
+    fn traffic(&mut self) -> Result<Traffic, LayoutError> {
+        let mut v = [0u64; 6];
+        for slot in &mut v {
+            *slot = self.varint()?;
+        }
+        Ok(Traffic {
+            tx: netmon_common::DirCounters {
+                packets: v[0],
+                ip_bytes: v[1],
+                payload_bytes: v[2],
+            },
+            rx: netmon_common::DirCounters {
+                packets: v[3],
+                ip_bytes: v[4],
+                payload_bytes: v[5],
+            },
+        })
+    }
+
+    fn hour(&mut self) -> Result<TimeMs, LayoutError> {
+        self.varint()?
+            .checked_mul(HOUR_MS)
+            .ok_or(self.err("hour out of range"))
+    }
+}
+
+/// Decodes [`SNAPSHOT`] chunk `chunk`, calling `f(slot, key, entry)` for
+/// each record.
+///
+/// # Errors
+/// When the bytes are not a chunk this layout writes.
+pub fn decode_snap_chunk(
+    chunk: u32,
+    bytes: &[u8],
+    mut f: impl FnMut(u32, FlowKey, SnapEntry),
+) -> Result<(), LayoutError> {
+    let mut c = Cursor { b: bytes, chunk };
+    let base = chunk
+        .checked_mul(SNAP_CHUNK)
+        .ok_or(c.err("chunk index out of range"))?;
+    let mut last: Option<u8> = None;
+    while !c.b.is_empty() {
+        let offset = c.byte()?;
+        if u32::from(offset) >= SNAP_CHUNK || last.is_some_and(|l| l >= offset) {
+            return Err(c.err("slot offsets out of order"));
+        }
+        last = Some(offset);
+        let mut kb = [0u8; 32];
+        kb[..28].copy_from_slice(c.take(28)?);
+        let key = decode_flow_key(&kb)?;
+        let counters = c.traffic()?;
+        let first_boottime_ns = c.varint()?;
+        let flags = c.byte()?;
+        if flags & !3 != 0 {
+            return Err(c.err("unknown flags"));
+        }
+        let mut pending = crate::store::RemotePending::default();
+        if flags != 0 {
+            pending.process = ProcessId {
+                pid: u32::try_from(c.varint()?).map_err(|_| c.err("pid out of range"))?,
+                start_ticks: c.varint()?,
+            };
+            pending.class = DestClass::from_byte(c.byte()?).ok_or(c.err("unknown class"))?;
+            if flags & 1 != 0 {
+                pending.newer_hour = c.hour()?;
+                pending.newer = c.traffic()?;
+            }
+            if flags & 2 != 0 {
+                pending.older_hour = c.hour()?;
+                pending.older = c.traffic()?;
+            }
+        }
+        f(
+            base + u32::from(offset),
+            key,
+            SnapEntry {
+                counters,
+                first_boottime_ns,
+                pending,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// [`SNAPSHOT`] key: cookie u64 BE | remote_addr \[16\] | remote_port u16 BE |

@@ -31,7 +31,6 @@ pub mod schema;
 pub mod types;
 pub mod unit;
 
-use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -42,8 +41,8 @@ pub use class::DestClass;
 pub use retention::{PurgeReport, Retention};
 pub use rollup::Tier;
 pub use types::{
-    Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, RemoteKey, SnapEntry, TimeMs,
-    TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM, pseudo_process,
+    Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, RemoteKey, RemotePending,
+    SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM, pseudo_process,
 };
 pub use unit::unit_of_cgroup;
 
@@ -147,11 +146,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// One flow of the committed snapshot, in its slot (see
+/// [`layout::SNAPSHOT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapRecord {
+    /// Slot number (chunk × [`layout::SNAP_CHUNK`] + offset).
+    pub slot: u32,
+    /// The flow.
+    pub key: FlowKey,
+    /// Its committed state.
+    pub entry: SnapEntry,
+}
+
 /// The committed drain state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Per flow.
-    pub flows: HashMap<FlowKey, SnapEntry>,
+    /// Per flow, in slot order.
+    pub flows: Vec<SnapRecord>,
     /// Overflow counters.
     pub overflow: OverflowCounters,
 }
@@ -238,13 +249,13 @@ impl Store {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(layout::SNAPSHOT)?;
-            let mut flows = HashMap::new();
+            let mut flows = Vec::new();
             for row in table.iter()? {
                 let (k, v) = row?;
-                flows.insert(
-                    layout::decode_flow_key(k.value())?,
-                    layout::decode(v.value())?,
-                );
+                let chunk = layout::decode_chunk_key(k.value())?;
+                layout::decode_snap_chunk(chunk, v.value(), |slot, key, entry| {
+                    flows.push(SnapRecord { slot, key, entry });
+                })?;
             }
             let meta = txn.open_table(layout::META)?;
             let overflow = match meta.get(layout::META_OVERFLOW)? {
@@ -426,20 +437,17 @@ fn write_processes(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), St
 }
 
 fn write_snapshot(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
-    if !batch.snapshot_put.is_empty() || !batch.snapshot_del.is_empty() {
+    if !batch.snapshot_chunks.is_empty() {
         let mut table = txn.open_table(layout::SNAPSHOT)?;
-        for key in &batch.snapshot_del {
-            table.remove(layout::encode_flow_key(key).as_slice())?;
-        }
-        // In key order (see rollup::add_all).
-        let mut puts: Vec<([u8; 32], &SnapEntry)> = batch
-            .snapshot_put
-            .iter()
-            .map(|(k, e)| (layout::encode_flow_key(k), e))
-            .collect();
-        puts.sort_unstable_by_key(|p| p.0);
-        for (key, entry) in puts {
-            table.insert(key.as_slice(), layout::encode_snap(entry)?.as_slice())?;
+        // The drain hands them in chunk order (see rollup::add_all on why
+        // order matters).
+        for (chunk, bytes) in &batch.snapshot_chunks {
+            let key = layout::encode_chunk_key(*chunk);
+            if bytes.is_empty() {
+                table.remove(key.as_slice())?;
+            } else {
+                table.insert(key.as_slice(), bytes.as_slice())?;
+            }
         }
     }
     if let Some(o) = &batch.overflow_snapshot {

@@ -8,6 +8,13 @@
 //! purged (see [`Store::purged_before`]) the edge is rounded outward to the
 //! enclosing bucket of the finest tier still kept. Remote endpoints are kept
 //! only at hour and day resolution, so their ranges round outward to hours.
+//!
+//! Remote answers are the `REMOTE_*` rows **plus** the pending pieces of the
+//! committed snapshot ([`pending_remote_rows`], read in the same read
+//! transaction), each counted as if it were a row keyed at its hour (hour
+//! tier) or that hour's day (day tier): the drain flushes a piece into the
+//! rows in the same commit that clears it from the snapshot, so every byte
+//! is in exactly one of the two, and the current hour is included.
 use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableDatabase as _, ReadableTable as _};
@@ -266,6 +273,7 @@ impl Store {
         let segments = plan(range, finest, &purged_fn);
         let db = self.db()?;
         let txn = db.begin_read()?;
+        let mut pending: Option<Vec<(TimeMs, RemoteKey, Traffic)>> = None;
         for seg in segments {
             let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
             match (group_by, seg.tier) {
@@ -273,6 +281,15 @@ impl Store {
                     let Some(def) = tier.remote_table() else {
                         continue;
                     };
+                    if pending.is_none() {
+                        pending = Some(pending_remote_rows(&txn)?);
+                    }
+                    for (hour, rk, t) in pending.iter().flatten() {
+                        let ts = tier.bucket(*hour);
+                        if (seg.from..seg.to).contains(&ts) && keep(&rk.process, rk.class) {
+                            add(Group::Remote(*rk), *t);
+                        }
+                    }
                     let table = txn.open_table(def)?;
                     for row in table.range(from.as_slice()..to.as_slice())? {
                         let (k, v) = row?;
@@ -486,6 +503,28 @@ fn for_interval_keyed(
         f(layout::key_time(k.value())?, &rec);
     }
     Ok(())
+}
+
+/// The pending remote bytes of the committed snapshot: `(UTC hour start,
+/// key, bytes)` per piece (see [`crate::store::RemotePending`]). Read them in
+/// the same transaction as the `REMOTE_*` rows they complete.
+///
+/// # Errors
+/// On storage errors.
+pub fn pending_remote_rows(
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<(TimeMs, RemoteKey, Traffic)>, StoreError> {
+    let table = txn.open_table(layout::SNAPSHOT)?;
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let chunk = layout::decode_chunk_key(k.value())?;
+        layout::decode_snap_chunk(chunk, v.value(), |_, key, e| {
+            let rk = e.pending.remote_key(&key);
+            out.extend(e.pending.pieces().map(|(h, t)| (h, rk, t)));
+        })?;
+    }
+    Ok(out)
 }
 
 /// Sums of one tier's per process rows over all time, by process and class.

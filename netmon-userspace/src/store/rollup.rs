@@ -1,10 +1,18 @@
 //! Rollup tiers and how one interval's deltas are added to them.
 //!
-//! Every delta is added to **every** tier in the same write transaction that
-//! advances the snapshot (see [`crate::store::Store::commit`]). So at any
-//! committed state, for any set of whole buckets, the sum over interval
-//! samples = minute = hour = day rollups, exactly — no background job can be
-//! behind, and a crash can't leave one tier ahead of another.
+//! Every delta is added to **every** per process, interface and machine tier
+//! in the same write transaction that advances the snapshot (see
+//! [`crate::store::Store::commit`]). So at any committed state, for any set
+//! of whole buckets, the sum over interval samples = minute = hour = day
+//! rollups, exactly — no background job can be behind, and a crash can't
+//! leave one tier ahead of another.
+//!
+//! The per remote tiers are the exception, for write cost: a flow's bytes
+//! wait in its snapshot entry ([`crate::store::RemotePending`]) and are
+//! added to `REMOTE_HOUR` and `REMOTE_DAY` together, at the hour they were
+//! counted in, once that hour is over (or the flow leaves). Rows plus the
+//! committed snapshot's pending pieces are exact at every committed state,
+//! and both remote tiers always hold the same flushed bytes.
 //! Each interval sample at time `t` belongs to the minute bucket
 //! `t - t % 60_000`, which lies in the hour bucket `t - t % 3_600_000`, and
 //! so on (UTC-aligned, so every coarser bucket is a union of finer ones).
@@ -172,13 +180,15 @@ pub fn apply(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreErr
             )?;
         }
         if let Some(def) = tier.remote_table() {
+            // Remote rows carry their own hour (flushed pending pieces, see
+            // `RemotePending`), not the batch's time.
             let mut t = txn.open_table(def)?;
             add_all(
                 &mut t,
                 batch
                     .remote_rows
                     .iter()
-                    .map(|(k, d)| (layout::encode_remote_key(bucket, k), *d))
+                    .map(|(hour, k, d)| (layout::encode_remote_key(tier.bucket(*hour), k), *d))
                     .collect(),
             )?;
         }

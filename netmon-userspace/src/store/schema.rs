@@ -17,15 +17,69 @@ use crate::store::layout;
 use crate::store::types::DaemonEvent;
 
 /// The layout this build writes.
-pub const CURRENT: u32 = 1;
+///
+/// - 1: first released layout.
+/// - 2: the snapshot packed into chunks (`snapshot.v2`, see
+///   [`layout::SNAPSHOT`]) carrying each flow's bytes not yet in the remote
+///   rollups ([`crate::store::RemotePending`]); `REMOTE_*` rows are written
+///   when an hour is over instead of every interval. Row layouts of every
+///   other table are unchanged.
+pub const CURRENT: u32 = 2;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
 
-/// Migration steps, in order. Version 1 is the first released layout, so
-/// there are none yet; a step that changes a layout writes `*.v<N+1>` tables
-/// from the old ones and deletes them (see [`layout`]'s conventions).
-pub const MIGRATIONS: &[Migration] = &[];
+/// Migration steps, in order. A step that changes a layout writes
+/// `*.v<N+1>` tables from the old ones and deletes them (see [`layout`]'s
+/// conventions).
+pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2)];
+
+/// 1 → 2: `snapshot.v1` (one row per flow) → `snapshot.v2` chunks. Flows
+/// take slots in key order. Schema 1 wrote every delta to the remote
+/// rollups at once, so nothing is pending; the remote tables keep their
+/// layout and rows.
+fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    {
+        let old = match txn.open_table(layout::SNAPSHOT_V1) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut new = txn.open_table(layout::SNAPSHOT)?;
+        if let Some(old) = old {
+            let mut chunk = 0u32;
+            let mut offset = 0u32;
+            let mut buf = Vec::new();
+            for row in old.iter()? {
+                let (k, v) = row?;
+                let key = layout::decode_flow_key(k.value())?;
+                let e: layout::SnapEntryV1 = layout::decode(v.value())?;
+                let entry = crate::store::SnapEntry {
+                    counters: e.counters,
+                    first_boottime_ns: e.first_boottime_ns,
+                    pending: crate::store::RemotePending::default(),
+                };
+                let off = u8::try_from(offset).map_err(|_| StoreError::NotNetmon)?;
+                layout::encode_snap_record(&mut buf, off, &key, &entry);
+                offset += 1;
+                if offset == layout::SNAP_CHUNK {
+                    new.insert(layout::encode_chunk_key(chunk).as_slice(), buf.as_slice())?;
+                    buf.clear();
+                    offset = 0;
+                    chunk += 1;
+                }
+            }
+            if !buf.is_empty() {
+                new.insert(layout::encode_chunk_key(chunk).as_slice(), buf.as_slice())?;
+            }
+        }
+    }
+    match txn.delete_table(layout::SNAPSHOT_V1) {
+        Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Reads the stored version, `None` for a file with no meta table.
 fn stored_version(db: &redb::Database) -> Result<Option<u32>, StoreError> {

@@ -109,8 +109,8 @@ pub struct ProcessRecord {
 }
 
 /// The committed state of one flow: what the drain subtracts the next
-/// reading from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// reading from, and the flow's bytes not yet added to the remote rollups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapEntry {
     /// Counters as last committed.
     pub counters: Traffic,
@@ -118,6 +118,88 @@ pub struct SnapEntry {
     /// different value under the same key means the entry was deleted and
     /// recreated, so the new counters start from zero.
     pub first_boottime_ns: u64,
+    /// Bytes of this flow counted in the per process rows but not yet in the
+    /// remote rollups (see [`RemotePending`]).
+    pub pending: RemotePending,
+}
+
+/// A flow's bytes not yet added to the `REMOTE_*` rollups.
+///
+/// Remote rollups are not read-modify-written every interval: each flow
+/// keeps its unflushed bytes here, in its snapshot entry, split in at most
+/// two pieces by UTC hour. The drain adds a piece to `REMOTE_HOUR` /
+/// `REMOTE_DAY` ("flushes" it) once its hour is over (in bounded batches),
+/// and everything when the flow leaves the snapshot (retired, vanished,
+/// reset) or its owner or class changes. Rows and entry change in the same
+/// transaction, so every byte is in exactly one of them; readers of remote
+/// usage add the pieces of the committed snapshot to the rows
+/// ([`crate::store::query::pending_remote_rows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemotePending {
+    /// The process both pieces are counted for.
+    pub process: ProcessId,
+    /// Their destination class.
+    pub class: DestClass,
+    /// Bytes of hour `older_hour` (zero unless an hour ended since the last
+    /// flush while `newer` held bytes).
+    pub older: Traffic,
+    /// Start of the UTC hour of `older`.
+    pub older_hour: TimeMs,
+    /// Bytes of hour `newer_hour`.
+    pub newer: Traffic,
+    /// Start of the UTC hour of `newer`.
+    pub newer_hour: TimeMs,
+}
+
+impl Default for RemotePending {
+    fn default() -> Self {
+        Self {
+            process: ProcessId {
+                pid: 0,
+                start_ticks: 0,
+            },
+            class: DestClass::Unknown,
+            older: Traffic::default(),
+            older_hour: 0,
+            newer: Traffic::default(),
+            newer_hour: 0,
+        }
+    }
+}
+
+impl RemotePending {
+    /// True when nothing is pending.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.older.is_zero() && self.newer.is_zero()
+    }
+
+    /// True when a piece belongs to an hour before `hour` (a flush is due).
+    #[must_use]
+    pub const fn has_before(&self, hour: TimeMs) -> bool {
+        (!self.older.is_zero() && self.older_hour < hour)
+            || (!self.newer.is_zero() && self.newer_hour < hour)
+    }
+
+    /// The remote key of the pieces for flow `flow`.
+    #[must_use]
+    pub const fn remote_key(&self, flow: &FlowKey) -> RemoteKey {
+        RemoteKey {
+            process: self.process,
+            addr: flow.remote_addr,
+            port: flow.remote_port,
+            ip_version: flow.ip_version,
+            protocol: flow.protocol,
+            class: self.class,
+        }
+    }
+
+    /// The non-empty pieces, `(hour start, bytes)`.
+    pub fn pieces(&self) -> impl Iterator<Item = (TimeMs, Traffic)> {
+        [(self.older_hour, self.older), (self.newer_hour, self.newer)]
+            .into_iter()
+            .filter(|(_, t)| !t.is_zero())
+    }
 }
 
 /// Per (process, remote endpoint) key of the "where did it go" rollups.
@@ -209,15 +291,15 @@ pub struct Batch {
     pub processes: Vec<ProcessInfo>,
     /// Deltas per process and destination class.
     pub proc_rows: Vec<(ProcessId, DestClass, Traffic)>,
-    /// Deltas per process and remote endpoint.
-    pub remote_rows: Vec<(RemoteKey, Traffic)>,
+    /// Flushed [`RemotePending`] pieces: `(UTC hour start, key, bytes)`,
+    /// added to `REMOTE_HOUR` at that hour and `REMOTE_DAY` at its day.
+    pub remote_rows: Vec<(TimeMs, RemoteKey, Traffic)>,
     /// Deltas per interface and destination class (overflow has no
     /// interface and is not here).
     pub iface_rows: Vec<(u32, DestClass, Traffic)>,
-    /// New snapshot values of flows that changed.
-    pub snapshot_put: Vec<(FlowKey, SnapEntry)>,
-    /// Flows leaving the snapshot (retired, or gone from the kernel).
-    pub snapshot_del: Vec<FlowKey>,
+    /// Snapshot chunks to replace: `(chunk index, encoded value)`, an empty
+    /// value deleting the chunk (see `store::layout::SNAPSHOT`).
+    pub snapshot_chunks: Vec<(u32, Vec<u8>)>,
     /// New overflow snapshot, when it changed.
     pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
     /// Events to record at `ts_ms`.
@@ -238,8 +320,7 @@ impl Batch {
         self.proc_rows.is_empty()
             && self.remote_rows.is_empty()
             && self.iface_rows.is_empty()
-            && self.snapshot_put.is_empty()
-            && self.snapshot_del.is_empty()
+            && self.snapshot_chunks.is_empty()
             && self.overflow_snapshot.is_none()
             && self.events.is_empty()
     }
