@@ -146,24 +146,54 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         packet,
     } = flow;
     let (local_port, direction) = (*local_port, *direction);
-    let mut value = FlowValue {
-        local_port,
-        // SAFETY: reading a field of this program's own context.
-        ifindex: unsafe { (*skb(ctx)).ifindex },
-        // SAFETY: helper without arguments.
-        first_boottime_ns: unsafe { bpf_ktime_get_boot_ns() },
-        ..FlowValue::default()
+    // SAFETY: reading a field of this program's own context.
+    let ifindex = unsafe { (*skb(ctx)).ifindex };
+    // SAFETY: helper without arguments.
+    let first_boottime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let owner = owner_of(ctx);
+    // Built field by field: `FlowValue::default()` (or any zeroed struct)
+    // becomes a call to the bpf backend's byte-loop `memset` — 120 bytes
+    // one at a time on every new flow.
+    let zero = DirCounters {
+        packets: 0,
+        ip_bytes: 0,
+        payload_bytes: 0,
     };
-    set_addr(&mut value.local_addr, local_addr);
-    match direction {
-        Direction::Egress => value.tx = *packet,
-        Direction::Ingress => value.rx = *packet,
-    }
-    if let Some(owner) = owner_of(ctx) {
-        value.owner = owner;
-        value.flags |= FLOW_F_OWNED;
-    }
-    match NETMON_FLOWS.insert(key, &value, u64::from(BPF_NOEXIST)) {
+    let (tx, rx) = match direction {
+        Direction::Egress => (*packet, zero),
+        Direction::Ingress => (zero, *packet),
+    };
+    let mut value = core::mem::MaybeUninit::<FlowValue>::uninit();
+    let v = value.as_mut_ptr();
+    // SAFETY: every field of the `#[repr(C)]` value (which has no padding:
+    // checked below) is written through an aligned field pointer before the
+    // value is read through `&*v`.
+    let value: &FlowValue = unsafe {
+        core::ptr::addr_of_mut!((*v).tx).write(tx);
+        core::ptr::addr_of_mut!((*v).rx).write(rx);
+        let flags = match owner {
+            Some(owner) => {
+                // `owner` points into the socket's storage, valid while
+                // this program runs. A copy of an 8-aligned struct: word
+                // loads and stores.
+                core::ptr::addr_of_mut!((*v).owner).write(*owner);
+                FLOW_F_OWNED
+            }
+            None => {
+                zero_words::<OWNER_WORDS>(core::ptr::addr_of_mut!((*v).owner).cast());
+                0
+            }
+        };
+        core::ptr::addr_of_mut!((*v).local_addr)
+            .cast::<Addr>()
+            .write(*local_addr);
+        core::ptr::addr_of_mut!((*v).local_port).write(local_port);
+        core::ptr::addr_of_mut!((*v).flags).write(flags);
+        core::ptr::addr_of_mut!((*v).ifindex).write(ifindex);
+        core::ptr::addr_of_mut!((*v).first_boottime_ns).write(first_boottime_ns);
+        &*v
+    };
+    match NETMON_FLOWS.insert(key, value, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         Err(err) if err == -EEXIST => {
             if let Some(existing) = NETMON_FLOWS.get_ptr_mut(key) {
@@ -176,9 +206,42 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
     }
 }
 
-/// The owner recorded at socket creation (or cloned from the listener).
+/// Words of a [`SockOwner`].
+const OWNER_WORDS: usize = core::mem::size_of::<SockOwner>() / 8;
+
+const _: () = {
+    assert!(core::mem::size_of::<SockOwner>() % 8 == 0);
+    assert!(core::mem::align_of::<SockOwner>() == 8);
+    // No padding in the flow value: every byte is written in `new_flow`.
+    assert!(
+        core::mem::size_of::<FlowValue>()
+            == 2 * core::mem::size_of::<DirCounters>()
+                + core::mem::size_of::<SockOwner>()
+                + 16
+                + 2
+                + 2
+                + 4
+                + 8
+    );
+};
+
+/// Zeroes `N` words at `p` with one store each. Volatile so that LLVM does
+/// not turn the loop back into a `memset` call (a byte loop on bpf).
+///
+/// # Safety
+/// `p` is valid and 8-byte aligned for `N` words of writes.
 #[inline(always)]
-fn owner_of(ctx: &SkBuffContext) -> Option<SockOwner> {
+unsafe fn zero_words<const N: usize>(p: *mut u64) {
+    for i in 0..N {
+        // SAFETY: within the `N` words the caller vouches for.
+        unsafe { p.add(i).write_volatile(0) };
+    }
+}
+
+/// The owner recorded at socket creation (or cloned from the listener): a
+/// pointer into the socket's storage, valid while this program runs.
+#[inline(always)]
+fn owner_of(ctx: &SkBuffContext) -> Option<*const SockOwner> {
     // SAFETY: reading `__sk_buff.sk` of this program's own context; the
     // verifier types it as a nullable socket pointer.
     let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };
@@ -213,9 +276,7 @@ fn owner_of(ctx: &SkBuffContext) -> Option<SockOwner> {
     if owner.is_null() {
         return None;
     }
-    // SAFETY: non-null pointer into the socket's storage, valid for the
-    // duration of the program.
-    Some(unsafe { *owner })
+    Some(owner.cast_const())
 }
 
 /// This program's `__sk_buff`.
