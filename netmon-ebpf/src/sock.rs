@@ -6,9 +6,9 @@
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_netns_cookie,
+            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task, bpf_get_netns_cookie,
             bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
             bpf_sk_storage_get,
         },
@@ -40,6 +40,20 @@ pub fn netmon_sock_release(ctx: SockContext) -> i32 {
     1
 }
 
+/// The current task's `comm`. Filled by the helper itself (NUL padded, or
+/// all zeros on error): no zeroing first, which on bpf is a byte-loop
+/// `memset` call.
+#[inline(always)]
+fn current_comm() -> [u8; 16] {
+    let mut comm = core::mem::MaybeUninit::<[u8; 16]>::uninit();
+    // SAFETY: the helper writes all 16 bytes of the buffer on success and on
+    // failure alike (it zeroes the buffer when it fails).
+    unsafe {
+        bpf_get_current_comm(comm.as_mut_ptr().cast(), 16);
+        comm.assume_init()
+    }
+}
+
 #[inline(always)]
 fn sock_create(ctx: &SockContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -58,7 +72,7 @@ fn sock_create(ctx: &SockContext) {
         netns_cookie: unsafe { bpf_get_netns_cookie(ctx.sock.cast()) },
         // SAFETY: as above.
         sock_cookie: unsafe { bpf_get_socket_cookie(ctx.sock.cast()) },
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
     let mut init = owner;
     // SAFETY: `ctx.sock` is a full socket (sock_create runs on a new socket);
