@@ -186,6 +186,10 @@ struct Slot {
     /// [`Drain::seq`] of the commit that wrote `entry`; the entry is durable
     /// when this is at most [`Drain::durable_seq`] (invariant 7).
     seq: u64,
+    /// The flow's owner as [`Drain::owners`] had it when the entry was
+    /// written (`None`: unknown then): saves a lookup in that map per flow
+    /// and step. Not stored; a cache of `owners[key.cookie]`.
+    owner: Option<ProcessId>,
 }
 
 /// Per slot scratch marks of the current step (compared with
@@ -205,8 +209,8 @@ struct Mark {
 #[derive(Clone, Copy, Debug)]
 struct Change {
     slot: u32,
-    /// `None`: the slot is freed.
-    put: Option<(FlowKey, SnapEntry)>,
+    /// `None`: the slot is freed. (`seq` is set when applied.)
+    put: Option<Slot>,
 }
 
 /// The drain: the committed snapshot, the retired-but-uncommitted carry and
@@ -255,6 +259,11 @@ pub struct Drain {
     flush_queue: Vec<u32>,
     /// Scratch marks per slot.
     marks: Vec<Mark>,
+    /// The slot of each flow of the last reading, by position: sources
+    /// list flows in a stable order (a map dump), so this finds most flows
+    /// without a hash lookup (a cache miss per flow at 100k flows). Only a
+    /// hint: checked against the slot's key.
+    hints: Vec<u32>,
     /// Steps begun (stamps of `marks`).
     step_no: u64,
 }
@@ -469,6 +478,7 @@ impl Drain {
             flush_hour: None,
             flush_queue: Vec::new(),
             marks: Vec::new(),
+            hints: Vec::new(),
             step_no: 0,
         };
         me.load(store)?;
@@ -495,6 +505,7 @@ impl Drain {
                 key: r.key,
                 entry: r.entry,
                 seq: 1,
+                owner: None,
             });
             self.index.insert(r.key, r.slot);
         }
@@ -572,7 +583,7 @@ impl Drain {
     }
 
     /// Records a slot write of this step.
-    fn change(&mut self, ch: &mut Changes, slot: u32, put: Option<(FlowKey, SnapEntry)>) {
+    fn change(&mut self, ch: &mut Changes, slot: u32, put: Option<Slot>) {
         let idx = u32::try_from(ch.list.len()).unwrap_or(u32::MAX);
         let step = self.step_no;
         let m = self.mark_mut(slot);
@@ -610,14 +621,14 @@ impl Drain {
                 for s in first..last {
                     let m = self.mark(s);
                     let rec = if m.changed == self.step_no {
-                        ch.list[slot_index(m.change)].put
+                        ch.list[slot_index(m.change)].put.as_ref()
                     } else {
-                        self.entry(s).map(|e| (e.key, e.entry))
+                        self.entry(s)
                     };
-                    if let Some((key, entry)) = rec {
+                    if let Some(r) = rec {
                         // `s - first` < SNAP_CHUNK = 256.
                         let off = u8::try_from(s - first).unwrap_or(u8::MAX);
-                        encode_snap_record(&mut buf, off, &key, &entry);
+                        encode_snap_record(&mut buf, off, &r.key, &r.entry);
                     }
                 }
                 (c, buf)
@@ -700,16 +711,24 @@ impl Drain {
         }
 
         // Deltas against the snapshot (invariants 2 and 4).
-        // (reading index, delta, committed slot, reset)
-        let mut changed: Vec<(usize, Traffic, Option<u32>, bool)> = Vec::new();
+        // (reading index, delta, committed slot, reset, cached owner)
+        let mut changed: Vec<(usize, Traffic, Option<u32>, bool, Option<ProcessId>)> =
+            Vec::with_capacity(reading.flows.len());
         let mut to_retire: Vec<FlowKey> = Vec::new();
         let mut retire_idx: Vec<usize> = Vec::new();
         // Reading flows found in the snapshot: when it is all of the
         // snapshot, nothing vanished (a reading holds each key once: it is
         // a dump of a hash map).
         let mut matched = 0usize;
+        let mut hints: Vec<u32> = Vec::with_capacity(reading.flows.len());
         for (i, f) in reading.flows.iter().enumerate() {
-            let slot = self.index.get(&f.key).copied();
+            let slot = self
+                .hints
+                .get(i)
+                .copied()
+                .filter(|h| self.entry(*h).is_some_and(|e| e.key == f.key))
+                .or_else(|| self.index.get(&f.key).copied());
+            hints.push(slot.unwrap_or(u32::MAX));
             if let Some(s) = slot {
                 matched += 1;
                 self.mark_mut(s).seen = step;
@@ -737,7 +756,10 @@ impl Drain {
                 }
                 continue;
             }
-            changed.push((i, d, prev, reset));
+            let owner = committed
+                .and_then(|c| c.owner)
+                .or_else(|| self.owners.get(&f.key.cookie).copied());
+            changed.push((i, d, prev, reset, owner));
         }
         report.changed = changed.len();
 
@@ -745,9 +767,14 @@ impl Drain {
         // are resolved; each owner's info is kept once.
         let unknown: Vec<FlowReading> = changed
             .iter()
-            .map(|(i, ..)| reading.flows[*i])
-            .chain(retire_idx.iter().map(|i| reading.flows[*i]))
-            .filter(|f| !self.owners.contains_key(&f.key.cookie))
+            .filter(|c| c.4.is_none())
+            .map(|c| reading.flows[c.0])
+            .chain(
+                retire_idx
+                    .iter()
+                    .map(|i| reading.flows[*i])
+                    .filter(|f| !self.owners.contains_key(&f.key.cookie)),
+            )
             .collect();
         if !unknown.is_empty() {
             let resolved = resolver.resolve(&Reading {
@@ -755,17 +782,33 @@ impl Drain {
                 overflow: reading.overflow,
                 max_flows: reading.max_flows,
             });
-            for (cookie, info) in resolved {
-                self.owners.insert(cookie, info.id);
-                self.infos.insert(info.id, info);
+            if !resolved.is_empty() {
+                let mut moved = false;
+                for (cookie, info) in resolved {
+                    moved |= self
+                        .owners
+                        .insert(cookie, info.id)
+                        .is_some_and(|old| old != info.id);
+                    self.infos.insert(info.id, info);
+                }
+                if moved {
+                    // A known socket got another owner (the resolver said
+                    // more than it was asked): drop every cached copy.
+                    for s in self.slots.iter_mut().flatten() {
+                        s.owner = None;
+                    }
+                    for c in &mut changed {
+                        c.4 = None;
+                    }
+                }
+                for c in changed.iter_mut().filter(|c| c.4.is_none()) {
+                    c.4 = self.owners.get(&reading.flows[c.0].key.cookie).copied();
+                }
             }
         }
-        for (i, d, prev, reset) in &changed {
+        for (i, d, prev, reset, owner) in &changed {
             let f = &reading.flows[*i];
-            let owner = self
-                .owners
-                .get(&f.key.cookie)
-                .and_then(|id| self.infos.get(id));
+            let owner = owner.and_then(|id| self.infos.get(&id));
             let rkey = acc.add_flow(&f.key, &f.value, owner, *d);
             let mut pending = prev
                 .and_then(|s| self.entry(s))
@@ -788,9 +831,22 @@ impl Drain {
             };
             let slot = match prev {
                 Some(s) => *s,
-                None => self.alloc(&mut ch),
+                None => {
+                    let s = self.alloc(&mut ch);
+                    hints[*i] = s;
+                    s
+                }
             };
-            self.change(&mut ch, slot, Some((f.key, entry)));
+            self.change(
+                &mut ch,
+                slot,
+                Some(Slot {
+                    key: f.key,
+                    entry,
+                    seq: 0,
+                    owner: owner.map(|o| o.id),
+                }),
+            );
         }
 
         // Invariant 5.
@@ -889,12 +945,11 @@ impl Drain {
             if self.mark(*s).changed == step {
                 continue;
             }
-            if let Some(e) = self.entry(*s) {
-                let (key, mut entry) = (e.key, e.entry);
-                if acc.flush_before(&mut entry.pending, &key, hour) {
-                    report.remote_flushed += 1;
-                    self.change(&mut ch, *s, Some((key, entry)));
-                }
+            if let Some(mut e) = self.entry(*s).copied()
+                && acc.flush_before(&mut e.entry.pending, &e.key, hour)
+            {
+                report.remote_flushed += 1;
+                self.change(&mut ch, *s, Some(e));
             }
         }
 
@@ -975,6 +1030,7 @@ impl Drain {
             self.seq += 1;
         }
         self.apply(ch);
+        self.hints = hints;
         self.overflow = reading.overflow;
         if wrote && !batch.lazy {
             self.durable_seq = self.seq;
@@ -1021,9 +1077,16 @@ impl Drain {
             freed.push(c.slot);
         }
         for c in &ch.list {
-            if let Some((key, entry)) = c.put {
-                self.slots[slot_index(c.slot)] = Some(Slot { key, entry, seq });
-                self.index.insert(key, c.slot);
+            if let Some(mut new) = c.put {
+                new.seq = seq;
+                let slot = &mut self.slots[slot_index(c.slot)];
+                // The index already holds a flow that keeps its slot.
+                let fresh = slot.as_ref().is_none_or(|old| old.key != new.key);
+                let key = new.key;
+                *slot = Some(new);
+                if fresh {
+                    self.index.insert(key, c.slot);
+                }
             }
         }
         // Slots handed out past the end but not used stay free.

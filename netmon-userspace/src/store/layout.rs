@@ -753,6 +753,91 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_chunks_round_trip() {
+        use crate::store::RemotePending;
+        let t = |n: u64| Traffic {
+            tx: netmon_common::DirCounters {
+                packets: n,
+                ip_bytes: n * 1500,
+                payload_bytes: n * 1460,
+            },
+            rx: netmon_common::DirCounters {
+                packets: 2 * n,
+                ip_bytes: u64::MAX - n,
+                payload_bytes: 0,
+            },
+        };
+        let key = |c: u64| FlowKey {
+            cookie: c,
+            remote_addr: [c as u8; 16],
+            remote_port: 443,
+            ip_version: 6,
+            protocol: 17,
+            _pad: 0,
+        };
+        let records = [
+            (0u8, key(1), SnapEntry::default()),
+            (
+                7,
+                key(u64::MAX),
+                SnapEntry {
+                    counters: t(9),
+                    first_boottime_ns: 123_456_789,
+                    pending: RemotePending {
+                        process: ProcessId {
+                            pid: u32::MAX,
+                            start_ticks: 77,
+                        },
+                        class: DestClass::Lan,
+                        older: t(1),
+                        older_hour: 3_600_000 * 472_222,
+                        newer: t(2),
+                        newer_hour: 3_600_000 * 472_223,
+                    },
+                },
+            ),
+            (
+                255,
+                key(3),
+                SnapEntry {
+                    counters: t(5),
+                    first_boottime_ns: 1,
+                    pending: RemotePending {
+                        process: ProcessId {
+                            pid: 4,
+                            start_ticks: 5,
+                        },
+                        class: DestClass::Internet,
+                        newer: t(5),
+                        newer_hour: 3_600_000 * 9,
+                        ..RemotePending::default()
+                    },
+                },
+            ),
+        ];
+        let mut buf = Vec::new();
+        for (off, k, e) in &records {
+            encode_snap_record(&mut buf, *off, k, e);
+        }
+        let mut back = Vec::new();
+        decode_snap_chunk(2, &buf, |slot, k, e| back.push((slot, k, e))).expect("decodes");
+        let want: Vec<_> = records
+            .iter()
+            .map(|(off, k, e)| (2 * SNAP_CHUNK + u32::from(*off), *k, *e))
+            .collect();
+        assert_eq!(back, want);
+        // An entry with nothing pending is key + counters + boot time + flags.
+        let mut one = Vec::new();
+        encode_snap_record(&mut one, 0, &key(1), &SnapEntry::default());
+        assert_eq!(one.len(), 1 + 28 + 6 + 1 + 1);
+        // Truncated or reordered chunks are errors, not garbage.
+        assert!(decode_snap_chunk(0, &buf[..buf.len() - 1], |_, _, _| ()).is_err());
+        let mut twice = one.clone();
+        twice.extend_from_slice(&one);
+        assert!(decode_snap_chunk(0, &twice, |_, _, _| ()).is_err());
+    }
+
+    #[test]
     fn traffic_varints_are_compact() {
         let t = Traffic::default();
         assert_eq!(encode(&t).expect("encodes").len(), 6, "six zero varints");
