@@ -1,13 +1,17 @@
-//! Drain benchmarks (simulated source, real redb file on disk, durable
-//! commits).
+//! Drain benchmarks (simulated source, real redb file on disk, commits as
+//! the daemon makes them: lazy, durable at least every 10 s of drain time —
+//! drain invariant 7; one tick = 1 s here).
 //!
 //! - `drain_commit/all_active/N`: one drain step (read, deltas, attribution,
-//!   one durable commit) with N live sockets, every one with new bytes,
-//!   spread over 500 processes.
+//!   one commit) with N live sockets, every one with new bytes, spread over
+//!   500 processes, each socket with its own remote endpoint.
 //! - `drain_commit/tenth_active/N`: N live sockets, a tenth with new bytes
 //!   (the rest idle but still in the map and the snapshot).
 //!
 //! Then, printed (not timed by criterion):
+//! - an hour change at 100k all-active sockets: the 40 steps around it,
+//!   slowest and mean step time and the flows flushed to the remote rollups
+//!   (drain invariant 8: at most `FLUSH_PER_STEP` a step);
 //! - write amplification: bytes the process wrote (`/proc/self/io`
 //!   `wchar`) and file growth per interval for 500 active processes;
 //! - with `NETMON_BENCH_DAY=1`: one simulated day at a 1 s interval for 50
@@ -86,9 +90,10 @@ impl Rig {
         rig
     }
 
-    fn step(&mut self) {
+    fn step(&mut self) -> netmon::drain::StepReport {
         self.source.set_tick(self.tick);
-        self.drain
+        let report = self
+            .drain
             .step(
                 &mut self.source,
                 &mut self.resolver,
@@ -98,6 +103,7 @@ impl Rig {
             )
             .unwrap_or_else(|e| panic!("step: {e}"));
         self.tick += 1;
+        report
     }
 }
 
@@ -107,7 +113,9 @@ fn drain_commit(c: &mut Criterion) {
     for (name, every) in [("all_active", 1), ("tenth_active", 10)] {
         for n in [1_000u64, 10_000, 100_000] {
             let mut rig = Rig::new(&script(n, 500, every));
-            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| b.iter(|| rig.step()));
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| rig.step());
+            });
         }
     }
     g.finish();
@@ -147,6 +155,32 @@ fn write_amplification() {
     );
 }
 
+/// The steps around an hour change at 100k all-active sockets: every flow
+/// has bytes of the ended hour to move to the remote rollups.
+fn hour_change() {
+    const HOUR_MS: u64 = 3_600_000;
+    let mut rig = Rig::new(&script(100_000, 500, 1));
+    // The sim is a pure function of the tick: jump to 10 s before the hour.
+    let to_hour = (HOUR_MS - BASE % HOUR_MS) / 1000;
+    rig.tick = to_hour - 10;
+    rig.step();
+    let mut times = Vec::new();
+    let mut flushed = Vec::new();
+    for _ in 0..40 {
+        let t0 = Instant::now();
+        let report = rig.step();
+        times.push(t0.elapsed());
+        flushed.push(report.remote_flushed);
+    }
+    let max = times.iter().max().copied().unwrap_or_default();
+    let mean = times.iter().sum::<std::time::Duration>() / 40;
+    let busy = flushed.iter().filter(|f| **f > 0).count();
+    println!(
+        "hour change, 100k all-active sockets, 40 steps around it: slowest step {max:?}, mean {mean:?}; remote flush spread over {busy} steps (at most {} flows a step)",
+        flushed.iter().max().copied().unwrap_or(0)
+    );
+}
+
 /// One simulated day at 1 s for 50 always-active processes.
 fn disk_per_process_day() {
     let procs = 50u64;
@@ -167,6 +201,7 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     write_amplification();
+    hour_change();
     if std::env::var_os("NETMON_BENCH_DAY").is_some() {
         disk_per_process_day();
     }

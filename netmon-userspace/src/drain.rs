@@ -441,6 +441,20 @@ fn overflow_delta(now: &OverflowCounters, prev: &OverflowCounters) -> (Traffic, 
     }
 }
 
+/// A flow of the reading with a delta.
+struct Changed {
+    /// Position in the reading.
+    i: usize,
+    /// The delta (invariant 4).
+    d: Traffic,
+    /// Its committed slot (`None`: new, or a carried key seen again).
+    prev: Option<u32>,
+    /// Taken as a reset of the committed entry.
+    reset: bool,
+    /// Its owner, when known before resolving.
+    owner: Option<ProcessId>,
+}
+
 /// The slot writes of one step, and the slots they take.
 struct Changes {
     list: Vec<Change>,
@@ -711,9 +725,7 @@ impl Drain {
         }
 
         // Deltas against the snapshot (invariants 2 and 4).
-        // (reading index, delta, committed slot, reset, cached owner)
-        let mut changed: Vec<(usize, Traffic, Option<u32>, bool, Option<ProcessId>)> =
-            Vec::with_capacity(reading.flows.len());
+        let mut changed: Vec<Changed> = Vec::with_capacity(reading.flows.len());
         let mut to_retire: Vec<FlowKey> = Vec::new();
         let mut retire_idx: Vec<usize> = Vec::new();
         // Reading flows found in the snapshot: when it is all of the
@@ -759,7 +771,13 @@ impl Drain {
             let owner = committed
                 .and_then(|c| c.owner)
                 .or_else(|| self.owners.get(&f.key.cookie).copied());
-            changed.push((i, d, prev, reset, owner));
+            changed.push(Changed {
+                i,
+                d,
+                prev,
+                reset,
+                owner,
+            });
         }
         report.changed = changed.len();
 
@@ -767,8 +785,8 @@ impl Drain {
         // are resolved; each owner's info is kept once.
         let unknown: Vec<FlowReading> = changed
             .iter()
-            .filter(|c| c.4.is_none())
-            .map(|c| reading.flows[c.0])
+            .filter(|c| c.owner.is_none())
+            .map(|c| reading.flows[c.i])
             .chain(
                 retire_idx
                     .iter()
@@ -798,15 +816,22 @@ impl Drain {
                         s.owner = None;
                     }
                     for c in &mut changed {
-                        c.4 = None;
+                        c.owner = None;
                     }
                 }
-                for c in changed.iter_mut().filter(|c| c.4.is_none()) {
-                    c.4 = self.owners.get(&reading.flows[c.0].key.cookie).copied();
+                for c in changed.iter_mut().filter(|c| c.owner.is_none()) {
+                    c.owner = self.owners.get(&reading.flows[c.i].key.cookie).copied();
                 }
             }
         }
-        for (i, d, prev, reset, owner) in &changed {
+        for Changed {
+            i,
+            d,
+            prev,
+            reset,
+            owner,
+        } in &changed
+        {
             let f = &reading.flows[*i];
             let owner = owner.and_then(|id| self.infos.get(&id));
             let rkey = acc.add_flow(&f.key, &f.value, owner, *d);

@@ -455,3 +455,112 @@ fn restart_resumes_from_the_committed_snapshot() {
         .collect();
     assert_eq!(totals, script.truth(0..=u64::MAX).per_process);
 }
+
+fn by_remote(
+    run: &mut Run,
+    range: &std::ops::Range<TimeMs>,
+) -> BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> {
+    run.store
+        .totals(range, GroupBy::Remote, &Filter::default())
+        .expect("totals")
+        .into_iter()
+        .map(|r| match r.group {
+            Group::Remote(k) => (
+                (
+                    k.process,
+                    raw_to_ip(&k.addr, k.ip_version),
+                    k.port,
+                    k.protocol,
+                ),
+                r.traffic,
+            ),
+            g => panic!("unexpected group {g:?}"),
+        })
+        .collect()
+}
+
+/// Remote rollups are written once an hour is over, from pending pieces in
+/// the snapshot (drain invariant 8): remote answers must still be exact at
+/// every step — current hour included, each hour's bytes in that hour —
+/// and an hour change with more flows than `FLUSH_PER_STEP` must be
+/// flushed over several steps.
+#[test]
+fn remote_usage_is_exact_at_every_step_across_hour_changes() {
+    const M: TimeMs = 60_000;
+    const H: TimeMs = 3_600_000;
+    let n = netmon::drain::FLUSH_PER_STEP as u64 * 2 + 500;
+    let mut b = ScriptBuilder::new(1000);
+    let procs: Vec<_> = (0..20)
+        .map(|i| b.process(1000 + i, 7, &format!("p{i}"), 0..=u64::MAX))
+        .collect();
+    for c in 0..n {
+        let owner = procs[usize::try_from(c % 20).expect("small")];
+        // Most send throughout; some stop early (pieces wait, idle, for
+        // the hour to end); some close (retired: flushed at once).
+        let (to, closed) = match c % 10 {
+            0 => (5, None),
+            1 => (30 + c % 40, Some(31 + c % 40)),
+            _ => (200, None),
+        };
+        b.socket(c + 1, Some(owner), closed).flow(
+            c + 1,
+            &format!(
+                "203.{}.{}.{}:{}",
+                c % 3,
+                (c >> 8) % 256,
+                c % 256,
+                1 + c % 999
+            ),
+            0..=to,
+            per_tick(1, 100 + c % 7),
+            per_tick(2, 900),
+        );
+    }
+    let script = b.build().expect("valid");
+    let mut run = start(&script);
+    // Ten minutes before an hour: hours change at ticks 10 and 70.
+    let base = Tier::Hour.bucket(BASE) + H - 10 * M;
+    let at1 = |k: u64| base + k * M;
+    let hour_of = |k: u64| Tier::Hour.bucket(at1(k));
+    let ticks_in = |h: TimeMs| (0..=130u64).filter(move |k| hour_of(*k) == h);
+    let mut flushed_after_change = Vec::new();
+    for k in 0..=130u64 {
+        run.source.set_tick(k);
+        let report = run
+            .drain
+            .step(
+                &mut run.source,
+                &mut run.resolver,
+                &mut run.store,
+                at1(k),
+                Vec::new(),
+            )
+            .expect("step");
+        assert!(report.remote_flushed <= netmon::drain::FLUSH_PER_STEP);
+        if (10..14).contains(&k) || (70..74).contains(&k) {
+            flushed_after_change.push(report.remote_flushed);
+        }
+        if [0, 9, 10, 11, 12, 13, 45, 69, 70, 72, 130].contains(&k) {
+            let all = by_remote(&mut run, &(0..u64::MAX / 2));
+            assert_eq!(all, script.truth(0..=k).per_remote, "all time, tick {k}");
+            for h in [hour_of(0), hour_of(0) + H, hour_of(0) + 2 * H] {
+                let ticks: Vec<u64> = ticks_in(h).filter(|t| *t <= k).collect();
+                let want = match (ticks.first(), ticks.last()) {
+                    (Some(a), Some(z)) => script.truth(*a..=*z).per_remote,
+                    _ => BTreeMap::new(),
+                };
+                assert_eq!(
+                    by_remote(&mut run, &(h..h + H)),
+                    want,
+                    "hour {h} at tick {k}"
+                );
+            }
+        }
+    }
+    // 9000-odd flows with bytes of the ended hour: spread over three steps.
+    assert!(
+        flushed_after_change[..3].iter().all(|f| *f > 0),
+        "{flushed_after_change:?}"
+    );
+    assert_eq!(flushed_after_change[3], 0, "{flushed_after_change:?}");
+}
