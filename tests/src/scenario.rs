@@ -36,33 +36,38 @@ pub fn tcp_exchange(
     up: u64,
     down: u64,
 ) -> TcpRun {
+    tcp_exchange_with(exe, cgroup, server_ns, server_ip, client_ns, up, down, &[])
+}
+
+/// [`tcp_exchange`] with `extra` arguments for both workloads (`tcp-server`
+/// and `tcp-client` flags they share, such as `--ip-options`).
+#[track_caller]
+#[must_use]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per test reads better flat"
+)]
+pub fn tcp_exchange_with(
+    exe: &Path,
+    cgroup: &CgroupGuard,
+    server_ns: &Netns,
+    server_ip: IpAddr,
+    client_ns: &Netns,
+    up: u64,
+    down: u64,
+    extra: &[&str],
+) -> TcpRun {
     let listen = SocketAddr::new(server_ip, 0).to_string();
-    let mut server = Workload::spawn(
-        exe,
-        [
-            "tcp-server",
-            "--listen",
-            &listen,
-            "--send",
-            &down.to_string(),
-        ],
-        cgroup,
-        Some(server_ns),
-    );
+    let down_s = down.to_string();
+    let mut args = vec!["tcp-server", "--listen", &listen, "--send", &down_s];
+    args.extend_from_slice(extra);
+    let mut server = Workload::spawn(exe, &args, cgroup, Some(server_ns));
     let port = first_port(&server.wait_event(READY));
     let connect = SocketAddr::new(server_ip, port).to_string();
-    let mut client = Workload::spawn(
-        exe,
-        [
-            "tcp-client",
-            "--connect",
-            &connect,
-            "--send",
-            &up.to_string(),
-        ],
-        cgroup,
-        Some(client_ns),
-    );
+    let up_s = up.to_string();
+    let mut args = vec!["tcp-client", "--connect", &connect, "--send", &up_s];
+    args.extend_from_slice(extra);
+    let mut client = Workload::spawn(exe, &args, cgroup, Some(client_ns));
     let run = TcpRun {
         client: client.wait_done(),
         server: server.wait_done(),
@@ -110,6 +115,38 @@ pub fn udp_burst(
     rounds: u64,
     sizes: &str,
 ) -> UdpRun {
+    udp_burst_with(
+        exe,
+        cgroup,
+        rx_ns,
+        rx_ip,
+        tx_ns,
+        sockets,
+        rounds,
+        sizes,
+        &[],
+    )
+}
+
+/// [`udp_burst`] with `sender_extra` arguments for `udp-send` (such as
+/// `--ip-options`).
+#[track_caller]
+#[must_use]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per test reads better flat"
+)]
+pub fn udp_burst_with(
+    exe: &Path,
+    cgroup: &CgroupGuard,
+    rx_ns: &Netns,
+    rx_ip: IpAddr,
+    tx_ns: &Netns,
+    sockets: usize,
+    rounds: u64,
+    sizes: &str,
+    sender_extra: &[&str],
+) -> UdpRun {
     let mut rx = Workload::spawn(
         exe,
         [
@@ -144,6 +181,7 @@ pub fn udp_burst(
         "--sizes".to_owned(),
         sizes.to_owned(),
     ]);
+    args.extend(sender_extra.iter().map(|a| (*a).to_owned()));
     let mut tx = Workload::spawn(exe, &args, cgroup, Some(tx_ns));
     let run = UdpRun {
         sender: tx.wait_done(),

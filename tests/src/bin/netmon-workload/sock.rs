@@ -88,3 +88,55 @@ pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Res
         }
     }
 }
+
+/// IPv4 options every packet of a socket with [`set_ip_options`] carries:
+/// NOP, NOP, NOP, end of list. 4 bytes: IHL 6, a 24-byte IP header.
+pub const IPV4_OPTIONS: [u8; 4] = [1, 1, 1, 0];
+
+/// The IPv6 destination options header ([`set_ip_options`] on an IPv6
+/// socket): next header (filled in by the kernel), length 0 (8 bytes in
+/// all), one PadN option with 4 zero bytes.
+pub const IPV6_DSTOPTS_HEADER: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+
+/// Makes every packet `fd` sends carry extra IP header bytes: IPv4 options
+/// ([`IPV4_OPTIONS`], `IP_OPTIONS`) or, with `v6`, a destination options
+/// extension header ([`IPV6_DSTOPTS_HEADER`], `IPV6_DSTOPTS`, needs
+/// `CAP_NET_RAW`). Reads the option back and fails unless the kernel holds
+/// exactly those bytes: a refused option must never pass for a set one.
+pub fn set_ip_options(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    let (level, name, value): (_, _, &[u8]) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, &IPV6_DSTOPTS_HEADER)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_OPTIONS, &IPV4_OPTIONS)
+    };
+    let len = libc::socklen_t::try_from(value.len()).unwrap_or(0);
+    // SAFETY: `value` is readable for `len` bytes during the call; the fd is
+    // a valid socket borrowed for the call.
+    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut back = [0_u8; 64];
+    let mut back_len = libc::socklen_t::try_from(back.len()).unwrap_or(0);
+    // SAFETY: `back` is writable for `back_len` bytes, and the kernel writes
+    // at most that many and updates `back_len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            back.as_mut_ptr().cast(),
+            &raw mut back_len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let back = back.get(..back_len as usize).unwrap_or_default();
+    if back != value {
+        return Err(io::Error::other(format!(
+            "socket option {name} reads back as {back:?}, set {value:?}"
+        )));
+    }
+    Ok(())
+}

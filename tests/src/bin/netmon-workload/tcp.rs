@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// With `--keep-open`: bytes to read from the peer.
     #[arg(long, default_value_t = 0)]
     expect: u64,
+    /// Extra IP header bytes on every segment this side sends (see
+    /// `sock::set_ip_options`); fails if the kernel refuses them.
+    #[arg(long)]
+    ip_options: bool,
 }
 
 /// `tcp-client`.
@@ -92,6 +96,10 @@ pub struct ClientArgs {
     /// How to hand the bytes to the socket.
     #[arg(long, value_enum, default_value_t)]
     method: SendMethod,
+    /// Extra IP header bytes on every segment this side sends (see
+    /// `sock::set_ip_options`); fails if the kernel refuses them.
+    #[arg(long)]
+    ip_options: bool,
 }
 
 /// `tcp-accept-many`.
@@ -131,7 +139,20 @@ pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
         ports: vec![listener.local_addr()?.port()],
         ..Report::new(READY)
     })?;
+    // IPv6: on the listener, whose options the SYN-ACK carries and the
+    // accepted socket inherits. (Set on an established IPv6 socket instead,
+    // they were measured (kernel 6.18) to make segments exceed the MTU:
+    // `Ip6FragFails`, local "packet too big", a stalled connection.)
+    if a.ip_options && a.listen.is_ipv6() {
+        sock::set_ip_options(&listener, true).context("setting IP options")?;
+    }
     let stream = accept(&listener, deadline)?;
+    // IPv4: on the accepted socket, since a listener's options do not carry
+    // over (the SYN-ACK and the connection echo the SYN's options instead,
+    // and NOPs are not echoed).
+    if a.ip_options && a.listen.is_ipv4() {
+        sock::set_ip_options(&stream, false).context("setting IP options")?;
+    }
     thread::sleep(Duration::from_millis(a.delay_read_ms));
     let (written, read) = exchange(
         &stream,
@@ -160,6 +181,10 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
     )?;
     if let Some(bytes) = a.sndbuf {
         sock::force_sndbuf(&socket, bytes).context("SO_SNDBUFFORCE")?;
+    }
+    if a.ip_options {
+        // Before connecting: the SYN carries them too.
+        sock::set_ip_options(&socket, a.connect.is_ipv6()).context("setting IP options")?;
     }
     socket
         .connect_timeout(&a.connect.into(), left(deadline)?)

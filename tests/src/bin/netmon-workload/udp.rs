@@ -51,6 +51,11 @@ pub struct SendArgs {
     /// lookup per datagram (the benchmark's packet rate).
     #[arg(long)]
     connect: bool,
+    /// Extra IP header bytes on every datagram: IPv4 options (4 bytes) or an
+    /// IPv6 destination options header (8 bytes); see
+    /// `sock::set_ip_options`. Fails if the kernel refuses them.
+    #[arg(long)]
+    ip_options: bool,
 }
 
 pub fn recv(a: &RecvArgs, deadline: Instant) -> anyhow::Result<()> {
@@ -143,6 +148,9 @@ pub fn send(a: &SendArgs, deadline: Instant) -> anyhow::Result<()> {
         [0_u16; 8].into()
     };
     let s = UdpSocket::bind(SocketAddr::new(any, 0))?;
+    if a.ip_options {
+        sock::set_ip_options(&s, first.is_ipv6()).context("setting IP options")?;
+    }
     s.set_write_timeout(Some(left(deadline)?))?;
     if a.connect {
         if a.to.len() != 1 {
