@@ -1,5 +1,6 @@
-//! ICMP echo over a raw socket (root; ping sockets are disabled on these
-//! machines by `net.ipv4.ping_group_range`).
+//! ICMP echo over a raw socket (root) or a ping socket (`SOCK_DGRAM` +
+//! `IPPROTO_ICMP`/`IPPROTO_ICMPV6`: needs the caller's group in the network
+//! namespace's `net.ipv4.ping_group_range`, which is off by default).
 
 use std::{
     io::{self, Read as _},
@@ -25,6 +26,20 @@ pub struct PingArgs {
     /// ICMP data bytes per request (after the 8-byte ICMP header).
     #[arg(long, default_value_t = 56)]
     size: usize,
+    /// Socket kind.
+    #[arg(long, value_enum, default_value_t)]
+    socket: SocketKind,
+}
+
+/// The kind of ICMP socket `icmp-ping` uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SocketKind {
+    /// `SOCK_RAW`: the workload writes the whole ICMP message (root).
+    #[default]
+    Raw,
+    /// `SOCK_DGRAM` ping socket: the kernel sets the echo id (the socket's
+    /// "port") and the checksum, and delivers only this socket's replies.
+    Ping,
 }
 
 const ECHO_REQUEST_V4: u8 = 8;
@@ -48,11 +63,19 @@ pub fn ping(a: &PingArgs, deadline: Instant) -> anyhow::Result<()> {
             ECHO_REPLY_V6,
         ),
     };
-    let socket =
-        Socket::new(domain, Type::RAW, Some(protocol)).context("raw ICMP socket (root?)")?;
+    let socket = match a.socket {
+        SocketKind::Raw => {
+            Socket::new(domain, Type::RAW, Some(protocol)).context("raw ICMP socket (root?)")?
+        }
+        SocketKind::Ping => Socket::new(domain, Type::DGRAM, Some(protocol))
+            .context("ping socket (is the group in net.ipv4.ping_group_range?)")?,
+    };
+    let ping = a.socket == SocketKind::Ping;
     let to = SocketAddr::new(a.to, 0).into();
     // The id field tells our replies from anything else the raw socket sees.
-    let id = u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
+    // A ping socket's id is its local "port", which the kernel picks at the
+    // first send (and writes into every request, whatever is in the buffer).
+    let mut id = u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
     let mut done = Report::new(DONE);
     for seq in 0..a.count {
         let mut packet = vec![0_u8; 8 + a.size];
@@ -62,8 +85,9 @@ pub fn ping(a: &PingArgs, deadline: Instant) -> anyhow::Result<()> {
         for (i, b) in packet[8..].iter_mut().enumerate() {
             *b = (i % 251) as u8;
         }
-        if a.to.is_ipv4() {
-            // ICMPv6 checksums are filled in by the kernel; ICMP ones are not.
+        if a.to.is_ipv4() && !ping {
+            // ICMPv6 checksums are filled in by the kernel, and so are all
+            // of a ping socket's; raw ICMP ones are not.
             let sum = checksum(&packet);
             packet[2..4].copy_from_slice(&sum.to_be_bytes());
         }
@@ -73,7 +97,18 @@ pub fn ping(a: &PingArgs, deadline: Instant) -> anyhow::Result<()> {
         }
         done.datagrams_sent += 1;
         done.written += a.size as u64;
-        let data = wait_reply(&socket, a.to.is_ipv4(), reply, id, seq, deadline)?;
+        if ping {
+            id = socket
+                .local_addr()
+                .ok()
+                .and_then(|l| l.as_socket())
+                .map(|l| l.port())
+                .context("ping socket's local id after sending")?;
+        }
+        // Raw IPv4 sockets deliver the IP header too; raw IPv6 and all ping
+        // sockets do not.
+        let with_ip_header = a.to.is_ipv4() && !ping;
+        let data = wait_reply(&socket, with_ip_header, reply, id, seq, deadline)?;
         done.datagrams_received += 1;
         done.read += data as u64;
     }
@@ -82,10 +117,11 @@ pub fn ping(a: &PingArgs, deadline: Instant) -> anyhow::Result<()> {
 }
 
 /// Receives until the echo reply (`id`, `seq`) arrives; returns its ICMP
-/// data length. IPv4 raw sockets deliver the IP header too, IPv6 ones do not.
+/// data length. `ip_header`: the socket delivers the IP header before the
+/// ICMP message.
 fn wait_reply(
     mut socket: &Socket,
-    ipv4: bool,
+    ip_header: bool,
     reply: u8,
     id: u16,
     seq: u16,
@@ -99,7 +135,7 @@ fn wait_reply(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).context("recv"),
         };
-        let icmp = if ipv4 {
+        let icmp = if ip_header {
             let ihl = usize::from(buf[0] & 0x0f) * 4;
             buf.get(ihl..n).unwrap_or_default()
         } else {
