@@ -104,7 +104,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::ownership::{ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::classify_raw;
-use crate::store::layout::{SNAP_CHUNK, encode_snap_record};
+use crate::store::layout::{
+    SNAP_CHUNK, encode_snap_keys_record, encode_snap_record, snap_keys_differ,
+};
 use crate::store::types::pseudo_process;
 use crate::store::{
     Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, RemotePending, SnapEntry,
@@ -216,6 +218,9 @@ struct Change {
     slot: u32,
     /// `None`: the slot is freed. (`seq` is set when applied.)
     put: Option<Slot>,
+    /// The slot's `SNAPSHOT_KEYS` record changes too (a flow comes or
+    /// goes, is reset or changes owner), not only its counters.
+    keys: bool,
 }
 
 /// The drain: the committed snapshot, the retired-but-uncommitted carry and
@@ -607,12 +612,18 @@ impl Drain {
     /// Records a slot write of this step.
     fn change(&mut self, ch: &mut Changes, slot: u32, put: Option<Slot>) {
         let idx = u32::try_from(ch.list.len()).unwrap_or(u32::MAX);
+        let keys = match (self.entry(slot), &put) {
+            (Some(old), Some(new)) => {
+                old.key != new.key || snap_keys_differ(&old.entry, &new.entry)
+            }
+            _ => true,
+        };
         let step = self.step_no;
         let m = self.mark_mut(slot);
         debug_assert!(m.changed != step, "one change per slot and step");
         m.changed = step;
         m.change = idx;
-        ch.list.push(Change { slot, put });
+        ch.list.push(Change { slot, put, keys });
     }
 
     /// A slot for a new flow (taken for good only if the commit succeeds).
@@ -628,34 +639,58 @@ impl Drain {
     }
 
     /// Encodes every chunk a change touches, from the snapshot and the
-    /// changes (chunk order; an empty value deletes the chunk).
-    fn encode_chunks(&self, ch: &Changes) -> Vec<(u32, Vec<u8>)> {
-        let mut chunks: Vec<u32> = ch.list.iter().map(|c| c.slot / SNAP_CHUNK).collect();
+    /// changes, in chunk order (an empty value deletes the chunk): the
+    /// `SNAPSHOT` rows, and the `SNAPSHOT_KEYS` rows of chunks where a key
+    /// record changed.
+    #[expect(clippy::type_complexity, reason = "the two row lists of store::Batch")]
+    fn encode_chunks(&self, ch: &Changes) -> (Vec<(u32, Vec<u8>)>, Vec<(u32, Vec<u8>)>) {
+        let mut chunks: Vec<(u32, bool)> = ch
+            .list
+            .iter()
+            .map(|c| (c.slot / SNAP_CHUNK, c.keys))
+            .collect();
+        // Per chunk, `keys` set if any change needs it (sorted last).
         chunks.sort_unstable();
-        chunks.dedup();
+        let mut merged: Vec<(u32, bool)> = Vec::with_capacity(chunks.len());
+        for (c, k) in chunks {
+            match merged.last_mut() {
+                Some(last) if last.0 == c => last.1 |= k,
+                _ => merged.push((c, k)),
+            }
+        }
         let end = ch.next_new;
-        chunks
-            .into_iter()
-            .map(|c| {
-                let first = c * SNAP_CHUNK;
-                let last = first.saturating_add(SNAP_CHUNK).min(end.max(first));
-                let mut buf = Vec::with_capacity(64 * slot_index(SNAP_CHUNK));
-                for s in first..last {
-                    let m = self.mark(s);
-                    let rec = if m.changed == self.step_no {
-                        ch.list[slot_index(m.change)].put.as_ref()
-                    } else {
-                        self.entry(s)
-                    };
-                    if let Some(r) = rec {
+        let mut hot_rows = Vec::with_capacity(merged.len());
+        let mut key_rows = Vec::new();
+        for (c, with_keys) in merged {
+            let first = c * SNAP_CHUNK;
+            let last = first.saturating_add(SNAP_CHUNK).min(end.max(first));
+            let mut hot = Vec::with_capacity(40 * slot_index(SNAP_CHUNK));
+            let mut keys = Vec::new();
+            if with_keys {
+                keys.reserve(40 * slot_index(SNAP_CHUNK));
+            }
+            for s in first..last {
+                let m = self.mark(s);
+                let rec = if m.changed == self.step_no {
+                    ch.list[slot_index(m.change)].put.as_ref()
+                } else {
+                    self.entry(s)
+                };
+                if let Some(r) = rec {
+                    encode_snap_record(&mut hot, &r.entry);
+                    if with_keys {
                         // `s - first` < SNAP_CHUNK = 256.
                         let off = u8::try_from(s - first).unwrap_or(u8::MAX);
-                        encode_snap_record(&mut buf, off, &r.key, &r.entry);
+                        encode_snap_keys_record(&mut keys, off, &r.key, &r.entry);
                     }
                 }
-                (c, buf)
-            })
-            .collect()
+            }
+            hot_rows.push((c, hot));
+            if with_keys {
+                key_rows.push((c, keys));
+            }
+        }
+        (hot_rows, key_rows)
     }
 
     #[expect(
@@ -1028,6 +1063,7 @@ impl Drain {
         report.resets = resets;
         report.vanished = vanished;
 
+        let (snapshot_chunks, snapshot_key_chunks) = self.encode_chunks(&ch);
         let mut batch = Batch {
             ts_ms: now,
             processes: acc.processes.values().cloned().collect(),
@@ -1052,7 +1088,8 @@ impl Drain {
                 && self
                     .last_durable
                     .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
-            snapshot_chunks: self.encode_chunks(&ch),
+            snapshot_chunks,
+            snapshot_key_chunks,
             overflow_snapshot,
             events,
         };

@@ -42,37 +42,53 @@ pub const META_OVERFLOW: &str = "overflow_snapshot";
 /// The committed snapshot (drain invariant 1): every flow the kernel still
 /// holds, with its last committed counters and its bytes not yet in the
 /// remote rollups ([`crate::store::RemotePending`]), packed [`SNAP_CHUNK`]
-/// records to a row.
+/// flows to a row, in two tables: [`SNAPSHOT_KEYS`] holds what rarely
+/// changes (flow key, kernel entry time, owner), [`SNAPSHOT`] what changes
+/// whenever the flow has traffic (counters, pending pieces).
 ///
 /// Why chunks: the drain rewrites every changed flow's entry each interval.
 /// One B-tree row per flow made that 100k separate inserts (key compare,
 /// leaf split, page copy each) at 100k live sockets; a chunk row is one
 /// insert of a few KiB, and an interval rewrites only the chunks holding a
-/// changed flow. Flows are kept in slots (a slab: a new flow takes a freed
-/// slot or a new one at the end) so a flow stays in its chunk for life and
-/// a chunk never outgrows [`SNAP_CHUNK`] records, whatever the key mix (one
-/// UDP socket with 10k peers does not make one huge row).
+/// changed flow. Why two tables: a busy flow changes only its counters, so
+/// an interval rewrites [`SNAPSHOT`] chunks (~35 bytes a flow) and leaves
+/// [`SNAPSHOT_KEYS`] (~35 more) alone unless a flow came, went, was reset
+/// or changed owner — half the bytes written and fsynced per interval.
+/// Flows are kept in slots (a slab: a new flow takes a freed slot or a new
+/// one at the end) so a flow stays in its chunk for life and a chunk never
+/// outgrows [`SNAP_CHUNK`] flows, whatever the key mix (one UDP socket with
+/// 10k peers does not make one huge row).
+///
+/// Both tables:
 /// - key (4 bytes): chunk index u32 BE; chunk `c` holds slots
 ///   `c * SNAP_CHUNK .. (c + 1) * SNAP_CHUNK`. A chunk with no flow has no
-///   row.
-/// - value: the chunk's records in increasing slot order, each:
+///   row in either table; a chunk with flows has a row in both, holding the
+///   same slots in the same order.
+///
+/// [`SNAPSHOT`] value: per occupied slot, in increasing slot order (the
+/// order of the [`SNAPSHOT_KEYS`] row):
+///   - counters: 6 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
+///     rx packets, rx ip_bytes, rx payload_bytes);
+///   - flags u8: bit 0 = a `newer` piece follows, bit 1 = an `older` piece
+///     follows, other bits zero;
+///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 6 varint
+///     counters (`newer`); bit 1: the same for `older`.
+///
+/// Varints are LEB128 as postcard writes a `u64` (7 bits a byte, low
+/// first, high bit = more), so small numbers take one or two bytes.
+pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
+
+/// The rarely changing half of the snapshot (see [`SNAPSHOT`]).
+/// - key (4 bytes): chunk index u32 BE.
+/// - value: per occupied slot, in increasing slot order:
 ///   - slot offset in the chunk, u8;
 ///   - the flow key, 28 bytes: cookie u64 BE, remote address 16 bytes,
 ///     remote port u16 BE, ip_version u8, protocol u8 (the first 28 bytes of
 ///     [`encode_flow_key`]);
-///   - counters: 6 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
-///     rx packets, rx ip_bytes, rx payload_bytes), then `first_boottime_ns`
-///     varint;
-///   - flags u8: bit 0 = a `newer` piece follows, bit 1 = an `older` piece
-///     follows, other bits zero;
-///   - when flags ≠ 0: pid varint, start_ticks varint, [`DestClass`] u8 (the
-///     owner and class the pieces count for);
-///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 6 varint
-///     counters (`newer`); bit 1: the same for `older`.
-///
-///   Varints are LEB128 as postcard writes a `u64` (7 bits a byte, low
-///   first, high bit = more), so small numbers take one or two bytes.
-pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
+///   - `first_boottime_ns` varint;
+///   - the owner and class the pending pieces count for: pid varint,
+///     start_ticks varint, [`DestClass`] u8.
+pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v2");
 
 /// Records per [`SNAPSHOT`] chunk.
 pub const SNAP_CHUNK: u32 = 256;
@@ -153,8 +169,9 @@ pub const MACHINE_HOUR: Bytes = TableDefinition::new("machine.hour.v1");
 pub const MACHINE_DAY: Bytes = TableDefinition::new("machine.day.v1");
 
 /// Every table a fresh store creates.
-pub const ALL_BYTE_TABLES: [Bytes; 15] = [
+pub const ALL_BYTE_TABLES: [Bytes; 16] = [
     SNAPSHOT,
+    SNAPSHOT_KEYS,
     PROCESSES,
     EVENTS,
     INTERVAL,
@@ -308,21 +325,22 @@ fn put_traffic(out: &mut Vec<u8>, t: &Traffic) {
     }
 }
 
-/// Appends one [`SNAPSHOT`] record (slot `offset` of its chunk).
-pub fn encode_snap_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: &SnapEntry) {
+/// Appends one [`SNAPSHOT_KEYS`] record (slot `offset` of its chunk).
+pub fn encode_snap_keys_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: &SnapEntry) {
     out.push(offset);
     out.extend_from_slice(&encode_flow_key(key)[..28]);
-    put_traffic(out, &e.counters);
     put_varint(out, e.first_boottime_ns);
+    put_varint(out, u64::from(e.pending.process.pid));
+    put_varint(out, e.pending.process.start_ticks);
+    out.push(e.pending.class.to_byte());
+}
+
+/// Appends one [`SNAPSHOT`] record.
+pub fn encode_snap_record(out: &mut Vec<u8>, e: &SnapEntry) {
+    put_traffic(out, &e.counters);
     let p = &e.pending;
     let flags = u8::from(!p.newer.is_zero()) | (u8::from(!p.older.is_zero()) << 1);
     out.push(flags);
-    if flags == 0 {
-        return;
-    }
-    put_varint(out, u64::from(p.process.pid));
-    put_varint(out, p.process.start_ticks);
-    out.push(p.class.to_byte());
     if flags & 1 != 0 {
         put_varint(out, p.newer_hour / HOUR_MS);
         put_traffic(out, &p.newer);
@@ -331,6 +349,15 @@ pub fn encode_snap_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: &Snap
         put_varint(out, p.older_hour / HOUR_MS);
         put_traffic(out, &p.older);
     }
+}
+
+/// True when the [`SNAPSHOT_KEYS`] record of a flow would change from `a`
+/// to `b`.
+#[must_use]
+pub fn snap_keys_differ(a: &SnapEntry, b: &SnapEntry) -> bool {
+    a.first_boottime_ns != b.first_boottime_ns
+        || a.pending.process != b.pending.process
+        || a.pending.class != b.pending.class
 }
 
 /// A cursor over a chunk's bytes.
@@ -400,51 +427,56 @@ impl Cursor<'_> {
     }
 }
 
-/// Decodes [`SNAPSHOT`] chunk `chunk`, calling `f(slot, key, entry)` for
-/// each record.
+/// Decodes chunk `chunk` from its [`SNAPSHOT_KEYS`] and [`SNAPSHOT`] rows,
+/// calling `f(slot, key, entry)` for each flow.
 ///
 /// # Errors
-/// When the bytes are not a chunk this layout writes.
+/// When the bytes are not chunks this layout writes, or the rows disagree.
 pub fn decode_snap_chunk(
     chunk: u32,
-    bytes: &[u8],
+    keys: &[u8],
+    hot: &[u8],
     mut f: impl FnMut(u32, FlowKey, SnapEntry),
 ) -> Result<(), LayoutError> {
-    let mut c = Cursor { b: bytes, chunk };
+    let mut k = Cursor { b: keys, chunk };
+    let mut h = Cursor { b: hot, chunk };
     let base = chunk
         .checked_mul(SNAP_CHUNK)
-        .ok_or(c.err("chunk index out of range"))?;
+        .ok_or(k.err("chunk index out of range"))?;
     let mut last: Option<u8> = None;
-    while !c.b.is_empty() {
-        let offset = c.byte()?;
+    while !k.b.is_empty() {
+        let offset = k.byte()?;
         if u32::from(offset) >= SNAP_CHUNK || last.is_some_and(|l| l >= offset) {
-            return Err(c.err("slot offsets out of order"));
+            return Err(k.err("slot offsets out of order"));
         }
         last = Some(offset);
         let mut kb = [0u8; 32];
-        kb[..28].copy_from_slice(c.take(28)?);
+        kb[..28].copy_from_slice(k.take(28)?);
         let key = decode_flow_key(&kb)?;
-        let counters = c.traffic()?;
-        let first_boottime_ns = c.varint()?;
-        let flags = c.byte()?;
-        if flags & !3 != 0 {
-            return Err(c.err("unknown flags"));
+        let first_boottime_ns = k.varint()?;
+        let mut pending = crate::store::RemotePending {
+            process: ProcessId {
+                pid: u32::try_from(k.varint()?).map_err(|_| k.err("pid out of range"))?,
+                start_ticks: k.varint()?,
+            },
+            class: DestClass::from_byte(k.byte()?).ok_or(k.err("unknown class"))?,
+            ..crate::store::RemotePending::default()
+        };
+        if h.b.is_empty() {
+            return Err(h.err("fewer counters than keys"));
         }
-        let mut pending = crate::store::RemotePending::default();
-        if flags != 0 {
-            pending.process = ProcessId {
-                pid: u32::try_from(c.varint()?).map_err(|_| c.err("pid out of range"))?,
-                start_ticks: c.varint()?,
-            };
-            pending.class = DestClass::from_byte(c.byte()?).ok_or(c.err("unknown class"))?;
-            if flags & 1 != 0 {
-                pending.newer_hour = c.hour()?;
-                pending.newer = c.traffic()?;
-            }
-            if flags & 2 != 0 {
-                pending.older_hour = c.hour()?;
-                pending.older = c.traffic()?;
-            }
+        let counters = h.traffic()?;
+        let flags = h.byte()?;
+        if flags & !3 != 0 {
+            return Err(h.err("unknown flags"));
+        }
+        if flags & 1 != 0 {
+            pending.newer_hour = h.hour()?;
+            pending.newer = h.traffic()?;
+        }
+        if flags & 2 != 0 {
+            pending.older_hour = h.hour()?;
+            pending.older = h.traffic()?;
         }
         f(
             base + u32::from(offset),
@@ -456,10 +488,14 @@ pub fn decode_snap_chunk(
             },
         );
     }
+    if !h.b.is_empty() {
+        return Err(h.err("more counters than keys"));
+    }
     Ok(())
 }
 
-/// [`SNAPSHOT`] key: cookie u64 BE | remote_addr \[16\] | remote_port u16 BE |
+/// A flow key as 32 bytes (as [`SNAPSHOT_V1`] keys; the snapshot chunks
+/// keep its first 28): cookie u64 BE | remote_addr \[16\] | remote_port u16 BE |
 /// ip_version u8 | protocol u8 | 4 zero bytes.
 #[must_use]
 pub fn encode_flow_key(key: &FlowKey) -> [u8; 32] {
@@ -815,26 +851,33 @@ mod tests {
                 },
             ),
         ];
-        let mut buf = Vec::new();
+        let (mut keys, mut hot) = (Vec::new(), Vec::new());
         for (off, k, e) in &records {
-            encode_snap_record(&mut buf, *off, k, e);
+            encode_snap_keys_record(&mut keys, *off, k, e);
+            encode_snap_record(&mut hot, e);
         }
         let mut back = Vec::new();
-        decode_snap_chunk(2, &buf, |slot, k, e| back.push((slot, k, e))).expect("decodes");
+        decode_snap_chunk(2, &keys, &hot, |slot, k, e| back.push((slot, k, e))).expect("decodes");
         let want: Vec<_> = records
             .iter()
             .map(|(off, k, e)| (2 * SNAP_CHUNK + u32::from(*off), *k, *e))
             .collect();
         assert_eq!(back, want);
-        // An entry with nothing pending is key + counters + boot time + flags.
+        // An idle entry: 6 counters and the flags in the hot row.
         let mut one = Vec::new();
-        encode_snap_record(&mut one, 0, &key(1), &SnapEntry::default());
-        assert_eq!(one.len(), 1 + 28 + 6 + 1 + 1);
-        // Truncated or reordered chunks are errors, not garbage.
-        assert!(decode_snap_chunk(0, &buf[..buf.len() - 1], |_, _, _| ()).is_err());
-        let mut twice = one.clone();
-        twice.extend_from_slice(&one);
-        assert!(decode_snap_chunk(0, &twice, |_, _, _| ()).is_err());
+        encode_snap_record(&mut one, &SnapEntry::default());
+        assert_eq!(one.len(), 6 + 1);
+        // Truncated, mismatched or reordered chunks are errors, not garbage.
+        let nothing = |_, _, _| ();
+        assert!(decode_snap_chunk(0, &keys, &hot[..hot.len() - 1], nothing).is_err());
+        assert!(decode_snap_chunk(0, &keys[..keys.len() - 1], &hot, nothing).is_err());
+        let mut more = hot.clone();
+        more.extend_from_slice(&one);
+        assert!(decode_snap_chunk(0, &keys, &more, nothing).is_err());
+        let mut k1 = Vec::new();
+        encode_snap_keys_record(&mut k1, 0, &key(1), &SnapEntry::default());
+        let twice = [k1.clone(), k1].concat();
+        assert!(decode_snap_chunk(0, &twice, &[one.clone(), one].concat(), nothing).is_err());
     }
 
     #[test]

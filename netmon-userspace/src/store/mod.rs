@@ -248,15 +248,10 @@ impl Store {
     pub fn load_snapshot(&mut self) -> Result<Snapshot, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = txn.open_table(layout::SNAPSHOT)?;
             let mut flows = Vec::new();
-            for row in table.iter()? {
-                let (k, v) = row?;
-                let chunk = layout::decode_chunk_key(k.value())?;
-                layout::decode_snap_chunk(chunk, v.value(), |slot, key, entry| {
-                    flows.push(SnapRecord { slot, key, entry });
-                })?;
-            }
+            read_snapshot(&txn, |slot, key, entry| {
+                flows.push(SnapRecord { slot, key, entry });
+            })?;
             let meta = txn.open_table(layout::META)?;
             let overflow = match meta.get(layout::META_OVERFLOW)? {
                 Some(v) => layout::decode(v.value())?,
@@ -436,20 +431,74 @@ fn write_processes(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), St
     Ok(())
 }
 
-fn write_snapshot(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
-    if !batch.snapshot_chunks.is_empty() {
-        let mut table = txn.open_table(layout::SNAPSHOT)?;
-        // The drain hands them in chunk order (see rollup::add_all on why
-        // order matters).
-        for (chunk, bytes) in &batch.snapshot_chunks {
-            let key = layout::encode_chunk_key(*chunk);
-            if bytes.is_empty() {
-                table.remove(key.as_slice())?;
-            } else {
-                table.insert(key.as_slice(), bytes.as_slice())?;
+/// Calls `f(slot, key, entry)` for every flow of the committed snapshot
+/// (both halves of each chunk, see [`layout::SNAPSHOT`]).
+///
+/// # Errors
+/// On storage errors, or when the two tables disagree.
+pub(crate) fn read_snapshot(
+    txn: &redb::ReadTransaction,
+    mut f: impl FnMut(u32, FlowKey, SnapEntry),
+) -> Result<(), StoreError> {
+    let keys = txn.open_table(layout::SNAPSHOT_KEYS)?;
+    let hot = txn.open_table(layout::SNAPSHOT)?;
+    let mut hot_rows = hot.iter()?;
+    for row in keys.iter()? {
+        let (k, v) = row?;
+        let chunk = layout::decode_chunk_key(k.value())?;
+        let Some(h) = hot_rows.next() else {
+            return Err(layout::LayoutError::Chunk {
+                chunk,
+                reason: "no counters row",
             }
+            .into());
+        };
+        let (hk, hv) = h?;
+        if layout::decode_chunk_key(hk.value())? != chunk {
+            return Err(layout::LayoutError::Chunk {
+                chunk,
+                reason: "counters row of another chunk",
+            }
+            .into());
+        }
+        layout::decode_snap_chunk(chunk, v.value(), hv.value(), &mut f)?;
+    }
+    if let Some(h) = hot_rows.next() {
+        let (hk, _) = h?;
+        return Err(layout::LayoutError::Chunk {
+            chunk: layout::decode_chunk_key(hk.value())?,
+            reason: "counters row without keys",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn write_chunks(
+    txn: &redb::WriteTransaction,
+    def: layout::Bytes,
+    chunks: &[(u32, Vec<u8>)],
+) -> Result<(), StoreError> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(def)?;
+    // The drain hands them in chunk order (see rollup::add_all on why order
+    // matters).
+    for (chunk, bytes) in chunks {
+        let key = layout::encode_chunk_key(*chunk);
+        if bytes.is_empty() {
+            table.remove(key.as_slice())?;
+        } else {
+            table.insert(key.as_slice(), bytes.as_slice())?;
         }
     }
+    Ok(())
+}
+
+fn write_snapshot(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+    write_chunks(txn, layout::SNAPSHOT, &batch.snapshot_chunks)?;
+    write_chunks(txn, layout::SNAPSHOT_KEYS, &batch.snapshot_key_chunks)?;
     if let Some(o) = &batch.overflow_snapshot {
         let mut meta = txn.open_table(layout::META)?;
         meta.insert(

@@ -514,16 +514,11 @@ fn for_interval_keyed(
 pub fn pending_remote_rows(
     txn: &redb::ReadTransaction,
 ) -> Result<Vec<(TimeMs, RemoteKey, Traffic)>, StoreError> {
-    let table = txn.open_table(layout::SNAPSHOT)?;
     let mut out = Vec::new();
-    for row in table.iter()? {
-        let (k, v) = row?;
-        let chunk = layout::decode_chunk_key(k.value())?;
-        layout::decode_snap_chunk(chunk, v.value(), |_, key, e| {
-            let rk = e.pending.remote_key(&key);
-            out.extend(e.pending.pieces().map(|(h, t)| (h, rk, t)));
-        })?;
-    }
+    crate::store::read_snapshot(txn, |_, key, e| {
+        let rk = e.pending.remote_key(&key);
+        out.extend(e.pending.pieces().map(|(h, t)| (h, rk, t)));
+    })?;
     Ok(out)
 }
 

@@ -19,7 +19,7 @@ use crate::store::types::DaemonEvent;
 /// The layout this build writes.
 ///
 /// - 1: first released layout.
-/// - 2: the snapshot packed into chunks (`snapshot.v2`, see
+/// - 2: the snapshot packed into chunks (`snapshot.v2` and `snapshot.keys.v2`, see
 ///   [`layout::SNAPSHOT`]) carrying each flow's bytes not yet in the remote
 ///   rollups ([`crate::store::RemotePending`]); `REMOTE_*` rows are written
 ///   when an hour is over instead of every interval. Row layouts of every
@@ -34,7 +34,7 @@ pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>
 /// conventions).
 pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2)];
 
-/// 1 → 2: `snapshot.v1` (one row per flow) → `snapshot.v2` chunks. Flows
+/// 1 → 2: `snapshot.v1` (one row per flow) → `snapshot.v2` + `snapshot.keys.v2` chunks. Flows
 /// take slots in key order. Schema 1 wrote every delta to the remote
 /// rollups at once, so nothing is pending; the remote tables keep their
 /// layout and rows.
@@ -47,10 +47,11 @@ fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             Err(e) => return Err(e.into()),
         };
         let mut new = txn.open_table(layout::SNAPSHOT)?;
+        let mut new_keys = txn.open_table(layout::SNAPSHOT_KEYS)?;
         if let Some(old) = old {
             let mut chunk = 0u32;
             let mut offset = 0u32;
-            let mut buf = Vec::new();
+            let (mut buf, mut keys) = (Vec::new(), Vec::new());
             for row in old.iter()? {
                 let (k, v) = row?;
                 let key = layout::decode_flow_key(k.value())?;
@@ -60,18 +61,27 @@ fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
                     first_boottime_ns: e.first_boottime_ns,
                     pending: crate::store::RemotePending::default(),
                 };
-                let off = u8::try_from(offset).map_err(|_| StoreError::NotNetmon)?;
-                layout::encode_snap_record(&mut buf, off, &key, &entry);
+                let off = u8::try_from(offset).map_err(|_| layout::LayoutError::Chunk {
+                    chunk,
+                    reason: "slot offset out of range",
+                })?;
+                layout::encode_snap_keys_record(&mut keys, off, &key, &entry);
+                layout::encode_snap_record(&mut buf, &entry);
                 offset += 1;
                 if offset == layout::SNAP_CHUNK {
-                    new.insert(layout::encode_chunk_key(chunk).as_slice(), buf.as_slice())?;
+                    let k = layout::encode_chunk_key(chunk);
+                    new.insert(k.as_slice(), buf.as_slice())?;
+                    new_keys.insert(k.as_slice(), keys.as_slice())?;
                     buf.clear();
+                    keys.clear();
                     offset = 0;
                     chunk += 1;
                 }
             }
             if !buf.is_empty() {
-                new.insert(layout::encode_chunk_key(chunk).as_slice(), buf.as_slice())?;
+                let k = layout::encode_chunk_key(chunk);
+                new.insert(k.as_slice(), buf.as_slice())?;
+                new_keys.insert(k.as_slice(), keys.as_slice())?;
             }
         }
     }

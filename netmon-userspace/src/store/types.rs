@@ -297,9 +297,11 @@ pub struct Batch {
     /// Deltas per interface and destination class (overflow has no
     /// interface and is not here).
     pub iface_rows: Vec<(u32, DestClass, Traffic)>,
-    /// Snapshot chunks to replace: `(chunk index, encoded value)`, an empty
-    /// value deleting the chunk (see `store::layout::SNAPSHOT`).
+    /// `SNAPSHOT` chunks to replace: `(chunk index, encoded value)`, an
+    /// empty value deleting the chunk (see `store::layout::SNAPSHOT`).
     pub snapshot_chunks: Vec<(u32, Vec<u8>)>,
+    /// `SNAPSHOT_KEYS` chunks to replace, likewise.
+    pub snapshot_key_chunks: Vec<(u32, Vec<u8>)>,
     /// New overflow snapshot, when it changed.
     pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
     /// Events to record at `ts_ms`.
@@ -321,6 +323,7 @@ impl Batch {
             && self.remote_rows.is_empty()
             && self.iface_rows.is_empty()
             && self.snapshot_chunks.is_empty()
+            && self.snapshot_key_chunks.is_empty()
             && self.overflow_snapshot.is_none()
             && self.events.is_empty()
     }
