@@ -173,8 +173,8 @@ unsafe fn fast_v4(data: usize) -> Option<Headers> {
     }
     let protocol = w2.to_ne_bytes()[1];
     // SAFETY: the TCP data offset byte is at 20 + 12 < V4_FAST_LEN.
-    let l4_len = fast_l4_len(protocol, || unsafe { packet_byte(data, 20 + 12) })?;
-    let (sport, dport) = port_pair(ports);
+    let (sport, dport, l4_len) =
+        fast_l4(protocol, ports, || unsafe { packet_byte(data, 20 + 12) })?;
     Some(Headers {
         ip_version: 4,
         protocol,
@@ -213,8 +213,8 @@ unsafe fn fast_v6(data: usize) -> Option<Headers> {
     };
     let protocol = w1.to_ne_bytes()[2];
     // SAFETY: the TCP data offset byte is at 40 + 12 < V6_FAST_LEN.
-    let l4_len = fast_l4_len(protocol, || unsafe { packet_byte(data, 40 + 12) })?;
-    let (sport, dport) = port_pair(ports);
+    let (sport, dport, l4_len) =
+        fast_l4(protocol, ports, || unsafe { packet_byte(data, 40 + 12) })?;
     Some(Headers {
         ip_version: 6,
         protocol,
@@ -226,20 +226,31 @@ unsafe fn fast_v6(data: usize) -> Option<Headers> {
     })
 }
 
-/// Transport header length for TCP (from its data offset byte, read only
-/// for TCP), UDP and ICMP; `None` for anything else (slow path).
+/// Transport header length and ports for TCP (data offset byte read only
+/// for TCP), UDP and ICMP (no ports: every ICMP packet of a socket and peer
+/// is one flow, as in the slow path); `None` for anything else (slow path).
 #[inline(always)]
-fn fast_l4_len(protocol: u8, tcp_doff_byte: impl FnOnce() -> u8) -> Option<u32> {
+fn fast_l4(
+    protocol: u8,
+    ports: u32,
+    tcp_doff_byte: impl FnOnce() -> u8,
+) -> Option<(u16, u16, u32)> {
     match protocol {
-        IPPROTO_TCP => Some(u32::from(tcp_doff_byte() >> 4) * 4),
-        IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6 => Some(8),
+        IPPROTO_TCP => {
+            let (sport, dport) = port_pair(ports);
+            Some((sport, dport, u32::from(tcp_doff_byte() >> 4) * 4))
+        }
+        IPPROTO_UDP => {
+            let (sport, dport) = port_pair(ports);
+            Some((sport, dport, 8))
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => Some((0, 0, 8)),
         _ => None,
     }
 }
 
 /// (source, destination) port, host order, from the transport header's
-/// first word as loaded (memory order). ICMP has no ports: its packets
-/// always count with port 0.
+/// first word as loaded (memory order).
 #[inline(always)]
 fn port_pair(word: u32) -> (u16, u16) {
     let b = word.to_ne_bytes();
