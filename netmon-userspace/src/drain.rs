@@ -85,13 +85,25 @@
 //!
 //! # Cost per step (issue #3)
 //!
-//! Work proportional to the flows read is kept to a hash lookup (FxHash:
-//! keys are kernel cookies and addresses, not attacker-chosen strings
-//! hashed in a way that makes collisions cheap to force — and the map is
-//! private to the daemon), the delta and a few aggregations into maps with
-//! one entry per process/interface. The snapshot is a slab of slots packed
-//! [`crate::store::layout::SNAP_CHUNK`] to a stored row, so a step writes
-//! one row per touched chunk instead of one per changed flow.
+//! Measured with `cargo bench -p netmon-userspace --bench drain` (numbers
+//! in the issue): at 100k live sockets a step was 0.5 s, dominated by the
+//! remote rollups' read-modify-writes, one B-tree row write per flow for
+//! the snapshot, and SipHash lookups. What a step does per flow now:
+//! - finds the flow's slot by its position in the last reading
+//!   ([`Drain`]'s `hints`: a map dump comes in a stable order), falling back
+//!   to the index, a hash map; maps keyed by what a remote peer picks
+//!   (addresses, ports) use foldhash with a per-map seed, maps keyed by
+//!   kernel cookies, pids and interfaces use FxHash (fast, not
+//!   collision-resistant, and nobody outside picks those keys);
+//! - takes the owner from the slot (a cache of the owner map);
+//! - adds the delta to per process and interface maps (hundreds of
+//!   entries) and to the flow's pending remote pieces (invariant 8);
+//! - re-encodes its chunk: the snapshot is a slab of slots packed
+//!   [`crate::store::layout::SNAP_CHUNK`] to a stored row, split in a
+//!   counters table rewritten with any change and a keys table rewritten
+//!   only when a flow comes, goes or changes owner
+//!   ([`crate::store::layout::SNAPSHOT`]), so a step writes one or two rows
+//!   per touched chunk instead of one per changed flow.
 //!
 //! Attribution: each flow's delta goes to the [`ProcessInfo`] the
 //! [`Resolver`] gives for its cookie, or to [`UNATTRIBUTED`]; overflow
@@ -100,6 +112,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 use rustc_hash::{FxHashMap, FxHashSet};
+
+/// A map keyed by something a remote peer chooses (its address and port):
+/// foldhash, seeded per map, so colliding keys cannot be prepared offline.
+type PeerMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of the same kind.
+type PeerSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use crate::ownership::{ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
@@ -231,7 +249,7 @@ pub struct Drain {
     /// free). Slot `s` is stored in chunk `s / SNAP_CHUNK`.
     slots: Vec<Option<Slot>>,
     /// Slot of every flow in `slots`.
-    index: FxHashMap<FlowKey, u32>,
+    index: PeerMap<FlowKey, u32>,
     /// Free slots below `slots.len()`; the last is reused first.
     free: Vec<u32>,
     /// Invariant 1: the committed overflow snapshot.
@@ -244,7 +262,7 @@ pub struct Drain {
     /// Set after a failed commit: reload before the next step.
     stale: bool,
     /// Invariant 3: retired flows whose final value awaits a commit.
-    carry: FxHashMap<FlowKey, Carried>,
+    carry: PeerMap<FlowKey, Carried>,
     /// Failed commits since the last success, and the first error.
     failures: u64,
     first_error: Option<String>,
@@ -284,7 +302,7 @@ pub struct Drain {
 const PRUNE_EVERY: usize = 4096;
 
 /// Remote bytes flushed in one step, by hour and key.
-type RemoteAcc = FxHashMap<(TimeMs, RemoteKey), Traffic>;
+type RemoteAcc = PeerMap<(TimeMs, RemoteKey), Traffic>;
 
 /// Deltas of one step, aggregated for the store.
 #[derive(Default)]
@@ -488,13 +506,13 @@ impl Drain {
     pub fn new(store: &mut Store) -> Result<Self, DrainError> {
         let mut me = Self {
             slots: Vec::new(),
-            index: FxHashMap::default(),
+            index: PeerMap::default(),
             free: Vec::new(),
             overflow: OverflowCounters::default(),
             seq: 0,
             durable_seq: 0,
             stale: false,
-            carry: FxHashMap::default(),
+            carry: PeerMap::default(),
             failures: 0,
             first_error: None,
             last_durable: None,
@@ -525,7 +543,7 @@ impl Drain {
             .max()
             .unwrap_or(0);
         self.slots = vec![None; len];
-        self.index = FxHashMap::default();
+        self.index = PeerMap::default();
         self.index.reserve(snapshot.flows.len());
         for r in snapshot.flows {
             self.slots[slot_index(r.slot)] = Some(Slot {
@@ -940,8 +958,8 @@ impl Drain {
                 vanished += 1;
             }
         }
-        let seen: FxHashSet<FlowKey> = if carry.is_empty() {
-            FxHashSet::default()
+        let seen: PeerSet<FlowKey> = if carry.is_empty() {
+            PeerSet::default()
         } else {
             reading.flows.iter().map(|f| f.key).collect()
         };
@@ -952,7 +970,7 @@ impl Drain {
         let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
 
         // Retire quiescent closed flows (invariant 3), just before the commit.
-        let mut new_carry: FxHashMap<FlowKey, Carried> = FxHashMap::default();
+        let mut new_carry: PeerMap<FlowKey, Carried> = PeerMap::default();
         let mut done_cookies: FxHashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
         if !to_retire.is_empty() {
             let retired = match source.retire(&to_retire) {
@@ -1001,7 +1019,7 @@ impl Drain {
                 }
             }
             // A cookie is done when none of its flows stays in the source.
-            let retiring: FxHashSet<FlowKey> = to_retire.iter().copied().collect();
+            let retiring: PeerSet<FlowKey> = to_retire.iter().copied().collect();
             for f in &reading.flows {
                 if !retiring.contains(&f.key) {
                     done_cookies.remove(&f.key.cookie);
