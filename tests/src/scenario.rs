@@ -147,22 +147,55 @@ pub fn udp_burst_with(
     sizes: &str,
     sender_extra: &[&str],
 ) -> UdpRun {
-    let mut rx = Workload::spawn(
+    udp_burst_both(
         exe,
-        [
-            "udp-recv",
-            "--bind",
-            &rx_ip.to_string(),
-            "--sockets",
-            &sockets.to_string(),
-            "--expect",
-            &rounds.to_string(),
-            "--rcvbuf",
-            "33554432",
-        ],
         cgroup,
-        Some(rx_ns),
-    );
+        rx_ns,
+        rx_ip,
+        tx_ns,
+        sockets,
+        rounds,
+        sizes,
+        sender_extra,
+        &[],
+    )
+}
+
+/// [`udp_burst_with`] with `receiver_extra` arguments for `udp-recv` too
+/// (such as `--method recvmmsg`).
+#[track_caller]
+#[must_use]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per test reads better flat"
+)]
+pub fn udp_burst_both(
+    exe: &Path,
+    cgroup: &CgroupGuard,
+    rx_ns: &Netns,
+    rx_ip: IpAddr,
+    tx_ns: &Netns,
+    sockets: usize,
+    rounds: u64,
+    sizes: &str,
+    sender_extra: &[&str],
+    receiver_extra: &[&str],
+) -> UdpRun {
+    let (rx_ip_s, sockets_s, rounds_s) =
+        (rx_ip.to_string(), sockets.to_string(), rounds.to_string());
+    let mut args = vec![
+        "udp-recv",
+        "--bind",
+        &rx_ip_s,
+        "--sockets",
+        &sockets_s,
+        "--expect",
+        &rounds_s,
+        "--rcvbuf",
+        "33554432",
+    ];
+    args.extend_from_slice(receiver_extra);
+    let mut rx = Workload::spawn(exe, &args, cgroup, Some(rx_ns));
     let ready = rx.wait_event(READY);
     assert_eq!(
         ready.ports.len(),
