@@ -198,6 +198,29 @@ fn sigkill_fifty_times_loses_and_doubles_nothing() {
         })
         .collect();
     assert_eq!(totals, truth.per_process, "totals after {KILLS} crashes");
+    // Remote bytes go through the snapshot's pending pieces (drain
+    // invariant 8): rows + pieces exact after the crashes too.
+    let remotes: std::collections::BTreeMap<_, _> = store
+        .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
+        .expect("totals")
+        .into_iter()
+        .map(|r| match r.group {
+            Group::Remote(k) => (
+                (
+                    k.process,
+                    netmon::store::class::raw_to_ip(&k.addr, k.ip_version),
+                    k.port,
+                    k.protocol,
+                ),
+                r.traffic,
+            ),
+            g => panic!("unexpected group {g:?}"),
+        })
+        .collect();
+    assert_eq!(
+        remotes, truth.per_remote,
+        "remote totals after {KILLS} crashes"
+    );
     for tier in Tier::ALL {
         assert_eq!(
             tier_sums(&mut store, tier).expect("sums"),

@@ -236,6 +236,29 @@ fn disk_full_loses_nothing_and_writing_resumes() {
         totals, truth.per_process,
         "nothing lost or doubled across the full disk"
     );
+    // Remote bytes wait in the snapshot (drain invariant 8): rows plus
+    // pending pieces are exact across the failed commits too.
+    let remotes: std::collections::BTreeMap<_, _> = store
+        .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
+        .expect("totals")
+        .into_iter()
+        .map(|r| match r.group {
+            Group::Remote(k) => (
+                (
+                    k.process,
+                    netmon::store::class::raw_to_ip(&k.addr, k.ip_version),
+                    k.port,
+                    k.protocol,
+                ),
+                r.traffic,
+            ),
+            g => panic!("unexpected group {g:?}"),
+        })
+        .collect();
+    assert_eq!(
+        remotes, truth.per_remote,
+        "remote totals exact across the full disk"
+    );
     let recorded: u64 = store
         .events(&(0..u64::MAX / 2))
         .expect("events")
