@@ -3,7 +3,8 @@
 //! Which rows are read depends on what is asked:
 //! - process-level dimensions and filters (process, app, user, cgroup,
 //!   container, class) read the per process rows, exact to the interval;
-//! - remote, port and protocol need the per remote endpoint rollups, which
+//! - remote, port and protocol need the per remote endpoint rollups (rows
+//!   plus the snapshot's pending pieces, see [`crate::store::query`]), which
 //!   exist at hour and day resolution: the window rounds outward to whole
 //!   hours (the answer's covered range says so). Overflow traffic has no
 //!   endpoint and is not in these rows;

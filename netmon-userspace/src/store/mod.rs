@@ -10,8 +10,10 @@
 //!
 //! Invariants this module keeps:
 //! 1. [`Store::commit`] writes a whole [`Batch`] — interval row, every
-//!    rollup tier, processes, snapshot changes, events — in one write
-//!    transaction, or nothing. A [`Batch::lazy`] commit is made with
+//!    rollup tier, flushed remote pieces, processes, snapshot chunks,
+//!    events — in one write transaction, or nothing. (Remote rollups lag:
+//!    their bytes wait in the snapshot entries until flushed, see
+//!    [`RemotePending`]; a reader adds the committed pending pieces.) A [`Batch::lazy`] commit is made with
 //!    [`redb::Durability::None`]: redb writes its pages but not the file
 //!    header, and frees no page until the next durable commit, so after a
 //!    crash (process or machine) the file opens at the last durable commit,
