@@ -51,9 +51,13 @@ pub const META_OVERFLOW: &str = "overflow_snapshot";
 /// leaf split, page copy each) at 100k live sockets; a chunk row is one
 /// insert of a few KiB, and an interval rewrites only the chunks holding a
 /// changed flow. Why two tables: a busy flow changes only its counters, so
-/// an interval rewrites [`SNAPSHOT`] chunks (~35 bytes a flow) and leaves
-/// [`SNAPSHOT_KEYS`] (~35 more) alone unless a flow came, went, was reset
-/// or changed owner — half the bytes written and fsynced per interval.
+/// an interval rewrites [`SNAPSHOT`] chunks (~17 bytes a flow) and leaves
+/// [`SNAPSHOT_KEYS`] (~55 bytes a flow) alone unless a flow came, went, was
+/// reset, changed owner, or its current-hour remote piece started anew (an
+/// hour change, a flush). The current-hour piece is stored as the counters
+/// it started from (in the keys record), not as its bytes: both grow by the
+/// same delta each interval, so the base does not change — a quarter of
+/// the bytes a one-table record took are written and fsynced per interval.
 /// Flows are kept in slots (a slab: a new flow takes a freed slot or a new
 /// one at the end) so a flow stays in its chunk for life and a chunk never
 /// outgrows [`SNAP_CHUNK`] flows, whatever the key mix (one UDP socket with
@@ -69,8 +73,10 @@ pub const META_OVERFLOW: &str = "overflow_snapshot";
 /// order of the [`SNAPSHOT_KEYS`] row):
 ///   - counters: 6 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
 ///     rx packets, rx ip_bytes, rx payload_bytes);
-///   - flags u8: bit 0 = a `newer` piece follows, bit 1 = an `older` piece
-///     follows, other bits zero;
+///   - flags u8: bit 0 = the `newer` piece follows here (only when it is not
+///     `counters - base` of the keys record: never written by this drain
+///     unless a counter saturated), bit 1 = an `older` piece follows, other
+///     bits zero;
 ///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 6 varint
 ///     counters (`newer`); bit 1: the same for `older`.
 ///
@@ -87,7 +93,10 @@ pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
 ///     [`encode_flow_key`]);
 ///   - `first_boottime_ns` varint;
 ///   - the owner and class the pending pieces count for: pid varint,
-///     start_ticks varint, [`DestClass`] u8.
+///     start_ticks varint, [`DestClass`] u8;
+///   - u8 1 when the flow has a `newer` piece held as a base, then its hour
+///     index varint and the base: 6 varint counters, the flow's counters
+///     when the piece began (`newer = counters - base`); else u8 0.
 pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v2");
 
 /// Records per [`SNAPSHOT`] chunk.
@@ -325,6 +334,19 @@ fn put_traffic(out: &mut Vec<u8>, t: &Traffic) {
     }
 }
 
+/// The `newer` piece as the keys record holds it: its hour and the counters
+/// it started from (`counters - newer`), or `None` when there is no such
+/// piece or it cannot be told that way (then the counters record holds it).
+fn newer_base(e: &SnapEntry) -> Option<(TimeMs, Traffic)> {
+    if e.pending.newer.is_zero() {
+        return None;
+    }
+    Some((
+        e.pending.newer_hour,
+        e.counters.checked_sub(e.pending.newer)?,
+    ))
+}
+
 /// Appends one [`SNAPSHOT_KEYS`] record (slot `offset` of its chunk).
 pub fn encode_snap_keys_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: &SnapEntry) {
     out.push(offset);
@@ -333,13 +355,22 @@ pub fn encode_snap_keys_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: 
     put_varint(out, u64::from(e.pending.process.pid));
     put_varint(out, e.pending.process.start_ticks);
     out.push(e.pending.class.to_byte());
+    match newer_base(e) {
+        Some((hour, base)) => {
+            out.push(1);
+            put_varint(out, hour / HOUR_MS);
+            put_traffic(out, &base);
+        }
+        None => out.push(0),
+    }
 }
 
 /// Appends one [`SNAPSHOT`] record.
 pub fn encode_snap_record(out: &mut Vec<u8>, e: &SnapEntry) {
     put_traffic(out, &e.counters);
     let p = &e.pending;
-    let flags = u8::from(!p.newer.is_zero()) | (u8::from(!p.older.is_zero()) << 1);
+    let explicit = !p.newer.is_zero() && newer_base(e).is_none();
+    let flags = u8::from(explicit) | (u8::from(!p.older.is_zero()) << 1);
     out.push(flags);
     if flags & 1 != 0 {
         put_varint(out, p.newer_hour / HOUR_MS);
@@ -352,12 +383,13 @@ pub fn encode_snap_record(out: &mut Vec<u8>, e: &SnapEntry) {
 }
 
 /// True when the [`SNAPSHOT_KEYS`] record of a flow would change from `a`
-/// to `b`.
+/// to `b` (same flow key).
 #[must_use]
 pub fn snap_keys_differ(a: &SnapEntry, b: &SnapEntry) -> bool {
     a.first_boottime_ns != b.first_boottime_ns
         || a.pending.process != b.pending.process
         || a.pending.class != b.pending.class
+        || newer_base(a) != newer_base(b)
 }
 
 /// A cursor over a chunk's bytes.
@@ -462,13 +494,24 @@ pub fn decode_snap_chunk(
             class: DestClass::from_byte(k.byte()?).ok_or(k.err("unknown class"))?,
             ..crate::store::RemotePending::default()
         };
+        let newer_base = match k.byte()? {
+            0 => None,
+            1 => Some((k.hour()?, k.traffic()?)),
+            _ => return Err(k.err("unknown newer flag")),
+        };
         if h.b.is_empty() {
             return Err(h.err("fewer counters than keys"));
         }
         let counters = h.traffic()?;
         let flags = h.byte()?;
-        if flags & !3 != 0 {
+        if flags & !3 != 0 || (flags & 1 != 0 && newer_base.is_some()) {
             return Err(h.err("unknown flags"));
+        }
+        if let Some((hour, base)) = newer_base {
+            pending.newer_hour = hour;
+            pending.newer = counters
+                .checked_sub(base)
+                .ok_or(h.err("counters below the newer piece's base"))?;
         }
         if flags & 1 != 0 {
             pending.newer_hour = h.hour()?;
