@@ -100,10 +100,11 @@
 //!   entries) and to the flow's pending remote pieces (invariant 8);
 //! - re-encodes its chunk: the snapshot is a slab of slots packed
 //!   [`crate::store::layout::SNAP_CHUNK`] to a stored row, split in a
-//!   counters table rewritten with any change and a keys table rewritten
-//!   only when a flow comes, goes or changes owner
-//!   ([`crate::store::layout::SNAPSHOT`]), so a step writes one or two rows
-//!   per touched chunk instead of one per changed flow.
+//!   counters table rewritten with any change (~17 bytes a flow) and a keys
+//!   table rewritten only when a flow comes, goes, changes owner or starts
+//!   a new current-hour remote piece ([`crate::store::layout::SNAPSHOT`]),
+//!   so a step writes one or two rows per touched chunk instead of one per
+//!   changed flow.
 //!
 //! Attribution: each flow's delta goes to the [`ProcessInfo`] the
 //! [`Resolver`] gives for its cookie, or to [`UNATTRIBUTED`]; overflow
