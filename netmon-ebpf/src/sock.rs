@@ -8,9 +8,9 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task, bpf_get_netns_cookie,
-            bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-            bpf_sk_storage_get,
+            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task,
+            bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
+            bpf_probe_read_kernel, bpf_sk_storage_get,
         },
     },
     macros::cgroup_sock,
