@@ -108,15 +108,6 @@ fn flow_key(cookie: u64, remote: &Addr, remote_port: u16, ip_version: u8, protoc
     }
 }
 
-/// Stores `addr` into an address field with four word stores.
-#[inline(always)]
-fn set_addr(field: &mut [u8; 16], addr: &Addr) {
-    // SAFETY: both address fields sit at 4-byte aligned offsets of 8-byte
-    // aligned structs (checked below), so the field is a valid, aligned
-    // `[u32; 4]`; any bit pattern is a valid `[u8; 16]`.
-    unsafe { core::ptr::from_mut(field).cast::<Addr>().write(*addr) }
-}
-
 const _: () = {
     assert!(core::mem::offset_of!(FlowKey, remote_addr) % 4 == 0);
     assert!(core::mem::offset_of!(FlowValue, local_addr) % 4 == 0);
