@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::{
     mib::{self, Mib},
     report::Report,
-    snapshot::{Process, Snapshot},
+    snapshot::{Counters, Process, Snapshot, Socket},
 };
 
 /// `comm` of every workload process (15 characters: fits `TASK_COMM_LEN`).
@@ -34,6 +34,65 @@ pub fn process<'a>(snap: &'a Snapshot, report: &Report, what: &str) -> &'a Proce
     );
     assert_eq!(p.comm, WORKLOAD_COMM, "{what} (pid {}): comm", report.pid);
     p
+}
+
+/// Asserts a one-way exchange: the sender sent `expected` and received
+/// nothing, the receiver received `expected` and sent nothing.
+#[track_caller]
+pub fn assert_one_way(snap: &Snapshot, sender: &Report, receiver: &Report, expected: Counters) {
+    let s = process(snap, sender, "sender");
+    assert_eq!(s.tx, expected, "sender tx (left: netmon)");
+    assert_eq!(s.rx, Counters::default(), "sender rx (left: netmon)");
+    let r = process(snap, receiver, "receiver");
+    assert_eq!(r.rx, expected, "receiver rx (left: netmon)");
+    assert_eq!(r.tx, Counters::default(), "receiver tx (left: netmon)");
+    eprintln!("  ok sender tx = receiver rx = {expected:?}");
+}
+
+/// The one flow of process `pid`. Panics, listing them, if it has another
+/// number of flows.
+#[track_caller]
+#[must_use]
+pub fn only_flow<'a>(snap: &'a Snapshot, pid: u32, what: &str) -> &'a Socket {
+    let flows: Vec<_> = snap.sockets_of(pid).collect();
+    assert_eq!(flows.len(), 1, "{what} flows: {flows:#?}");
+    flows[0]
+}
+
+/// The one ICMP flow of the pinging process `pid` to `peer`: ICMP has no
+/// ports (the flow key's port is 0), so neither the echo requests (whose
+/// checksums all differ) nor the replies may split it. (A regression guard:
+/// the eBPF fast path once keyed ICMP flows by type/code/checksum.)
+#[track_caller]
+#[must_use]
+pub fn only_icmp_flow(snap: &Snapshot, pid: u32, v6: bool, local: IpAddr, peer: IpAddr) -> &Socket {
+    let (protocol, number) = if v6 { ("icmpv6", 58) } else { ("icmp", 1) };
+    let flows: Vec<_> = snap.sockets_of(pid).collect();
+    let keys: Vec<_> = flows
+        .iter()
+        .map(|f| (f.remote_port, f.tx.packets, f.rx.packets))
+        .collect();
+    assert_eq!(
+        flows.len(),
+        1,
+        "pinger flows, (remote_port, tx packets, rx packets) each: {keys:?}: ICMP packets must \
+         count with remote port 0, in one flow per socket and peer\nflows: {flows:#?}"
+    );
+    let f = flows[0];
+    assert_eq!(
+        (
+            f.protocol.as_str(),
+            f.protocol_number,
+            f.ip_version,
+            f.local_addr,
+            f.remote_addr,
+            f.remote_port
+        ),
+        (protocol, number, if v6 { 6 } else { 4 }, local, peer, 0),
+        "{f:#?}"
+    );
+    eprintln!("  ok one {protocol} flow to {peer}, remote port 0");
+    f
 }
 
 /// Asserts a process's payload bytes in both directions.

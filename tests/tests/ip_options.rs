@@ -100,24 +100,12 @@ fn udp_with_ip_options(name: &str, v6: bool) {
          test expects on the wire"
     );
 
-    let sender = check::process(&snap, &run.sender, "sender");
-    assert_eq!(sender.tx, expected, "sender tx (left: netmon)");
-    assert_eq!(sender.rx, Counters::default(), "sender rx (left: netmon)");
-    let receiver = check::process(&snap, &run.receiver, "receiver");
-    assert_eq!(receiver.rx, expected, "receiver rx (left: netmon)");
-    assert_eq!(
-        receiver.tx,
-        Counters::default(),
-        "receiver tx (left: netmon)"
-    );
-    eprintln!("  ok sender tx = receiver rx = {expected:?}");
+    check::assert_one_way(&snap, &run.sender, &run.receiver, expected);
 
     // One flow each, with the right endpoints: the ports come from the UDP
     // header behind the options / extension header.
     let rx_port = run.receiver.conns[0].local_port;
-    let flows: Vec<_> = snap.sockets_of(run.sender.pid).collect();
-    assert_eq!(flows.len(), 1, "sender flows: {flows:#?}");
-    let f = flows[0];
+    let f = check::only_flow(&snap, run.sender.pid, "sender");
     assert_eq!(
         (
             f.protocol.as_str(),
@@ -130,9 +118,7 @@ fn udp_with_ip_options(name: &str, v6: bool) {
         ("udp", 17, if v6 { 6 } else { 4 }, tx_ip, rx_ip, rx_port),
         "sender flow: {f:#?}"
     );
-    let flows: Vec<_> = snap.sockets_of(run.receiver.pid).collect();
-    assert_eq!(flows.len(), 1, "receiver flows: {flows:#?}");
-    let f = flows[0];
+    let f = check::only_flow(&snap, run.receiver.pid, "receiver");
     assert_eq!(
         (
             f.protocol.as_str(),

@@ -117,35 +117,9 @@ fn ping_socket(name: &str, v6: bool) {
         "the host's ping_group_range changed"
     );
 
-    // One flow: one socket, one remote address, and ICMP has no ports (the
-    // flow key's port is 0), so neither the echo requests (whose checksums
-    // all differ) nor the replies may split it.
-    let (protocol, number) = if v6 { ("icmpv6", 58) } else { ("icmp", 1) };
-    let flows: Vec<_> = snap.sockets_of(r.pid).collect();
-    let keys: Vec<_> = flows
-        .iter()
-        .map(|f| (f.remote_port, f.tx.packets, f.rx.packets))
-        .collect();
-    assert_eq!(
-        flows.len(),
-        1,
-        "pinger flows, (remote_port, tx packets, rx packets) each: {keys:?}: ICMP packets must \
-         count with remote port 0, in one flow per socket and peer\nflows: {flows:#?}"
-    );
-    let f = flows[0];
-    assert_eq!(
-        (
-            f.protocol.as_str(),
-            f.protocol_number,
-            f.ip_version,
-            f.local_addr,
-            f.remote_addr,
-            f.remote_port
-        ),
-        (protocol, number, if v6 { 6 } else { 4 }, local, peer, 0),
-        "{f:#?}"
-    );
-    eprintln!("  ok one {protocol} flow to {peer}, remote port 0");
+    // All of it in that one flow.
+    let f = check::only_icmp_flow(&snap, r.pid, v6, local, peer);
+    assert_eq!((f.tx, f.rx), (expected, expected), "{f:#?}");
 }
 
 #[test]

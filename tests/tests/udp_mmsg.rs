@@ -79,23 +79,11 @@ fn udp_mmsg_between_namespaces(name: &str, v6: bool) {
         payload_bytes: payload,
         ip_bytes: payload + overhead * ROUNDS,
     };
-    let sender = check::process(&snap, &run.sender, "sender");
-    assert_eq!(sender.tx, expected, "sender tx (left: netmon)");
-    assert_eq!(sender.rx, Counters::default(), "sender rx (left: netmon)");
-    let receiver = check::process(&snap, &run.receiver, "receiver");
-    assert_eq!(receiver.rx, expected, "receiver rx (left: netmon)");
-    assert_eq!(
-        receiver.tx,
-        Counters::default(),
-        "receiver tx (left: netmon)"
-    );
-    eprintln!("  ok sender tx = receiver rx = {expected:?}");
+    check::assert_one_way(&snap, &run.sender, &run.receiver, expected);
 
     // One flow each, with the right endpoints and the same counts.
     let rx_port = run.receiver.conns[0].local_port;
-    let flows: Vec<_> = snap.sockets_of(run.sender.pid).collect();
-    assert_eq!(flows.len(), 1, "sender flows: {flows:#?}");
-    let f = flows[0];
+    let f = check::only_flow(&snap, run.sender.pid, "sender");
     assert_eq!(
         (
             f.protocol.as_str(),
@@ -117,9 +105,7 @@ fn udp_mmsg_between_namespaces(name: &str, v6: bool) {
         ),
         "sender flow: {f:#?}"
     );
-    let flows: Vec<_> = snap.sockets_of(run.receiver.pid).collect();
-    assert_eq!(flows.len(), 1, "receiver flows: {flows:#?}");
-    let f = flows[0];
+    let f = check::only_flow(&snap, run.receiver.pid, "receiver");
     assert_eq!(
         (
             f.protocol.as_str(),

@@ -56,22 +56,10 @@ fn udp_between_namespaces(name: &str, v6: bool) {
         payload_bytes: run.sender.written,
         ip_bytes: run.sender.written + overhead * run.sender.datagrams_sent,
     };
-    let sender = check::process(&snap, &run.sender, "sender");
-    assert_eq!(sender.tx, expected, "sender tx (left: netmon)");
-    assert_eq!(sender.rx, Counters::default(), "sender rx (left: netmon)");
-    let receiver = check::process(&snap, &run.receiver, "receiver");
-    assert_eq!(receiver.rx, expected, "receiver rx (left: netmon)");
-    assert_eq!(
-        receiver.tx,
-        Counters::default(),
-        "receiver tx (left: netmon)"
-    );
-    eprintln!("  ok sender tx = receiver rx = {expected:?}");
+    check::assert_one_way(&snap, &run.sender, &run.receiver, expected);
 
     // One flow each, with the right endpoints.
-    let flows: Vec<_> = snap.sockets_of(run.sender.pid).collect();
-    assert_eq!(flows.len(), 1, "sender flows: {flows:#?}");
-    let f = flows[0];
+    let f = check::only_flow(&snap, run.sender.pid, "sender");
     let rx_port = run.receiver.conns[0].local_port;
     assert_eq!(
         (
