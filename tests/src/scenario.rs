@@ -125,11 +125,13 @@ pub fn udp_burst(
         rounds,
         sizes,
         &[],
+        &[],
     )
 }
 
-/// [`udp_burst`] with `sender_extra` arguments for `udp-send` (such as
-/// `--ip-options`).
+/// [`udp_burst`] with extra arguments for `udp-send` (`sender_extra`, such
+/// as `--ip-options`) and for `udp-recv` (`receiver_extra`, such as
+/// `--method recvmmsg`).
 #[track_caller]
 #[must_use]
 #[expect(
@@ -137,39 +139,6 @@ pub fn udp_burst(
     reason = "one call site per test reads better flat"
 )]
 pub fn udp_burst_with(
-    exe: &Path,
-    cgroup: &CgroupGuard,
-    rx_ns: &Netns,
-    rx_ip: IpAddr,
-    tx_ns: &Netns,
-    sockets: usize,
-    rounds: u64,
-    sizes: &str,
-    sender_extra: &[&str],
-) -> UdpRun {
-    udp_burst_both(
-        exe,
-        cgroup,
-        rx_ns,
-        rx_ip,
-        tx_ns,
-        sockets,
-        rounds,
-        sizes,
-        sender_extra,
-        &[],
-    )
-}
-
-/// [`udp_burst_with`] with `receiver_extra` arguments for `udp-recv` too
-/// (such as `--method recvmmsg`).
-#[track_caller]
-#[must_use]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per test reads better flat"
-)]
-pub fn udp_burst_both(
     exe: &Path,
     cgroup: &CgroupGuard,
     rx_ns: &Netns,

@@ -65,6 +65,7 @@ fn udp_with_ip_options(name: &str, v6: bool) {
         ROUNDS,
         SIZES,
         &["--ip-options"],
+        &[],
     );
 
     let after = mib::wait_quiet(&[&pair.a, &pair.b]);

@@ -42,7 +42,7 @@ fn udp_mmsg_between_namespaces(name: &str, v6: bool) {
     };
     let before = mib::wait_quiet(&[&pair.a, &pair.b]);
 
-    let run = scenario::udp_burst_both(
+    let run = scenario::udp_burst_with(
         workload_exe!(),
         &cg,
         &pair.b,
