@@ -164,6 +164,12 @@ pub struct ClosedSock {
     /// Packets may still follow (queued data, FIN, retransmits): they keep
     /// being counted in the socket's flows.
     pub released_boottime_ns: u64,
+    /// The process that released it (`sock_release` runs in the context of
+    /// the task dropping the last reference: the last fd holder, or the
+    /// exiting process). Its `sock_cookie` is the released socket's cookie.
+    /// For an accepted socket of a pre-forked worker pool this is the worker
+    /// that held it, which the listener's cloned owner cannot say.
+    pub released_by: SockOwner,
 }
 
 /// Traffic counted while the flow map was full, summed over all sockets.
@@ -197,7 +203,7 @@ const _: () = {
     assert!(size_of::<SockOwner>() == 72);
     assert!(size_of::<FlowKey>() == 32);
     assert!(size_of::<FlowValue>() == 48 + 72 + 16 + 8 + 8);
-    assert!(size_of::<ClosedSock>() == 8);
+    assert!(size_of::<ClosedSock>() == 8 + 72);
     assert!(size_of::<OverflowCounters>() == 56);
     assert!(size_of::<TaskOffsets>() == 8);
     assert!(align_of::<FlowValue>() == 8);

@@ -137,6 +137,18 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         packet,
     } = flow;
     let (local_port, direction) = (*local_port, *direction);
+    // Not a connection's packet: fold it into one entry per socket.
+    let folded;
+    let key = if key.protocol == IPPROTO_TCP && !is_connection(ctx) {
+        folded = flow_key(key.cookie, &[0; 4], 0, key.ip_version, key.protocol);
+        if let Some(value) = NETMON_FLOWS.get_ptr_mut(&folded) {
+            add(value, direction, packet);
+            return;
+        }
+        &folded
+    } else {
+        key
+    };
     // SAFETY: reading a field of this program's own context.
     let ifindex = unsafe { (*skb(ctx)).ifindex };
     // SAFETY: helper without arguments.
@@ -195,6 +207,39 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         }
         Err(_) => overflow(direction, packet),
     }
+}
+
+/// `IPPROTO_TCP`.
+const IPPROTO_TCP: u8 = 6;
+/// `BPF_TCP_LISTEN`, a listener's `bpf_sock.state`.
+const TCP_LISTEN: u32 = 10;
+/// `SOCK_RAW`, the type of the kernel's per-CPU TCP control sockets.
+const SOCK_RAW: u32 = 3;
+
+/// False when a TCP packet's socket is no connection: a listener (the
+/// cgroup hooks see SYN, SYN-ACK and the handshake's last ACK on the
+/// listener, `__cgroup_bpf_run_filter_skb` sets `skb->sk` to it) or the
+/// kernel's raw TCP control socket (resets to refused connections). Keyed
+/// by the peer, their packets would leave one entry per client for the
+/// listener's lifetime (per CPU socket: forever); they are folded into one
+/// entry per socket instead (remote `::`/0), owned by the listener.
+/// Runs only on a flow-map miss, never for a connection's later packets.
+#[inline(always)]
+fn is_connection(ctx: &SkBuffContext) -> bool {
+    // SAFETY: reading `__sk_buff.sk` of this program's own context.
+    let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return true;
+    }
+    // SAFETY: `sk` is the non-null socket of this skb.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return true;
+    }
+    // SAFETY: `full` is a full socket, whose `state` and `type` the verifier
+    // lets programs read.
+    let (state, ty) = unsafe { ((*full).state, (*full).type_) };
+    state != TCP_LISTEN && ty != SOCK_RAW
 }
 
 /// Words of a [`SockOwner`].

@@ -28,15 +28,15 @@ pub fn netmon_sock_create(ctx: SockContext) -> i32 {
 
 #[cgroup_sock(sock_release)]
 pub fn netmon_sock_release(ctx: SockContext) -> i32 {
-    // SAFETY: `ctx.sock` is this program's `bpf_sock` context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     let closed = ClosedSock {
         // SAFETY: helper without arguments.
         released_boottime_ns: unsafe { bpf_ktime_get_boot_ns() },
+        // The releasing task: the last fd holder (see `ClosedSock`).
+        released_by: current_owner(&ctx),
     };
-    // A full map loses only the early notice; userspace also retires flows
-    // of sockets that sock_diag no longer lists.
-    let _ = NETMON_CLOSED.insert(&cookie, &closed, 0);
+    // A full map loses only the early notice (and the releaser); userspace
+    // also retires flows of sockets that sock_diag no longer lists.
+    let _ = NETMON_CLOSED.insert(&closed.released_by.sock_cookie, &closed, 0);
     1
 }
 
@@ -54,11 +54,12 @@ fn current_comm() -> [u8; 16] {
     }
 }
 
+/// The current task as the owner of the context's socket.
 #[inline(always)]
-fn sock_create(ctx: &SockContext) {
+fn current_owner(ctx: &SockContext) -> SockOwner {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    let owner = SockOwner {
+    SockOwner {
         tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         uid: uid_gid as u32,
@@ -73,7 +74,12 @@ fn sock_create(ctx: &SockContext) {
         // SAFETY: as above.
         sock_cookie: unsafe { bpf_get_socket_cookie(ctx.sock.cast()) },
         comm: current_comm(),
-    };
+    }
+}
+
+#[inline(always)]
+fn sock_create(ctx: &SockContext) {
+    let owner = current_owner(ctx);
     let mut init = owner;
     // SAFETY: `ctx.sock` is a full socket (sock_create runs on a new socket);
     // `init` is a valid SockOwner the helper copies into new storage.

@@ -864,10 +864,15 @@ impl Drain {
             )
             .collect();
         if !unknown.is_empty() {
+            let released_by = unknown
+                .iter()
+                .filter_map(|f| Some((f.key.cookie, *reading.released_by.get(&f.key.cookie)?)))
+                .collect();
             let resolved = resolver.resolve(&Reading {
                 flows: unknown,
                 overflow: reading.overflow,
                 max_flows: reading.max_flows,
+                released_by,
             });
             if !resolved.is_empty() {
                 let mut moved = false;

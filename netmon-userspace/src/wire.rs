@@ -232,4 +232,10 @@ pub struct MapStatus {
     pub max_entries: u32,
     /// entries / max_entries, 0..1.
     pub fill: f64,
+    /// Entries whose socket is gone: for the flow map, flows of released
+    /// sockets (the drain retires them once their bytes are committed); for
+    /// the closed map, marks with no flow left (freed by the drain's next
+    /// reads). A number that keeps growing while the daemon runs is a leak.
+    #[serde(default)]
+    pub gone: u64,
 }

@@ -94,8 +94,20 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
         .collect();
     let (maps, overflow) = if paths.map(MAP_FLOWS).exists() {
         let source = KernelSource::open(pin_dir)?;
-        let flows = source.flows()?.len() as u64;
-        let closed = source.closed()?.len() as u64;
+        let all_flows = source.flows()?;
+        let closed_marks = source.closed()?;
+        let flows = all_flows.len() as u64;
+        let closed = closed_marks.len() as u64;
+        let with_flows: std::collections::HashSet<u64> =
+            all_flows.iter().map(|(k, _)| k.cookie).collect();
+        let gone_flows = all_flows
+            .iter()
+            .filter(|(k, _)| closed_marks.contains_key(&k.cookie))
+            .count() as u64;
+        let gone_marks = closed_marks
+            .keys()
+            .filter(|c| !with_flows.contains(c))
+            .count() as u64;
         let o = source.overflow()?;
         let fill = |entries: u64, max: u32| {
             if max == 0 {
@@ -112,12 +124,14 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
                     entries: flows,
                     max_entries: source.max_flows(),
                     fill: fill(flows, source.max_flows()),
+                    gone: gone_flows,
                 },
                 MapStatus {
                     name: MAP_CLOSED.to_owned(),
                     entries: closed,
                     max_entries: max_closed,
                     fill: fill(closed, max_closed),
+                    gone: gone_marks,
                 },
             ],
             Overflow {
@@ -230,8 +244,8 @@ fn print_table(doc: &wire::Status) -> anyhow::Result<()> {
     }
     println!();
     let mut m = Table::new(
-        &["MAP", "ENTRIES", "MAX", "FILL"],
-        &[false, true, true, true],
+        &["MAP", "ENTRIES", "MAX", "FILL", "SOCKET GONE"],
+        &[false, true, true, true, true],
     );
     for map in &doc.maps {
         m.row(vec![
@@ -239,6 +253,7 @@ fn print_table(doc: &wire::Status) -> anyhow::Result<()> {
             map.entries.to_string(),
             map.max_entries.to_string(),
             format!("{:.1}%", map.fill * 100.0),
+            map.gone.to_string(),
         ]);
     }
     m.print()?;

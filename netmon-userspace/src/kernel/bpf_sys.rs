@@ -1,12 +1,17 @@
-//! The two map operations aya does not offer for hash maps, as raw `bpf(2)`
-//! calls: batched lookup (read 256k flows in a few hundred syscalls instead of
-//! half a million) and lookup-and-delete (remove a flow and get its final
-//! value atomically, so retiring a closed socket loses no byte).
+//! The map operations aya does not offer, as raw `bpf(2)` calls: batched
+//! lookup (read 256k flows in a few hundred syscalls instead of half a
+//! million), lookup-and-delete (remove a flow and get its final value
+//! atomically, so retiring a closed socket loses no byte), and an update of
+//! the socket-storage map keyed by a socket fd (aya 0.16 has no
+//! socket-storage map type in userspace).
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use aya::Pod;
 
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// `BPF_NOEXIST`: create only, never overwrite.
+const BPF_NOEXIST: u64 = 1;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// `bpf_attr` for the `BPF_MAP_*_ELEM` commands.
@@ -73,6 +78,32 @@ pub fn lookup_and_delete<K: Pod, V: Pod + Default>(
     match sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
         Ok(()) => Ok(Some(value)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `value` in a socket-storage map for the socket behind `sock`
+/// (the key of such a map is a socket fd), unless the socket has a value
+/// already. Returns false when it had one (`EEXIST`).
+///
+/// # Errors
+/// Any other failure (not a socket, wrong map, no memory).
+pub fn sk_storage_create<V: Pod>(
+    map: BorrowedFd<'_>,
+    sock: BorrowedFd<'_>,
+    value: &V,
+) -> std::io::Result<bool> {
+    let key: i32 = sock.as_raw_fd();
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: std::ptr::from_ref(&key) as u64,
+        value: std::ptr::from_ref(value) as u64,
+        flags: BPF_NOEXIST,
+        ..ElemAttr::default()
+    };
+    match sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -7,14 +7,22 @@
 //!    any failure, so nothing half-attached is left behind.
 //! 2. Attach order is ownership first (`sock_create`, `sock_release`), then
 //!    counting, so a socket created during the load still gets an owner.
+//! 3. Sockets older than the programs are adopted after the attach, on every
+//!    [`attach`] (a fresh load, or a daemon starting on pinned maps): each
+//!    gets an owner record written from userspace
+//!    ([`crate::ownership::adopt`], which says how the races are closed), so
+//!    a server started before netmon passes its owner on to the connections
+//!    it accepts, in the kernel.
 use std::{
     fs::File,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use aya::{
     EbpfLoader,
+    maps::MapData,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
         links::{FdLink, PinnedLink},
@@ -23,7 +31,7 @@ use aya::{
 use netmon_common::{
     TaskOffsets,
     names::{
-        GLOBAL_TASK_OFFSETS, MAP_CLOSED, MAP_FLOWS, MAPS, PROG_EGRESS, PROG_INGRESS,
+        GLOBAL_TASK_OFFSETS, MAP_CLOSED, MAP_FLOWS, MAP_OWNERS, MAPS, PROG_EGRESS, PROG_INGRESS,
         PROG_SOCK_CREATE, PROG_SOCK_RELEASE, PROGRAMS,
     },
 };
@@ -70,6 +78,7 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
     let paths = PinPaths::new(&args.pin_dir);
     let cgroup = preflight(args)?;
     if paths.is_loaded() {
+        adopt_existing(&paths);
         return Ok(AttachOutcome::AlreadyLoaded);
     }
     let parent = args.pin_dir.parent().unwrap_or(Path::new("/"));
@@ -107,7 +116,25 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
     if let Err(err) = state.write(&paths) {
         tracing::warn!("could not record load state: {err}");
     }
+    adopt_existing(&paths);
     Ok(AttachOutcome::Loaded)
+}
+
+/// Invariant 3: owner records for the sockets that predate the programs.
+/// Not fatal when it fails: the counters stay exact, and the drain still
+/// finds owners through sock_diag, `/proc` and the releasing process.
+fn adopt_existing(paths: &PinPaths) {
+    let path = paths.map(MAP_OWNERS);
+    match MapData::from_pin(&path) {
+        Ok(map) => {
+            let stats = crate::ownership::adopt::adopt(
+                map.fd().as_fd(),
+                &crate::ownership::procfs::ProcFs::new(),
+            );
+            tracing::info!(?stats, "adopted sockets older than the programs");
+        }
+        Err(e) => tracing::warn!("cannot open {} to adopt older sockets: {e}", path.display()),
+    }
 }
 
 fn staging_dir(pin_dir: &Path) -> PathBuf {

@@ -1,5 +1,9 @@
 //! [`KernelSource`]: the [`CounterSource`] backed by the pinned eBPF maps.
-use std::{collections::HashMap, os::fd::AsFd, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::AsFd,
+    path::Path,
+};
 
 use aya::maps::{MapData, PerCpuArray};
 use netmon_common::{
@@ -20,6 +24,8 @@ pub struct KernelSource {
     closed: MapData,
     overflow: PerCpuArray<MapData, OverflowCounters>,
     max_flows: u32,
+    /// Cookies of closed marks that had no flow at the last read.
+    flowless: HashSet<u64>,
 }
 
 impl KernelSource {
@@ -86,6 +92,7 @@ impl KernelSource {
             closed,
             overflow,
             max_flows,
+            flowless: HashSet::new(),
         })
     }
 
@@ -163,12 +170,32 @@ fn source_err(e: KernelError) -> SourceError {
     SourceError::Other(e.to_string())
 }
 
+/// Closed marks with no flow, split by whether they were flowless in the
+/// previous read too (those are freed).
+fn flowless_marks(
+    closed: &HashMap<u64, ClosedSock>,
+    flows: &[FlowReading],
+    before: &HashSet<u64>,
+) -> (Vec<u64>, HashSet<u64>) {
+    let with_flows: HashSet<u64> = flows.iter().map(|f| f.key.cookie).collect();
+    let mut free = Vec::new();
+    let mut now = HashSet::new();
+    for cookie in closed.keys().filter(|c| !with_flows.contains(c)) {
+        if before.contains(cookie) {
+            free.push(*cookie);
+        } else {
+            now.insert(*cookie);
+        }
+    }
+    (free, now)
+}
+
 impl CounterSource for KernelSource {
     fn read(&mut self) -> Result<Reading, SourceError> {
         // Closed marks first: a socket marked closed after its flows were
         // read is simply seen as closed one drain later.
         let closed = self.closed().map_err(source_err)?;
-        let flows = self
+        let flows: Vec<FlowReading> = self
             .flows()
             .map_err(source_err)?
             .into_iter()
@@ -178,10 +205,27 @@ impl CounterSource for KernelSource {
                 closed: closed.contains_key(&key.cookie),
             })
             .collect();
+        // A closed mark whose socket has no flow (it never sent or received
+        // a packet: UDP connect + close, socket + close) has no retire to
+        // free it. The mark was read before the flows, so a packet counted
+        // before the release would show as a flow here; a released socket
+        // that had no packet by then gets none later (it is unhashed). The
+        // mark is freed when a second read still finds no flow, one drain
+        // interval of margin on top.
+        let (free, flowless) = flowless_marks(&closed, &flows, &self.flowless);
+        self.flowless = flowless;
+        if !free.is_empty() {
+            self.forget_closed(&free)?;
+        }
+        let released_by = flows
+            .iter()
+            .filter_map(|f| Some((f.key.cookie, closed.get(&f.key.cookie)?.released_by)))
+            .collect();
         Ok(Reading {
             flows,
             overflow: self.overflow().map_err(source_err)?,
             max_flows: self.max_flows,
+            released_by,
         })
     }
 
@@ -217,5 +261,43 @@ impl CounterSource for KernelSource {
                 })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netmon_common::{FlowKey, FlowValue};
+
+    use super::*;
+
+    fn flow(cookie: u64) -> FlowReading {
+        FlowReading {
+            key: FlowKey {
+                cookie,
+                ..FlowKey::default()
+            },
+            value: FlowValue::default(),
+            closed: true,
+        }
+    }
+
+    /// A closed mark is freed at its second flowless read, never while its
+    /// socket has a flow (the retire frees those).
+    #[test]
+    fn flowless_marks_are_freed_at_the_second_read() {
+        let closed: HashMap<u64, ClosedSock> = [1, 2, 3]
+            .into_iter()
+            .map(|c| (c, ClosedSock::default()))
+            .collect();
+        let flows = [flow(1)];
+        let (free, seen) = flowless_marks(&closed, &flows, &HashSet::new());
+        assert!(free.is_empty());
+        assert_eq!(seen, HashSet::from([2, 3]));
+        // Cookie 3 got a flow meanwhile: kept for the retire.
+        let flows = [flow(1), flow(3)];
+        let (mut free, seen) = flowless_marks(&closed, &flows, &seen);
+        free.sort_unstable();
+        assert_eq!(free, vec![2]);
+        assert!(seen.is_empty());
     }
 }

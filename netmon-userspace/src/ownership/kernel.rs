@@ -36,6 +36,13 @@
 //!   its descendants' (a forked worker), then every process's. A holder
 //!   other than the listener owner wins; with none, the listener owner keeps
 //!   it.
+//! - **released, accepted or not owned**: the process that released the
+//!   socket (`ClosedSock::released_by`: `sock_release` runs in the context
+//!   of the task that dropped the last reference, the last fd holder) owns
+//!   it, before any lookup. This is what makes a worker of a pre-forked
+//!   pool exact for a connection that lived less than a drain interval:
+//!   by the drain, no fd is left to find. Kernel threads (a deferred close)
+//!   are skipped; the rules below apply then.
 //! - **not owned** (opened before netmon loaded, or a kernel socket):
 //!   sock_diag → inode, the `/proc/*/fd` scan → pid. Not found: pid 0,
 //!   comm [`UNATTRIBUTED_COMM`] (kernel-sent packets such as `TIME_WAIT`
@@ -155,6 +162,26 @@ impl KernelResolver {
             found if open => First::Missed(found.map(|f| f.uid)),
             found => First::Done(self.unattributed(found.map(|f| f.uid))),
         }
+    }
+
+    /// Owner of a released socket the kernel recorded no creator for
+    /// (accepted, or older than the programs): the process that released
+    /// it, i.e. the last holder of its fd. `None` for created sockets (their
+    /// creator keeps them, see the module doc), when nothing released it,
+    /// and for kernel threads (a deferred close).
+    fn released(&mut self, flows: &[FlowReading], by: &SockOwner) -> Option<ProcessInfo> {
+        let first = flows.first()?;
+        let created = first.value.flags & FLOW_F_OWNED != 0
+            && first.value.owner.sock_cookie == first.key.cookie;
+        if created || by.tgid == 0 || !flows.iter().any(|f| f.closed) {
+            return None;
+        }
+        let info = self.owner_info(by);
+        // kthreadd (2) and its children: a close deferred to a worker.
+        if info.id.pid == 2 || info.ppid == Some(2) {
+            return None;
+        }
+        Some(info)
     }
 
     /// Resolves a socket [`Self::resolve_socket`] missed, with the inode the
@@ -374,7 +401,12 @@ impl Resolver for KernelResolver {
             let mut missed = Vec::new();
             for cookie in order {
                 let flows = new.remove(&cookie).unwrap_or_default();
-                match self.resolve_socket(&flows, &mut index) {
+                let released = reading.released_by.get(&cookie);
+                let first = match released.and_then(|r| self.released(&flows, r)) {
+                    Some(info) => First::Done(info),
+                    None => self.resolve_socket(&flows, &mut index),
+                };
+                match first {
                     First::Done(info) => {
                         self.cache.insert(cookie, info);
                     }

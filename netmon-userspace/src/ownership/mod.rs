@@ -21,6 +21,7 @@
 //! Each socket is resolved once, when first seen, and cached by cookie: the
 //! cost grows with new sockets, not with all of them.
 
+pub mod adopt;
 pub mod cookie_sweep;
 pub mod fd_scan;
 pub mod kernel;

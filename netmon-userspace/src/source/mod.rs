@@ -15,7 +15,9 @@
 
 pub mod sim;
 
-use netmon_common::{FlowKey, FlowValue, OverflowCounters};
+use std::collections::HashMap;
+
+use netmon_common::{FlowKey, FlowValue, OverflowCounters, SockOwner};
 
 /// One flow as read from the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct Reading {
     pub overflow: OverflowCounters,
     /// Capacity of the flow map (for fill level reporting).
     pub max_flows: u32,
+    /// The process that released each closed socket of `flows` (the last
+    /// fd holder), by cookie, where the source knows it.
+    pub released_by: HashMap<u64, SockOwner>,
 }
 
 /// Errors reading or changing a counter source.

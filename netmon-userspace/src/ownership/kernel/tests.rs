@@ -686,3 +686,59 @@ fn released_finished_socket_keeps_the_listener_owner() {
     flow.closed = true;
     assert_eq!(resolve_one(&mut KernelResolver::new(), flow).id.pid, me());
 }
+
+/// The owner record `sock_release` writes for a socket `pid` (a child,
+/// not this process) released.
+fn released_by(pid: u32, sock_cookie: u64) -> SockOwner {
+    let start = ProcFs::new().start_ticks(pid).unwrap();
+    SockOwner {
+        tgid: pid,
+        tid: pid,
+        start_boottime_ns: start * tick_ns() + tick_ns() / 2,
+        sock_cookie,
+        comm: comm("sleep"),
+        ..SockOwner::default()
+    }
+}
+
+/// Issue 8 §1: a pool worker accepted, served and closed a connection
+/// before the drain; no fd is left to find. The releasing process (the
+/// worker) owns it, not the listener's owner.
+#[test]
+fn closed_accepted_socket_belongs_to_the_process_that_released_it() {
+    let _serial = serial();
+    let (listener, _client, server) = tcp_pair();
+    let mut flow = accepted_flow(&listener, &server);
+    flow.closed = true;
+    let worker = child_holding(OwnedFd::from(server.try_clone().unwrap()));
+    let pid = worker.0.id();
+    let mut r = reading(vec![flow]);
+    r.released_by
+        .insert(flow.key.cookie, released_by(pid, flow.key.cookie));
+    let info = KernelResolver::new().resolve(&r)[&flow.key.cookie].clone();
+    assert_eq!(info.id.pid, pid, "{info:?}");
+    assert_eq!(info.comm, "sleep");
+    // Unowned (older than the programs) and closed: the releaser too.
+    let mut unowned = tcp_flow(&server, None);
+    unowned.closed = true;
+    let mut r = reading(vec![unowned]);
+    r.released_by
+        .insert(unowned.key.cookie, released_by(pid, unowned.key.cookie));
+    let info = KernelResolver::new().resolve(&r)[&unowned.key.cookie].clone();
+    assert_eq!(info.id.pid, pid, "{info:?}");
+}
+
+/// A socket the kernel saw created keeps its creator, whoever closed it.
+#[test]
+fn closed_created_socket_keeps_its_creator() {
+    let _serial = serial();
+    let (_l, client, _s) = tcp_pair();
+    let mut flow = tcp_flow(&client, Some(my_owner(socket_cookie(&client))));
+    flow.closed = true;
+    let other = child_holding(OwnedFd::from(client.try_clone().unwrap()));
+    let mut r = reading(vec![flow]);
+    r.released_by
+        .insert(flow.key.cookie, released_by(other.0.id(), flow.key.cookie));
+    let info = KernelResolver::new().resolve(&r)[&flow.key.cookie].clone();
+    assert_eq!(info.id.pid, me());
+}

@@ -9,6 +9,7 @@
 
 mod icmp;
 mod send_method;
+mod serve;
 mod sock;
 mod tcp;
 mod udp;
@@ -48,6 +49,12 @@ enum Cmd {
     UdpSend(udp::SendArgs),
     /// Echo requests over a raw ICMP socket.
     IcmpPing(icmp::PingArgs),
+    /// Serve short connections (optionally from a pre-forked pool).
+    TcpServe(serve::ServeArgs),
+    /// Make K short connections one after the other.
+    TcpConnectMany(serve::ConnectManyArgs),
+    /// Create and close sockets of every kind (the soak test).
+    SockChurn(serve::ChurnArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +68,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::UdpRecv(a) => udp::recv(&a, deadline),
         Cmd::UdpSend(a) => udp::send(&a, deadline),
         Cmd::IcmpPing(a) => icmp::ping(&a, deadline),
+        Cmd::TcpServe(a) => serve::serve(&a, deadline),
+        Cmd::TcpConnectMany(a) => serve::connect_many(&a, deadline),
+        Cmd::SockChurn(a) => serve::churn(&a, deadline),
     }
 }
 

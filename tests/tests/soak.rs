@@ -1,0 +1,209 @@
+//! Issue 8 §1b: map entries that outlive their sockets.
+//!
+//! The bugs: a socket closed without ever sending (UDP `connect()` +
+//! `close()`, as glibc's resolver does on every lookup; `socket()` +
+//! `close()`) kept its `NETMON_CLOSED` entry forever, since only the retire
+//! of a flow freed it; and a listener kept one `NETMON_FLOWS` entry per
+//! client, the handshake packets being counted on the listener keyed by
+//! the client's address and port. A long-running machine filled both maps.
+//!
+//! Here: `SOAK_ITERATIONS` rounds (default 20,000) of ten sockets each, so
+//! 200,000 sockets: TCP and UDP `socket()` + `close()`, UDP `connect()` +
+//! `close()` without a send, TCP connect + close without a send (accepted),
+//! a short TCP connection (100 B each way), a refused connection, and a
+//! connection reset by an abortive close; a daemon drains all the while.
+//! Then, once the churn is over (the server and its listener still alive):
+//! - both maps return to the live sockets (the listener's one entry) plus a
+//!   small constant, with nothing left whose socket is gone;
+//! - nothing overflowed;
+//! - the history's totals equal the workloads' own payload counts and the
+//!   namespace's IP octets (less the resets of refused connections, which
+//!   the kernel's control socket sends: no socket of the test's cgroup
+//!   sends them), and nothing is unattributed.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netmon_tests::{
+    cgroup::CgroupGuard,
+    daemon::{self, Daemon},
+    mib,
+    netmon::Netmon,
+    netns::Netns,
+    report::{DONE, READY},
+    require_root, scenario,
+    workload::Workload,
+    workload_exe,
+};
+
+/// Rounds of ten sockets; `SOAK_ITERATIONS` overrides.
+const ITERATIONS: usize = 20_000;
+/// Entries a map may hold above the live sockets' once drained.
+const SLACK: u64 = 8;
+/// IPv4 + TCP header of a reset from the control socket (no options).
+const RST4_BYTES: u64 = 40;
+
+fn map_status(status: &serde_json::Value, name: &str) -> (u64, u64) {
+    let m = status["maps"]
+        .as_array()
+        .and_then(|maps| maps.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no map {name} in status:\n{status:#}"));
+    let get = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{name}.{k}: {m:#}"));
+    (get("entries"), get("gone"))
+}
+
+#[test]
+fn soak_maps_return_to_live_sockets() {
+    if !require_root("soak_maps_return_to_live_sockets") {
+        return;
+    }
+    let iterations = std::env::var("SOAK_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ITERATIONS);
+    let cg = CgroupGuard::new("soak");
+    let ns = Netns::new("soak");
+    // No TIME_WAIT (tens of thousands of connections to one port would run
+    // out of ephemeral ports): the kernel closes instead of keeping a
+    // timewait socket.
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.tcp_max_tw_buckets=0",
+        "net.ipv4.ip_local_port_range=1024 65000",
+    ]);
+    let netmon = Netmon::load(&cg);
+    let dir = tempfile::Builder::new()
+        .prefix("netmon-test-soak-")
+        .tempdir()
+        .expect("temp dir");
+    let paths = daemon::paths_in(dir.path(), netmon.pin_dir(), &cg);
+    let mut d = Daemon::start(&paths);
+    let exe = workload_exe!();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let mut server = Workload::spawn(
+        exe,
+        [
+            "tcp-serve",
+            "--listen",
+            &SocketAddr::new(lo, 0).to_string(),
+            "--send",
+            "100",
+            "--tolerate-resets",
+        ],
+        &cg,
+        Some(&ns),
+    );
+    let port = scenario::first_port(&server.wait_event(READY));
+    let before = mib::wait_quiet(&[&ns]);
+    let start = Instant::now();
+    let each = iterations.to_string();
+    let mut churn = Workload::spawn(
+        exe,
+        [
+            "--timeout-secs",
+            "600",
+            "sock-churn",
+            "--tcp",
+            &SocketAddr::new(lo, port).to_string(),
+            // Port 1 of loopback: nothing listens there.
+            "--closed",
+            &SocketAddr::new(lo, 1).to_string(),
+            "--each",
+            &each,
+            "--send",
+            "100",
+        ],
+        &cg,
+        Some(&ns),
+    );
+    let c = churn.wait_event_for(DONE, Duration::from_secs(600));
+    assert!(
+        churn.wait_exit(Duration::from_secs(30)).success(),
+        "churn failed"
+    );
+    server.send_line("stop");
+    let s = server.wait_event(DONE);
+    let churn_secs = start.elapsed().as_secs_f64();
+    let after = mib::wait_quiet(&[&ns]);
+    eprintln!(
+        "  {} sockets in {churn_secs:.1} s ({} served, {} reset)",
+        iterations * 10,
+        s.conns.len(),
+        s.datagrams_received
+    );
+
+    // Drained: both maps back to the live sockets (the listener's folded
+    // handshake entry) within SLACK, nothing whose socket is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (flows, closed, status) = loop {
+        let status = netmon.status();
+        let flows = map_status(&status, "NETMON_FLOWS");
+        let closed = map_status(&status, "NETMON_CLOSED");
+        if (flows.0 <= 1 + SLACK && closed.0 <= SLACK && flows.1 == 0 && closed.1 == 0)
+            || Instant::now() > deadline
+        {
+            break (flows, closed, status);
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "  drained: NETMON_FLOWS {} entries ({} gone), NETMON_CLOSED {} ({} gone)",
+        flows.0, flows.1, closed.0, closed.1
+    );
+    assert!(
+        flows.0 <= 1 + SLACK && flows.1 == 0,
+        "flow map did not return to the live sockets:\n{status:#}"
+    );
+    assert!(
+        closed.0 <= SLACK && closed.1 == 0,
+        "closed map did not drain:\n{status:#}"
+    );
+    assert_eq!(
+        status["overflow"]["failed_inserts"].as_u64(),
+        Some(0),
+        "overflow:\n{status:#}"
+    );
+
+    d.stop();
+    server.send_line("exit");
+    assert!(
+        server.wait_exit(Duration::from_secs(30)).success(),
+        "server failed"
+    );
+    let usage = daemon::usage(&paths);
+    assert!(
+        usage.rows.iter().all(|r| r.pid != Some(0)),
+        "unattributed rows: {:#?}",
+        usage.rows
+    );
+    let written = c.written + s.written;
+    let read = c.read + s.read;
+    assert_eq!(
+        written, read,
+        "ground truth: loopback payload is read as sent"
+    );
+    assert_eq!(
+        (usage.total.tx.payload_bytes, usage.total.rx.payload_bytes),
+        (written, read),
+        "payload (tx, rx): history (left) vs the workloads' counts (right)"
+    );
+    let refused = c.datagrams_sent;
+    assert_eq!(refused, iterations as u64, "refused connections");
+    let out = after[0].delta(&before[0], mib::IP4_OUT_OCTETS);
+    let inn = after[0].delta(&before[0], mib::IP4_IN_OCTETS);
+    assert_eq!(
+        (usage.total.tx.ip_bytes, usage.total.rx.ip_bytes),
+        (out - RST4_BYTES * refused, inn),
+        "IP bytes (tx, rx): history (left) vs the namespace's (OutOctets - {refused} control \
+         socket resets of {RST4_BYTES} B, InOctets)"
+    );
+    eprintln!(
+        "  ok totals: payload {written} B each way, IP tx {} rx {}",
+        usage.total.tx.ip_bytes, usage.total.rx.ip_bytes
+    );
+}
