@@ -201,14 +201,16 @@ fn serve_loop(s: &Serve<'_>, deadline: Instant) -> anyhow::Result<Report> {
 
 /// Reads to EOF, sends `send` bytes, shuts down.
 fn serve_one(stream: &TcpStream, send: u64, deadline: Instant) -> anyhow::Result<ConnReport> {
+    // Addresses first: a finished connection has no peer any more.
+    let (local_port, remote_port) = (stream.local_addr()?.port(), stream.peer_addr()?.port());
     stream.set_read_timeout(Some(left(deadline)?))?;
     stream.set_write_timeout(Some(left(deadline)?))?;
     let read = read_to_eof(stream)?;
     let written = write_all_n(stream, send)?;
     stream.shutdown(Shutdown::Write)?;
     Ok(ConnReport {
-        local_port: stream.local_addr()?.port(),
-        remote_port: stream.peer_addr()?.port(),
+        local_port,
+        remote_port,
         written,
         read,
         datagrams: 0,
@@ -223,6 +225,7 @@ pub fn connect_many(a: &ConnectManyArgs, deadline: Instant) -> anyhow::Result<()
     for i in 0..a.count {
         let stream = TcpStream::connect_timeout(&a.connect, left(deadline)?)
             .with_context(|| format!("connection {i}"))?;
+        let (local_port, remote_port) = (stream.local_addr()?.port(), stream.peer_addr()?.port());
         stream.set_read_timeout(Some(left(deadline)?))?;
         stream.set_write_timeout(Some(left(deadline)?))?;
         let written = write_all_n(&stream, a.send)?;
@@ -235,8 +238,8 @@ pub fn connect_many(a: &ConnectManyArgs, deadline: Instant) -> anyhow::Result<()
         done.tcp_bytes_retrans += info.tcpi_bytes_retrans;
         done.tcp_bytes_received += info.tcpi_bytes_received;
         done.conns.push(ConnReport {
-            local_port: stream.local_addr()?.port(),
-            remote_port: stream.peer_addr()?.port(),
+            local_port,
+            remote_port,
             written,
             read,
             datagrams: 0,
