@@ -105,6 +105,12 @@ pub struct SockOwner {
 /// resolves the owner through sock_diag and `/proc`.
 pub const FLOW_F_OWNED: u16 = 1;
 
+/// Bit in [`FlowValue::flags`]: the socket was released. Set by
+/// `sock_release` on the flow of a connected socket (and on a listener's
+/// folded entry), so the flow is known closed even when the closed-socket
+/// map was full; the only write to a flow value besides the counters.
+pub const FLOW_F_CLOSED: u16 = 2;
+
 /// Key of the flow map: one socket talking to one remote endpoint.
 ///
 /// A connected socket has one flow; an unconnected UDP or raw socket has one
@@ -132,7 +138,8 @@ pub struct FlowKey {
 /// Value of the flow map.
 ///
 /// `tx`/`rx` are changed only by atomic adds; every other field is written
-/// once, when the cgroup_skb program inserts the entry.
+/// once, when the cgroup_skb program inserts the entry, except the
+/// [`FLOW_F_CLOSED`] bit of `flags`, set once by `sock_release`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]

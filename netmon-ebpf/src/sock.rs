@@ -16,9 +16,9 @@ use aya_ebpf::{
     macros::cgroup_sock,
     programs::SockContext,
 };
-use netmon_common::{ClosedSock, SockOwner, TaskOffsets};
+use netmon_common::{ClosedSock, FLOW_F_CLOSED, FlowKey, SockOwner, TaskOffsets};
 
-use crate::maps::{NETMON_CLOSED, NETMON_OWNERS, NETMON_TASK_OFFSETS};
+use crate::maps::{NETMON_CLOSED, NETMON_FLOWS, NETMON_OWNERS, NETMON_TASK_OFFSETS};
 
 #[cgroup_sock(sock_create)]
 pub fn netmon_sock_create(ctx: SockContext) -> i32 {
@@ -34,10 +34,88 @@ pub fn netmon_sock_release(ctx: SockContext) -> i32 {
         // The releasing task: the last fd holder (see `ClosedSock`).
         released_by: current_owner(&ctx),
     };
-    // A full map loses only the early notice (and the releaser); userspace
-    // also retires flows of sockets that sock_diag no longer lists.
+    mark_flow_closed(&ctx, closed.released_by.sock_cookie);
+    // A full map loses the releaser, and the notice for sockets with one
+    // flow per peer (unconnected UDP); connected sockets' flows carry
+    // their own mark (above).
     let _ = NETMON_CLOSED.insert(&closed.released_by.sock_cookie, &closed, 0);
     1
+}
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+const IPPROTO_UDPLITE: u32 = 136;
+
+/// Sets [`FLOW_F_CLOSED`] on the flow of a connected TCP or UDP socket,
+/// keyed by the socket's peer as the packets were (an IPv4-mapped peer of
+/// an IPv6 socket as IPv4). An unconnected socket (no peer) has at most the
+/// entry a listener's handshakes fold into (remote all zero), IPv4 or IPv6
+/// (a dual-stack listener can have both). One to two hash lookups per
+/// closed socket, never per packet.
+#[inline(always)]
+fn mark_flow_closed(ctx: &SockContext, cookie: u64) {
+    let sk = ctx.sock;
+    // SAFETY: `ctx.sock` is this program's `bpf_sock` context; these fields
+    // are readable in cgroup_sock programs (`bpf_sock_is_valid_access`).
+    // Volatile: one load of each field's own size (the verifier refuses a
+    // wider load of the context, which LLVM would make of `dst_ip6`).
+    let (family, protocol, port, v4, v6) = unsafe {
+        let ip6 = core::ptr::addr_of!((*sk).dst_ip6).cast::<u32>();
+        (
+            core::ptr::addr_of!((*sk).family).read_volatile(),
+            core::ptr::addr_of!((*sk).protocol).read_volatile(),
+            core::ptr::addr_of!((*sk).dst_port).read_volatile(),
+            core::ptr::addr_of!((*sk).dst_ip4).read_volatile(),
+            [
+                ip6.read_volatile(),
+                ip6.add(1).read_volatile(),
+                ip6.add(2).read_volatile(),
+                ip6.add(3).read_volatile(),
+            ],
+        )
+    };
+    let protocol_byte = match protocol {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE => protocol as u8,
+        _ => return,
+    };
+    let remote_port = u16::from_be(port);
+    let (version, addr): (u8, [u32; 4]) = match family {
+        AF_INET => (4, [v4, 0, 0, 0]),
+        AF_INET6 if v6[0] == 0 && v6[1] == 0 && v6[2] == 0xffff_u32.to_be() => {
+            (4, [v6[3], 0, 0, 0])
+        }
+        AF_INET6 => (6, v6),
+        _ => return,
+    };
+    let unconnected = remote_port == 0 && addr == [0; 4];
+    let mut key = FlowKey {
+        cookie,
+        remote_addr: [0; 16],
+        remote_port,
+        ip_version: version,
+        protocol: protocol_byte,
+        _pad: 0,
+    };
+    // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the address is
+    // stored in memory (network) order either way.
+    key.remote_addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) };
+    set_closed(&key);
+    if unconnected && family == AF_INET6 {
+        key.ip_version = 4;
+        set_closed(&key);
+    }
+}
+
+#[inline(always)]
+fn set_closed(key: &FlowKey) {
+    if let Some(v) = NETMON_FLOWS.get_ptr_mut(key) {
+        // SAFETY: `v` points into a live map entry; `flags` is written
+        // only here after the insert (see `FLOW_F_CLOSED`), and a socket is
+        // released once.
+        unsafe { (*v).flags |= FLOW_F_CLOSED };
+    }
 }
 
 /// The current task's `comm`. Filled by the helper itself (NUL padded, or

@@ -102,7 +102,9 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
             all_flows.iter().map(|(k, _)| k.cookie).collect();
         let gone_flows = all_flows
             .iter()
-            .filter(|(k, _)| closed_marks.contains_key(&k.cookie))
+            .filter(|(k, v)| {
+                v.flags & netmon_common::FLOW_F_CLOSED != 0 || closed_marks.contains_key(&k.cookie)
+            })
             .count() as u64;
         let gone_marks = closed_marks
             .keys()

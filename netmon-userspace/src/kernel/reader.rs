@@ -7,7 +7,7 @@ use std::{
 
 use aya::maps::{MapData, PerCpuArray};
 use netmon_common::{
-    ClosedSock, FlowKey, FlowValue, OverflowCounters,
+    ClosedSock, FLOW_F_CLOSED, FlowKey, FlowValue, OverflowCounters,
     names::{MAP_CLOSED, MAP_FLOWS, MAP_OVERFLOW},
 };
 
@@ -202,7 +202,7 @@ impl CounterSource for KernelSource {
             .map(|(key, value)| FlowReading {
                 key,
                 value,
-                closed: closed.contains_key(&key.cookie),
+                closed: value.flags & FLOW_F_CLOSED != 0 || closed.contains_key(&key.cookie),
             })
             .collect();
         // A closed mark whose socket has no flow (it never sent or received
