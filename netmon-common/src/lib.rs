@@ -14,6 +14,6 @@ pub mod flow;
 pub mod names;
 
 pub use flow::{
-    ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters, SockOwner,
-    TaskOffsets,
+    ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters,
+    SockOwner, TaskOffsets,
 };

@@ -160,6 +160,20 @@ fn preexisting_server(name: &str, place: &Place, workers: usize) {
         check::assert_live_identity(&snap, s, "server process", exe, &cg);
     }
     assert_every_connection(&snap, &c, &served, port);
+    // Issue 8 §1b: the listener's handshake packets are one entry, not one
+    // per client, owned by the listener's owner (the server, or the pool's
+    // parent: the lowest pid holding it).
+    let listener: Vec<_> = snap
+        .sockets
+        .iter()
+        .filter(|f| f.local_port == port && f.remote_port == 0)
+        .collect();
+    assert!(
+        matches!(listener.as_slice(), [f] if f.pid == parent_pid
+            && f.tx.payload_bytes == 0 && f.rx.payload_bytes == 0
+            && f.tx.packets == CONNECTIONS as u64),
+        "the listener's handshake entry (one SYN-ACK sent per connection): {listener:#?}"
+    );
     if workers > 0 {
         // The pool's parent never accepted: it may own the listener's
         // handshake packets, never a byte of payload.

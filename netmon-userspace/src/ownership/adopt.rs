@@ -43,13 +43,13 @@
 //! last is not the one that did the I/O.
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use netmon_common::SockOwner;
 
 use super::fd_scan::socket_fds;
-use super::pidfd::{PidFd, inode, socket_cookie};
+use super::pidfd::{PidFd, getsockopt_int, getsockopt_u64, inode, socket_cookie};
 use super::procfs::{ProcFacts, ProcFs, clock_ticks_per_second};
 use crate::kernel::bpf_sys;
 
@@ -251,41 +251,6 @@ impl Adopter<'_> {
 fn cgroup_id(root: &Path, path: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(root.join(path.trim_start_matches('/'))).map_or(0, |m| m.ino())
-}
-
-fn getsockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    getsockopt_raw(
-        fd,
-        opt,
-        std::ptr::from_mut(&mut v).cast(),
-        size_of::<libc::c_int>(),
-    )?;
-    Ok(v)
-}
-
-fn getsockopt_u64(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<u64> {
-    let mut v: u64 = 0;
-    getsockopt_raw(fd, opt, std::ptr::from_mut(&mut v).cast(), size_of::<u64>())?;
-    Ok(v)
-}
-
-fn getsockopt_raw(
-    fd: BorrowedFd<'_>,
-    opt: libc::c_int,
-    out: *mut libc::c_void,
-    size: usize,
-) -> io::Result<()> {
-    let mut len =
-        libc::socklen_t::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `out` points to a live local of `size` bytes (callers pass
-    // their own variable and its size); the kernel writes at most `len`
-    // bytes there and updates `len`.
-    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, out, &raw mut len) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

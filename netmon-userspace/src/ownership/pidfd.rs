@@ -68,24 +68,50 @@ fn owned_from_rc(rc: libc::c_long) -> io::Result<OwnedFd> {
 /// # Errors
 /// `ENOTSOCK` when `fd` is not a socket.
 pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut cookie: u64 = 0;
-    let mut len = libc::socklen_t::try_from(size_of::<u64>())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `cookie` and `len` are live locals; the kernel writes at most
-    // `len` (8) bytes into `cookie` and updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_COOKIE,
-            std::ptr::from_mut(&mut cookie).cast(),
-            &raw mut len,
-        )
-    };
+    getsockopt_u64(fd, libc::SO_COOKIE)
+}
+
+/// An `int` socket option at `SOL_SOCKET` (`SO_DOMAIN`, `SO_ACCEPTCONN`).
+///
+/// # Errors
+/// `ENOTSOCK` when `fd` is not a socket, `ENOPROTOOPT` for an unknown option.
+pub fn getsockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    getsockopt_raw(
+        fd,
+        opt,
+        std::ptr::from_mut(&mut v).cast(),
+        size_of::<libc::c_int>(),
+    )?;
+    Ok(v)
+}
+
+/// A `u64` socket option at `SOL_SOCKET` (`SO_COOKIE`, `SO_NETNS_COOKIE`).
+///
+/// # Errors
+/// As [`getsockopt_int`].
+pub fn getsockopt_u64(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    getsockopt_raw(fd, opt, std::ptr::from_mut(&mut v).cast(), size_of::<u64>())?;
+    Ok(v)
+}
+
+fn getsockopt_raw(
+    fd: BorrowedFd<'_>,
+    opt: libc::c_int,
+    out: *mut libc::c_void,
+    size: usize,
+) -> io::Result<()> {
+    let mut len =
+        libc::socklen_t::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `out` points to a live local of `size` bytes (the callers
+    // above pass their own variable and its size); the kernel writes at most
+    // `len` bytes there and updates `len`.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, out, &raw mut len) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(cookie)
+    Ok(())
 }
 
 /// The inode of the file `fd` refers to (for a socket, the number in its
