@@ -48,8 +48,10 @@ const RST4_BYTES: u64 = 40;
 /// IPv4 + TCP header of a SYN with this kernel's default options (MSS,
 /// SACK permitted, timestamps, window scale: 20 B).
 const SYN4_BYTES: u64 = 60;
-/// Largest option-carrying TCP segment without payload over IPv4.
-const MAX_STRAY4_BYTES: u64 = 60;
+/// Most a stray segment can leave unseen over IPv4: itself (a TCP segment
+/// without payload, at most 60 B with options) and the control socket's
+/// reset to it, should that find no socket either (40 B).
+const MAX_STRAY4_BYTES: u64 = 60 + 40;
 
 fn map_status(status: &serde_json::Value, name: &str) -> (u64, u64) {
     let m = status["maps"]
