@@ -3,6 +3,8 @@
 //! Per packet: parse the headers (fixed-size loads), one hash lookup, three
 //! atomic adds. Only a flow's first packet does more: it reads the owner from
 //! socket storage and inserts the entry (with this packet already counted).
+//! A TCP listener's handshake packets always miss, and are added to the
+//! listener's one folded entry there (see `is_connection`).
 //!
 //! Ownership never comes from `bpf_get_current_pid_tgid()` here: in
 //! cgroup_skb it names whatever task happens to run (softirq, the peer on
