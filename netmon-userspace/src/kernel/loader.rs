@@ -7,6 +7,9 @@
 //!    any failure, so nothing half-attached is left behind.
 //! 2. Attach order is ownership first (`sock_create`, `sock_release`), then
 //!    counting, so a socket created during the load still gets an owner.
+//!    The exec recorder (`netmon_exec`, a raw tracepoint, not
+//!    cgroup-scoped) comes last: a process that execs before it is attached
+//!    is named from `/proc`, as before it existed.
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -16,7 +19,7 @@ use std::{
 use aya::{
     EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, RawTracePoint,
         links::{FdLink, PinnedLink},
     },
 };
@@ -26,6 +29,10 @@ use netmon_common::{
         GLOBAL_TASK_OFFSETS, MAP_CLOSED, MAP_FLOWS, MAPS, PROG_EGRESS, PROG_INGRESS,
         PROG_SOCK_CREATE, PROG_SOCK_RELEASE, PROGRAMS,
     },
+};
+use netmon_common::{
+    exec::ExecOffsets,
+    names::{GLOBAL_EXEC_OFFSETS, PROG_EXEC, TRACEPOINT_EXEC},
 };
 
 use super::{
@@ -139,6 +146,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
         .map_max_entries(MAP_FLOWS, args.max_flows)
         .map_max_entries(MAP_CLOSED, args.max_closed)
         .override_global(GLOBAL_TASK_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_EXEC_OFFSETS, &exec_offsets(), true)
         .load(EBPF_OBJECT)
         .map_err(KernelError::Load)?;
 
@@ -197,6 +205,21 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
                     .map_err(attach_err)?;
                 fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
+            PROG_EXEC => {
+                // Not cgroup-scoped: every exec on the machine is recorded
+                // (the map is LRU-bounded; entries of processes that never
+                // own a counted socket are evicted unread).
+                let prog: &mut RawTracePoint = program.try_into().map_err(verifier)?;
+                prog.load().map_err(verifier)?;
+                pin_prog(prog.pin(paths.prog(name)), name, paths)?;
+                let tracepoint_err = |source| KernelError::AttachTracepoint {
+                    program: name,
+                    tracepoint: TRACEPOINT_EXEC,
+                    source,
+                };
+                let id = prog.attach(TRACEPOINT_EXEC).map_err(tracepoint_err)?;
+                FdLink::from(prog.take_link(id).map_err(tracepoint_err)?)
+            }
             _ => unreachable_program(name)?,
         };
         let path = paths.link(name);
@@ -250,6 +273,18 @@ fn task_offsets() -> TaskOffsets {
         Err(err) => {
             tracing::warn!("process start times unavailable: {err}");
             TaskOffsets::default()
+        }
+    }
+}
+
+/// The offsets `netmon_exec` follows, or unknown (the program then records
+/// nothing) if the BTF can't be read.
+fn exec_offsets() -> ExecOffsets {
+    match super::exec_offsets::exec_offsets() {
+        Ok(offsets) => offsets,
+        Err(err) => {
+            tracing::warn!("exe and cmdline of short-lived processes unavailable: {err}");
+            ExecOffsets::UNKNOWN
         }
     }
 }

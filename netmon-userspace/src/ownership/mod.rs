@@ -22,6 +22,7 @@
 //! cost grows with new sockets, not with all of them.
 
 pub mod cookie_sweep;
+pub mod exec_identity;
 pub mod fd_scan;
 pub mod kernel;
 pub mod pidfd;
@@ -65,6 +66,32 @@ pub struct ProcessInfo {
     pub ppid: Option<u32>,
     /// cgroup v2 path (from `/proc/PID/cgroup`), e.g. `/system.slice/nginx.service`.
     pub cgroup: Option<String>,
+}
+
+/// What `readlink /proc/PID/exe` appends when the file was removed or
+/// replaced after the process started (a package upgrade).
+const DELETED_SUFFIX: &str = " (deleted)";
+
+impl ProcessInfo {
+    /// The default app name: the one definition every grouping, filter and
+    /// reader uses when no `[apps]` rule of the config matches
+    /// (`crate::query::apps`).
+    ///
+    /// It is the executable's file name — `/usr/bin/python3.11` gives
+    /// `python3.11` whether the program was started as `python3` or
+    /// `python3.11`, whatever its threads call themselves (`comm`), and also
+    /// after its file was replaced (`" (deleted)"` is dropped). Only when the
+    /// executable is unknown (a process that started before netmon loaded
+    /// and exited before a drain saw it; a kernel socket) is it `comm`.
+    #[must_use]
+    pub fn default_app(&self) -> String {
+        self.exe
+            .as_deref()
+            .map(|e| e.strip_suffix(DELETED_SUFFIX).unwrap_or(e))
+            .and_then(|e| e.rsplit('/').next())
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| self.comm.clone(), str::to_owned)
+    }
 }
 
 /// Attributes flows to processes.
