@@ -45,7 +45,7 @@ use netmon_common::exec::{
     ExecIdentity, ExecKey, ExecOffsets,
 };
 
-use crate::maps::{NETMON_EXEC_OFFSETS, NETMON_EXEC_SCRATCH, NETMON_EXECS};
+use crate::maps::{ExecScratch, NETMON_EXEC_OFFSETS, NETMON_EXEC_SCRATCH, NETMON_EXECS, Walk};
 use crate::sock::process_start_boottime_ns;
 
 /// Steps of the dentry walk (one per path component or mount crossing)
@@ -66,12 +66,13 @@ fn record(ctx: &RawTracePointContext) {
     if off.valid == 0 {
         return;
     }
-    let Some(id) = NETMON_EXEC_SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = NETMON_EXEC_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: a per-CPU array value: this CPU's, used by this program only
     // while it runs (tracepoint programs do not nest on one CPU).
-    let id = unsafe { &mut *id };
+    let scratch = unsafe { &mut *scratch };
+    let id = &mut scratch.id;
     // The scratch value still holds the previous exec's bytes past the
     // lengths set below; readers never look past them.
     // SAFETY: helper without arguments.
@@ -83,17 +84,17 @@ fn record(ctx: &RawTracePointContext) {
     id.args_flags = 0;
     id._pad = [0; 3];
     let bprm: *const u8 = ctx.arg(2);
-    if exe_path(&off, bprm, id).is_none() {
-        exe_filename(&off, bprm, id);
+    if exe_path(&off, bprm, scratch).is_none() {
+        exe_filename(&off, bprm, &mut scratch.id);
     }
-    args(&off, id);
+    args(&off, &mut scratch.id);
     let key = ExecKey {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         _pad: 0,
         start_boottime_ns: process_start_boottime_ns(),
     };
     // LRU: an insert evicts the least recently used entry when full.
-    let _ = NETMON_EXECS.insert(&key, id, 0);
+    let _ = NETMON_EXECS.insert(&key, &scratch.id, 0);
 }
 
 /// `*(T *)ptr`, fault-safe.
@@ -132,73 +133,162 @@ fn masked<const MASK: u64>(v: u64) -> u64 {
     r
 }
 
+/// How one step of the dentry walk ended.
+enum Step {
+    /// One component written or one mount crossed: go on.
+    Next,
+    /// The root of the mount namespace (or of a detached tree): complete.
+    Root,
+    /// No room left for the next component.
+    Full,
+    /// A read failed.
+    Failed,
+}
+
 /// Assembles the path of `bprm->file` back to front, ending at
 /// [`EXE_PATH_END`]. `None` when a read failed (the caller falls back to the
 /// file name).
+///
+/// The walk's state (dentry, mount, cursor) lives in the per-CPU scratch
+/// value, not in registers: values the verifier reads back from a map are
+/// unknown to it, so every iteration reaches the loop head in the same
+/// verifier state and is checked once, instead of once per path through all
+/// earlier iterations (a register cursor made the verifier explore every
+/// combination of "component" and "mount crossing" steps: over its limit of
+/// a million instructions).
 #[inline(always)]
-fn exe_path(off: &ExecOffsets, bprm: *const u8, id: &mut ExecIdentity) -> Option<()> {
+fn exe_path(off: &ExecOffsets, bprm: *const u8, scratch: &mut ExecScratch) -> Option<()> {
     let file: *const u8 = read(at(bprm, off.binprm_file))?;
     let f_path = at(file, off.file_f_path);
-    let mut dentry: *const u8 = read(at(f_path, off.path_dentry))?;
-    let mut vfsmnt: *const u8 = read(at(f_path, off.path_mnt))?;
-    // container_of(vfsmnt, struct mount, mnt)
-    let mut mnt = vfsmnt.wrapping_sub(off.mount_mnt as usize);
-    let mut cursor: u64 = EXE_PATH_END as u64;
+    let dentry: *const u8 = read(at(f_path, off.path_dentry))?;
+    let vfsmnt: *const u8 = read(at(f_path, off.path_mnt))?;
+    set_walk(
+        scratch,
+        Walk {
+            dentry: dentry as u64,
+            vfsmnt: vfsmnt as u64,
+            // container_of(vfsmnt, struct mount, mnt)
+            mnt: (vfsmnt as u64).wrapping_sub(u64::from(off.mount_mnt)),
+            cursor: EXE_PATH_END as u64,
+        },
+    );
     let mut flags = EXE_F_TRUNCATED;
     for _ in 0..MAX_STEPS {
-        let mnt_root: *const u8 = read(at(vfsmnt, off.vfsmount_mnt_root))?;
-        let parent: *const u8 = read(at(dentry, off.dentry_d_parent))?;
-        if dentry == mnt_root || dentry == parent {
-            if dentry != mnt_root {
-                // The root of a file system that is not a mount's root: a
-                // detached tree. `d_path` stops here too.
+        match step(off, scratch) {
+            Step::Next => {}
+            Step::Root => {
                 flags = EXE_F_RESOLVED;
                 break;
             }
-            let mnt_parent: *const u8 = read(at(mnt, off.mount_mnt_parent))?;
-            if mnt_parent == mnt || mnt_parent.is_null() {
-                // The root of the mount namespace.
-                flags = EXE_F_RESOLVED;
-                break;
-            }
-            dentry = read(at(mnt, off.mount_mnt_mountpoint))?;
-            mnt = mnt_parent;
-            vfsmnt = at(mnt, off.mount_mnt);
-            continue;
+            Step::Full => break,
+            Step::Failed => return None,
         }
-        let d_name = at(dentry, off.dentry_d_name);
-        let len = u64::from(read::<u32>(at(d_name, off.qstr_len))?);
-        let name: *const u8 = read(at(d_name, off.qstr_name))?;
-        if len == 0 || len + 1 > cursor {
-            break;
-        }
-        cursor -= len + 1;
-        // cursor < EXE_PATH_END here; the masks restate it for the verifier:
-        // '/' at [0, 255], the name at [1, 256] for at most 255 bytes, so
-        // every write ends inside the 512-byte buffer.
-        let slash = masked::<{ EXE_PATH_END as u64 - 1 }>(cursor);
-        let n = masked::<{ EXE_PATH_END as u64 - 1 }>(len);
-        let base = id.exe.as_mut_ptr();
-        // SAFETY: `slash` < EXE_PATH_END <= EXE_BUF.
-        unsafe { *base.add(slash as usize) = b'/' };
-        // SAFETY: fault-safe read into `exe[slash + 1 .. slash + 1 + n]`,
-        // inside the buffer (see above).
-        let ret = unsafe {
-            bpf_probe_read_kernel(base.add(slash as usize + 1).cast(), n as u32, name.cast())
-        };
-        if ret != 0 {
-            return None;
-        }
-        dentry = parent;
     }
-    if cursor == EXE_PATH_END as u64 {
+    // SAFETY: a plain read of this CPU's scratch value.
+    let cursor = unsafe { core::ptr::read_volatile(&scratch.walk.cursor) };
+    if cursor >= EXE_PATH_END as u64 {
         // Nothing written: a file at the root itself, or no step left.
         return None;
     }
+    let id = &mut scratch.id;
     id.exe_off = cursor as u16;
     id.exe_len = (EXE_PATH_END as u64 - cursor) as u16;
     id.exe_flags = flags;
     Some(())
+}
+
+/// One step of `d_path`: write the current dentry's name in front of the
+/// path and go to its parent, or cross from a mount's root to its mount
+/// point.
+#[inline(always)]
+fn step(off: &ExecOffsets, scratch: &mut ExecScratch) -> Step {
+    // Volatile: the compiler must not carry the walk state over in
+    // registers (see `exe_path`).
+    // SAFETY: a plain read of this CPU's scratch value.
+    let w = unsafe { core::ptr::read_volatile(&scratch.walk) };
+    let (dentry, vfsmnt, mnt) = (
+        w.dentry as *const u8,
+        w.vfsmnt as *const u8,
+        w.mnt as *const u8,
+    );
+    let (Some(mnt_root), Some(parent)) = (
+        read::<*const u8>(at(vfsmnt, off.vfsmount_mnt_root)),
+        read::<*const u8>(at(dentry, off.dentry_d_parent)),
+    ) else {
+        return Step::Failed;
+    };
+    if dentry == mnt_root || dentry == parent {
+        if dentry != mnt_root {
+            // The root of a file system that is not a mount's root: a
+            // detached tree. `d_path` stops here too.
+            return Step::Root;
+        }
+        let Some(mnt_parent) = read::<*const u8>(at(mnt, off.mount_mnt_parent)) else {
+            return Step::Failed;
+        };
+        if mnt_parent == mnt || mnt_parent.is_null() {
+            // The root of the mount namespace.
+            return Step::Root;
+        }
+        let Some(mountpoint) = read::<*const u8>(at(mnt, off.mount_mnt_mountpoint)) else {
+            return Step::Failed;
+        };
+        set_walk(
+            scratch,
+            Walk {
+                dentry: mountpoint as u64,
+                vfsmnt: at(mnt_parent, off.mount_mnt) as u64,
+                mnt: mnt_parent as u64,
+                cursor: w.cursor,
+            },
+        );
+        return Step::Next;
+    }
+    let d_name = at(dentry, off.dentry_d_name);
+    let (Some(len), Some(name)) = (
+        read::<u32>(at(d_name, off.qstr_len)),
+        read::<*const u8>(at(d_name, off.qstr_name)),
+    ) else {
+        return Step::Failed;
+    };
+    let len = u64::from(len);
+    if len == 0 || len + 1 > w.cursor {
+        return Step::Full;
+    }
+    let cursor = w.cursor - (len + 1);
+    // cursor < EXE_PATH_END here; the masks restate it for the verifier
+    // (which does not know the cursor read back from the map): '/' at
+    // [0, 255], the name at [1, 256] for at most 255 bytes, so every write
+    // ends inside the 512-byte buffer.
+    let slash = masked::<{ EXE_PATH_END as u64 - 1 }>(cursor);
+    let n = masked::<{ EXE_PATH_END as u64 - 1 }>(len);
+    let base = scratch.id.exe.as_mut_ptr();
+    // SAFETY: `slash` < EXE_PATH_END <= EXE_BUF.
+    unsafe { *base.add(slash as usize) = b'/' };
+    // SAFETY: fault-safe read into `exe[slash + 1 .. slash + 1 + n]`, inside
+    // the buffer (see above).
+    let ret = unsafe {
+        bpf_probe_read_kernel(base.add(slash as usize + 1).cast(), n as u32, name.cast())
+    };
+    if ret != 0 {
+        return Step::Failed;
+    }
+    set_walk(
+        scratch,
+        Walk {
+            dentry: parent as u64,
+            cursor,
+            ..w
+        },
+    );
+    Step::Next
+}
+
+/// Stores the walk state, volatile (see `exe_path`).
+#[inline(always)]
+fn set_walk(scratch: &mut ExecScratch, walk: Walk) {
+    // SAFETY: a plain write of this CPU's scratch value.
+    unsafe { core::ptr::write_volatile(&mut scratch.walk, walk) };
 }
 
 /// Fallback: `bprm->filename`, the name as passed to `execve`.

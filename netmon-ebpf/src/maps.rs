@@ -88,10 +88,34 @@ pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets {
 pub static NETMON_EXECS: LruHashMap<ExecKey, ExecIdentity, { DEFAULT_MAX_EXECS as usize }> =
     LruHashMap::new();
 
-/// One [`ExecIdentity`] per CPU, assembled here by `netmon_exec` (too large
-/// for the 512-byte BPF stack) and then copied into [`NETMON_EXECS`].
+/// State of `netmon_exec`'s dentry walk, kept in map memory on purpose
+/// (see `exec::exe_path`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Walk {
+    /// Current `struct dentry *`.
+    pub dentry: u64,
+    /// Current `struct vfsmount *`.
+    pub vfsmnt: u64,
+    /// The `struct mount *` around it.
+    pub mnt: u64,
+    /// Where the path assembled so far starts in `ExecIdentity::exe`.
+    pub cursor: u64,
+}
+
+/// `netmon_exec`'s per-CPU working space: the record being assembled (too
+/// large for the 512-byte BPF stack), then copied into [`NETMON_EXECS`].
+#[repr(C)]
+pub struct ExecScratch {
+    /// The record.
+    pub id: ExecIdentity,
+    /// The dentry walk.
+    pub walk: Walk,
+}
+
+/// One [`ExecScratch`] per CPU.
 #[btf_map]
-pub static NETMON_EXEC_SCRATCH: PerCpuArray<ExecIdentity, 1> = PerCpuArray::new();
+pub static NETMON_EXEC_SCRATCH: PerCpuArray<ExecScratch, 1> = PerCpuArray::new();
 
 /// Kernel struct offsets for `netmon_exec`, written by the loader into
 /// `.rodata` before load (`netmon_common::names::GLOBAL_EXEC_OFFSETS`).

@@ -1,26 +1,25 @@
 //! [`ExecMap`]: the pinned exec map (`NETMON_EXECS`), read by the ownership
 //! resolver for processes gone from `/proc`.
 //!
-//! Entries are taken (looked up and deleted in one system call) only for
-//! processes that have exited: their entry is never needed again by the
-//! kernel side, and taking it frees the slot. Entries of processes that never
-//! own a socket, or that are still alive when resolved, stay until the LRU
-//! evicts them.
+//! Records are only looked up, never deleted by userspace: `snapshot` and
+//! `top` read them too, and a restarted daemon resolves its sockets again.
+//! The map is an LRU hash, so it stays bounded without userspace help: a new
+//! exec evicts the least recently used record when it is full.
 
-use std::{os::fd::AsFd, path::Path};
+use std::path::Path;
 
-use aya::maps::MapData;
+use aya::maps::{HashMap, Map, MapData, MapError};
 use netmon_common::{
     exec::{ExecIdentity, ExecKey},
     names::MAP_EXECS,
 };
 
-use super::{KernelError, bpf_sys, pins::PinPaths};
+use super::{KernelError, pins::PinPaths};
 use crate::ownership::exec_identity::ExecRecords;
 
 /// The pinned exec map of one netmon load.
 pub struct ExecMap {
-    map: MapData,
+    map: HashMap<MapData, ExecKey, ExecIdentity>,
 }
 
 impl ExecMap {
@@ -28,37 +27,42 @@ impl ExecMap {
     /// without it (an older netmon) is pinned there.
     ///
     /// # Errors
-    /// The pin exists but cannot be opened.
+    /// The pin exists but cannot be opened, or is not an LRU hash of the
+    /// expected key and value sizes.
     pub fn open(pin_dir: &Path) -> Result<Option<Self>, KernelError> {
         let path = PinPaths::new(pin_dir).map(MAP_EXECS);
         if !path.exists() {
             return Ok(None);
         }
-        let map = MapData::from_pin(&path).map_err(|e| KernelError::PinnedMap {
+        let pinned = |message: String| KernelError::PinnedMap {
             path: path.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let data = MapData::from_pin(&path).map_err(|e| pinned(e.to_string()))?;
+        let map = HashMap::try_from(Map::LruHashMap(data)).map_err(|e| pinned(e.to_string()))?;
         Ok(Some(Self { map }))
     }
 
-    /// Looks `key` up and deletes it.
+    /// The record of `key`, if the map holds one.
     ///
     /// # Errors
     /// System call failures other than "not found".
-    pub fn take(&self, key: &ExecKey) -> Result<Option<ExecIdentity>, KernelError> {
-        bpf_sys::lookup_and_delete::<ExecKey, ExecIdentity>(self.map.fd().as_fd(), key).map_err(
-            |source| KernelError::MapOp {
-                op: "lookup and delete",
+    pub fn get(&self, key: &ExecKey) -> Result<Option<ExecIdentity>, KernelError> {
+        match self.map.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(KernelError::MapOp {
+                op: "lookup",
                 map: MAP_EXECS,
-                source,
-            },
-        )
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
     }
 }
 
 impl ExecRecords for ExecMap {
-    fn take(&mut self, key: &ExecKey) -> Option<ExecIdentity> {
-        match ExecMap::take(self, key) {
+    fn get(&mut self, key: &ExecKey) -> Option<ExecIdentity> {
+        match ExecMap::get(self, key) {
             Ok(found) => found,
             Err(err) => {
                 tracing::warn!("reading the exec map: {err}");

@@ -4,10 +4,12 @@
 //! sockets recorded.
 //!
 //! The resolver asks only for processes `/proc` no longer has (or has under a
-//! reused pid). What it gets is taken out of the kernel map (freeing the
-//! slot) and kept here, in a bounded cache, for any other socket of the same
-//! process first seen later (a socket inherited by a child that sends after
-//! the creator exited).
+//! reused pid). What it gets is kept here, in a bounded cache, for any other
+//! socket of the same process first seen later (a socket inherited by a
+//! child that sends after the creator exited), even if the kernel's LRU map
+//! has evicted the record meanwhile. Userspace never deletes kernel records:
+//! `snapshot` and `top` read them as well as the daemon, and a restarted
+//! daemon resolves its sockets again.
 //!
 //! What is recorded and how it compares with `/proc`:
 //! - `exe`: the path of the executed file resolved in the kernel from its
@@ -34,13 +36,13 @@ use super::procfs::join_cmdline;
 
 /// Where exec records come from: the kernel map, or a fake in tests.
 pub trait ExecRecords: Send {
-    /// Removes and returns the record of `key`, if any.
-    fn take(&mut self, key: &ExecKey) -> Option<ExecIdentity>;
+    /// The record of `key`, if any.
+    fn get(&mut self, key: &ExecKey) -> Option<ExecIdentity>;
 }
 
 impl ExecRecords for HashMap<ExecKey, ExecIdentity> {
-    fn take(&mut self, key: &ExecKey) -> Option<ExecIdentity> {
-        self.remove(key)
+    fn get(&mut self, key: &ExecKey) -> Option<ExecIdentity> {
+        HashMap::get(self, key).copied()
     }
 }
 
@@ -74,7 +76,7 @@ impl ExecFacts {
     }
 }
 
-/// Records taken from the kernel and kept for later sockets, at most this
+/// Records read from the kernel and kept for later sockets, at most this
 /// many (oldest dropped first).
 pub const KEPT_RECORDS: usize = 16_384;
 
@@ -97,7 +99,7 @@ impl ExecIdentities {
     }
 
     /// The exec facts of the exited process `tgid` started at
-    /// `start_boottime_ns` (0: unknown), taken from the kernel on first use.
+    /// `start_boottime_ns` (0: unknown), read from the kernel on first use.
     pub fn facts(&mut self, tgid: u32, start_boottime_ns: u64) -> Option<ExecFacts> {
         let key = ExecKey {
             tgid,
@@ -107,7 +109,7 @@ impl ExecIdentities {
         if let Some(found) = self.kept.get(&key) {
             return found.clone();
         }
-        let facts = self.source.take(&key).map(|r| ExecFacts::from_record(&r));
+        let facts = self.source.get(&key).map(|r| ExecFacts::from_record(&r));
         if self.order.len() >= KEPT_RECORDS
             && let Some(old) = self.order.pop_front()
         {
@@ -258,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn takes_once_and_keeps_a_bounded_cache() {
+    fn reads_once_and_keeps_a_bounded_cache() {
         let key = |tgid| ExecKey {
             tgid,
             _pad: 0,
@@ -268,9 +270,17 @@ mod tests {
         for tgid in 0..(KEPT_RECORDS as u32 + 10) {
             kernel.insert(key(tgid), record(b"/bin/x", EXE_F_RESOLVED, b"x\0"));
         }
-        let mut ids = ExecIdentities::new(Box::new(kernel));
+        /// A source that forgets what it was asked for (as an LRU map may
+        /// evict it), so the cache is what answers a second time.
+        struct Forgetful(HashMap<ExecKey, ExecIdentity>);
+        impl ExecRecords for Forgetful {
+            fn get(&mut self, key: &ExecKey) -> Option<ExecIdentity> {
+                self.0.remove(key)
+            }
+        }
+        let mut ids = ExecIdentities::new(Box::new(Forgetful(kernel)));
         assert_eq!(ids.facts(1, 7).unwrap().exe.as_deref(), Some("/bin/x"));
-        // Taken from the source, answered from the cache.
+        // Gone from the source, answered from the cache.
         assert_eq!(ids.facts(1, 7).unwrap().exe.as_deref(), Some("/bin/x"));
         // Another start time is another process.
         assert_eq!(ids.facts(1, 8), None);

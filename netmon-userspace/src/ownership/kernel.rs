@@ -140,9 +140,10 @@ impl KernelResolver {
         self
     }
 
-    /// Opens the exec map pinned under `pin_dir`, if there is one (a load
-    /// by an older netmon has none: exited processes then keep only what
-    /// their sockets recorded). A pin that cannot be opened is logged.
+    /// Opens the exec map pinned under `pin_dir` (read only), if there is
+    /// one (a load by an older netmon has none: exited processes then keep
+    /// only what their sockets recorded). A pin that cannot be opened is
+    /// logged.
     #[must_use]
     pub fn with_exec_map(self, pin_dir: &std::path::Path) -> Self {
         match crate::kernel::execs::ExecMap::open(pin_dir) {

@@ -92,6 +92,30 @@ impl ProcessInfo {
             .filter(|s| !s.is_empty())
             .map_or_else(|| self.comm.clone(), str::to_owned)
     }
+
+    /// `self` with each unknown field (exe, cmdline, user, parent, cgroup)
+    /// taken from `older`, an earlier view of the same process: a process
+    /// seen alive once and resolved again after it exited (a restarted
+    /// daemon) keeps what was known.
+    #[must_use]
+    pub fn with_missing_from(mut self, older: &Self) -> Self {
+        if self.id != older.id {
+            return self;
+        }
+        let fill = |new: &mut Option<String>, old: &Option<String>| {
+            if new.is_none() {
+                new.clone_from(old);
+            }
+        };
+        fill(&mut self.exe, &older.exe);
+        fill(&mut self.cmdline, &older.cmdline);
+        fill(&mut self.user, &older.user);
+        fill(&mut self.cgroup, &older.cgroup);
+        if self.ppid.is_none() {
+            self.ppid = older.ppid;
+        }
+        self
+    }
 }
 
 /// Attributes flows to processes.
@@ -102,4 +126,36 @@ pub trait Resolver {
 
     /// Forgets sockets that are gone (their flows were retired).
     fn forget(&mut self, cookies: &[u64]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: u32, exe: Option<&str>) -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId {
+                pid,
+                start_ticks: 9,
+            },
+            comm: "c".into(),
+            exe: exe.map(Into::into),
+            cmdline: exe.map(|e| format!("{e} --flag")),
+            uid: 0,
+            user: exe.map(|_| "root".into()),
+            ppid: exe.map(|_| 1),
+            cgroup: exe.map(|_| "/a".into()),
+        }
+    }
+
+    #[test]
+    fn missing_fields_come_from_the_same_process_only() {
+        let old = info(5, Some("/bin/x"));
+        assert_eq!(info(5, None).with_missing_from(&old), old);
+        // Known fields win over older ones.
+        let newer = info(5, Some("/bin/y"));
+        assert_eq!(newer.clone().with_missing_from(&old), newer);
+        // Another process (pid reused) takes nothing.
+        assert_eq!(info(6, None).with_missing_from(&old), info(6, None));
+    }
 }

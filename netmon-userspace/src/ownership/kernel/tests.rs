@@ -204,7 +204,7 @@ fn exec_record(exe: &str, args: &[&str], exec_boottime_ns: u64) -> ExecIdentity 
 
 /// The creator is gone from `/proc` (here: same pid, another start time):
 /// exe and cmdline come from its exec record, the cgroup from the socket's
-/// cgroup id, and the record is taken once.
+/// cgroup id.
 #[test]
 fn exited_process_named_from_exec_record_and_cgroup_id() {
     let _serial = serial();
@@ -244,9 +244,9 @@ fn exited_process_named_from_exec_record_and_cgroup_id() {
 
 /// Without a start time the record is matched by pid only, so a record of
 /// an exec after the socket was created (a later process with that pid) is
-/// not taken.
+/// not used.
 #[test]
-fn exec_record_after_the_socket_is_not_taken_without_start_time() {
+fn exec_record_after_the_socket_is_not_used_without_start_time() {
     let _serial = serial();
     let (_l, client, _s) = tcp_pair();
     let mut owner = my_owner(socket_cookie(&client));
