@@ -77,7 +77,10 @@ fn setup() -> Setup {
             (200, _) => p.exe = None,
             (300, _) => p.exe = Some("/opt/site/bin/srv".into()),
             // A thread of it named itself; the file was upgraded under one.
-            (101, _) => p.comm = "Socket Thread".into(),
+            (101, _) => {
+                p.comm = "Socket Thread".into();
+                p.exe = Some("/usr/bin/python3.11".into());
+            }
             (103, _) => p.exe = Some("/usr/bin/python3.11 (deleted)".into()),
             _ => p.exe = Some("/usr/bin/python3.11".into()),
         }
