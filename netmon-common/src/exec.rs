@@ -4,7 +4,9 @@
 //! The `netmon_exec` program (raw tracepoint `sched_process_exec`) writes one
 //! [`ExecIdentity`] per successful `execve` into an LRU hash keyed by the
 //! process ([`ExecKey`]: tgid and start time, the same pair a socket's
-//! [`crate::SockOwner`] records). Userspace reads it for processes that are
+//! [`crate::SockOwner`] records); `netmon_fork` (`sched_process_fork`)
+//! copies the parent's record to a new child process, which runs the same
+//! program until it execs. Userspace reads it for processes that are
 //! gone from `/proc` by the time the drain looks: exe path and command line
 //! survive a process that lived one millisecond.
 //!
@@ -157,8 +159,8 @@ pub struct ExecOffsets {
     pub mm_arg_start: u32,
     /// `mm_struct.arg_end` (`unsigned long`).
     pub mm_arg_end: u32,
-    /// Zero.
-    pub _pad: u32,
+    /// `task_struct.tgid` (`pid_t`), read from a forked child.
+    pub task_tgid: u32,
 }
 
 impl ExecOffsets {
@@ -181,7 +183,7 @@ impl ExecOffsets {
         task_mm: 0,
         mm_arg_start: 0,
         mm_arg_end: 0,
-        _pad: 0,
+        task_tgid: 0,
     };
 }
 

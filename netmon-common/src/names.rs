@@ -29,12 +29,13 @@ pub const PROG_SOCK_RELEASE: &str = "netmon_sock_release";
 
 /// All programs, in the order the loader attaches them: ownership first, so no
 /// socket created during attach is counted without an owner it could have had.
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 6] = [
     PROG_SOCK_CREATE,
     PROG_SOCK_RELEASE,
     PROG_EGRESS,
     PROG_INGRESS,
     PROG_EXEC,
+    PROG_FORK,
 ];
 
 /// All maps userspace pins.
@@ -67,3 +68,9 @@ pub const TRACEPOINT_EXEC: &str = "sched_process_exec";
 /// still name after the process exited. Preallocated (LRU maps are), about
 /// 1 KiB an entry.
 pub const DEFAULT_MAX_EXECS: u32 = 8192;
+/// Raw tracepoint program on `sched_process_fork` copying a parent's exec
+/// record to a new child process (which runs the parent's program until it
+/// execs).
+pub const PROG_FORK: &str = "netmon_fork";
+/// The raw tracepoint [`PROG_FORK`] attaches to.
+pub const TRACEPOINT_FORK: &str = "sched_process_fork";

@@ -26,6 +26,11 @@
 //! is read with `bpf_probe_read_kernel` (fault-safe); a failed read on the
 //! dentry walk falls back to `bprm->filename`, flagged `EXE_F_FILENAME`.
 //! Runs once per exec, never per packet.
+//!
+//! `netmon_fork` covers children that never exec (a forked worker, a
+//! subshell): they run their parent's program with its arguments, so the
+//! parent's record is copied under the child's key when the child is
+//! created.
 
 use core::mem::MaybeUninit;
 
@@ -40,12 +45,15 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
+use netmon_common::TaskOffsets;
 use netmon_common::exec::{
     ARGS_CAP, ARGS_F_TRUNCATED, EXE_F_FILENAME, EXE_F_RESOLVED, EXE_F_TRUNCATED, EXE_PATH_END,
     ExecIdentity, ExecKey, ExecOffsets,
 };
 
-use crate::maps::{ExecScratch, NETMON_EXEC_OFFSETS, NETMON_EXEC_SCRATCH, NETMON_EXECS, Walk};
+use crate::maps::{
+    ExecScratch, NETMON_EXEC_OFFSETS, NETMON_EXEC_SCRATCH, NETMON_EXECS, NETMON_TASK_OFFSETS, Walk,
+};
 use crate::sock::process_start_boottime_ns;
 
 /// Steps of the dentry walk (one per path component or mount crossing)
@@ -95,6 +103,60 @@ fn record(ctx: &RawTracePointContext) {
     };
     // LRU: an insert evicts the least recently used entry when full.
     let _ = NETMON_EXECS.insert(&key, &scratch.id, 0);
+}
+
+/// A process that forks without exec runs its parent's program: its record
+/// is a copy of the parent's, made when it is created (raw tracepoint
+/// `sched_process_fork`, `TP_PROTO(struct task_struct *parent, struct
+/// task_struct *child)`, in the parent's context). Threads (clones sharing
+/// the thread group) are skipped: they are the same process.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn netmon_fork(ctx: RawTracePointContext) -> i32 {
+    fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn fork(ctx: &RawTracePointContext) {
+    // SAFETY: plain reads of statics; volatile so the loader's values are used.
+    let (off, task): (ExecOffsets, TaskOffsets) = unsafe {
+        (
+            core::ptr::read_volatile(&NETMON_EXEC_OFFSETS),
+            core::ptr::read_volatile(&NETMON_TASK_OFFSETS),
+        )
+    };
+    if off.valid == 0 || task.group_leader == 0 || task.start_boottime == 0 {
+        return;
+    }
+    let child: *const u8 = ctx.arg(1);
+    match read::<*const u8>(at(child, task.group_leader)) {
+        // A new process leads its own thread group; a thread does not.
+        Some(leader) if leader == child => {}
+        _ => return,
+    }
+    let (Some(tgid), Some(start)) = (
+        read::<u32>(at(child, off.task_tgid)),
+        read::<u64>(at(child, task.start_boottime)),
+    ) else {
+        return;
+    };
+    let parent = ExecKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+        start_boottime_ns: process_start_boottime_ns(),
+    };
+    let Some(record) = NETMON_EXECS.get_ptr(&parent) else {
+        // The parent exec'd before netmon loaded: nothing to copy.
+        return;
+    };
+    let key = ExecKey {
+        tgid,
+        _pad: 0,
+        start_boottime_ns: start,
+    };
+    // SAFETY: a value of the map, alive while this program runs (RCU); the
+    // helper copies it.
+    let _ = NETMON_EXECS.insert(&key, unsafe { &*record }, 0);
 }
 
 /// `*(T *)ptr`, fault-safe.

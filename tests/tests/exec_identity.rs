@@ -6,7 +6,9 @@
 //! id the socket recorded to its path.
 //!
 //! 200 clients, each exec'd into a child cgroup, connect, send a byte count
-//! of their own and exit within milliseconds. The daemon is started only
+//! of their own and exit within milliseconds; every other one does so in a
+//! forked child that never execs (its identity is its parent's, copied at
+//! fork by `netmon_fork`). The daemon is started only
 //! after the last one exited, so `/proc` has none of them when the drain
 //! first looks: everything it reports about them comes from the kernel.
 //! Ground truth: the arguments the test passed, the binary it ran, the
@@ -135,13 +137,18 @@ fn short_lived_processes_keep_exe_cmdline_and_cgroup() {
         let first = clients.len();
         let mut wave: Vec<(String, Workload)> = (first..CLIENTS.min(first + WAVE))
             .map(|i| {
-                let args = [
+                let mut args = vec![
                     "tcp-client".to_owned(),
                     "--connect".to_owned(),
                     connect.clone(),
                     "--send".to_owned(),
                     bytes_of(i).to_string(),
                 ];
+                // Every other client works in a forked child that never
+                // execs: it runs its parent's program and arguments.
+                if i % 2 == 1 {
+                    args.push("--fork".to_owned());
+                }
                 let cmdline = format!("{} {}", exe.display(), args.join(" "));
                 (cmdline, Workload::spawn(exe, &args, &cg, Some(&pair.a)))
             })

@@ -1,4 +1,4 @@
-//! Offsets the `netmon_exec` program follows (`linux_binprm`, `file`,
+//! Offsets the `netmon_exec` and `netmon_fork` programs follow (`linux_binprm`, `file`,
 //! `path`, `dentry`, `qstr`, `vfsmount`, `mount`, `task_struct`,
 //! `mm_struct`), read from the running kernel's BTF like
 //! [`super::task_offsets`] reads `task_struct`'s. Unknown offsets leave the
@@ -100,7 +100,7 @@ pub fn exec_offsets_from_btf(data: &[u8]) -> Result<ExecOffsets, ExecOffsetsErro
         task_mm: member("task_struct", "mm", Kind::Ptr)?,
         mm_arg_start: member("mm_struct", "arg_start", Kind::Int(8))?,
         mm_arg_end: member("mm_struct", "arg_end", Kind::Int(8))?,
-        _pad: 0,
+        task_tgid: member("task_struct", "tgid", Kind::Int(4))?,
     })
 }
 
@@ -174,7 +174,14 @@ mod tests {
                 ("mnt", vfsmount, 8 * 32, 0),
             ],
         );
-        b.composite(false, "task_struct", 4000, false, &[("mm", p, 8 * 2000, 0)]);
+        let pid_t = b.int("int", 4);
+        b.composite(
+            false,
+            "task_struct",
+            4000,
+            false,
+            &[("tgid", pid_t, 8 * 1500, 0), ("mm", p, 8 * 2000, 0)],
+        );
         let inner = b.composite(
             false,
             "",
@@ -209,7 +216,7 @@ mod tests {
                 task_mm: 2000,
                 mm_arg_start: 300,
                 mm_arg_end: 308,
-                _pad: 0,
+                task_tgid: 1500,
             }
         );
     }

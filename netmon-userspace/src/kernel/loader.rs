@@ -7,9 +7,9 @@
 //!    any failure, so nothing half-attached is left behind.
 //! 2. Attach order is ownership first (`sock_create`, `sock_release`), then
 //!    counting, so a socket created during the load still gets an owner.
-//!    The exec recorder (`netmon_exec`, a raw tracepoint, not
-//!    cgroup-scoped) comes last: a process that execs before it is attached
-//!    is named from `/proc`, as before it existed.
+//!    The exec recorders (`netmon_exec`, `netmon_fork`: raw tracepoints,
+//!    not cgroup-scoped) come last: a process that execs before they are
+//!    attached is named from `/proc`, as before they existed.
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -32,7 +32,7 @@ use netmon_common::{
 };
 use netmon_common::{
     exec::ExecOffsets,
-    names::{GLOBAL_EXEC_OFFSETS, PROG_EXEC, TRACEPOINT_EXEC},
+    names::{GLOBAL_EXEC_OFFSETS, PROG_EXEC, PROG_FORK, TRACEPOINT_EXEC, TRACEPOINT_FORK},
 };
 
 use super::{
@@ -205,19 +205,24 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
                     .map_err(attach_err)?;
                 fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
-            PROG_EXEC => {
-                // Not cgroup-scoped: every exec on the machine is recorded
-                // (the map is LRU-bounded; entries of processes that never
-                // own a counted socket are evicted unread).
+            PROG_EXEC | PROG_FORK => {
+                // Not cgroup-scoped: every exec and fork on the machine is
+                // recorded (the map is LRU-bounded; entries of processes
+                // that never own a counted socket are evicted unread).
+                let tracepoint = if name == PROG_EXEC {
+                    TRACEPOINT_EXEC
+                } else {
+                    TRACEPOINT_FORK
+                };
                 let prog: &mut RawTracePoint = program.try_into().map_err(verifier)?;
                 prog.load().map_err(verifier)?;
                 pin_prog(prog.pin(paths.prog(name)), name, paths)?;
                 let tracepoint_err = |source| KernelError::AttachTracepoint {
                     program: name,
-                    tracepoint: TRACEPOINT_EXEC,
+                    tracepoint,
                     source,
                 };
-                let id = prog.attach(TRACEPOINT_EXEC).map_err(tracepoint_err)?;
+                let id = prog.attach(tracepoint).map_err(tracepoint_err)?;
                 FdLink::from(prog.take_link(id).map_err(tracepoint_err)?)
             }
             _ => unreachable_program(name)?,
