@@ -309,6 +309,13 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
     }
     // The parent keeps its listener open until the child is done, like a
     // pre-forking server; the accepted socket exists only in the child.
+    wait_child(child)?;
+    drop(listener);
+    Ok(())
+}
+
+/// Waits for the forked `child`; fails unless it exited with 0.
+fn wait_child(child: libc::pid_t) -> anyhow::Result<()> {
     let mut status = 0;
     // SAFETY: waiting for our own child; `status` is a valid out pointer.
     let rc = unsafe { libc::waitpid(child, &raw mut status, 0) };
@@ -318,7 +325,6 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("forked child failed (wait status {status})");
     }
-    drop(listener);
     Ok(())
 }
 
@@ -334,15 +340,7 @@ fn in_forked_child() -> anyhow::Result<bool> {
     if child == 0 {
         return Ok(true);
     }
-    let mut status = 0;
-    // SAFETY: waiting for our own child; `status` is a valid out pointer.
-    let rc = unsafe { libc::waitpid(child, &raw mut status, 0) };
-    if rc != child {
-        bail!("waitpid: {}", io::Error::last_os_error());
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("forked child failed (wait status {status})");
-    }
+    wait_child(child)?;
     Ok(false)
 }
 
