@@ -17,3 +17,6 @@ pub use flow::{
     ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters,
     SockOwner, TaskOffsets,
 };
+
+/// Process identity recorded at `exec` ([`exec::ExecIdentity`]).
+pub mod exec;

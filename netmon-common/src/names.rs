@@ -29,15 +29,17 @@ pub const PROG_SOCK_RELEASE: &str = "netmon_sock_release";
 
 /// All programs, in the order the loader attaches them: ownership first, so no
 /// socket created during attach is counted without an owner it could have had.
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 6] = [
     PROG_SOCK_CREATE,
     PROG_SOCK_RELEASE,
     PROG_EGRESS,
     PROG_INGRESS,
+    PROG_EXEC,
+    PROG_FORK,
 ];
 
 /// All maps userspace pins.
-pub const MAPS: [&str; 4] = [MAP_FLOWS, MAP_OWNERS, MAP_CLOSED, MAP_OVERFLOW];
+pub const MAPS: [&str; 5] = [MAP_FLOWS, MAP_OWNERS, MAP_CLOSED, MAP_OVERFLOW, MAP_EXECS];
 
 /// Default bpffs directory under which maps and links are pinned.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netmon";
@@ -47,3 +49,28 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netmon";
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
 /// Default capacity of [`MAP_CLOSED`].
 pub const DEFAULT_MAX_CLOSED: u32 = 65_536;
+
+/// Process identity at exec: [`crate::exec::ExecKey`] →
+/// [`crate::exec::ExecIdentity`], an LRU hash (bounded: when full, the
+/// least recently used entry is evicted).
+pub const MAP_EXECS: &str = "NETMON_EXECS";
+/// Per-CPU scratch space where `netmon_exec` assembles one
+/// [`crate::exec::ExecIdentity`] (too large for the BPF stack). Not pinned.
+pub const MAP_EXEC_SCRATCH: &str = "NETMON_EXEC_SCRATCH";
+/// The `.rodata` global holding [`crate::exec::ExecOffsets`].
+pub const GLOBAL_EXEC_OFFSETS: &str = "NETMON_EXEC_OFFSETS";
+/// Raw tracepoint program on `sched_process_exec` recording each new
+/// program's exe path and arguments.
+pub const PROG_EXEC: &str = "netmon_exec";
+/// The raw tracepoint [`PROG_EXEC`] attaches to.
+pub const TRACEPOINT_EXEC: &str = "sched_process_exec";
+/// Capacity of [`MAP_EXECS`]: execs between two drains that the drain can
+/// still name after the process exited. Preallocated (LRU maps are), about
+/// 1 KiB an entry.
+pub const DEFAULT_MAX_EXECS: u32 = 8192;
+/// Raw tracepoint program on `sched_process_fork` copying a parent's exec
+/// record to a new child process (which runs the parent's program until it
+/// execs).
+pub const PROG_FORK: &str = "netmon_fork";
+/// The raw tracepoint [`PROG_FORK`] attaches to.
+pub const TRACEPOINT_FORK: &str = "sched_process_fork";

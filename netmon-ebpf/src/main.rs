@@ -5,6 +5,8 @@
 //! - [`sock`]: `netmon_sock_create` records who created a socket (socket-local
 //!   storage, cloned into accepted sockets); `netmon_sock_release` marks a
 //!   socket closed so userspace can retire its flows once read.
+//! - [`exec`]: `netmon_exec` records each new program's exe path and
+//!   arguments at exec, so processes that exit before a drain keep a name.
 //!
 //! The maps are declared in [`maps`]; their names and value types come from
 //! `netmon-common`, the one place that defines the contract.
@@ -17,6 +19,7 @@
 #![allow(internal_features)]
 
 mod cgroup_skb;
+mod exec;
 mod headers;
 mod maps;
 mod sock;

@@ -2,9 +2,11 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_CLONE, BPF_F_NO_PREALLOC, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE},
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
+use netmon_common::exec::{ExecIdentity, ExecKey, ExecOffsets};
+use netmon_common::names::DEFAULT_MAX_EXECS;
 use netmon_common::{
     ClosedSock, FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets,
     names::{DEFAULT_MAX_CLOSED, DEFAULT_MAX_FLOWS},
@@ -77,3 +79,45 @@ pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets {
     group_leader: 0,
     start_boottime: 0,
 };
+
+/// Process identity at exec, see `netmon_common::exec`. LRU: when full, the
+/// least recently used entry makes room (a process exec'd long ago, whose
+/// identity userspace can still read from `/proc` if it lives), so the
+/// program never fails to record and the map never grows past its size.
+#[btf_map]
+pub static NETMON_EXECS: LruHashMap<ExecKey, ExecIdentity, { DEFAULT_MAX_EXECS as usize }> =
+    LruHashMap::new();
+
+/// State of `netmon_exec`'s dentry walk, kept in map memory on purpose
+/// (see `exec::exe_path`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Walk {
+    /// Current `struct dentry *`.
+    pub dentry: u64,
+    /// Current `struct vfsmount *`.
+    pub vfsmnt: u64,
+    /// The `struct mount *` around it.
+    pub mnt: u64,
+    /// Where the path assembled so far starts in `ExecIdentity::exe`.
+    pub cursor: u64,
+}
+
+/// `netmon_exec`'s per-CPU working space: the record being assembled (too
+/// large for the 512-byte BPF stack), then copied into [`NETMON_EXECS`].
+#[repr(C)]
+pub struct ExecScratch {
+    /// The record.
+    pub id: ExecIdentity,
+    /// The dentry walk.
+    pub walk: Walk,
+}
+
+/// One [`ExecScratch`] per CPU.
+#[btf_map]
+pub static NETMON_EXEC_SCRATCH: PerCpuArray<ExecScratch, 1> = PerCpuArray::new();
+
+/// Kernel struct offsets for `netmon_exec`, written by the loader into
+/// `.rodata` before load (`netmon_common::names::GLOBAL_EXEC_OFFSETS`).
+#[unsafe(no_mangle)]
+pub static NETMON_EXEC_OFFSETS: ExecOffsets = ExecOffsets::UNKNOWN;

@@ -174,7 +174,7 @@ fn sock_create(ctx: &SockContext) {
 /// `current->group_leader->start_boottime`, with offsets the loader read from
 /// the kernel's BTF; 0 if they are unknown or a read fails.
 #[inline(always)]
-fn process_start_boottime_ns() -> u64 {
+pub(crate) fn process_start_boottime_ns() -> u64 {
     // SAFETY: a plain read of a static; volatile so the loader's value is used.
     let offsets: TaskOffsets = unsafe { core::ptr::read_volatile(&NETMON_TASK_OFFSETS) };
     if offsets.group_leader == 0 || offsets.start_boottime == 0 {

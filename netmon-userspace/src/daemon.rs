@@ -80,7 +80,11 @@ fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
             )
         })?;
     tracing::info!(?outcome, pin_dir = %kernel.pin_dir.display(), "kernel counters open");
-    Ok((Box::new(source), kernel_resolver()?, "kernel"))
+    Ok((
+        Box::new(source),
+        kernel_resolver(&kernel.pin_dir)?,
+        "kernel",
+    ))
 }
 
 /// The kernel ownership resolver.
@@ -88,8 +92,10 @@ fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
     clippy::unnecessary_wraps,
     reason = "keeps the kernel path's shape: the resolver may fail to start later"
 )]
-fn kernel_resolver() -> anyhow::Result<Box<dyn Resolver>> {
-    Ok(Box::new(crate::ownership::kernel::KernelResolver::new()))
+fn kernel_resolver(pin_dir: &std::path::Path) -> anyhow::Result<Box<dyn Resolver>> {
+    Ok(Box::new(
+        crate::ownership::kernel::KernelResolver::new().with_exec_map(pin_dir),
+    ))
 }
 
 fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {

@@ -150,6 +150,7 @@ pub fn group_fields(
                     uid: Some(info.uid),
                     cgroup: info.cgroup.clone(),
                     container: f.record.unit.clone(),
+                    cmdline: info.cmdline.clone(),
                     ..GroupFields::default()
                 },
             )

@@ -29,7 +29,7 @@ pub struct SnapshotArgs {
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let mut source = KernelSource::open(&args.pin_dir)?;
     let reading = source.read()?;
-    let mut resolver = crate::ownership::kernel::KernelResolver::new();
+    let mut resolver = crate::ownership::kernel::KernelResolver::new().with_exec_map(&args.pin_dir);
     let doc = live::snapshot_with(
         &reading,
         &mut resolver,

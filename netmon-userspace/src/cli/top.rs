@@ -352,7 +352,9 @@ fn open_feed(args: &TopArgs, since_ms: u64) -> anyhow::Result<Feed> {
         .unwrap_or_default();
     Ok(Feed::Kernel {
         source: Box::new(source),
-        resolver: Box::new(crate::ownership::kernel::KernelResolver::new()),
+        resolver: Box::new(
+            crate::ownership::kernel::KernelResolver::new().with_exec_map(&args.pin_dir),
+        ),
         apps,
         by: args.by,
     })

@@ -102,6 +102,17 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    /// Attaching a program to a raw tracepoint failed.
+    #[error("attaching {program} to the raw tracepoint {tracepoint} failed: {source}")]
+    AttachTracepoint {
+        /// Program name.
+        program: &'static str,
+        /// Tracepoint name.
+        tracepoint: &'static str,
+        /// Why.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
 }
 
 impl KernelError {

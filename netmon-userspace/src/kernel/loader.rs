@@ -7,6 +7,9 @@
 //!    any failure, so nothing half-attached is left behind.
 //! 2. Attach order is ownership first (`sock_create`, `sock_release`), then
 //!    counting, so a socket created during the load still gets an owner.
+//!    The exec recorders (`netmon_exec`, `netmon_fork`: raw tracepoints,
+//!    not cgroup-scoped) come last: a process that execs before they are
+//!    attached is named from `/proc`, as before they existed.
 //! 3. Sockets older than the programs are adopted after the attach, on every
 //!    [`attach`] (a fresh load, or a daemon starting on pinned maps): each
 //!    gets an owner record written from userspace
@@ -24,7 +27,7 @@ use aya::{
     EbpfLoader,
     maps::MapData,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, RawTracePoint,
         links::{FdLink, PinnedLink},
     },
 };
@@ -34,6 +37,10 @@ use netmon_common::{
         GLOBAL_TASK_OFFSETS, MAP_CLOSED, MAP_FLOWS, MAP_OWNERS, MAPS, PROG_EGRESS, PROG_INGRESS,
         PROG_SOCK_CREATE, PROG_SOCK_RELEASE, PROGRAMS,
     },
+};
+use netmon_common::{
+    exec::ExecOffsets,
+    names::{GLOBAL_EXEC_OFFSETS, PROG_EXEC, PROG_FORK, TRACEPOINT_EXEC, TRACEPOINT_FORK},
 };
 
 use super::{
@@ -166,6 +173,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
         .map_max_entries(MAP_FLOWS, args.max_flows)
         .map_max_entries(MAP_CLOSED, args.max_closed)
         .override_global(GLOBAL_TASK_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_EXEC_OFFSETS, &exec_offsets(), true)
         .load(EBPF_OBJECT)
         .map_err(KernelError::Load)?;
 
@@ -224,6 +232,26 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
                     .map_err(attach_err)?;
                 fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
+            PROG_EXEC | PROG_FORK => {
+                // Not cgroup-scoped: every exec and fork on the machine is
+                // recorded (the map is LRU-bounded; entries of processes
+                // that never own a counted socket are evicted unread).
+                let tracepoint = if name == PROG_EXEC {
+                    TRACEPOINT_EXEC
+                } else {
+                    TRACEPOINT_FORK
+                };
+                let prog: &mut RawTracePoint = program.try_into().map_err(verifier)?;
+                prog.load().map_err(verifier)?;
+                pin_prog(prog.pin(paths.prog(name)), name, paths)?;
+                let tracepoint_err = |source| KernelError::AttachTracepoint {
+                    program: name,
+                    tracepoint,
+                    source,
+                };
+                let id = prog.attach(tracepoint).map_err(tracepoint_err)?;
+                FdLink::from(prog.take_link(id).map_err(tracepoint_err)?)
+            }
             _ => unreachable_program(name)?,
         };
         let path = paths.link(name);
@@ -277,6 +305,18 @@ fn task_offsets() -> TaskOffsets {
         Err(err) => {
             tracing::warn!("process start times unavailable: {err}");
             TaskOffsets::default()
+        }
+    }
+}
+
+/// The offsets `netmon_exec` follows, or unknown (the program then records
+/// nothing) if the BTF can't be read.
+fn exec_offsets() -> ExecOffsets {
+    match super::exec_offsets::exec_offsets() {
+        Ok(offsets) => offsets,
+        Err(err) => {
+            tracing::warn!("exe and cmdline of short-lived processes unavailable: {err}");
+            ExecOffsets::UNKNOWN
         }
     }
 }

@@ -9,6 +9,8 @@
 //! counted twice across restarts.
 pub mod bpf_sys;
 pub mod error;
+pub mod exec_offsets;
+pub mod execs;
 pub mod loader;
 pub mod pins;
 pub mod reader;

@@ -7,7 +7,7 @@
 //! read-only data before load (all zero = unknown: no start time recorded,
 //! userspace falls back to `/proc`).
 
-mod btf;
+pub(crate) mod btf;
 
 use std::path::{Path, PathBuf};
 

@@ -28,8 +28,10 @@
 //!   socket every pass). Identity = (tgid, `start_boottime` in clock
 //!   ticks), exactly `/proc/PID/stat` field 22. exe, cmdline, user, parent
 //!   and cgroup come from `/proc/PID` only if that entry has the same start
-//!   time (a reused pid is another process); otherwise only the kernel's
-//!   facts.
+//!   time (a reused pid is another process); otherwise (the process exited,
+//!   however short its life) from what the kernel recorded: exe and cmdline
+//!   at its exec ([`ExecIdentities`], when the exec map is open), user from
+//!   the socket's uid, cgroup from the socket's cgroup id ([`CgroupPaths`]).
 //! - **accepted** (owned, other `sock_cookie`: the storage was cloned from
 //!   the listener): the process holding the socket's fd owns it. The inode
 //!   comes from sock_diag; the listener owner's fds are checked first, then
@@ -70,6 +72,7 @@ use std::collections::HashMap;
 use netmon_common::{FLOW_F_OWNED, SockOwner};
 
 use super::cookie_sweep::CookieSweep;
+use super::exec_identity::{CgroupPaths, ExecIdentities, ExecRecords};
 use super::fd_scan::FdIndex;
 use super::procfs::{ProcFacts, ProcFs, UserNames, clock_ticks_per_second, ns_to_ticks};
 use super::sock_lookup::SockLookup;
@@ -94,6 +97,10 @@ pub struct KernelResolver {
     /// `/proc` facts read during the current pass, by pid (`None`: gone).
     /// Cleared at the end of each pass, so a pid reused later is re-read.
     pass_facts: HashMap<u32, Option<ProcFacts>>,
+    /// Exe and cmdline recorded at exec, for processes gone from `/proc`.
+    execs: Option<ExecIdentities>,
+    /// cgroup id → path, for processes gone from `/proc`.
+    cgroups: CgroupPaths,
 }
 
 impl Default for KernelResolver {
@@ -121,6 +128,44 @@ impl KernelResolver {
             cache: HashMap::new(),
             sweep: CookieSweep::new(),
             pass_facts: HashMap::new(),
+            execs: None,
+            cgroups: CgroupPaths::new(crate::kernel::sysfs::cgroup2_root().ok()),
+        }
+    }
+
+    /// Names exited processes from `records` (the kernel's exec map).
+    #[must_use]
+    pub fn with_exec_records(mut self, records: Box<dyn ExecRecords>) -> Self {
+        self.execs = Some(ExecIdentities::new(records));
+        self
+    }
+
+    /// Resolves cgroup ids under `root` instead of the cgroup v2 mount.
+    #[must_use]
+    pub fn with_cgroup_root(mut self, root: Option<std::path::PathBuf>) -> Self {
+        self.cgroups = CgroupPaths::new(root);
+        self
+    }
+
+    /// Opens the exec map pinned under `pin_dir` (read only), if there is
+    /// one (a load by an older netmon has none: exited processes then keep
+    /// only what their sockets recorded). A pin that cannot be opened is
+    /// logged.
+    #[must_use]
+    pub fn with_exec_map(self, pin_dir: &std::path::Path) -> Self {
+        match crate::kernel::execs::ExecMap::open(pin_dir) {
+            Ok(Some(map)) => self.with_exec_records(Box::new(map)),
+            Ok(None) => {
+                tracing::warn!(
+                    "no exec map under {}: processes that exit before a drain get no exe or cmdline",
+                    pin_dir.display()
+                );
+                self
+            }
+            Err(err) => {
+                tracing::warn!("{err}: processes that exit before a drain get no exe or cmdline");
+                self
+            }
         }
     }
 
@@ -314,19 +359,39 @@ impl KernelResolver {
             });
         match facts {
             Some(f) => self.info_from_facts(f),
-            None => ProcessInfo {
-                id: ProcessId {
-                    pid,
-                    start_ticks: kernel_ticks.unwrap_or(0),
-                },
-                comm: comm_string(&owner.comm),
-                exe: None,
-                cmdline: None,
-                uid: owner.uid,
-                user: self.users.name(owner.uid),
-                ppid: None,
-                cgroup: None,
-            },
+            None => {
+                let exec = (pid != 0)
+                    .then(|| {
+                        self.execs
+                            .as_mut()
+                            .and_then(|e| e.facts(pid, owner.start_boottime_ns))
+                    })
+                    .flatten()
+                    // Without a start time the key is the pid alone: a
+                    // record of an exec after the socket was created may
+                    // belong to a later process with the same pid.
+                    .filter(|e| {
+                        owner.start_boottime_ns != 0
+                            || owner.created_boottime_ns == 0
+                            || e.exec_boottime_ns <= owner.created_boottime_ns
+                    })
+                    .unwrap_or_default();
+                ProcessInfo {
+                    id: ProcessId {
+                        pid,
+                        start_ticks: kernel_ticks.unwrap_or(0),
+                    },
+                    comm: comm_string(&owner.comm),
+                    exe: exec.exe,
+                    cmdline: exec.cmdline,
+                    uid: owner.uid,
+                    user: self.users.name(owner.uid),
+                    ppid: None,
+                    cgroup: (pid != 0)
+                        .then(|| self.cgroups.path(owner.cgroup_id))
+                        .flatten(),
+                }
+            }
         }
     }
 
@@ -418,6 +483,7 @@ impl Resolver for KernelResolver {
             }
             self.lookup.end_pass();
             self.pass_facts.clear();
+            self.cgroups.end_pass();
         }
         reading
             .flows

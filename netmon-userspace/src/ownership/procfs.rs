@@ -207,7 +207,7 @@ impl ::procfs::FromRead for RawBytes {
 
 /// NUL-separated arguments → one line, arguments joined by spaces, invalid
 /// UTF-8 replaced; `None` when there are no arguments.
-fn join_cmdline(raw: &[u8]) -> Option<String> {
+pub(crate) fn join_cmdline(raw: &[u8]) -> Option<String> {
     let args: Vec<String> = raw
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())

@@ -1,6 +1,10 @@
-//! App names. By default a process's app is its executable's file name
-//! (`comm` when the executable is unknown). The config's `[apps]` section
-//! maps processes to other names, first matching rule wins:
+//! App names, defined once: the config's `[apps]` rules, first matching rule
+//! wins, else the executable's file name ([`ProcessInfo::default_app`];
+//! `comm` only when the executable is unknown). Every reader groups and
+//! filters by app through [`AppRules::app_of`] (via `query::facts`), so
+//! `--by app`, `--filter app=`, `procs`, `top` and the API agree. Short-lived
+//! processes have their executable too (recorded at exec), so one program
+//! is one app however long its processes live. Rules:
 //!
 //! ```toml
 //! [[apps.rule]]
@@ -119,14 +123,11 @@ impl AppRules {
     }
 }
 
-/// The executable's file name, else `comm`.
+/// The app of a process no rule matches: [`ProcessInfo::default_app`] (the
+/// executable's file name, else `comm`).
 #[must_use]
 pub fn default_app(info: &ProcessInfo) -> String {
-    info.exe
-        .as_deref()
-        .and_then(|e| e.rsplit('/').next())
-        .filter(|s| !s.is_empty())
-        .map_or_else(|| info.comm.clone(), str::to_owned)
+    info.default_app()
 }
 
 #[cfg(test)]
@@ -183,6 +184,25 @@ mod tests {
         let mut p = info("/bin/sh", "", "/");
         p.exe = None;
         assert_eq!(rules.app_of(&p, None), "comm");
+    }
+
+    /// The default app is the executable's file name, never the name the
+    /// program was started by or a thread's name; `comm` only without exe.
+    #[test]
+    fn default_app_is_the_executables_name() {
+        let rules = AppRules::default();
+        let mut p = info("/usr/bin/python3.11", "python3 x.py", "/");
+        p.comm = "python3".into();
+        assert_eq!(rules.app_of(&p, None), "python3.11");
+        p.comm = "Socket Thread".into();
+        assert_eq!(rules.app_of(&p, None), "python3.11");
+        p.exe = Some("/usr/bin/python3.11 (deleted)".into());
+        assert_eq!(rules.app_of(&p, None), "python3.11");
+        p.exe = Some("/".into());
+        assert_eq!(rules.app_of(&p, None), "Socket Thread");
+        p.exe = None;
+        assert_eq!(rules.app_of(&p, None), "Socket Thread");
+        assert_eq!(default_app(&p), p.default_app());
     }
 
     #[test]

@@ -406,22 +406,29 @@ fn write_processes(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), St
             Some(v) => Some(serde_json::from_slice(v.value()).map_err(layout::LayoutError::from)?),
             None => None,
         };
+        // Same process (pid and start time): what an earlier drain knew and
+        // this one does not (the process exited, the daemon restarted) is
+        // kept, never replaced by null.
+        let info = match &old {
+            Some(r) => info.clone().with_missing_from(&r.info),
+            None => info.clone(),
+        };
         let unit = info.cgroup.as_deref().and_then(unit_of_cgroup);
         let new = match old {
             None => ProcessRecord {
-                info: info.clone(),
+                info,
                 unit,
                 first_seen_ms: ts,
                 last_seen_ms: ts,
             },
             Some(r)
-                if r.info == *info
+                if r.info == info
                     && Tier::Minute.bucket(ts) <= Tier::Minute.bucket(r.last_seen_ms) =>
             {
                 continue;
             }
             Some(r) => ProcessRecord {
-                info: info.clone(),
+                info,
                 unit,
                 first_seen_ms: r.first_seen_ms.min(ts),
                 last_seen_ms: r.last_seen_ms.max(ts),

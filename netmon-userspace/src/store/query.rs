@@ -454,16 +454,11 @@ impl Store {
     }
 }
 
-/// The app name of a process: its executable's file name, else `comm`.
+/// The app name of a process without the config's rules (which only
+/// `crate::query` applies): [`crate::ownership::ProcessInfo::default_app`].
 fn app_name(rec: Option<&ProcessRecord>, id: &ProcessId) -> String {
     match rec {
-        Some(r) => r
-            .info
-            .exe
-            .as_deref()
-            .and_then(|e| e.rsplit('/').next())
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| r.info.comm.clone(), str::to_owned),
+        Some(r) => r.info.default_app(),
         None => format!("pid {}", id.pid),
     }
 }

@@ -61,6 +61,9 @@ pub struct GroupFields {
     /// Destination class (`--by class`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// Command line (`--by process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
 }
 
 /// `netmon usage`: totals over a window.

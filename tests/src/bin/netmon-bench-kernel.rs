@@ -16,6 +16,9 @@
 //! / empty hook (netmon's own cost). It measures and reports; it never
 //! asserts.
 //!
+//! Also measured: processes spawned per second (fork + exec of `true`),
+//! which pay `netmon_fork` and `netmon_exec` (the exec recorders).
+//!
 //! On veth the receive path runs in the sender's context (the packet is
 //! handed to the peer's backlog and processed when the sender's softirqs
 //! run), so the sender's rate includes both hooks: egress and ingress.
@@ -163,6 +166,27 @@ impl Bench<'_> {
     }
 }
 
+impl Bench<'_> {
+    /// `true` spawned and waited for, one after the other, for `seconds`:
+    /// thousands per second. Each spawn is a fork (vfork) and an exec, so it
+    /// runs `netmon_fork` and `netmon_exec` once each (the fork finds no
+    /// record of this benchmark, started before the load: the cheap path).
+    fn spawn(&self) -> anyhow::Result<f64> {
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < self.seconds {
+            let status = std::process::Command::new("true")
+                .status()
+                .context("spawn `true`")?;
+            if !status.success() {
+                bail!("`true` failed: {status}");
+            }
+            n += 1;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64() / 1e3)
+    }
+}
+
 fn secs(r: &Report) -> f64 {
     (r.elapsed_ms.max(1) as f64) / 1000.0
 }
@@ -204,6 +228,7 @@ fn main() -> anyhow::Result<()> {
 
     let (mut tcp, mut udp_sent, mut udp_delivered) =
         (Series::default(), Series::default(), Series::default());
+    let mut spawn = Series::default();
     for round in 0..args.rounds {
         // Rotate the order of the modes from round to round.
         for k in 0..Mode::ALL.len() {
@@ -215,13 +240,15 @@ fn main() -> anyhow::Result<()> {
             };
             let gbps = bench.tcp()?;
             let (sent, delivered) = bench.udp()?;
+            let kspawn = bench.spawn()?;
             drop(netmon_guard);
             drop(empty_guard);
             tcp.push(mode, gbps);
             udp_sent.push(mode, sent);
             udp_delivered.push(mode, delivered);
+            spawn.push(mode, kspawn);
             eprintln!(
-                "round {}/{} {:<10}  TCP {gbps:7.2} Gbit/s   UDP sent {sent:8.1} kpps  delivered {delivered:8.1} kpps",
+                "round {}/{} {:<10}  TCP {gbps:7.2} Gbit/s   UDP sent {sent:8.1} kpps  delivered {delivered:8.1} kpps   spawns {kspawn:6.2} k/s",
                 round + 1,
                 args.rounds,
                 mode.name(),
@@ -270,10 +297,12 @@ fn main() -> anyhow::Result<()> {
         &udp_delivered,
         0.95,
     );
+    row("fork+exec of true, k/s", &spawn, 0.98);
     println!();
     print_rounds("TCP Gbit/s", &tcp);
     print_rounds("UDP sent kpps", &udp_sent);
     print_rounds("UDP delivered kpps", &udp_delivered);
+    print_rounds("spawns k/s", &spawn);
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 
+use netmon_common::exec::{EXE_F_RESOLVED, EXE_PATH_END, ExecIdentity, ExecKey};
 use netmon_common::{FlowKey, FlowValue};
 
 use super::*;
@@ -183,6 +184,84 @@ fn reused_pid_gets_only_kernel_facts() {
         (None, None, None, None)
     );
     assert_eq!((info.uid, info.user), (4_000_000_123, None));
+}
+
+/// An exec record as the kernel writes it: the path at the end of the
+/// first half of the buffer, the arguments NUL separated.
+fn exec_record(exe: &str, args: &[&str], exec_boottime_ns: u64) -> ExecIdentity {
+    let mut r = ExecIdentity::ZERO;
+    let off = EXE_PATH_END - exe.len();
+    r.exe[off..EXE_PATH_END].copy_from_slice(exe.as_bytes());
+    r.exe_off = u16::try_from(off).unwrap();
+    r.exe_len = u16::try_from(exe.len()).unwrap();
+    r.exe_flags = EXE_F_RESOLVED;
+    let joined: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    r.args[..joined.len()].copy_from_slice(&joined);
+    r.args_len = u16::try_from(joined.len()).unwrap();
+    r.exec_boottime_ns = exec_boottime_ns;
+    r
+}
+
+/// The creator is gone from `/proc` (here: same pid, another start time):
+/// exe and cmdline come from its exec record, the cgroup from the socket's
+/// cgroup id.
+#[test]
+fn exited_process_named_from_exec_record_and_cgroup_id() {
+    let _serial = serial();
+    let (_l, client, _s) = tcp_pair();
+    let mut owner = my_owner(socket_cookie(&client));
+    owner.start_boottime_ns += tick_ns();
+    let cgroups = tempfile::tempdir().unwrap();
+    let cg = cgroups.path().join("netmon-test/child");
+    std::fs::create_dir_all(&cg).unwrap();
+    owner.cgroup_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg).unwrap());
+    let key = ExecKey {
+        tgid: me(),
+        _pad: 0,
+        start_boottime_ns: owner.start_boottime_ns,
+    };
+    let records: HashMap<ExecKey, ExecIdentity> = [(
+        key,
+        exec_record("/usr/bin/python3.11", &["python3", "-c", "pass"], 5),
+    )]
+    .into();
+    let mut r = KernelResolver::new()
+        .with_exec_records(Box::new(records))
+        .with_cgroup_root(Some(cgroups.path().to_path_buf()));
+    let info = resolve_one(&mut r, tcp_flow(&client, Some(owner)));
+    assert_eq!(info.id.start_ticks, my_start_ticks() + 1);
+    assert_eq!(info.comm, "thread-name");
+    assert_eq!(info.exe.as_deref(), Some("/usr/bin/python3.11"));
+    assert_eq!(info.cmdline.as_deref(), Some("python3 -c pass"));
+    assert_eq!(info.cgroup.as_deref(), Some("/netmon-test/child"));
+    // A second socket of the same exited process, first seen later.
+    let (_l2, client2, _s2) = tcp_pair();
+    let mut owner2 = owner;
+    owner2.sock_cookie = socket_cookie(&client2);
+    let again = resolve_one(&mut r, tcp_flow(&client2, Some(owner2)));
+    assert_eq!(again, info);
+}
+
+/// Without a start time the record is matched by pid only, so a record of
+/// an exec after the socket was created (a later process with that pid) is
+/// not used.
+#[test]
+fn exec_record_after_the_socket_is_not_used_without_start_time() {
+    let _serial = serial();
+    let (_l, client, _s) = tcp_pair();
+    let mut owner = my_owner(socket_cookie(&client));
+    owner.start_boottime_ns = 0;
+    owner.created_boottime_ns = 1; // before this process started: not it
+    let key = ExecKey {
+        tgid: me(),
+        _pad: 0,
+        start_boottime_ns: 0,
+    };
+    let records: HashMap<ExecKey, ExecIdentity> =
+        [(key, exec_record("/bin/later", &["later"], 2))].into();
+    let mut r = KernelResolver::new().with_exec_records(Box::new(records));
+    let info = resolve_one(&mut r, tcp_flow(&client, Some(owner)));
+    assert_eq!((info.exe, info.cmdline), (None, None));
 }
 
 #[test]

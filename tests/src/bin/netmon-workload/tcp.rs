@@ -100,6 +100,10 @@ pub struct ClientArgs {
     /// `sock::set_ip_options`); fails if the kernel refuses them.
     #[arg(long)]
     ip_options: bool,
+    /// Fork first: a child that never execs does all the work and reports
+    /// (with its own pid); the parent waits for it and prints nothing.
+    #[arg(long)]
+    fork: bool,
 }
 
 /// `tcp-accept-many`.
@@ -173,6 +177,9 @@ pub fn server(a: &ServerArgs, deadline: Instant) -> anyhow::Result<()> {
 }
 
 pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
+    if a.fork && !in_forked_child()? {
+        return Ok(());
+    }
     let start = Instant::now();
     let socket = Socket::new(
         Domain::for_address(a.connect),
@@ -302,6 +309,13 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
     }
     // The parent keeps its listener open until the child is done, like a
     // pre-forking server; the accepted socket exists only in the child.
+    wait_child(child)?;
+    drop(listener);
+    Ok(())
+}
+
+/// Waits for the forked `child`; fails unless it exited with 0.
+fn wait_child(child: libc::pid_t) -> anyhow::Result<()> {
     let mut status = 0;
     // SAFETY: waiting for our own child; `status` is a valid out pointer.
     let rc = unsafe { libc::waitpid(child, &raw mut status, 0) };
@@ -311,8 +325,23 @@ pub fn fork_accept(a: &ForkAcceptArgs, deadline: Instant) -> anyhow::Result<()> 
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("forked child failed (wait status {status})");
     }
-    drop(listener);
     Ok(())
+}
+
+/// Forks. In the child: returns `true` (the caller goes on with the work).
+/// In the parent: waits for the child, fails if it did, returns `false`.
+fn in_forked_child() -> anyhow::Result<bool> {
+    // SAFETY: the process is single-threaded here (no thread has been
+    // started) and nothing is buffered on stdout yet.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("fork: {}", io::Error::last_os_error());
+    }
+    if child == 0 {
+        return Ok(true);
+    }
+    wait_child(child)?;
+    Ok(false)
 }
 
 /// The forked child: accept, send, report, then stay alive (holding the
