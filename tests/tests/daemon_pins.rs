@@ -11,7 +11,6 @@
 //!   nothing.
 
 use std::{
-    net::SocketAddr,
     thread,
     time::{Duration, Instant},
 };
@@ -22,10 +21,7 @@ use netmon_tests::{
     daemon::{self, Daemon, INTERVAL},
     netmon::{NETMON_TIMEOUT, Netmon, netmon_bin},
     netns::NetnsPair,
-    report::READY,
-    require_root, scenario,
-    workload::Workload,
-    workload_exe,
+    require_root, scenario, workload_exe,
 };
 
 const BYTES: u64 = 8 * 1024 * 1024;
@@ -103,31 +99,18 @@ fn one_daemon_per_pin_directory_and_unload_under_it() {
     }
 
     // Traffic after the reload is counted exactly.
-    let exe = workload_exe!();
-    let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
-    let mut server = Workload::spawn(exe, ["tcp-server", "--listen", &listen], &cg, Some(&pair.b));
-    let connect = SocketAddr::new(
-        pair.b.v4().into(),
-        scenario::first_port(&server.wait_event(READY)),
-    )
-    .to_string();
-    let mut client = Workload::spawn(
-        exe,
-        [
-            "tcp-client",
-            "--connect",
-            &connect,
-            "--send",
-            &BYTES.to_string(),
-        ],
+    let run = scenario::tcp_exchange(
+        workload_exe!(),
         &cg,
-        Some(&pair.a),
+        &pair.b,
+        pair.b.v4().into(),
+        &pair.a,
+        BYTES,
+        0,
     );
-    let c = client.wait_done();
-    let s = server.wait_done();
     thread::sleep(3 * interval);
     d.stop();
-    assert_eq!((c.written, s.read), (BYTES, BYTES), "ground truth");
+    let c = run.client;
     let usage = daemon::usage(&paths);
     let client_row = usage
         .rows
