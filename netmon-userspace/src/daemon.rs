@@ -15,7 +15,9 @@
 //! - a failed commit (disk full) is logged and the step retried next tick:
 //!   the kernel keeps counting and the snapshot only advances with a commit,
 //!   so nothing is lost ([`crate::drain`]);
-//! - SIGTERM or SIGINT: a final drain with [`DaemonEvent::Stop`], then exit;
+//! - SIGTERM or SIGINT (handled from the start, so one that arrives during
+//!   start-up stops the daemon cleanly after its first drain): a final drain
+//!   with [`DaemonEvent::Stop`], then exit;
 //! - before each drain, the kernel load is checked ([`PinWatch`]): when its
 //!   programs or maps disappeared, what they counted is drained, they are
 //!   loaded again and the gap is recorded ([`DaemonEvent::KernelLost`]);
@@ -135,6 +137,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
+    // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
+    // loop (a clean stop after the first drain), not fatal half-way.
+    let signal = |kind, name| {
+        tokio::signal::unix::signal(kind).with_context(|| format!("installing the {name} handler"))
+    };
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?;
     // One pin directory, one daemon; checked before anything is created.
     let _pin_lock = if args.simulate.is_none() {
         if !crate::kernel::sysfs::is_root() {
@@ -181,18 +190,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut next_purge = Instant::now();
     let mut intact_ms = clock.now_ms();
     let reason = loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = sigterm.recv() => break "SIGTERM",
-            r = tokio::signal::ctrl_c() => {
-                r.context("waiting for SIGINT")?;
-                break "SIGINT";
-            }
+            _ = sigint.recv() => break "SIGINT",
         }
         if let Some(w) = &mut watch {
             match w.check() {

@@ -8,6 +8,10 @@
 //! removes them if the start fails before the first drain can run: a failed
 //! start leaves no empty database and no socket behind.
 //!
+//! A new database is built under a temporary name and linked into place
+//! whole ([`create_store`]), so a crash during its creation never leaves a
+//! file the next start cannot open.
+//!
 //! The database and its directory are private ([`crate::access`]): a new
 //! database is created with the restricted mode before redb writes a byte,
 //! an existing one is fixed once it is known to be a netmon database (a
@@ -124,24 +128,83 @@ pub fn open_store(cfg: &Config, undo: &mut Undo) -> Result<(Store, Vec<DaemonEve
             access::restrict(dir, Kind::Dir).map_err(io("restrict permissions of", dir))?;
         }
     }
-    let new = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(Kind::File.mode(false))
-        .open(db)
-    {
-        Ok(_) => {
-            undo.file(db);
-            true
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(io("create", db)(e)),
-    };
-    // redb initialises an empty file; an existing one is checked first.
+    let new = !db.exists() && create_store(cfg, undo)?;
+    // An existing file is checked (redb magic, schema) before its mode is.
     let opened = Store::open_with_cache(db, cfg.retention, cfg.db_cache_bytes)?;
     let mode = access::restrict(db, Kind::File).map_err(io("restrict permissions of", db))?;
     tracing::info!(db = %db.display(), new, mode = format!("{mode:o}"), "store open");
     Ok(opened)
+}
+
+/// The name a new database is built under, beside `db`, by process `pid`.
+fn building_name(db: &Path, pid: u32) -> PathBuf {
+    let name = db.file_name().unwrap_or_default().to_string_lossy();
+    db.with_file_name(format!(".{name}.new-{pid}"))
+}
+
+/// Creates the database at `cfg.db` whole, or not at all: redb initialises
+/// a file in several writes and marks it valid last, so a crash (SIGKILL,
+/// power) during the first creation in place would leave a file that no
+/// later start could open. The store is built under [`building_name`] with
+/// its final mode, then linked into place (`link(2)` never replaces: a
+/// database another process created meanwhile wins). Files left by a
+/// builder that died are removed. Returns whether this call created it.
+fn create_store(cfg: &Config, undo: &mut Undo) -> Result<bool, StartError> {
+    let db = cfg.db.as_path();
+    remove_dead_builders(db);
+    let tmp = building_name(db, std::process::id());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(Kind::File.mode(false))
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    let built = Store::open_with_cache(&tmp, cfg.retention, cfg.db_cache_bytes)
+        .map_err(StartError::from)
+        .and_then(|(store, _)| {
+            drop(store);
+            access::restrict(&tmp, Kind::File).map_err(io("restrict permissions of", &tmp))
+        })
+        .and_then(|_| match std::fs::hard_link(&tmp, db) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io("link the new database to", db)(e)),
+        });
+    let _ = std::fs::remove_file(&tmp);
+    if matches!(built, Ok(true)) {
+        undo.file(db);
+    }
+    built
+}
+
+/// Removes [`building_name`] files of processes that no longer exist.
+fn remove_dead_builders(db: &Path) {
+    let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    let prefix = building_name(db, 0);
+    let prefix = prefix
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .trim_end_matches('0')
+        .to_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(file = %e.path().display(), "removing a database a crashed start left half-built");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +268,31 @@ mod tests {
         drop(undo);
         assert_eq!(mode(&db), 0o644);
         assert_eq!(std::fs::read(&db).unwrap(), b"my notes, not a database");
+    }
+
+    #[test]
+    fn a_half_built_database_of_a_dead_start_is_removed_and_never_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("netmon.redb");
+        // What a SIGKILL during redb's first initialisation leaves: bytes,
+        // no magic. pid 0 never names a live process in /proc.
+        let dead = building_name(&db, 0);
+        std::fs::write(&dead, vec![0u8; 4096]).unwrap();
+        let mut undo = Undo::default();
+        drop(open_store(&config(db.clone()), &mut undo).unwrap());
+        undo.disarm();
+        assert!(!dead.exists(), "removed");
+        let names = entries(tmp.path());
+        assert_eq!(names, vec!["netmon.redb".to_owned()], "nothing else left");
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
