@@ -8,7 +8,7 @@
 //!
 //! Ownership never comes from `bpf_get_current_pid_tgid()` here: in
 //! cgroup_skb it names whatever task happens to run (softirq, the peer on
-//! loopback), not the socket's owner (see shared/KERNEL-NOTES.md).
+//! loopback), not the socket's owner (see `docs/kernel-notes.md`).
 //!
 //! Both programs always return 1: netmon observes, it never drops.
 

@@ -6,7 +6,12 @@
 //! stime from `/proc/PID/stat` and its `write_bytes`/`wchar` from
 //! `/proc/PID/io`, and stops it with SIGTERM. Prints CPU as a percentage of
 //! one core over the steady part (after a 5 s warm-up), bytes written per
-//! interval, and the file size.
+//! interval, the file size, and the daemon's memory (`VmHWM`, the peak
+//! resident set, and `VmRSS` at the end, from `/proc/PID/status`).
+//!
+//! `NETMON_CPU_CONFIG` is written as the daemon's config file (default
+//! empty: the defaults), e.g. `db_cache_mib = 1024` for redb's own default
+//! cache, to compare memory side by side.
 //!
 //! Run: `cargo bench -p netmon-userspace --bench daemon_cpu`
 use std::path::Path;
@@ -37,6 +42,25 @@ fn io_field(pid: u32, name: &str) -> u64 {
             s.lines().find_map(|l| {
                 l.strip_prefix(name)
                     .and_then(|v| v.trim_start_matches(':').trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in kB.
+fn status_kb(pid: u32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(name).and_then(|v| {
+                    v.trim_start_matches(':')
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse()
+                        .ok()
+                })
             })
         })
         .unwrap_or(0)
@@ -83,9 +107,10 @@ fn main() {
     let script = dir.path().join("script.json");
     write_script(&script);
     let db = dir.path().join("netmon.redb");
-    // An empty config: defaults, not whatever /etc/netmon holds.
+    // Defaults (or NETMON_CPU_CONFIG), not whatever /etc/netmon holds.
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "").unwrap_or_else(|e| panic!("writing the config: {e}"));
+    let text = std::env::var("NETMON_CPU_CONFIG").unwrap_or_default();
+    std::fs::write(&config, &text).unwrap_or_else(|e| panic!("writing the config: {e}"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_netmon"))
         .args(["daemon", "--interval", "1s", "--simulate"])
         .arg(&script)
@@ -116,6 +141,7 @@ fn main() {
         Instant::now(),
     );
     let s1 = std::fs::metadata(&db).map_or(0, |m| m.len());
+    let (hwm, rss) = (status_kb(pid, "VmHWM"), status_kb(pid, "VmRSS"));
     stop(&mut child);
     let ticks_per_s = 100.0; // USER_HZ on Linux
     let wall = (t1 - t0).as_secs_f64();
@@ -124,7 +150,7 @@ fn main() {
     println!(
         "daemon, {PROCS} active processes, 1 s interval, {wall:.0} s: CPU {cpu_s:.2} s = {:.2}% of one core; \
          {:.0} bytes/interval written to disk (write_bytes), {:.0} bytes/interval passed to write (wchar); \
-         file {s0} -> {s1} bytes",
+         file {s0} -> {s1} bytes; memory VmHWM {hwm} kB, VmRSS {rss} kB (config: {text:?})",
         100.0 * cpu_s / wall,
         (w1 - w0) as f64 / intervals,
         (ch1 - ch0) as f64 / intervals,

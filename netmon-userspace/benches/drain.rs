@@ -18,6 +18,9 @@
 //!   always-active processes, file size at the end (bytes on disk per
 //!   active process per day).
 //!
+//! `NETMON_BENCH_CACHE_MIB` sets redb's page cache (default: the store's
+//! default, `DEFAULT_CACHE_BYTES`), to compare cache sizes.
+//!
 //! Run: `cargo bench -p netmon-userspace --bench drain`
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,8 +78,13 @@ impl Rig {
     fn new(script: &Script) -> Self {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let (mut store, _) = Store::open(&dir.path().join("bench.redb"), Retention::default())
-            .unwrap_or_else(|e| panic!("store: {e}"));
+        let cache = std::env::var("NETMON_BENCH_CACHE_MIB")
+            .ok()
+            .and_then(|m| m.parse::<usize>().ok())
+            .map_or(netmon::store::DEFAULT_CACHE_BYTES, |m| m << 20);
+        let (mut store, _) =
+            Store::open_with_cache(&dir.path().join("bench.redb"), Retention::default(), cache)
+                .unwrap_or_else(|e| panic!("store: {e}"));
         let drain = Drain::new(&mut store).unwrap_or_else(|e| panic!("drain: {e}"));
         let mut rig = Self {
             store,

@@ -70,7 +70,7 @@ impl Loaded {
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        if let Err(e) = loader::detach(&self.pin_dir) {
+        if let Err(e) = loader::detach(&self.pin_dir, false) {
             eprintln!("kernel_drain: unload {}: {e}", self.pin_dir.display());
         }
         if let Err(e) = std::fs::remove_dir(&self.cgroup) {

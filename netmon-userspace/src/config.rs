@@ -7,6 +7,7 @@
 //! cgroup = "/sys/fs/cgroup"              # cgroup v2 directory to attach to
 //! max_flows = 65536                      # flow map capacity
 //! max_closed = 16384                     # closed-socket map capacity
+//! db_cache_mib = 4                       # redb page cache limit, MiB (>= 1)
 //!
 //! [retention]                            # "forever" or a duration
 //! interval = "48h"
@@ -125,6 +126,9 @@ pub struct FileConfig {
     pub max_flows: Option<u32>,
     /// Closed-socket map capacity.
     pub max_closed: Option<u32>,
+    /// redb's page cache limit in MiB (default
+    /// [`crate::store::DEFAULT_CACHE_BYTES`]).
+    pub db_cache_mib: Option<u64>,
     /// Retention per tier.
     #[serde(default)]
     pub retention: RetentionFile,
@@ -144,6 +148,8 @@ pub struct Config {
     pub retention: Retention,
     /// Kernel side.
     pub kernel: KernelArgs,
+    /// redb's page cache limit in bytes.
+    pub db_cache_bytes: usize,
 }
 
 /// Reads the config file: `explicit` (must exist) or [`DEFAULT_CONFIG`]
@@ -235,11 +241,24 @@ impl FileConfig {
                 "max_flows and max_closed must be > 0".into(),
             ));
         }
+        let db_cache_bytes = match self.db_cache_mib {
+            None => crate::store::DEFAULT_CACHE_BYTES,
+            Some(mib) => usize::try_from(mib)
+                .ok()
+                .filter(|m| (1..=1 << 20).contains(m))
+                .and_then(|m| m.checked_mul(1 << 20))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "db_cache_mib = {mib}: must be between 1 and 1048576 (MiB)"
+                    ))
+                })?,
+        };
         Ok(Config {
             interval,
             db: db.or(self.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             retention,
             kernel,
+            db_cache_bytes,
         })
     }
 }
@@ -324,6 +343,22 @@ hour = "10days"
             load(Some(&ok)).expect("empty file is fine"),
             FileConfig::default()
         );
+    }
+
+    #[test]
+    fn db_cache_is_small_by_default_and_configurable() {
+        let k = KernelArgs::default();
+        let cfg = FileConfig::default().resolve(None, None, &k).unwrap();
+        assert_eq!(cfg.db_cache_bytes, crate::store::DEFAULT_CACHE_BYTES);
+        assert!(cfg.db_cache_bytes <= 16 << 20, "a few MiB by default");
+        let file = parse("db_cache_mib = 32", Path::new("c.toml")).unwrap();
+        assert_eq!(
+            file.resolve(None, None, &k).unwrap().db_cache_bytes,
+            32 << 20
+        );
+        let zero = parse("db_cache_mib = 0", Path::new("c.toml")).unwrap();
+        let err = zero.resolve(None, None, &k).unwrap_err().to_string();
+        assert!(err.contains("db_cache_mib"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,13 @@
 //! - a failed commit (disk full) is logged and the step retried next tick:
 //!   the kernel keeps counting and the snapshot only advances with a commit,
 //!   so nothing is lost ([`crate::drain`]);
-//! - SIGTERM or SIGINT: a final drain with [`DaemonEvent::Stop`], then exit.
+//! - SIGTERM or SIGINT (handled from the start, so one that arrives during
+//!   start-up stops the daemon cleanly after its first drain): a final drain
+//!   with [`DaemonEvent::Stop`], then exit;
+//! - before each drain, the kernel load is checked ([`PinWatch`]): when its
+//!   programs or maps disappeared, what they counted is drained, they are
+//!   loaded again and the gap is recorded ([`DaemonEvent::KernelLost`]);
+//!   if loading fails the daemon exits non-zero.
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,9 +32,12 @@ use tokio::time::MissedTickBehavior;
 use crate::config;
 use crate::drain::{Clock as _, Drain, StepReport, SystemClock};
 use crate::kernel::KernelArgs;
+use crate::kernel::pins::{PinLock, PinPaths};
+use crate::kernel::reader::{KernelSource, PinWatch};
 use crate::ownership::Resolver;
 use crate::source::CounterSource;
 use crate::source::sim::{Script, SimResolver, SimSource};
+use crate::startup;
 use crate::store::{DaemonEvent, Store};
 
 /// Rows deleted per purge transaction.
@@ -66,25 +75,33 @@ pub struct DaemonArgs {
     pub kernel: KernelArgs,
 }
 
-/// The counter source and resolver the daemon drains.
-type Sources = (Box<dyn CounterSource>, Box<dyn Resolver>, &'static str);
+/// The counter source and resolver the daemon drains, and the kernel load's
+/// [`PinWatch`] (none for a simulation).
+type Sources = (
+    Box<dyn CounterSource>,
+    Box<dyn Resolver>,
+    &'static str,
+    Option<PinWatch>,
+);
 
-/// Opens the kernel source: attaches (or reuses the pinned programs) and
-/// builds the ownership resolver.
-fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
-    let (source, outcome) = crate::kernel::reader::KernelSource::open_or_attach(kernel)
-        .with_context(|| {
-            format!(
-                "opening the kernel counters at {}",
-                kernel.pin_dir.display()
-            )
-        })?;
+/// Opens the kernel source: attaches (or reuses the pinned programs), and
+/// what to watch to notice that they go away.
+fn kernel_source(kernel: &KernelArgs) -> anyhow::Result<(KernelSource, PinWatch)> {
+    let (source, outcome) = KernelSource::open_or_attach(kernel).with_context(|| {
+        format!(
+            "opening the kernel counters at {}",
+            kernel.pin_dir.display()
+        )
+    })?;
+    let watch = source.watch()?;
     tracing::info!(?outcome, pin_dir = %kernel.pin_dir.display(), "kernel counters open");
-    Ok((
-        Box::new(source),
-        kernel_resolver(&kernel.pin_dir)?,
-        "kernel",
-    ))
+    Ok((source, watch))
+}
+
+/// Opens the kernel source and builds the ownership resolver.
+fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
+    let (source, watch) = kernel_source(kernel)?;
+    Ok((Box::new(source), kernel_resolver(&kernel.pin_dir)?, "kernel", Some(watch)))
 }
 
 /// The kernel ownership resolver.
@@ -103,29 +120,49 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
     let resolver = SimResolver::new(&script);
     let state = SimSource::state_path_for(path);
     let source = SimSource::persistent(std::sync::Arc::new(script), &state)?;
-    Ok((Box::new(source), Box::new(resolver), "simulated"))
+    Ok((Box::new(source), Box::new(resolver), "simulated", None))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
+/// Start-up order (see [`crate::startup`]): config, the pin directory's
+/// lock (a second daemon on the same pins is refused, naming the first's
+/// pid), the store, the socket, the kernel side; a start that fails removes
+/// the files it created.
+///
 /// # Errors
-/// A bad config file, a store that cannot be opened (not redb, newer
-/// schema, ...), a source that cannot be opened. Failures after start are
-/// logged and retried, not returned.
+/// A bad config file, another daemon on the pin directory, a store that
+/// cannot be opened (not redb, newer schema, ...), a source that cannot be
+/// opened; the kernel load disappearing and failing to load again. Other
+/// failures after start are logged and retried, not returned.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
-    let (store, migrations) = Store::open(&cfg.db, cfg.retention)?;
-    // Shared with the query server; the drain holds the lock while it
-    // commits, a query while it reads.
+    // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
+    // loop (a clean stop after the first drain), not fatal half-way.
+    let signal = |kind, name| {
+        tokio::signal::unix::signal(kind).with_context(|| format!("installing the {name} handler"))
+    };
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?;
+    // One pin directory, one daemon; checked before anything is created.
+    let _pin_lock = if args.simulate.is_none() {
+        if !crate::kernel::sysfs::is_root() {
+            return Err(crate::kernel::KernelError::NotRoot.into());
+        }
+        Some(PinLock::acquire(&PinPaths::new(&cfg.kernel.pin_dir))?)
+    } else {
+        None
+    };
+    let mut undo = startup::Undo::default();
+    let (store, migrations) = startup::open_store(&cfg, &mut undo)?;
+    // Shared with the query server; the drain holds the lock for its whole
+    // step, a query while it reads.
     let shared = std::sync::Arc::new(std::sync::Mutex::new(store));
+    undo.missing_parents(&args.socket);
     let listener = crate::api::bind(&args.socket)?;
-    tokio::spawn(crate::api::serve_listener(
-        listener,
-        args.socket.clone(),
-        crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
-    ));
+    undo.file(&args.socket);
     let lock = || {
         shared
             .lock()
@@ -134,11 +171,17 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     for m in &migrations {
         tracing::info!(?m, "store migrated");
     }
-    let (mut source, mut resolver, source_name) = match &args.simulate {
+    let (mut source, mut resolver, source_name, mut watch) = match &args.simulate {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
     let mut drain = Drain::new(&mut lock())?;
+    undo.disarm();
+    tokio::spawn(crate::api::serve_listener(
+        listener,
+        args.socket.clone(),
+        crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
+    ));
     let clock = SystemClock;
     let mut pending = migrations;
     pending.push(DaemonEvent::Start {
@@ -149,16 +192,34 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut next_purge = Instant::now();
+    let mut intact_ms = clock.now_ms();
     let reason = loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = sigterm.recv() => break "SIGTERM",
-            r = tokio::signal::ctrl_c() => {
-                r.context("waiting for SIGINT")?;
-                break "SIGINT";
+            _ = sigint.recv() => break "SIGINT",
+        }
+        if let Some(w) = &mut watch {
+            match w.check() {
+                Ok(()) => intact_ms = clock.now_ms(),
+                Err(what) => {
+                    let mut kernel = Reload {
+                        drain: &mut drain,
+                        source: &mut source,
+                        resolver: resolver.as_mut(),
+                        pending: &mut pending,
+                        log_json: args.log_json,
+                    };
+                    match kernel.reload(&cfg.kernel, &mut lock(), intact_ms, what) {
+                        Ok(new) => *w = new,
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&args.socket);
+                            return Err(e);
+                        }
+                    }
+                    intact_ms = clock.now_ms();
+                }
             }
         }
         let started = Instant::now();
@@ -202,6 +263,87 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         anyhow::bail!("the final drain failed; the kernel keeps the counts for the next start");
     }
     Ok(())
+}
+
+/// What [`Reload::reload`] works on: the loop's drain state.
+struct Reload<'a> {
+    drain: &'a mut Drain,
+    source: &'a mut Box<dyn CounterSource>,
+    resolver: &'a mut dyn Resolver,
+    pending: &'a mut Vec<DaemonEvent>,
+    log_json: bool,
+}
+
+impl Reload<'_> {
+    /// The kernel load the daemon drained disappeared (`what`): drain what
+    /// its maps hold (the daemon's fds keep them alive, frozen once the
+    /// programs were detached), load again and drain the new maps from
+    /// then on, recording the gap as [`DaemonEvent::KernelLost`]. When the
+    /// load fails, the gap is recorded with a final drain and the daemon
+    /// exits with an error.
+    fn reload(
+        &mut self,
+        kernel: &KernelArgs,
+        store: &mut Store,
+        intact_ms: u64,
+        what: String,
+    ) -> anyhow::Result<PinWatch> {
+        let clock = SystemClock;
+        let noticed_ms = clock.now_ms();
+        tracing::error!(
+            pin_dir = %kernel.pin_dir.display(),
+            "netmon's kernel programs or maps disappeared: {what}; draining what they counted and loading them again"
+        );
+        step(
+            self.drain,
+            self.source.as_mut(),
+            self.resolver,
+            store,
+            noticed_ms,
+            self.pending,
+            self.log_json,
+        );
+        match kernel_source(kernel) {
+            Ok((source, watch)) => {
+                *self.source = Box::new(source);
+                let reattached_ms = clock.now_ms();
+                tracing::warn!(
+                    gap_ms = reattached_ms.saturating_sub(intact_ms),
+                    "kernel programs loaded again; traffic in the gap may be missing (recorded as a kernel_lost event)"
+                );
+                self.pending.push(DaemonEvent::KernelLost {
+                    intact_ms,
+                    noticed_ms,
+                    reattached_ms: Some(reattached_ms),
+                    reason: what,
+                });
+                Ok(watch)
+            }
+            Err(e) => {
+                self.pending.push(DaemonEvent::KernelLost {
+                    intact_ms,
+                    noticed_ms,
+                    reattached_ms: None,
+                    reason: what.clone(),
+                });
+                self.pending.push(DaemonEvent::Stop {
+                    reason: "kernel load lost".to_owned(),
+                });
+                step(
+                    self.drain,
+                    self.source.as_mut(),
+                    self.resolver,
+                    store,
+                    clock.now_ms(),
+                    self.pending,
+                    self.log_json,
+                );
+                Err(e.context(format!(
+                    "netmon's kernel programs disappeared ({what}) and could not be loaded again; not counting"
+                )))
+            }
+        }
+    }
 }
 
 /// Runs [`run`] on a current-thread tokio runtime (for a synchronous

@@ -1,10 +1,11 @@
 //! netmon: exact, kernel-counted, per-process network accounting.
 //!
-//! Data flows one way (see shared/ARCHITECTURE.md):
+//! Data flows one way (see `docs/architecture.md`):
 //! kernel → [`kernel`] (reader) → [`ownership`] → drain → store → query →
 //! api → [`cli`]. [`source`] is the seam between the kernel reader and the
 //! rest (a simulated source stands beside it for tests); [`live`] answers
 //! from the current kernel counters; [`wire`] holds every JSON document.
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod clock;
@@ -16,5 +17,8 @@ pub mod live;
 pub mod ownership;
 pub mod query;
 pub mod source;
+pub mod startup;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod wire;

@@ -9,39 +9,16 @@
 //! one window the drain documents as unclosable (bytes arriving on a closed,
 //! quiescent socket between retire and commit, drain invariant 3) is not
 //! exercised: with it, exact totals could not be promised.
-//!
-//! The daemon runs as `netmon daemon` when the binary has that command, and
-//! otherwise as this test binary re-executed into [`crash_child`], which
-//! calls `netmon::daemon::run` (the same code, through the library).
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use netmon::source::sim::{Script, ScriptBuilder, SimSource, SimState, per_tick};
 use netmon::store::query::{Filter, Group, GroupBy, tier_sums};
 use netmon::store::{DaemonEvent, Retention, Store, Tier};
 
 const TICK_MS: u64 = 20;
 const KILLS: usize = 50;
-const CHILD_ENV: &str = "NETMON_CRASH_CHILD_ARGS";
-
-/// Wraps the daemon flags so the child can parse them.
-#[derive(clap::Parser)]
-struct ChildCli {
-    #[command(flatten)]
-    args: netmon::daemon::DaemonArgs,
-}
-
-/// Entry point of the re-executed child (not a test of its own).
-#[test]
-#[ignore = "entry point of the crash harness's daemon process"]
-fn crash_child() {
-    let raw = std::env::var(CHILD_ENV).expect("run by the crash harness");
-    let argv: Vec<String> = serde_json::from_str(&raw).expect("argument list");
-    let cli = ChildCli::parse_from(std::iter::once("netmon-daemon".to_owned()).chain(argv));
-    netmon::daemon::run_blocking(cli.args).expect("daemon runs");
-}
 
 fn script() -> Script {
     let mut b = ScriptBuilder::new(TICK_MS);
@@ -86,43 +63,16 @@ fn script() -> Script {
 }
 
 fn daemon_command(dir: &Path, script: &Path, db: &Path) -> Command {
-    let config = dir.join("config.toml");
-    let args: Vec<String> = [
-        "--simulate",
-        &script.display().to_string(),
-        "--db",
-        &db.display().to_string(),
-        "--interval",
-        "50ms",
-        "--config",
-        &config.display().to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let bin = env!("CARGO_BIN_EXE_netmon");
-    let has_daemon = Command::new(bin)
-        .args(["daemon", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let mut cmd = if has_daemon {
-        let mut c = Command::new(bin);
-        c.arg("daemon").args(&args);
-        c
-    } else {
-        let mut c = Command::new(std::env::current_exe().expect("test binary path"));
-        c.args([
-            "--exact",
-            "crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
-        c.env(CHILD_ENV, serde_json::to_string(&args).expect("json"));
-        c
-    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netmon"));
+    cmd.arg("daemon")
+        .arg("--simulate")
+        .arg(script)
+        .arg("--db")
+        .arg(db)
+        .args(["--interval", "50ms", "--config"])
+        .arg(dir.join("config.toml"))
+        .arg("--socket")
+        .arg(dir.join("netmon.sock"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -10,6 +10,9 @@ use netmon::source::sim::{ScriptBuilder, SimResolver, SimSource, per_tick};
 use netmon::store::query::{Filter, Group, GroupBy};
 use netmon::store::{DaemonEvent, Retention, Store, StoreError};
 
+#[path = "../src/testing.rs"]
+mod testing;
+
 fn open_err(path: &Path) -> StoreError {
     Store::open(path, Retention::default()).expect_err("must be refused")
 }
@@ -108,10 +111,8 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
-        if !nix::unistd::Uid::effective().is_root() {
-            return None;
-        }
+    /// Mounts one (needs root: probe with [`testing::is_root`] first).
+    fn mount(size: &str) -> Self {
         let parent = tempfile::tempdir().expect("tempdir");
         let dir = parent.path().join("mnt");
         std::fs::create_dir(&dir).expect("mkdir");
@@ -123,10 +124,10 @@ impl Tmpfs {
             Some(format!("size={size}").as_str()),
         )
         .expect("mount tmpfs");
-        Some(Self {
+        Self {
             dir,
             _parent: parent,
-        })
+        }
     }
 }
 
@@ -149,12 +150,11 @@ fn fill(path: &Path) {
 
 #[test]
 fn disk_full_loses_nothing_and_writing_resumes() {
-    let Some(fs) = Tmpfs::mount("4M") else {
-        eprintln!(
-            "!!! SKIPPED disk_full_loses_nothing_and_writing_resumes: needs root to mount a tmpfs !!!"
-        );
+    let test = "disk_full_loses_nothing_and_writing_resumes";
+    if !testing::require(testing::is_root(), test, "root (to mount a small tmpfs)") {
         return;
-    };
+    }
+    let fs = Tmpfs::mount("4M");
     let mut b = ScriptBuilder::new(1000);
     let procs: Vec<_> = (0..20)
         .map(|i| b.process(200 + i, 1, &format!("p{i}"), 0..=u64::MAX))

@@ -2,7 +2,7 @@
 //! milliseconds. Every one must be in the snapshot under its own pid (with
 //! its start time and comm; exe and cmdline may be gone), each exact.
 //!
-//! Capture-based tools miss most of these (see shared/KERNEL-NOTES.md):
+//! Capture-based tools miss most of these (see `docs/kernel-notes.md`):
 //! the process is gone before anyone looks at /proc. netmon records the
 //! owner in socket storage when the socket is created.
 

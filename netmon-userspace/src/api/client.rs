@@ -61,16 +61,25 @@ impl Client {
         };
         let mut line = serde_json::to_vec(req).map_err(|e| ApiError::BadReply(e.to_string()))?;
         line.push(b'\n');
-        self.stream
-            .get_mut()
-            .write_all(&line)
-            .map_err(io("write to"))?;
+        let sent = self.stream.get_mut().write_all(&line);
         let mut reply = String::new();
-        let n = self.stream.read_line(&mut reply).map_err(io("read from"))?;
-        if n == 0 {
-            return Err(ApiError::BadReply(
-                "the daemon closed the connection without replying".to_owned(),
-            ));
+        // A connection the server refused (`busy`) is closed with its reason
+        // already sent: the write may fail, the reason is still there to
+        // read. (A write error is not passed on as such: a broken pipe here
+        // is the daemon's doing, not a closed stdout, and must not exit 0.)
+        match (sent, self.stream.read_line(&mut reply)) {
+            (_, Ok(n)) if n > 0 => {}
+            (Err(e), _) => {
+                return Err(ApiError::BadReply(format!(
+                    "the daemon closed the connection before the request was sent ({e})"
+                )));
+            }
+            (Ok(()), Ok(_)) => {
+                return Err(ApiError::BadReply(
+                    "the daemon closed the connection without replying".to_owned(),
+                ));
+            }
+            (Ok(()), Err(e)) => return Err(io("read from")(e)),
         }
         match serde_json::from_str::<Reply<T>>(&reply)
             .map_err(|e| ApiError::BadReply(e.to_string()))?

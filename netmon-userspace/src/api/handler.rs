@@ -35,6 +35,8 @@ pub enum Answer {
     Procs(Procs),
     /// To [`Request::Export`].
     Export(Export),
+    /// To [`Request::Events`].
+    Events(wire::Events),
 }
 
 /// Why a request got no document.
@@ -356,7 +358,42 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             class_of(class.as_ref())?,
         )
         .map(Answer::Export),
+        Request::Events { from_ms, until_ms } => {
+            events(store, *from_ms, *until_ms).map(Answer::Events)
+        }
     }
+}
+
+fn events(store: &mut Store, from: TimeMs, until: TimeMs) -> Result<wire::Events, HandlerError> {
+    let rows = store
+        .events(&(from..until))
+        .map_err(QueryError::from)?
+        .into_iter()
+        .map(|(t, event)| {
+            let mut details = match serde_json::to_value(&event) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            let kind = match details.remove("kind") {
+                Some(serde_json::Value::String(k)) => k,
+                _ => "unknown".to_owned(),
+            };
+            wire::EventRow {
+                time: rfc3339_from_unix_ms(t),
+                time_unix_ms: t,
+                kind,
+                details,
+            }
+        })
+        .collect();
+    Ok(wire::Events {
+        schema_version: wire::SCHEMA_VERSION,
+        from: rfc3339_from_unix_ms(from),
+        from_unix_ms: from,
+        until: rfc3339_from_unix_ms(until),
+        until_unix_ms: until,
+        events: rows,
+    })
 }
 
 fn procs(

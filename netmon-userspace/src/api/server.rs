@@ -1,26 +1,33 @@
-//! The socket server (see the [`crate::api`] docs for the protocol).
+//! The socket server (see the [`crate::api`] docs for the protocol and its
+//! limits).
 //!
-//! Each connection is a task; each request runs on the blocking pool with
+//! Each connection is a task, admitted by [`Slots`] (per-uid and total
+//! limits) without ever waiting; each request runs on the blocking pool with
 //! the store locked ([`crate::api::Handle`]), so a slow query delays the
-//! drain by at most its own duration and never blocks the runtime.
+//! drain by at most its own duration and never blocks the runtime. Every
+//! read and write of a connection has a deadline, so a client that stops
+//! sending or stops reading only holds its own slot, and not for long.
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 
+use crate::access;
 use crate::api::handler::{self, HandlerError};
 use crate::api::{
-    ApiError, Handle, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_REQUEST_BYTES, SOCKET_GROUP,
+    ApiError, Handle, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID, MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::wire::{ErrorBody, Reply, Request};
 
 /// Creates the socket at `path` with its permissions: the parent directory
 /// is created (0755) if missing; a stale socket file is replaced, a live
-/// one (another daemon answers) is an error. Mode 0660 with group
-/// [`SOCKET_GROUP`] when that group exists, else 0600.
+/// one (another daemon answers) is an error. Mode and group as
+/// [`access::restrict`] gives a socket.
 ///
 /// # Errors
 /// [`ApiError::InUse`], or the failing file operation.
@@ -47,19 +54,15 @@ pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, ApiError> {
         std::fs::remove_file(path).map_err(io("remove stale socket", path))?;
     }
     let listener = std::os::unix::net::UnixListener::bind(path).map_err(io("bind", path))?;
-    let group = nix::unistd::Group::from_name(SOCKET_GROUP).ok().flatten();
-    let mode = if let Some(g) = &group {
-        nix::unistd::chown(path, None, Some(g.gid)).map_err(|e| ApiError::Io {
-            op: "chown",
-            path: path.to_owned(),
-            source: e.into(),
-        })?;
-        0o660
-    } else {
-        0o600
+    let mode = match access::restrict(path, access::Kind::Socket) {
+        Ok(mode) => mode,
+        Err(e) => {
+            // Bound but not usable: leave nothing behind.
+            let _ = std::fs::remove_file(path);
+            return Err(io("restrict permissions of", path)(e));
+        }
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(io("chmod", path))?;
+    let group = access::group();
     listener
         .set_nonblocking(true)
         .map_err(io("set non-blocking", path))?;
@@ -90,27 +93,107 @@ pub async fn serve_listener(
         path,
         source,
     })?;
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID);
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return Ok(());
-        };
         match listener.accept().await {
             Ok((stream, _)) => {
+                // A peer whose credentials can't be read shares one bucket.
+                let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+                let Some(slot) = slots.admit(uid) else {
+                    tracing::debug!(uid, "query connection refused: busy");
+                    refuse_busy(&stream, uid);
+                    continue;
+                };
                 let handle = handle.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection(stream, handle).await {
                         tracing::debug!(error = %e, "query connection ended");
                     }
-                    drop(permit);
+                    drop(slot);
                 });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept on the query socket failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
+}
+
+/// Connections being served, per client uid and in all.
+#[derive(Clone, Debug)]
+pub struct Slots {
+    total: usize,
+    per_uid: usize,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+/// One admitted connection; frees its place when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    uid: u32,
+    open: Arc<Mutex<Open>>,
+}
+
+impl Slots {
+    /// At most `total` connections, `per_uid` of them from one uid.
+    #[must_use]
+    pub fn new(total: usize, per_uid: usize) -> Self {
+        Self {
+            total,
+            per_uid,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `uid`, or `None` over a limit.
+    #[must_use]
+    pub fn admit(&self, uid: u32) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = open.by_uid.get(&uid).copied().unwrap_or(0);
+        if open.total >= self.total || mine >= self.per_uid {
+            return None;
+        }
+        open.total += 1;
+        open.by_uid.insert(uid, mine + 1);
+        Some(Slot {
+            uid,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_uid.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Tells a refused client why, without waiting: a fresh socket's send
+/// buffer takes one short line; if it does not, the client just sees the
+/// connection close.
+fn refuse_busy(stream: &UnixStream, uid: u32) {
+    let line = error_line(
+        "busy",
+        format!(
+            "too many connections (at most {MAX_CONNECTIONS_PER_UID} per user, uid {uid}, \
+             and {MAX_CONNECTIONS} in all); try again"
+        ),
+    );
+    let _ = stream.try_write(&line);
 }
 
 fn error_line(kind: &str, message: String) -> Vec<u8> {
@@ -129,20 +212,60 @@ fn reply_line<T: serde::Serialize>(reply: &Reply<T>) -> Vec<u8> {
     line
 }
 
+/// Writes `bytes`, closing the connection (an error) when the client reads
+/// nothing for [`WRITE_TIMEOUT`]. The deadline is per write that makes
+/// progress, so a long reply to a client that keeps reading is not cut.
+async fn write_within(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    mut bytes: &[u8],
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = tokio::time::timeout(WRITE_TIMEOUT, write.write(bytes))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {WRITE_TIMEOUT:?}"),
+                )
+            })??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = bytes.get(n..).unwrap_or_default();
+    }
+    Ok(())
+}
+
 /// Serves one connection: one reply line per request line.
 async fn connection(stream: UnixStream, handle: Handle) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
+    // The first request must come at once; later ones may wait (top).
+    let mut wait_for_first_byte = REQUEST_TIMEOUT;
     loop {
         let mut line = Vec::new();
+        match tokio::time::timeout(wait_for_first_byte, reader.fill_buf()).await {
+            Err(_) => return Ok(()),
+            Ok(r) => {
+                if r?.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
         let read = tokio::time::timeout(
-            IDLE_TIMEOUT,
+            REQUEST_TIMEOUT,
             (&mut reader).take(limit).read_until(b'\n', &mut line),
         )
         .await;
         let n = match read {
-            Err(_) => return Ok(()),
+            Err(_) => {
+                tracing::debug!(
+                    bytes = line.len(),
+                    "request incomplete after {REQUEST_TIMEOUT:?}; closing"
+                );
+                return Ok(());
+            }
             Ok(r) => r?,
         };
         if n == 0 {
@@ -151,7 +274,7 @@ async fn connection(stream: UnixStream, handle: Handle) -> std::io::Result<()> {
         if line.len() >= MAX_REQUEST_BYTES && line.last() != Some(&b'\n') {
             let msg =
                 format!("request larger than {MAX_REQUEST_BYTES} bytes; closing the connection");
-            write.write_all(&error_line("too_large", msg)).await?;
+            write_within(&mut write, &error_line("too_large", msg)).await?;
             write.shutdown().await?;
             return Ok(());
         }
@@ -162,7 +285,8 @@ async fn connection(stream: UnixStream, handle: Handle) -> std::io::Result<()> {
             Err(e) => error_line("bad_request", format!("not a valid request: {e}")),
             Ok(req) => run(&handle, req).await,
         };
-        write.write_all(&reply).await?;
+        write_within(&mut write, &reply).await?;
+        wait_for_first_byte = IDLE_TIMEOUT;
     }
 }
 
@@ -183,4 +307,26 @@ async fn run(handle: &Handle, req: Request) -> Vec<u8> {
     })
     .await;
     joined.unwrap_or_else(|e| error_line("internal", format!("query task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_limit_each_uid_and_the_total() {
+        let slots = Slots::new(5, 2);
+        let a1 = slots.admit(1).expect("first of uid 1");
+        let a2 = slots.admit(1).expect("second of uid 1");
+        assert!(slots.admit(1).is_none(), "third of uid 1");
+        let b: Vec<_> = (0..3).map(|_| slots.admit(2)).collect();
+        assert_eq!(b.iter().filter(|s| s.is_some()).count(), 2);
+        let c = slots.admit(3).expect("uid 3 is not held back by 1 and 2");
+        assert!(slots.admit(4).is_none(), "total reached");
+        drop(a1);
+        assert!(slots.admit(1).is_some(), "a freed slot is reusable");
+        drop((a2, b, c));
+        assert_eq!(slots.open.lock().unwrap().total, 0);
+        assert!(slots.open.lock().unwrap().by_uid.is_empty());
+    }
 }

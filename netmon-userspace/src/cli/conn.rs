@@ -83,6 +83,50 @@ fn is_denied(e: &StoreError) -> bool {
     }
 }
 
+/// Why this user cannot open `db` directly, as things are: its directory is
+/// closed to them, or the file is unreadable, or readable but not writable
+/// (redb opens a file read-write to lock it, so reading needs write access).
+fn db_denied_message(db: &Path, socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use nix::unistd::{AccessFlags, Gid, Group, Uid, User, access};
+    let what = match std::fs::metadata(db) {
+        Err(_) => {
+            let dir = db.parent().unwrap_or(Path::new("/"));
+            format!(
+                "{} is in {}, which this user cannot enter",
+                db.display(),
+                dir.display()
+            )
+        }
+        Ok(m) => {
+            let owner = User::from_uid(Uid::from_raw(m.uid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| m.uid().to_string(), |u| u.name);
+            let group = Group::from_gid(Gid::from_raw(m.gid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| m.gid().to_string(), |g| g.name);
+            let whose = format!("mode {:o}, owner {owner}, group {group}", m.mode() & 0o777);
+            if access(db, AccessFlags::R_OK).is_ok() {
+                format!(
+                    "{} ({whose}) is readable by this user but not writable, and reading it \
+                     directly needs write access (the database locks its file)",
+                    db.display()
+                )
+            } else {
+                format!("{} ({whose}) is not readable by this user", db.display())
+            }
+        }
+    };
+    format!(
+        "the netmon daemon is not running (nothing answers on {}) and {what}: start the daemon \
+         (`sudo netmon daemon`) to query through its socket, or run as root",
+        socket.display()
+    )
+}
+
 /// The message for a user the socket refused.
 #[must_use]
 pub fn denied_message(socket: &Path) -> String {
@@ -129,6 +173,11 @@ impl Backend {
             .or_else(|| file.db.clone())
             .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DB));
         let apps = file.apps.clone();
+        if let Err(e) = std::fs::metadata(&db)
+            && e.kind() == ErrorKind::PermissionDenied
+        {
+            anyhow::bail!(db_denied_message(&db, &args.socket));
+        }
         if !db.exists() {
             anyhow::bail!(
                 "the netmon daemon is not running (nothing answers on {}) and there is no database at {}: \
@@ -158,12 +207,7 @@ impl Backend {
                 db.display(),
                 args.socket.display()
             ),
-            Err(e) if is_denied(&e) => anyhow::bail!(
-                "the netmon daemon is not running (nothing answers on {}) and {} is not readable by this user: \
-                 start the daemon (`sudo netmon daemon`) or run as root",
-                args.socket.display(),
-                db.display()
-            ),
+            Err(e) if is_denied(&e) => anyhow::bail!(db_denied_message(&db, &args.socket)),
             Err(e) => Err(e).with_context(|| {
                 format!(
                     "reading {} directly (no daemon on {})",

@@ -4,6 +4,7 @@
 //! stdout is not a terminal or with `--format json` (`--json` for short).
 pub mod completions;
 pub mod conn;
+pub mod events;
 pub mod export;
 pub mod history;
 pub mod output;
@@ -36,7 +37,8 @@ pub enum Command {
     /// Load and attach the eBPF programs and pin them, then exit. The kernel
     /// keeps counting until `netmon unload`.
     Load(LoadArgs),
-    /// Detach the programs and remove every pin (counters are lost).
+    /// Detach the programs and remove every pin (counters are lost). Refused
+    /// while a daemon drains them, unless --force.
     Unload(UnloadArgs),
     /// Current counters per process (and per socket with --sockets), read
     /// from the pinned maps, with or without a running daemon.
@@ -58,6 +60,9 @@ pub enum Command {
     Procs(procs::ProcsArgs),
     /// Raw stored rows for other tools (NDJSON or CSV).
     Export(export::ExportArgs),
+    /// What the daemon recorded about itself: starts, stops, resets, gaps
+    /// in counting (kernel programs lost and loaded again).
+    Events(events::EventsArgs),
     /// Shell completion script.
     Completions(completions::CompletionsArgs),
     /// Man page (roff) on stdout.
@@ -77,6 +82,12 @@ pub struct UnloadArgs {
     /// bpffs directory the maps and links are pinned under.
     #[arg(long, value_name = "DIR", default_value = netmon_common::names::DEFAULT_PIN_DIR)]
     pin_dir: std::path::PathBuf,
+    /// Unload even while a daemon drains these pins. The daemon notices
+    /// within one interval, records the gap and loads the programs again
+    /// (e.g. to replace them with this binary's); stop the daemon to stop
+    /// counting.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Sets up tracing on stderr.
@@ -114,7 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Unload(args) => {
-            loader::detach(&args.pin_dir)?;
+            loader::detach(&args.pin_dir, args.force)?;
             eprintln!("netmon: detached and removed {}", args.pin_dir.display());
             Ok(())
         }
@@ -126,6 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => history::run(&args),
         Command::Procs(args) => procs::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Events(args) => events::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
     }

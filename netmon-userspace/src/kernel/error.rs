@@ -30,6 +30,20 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    /// A running daemon drains this pin directory (`netmon unload` without
+    /// `--force`).
+    #[error(
+        "a netmon daemon ({}) drains {}: unloading would stop its counting; stop the daemon first, \
+         or pass --force (the daemon then notices, records the gap and loads the programs again)",
+        .pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}")),
+        .pin_dir.display()
+    )]
+    InUse {
+        /// The pin directory.
+        pin_dir: PathBuf,
+        /// The daemon's pid, as its lock file records it.
+        pid: Option<u32>,
+    },
     /// Nothing is loaded at this pin directory.
     #[error("netmon is not loaded at {0} (start `netmon daemon` or run `netmon load`)")]
     NotLoaded(PathBuf),

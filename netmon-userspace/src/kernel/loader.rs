@@ -45,7 +45,7 @@ use netmon_common::{
 
 use super::{
     KernelArgs, KernelError,
-    pins::{LoadState, PinPaths},
+    pins::{LoadState, PinLock, PinPaths},
     sysfs,
 };
 
@@ -321,15 +321,26 @@ fn exec_offsets() -> ExecOffsets {
     }
 }
 
-/// Detaches the programs and removes every pin under `pin_dir`.
+/// Detaches the programs and removes every pin under `pin_dir`. Refuses
+/// while a daemon holds the directory's [`PinLock`] unless `force`.
 ///
 /// # Errors
-/// [`KernelError::NotLoaded`] if nothing is pinned there.
-pub fn detach(pin_dir: &Path) -> Result<(), KernelError> {
+/// [`KernelError::NotLoaded`] if nothing is pinned there,
+/// [`KernelError::InUse`] naming the daemon's pid.
+pub fn detach(pin_dir: &Path, force: bool) -> Result<(), KernelError> {
     if !sysfs::is_root() {
         return Err(KernelError::NotRoot);
     }
     let paths = PinPaths::new(pin_dir);
+    if let Some(pid) = PinLock::holder(&paths) {
+        if !force {
+            return Err(KernelError::InUse {
+                pin_dir: pin_dir.to_path_buf(),
+                pid,
+            });
+        }
+        tracing::warn!(?pid, pin_dir = %pin_dir.display(), "unloading under a running daemon (--force)");
+    }
     if !pin_dir.exists() {
         return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
     }

@@ -20,6 +20,7 @@ use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 
 /// The pinned maps of one netmon load.
 pub struct KernelSource {
+    paths: PinPaths,
     flows: MapData,
     closed: MapData,
     overflow: PerCpuArray<MapData, OverflowCounters>,
@@ -88,11 +89,24 @@ impl KernelSource {
                     message: e.to_string(),
                 })?;
         Ok(Self {
+            paths,
             flows,
             closed,
             overflow,
             max_flows,
             flowless: HashSet::new(),
+        })
+    }
+
+    /// What to check to notice that this load was unpinned or replaced
+    /// ([`PinWatch`]).
+    ///
+    /// # Errors
+    /// When the flow map's id cannot be read.
+    pub fn watch(&self) -> Result<PinWatch, KernelError> {
+        Ok(PinWatch {
+            paths: self.paths.clone(),
+            flows_id: map_id(&self.flows, &self.paths.map(MAP_FLOWS))?,
         })
     }
 
@@ -163,6 +177,65 @@ impl KernelSource {
                 map: MAP_CLOSED,
                 source: std::io::Error::other(e.to_string()),
             })
+    }
+}
+
+fn map_id(map: &MapData, path: &Path) -> Result<u32, KernelError> {
+    map.info()
+        .map(|i| i.id())
+        .map_err(|e| KernelError::PinnedMap {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// The pins a [`KernelSource`] depends on. Its map fds keep the maps alive
+/// whatever happens to the pins, so a daemon would go on reading frozen
+/// counters after `netmon unload --force` (or `rm -r` of the pin directory)
+/// detached the programs. [`Self::check`] notices: every program's link
+/// must still be pinned, and the flow map pinned must still be the one
+/// being read (a fresh `netmon load` makes new maps). A few `stat`s and one
+/// `BPF_OBJ_GET` per call: the daemon checks once per interval.
+#[derive(Clone, Debug)]
+pub struct PinWatch {
+    paths: PinPaths,
+    flows_id: u32,
+}
+
+impl PinWatch {
+    /// The pin directory watched.
+    #[must_use]
+    pub fn pin_dir(&self) -> &Path {
+        &self.paths.root
+    }
+
+    /// `Ok` while the load is in place; otherwise what is missing.
+    ///
+    /// # Errors
+    /// A one-line description of what disappeared or changed.
+    pub fn check(&self) -> Result<(), String> {
+        for program in netmon_common::names::PROGRAMS {
+            let link = self.paths.link(program);
+            if !link.exists() {
+                return Err(format!(
+                    "the link of {program} ({}) is gone",
+                    link.display()
+                ));
+            }
+        }
+        let path = self.paths.map(MAP_FLOWS);
+        let pinned = MapData::from_pin(&path)
+            .map_err(|e| format!("the flow map pin {} is gone ({e})", path.display()))?;
+        let id = map_id(&pinned, &path).map_err(|e| e.to_string())?;
+        if id == self.flows_id {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is another map now (id {id}, was {}): netmon was loaded again",
+                path.display(),
+                self.flows_id
+            ))
+        }
     }
 }
 

@@ -203,8 +203,11 @@ mod tests {
     /// independent reading of the same file by `bpftool`, when installed.
     #[test]
     fn reads_the_running_kernel() {
-        if !Path::new(VMLINUX_BTF).exists() {
-            eprintln!("skipped: {VMLINUX_BTF} absent (kernel without CONFIG_DEBUG_INFO_BTF)");
+        if !crate::testing::require(
+            Path::new(VMLINUX_BTF).exists(),
+            "reads_the_running_kernel",
+            "the kernel's BTF (CONFIG_DEBUG_INFO_BTF)",
+        ) {
             return;
         }
         let offsets = task_offsets().unwrap();

@@ -131,12 +131,22 @@ impl StoreError {
 /// format documentation).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
+/// redb's page cache when none is configured: small, because a monitoring
+/// agent must stay small (redb's own default is 1 GiB, and the cache grows
+/// toward its limit as the file is read). The drain touches a few pages per
+/// interval; queries over long windows read more, and are slower with a
+/// smaller cache, not wrong. Configurable with `db_cache_mib`
+/// ([`crate::config`]).
+pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+
 /// The history store.
 pub struct Store {
     path: PathBuf,
     /// `None` after an I/O error until reopened (invariant 3).
     db: Option<redb::Database>,
     retention: Retention,
+    /// redb's cache limit, kept for reopening.
+    cache_bytes: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,17 +187,30 @@ impl Store {
     /// [`StoreError::Open`] naming the file, around [`StoreError::NotRedb`],
     /// [`StoreError::NewerSchema`], [`StoreError::NotNetmon`] or a redb error.
     pub fn open(path: &Path, retention: Retention) -> Result<(Self, Vec<DaemonEvent>), StoreError> {
+        Self::open_with_cache(path, retention, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Self::open`] with redb's page cache limited to `cache_bytes`.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_with_cache(
+        path: &Path,
+        retention: Retention,
+        cache_bytes: usize,
+    ) -> Result<(Self, Vec<DaemonEvent>), StoreError> {
         let wrap = |e: StoreError| StoreError::Open {
             path: path.to_owned(),
             source: Box::new(e),
         };
-        let db = open_db(path).map_err(wrap)?;
+        let db = open_db(path, cache_bytes).map_err(wrap)?;
         let events = schema::prepare(&db).map_err(wrap)?;
         Ok((
             Self {
                 path: path.to_owned(),
                 db: Some(db),
                 retention,
+                cache_bytes,
             },
             events,
         ))
@@ -222,7 +245,7 @@ impl Store {
     /// The open handle, reopening after an I/O error.
     pub(crate) fn db(&mut self) -> Result<&redb::Database, StoreError> {
         if self.db.is_none() {
-            let db = open_db(&self.path)?;
+            let db = open_db(&self.path, self.cache_bytes)?;
             schema::prepare(&db)?;
             self.db = Some(db);
         }
@@ -356,7 +379,7 @@ fn decode_be_u64(b: &[u8]) -> u64 {
 }
 
 /// Opens or creates the redb file, refusing non-redb files (invariant 2).
-fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
+fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
     match std::fs::File::open(path) {
         Ok(mut f) => {
             let mut head = Vec::with_capacity(REDB_MAGIC.len());
@@ -391,7 +414,9 @@ fn open_db(path: &Path) -> Result<redb::Database, StoreError> {
             });
         }
     }
-    Ok(redb::Database::create(path)?)
+    Ok(redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)?)
 }
 
 fn write_processes(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {

@@ -279,6 +279,21 @@ pub enum DaemonEvent {
         /// The interval.
         interval_ms: u64,
     },
+    /// The kernel programs or maps the daemon drained disappeared (`netmon
+    /// unload --force`, pins removed, or a new load): traffic between
+    /// `intact_ms` and `reattached_ms` may be missing from the history
+    /// (what the old maps had counted was drained).
+    KernelLost {
+        /// Last check that found the load in place, unix ms.
+        intact_ms: u64,
+        /// When the loss was noticed, unix ms.
+        noticed_ms: u64,
+        /// When counting resumed on a new load, unix ms; null when it could
+        /// not, and the daemon exited.
+        reattached_ms: Option<u64>,
+        /// What was missing.
+        reason: String,
+    },
 }
 
 /// One interval's changes, committed atomically by

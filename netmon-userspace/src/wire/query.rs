@@ -172,6 +172,40 @@ pub struct Procs {
     pub processes: Vec<ProcSeen>,
 }
 
+/// `netmon events`: what the daemon recorded about its own life in a
+/// window: starts and stops, counter resets, kernel loads lost and loaded
+/// again (gaps in counting), slow drains, write failures recovered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Window start, RFC 3339 UTC.
+    pub from: String,
+    /// Window start, unix ms.
+    pub from_unix_ms: u64,
+    /// Window end, RFC 3339 UTC.
+    pub until: String,
+    /// Window end, unix ms.
+    pub until_unix_ms: u64,
+    /// Oldest first.
+    pub events: Vec<EventRow>,
+}
+
+/// One event of [`Events`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// When it was recorded (the drain that committed it), RFC 3339 UTC.
+    pub time: String,
+    /// The same, unix ms.
+    pub time_unix_ms: u64,
+    /// What happened: `start`, `stop`, `reset`, `vanished`, `overflow`,
+    /// `migration`, `write_recovered`, `slow_drain`, `kernel_lost`.
+    pub kind: String,
+    /// The event's fields (e.g. for `kernel_lost`: `intact_ms`,
+    /// `noticed_ms`, `reattached_ms`, `reason`).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One process of [`Procs`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcSeen {
@@ -370,6 +404,13 @@ pub enum Request {
         /// Destination class.
         #[serde(default)]
         class: Option<String>,
+    },
+    /// Answered with [`Events`].
+    Events {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
     },
 }
 

@@ -10,7 +10,9 @@ use netmon_common::exec::{EXE_F_RESOLVED, EXE_PATH_END, ExecIdentity, ExecKey};
 use netmon_common::{FlowKey, FlowValue};
 
 use super::*;
+use crate::ownership::pidfd::PidFd;
 use crate::ownership::sock_diag::tests::socket_cookie;
+use crate::testing::{is_root, require};
 
 /// Serializes the tests of this module: while one test spawns a child, the
 /// child holds a copy of every fd of the test process until it execs, and
@@ -452,8 +454,8 @@ fn comm_bytes() {
 #[test]
 fn unowned_socket_in_another_netns_is_found() {
     let _serial = serial();
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to create a network namespace");
+    let test = "unowned_socket_in_another_netns_is_found";
+    if !require(is_root(), test, "root (to create a network namespace)") {
         return;
     }
     let script = "import socket,struct,sys,time\n\
@@ -466,18 +468,17 @@ fn unowned_socket_in_another_netns_is_found() {
         .args(["-n", "python3", "-c", script])
         .stdout(Stdio::piped())
         .spawn();
-    let Ok(mut child) = spawned else {
-        eprintln!("skipped: cannot run unshare");
+    if !require(spawned.is_ok(), test, "`unshare` and `python3` on the PATH") {
         return;
-    };
+    }
+    let mut child = spawned.unwrap();
     let stdout = child.stdout.take().unwrap();
     let child = ChildGuard(child);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
     let mut words = line.split_whitespace();
     let (Some(cookie), Some(port)) = (words.next(), words.next()) else {
-        eprintln!("skipped: python3 printed no socket ({line:?})");
-        return;
+        panic!("python3 in its own network namespace printed no socket: {line:?}");
     };
     let mut key = FlowKey {
         cookie: cookie.parse().unwrap(),
@@ -744,11 +745,18 @@ fn finished_accepted_socket_held_by_a_child_belongs_to_the_child() {
     let flow = accepted_flow(&listener, &server);
     finish(&client, &server, &[flow]);
     let child = child_holding(OwnedFd::from(server));
-    let info = resolve_one(&mut KernelResolver::new(), flow);
-    if info.id.pid == me() && !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: no ptrace access to a child (yama ptrace_scope?)");
+    // Probe first: the fd probe needs ptrace access to the child (root, or
+    // what yama's ptrace_scope allows), which this test cannot grant.
+    let access = PidFd::open(child.0.id()).and_then(|p| p.get_fd(0)).is_ok();
+    let test = "finished_accepted_socket_held_by_a_child_belongs_to_the_child";
+    if !require(
+        access,
+        test,
+        "ptrace access to a child (root, or yama ptrace_scope 0)",
+    ) {
         return;
     }
+    let info = resolve_one(&mut KernelResolver::new(), flow);
     assert_eq!(info.id.pid, child.0.id(), "{info:?}");
     assert_eq!(info.comm, "sleep");
 }
