@@ -73,7 +73,8 @@ fn every_command_matches_ground_truth() {
         ),
         (
             "user",
-            s.truth(|_, p| Some(p.map_or(0, |p| p.uid).to_string())),
+            // Traffic of no process is no user's: `-`.
+            s.truth(|_, p| Some(p.map_or_else(|| "-".to_owned(), |p| p.uid.to_string()))),
             Box::new(|r| r.user.clone().unwrap()),
         ),
         (
@@ -207,7 +208,9 @@ fn every_command_matches_ground_truth() {
     let sum = h
         .points
         .iter()
-        .fold(Pair::default(), |a, p| add(a, (p.tx, p.rx)));
+        .fold(Pair::default(), |a, p| {
+            add(a, (p.tx.unwrap_or_default(), p.rx.unwrap_or_default()))
+        });
     assert_eq!(sum, grand);
     // Default step: interval samples hold a 10 minute window.
     let h: HistoryDoc = d.json(&["history", "--since", "10m", "--format", "json"]);

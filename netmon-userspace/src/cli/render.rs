@@ -149,3 +149,40 @@ pub fn short_time(rfc3339: &str) -> String {
         .get(..19)
         .map_or_else(|| rfc3339.to_owned(), |s| s.replace('T', " "))
 }
+
+/// The table footer line of an answer that is not exactly its window:
+/// which time it covers and why (empty when exact). Times are unix ms.
+#[must_use]
+pub fn coverage_line(
+    exact: bool,
+    from: Option<u64>,
+    until: Option<u64>,
+    note: Option<&str>,
+) -> String {
+    if exact {
+        return String::new();
+    }
+    let t = |v: Option<u64>| {
+        v.map_or_else(
+            || "-".to_owned(),
+            |ms| short_time(&crate::clock::rfc3339_from_unix_ms(ms)),
+        )
+    };
+    format!(
+        "not exact: covers {} → {}: {}\n",
+        t(from),
+        t(until),
+        note.unwrap_or("wider than asked")
+    )
+}
+
+/// A process's user for tables: the name, else the uid, and `-` for the
+/// pseudo-processes of pid 0 (as queries group them, see
+/// [`crate::query::facts::user_of`]).
+#[must_use]
+pub fn user_cell(pid: u32, user: Option<&str>, uid: u32) -> String {
+    if pid == 0 {
+        return crate::query::facts::NO_USER.to_owned();
+    }
+    user.map_or_else(|| uid.to_string(), str::to_owned)
+}

@@ -49,7 +49,9 @@ pub enum AttachOutcome {
 /// Checks everything a load needs, before touching the kernel.
 fn preflight(args: &KernelArgs) -> Result<PathBuf, KernelError> {
     if !sysfs::is_root() {
-        return Err(KernelError::NotRoot);
+        return Err(KernelError::NotRoot(
+            "loading eBPF programs (netmon load, netmon daemon)",
+        ));
     }
     sysfs::check_kernel_version()?;
     let cgroup = match &args.cgroup {
@@ -257,14 +259,23 @@ fn task_offsets() -> TaskOffsets {
 /// Detaches the programs and removes every pin under `pin_dir`.
 ///
 /// # Errors
-/// [`KernelError::NotLoaded`] if nothing is pinned there.
+/// [`KernelError::NotLoaded`] if nothing is pinned there;
+/// [`KernelError::PinDirNotBpffs`] (and nothing removed) if `pin_dir` is
+/// not on bpffs.
 pub fn detach(pin_dir: &Path) -> Result<(), KernelError> {
     if !sysfs::is_root() {
-        return Err(KernelError::NotRoot);
+        return Err(KernelError::NotRoot(
+            "netmon unload (it detaches the programs and removes their pins)",
+        ));
     }
     let paths = PinPaths::new(pin_dir);
     if !pin_dir.exists() {
         return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
+    }
+    // Only ever remove what is on bpffs: a mistyped --pin-dir must not
+    // delete an ordinary directory.
+    if !sysfs::is_bpffs(pin_dir) {
+        return Err(KernelError::PinDirNotBpffs(pin_dir.to_path_buf()));
     }
     remove_pins(&paths);
     LoadState::remove(&paths);

@@ -323,6 +323,19 @@ impl Daemon {
         run_with(args, &["--socket", self.socket().to_str().expect("utf-8")])
     }
 
+    /// Runs `netmon ARGS --socket SOCK` with `COLUMNS=width` (tables are
+    /// fitted to it).
+    pub fn run_width(&self, args: &[&str], width: usize) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--socket", self.socket().to_str().expect("utf-8")])
+            .env("NETMON_LOG", "warn")
+            .env("COLUMNS", width.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run netmon")
+    }
+
     /// Runs and parses JSON stdout, asserting success.
     pub fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let out = self.run(args);
@@ -406,6 +419,10 @@ pub struct UsageDoc {
     pub schema_version: u32,
     pub from_unix_ms: u64,
     pub until_unix_ms: u64,
+    pub covered_from_unix_ms: Option<u64>,
+    pub covered_until_unix_ms: Option<u64>,
+    pub exact: bool,
+    pub note: Option<String>,
     pub by: String,
     pub groups_total: u64,
     pub rows: Vec<UsageRow>,
@@ -447,8 +464,10 @@ pub struct HistoryDoc {
 pub struct Point {
     pub time: String,
     pub time_unix_ms: u64,
-    pub tx: C,
-    pub rx: C,
+    pub span_ms: u64,
+    /// Null for a step without data.
+    pub tx: Option<C>,
+    pub rx: Option<C>,
 }
 
 #[derive(Debug, Deserialize)]
