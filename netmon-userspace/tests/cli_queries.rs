@@ -205,12 +205,9 @@ fn every_command_matches_ground_truth() {
         h.points.len() as u64,
         (h.until_unix_ms - h.from_unix_ms) / 60_000
     );
-    let sum = h
-        .points
-        .iter()
-        .fold(Pair::default(), |a, p| {
-            add(a, (p.tx.unwrap_or_default(), p.rx.unwrap_or_default()))
-        });
+    let sum = h.points.iter().fold(Pair::default(), |a, p| {
+        add(a, (p.tx.unwrap_or_default(), p.rx.unwrap_or_default()))
+    });
     assert_eq!(sum, grand);
     // Default step: interval samples hold a 10 minute window.
     let h: HistoryDoc = d.json(&["history", "--since", "10m", "--format", "json"]);

@@ -43,7 +43,12 @@ fn one_line_error(out: &Output, code: i32) -> String {
 
 #[test]
 fn bad_windows_exit_2_with_one_line() {
-    let nowhere = ["--socket", "/nonexistent/netmon.sock", "--db", "/nonexistent/db"];
+    let nowhere = [
+        "--socket",
+        "/nonexistent/netmon.sock",
+        "--db",
+        "/nonexistent/db",
+    ];
     for cmd in ["usage", "history", "procs", "export"] {
         let out = run_with(&[cmd, "--since", "1h", "--until", "2h"], &nowhere);
         let e = one_line_error(&out, 2);
@@ -176,9 +181,16 @@ fn daemon_log_in_a_file_has_no_colour() {
         assert!(Instant::now() < deadline, "daemon socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Let it drain a few times, then stop it the usual way.
+    std::thread::sleep(Duration::from_millis(500));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(p.join("log")).unwrap_or_default()
+    );
     let text = std::fs::read_to_string(p.join("log")).unwrap();
     assert!(text.contains("INFO"), "the log has lines: {text}");
     assert!(!text.contains('\u{1b}'), "no escape codes: {text:?}");
@@ -244,7 +256,10 @@ fn non_root_is_told_what_the_command_needs() {
     ] {
         let out = as_nobody(&args);
         let e = one_line_error(&out, 1);
-        assert!(e.contains("needs root") && e.contains(says), "{args:?}: {e}");
+        assert!(
+            e.contains("needs root") && e.contains(says),
+            "{args:?}: {e}"
+        );
         assert!(!e.contains("loading eBPF"), "{args:?}: {e}");
     }
 }
@@ -273,13 +288,12 @@ fn history_fills_a_screen_with_gaps_and_honest_rates() {
     let out = d.run_width(&["history", "--since", "1h", "--format", "table"], 100);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    let rows = text
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .count();
+    let rows = text.lines().skip(1).take_while(|l| !l.is_empty()).count();
     assert!((30..=61).contains(&rows), "{rows} rows:\n{text}");
-    assert!(text.contains("step 1m"), "{text}");
+    assert!(
+        text.contains("step 1m") || text.contains("step 2m"),
+        "{text}"
+    );
     assert!(text.lines().any(|l| l.ends_with(" -")), "gaps shown as -");
     // JSON: steps without data are null, not zero; the rest is the truth.
     let h: HistoryDoc = d.json(&[

@@ -57,7 +57,13 @@ fn script() -> Script {
         );
     cookie += 1;
     b.socket(cookie, Some(resolver), None)
-        .flow(cookie, "1.1.1.1:53", 0..=LAST, per_tick(1, 60), per_tick(1, 120))
+        .flow(
+            cookie,
+            "1.1.1.1:53",
+            0..=LAST,
+            per_tick(1, 60),
+            per_tick(1, 120),
+        )
         .flow(
             cookie,
             "[2606:4700::1111]:53",
@@ -130,7 +136,11 @@ fn expected(by: Dimension, truth: &Truth, facts: &Facts) -> BTreeMap<GroupKey, T
             *e = e.add(t);
         }
     };
-    let overflow = truth.per_process.get(&OVERFLOW).copied().unwrap_or_default();
+    let overflow = truth
+        .per_process
+        .get(&OVERFLOW)
+        .copied()
+        .unwrap_or_default();
     match by {
         Dimension::Remote | Dimension::Port | Dimension::Protocol => {
             for ((_, addr, port, proto), t) in &truth.per_remote {

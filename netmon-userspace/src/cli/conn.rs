@@ -124,12 +124,12 @@ impl Backend {
         let retention = |db: &Path| {
             file.clone()
                 .resolve(
-                None,
-                Some(db.to_path_buf()),
-                &crate::kernel::KernelArgs::default(),
-            )
-            .map(|c| c.retention)
-            .unwrap_or_default()
+                    None,
+                    Some(db.to_path_buf()),
+                    &crate::kernel::KernelArgs::default(),
+                )
+                .map(|c| c.retention)
+                .unwrap_or_default()
         };
         if let Some(db) = &args.db {
             // Asked for this file: read it, whatever else runs.

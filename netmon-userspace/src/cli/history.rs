@@ -76,9 +76,9 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<()> {
     }
     let format = args.output.resolve();
     let filters = args.filters();
-    let hourly = filters.iter().any(|f| {
-        f.starts_with("remote=") || f.starts_with("port=") || f.starts_with("protocol=")
-    });
+    let hourly = filters
+        .iter()
+        .any(|f| f.starts_with("remote=") || f.starts_with("port=") || f.starts_with("protocol="));
     let chosen = args
         .step
         .or_else(|| (format == Format::Table).then(|| screen_step(from_ms, until_ms, hourly)));
@@ -191,7 +191,9 @@ pub fn bar(value: u64, max: u64, cells: usize) -> String {
         return String::new();
     }
     let eighths = (u128::from(value) * (cells as u128) * 8).div_ceil(u128::from(max));
-    let eighths = usize::try_from(eighths).unwrap_or(usize::MAX).min(cells * 8);
+    let eighths = usize::try_from(eighths)
+        .unwrap_or(usize::MAX)
+        .min(cells * 8);
     let mut s = "█".repeat(eighths / 8);
     if eighths % 8 > 0 {
         s.push(PARTS[eighths % 8]);
@@ -271,7 +273,11 @@ pub fn table(doc: &History, raw: bool, width: Option<usize>) -> String {
     };
     for (r, p) in rows.iter_mut().zip(&doc.points) {
         if let (Some(tx), Some(rx), Some(cell)) = (p.tx, p.rx, r.get_mut(7)) {
-            *cell = bar(tx.payload_bytes.saturating_add(rx.payload_bytes), max, chart);
+            *cell = bar(
+                tx.payload_bytes.saturating_add(rx.payload_bytes),
+                max,
+                chart,
+            );
         }
     }
     let mut t = Table::new(&header, &[false, true, true, true, true, true, true, false])
@@ -293,23 +299,28 @@ pub fn table(doc: &History, raw: bool, width: Option<usize>) -> String {
         words.join(" ")
     };
     let gaps = doc.points.iter().filter(|p| p.tx.is_none()).count();
-    s.push_str(&format!(
-        "\n{sel}: tx {} rx {} (payload) · step {} from {} tier{}\n",
-        human_bytes(doc.total.tx.payload_bytes, raw),
-        human_bytes(doc.total.rx.payload_bytes, raw),
-        crate::query::series::step_name(doc.step_ms),
-        doc.tier,
-        if gaps > 0 {
-            format!(" · {gaps} steps without data (-)")
-        } else {
-            String::new()
-        },
+    s.push('\n');
+    s.push_str(&render::wrap(
+        &format!(
+            "{sel}: tx {} rx {} (payload) · step {} from {} tier{}",
+            human_bytes(doc.total.tx.payload_bytes, raw),
+            human_bytes(doc.total.rx.payload_bytes, raw),
+            crate::query::series::step_name(doc.step_ms),
+            doc.tier,
+            if gaps > 0 {
+                format!(" · {gaps} steps without data (-)")
+            } else {
+                String::new()
+            },
+        ),
+        width,
     ));
     s.push_str(&render::coverage_line(
         doc.exact,
         doc.covered_from_unix_ms,
         doc.covered_until_unix_ms,
         doc.note.as_deref(),
+        width,
     ));
     s
 }

@@ -144,7 +144,10 @@ pub struct UsageError(pub String);
 /// The exit code for `err`: 2 for a [`UsageError`], else 1.
 #[must_use]
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
         2
     } else {
         1

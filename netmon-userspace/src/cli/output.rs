@@ -184,29 +184,36 @@ impl Table {
             cols.iter().sum::<usize>() + 2 * cols.len().saturating_sub(1)
         };
         if let Some(limit) = self.width {
+            // Leave out optional columns, highest rank first, a whole rank
+            // at a time (TX and RX go together).
             while line_width(&widths, &shown) > limit {
-                let drop = (0..widths.len())
-                    .filter(|i| shown[*i] && self.optional.get(*i).copied().unwrap_or(0) > 0)
-                    .max_by_key(|i| (self.optional.get(*i).copied().unwrap_or(0), *i));
-                match drop {
-                    Some(i) => shown[i] = false,
-                    None => break,
+                let rank = (0..widths.len())
+                    .filter(|i| shown[*i])
+                    .map(|i| self.optional.get(i).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0);
+                if rank == 0 {
+                    break;
+                }
+                for (i, s) in shown.iter_mut().enumerate() {
+                    if self.optional.get(i).copied().unwrap_or(0) == rank {
+                        *s = false;
+                    }
                 }
             }
-            let over = line_width(&widths, &shown).saturating_sub(limit);
-            if over > 0 {
-                let mut left = over;
-                for i in (0..widths.len()).rev() {
-                    if left == 0 {
-                        break;
-                    }
-                    if shown[i] && self.shrink.get(i).copied().unwrap_or(false) {
-                        let can = widths[i].saturating_sub(MIN_SHRUNK);
-                        let cut = can.min(left);
-                        widths[i] -= cut;
-                        left -= cut;
-                    }
-                }
+            // Then cut the widest shrinkable column, a character at a time.
+            let mut over = line_width(&widths, &shown).saturating_sub(limit);
+            while over > 0 {
+                let widest = (0..widths.len())
+                    .filter(|i| {
+                        shown[*i]
+                            && self.shrink.get(*i).copied().unwrap_or(false)
+                            && widths[*i] > MIN_SHRUNK
+                    })
+                    .max_by_key(|i| (widths[*i], *i));
+                let Some(i) = widest else { break };
+                widths[i] -= 1;
+                over -= 1;
             }
         }
         let mut out = String::new();
@@ -287,7 +294,11 @@ mod tests {
             .optional(2, 1)
             .shrinkable(1)
             .fit(Some(20));
-        t.row(vec!["curl".into(), "/usr/bin/curl-long-name".into(), "7".into()]);
+        t.row(vec![
+            "curl".into(),
+            "/usr/bin/curl-long-name".into(),
+            "7".into(),
+        ]);
         let text = t.render();
         assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
         assert!(!text.contains("extra"), "{text}");

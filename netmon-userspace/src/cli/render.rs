@@ -158,6 +158,7 @@ pub fn coverage_line(
     from: Option<u64>,
     until: Option<u64>,
     note: Option<&str>,
+    width: Option<usize>,
 ) -> String {
     if exact {
         return String::new();
@@ -168,11 +169,14 @@ pub fn coverage_line(
             |ms| short_time(&crate::clock::rfc3339_from_unix_ms(ms)),
         )
     };
-    format!(
-        "not exact: covers {} → {}: {}\n",
-        t(from),
-        t(until),
-        note.unwrap_or("wider than asked")
+    wrap(
+        &format!(
+            "not exact: covers {} → {}: {}",
+            t(from),
+            t(until),
+            note.unwrap_or("wider than asked")
+        ),
+        width,
     )
 }
 
@@ -185,4 +189,30 @@ pub fn user_cell(pid: u32, user: Option<&str>, uid: u32) -> String {
         return crate::query::facts::NO_USER.to_owned();
     }
     user.map_or_else(|| uid.to_string(), str::to_owned)
+}
+
+/// `text` (one line, no newline) wrapped to `width` columns at spaces,
+/// continuation lines indented by two; unchanged without a width. Ends
+/// with a newline.
+#[must_use]
+pub fn wrap(text: &str, width: Option<usize>) -> String {
+    let Some(width) = width.filter(|w| *w > 10) else {
+        return format!("{text}\n");
+    };
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = "  ".to_owned();
+        } else if len > 0 {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
 }

@@ -202,11 +202,15 @@ pub fn table(doc: &wire::Snapshot, raw: bool, width: Option<usize>) -> String {
         }
         out.push_str(&s.render());
     }
-    out.push_str(&format!(
-        "\ntotal: tx {} rx {} (payload); overflow: {} failed inserts\n",
-        human_bytes(doc.totals.tx.payload_bytes, raw),
-        human_bytes(doc.totals.rx.payload_bytes, raw),
-        doc.overflow.failed_inserts
+    out.push('\n');
+    out.push_str(&render::wrap(
+        &format!(
+            "total: tx {} rx {} (payload) · overflow: {} failed inserts",
+            human_bytes(doc.totals.tx.payload_bytes, raw),
+            human_bytes(doc.totals.rx.payload_bytes, raw),
+            doc.overflow.failed_inserts
+        ),
+        width,
     ));
     out
 }

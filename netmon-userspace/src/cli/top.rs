@@ -473,10 +473,14 @@ pub fn table(doc: &Top, raw: bool, width: Option<usize>) -> String {
         t.row(row_cells(r, raw));
     }
     let mut s = t.render();
-    s.push_str(&format!(
-        "\nrates over the last {}; totals since {} (start of top); bg: no controlling terminal\n",
-        crate::query::series::step_name(doc.interval_ms.max(1)),
-        render::short_time(&crate::clock::rfc3339_from_unix_ms(doc.since_unix_ms)),
+    s.push('\n');
+    s.push_str(&render::wrap(
+        &format!(
+            "rates over the last {} · totals since {} (start of top) · bg: no controlling terminal",
+            crate::query::series::step_name(doc.interval_ms.max(1)),
+            render::short_time(&crate::clock::rfc3339_from_unix_ms(doc.since_unix_ms)),
+        ),
+        width,
     ));
     s
 }
@@ -540,10 +544,7 @@ pub mod tui {
         let [main, foot] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
         match doc {
-            None => f.render_widget(
-                Block::bordered().title(" netmon top · measuring… "),
-                main,
-            ),
+            None => f.render_widget(Block::bordered().title(" netmon top · measuring… "), main),
             Some(d) => {
                 let mut rows = d.rows.clone();
                 sort(&mut rows, view.order);

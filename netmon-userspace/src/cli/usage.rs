@@ -148,18 +148,23 @@ pub fn table(doc: &Usage, raw: bool, width: Option<usize>) -> String {
     } else {
         format!("{} groups", doc.groups_total)
     };
-    s.push_str(&format!(
-        "\ntotal: tx {} rx {} (payload) · {shown} · {} → {}\n",
-        human_bytes(doc.total.tx.payload_bytes, raw),
-        human_bytes(doc.total.rx.payload_bytes, raw),
-        render::short_time(&doc.from),
-        render::short_time(&doc.until),
+    s.push('\n');
+    s.push_str(&render::wrap(
+        &format!(
+            "total: tx {} rx {} (payload) · {shown} · {} → {}",
+            human_bytes(doc.total.tx.payload_bytes, raw),
+            human_bytes(doc.total.rx.payload_bytes, raw),
+            render::short_time(&doc.from),
+            render::short_time(&doc.until),
+        ),
+        width,
     ));
     s.push_str(&render::coverage_line(
         doc.exact,
         doc.covered_from_unix_ms,
         doc.covered_until_unix_ms,
         doc.note.as_deref(),
+        width,
     ));
     s
 }

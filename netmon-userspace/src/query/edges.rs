@@ -102,7 +102,11 @@ pub fn remote_rows(
             return;
         };
         let b = (row.tier, row.tier.bucket(row.ts));
-        match edges.iter().position(|e| *e == b).and_then(|i| held.get_mut(i)) {
+        match edges
+            .iter()
+            .position(|e| *e == b)
+            .and_then(|i| held.get_mut(i))
+        {
             None => f(row),
             Some(h) => {
                 let e = h

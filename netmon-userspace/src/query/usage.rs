@@ -20,12 +20,12 @@ use std::net::IpAddr;
 use crate::ownership::ProcessId;
 use crate::query::QueryError;
 use crate::query::edges;
-use crate::query::window::Coverage;
 use crate::query::facts::Facts;
 use crate::query::scan::{self, Kind, Subject};
 use crate::query::terms::{
     Dimension, FilterKey, FilterTerm, GroupKey, parse_class, parse_port, protocol_number,
 };
+use crate::query::window::Coverage;
 use crate::store::{DestClass, OVERFLOW, RemoteKey, Store, TimeRange, Traffic};
 
 /// A `usage` question.

@@ -168,14 +168,14 @@ pub enum WindowError {
 /// [`WindowError`] for an inverted window or a start in the future.
 pub fn check_window(from: TimeMs, until: TimeMs, now: TimeMs) -> Result<(), WindowError> {
     let t = crate::clock::rfc3339_from_unix_ms;
+    if from > now {
+        return Err(WindowError::Future { since: t(from) });
+    }
     if until < from {
         return Err(WindowError::Inverted {
             since: t(from),
             until: t(until),
         });
-    }
-    if from > now {
-        return Err(WindowError::Future { since: t(from) });
     }
     Ok(())
 }

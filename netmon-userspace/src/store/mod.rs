@@ -227,7 +227,11 @@ impl Store {
         let mut f = std::fs::File::open(path)
             .map_err(|e| io("open", e))
             .map_err(wrap)?;
-        if f.metadata().map_err(|e| io("stat", e)).map_err(wrap)?.is_dir() {
+        if f.metadata()
+            .map_err(|e| io("stat", e))
+            .map_err(wrap)?
+            .is_dir()
+        {
             return Err(wrap(io(
                 "open",
                 std::io::Error::other("is a directory, not a database file"),
