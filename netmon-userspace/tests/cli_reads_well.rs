@@ -108,7 +108,7 @@ fn db_reads_that_file_only_and_never_writes() {
     let missing = dir.path().join("missing.redb");
     for (path, what) in [
         (empty.as_path(), "not a netmon database"),
-        (missing.as_path(), "No such file"),
+        (missing.as_path(), "no database at"),
         (dir.path(), "directory"),
     ] {
         let out = db_.run(&["procs", "--db", path.to_str().unwrap()]);

@@ -133,6 +133,9 @@ impl Backend {
         };
         if let Some(db) = &args.db {
             // Asked for this file: read it, whatever else runs.
+            if !db.exists() {
+                anyhow::bail!("there is no database at {} (--db)", db.display());
+            }
             return match Store::open_read_only(db, retention(db)) {
                 Ok(store) => Ok(Self::File {
                     store: Box::new(store),

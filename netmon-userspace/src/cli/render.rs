@@ -191,9 +191,9 @@ pub fn user_cell(pid: u32, user: Option<&str>, uid: u32) -> String {
     user.map_or_else(|| uid.to_string(), str::to_owned)
 }
 
-/// `text` (one line, no newline) wrapped to `width` columns at spaces,
-/// continuation lines indented by two; unchanged without a width. Ends
-/// with a newline.
+/// `text` (one line, no newline) wrapped to `width` columns, continuation
+/// lines indented by two: at ` · ` separators where the parts fit, else at
+/// spaces; unchanged without a width. Ends with a newline.
 #[must_use]
 pub fn wrap(text: &str, width: Option<usize>) -> String {
     let Some(width) = width.filter(|w| *w > 10) else {
@@ -201,18 +201,48 @@ pub fn wrap(text: &str, width: Option<usize>) -> String {
     };
     let mut out = String::new();
     let mut line = String::new();
-    for word in text.split(' ') {
+    let mut push = |line: &mut String, piece: &str, sep: &str| {
         let len = line.chars().count();
-        if len > 0 && len + 1 + word.chars().count() > width {
+        if len > 2 && len + sep.chars().count() + piece.chars().count() > width {
             out.push_str(line.trim_end());
             out.push('\n');
-            line = "  ".to_owned();
+            *line = "  ".to_owned();
         } else if len > 0 {
-            line.push(' ');
+            line.push_str(sep);
         }
-        line.push_str(word);
+        line.push_str(piece);
+    };
+    for part in text.split(" · ") {
+        if part.chars().count() + 2 <= width {
+            push(&mut line, part, " · ");
+        } else {
+            for (i, word) in part.split(' ').enumerate() {
+                push(&mut line, word, if i == 0 { " · " } else { " " });
+            }
+        }
     }
     out.push_str(line.trim_end());
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_parts_whole() {
+        let t = "total: tx 1 rx 2 · 4 groups · 2026-11-30 20:40:54 → 2026-11-30 21:40:54";
+        assert_eq!(wrap(t, None), format!("{t}\n"));
+        let w = wrap(t, Some(50));
+        assert_eq!(
+            w,
+            "total: tx 1 rx 2 · 4 groups\n  2026-11-30 20:40:54 → 2026-11-30 21:40:54\n"
+        );
+        assert!(
+            wrap("a b c d e f g h i j k l m n o p", Some(12))
+                .lines()
+                .all(|l| l.chars().count() <= 12)
+        );
+    }
 }
