@@ -305,7 +305,7 @@ fn history_fills_a_screen_with_gaps_and_honest_rates() {
         .points
         .iter()
         .filter_map(|p| p.tx.zip(p.rx))
-        .fold((C::default(), C::default()), |a, p| cli_support::add(a, p));
+        .fold((C::default(), C::default()), cli_support::add);
     assert_eq!(sum, s.grand_total());
     // A day step over two hours covers two hours: what rates divide by.
     let h: HistoryDoc = d.json(&[

@@ -60,6 +60,8 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
         (b"{\"method\":\"usage\",\"from_ms\":0,\"until_ms\":1,\"by\":\"moon\"}\n", "bad_request"),
         (b"{\"method\":\"usage\",\"from_ms\":0,\"until_ms\":1,\"by\":\"app\",\"filters\":[\"x\"]}\n", "bad_request"),
         (b"{\"method\":\"history\",\"from_ms\":0,\"until_ms\":86400000000,\"step_ms\":1}\n", "invalid"),
+        // A window that ends before it starts (procs listed [unattributed]).
+        (b"{\"method\":\"procs\",\"from_ms\":10,\"until_ms\":5}\n", "bad_request"),
     ] {
         let (_, line) = cli_support::raw_request(&sock, req);
         let e: ErrorReply = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));

@@ -114,7 +114,7 @@ fn truth_of(script: &Script, range: &std::ops::Range<TimeMs>) -> Truth {
     if end > first {
         script.truth(first..=end - 1)
     } else {
-        script.truth(1..=0)
+        Truth::default()
     }
 }
 
@@ -257,7 +257,11 @@ fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
                     "--by {by:?}: one window, one total"
                 );
                 let hour = 3_600_000;
-                if by.needs_remote() && a % hour != 0 && len > 0 && !truth.per_remote.is_empty() {
+                if by.needs_remote()
+                    && !a.is_multiple_of(hour)
+                    && len > 0
+                    && !truth.per_remote.is_empty()
+                {
                     exact_cut += 1;
                 }
             } else {
