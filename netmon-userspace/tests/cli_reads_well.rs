@@ -24,7 +24,7 @@ mod cli_support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cli_support::{BIN, C, Daemon, HistoryDoc, Scenario, UsageDoc, run_with};
 
@@ -161,26 +161,12 @@ fn daemon_log_in_a_file_has_no_colour() {
     std::fs::write(p.join("script.toml"), s.toml()).unwrap();
     std::fs::write(p.join("config.toml"), "").unwrap();
     let log = std::fs::File::create(p.join("log")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["daemon", "--simulate"])
-        .arg(p.join("script.toml"))
-        .arg("--db")
-        .arg(p.join("db.redb"))
-        .arg("--socket")
-        .arg(p.join("sock"))
-        .arg("--config")
-        .arg(p.join("config.toml"))
-        .args(["--interval", "50ms"])
+    let mut child = cli_support::daemon_command(p)
         .env("NETMON_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(p.join("sock")).is_err() {
-        assert!(Instant::now() < deadline, "daemon socket never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_for_socket(&p.join("sock"));
     // Let it drain a few times, then stop it the usual way.
     std::thread::sleep(Duration::from_millis(500));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());

@@ -177,8 +177,9 @@ fn expected(by: Dimension, truth: &Truth, facts: &Facts) -> BTreeMap<GroupKey, T
     out
 }
 
-#[test]
-fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
+/// The script drained into a fresh store, tick by tick: the script, the
+/// store, its facts, and the directory that holds it.
+fn drained() -> (Script, Store, Facts, tempfile::TempDir) {
     let script = script();
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut store, _) =
@@ -193,6 +194,12 @@ fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
             .expect("step commits");
     }
     let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
+    (script, store, facts, dir)
+}
+
+#[test]
+fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
+    let (script, mut store, facts, _dir) = drained();
     let dims = [
         Dimension::Process,
         Dimension::App,
@@ -291,20 +298,7 @@ fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
 /// over a window is X's truth in that window, or says it is not.
 #[test]
 fn a_remote_filter_answers_the_window_or_says_it_does_not() {
-    let script = script();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) =
-        Store::open(&dir.path().join("h.redb"), Retention::default()).expect("store opens");
-    let mut drain = Drain::new(&mut store).expect("drain starts");
-    let mut source = SimSource::new(Arc::new(script.clone()));
-    let mut resolver = SimResolver::new(&script);
-    for k in 0..=LAST + 2 {
-        source.set_tick(k);
-        drain
-            .step(&mut source, &mut resolver, &mut store, at(k), Vec::new())
-            .expect("step commits");
-    }
-    let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
+    let (script, mut store, facts, _dir) = drained();
     let mut rng = fastrand::Rng::with_seed(3);
     let (mut exact, mut flagged) = (0, 0);
     for _ in 0..60 {

@@ -277,27 +277,12 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
-        let p = self.dir.path();
-        let child = Command::new(BIN)
-            .args(["daemon", "--simulate"])
-            .arg(p.join("script.toml"))
-            .arg("--db")
-            .arg(p.join("db.redb"))
-            .arg("--socket")
-            .arg(p.join("sock"))
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .args(["--interval", "50ms"])
-            .stdout(Stdio::null())
+        let child = daemon_command(self.dir.path())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn daemon");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "daemon socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_socket(&self.socket());
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -376,6 +361,32 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// `netmon daemon` on `dir`'s `script.toml` and `config.toml`, with its
+/// database and socket there, draining every 50 ms (stdout discarded).
+pub fn daemon_command(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["daemon", "--simulate"])
+        .arg(dir.join("script.toml"))
+        .arg("--db")
+        .arg(dir.join("db.redb"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(["--interval", "50ms"])
+        .stdout(Stdio::null());
+    c
+}
+
+/// Waits (at most 20 s) until something answers on `socket`.
+pub fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "daemon socket never appeared");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
