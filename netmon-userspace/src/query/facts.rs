@@ -83,7 +83,8 @@ impl Facts {
         let info = pseudo_process(id, &comm);
         ProcFacts {
             app: comm.clone(),
-            user: user_of(&info),
+            // No record, no user known.
+            user: NO_USER.to_owned(),
             record: ProcessRecord {
                 info,
                 unit: None,

@@ -76,8 +76,9 @@ pub struct Usage {
     pub until: String,
     /// Window end asked, unix ms.
     pub until_unix_ms: u64,
-    /// Start of the time the rows read really cover (earlier than `from`
-    /// when a purged tier or hour-only data rounded the window outward);
+    /// Start of the time the rows read really cover: `from` when `exact`,
+    /// earlier when rows had to be counted whole beyond the window (purged
+    /// finer tiers, or remote endpoints kept per hour; `note` says which);
     /// null for an empty window.
     pub covered_from_unix_ms: Option<u64>,
     /// End of the covered time.
