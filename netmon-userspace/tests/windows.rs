@@ -336,3 +336,78 @@ fn a_remote_filter_answers_the_window_or_says_it_does_not() {
     assert!(exact > 60, "most filtered windows are exact ({exact})");
     assert!(flagged > 0, "some were not ({flagged})");
 }
+
+/// `history` obeys the same rule, step by step: the points of a series sum
+/// to the window's truth when it says it is exact, whatever the step and
+/// wherever the window is cut; a step with nothing stored is a gap.
+#[test]
+fn series_points_hold_the_window_and_nothing_else() {
+    use netmon::query::series::{SeriesQuery, series};
+    let (script, mut store, facts, _dir) = drained();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let steps = [60_000, 300_000, 3_600_000, 7_200_000, 86_400_000];
+    let mut exact_remote = 0;
+    for round in 0..60 {
+        let a = rng.u64(BASE - 3_600_000..at(LAST + 20));
+        let b = a + rng.u64(0..20 * 3_600_000);
+        let truth = truth_of(&script, &(a..b));
+        let remote = round % 3 == 0;
+        let step = if remote {
+            3_600_000
+        } else {
+            steps[rng.usize(..steps.len())]
+        };
+        let filters = if remote {
+            vec!["remote=203.0.113.1".parse().expect("filter")]
+        } else {
+            Vec::new()
+        };
+        let s = series(
+            &mut store,
+            &facts,
+            &SeriesQuery {
+                range: a..b,
+                step_ms: Some(step),
+                filters,
+                class: None,
+                now_ms: at(LAST + 2),
+            },
+        )
+        .expect("series");
+        let sum = s
+            .points
+            .iter()
+            .filter_map(|p| p.traffic)
+            .fold(Traffic::default(), Traffic::add);
+        assert_eq!(sum, s.total);
+        assert!(
+            s.points
+                .iter()
+                .all(|p| p.traffic.is_none_or(|t| !t.is_zero()))
+        );
+        let span: u64 = s.points.iter().map(|p| p.span_ms).sum();
+        assert_eq!(
+            span,
+            b.min(at(LAST + 2)).saturating_sub(a),
+            "spans add up to the window"
+        );
+        let want = if remote {
+            let addr: IpAddr = "203.0.113.1".parse().expect("addr");
+            truth
+                .per_remote
+                .iter()
+                .filter(|((_, r, _, _), _)| *r == addr)
+                .fold(Traffic::default(), |s, (_, t)| s.add(*t))
+        } else {
+            truth.total()
+        };
+        if s.coverage.exact() {
+            exact_remote += usize::from(remote);
+            assert_eq!(s.total, want, "{a}..{b} step {step} remote {remote}");
+        } else {
+            assert!(remote, "process rows resolve any window");
+            assert!(ip(&s.total) >= ip(&want));
+        }
+    }
+    assert!(exact_remote > 5, "remote series resolved ({exact_remote})");
+}

@@ -81,6 +81,10 @@ pub fn remote_rows(
         return Ok(coverage);
     };
     let (rsegs, _) = scan::plan_for(store, &window, Kind::Remote)?;
+    // Nothing is stored after the newest interval sample: a bucket that
+    // only reaches past the window's end into that empty time (the current
+    // hour, for a window ending now) is not cut by the window.
+    let empty_after = scan::latest_sample(store)?.is_some_and(|l| l < window.end);
     let mut edges: Vec<Bucket> = Vec::new();
     for s in &rsegs {
         let Some(w) = s.tier.width_ms() else {
@@ -90,7 +94,8 @@ pub fn remote_rows(
             continue;
         }
         for b in [s.tier.bucket(s.from), s.tier.bucket(s.to - 1)] {
-            if (b < window.start || b + w > window.end) && !edges.contains(&(s.tier, b)) {
+            let cut = b < window.start || (b + w > window.end && !empty_after);
+            if cut && !edges.contains(&(s.tier, b)) {
                 edges.push((s.tier, b));
             }
         }

@@ -260,9 +260,18 @@ pub fn series(
         coverage
     } else {
         let purged_fn = |t: Tier| purged.get(&t).copied().unwrap_or(0);
-        let segments = step_segments(a, b, step, kind.finest(), &purged_fn);
+        // Nothing is stored after the newest sample: when the window ends
+        // after it, the last step reads whole buckets (the current hour's
+        // row, not its minutes and samples), exactly the same bytes.
+        let empty_after = scan::latest_sample(store)?.is_some_and(|l| l < b);
+        let read_end = if empty_after { end.max(b) } else { b };
+        let segments = step_segments(a, read_end, step, kind.finest(), &purged_fn);
         scan::rows(store, &segments, kind, &mut add)?;
-        coverage_of(&q.range, &segments)
+        let mut coverage = coverage_of(&(a..read_end), &segments);
+        if let Some(c) = coverage.covered.as_mut() {
+            c.end = c.end.min(b.max(c.start));
+        }
+        coverage
     };
     let total = points
         .iter()

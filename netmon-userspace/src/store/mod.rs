@@ -79,6 +79,12 @@ pub enum StoreError {
         /// Version in the file.
         found: u32,
     },
+    /// Opened read-only, the file needs the recovery redb runs after a
+    /// crash, which writes: a reader does not.
+    #[error(
+        "the database was not closed cleanly (the daemon stopped abruptly): start `netmon daemon` once to recover it, then query again"
+    )]
+    NeedsRecovery,
     /// Opening failed; names the file.
     #[error("cannot open store {}", path.display())]
     Open {
@@ -249,7 +255,10 @@ impl Store {
             }));
         }
         let db = redb::ReadOnlyDatabase::open(path)
-            .map_err(|e| StoreError::Db(e.into()))
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => StoreError::NeedsRecovery,
+                e => StoreError::Db(e.into()),
+            })
             .map_err(wrap)?;
         schema::check_current(&db).map_err(wrap)?;
         Ok(Self {
