@@ -231,6 +231,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_answer_wider_than_asked_says_so_under_the_table() {
+        assert_eq!(coverage_line(true, Some(0), Some(1), None, None), "");
+        let line = coverage_line(
+            false,
+            Some(1_795_420_800_000),
+            Some(1_795_428_000_000),
+            Some("remote endpoints are kept per hour: ..."),
+            Some(60),
+        );
+        assert!(
+            line.starts_with("not exact: covers 2026-11-23 08:00:00 → 2026-11-23 10:00:00"),
+            "{line}"
+        );
+        assert!(line.lines().all(|l| l.chars().count() <= 60), "{line}");
+    }
+
+    #[test]
     fn wrap_keeps_parts_whole() {
         let t = "total: tx 1 rx 2 · 4 groups · 2026-11-30 20:40:54 → 2026-11-30 21:40:54";
         assert_eq!(wrap(t, None), format!("{t}\n"));
