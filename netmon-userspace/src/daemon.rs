@@ -67,7 +67,7 @@ pub struct DaemonArgs {
     /// per line.
     #[arg(long)]
     pub log_json: bool,
-    /// Query socket the CLI talks to (see [`crate::api`]).
+    /// Query socket the CLI talks to.
     #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Kernel side.

@@ -60,6 +60,8 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
         (b"{\"method\":\"usage\",\"from_ms\":0,\"until_ms\":1,\"by\":\"moon\"}\n", "bad_request"),
         (b"{\"method\":\"usage\",\"from_ms\":0,\"until_ms\":1,\"by\":\"app\",\"filters\":[\"x\"]}\n", "bad_request"),
         (b"{\"method\":\"history\",\"from_ms\":0,\"until_ms\":86400000000,\"step_ms\":1}\n", "invalid"),
+        // A window that ends before it starts (procs listed [unattributed]).
+        (b"{\"method\":\"procs\",\"from_ms\":10,\"until_ms\":5}\n", "bad_request"),
     ] {
         let (_, line) = cli_support::raw_request(&sock, req);
         let e: ErrorReply = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
@@ -81,7 +83,8 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
     let (_, line) = cli_support::raw_request(&sock, b"{\"method\":\"ping\"}\n");
     assert!(serde_json::from_str::<PongReply>(&line).is_ok(), "{line}");
 
-    // The daemon holds the database but the CLI asks another socket.
+    // `--db` names the file the daemon holds: said so (the CLI reads the
+    // file it is given, never the daemon's answer instead).
     let other = d.dir.path().join("other.sock");
     let out = run_with(
         &["usage", "--since", "1h"],
@@ -94,7 +97,7 @@ fn server_survives_bad_requests_and_cli_explains_failures() {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not answer on"), "{err}");
+    assert!(err.contains("in use by a running netmon daemon"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
 
@@ -103,6 +106,24 @@ fn without_daemon_or_database_says_how_to_start_it() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("sock");
     let db = dir.path().join("none.redb");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("db = {:?}\n", db.to_str().unwrap())).unwrap();
+    let out = run_with(
+        &["usage", "--since", "1h"],
+        &[
+            "--socket",
+            sock.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not running") && err.contains("sudo netmon daemon"),
+        "{err}"
+    );
+    assert!(!db.exists(), "the CLI must not create a database");
     let out = run_with(
         &["usage", "--since", "1h"],
         &[
@@ -114,10 +135,7 @@ fn without_daemon_or_database_says_how_to_start_it() {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("not running") && err.contains("sudo netmon daemon"),
-        "{err}"
-    );
+    assert!(err.contains("no database at"), "{err}");
     assert!(!db.exists(), "the CLI must not create a database");
     // Bad arguments: usage message, exit 2.
     let out = run_with(&["usage", "--by", "moon"], &[]);

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::clock::rfc3339_from_unix_ms;
-use crate::live::protocol_name;
 use crate::ownership::ProcessId;
 use crate::query::facts::Facts;
 use crate::query::scan::{self, Kind, Subject};
 use crate::query::series::{SeriesQuery, series};
-use crate::query::terms::{Dimension, FilterTerm, GroupKey, parse_class};
+use crate::query::terms::{Dimension, FilterTerm, GroupKey, parse_class, protocol_label};
 use crate::query::usage::{UsageQuery, ip_total, usage};
+use crate::query::window::{Coverage, Widening};
 use crate::query::{AppRules, QueryError};
 use crate::store::{DestClass, Store, TimeMs, Traffic};
 use crate::wire::{
@@ -193,7 +193,7 @@ pub fn group_fields(
             },
         ),
         GroupKey::Port { protocol, port } => {
-            let p = protocol_name(*protocol).to_owned();
+            let p = protocol_label(*protocol);
             (
                 format!("{p}/{port}"),
                 GroupFields {
@@ -204,7 +204,7 @@ pub fn group_fields(
             )
         }
         GroupKey::Protocol(n) => {
-            let p = protocol_name(*n).to_owned();
+            let p = protocol_label(*n);
             (
                 p.clone(),
                 GroupFields {
@@ -231,7 +231,38 @@ pub fn group_fields(
                 ..GroupFields::default()
             },
         ),
+        GroupKey::NoEndpoint => (
+            crate::store::OVERFLOW_COMM.to_owned(),
+            GroupFields {
+                comm: Some(crate::store::OVERFLOW_COMM.to_owned()),
+                ..GroupFields::default()
+            },
+        ),
     }
+}
+
+/// One line saying why `coverage` is wider than the asked window (`None`
+/// when it is exact); the covered time itself is in the document's
+/// `covered_*` fields.
+#[must_use]
+pub fn coverage_note(coverage: &Coverage) -> Option<String> {
+    let reasons: Vec<String> = coverage
+        .widened
+        .iter()
+        .map(|w| match w {
+            Widening::Purged(tier) => format!(
+                "finer samples are purged at an edge, {} rows were read whole",
+                tier.name()
+            ),
+            Widening::RemoteBuckets { tier, processes } => format!(
+                "remote endpoints are kept per {}: {processes} process/class pair(s) had traffic on both \
+                 sides of an edge to several endpoints and were counted for the whole {}",
+                tier.name(),
+                tier.name()
+            ),
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// Answers `req` from `store`.
@@ -239,6 +270,24 @@ pub fn group_fields(
 /// # Errors
 /// [`HandlerError`]: bad words, unanswerable questions, storage failures.
 pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answer, HandlerError> {
+    if let Request::Usage {
+        from_ms, until_ms, ..
+    }
+    | Request::History {
+        from_ms, until_ms, ..
+    }
+    | Request::Procs { from_ms, until_ms }
+    | Request::Export {
+        from_ms, until_ms, ..
+    } = req
+        && until_ms < from_ms
+    {
+        return Err(HandlerError::BadRequest(format!(
+            "the window ends ({}) before it starts ({})",
+            rfc3339_from_unix_ms(*until_ms),
+            rfc3339_from_unix_ms(*from_ms)
+        )));
+    }
     match req {
         Request::Ping => Ok(Answer::Pong(Pong {
             schema_version: wire::SCHEMA_VERSION,
@@ -289,8 +338,20 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 from_unix_ms: *from_ms,
                 until: rfc3339_from_unix_ms(*until_ms),
                 until_unix_ms: *until_ms,
-                covered_from_unix_ms: a.covered.as_ref().map(|r| r.start),
-                covered_until_unix_ms: a.covered.as_ref().map(|r| r.end),
+                covered_from_unix_ms: a.coverage.covered.as_ref().map(|r| r.start),
+                covered_until_unix_ms: a.coverage.covered.as_ref().map(|r| r.end),
+                covered_from: a
+                    .coverage
+                    .covered
+                    .as_ref()
+                    .map(|r| rfc3339_from_unix_ms(r.start)),
+                covered_until: a
+                    .coverage
+                    .covered
+                    .as_ref()
+                    .map(|r| rfc3339_from_unix_ms(r.end)),
+                exact: a.coverage.exact(),
+                note: coverage_note(&a.coverage),
                 by: q.by.name().to_owned(),
                 filters: q.filters.iter().map(ToString::to_string).collect(),
                 class: q.class.map(|c| c.name().to_owned()),
@@ -328,17 +389,22 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 points: s
                     .points
                     .iter()
-                    .map(|(t, tr)| {
-                        let (tx, rx) = counters(tr);
+                    .map(|p| {
+                        let (tx, rx) = p.traffic.as_ref().map(counters).unzip();
                         HistoryPoint {
-                            time: rfc3339_from_unix_ms(*t),
-                            time_unix_ms: *t,
+                            time: rfc3339_from_unix_ms(p.start),
+                            time_unix_ms: p.start,
+                            span_ms: p.span_ms,
                             tx,
                             rx,
                         }
                     })
                     .collect(),
                 total: totals(&s.total),
+                covered_from_unix_ms: s.coverage.covered.as_ref().map(|r| r.start),
+                covered_until_unix_ms: s.coverage.covered.as_ref().map(|r| r.end),
+                exact: s.coverage.exact(),
+                note: coverage_note(&s.coverage),
             }))
         }
         Request::Procs { from_ms, until_ms } => {

@@ -1,6 +1,9 @@
 //! `netmon completions SHELL` (clap_complete) and `netmon man` (clap_mangen:
-//! roff on stdout, e.g. `netmon man > /usr/share/man/man1/netmon.1`; with a
-//! subcommand name, that subcommand's page, `netmon-usage.1`).
+//! roff on stdout, e.g. `netmon man > netmon.1`; with a subcommand name,
+//! that subcommand's page, `netmon-usage.1`). The main page cites one page
+//! per subcommand (`netmon-usage(1)`, ...): `netmon man --out-dir DIR`
+//! writes all of them at once, which is how they are installed
+//! (`netmon man --out-dir /usr/share/man/man1`).
 use std::io::Write as _;
 
 use anyhow::Context as _;
@@ -18,7 +21,18 @@ pub struct CompletionsArgs {
 #[derive(Debug, clap::Args)]
 pub struct ManArgs {
     /// A subcommand's page instead of the main one.
+    #[arg(conflicts_with = "out_dir")]
     pub subcommand: Option<String>,
+    /// Write every page (netmon.1 and the netmon-SUBCOMMAND.1 pages it
+    /// cites) into this directory instead of printing one.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+/// The command whose pages are rendered: without clap's `help`
+/// subcommand, so no page cites a `netmon-help(1)` that is never written.
+fn man_command() -> clap::Command {
+    crate::cli::Cli::command().disable_help_subcommand(true)
 }
 
 /// Prints the completion script.
@@ -40,7 +54,13 @@ pub fn completions(args: &CompletionsArgs) -> anyhow::Result<()> {
 /// # Errors
 /// Unknown subcommand, I/O errors.
 pub fn man(args: &ManArgs) -> anyhow::Result<()> {
-    let cmd = crate::cli::Cli::command();
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        clap_mangen::generate_to(man_command(), dir)
+            .with_context(|| format!("writing man pages into {}", dir.display()))?;
+        return Ok(());
+    }
+    let cmd = man_command();
     let page = match &args.subcommand {
         None => cmd,
         Some(name) => {

@@ -1,7 +1,9 @@
-//! How a history command reaches the data: the daemon's socket first; when
-//! no daemon answers, the database file directly (redb lets one process
-//! open a file at a time, so this works exactly when no daemon holds it);
-//! otherwise one line saying what is wrong and what to do.
+//! How a history command reaches the data: with `--db FILE`, that file and
+//! nothing else; otherwise the daemon's socket first and, when no daemon
+//! answers, the database file directly (redb lets a reader open a file only
+//! while no daemon holds it). The file is opened read-only: a query never
+//! creates, migrates or writes a file. Anything else: one line saying what
+//! is wrong and what to do.
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::api::client::Client;
 use crate::api::{self, ApiError, handler};
 use crate::query::AppRules;
-use crate::query::window::{TimeArg, now_ms};
+use crate::query::window::{TimeArg, check_window, now_ms};
 use crate::store::{Store, StoreError};
 use crate::wire::Request;
 
@@ -21,8 +23,9 @@ pub struct ConnArgs {
     /// Daemon socket.
     #[arg(long, value_name = "PATH", default_value = api::DEFAULT_SOCKET, env = "NETMON_SOCKET")]
     pub socket: PathBuf,
-    /// Database to read directly when no daemon answers on the socket
-    /// (default: the config file's `db`, else /var/lib/netmon/netmon.redb).
+    /// Read this database file (read-only), not the daemon. Without it: the
+    /// daemon on --socket, else the config file's `db`, else
+    /// /var/lib/netmon/netmon.redb.
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Config file, for `db` and the `[apps]` rules when reading the
@@ -44,11 +47,16 @@ pub struct WindowArgs {
 
 impl WindowArgs {
     /// `(from, until)` in unix ms.
-    #[must_use]
-    pub fn resolve(&self) -> (u64, u64) {
+    ///
+    /// # Errors
+    /// A [`crate::cli::UsageError`] (exit 2) for `--until` before `--since`
+    /// or `--since` in the future.
+    pub fn resolve(&self) -> anyhow::Result<(u64, u64)> {
         let now = now_ms();
         let until = self.until.map_or(now, |u| u.resolve(now));
-        (self.since.resolve(now), until)
+        let from = self.since.resolve(now);
+        check_window(from, until, now).map_err(|e| crate::cli::UsageError(e.to_string()))?;
+        Ok((from, until))
     }
 }
 
@@ -70,6 +78,7 @@ fn is_locked(e: &StoreError) -> bool {
     match e {
         StoreError::Open { source, .. } => is_locked(source),
         StoreError::Db(redb::Error::DatabaseAlreadyOpen) => true,
+        StoreError::Db(redb::Error::Io(io)) => io.kind() == ErrorKind::WouldBlock,
         _ => false,
     }
 }
@@ -154,6 +163,35 @@ impl Backend {
     /// # Errors
     /// One line naming the problem and what to do.
     pub fn connect(args: &ConnArgs) -> anyhow::Result<Self> {
+        let file = crate::config::load(args.config.as_deref())?;
+        let apps = file.apps.clone();
+        let retention = |db: &Path| {
+            file.clone()
+                .resolve(
+                    None,
+                    Some(db.to_path_buf()),
+                    &crate::kernel::KernelArgs::default(),
+                )
+                .map(|c| c.retention)
+                .unwrap_or_default()
+        };
+        if let Some(db) = &args.db {
+            // Asked for this file: read it, whatever else runs.
+            if !db.exists() {
+                anyhow::bail!("there is no database at {} (--db)", db.display());
+            }
+            return match Store::open_read_only(db, retention(db)) {
+                Ok(store) => Ok(Self::File {
+                    store: Box::new(store),
+                    apps,
+                }),
+                Err(e) if is_locked(&e) => anyhow::bail!(
+                    "{} is in use by a running netmon daemon: query the daemon (leave out --db), or stop it first",
+                    db.display()
+                ),
+                Err(e) => Err(anyhow::Error::new(e)),
+            };
+        }
         match Client::connect(&args.socket) {
             Ok(c) => return Ok(Self::Daemon(c)),
             Err(ApiError::Io { source, .. }) if source.kind() == ErrorKind::PermissionDenied => {
@@ -166,13 +204,10 @@ impl Backend {
                 ) => {}
             Err(e) => return Err(e.into()),
         }
-        let file = crate::config::load(args.config.as_deref())?;
-        let db = args
+        let db = file
             .db
             .clone()
-            .or_else(|| file.db.clone())
             .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DB));
-        let apps = file.apps.clone();
         if let Err(e) = std::fs::metadata(&db)
             && e.kind() == ErrorKind::PermissionDenied
         {
@@ -186,16 +221,8 @@ impl Backend {
                 db.display()
             );
         }
-        let retention = file
-            .resolve(
-                None,
-                Some(db.clone()),
-                &crate::kernel::KernelArgs::default(),
-            )
-            .map(|c| c.retention)
-            .unwrap_or_default();
-        match Store::open(&db, retention) {
-            Ok((store, _)) => {
+        match Store::open_read_only(&db, retention(&db)) {
+            Ok(store) => {
                 tracing::info!(db = %db.display(), "no daemon on the socket; reading the database directly");
                 Ok(Self::File {
                     store: Box::new(store),

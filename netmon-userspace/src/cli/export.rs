@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::cli::conn::{Backend, ConnArgs, WindowArgs};
-use crate::cli::output::{Format, OutputArgs, Table, human_bytes};
+use crate::cli::output::{Format, Table, human_bytes, terminal_width};
 use crate::cli::render;
 use crate::cli::usage::class_parser;
 use crate::query::terms::FilterTerm;
@@ -24,8 +24,16 @@ pub struct ExportArgs {
     pub class: Option<DestClass>,
     #[command(flatten)]
     pub conn: ConnArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    /// Output format. Default: NDJSON, one row per line (raw rows are for
+    /// tools), on a terminal too.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Short for `--format json` (one document).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Raw byte counts instead of KiB/MiB/GiB in tables.
+    #[arg(long)]
+    pub bytes: bool,
 }
 
 /// CSV columns, in [`ExportRow`] field order.
@@ -52,7 +60,7 @@ pub const COLUMNS: [&str; 15] = [
 /// # Errors
 /// Connection, query and output errors.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let (from_ms, until_ms) = args.window.resolve();
+    let (from_ms, until_ms) = args.window.resolve()?;
     let req = Request::Export {
         from_ms,
         until_ms,
@@ -61,13 +69,13 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     };
     let doc: Export = Backend::connect(&args.conn)?.call(&req)?;
     // Raw rows are for tools: NDJSON unless asked otherwise.
-    let format = if args.output.format.is_none() && !args.output.json {
-        Format::Ndjson
+    let format = if args.json {
+        Format::Json
     } else {
-        args.output.resolve()
+        args.format.unwrap_or(Format::Ndjson)
     };
     let mut out = std::io::stdout().lock();
-    write(&mut out, &doc, format, args.output.bytes)?;
+    write(&mut out, &doc, format, args.bytes)?;
     out.flush()?;
     Ok(())
 }
@@ -101,24 +109,38 @@ pub fn write(out: &mut dyn Write, doc: &Export, format: Format, raw: bool) -> an
         Format::Json => render::json(out, doc),
         Format::Ndjson => render::ndjson_rows(out, &doc.rows),
         Format::Csv => render::csv(out, &COLUMNS, doc.rows.iter().map(cells)),
-        Format::Table => {
-            let mut t = Table::new(
-                &["TIME (UTC)", "TIER", "PID", "COMM", "CLASS", "TX", "RX"],
-                &[false, false, true, false, false, true, true],
-            );
-            for r in &doc.rows {
-                t.row(vec![
-                    render::short_time(&r.time),
-                    r.tier.clone(),
-                    r.pid.to_string(),
-                    r.comm.clone(),
-                    r.class.clone(),
-                    human_bytes(r.tx_payload_bytes, raw),
-                    human_bytes(r.rx_payload_bytes, raw),
-                ]);
-            }
-            out.write_all(t.render().as_bytes())?;
-            Ok(())
-        }
+        Format::Table => write_table(out, doc, raw, terminal_width()),
     }
+}
+
+/// The table, fitted to `width`.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_table(
+    out: &mut dyn Write,
+    doc: &Export,
+    raw: bool,
+    width: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut t = Table::new(
+        &["TIME (UTC)", "TIER", "PID", "COMM", "CLASS", "TX", "RX"],
+        &[false, false, true, false, false, true, true],
+    )
+    .optional(1, 1)
+    .shrinkable(3)
+    .fit(width);
+    for r in &doc.rows {
+        t.row(vec![
+            render::short_time(&r.time),
+            r.tier.clone(),
+            r.pid.to_string(),
+            r.comm.clone(),
+            r.class.clone(),
+            human_bytes(r.tx_payload_bytes, raw),
+            human_bytes(r.rx_payload_bytes, raw),
+        ]);
+    }
+    out.write_all(t.render().as_bytes())?;
+    Ok(())
 }

@@ -90,12 +90,15 @@ pub struct UnloadArgs {
     force: bool,
 }
 
-/// Sets up tracing on stderr.
+/// Sets up tracing on stderr, in colour only when stderr is a terminal (a
+/// log written to a file or the journal carries no escape codes).
 pub fn init_logging(cli: &Cli) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -140,6 +143,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => events::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
+    }
+}
+
+/// A mistake in the command line that clap cannot see (a window whose end
+/// is before its start, ...): `main` prints it as one line and exits 2,
+/// like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for `err`: 2 for a [`UsageError`], else 1.
+#[must_use]
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
+        2
+    } else {
+        1
     }
 }
 

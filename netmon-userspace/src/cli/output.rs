@@ -79,13 +79,42 @@ pub fn human_bytes(n: u64, raw: bool) -> String {
     }
 }
 
+/// The width tables are fitted to: `COLUMNS` when set (as shells export
+/// it, and tests), else the terminal's width when stdout is a terminal,
+/// else `None` (piped: no limit).
+#[must_use]
+pub fn terminal_width() -> Option<usize> {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|w| *w > 0)
+    {
+        return Some(w);
+    }
+    if std::io::stdout().is_terminal() {
+        return ratatui::crossterm::terminal::size()
+            .ok()
+            .map(|(w, _)| usize::from(w));
+    }
+    None
+}
+
+/// Narrowest a shrinkable column gets before the table gives up fitting.
+const MIN_SHRUNK: usize = 8;
+
 /// A table: a header row and rows of cells, printed with aligned columns
-/// (numbers right-aligned).
+/// (numbers right-aligned). Fitted to a width: columns marked optional are
+/// left out (last marked first) and then columns marked shrinkable are cut
+/// with `…`, until the lines fit.
 #[derive(Debug, Default)]
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
     right: Vec<bool>,
+    /// Column `i` may be left out on a narrow terminal; higher goes first.
+    optional: Vec<u8>,
+    shrink: Vec<bool>,
+    width: Option<usize>,
 }
 
 impl Table {
@@ -96,7 +125,36 @@ impl Table {
             header: header.iter().map(|s| (*s).to_owned()).collect(),
             rows: Vec::new(),
             right: right.to_vec(),
+            optional: vec![0; header.len()],
+            shrink: vec![false; header.len()],
+            width: None,
         }
+    }
+
+    /// Column `col` may be left out when the table does not fit; columns
+    /// with a higher `rank` are left out first.
+    #[must_use]
+    pub fn optional(mut self, col: usize, rank: u8) -> Self {
+        if let Some(o) = self.optional.get_mut(col) {
+            *o = rank;
+        }
+        self
+    }
+
+    /// Column `col` may be cut (with `…`) when the table does not fit.
+    #[must_use]
+    pub fn shrinkable(mut self, col: usize) -> Self {
+        if let Some(s) = self.shrink.get_mut(col) {
+            *s = true;
+        }
+        self
+    }
+
+    /// Fit to `width` columns (`None`: no limit).
+    #[must_use]
+    pub const fn fit(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
     }
 
     /// Adds a row.
@@ -115,14 +173,63 @@ impl Table {
                 }
             }
         }
+        let mut shown: Vec<bool> = vec![true; widths.len()];
+        let line_width = |widths: &[usize], shown: &[bool]| {
+            let cols: Vec<usize> = widths
+                .iter()
+                .zip(shown)
+                .filter(|(_, s)| **s)
+                .map(|(w, _)| *w)
+                .collect();
+            cols.iter().sum::<usize>() + 2 * cols.len().saturating_sub(1)
+        };
+        if let Some(limit) = self.width {
+            // Leave out optional columns, highest rank first, a whole rank
+            // at a time (TX and RX go together).
+            while line_width(&widths, &shown) > limit {
+                let rank = (0..widths.len())
+                    .filter(|i| shown[*i])
+                    .map(|i| self.optional.get(i).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0);
+                if rank == 0 {
+                    break;
+                }
+                for (i, s) in shown.iter_mut().enumerate() {
+                    if self.optional.get(i).copied().unwrap_or(0) == rank {
+                        *s = false;
+                    }
+                }
+            }
+            // Then cut the widest shrinkable column, a character at a time.
+            let mut over = line_width(&widths, &shown).saturating_sub(limit);
+            while over > 0 {
+                let widest = (0..widths.len())
+                    .filter(|i| {
+                        shown[*i]
+                            && self.shrink.get(*i).copied().unwrap_or(false)
+                            && widths[*i] > MIN_SHRUNK
+                    })
+                    .max_by_key(|i| (widths[*i], *i));
+                let Some(i) = widest else { break };
+                widths[i] -= 1;
+                over -= 1;
+            }
+        }
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
             let mut line = String::new();
+            let mut first = true;
             for (i, cell) in row.iter().enumerate() {
+                if !shown.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 let width = widths.get(i).copied().unwrap_or(0);
-                if i > 0 {
+                if !first {
                     line.push_str("  ");
                 }
+                first = false;
+                let cell = cut(cell, width);
                 if self.right.get(i).copied().unwrap_or(false) {
                     line.push_str(&format!("{cell:>width$}"));
                 } else {
@@ -147,6 +254,17 @@ impl Table {
     }
 }
 
+/// `s` cut to `width` characters, the last one `…` when cut.
+#[must_use]
+pub fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +286,24 @@ mod tests {
             t.render(),
             "name     bytes\ncurl        10\nfirefox   2000\n"
         );
+    }
+
+    #[test]
+    fn table_fits_a_width() {
+        let mut t = Table::new(&["name", "path", "extra"], &[false, false, true])
+            .optional(2, 1)
+            .shrinkable(1)
+            .fit(Some(20));
+        t.row(vec![
+            "curl".into(),
+            "/usr/bin/curl-long-name".into(),
+            "7".into(),
+        ]);
+        let text = t.render();
+        assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
+        assert!(!text.contains("extra"), "{text}");
+        assert!(text.contains('…'), "{text}");
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 4), "abc…");
     }
 }

@@ -2,7 +2,7 @@
 use std::io::Write;
 
 use crate::cli::conn::{Backend, ConnArgs, WindowArgs};
-use crate::cli::output::{Format, OutputArgs, Table, human_bytes};
+use crate::cli::output::{Format, OutputArgs, Table, human_bytes, terminal_width};
 use crate::cli::render::{self, COUNTER_COLUMNS};
 use crate::wire::{Procs, Request};
 
@@ -22,7 +22,7 @@ pub struct ProcsArgs {
 /// # Errors
 /// Connection, query and output errors.
 pub fn run(args: &ProcsArgs) -> anyhow::Result<()> {
-    let (from_ms, until_ms) = args.window.resolve();
+    let (from_ms, until_ms) = args.window.resolve()?;
     let doc: Procs = Backend::connect(&args.conn)?.call(&Request::Procs { from_ms, until_ms })?;
     let mut out = std::io::stdout().lock();
     write(&mut out, &doc, args.output.resolve(), args.output.bytes)?;
@@ -82,15 +82,16 @@ pub fn write(out: &mut dyn Write, doc: &Procs, format: Format, raw: bool) -> any
             render::csv(out, &header, rows)
         }
         Format::Table => {
-            out.write_all(table(doc, raw).as_bytes())?;
+            out.write_all(table(doc, raw, terminal_width()).as_bytes())?;
             Ok(())
         }
     }
 }
 
-/// The table.
+/// The table, fitted to `width` (first seen, container, app go first;
+/// the executable path is cut).
 #[must_use]
-pub fn table(doc: &Procs, raw: bool) -> String {
+pub fn table(doc: &Procs, raw: bool, width: Option<usize>) -> String {
     let mut t = Table::new(
         &[
             "PID",
@@ -107,12 +108,18 @@ pub fn table(doc: &Procs, raw: bool) -> String {
         &[
             true, false, false, false, false, false, false, true, true, false,
         ],
-    );
+    )
+    .optional(5, 3)
+    .optional(4, 2)
+    .optional(3, 1)
+    .shrinkable(9)
+    .shrinkable(1)
+    .fit(width);
     for p in &doc.processes {
         t.row(vec![
             p.pid.to_string(),
             p.comm.clone(),
-            p.user.clone().unwrap_or_else(|| p.uid.to_string()),
+            render::user_cell(p.pid, p.user.as_deref(), p.uid),
             p.app.clone(),
             p.container.clone().unwrap_or_else(|| "-".to_owned()),
             render::short_time(&p.first_seen),

@@ -149,3 +149,117 @@ pub fn short_time(rfc3339: &str) -> String {
         .get(..19)
         .map_or_else(|| rfc3339.to_owned(), |s| s.replace('T', " "))
 }
+
+/// The table footer line of an answer that is not exactly its window:
+/// which time it covers and why (empty when exact). Times are unix ms.
+#[must_use]
+pub fn coverage_line(
+    exact: bool,
+    from: Option<u64>,
+    until: Option<u64>,
+    note: Option<&str>,
+    width: Option<usize>,
+) -> String {
+    if exact {
+        return String::new();
+    }
+    let t = |v: Option<u64>| {
+        v.map_or_else(
+            || "-".to_owned(),
+            |ms| short_time(&crate::clock::rfc3339_from_unix_ms(ms)),
+        )
+    };
+    wrap(
+        &format!(
+            "not exact: covers {} → {}: {}",
+            t(from),
+            t(until),
+            note.unwrap_or("wider than asked")
+        ),
+        width,
+    )
+}
+
+/// A process's user for tables: the name, else the uid, and `-` for the
+/// pseudo-processes of pid 0 (as queries group them, see
+/// [`crate::query::facts::user_of`]).
+#[must_use]
+pub fn user_cell(pid: u32, user: Option<&str>, uid: u32) -> String {
+    if pid == 0 {
+        return crate::query::facts::NO_USER.to_owned();
+    }
+    user.map_or_else(|| uid.to_string(), str::to_owned)
+}
+
+/// `text` (one line, no newline) wrapped to `width` columns, continuation
+/// lines indented by two: at ` · ` separators where the parts fit, else at
+/// spaces; unchanged without a width. Ends with a newline.
+#[must_use]
+pub fn wrap(text: &str, width: Option<usize>) -> String {
+    let Some(width) = width.filter(|w| *w > 10) else {
+        return format!("{text}\n");
+    };
+    let mut out = String::new();
+    let mut line = String::new();
+    let mut push = |line: &mut String, piece: &str, sep: &str| {
+        let len = line.chars().count();
+        if len > 2 && len + sep.chars().count() + piece.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            *line = "  ".to_owned();
+        } else if len > 0 {
+            line.push_str(sep);
+        }
+        line.push_str(piece);
+    };
+    for part in text.split(" · ") {
+        if part.chars().count() + 2 <= width {
+            push(&mut line, part, " · ");
+        } else {
+            for (i, word) in part.split(' ').enumerate() {
+                push(&mut line, word, if i == 0 { " · " } else { " " });
+            }
+        }
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_wider_than_asked_says_so_under_the_table() {
+        assert_eq!(coverage_line(true, Some(0), Some(1), None, None), "");
+        let line = coverage_line(
+            false,
+            Some(1_795_420_800_000),
+            Some(1_795_428_000_000),
+            Some("remote endpoints are kept per hour: ..."),
+            Some(60),
+        );
+        assert!(
+            line.starts_with("not exact: covers 2026-11-23 08:00:00 → 2026-11-23 10:00:00"),
+            "{line}"
+        );
+        assert!(line.lines().all(|l| l.chars().count() <= 60), "{line}");
+    }
+
+    #[test]
+    fn wrap_keeps_parts_whole() {
+        let t = "total: tx 1 rx 2 · 4 groups · 2026-11-30 20:40:54 → 2026-11-30 21:40:54";
+        assert_eq!(wrap(t, None), format!("{t}\n"));
+        let w = wrap(t, Some(50));
+        assert_eq!(
+            w,
+            "total: tx 1 rx 2 · 4 groups\n  2026-11-30 20:40:54 → 2026-11-30 21:40:54\n"
+        );
+        assert!(
+            wrap("a b c d e f g h i j k l m n o p", Some(12))
+                .lines()
+                .all(|l| l.chars().count() <= 12)
+        );
+    }
+}

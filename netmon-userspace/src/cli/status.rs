@@ -72,7 +72,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
 /// Not root, unreadable maps.
 pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
     if !sysfs::is_root() {
-        return Err(crate::kernel::KernelError::NotRoot.into());
+        return Err(crate::kernel::KernelError::NotRoot(
+            "netmon status (it reads the pinned programs and maps)",
+        )
+        .into());
     }
     let paths = PinPaths::new(pin_dir);
     let state = LoadState::read(&paths);

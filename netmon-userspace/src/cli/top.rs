@@ -6,17 +6,19 @@
 //!   and divides the growth between two refreshes by the time between them.
 //!   Totals are exactly the committed deltas; a rate covers what the daemon
 //!   committed during the refresh, so a refresh shorter than the daemon's
-//!   interval (default 1 s both) makes rates jump. Groups
-//!   that need remote endpoints (remote, port, protocol) are rolled up per
-//!   hour in the store: their totals start at the current hour.
+//!   interval (default 1 s both) makes rates jump. Groups that need
+//!   remote endpoints (remote, port, protocol) are resolved to the same
+//!   start from the per process rows ([`crate::query::edges`]).
 //! - `kernel`: without a daemon, two consecutive readings of the pinned maps
 //!   (needs root), owners from the ownership resolver. Totals are the growth
 //!   of the per-flow counters since `top` started.
 //!
 //! On a terminal: a full-screen view (ratatui), sortable by tx (`t`), rx
-//! (`r`) or both (`b`), quit with `q`; processes with no controlling
-//! terminal (`/proc/PID/stat` tty_nr 0: daemons, background jobs) are
-//! highlighted. Piped: one compact JSON document per refresh (NDJSON).
+//! (`r`) or both (`b`), `?` lists the keys and columns, quit with `q`;
+//! processes with no controlling terminal (`/proc/PID/stat` tty_nr 0:
+//! daemons, background jobs) are marked `bg` and shown in yellow. Totals
+//! count from the moment `top` started, for every `--by` (the footer
+//! says so). Piped: one compact JSON document per refresh (NDJSON).
 //! `--once`: one document after one interval.
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
@@ -285,13 +287,17 @@ impl Rates {
 
 /// Sort order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sort {
+pub enum Sort {
+    /// Sent rate.
     Tx,
+    /// Received rate.
     Rx,
+    /// Both.
     Total,
 }
 
-fn sort(rows: &mut [TopRow], by: Sort) {
+/// Sorts rows by `by`, busiest first.
+pub fn sort(rows: &mut [TopRow], by: Sort) {
     let score = |r: &TopRow| match by {
         Sort::Tx => (r.tx_bytes_per_sec, r.tx.payload_bytes),
         Sort::Rx => (r.rx_bytes_per_sec, r.rx.payload_bytes),
@@ -435,7 +441,7 @@ pub fn write(out: &mut dyn Write, doc: &Top, format: Format, raw: bool) -> anyho
             render::csv(out, &header, rows)
         }
         Format::Table => {
-            out.write_all(table(doc, raw).as_bytes())?;
+            out.write_all(table(doc, raw, crate::cli::output::terminal_width()).as_bytes())?;
             Ok(())
         }
     }
@@ -448,9 +454,10 @@ fn label(r: &TopRow) -> String {
     }
 }
 
-/// A plain table of one document (`--once` on a terminal).
+/// A plain table of one document (`--once` on a terminal), fitted to
+/// `width`, and a line saying what the totals cover.
 #[must_use]
-pub fn table(doc: &Top, raw: bool) -> String {
+pub fn table(doc: &Top, raw: bool, width: Option<usize>) -> String {
     let mut t = Table::new(
         &[
             doc.by.to_uppercase().as_str(),
@@ -461,14 +468,28 @@ pub fn table(doc: &Top, raw: bool) -> String {
             "BG",
         ],
         &[false, true, true, true, true, false],
-    );
+    )
+    .shrinkable(0)
+    .fit(width);
     for r in &doc.rows {
         t.row(row_cells(r, raw));
     }
-    t.render()
+    let mut s = t.render();
+    s.push('\n');
+    s.push_str(&render::wrap(
+        &format!(
+            "rates over the last {} · totals since {} (start of top) · bg: no controlling terminal",
+            crate::query::series::step_name(doc.interval_ms.max(1)),
+            render::short_time(&crate::clock::rfc3339_from_unix_ms(doc.since_unix_ms)),
+        ),
+        width,
+    ));
+    s
 }
 
-fn row_cells(r: &TopRow, raw: bool) -> Vec<String> {
+/// The cells of one row (as the table and the full-screen view show it).
+#[must_use]
+pub fn row_cells(r: &TopRow, raw: bool) -> Vec<String> {
     vec![
         label(r),
         crate::cli::history::rate(r.tx_bytes_per_sec as u64, 1.0, raw),
@@ -484,14 +505,126 @@ fn row_cells(r: &TopRow, raw: bool) -> Vec<String> {
 }
 
 /// The full-screen view.
-mod tui {
+pub mod tui {
+    use ratatui::Frame;
     use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
-    use ratatui::layout::Constraint;
+    use ratatui::layout::{Constraint, Layout, Rect};
     use ratatui::style::{Modifier, Style, Stylize as _};
-    use ratatui::widgets::{Block, Row, Table};
+    use ratatui::text::Line;
+    use ratatui::widgets::{Block, Clear, Paragraph, Row, Table};
 
     use super::{Feed, Rates, Sort, TopArgs, row_cells, sort};
     use crate::wire::{Top, TopRow};
+
+    /// What `?` shows.
+    pub const HELP: [&str; 9] = [
+        "t      sort by sent rate (TX/S)",
+        "r      sort by received rate (RX/S)",
+        "b      sort by both (default)",
+        "?      show or hide this help",
+        "q Esc  quit",
+        "",
+        "TX/S, RX/S: payload bytes per second over the last refresh",
+        "TX, RX TOTAL: payload bytes since top started",
+        "bg (yellow): no controlling terminal (a daemon or background job)",
+    ];
+
+    /// The screen's state besides the data.
+    #[derive(Clone, Copy, Debug)]
+    pub struct View {
+        /// Sort order.
+        pub order: Sort,
+        /// `?` pressed: the key help is shown.
+        pub help: bool,
+        /// Raw byte counts.
+        pub raw: bool,
+    }
+
+    /// Draws one frame: the table (or "measuring"), a footer saying what the
+    /// totals cover and the keys, and the help box when asked.
+    pub fn draw(f: &mut Frame, doc: Option<&Top>, view: View) {
+        let [main, foot] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+        match doc {
+            None => f.render_widget(Block::bordered().title(" netmon top · measuring… "), main),
+            Some(d) => {
+                let mut rows = d.rows.clone();
+                sort(&mut rows, view.order);
+                let header = Row::new([
+                    d.by.to_uppercase(),
+                    "TX/S".into(),
+                    "RX/S".into(),
+                    "TX TOTAL".into(),
+                    "RX TOTAL".into(),
+                    "BG".into(),
+                ])
+                .style(Style::new().add_modifier(Modifier::BOLD));
+                let body = rows.iter().map(|r: &TopRow| {
+                    let row = Row::new(row_cells(r, view.raw));
+                    if r.no_tty == Some(true) {
+                        row.yellow()
+                    } else {
+                        row
+                    }
+                });
+                let widths = [
+                    Constraint::Min(16),
+                    Constraint::Length(11),
+                    Constraint::Length(11),
+                    Constraint::Length(10),
+                    Constraint::Length(10),
+                    Constraint::Length(2),
+                ];
+                let title = format!(
+                    " netmon top · by {} · sort {} · {} ",
+                    d.by,
+                    match view.order {
+                        Sort::Tx => "tx",
+                        Sort::Rx => "rx",
+                        Sort::Total => "tx+rx",
+                    },
+                    d.source
+                );
+                f.render_widget(
+                    Table::new(body, widths)
+                        .header(header)
+                        .block(Block::bordered().title(title)),
+                    main,
+                );
+            }
+        }
+        let since = doc.map_or_else(String::new, |d| {
+            let t = crate::clock::rfc3339_from_unix_ms(d.since_unix_ms);
+            format!(
+                "totals since {} UTC (start of top) · ",
+                t.get(11..19).unwrap_or(&t)
+            )
+        });
+        f.render_widget(
+            Paragraph::new(format!("{since}bg: no terminal · ? keys · q quit")),
+            foot,
+        );
+        if view.help {
+            let w = u16::try_from(HELP.iter().map(|l| l.len()).max().unwrap_or(0) + 4)
+                .unwrap_or(u16::MAX)
+                .min(f.area().width);
+            let h = u16::try_from(HELP.len() + 2)
+                .unwrap_or(u16::MAX)
+                .min(f.area().height);
+            let area = Rect {
+                x: f.area().width.saturating_sub(w) / 2,
+                y: f.area().height.saturating_sub(h) / 2,
+                width: w,
+                height: h,
+            };
+            f.render_widget(Clear, area);
+            f.render_widget(
+                Paragraph::new(HELP.iter().map(|l| Line::from(*l)).collect::<Vec<_>>())
+                    .block(Block::bordered().title(" keys (? closes) ")),
+                area,
+            );
+        }
+    }
 
     pub(super) fn run(
         feed: &mut Feed,
@@ -501,37 +634,15 @@ mod tui {
     ) -> anyhow::Result<()> {
         let mut terminal = ratatui::try_init()?;
         let result = (|| -> anyhow::Result<()> {
-            let mut order = Sort::Total;
+            let mut view = View {
+                order: Sort::Total,
+                help: false,
+                raw: args.output.bytes,
+            };
             let mut current: Option<Top> = None;
             let mut next = std::time::Instant::now() + args.interval;
             loop {
-                terminal.draw(|f| {
-                    let Some(d) = &current else {
-                        f.render_widget(Block::bordered().title(" netmon top: measuring… (q quits) "), f.area());
-                        return;
-                    };
-                    let mut rows = d.rows.clone();
-                    sort(&mut rows, order);
-                    let header = Row::new([d.by.to_uppercase(), "TX/S".into(), "RX/S".into(), "TX TOTAL".into(), "RX TOTAL".into(), "BG".into()])
-                        .style(Style::new().add_modifier(Modifier::BOLD));
-                    let body = rows.iter().map(|r| {
-                        let row = Row::new(row_cells(r, args.output.bytes));
-                        if r.no_tty == Some(true) { row.yellow() } else { row }
-                    });
-                    let widths = [
-                        Constraint::Min(24),
-                        Constraint::Length(12),
-                        Constraint::Length(12),
-                        Constraint::Length(12),
-                        Constraint::Length(12),
-                        Constraint::Length(3),
-                    ];
-                    let title = format!(
-                        " netmon top · by {} · source {} · sort {:?} (t/r/b) · yellow: no terminal · q quits ",
-                        d.by, d.source, order
-                    );
-                    f.render_widget(Table::new(body, widths).header(header).block(Block::bordered().title(title)), f.area());
-                })?;
+                terminal.draw(|f| draw(f, current.as_ref(), view))?;
                 let wait = next.saturating_duration_since(std::time::Instant::now());
                 if event::poll(wait)? {
                     if let Event::Key(k) = event::read()?
@@ -539,9 +650,10 @@ mod tui {
                     {
                         match k.code {
                             KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-                            KeyCode::Char('t') => order = Sort::Tx,
-                            KeyCode::Char('r') => order = Sort::Rx,
-                            KeyCode::Char('b') => order = Sort::Total,
+                            KeyCode::Char('t') => view.order = Sort::Tx,
+                            KeyCode::Char('r') => view.order = Sort::Rx,
+                            KeyCode::Char('b') => view.order = Sort::Total,
+                            KeyCode::Char('?' | 'h') => view.help = !view.help,
                             _ => {}
                         }
                     }

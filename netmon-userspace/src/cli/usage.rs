@@ -2,7 +2,7 @@
 use std::io::Write;
 
 use crate::cli::conn::{Backend, ConnArgs, WindowArgs};
-use crate::cli::output::{Format, OutputArgs, Table, human_bytes};
+use crate::cli::output::{Format, OutputArgs, Table, human_bytes, terminal_width};
 use crate::cli::render::{self, COUNTER_COLUMNS, GROUP_COLUMNS};
 use crate::query::terms::{Dimension, FilterTerm};
 use crate::store::DestClass;
@@ -45,7 +45,7 @@ pub fn class_parser(s: &str) -> Result<DestClass, String> {
 /// # Errors
 /// Connection, query and output errors.
 pub fn run(args: &UsageArgs) -> anyhow::Result<()> {
-    let (from_ms, until_ms) = args.window.resolve();
+    let (from_ms, until_ms) = args.window.resolve()?;
     let req = Request::Usage {
         from_ms,
         until_ms,
@@ -84,16 +84,17 @@ pub fn write(out: &mut dyn Write, doc: &Usage, format: Format, raw: bool) -> any
             render::csv(out, &header, rows)
         }
         Format::Table => {
-            out.write_all(table(doc, raw).as_bytes())?;
+            out.write_all(table(doc, raw, terminal_width()).as_bytes())?;
             Ok(())
         }
     }
 }
 
 /// The table: one row per group, payload bytes (human units unless `raw`),
-/// packets, IP bytes, share; a summary line.
+/// packets, IP bytes, share; a summary line. Fitted to `width` (IP bytes,
+/// then packets go first; long names are cut).
 #[must_use]
-pub fn table(doc: &Usage, raw: bool) -> String {
+pub fn table(doc: &Usage, raw: bool, width: Option<usize>) -> String {
     let process = doc.by == "process";
     let mut header: Vec<&str> = if process {
         vec!["PID", "COMM", "USER", "APP"]
@@ -107,7 +108,18 @@ pub fn table(doc: &Usage, raw: bool) -> String {
         vec![false]
     };
     right.extend([true; 7]);
-    let mut t = Table::new(&header, &right);
+    let n = header.len();
+    let mut t = Table::new(&header, &right)
+        .optional(n - 5, 2)
+        .optional(n - 4, 2)
+        .optional(n - 3, 3)
+        .optional(n - 2, 3)
+        .fit(width);
+    t = if process {
+        t.optional(3, 1).shrinkable(1).shrinkable(2)
+    } else {
+        t.shrinkable(0)
+    };
     for r in &doc.rows {
         let mut cells = if process {
             vec![
@@ -136,12 +148,23 @@ pub fn table(doc: &Usage, raw: bool) -> String {
     } else {
         format!("{} groups", doc.groups_total)
     };
-    s.push_str(&format!(
-        "\ntotal: tx {} rx {} (payload) · {shown} · {} → {}\n",
-        human_bytes(doc.total.tx.payload_bytes, raw),
-        human_bytes(doc.total.rx.payload_bytes, raw),
-        render::short_time(&doc.from),
-        render::short_time(&doc.until),
+    s.push('\n');
+    s.push_str(&render::wrap(
+        &format!(
+            "total: tx {} rx {} (payload) · {shown} · {} → {}",
+            human_bytes(doc.total.tx.payload_bytes, raw),
+            human_bytes(doc.total.rx.payload_bytes, raw),
+            render::short_time(&doc.from),
+            render::short_time(&doc.until),
+        ),
+        width,
+    ));
+    s.push_str(&render::coverage_line(
+        doc.exact,
+        doc.covered_from_unix_ms,
+        doc.covered_until_unix_ms,
+        doc.note.as_deref(),
+        width,
     ));
     s
 }

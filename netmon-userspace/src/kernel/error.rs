@@ -4,9 +4,10 @@ use std::path::PathBuf;
 /// What can go wrong loading, attaching, pinning or reading.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    /// Loading eBPF needs CAP_BPF/CAP_SYS_ADMIN.
-    #[error("loading eBPF programs needs root (run with sudo, or `cargo xtask run`)")]
-    NotRoot,
+    /// The named operation needs root (CAP_BPF/CAP_SYS_ADMIN, or read
+    /// access to the root-only pins); the text says what it is.
+    #[error("{0} needs root (run it with sudo)")]
+    NotRoot(&'static str),
     /// No cgroup v2 hierarchy mounted.
     #[error(
         "no cgroup v2 hierarchy is mounted (looked in /proc/mounts); netmon attaches to cgroup v2"

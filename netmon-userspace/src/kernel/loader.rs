@@ -64,7 +64,9 @@ pub enum AttachOutcome {
 /// Checks everything a load needs, before touching the kernel.
 fn preflight(args: &KernelArgs) -> Result<PathBuf, KernelError> {
     if !sysfs::is_root() {
-        return Err(KernelError::NotRoot);
+        return Err(KernelError::NotRoot(
+            "loading eBPF programs (netmon load, netmon daemon)",
+        ));
     }
     sysfs::check_kernel_version()?;
     let cgroup = match &args.cgroup {
@@ -325,11 +327,14 @@ fn exec_offsets() -> ExecOffsets {
 /// while a daemon holds the directory's [`PinLock`] unless `force`.
 ///
 /// # Errors
-/// [`KernelError::NotLoaded`] if nothing is pinned there,
-/// [`KernelError::InUse`] naming the daemon's pid.
+/// [`KernelError::NotLoaded`] if nothing is pinned there;
+/// [`KernelError::PinDirNotBpffs`] (and nothing removed) if `pin_dir` is
+/// not on bpffs; [`KernelError::InUse`] naming the daemon's pid.
 pub fn detach(pin_dir: &Path, force: bool) -> Result<(), KernelError> {
     if !sysfs::is_root() {
-        return Err(KernelError::NotRoot);
+        return Err(KernelError::NotRoot(
+            "netmon unload (it detaches the programs and removes their pins)",
+        ));
     }
     let paths = PinPaths::new(pin_dir);
     if let Some(pid) = PinLock::holder(&paths) {
@@ -343,6 +348,11 @@ pub fn detach(pin_dir: &Path, force: bool) -> Result<(), KernelError> {
     }
     if !pin_dir.exists() {
         return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
+    }
+    // Only ever remove what is on bpffs: a mistyped --pin-dir must not
+    // delete an ordinary directory.
+    if !sysfs::is_bpffs(pin_dir) {
+        return Err(KernelError::PinDirNotBpffs(pin_dir.to_path_buf()));
     }
     remove_pins(&paths);
     LoadState::remove(&paths);

@@ -18,6 +18,10 @@ use super::{
 };
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 
+/// What reading the pinned maps is, for the not-root message.
+const READ_NEEDS: &str =
+    "reading the kernel counters (netmon snapshot, netmon top without a daemon)";
+
 /// The pinned maps of one netmon load.
 pub struct KernelSource {
     paths: PinPaths,
@@ -46,7 +50,10 @@ impl KernelSource {
         Ok((source, outcome))
     }
 
-    /// Opens the maps pinned under `pin_dir` (no load). Used by `snapshot`
+    /// Opens the maps pinned under `pin_dir` (no load).
+    ///
+    /// Without root the pins cannot be read: [`KernelError::NotRoot`] says
+    /// so, naming what this is for. Used by `snapshot`
     /// and `status`, with or without a running daemon.
     ///
     /// # Errors
@@ -55,7 +62,7 @@ impl KernelSource {
         let paths = PinPaths::new(pin_dir);
         if !paths.map(MAP_FLOWS).exists() {
             if !super::sysfs::is_root() {
-                return Err(KernelError::NotRoot);
+                return Err(KernelError::NotRoot(READ_NEEDS));
             }
             return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
         }
@@ -63,7 +70,7 @@ impl KernelSource {
             let path = paths.map(name);
             MapData::from_pin(&path).map_err(|e| {
                 if !super::sysfs::is_root() {
-                    KernelError::NotRoot
+                    KernelError::NotRoot(READ_NEEDS)
                 } else {
                     KernelError::PinnedMap {
                         path: path.clone(),

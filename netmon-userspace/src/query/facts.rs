@@ -11,6 +11,20 @@ use crate::store::{
     OVERFLOW, OVERFLOW_COMM, ProcessRecord, Store, UNATTRIBUTED, UNATTRIBUTED_COMM,
 };
 
+/// What pseudo-processes (pid 0: `[unattributed]`, `[overflow]`) show as
+/// their user: they are no user's traffic.
+pub const NO_USER: &str = "-";
+
+/// The user name queries group and filter by: the name, else the uid as
+/// text, and [`NO_USER`] for the pseudo-processes (pid 0).
+#[must_use]
+pub fn user_of(info: &crate::ownership::ProcessInfo) -> String {
+    if info.id.pid == 0 {
+        return NO_USER.to_owned();
+    }
+    info.user.clone().unwrap_or_else(|| info.uid.to_string())
+}
+
 /// One process and its derived names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcFacts {
@@ -45,11 +59,7 @@ impl Facts {
             .into_iter()
             .map(|record| {
                 let app = apps.app_of(&record.info, record.unit.as_deref());
-                let user = record
-                    .info
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| record.info.uid.to_string());
+                let user = user_of(&record.info);
                 (record.info.id, ProcFacts { record, app, user })
             })
             .collect();
@@ -73,7 +83,8 @@ impl Facts {
         let info = pseudo_process(id, &comm);
         ProcFacts {
             app: comm.clone(),
-            user: info.uid.to_string(),
+            // No record, no user known.
+            user: NO_USER.to_owned(),
             record: ProcessRecord {
                 info,
                 unit: None,
@@ -112,7 +123,9 @@ impl ProcFacts {
                 },
                 FilterKey::App => self.app == t.value,
                 FilterKey::Comm => info.comm == t.value,
-                FilterKey::User => self.user == t.value || info.uid.to_string() == t.value,
+                FilterKey::User => {
+                    self.user == t.value || (info.id.pid != 0 && info.uid.to_string() == t.value)
+                }
                 FilterKey::Cgroup => info.cgroup.as_deref().is_some_and(|cg| {
                     let want = t.value.trim_end_matches('/');
                     cg == want

@@ -4,12 +4,13 @@
 //!
 //! [`plan_for`] splits a time range into segments read from the coarsest
 //! tier that holds whole buckets ([`crate::store::query::plan`]); a range
-//! edge a kept tier cannot resolve is rounded outward (reported back as the
-//! covered range, so answers say which time they really cover).
-use redb::{ReadableDatabase as _, ReadableTable as _};
+//! edge a kept tier cannot resolve is rounded outward (reported back as a
+//! [`Coverage`], so answers say which time they really cover).
+use redb::ReadableTable as _;
 
 use crate::ownership::ProcessId;
 use crate::query::QueryError;
+use crate::query::window::{Coverage, coverage_of};
 use crate::store::layout::{self, IntervalRecord};
 use crate::store::query::{Segment, pending_remote_rows, plan};
 use crate::store::rollup::{self, Tier};
@@ -63,8 +64,8 @@ pub enum Subject {
     Interface(u32),
 }
 
-/// The segments a range is read from, and the range they really cover
-/// (`None` when the range is empty).
+/// The segments a range is read from, and what they really cover (see
+/// [`crate::query::window::coverage_of`]).
 ///
 /// # Errors
 /// On storage errors.
@@ -72,7 +73,7 @@ pub fn plan_for(
     store: &mut Store,
     range: &TimeRange,
     kind: Kind,
-) -> Result<(Vec<Segment>, Option<TimeRange>), QueryError> {
+) -> Result<(Vec<Segment>, Coverage), QueryError> {
     let mut purged = [0; 4];
     for (slot, tier) in purged.iter_mut().zip(Tier::ALL) {
         *slot = store.purged_before(tier)?;
@@ -85,13 +86,8 @@ pub fn plan_for(
             .unwrap_or(0)
     };
     let segs = plan(range, kind.finest(), &purged_fn);
-    let covered = segs
-        .iter()
-        .map(|s| s.from)
-        .min()
-        .zip(segs.iter().map(|s| s.to).max())
-        .map(|(a, b)| a..b);
-    Ok((segs, covered))
+    let coverage = coverage_of(range, &segs);
+    Ok((segs, coverage))
 }
 
 /// Calls `f` with every row of `kind` in `segments`.
@@ -104,7 +100,7 @@ pub fn rows(
     kind: Kind,
     mut f: impl FnMut(Row),
 ) -> Result<(), QueryError> {
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     // Remote rows are completed by the snapshot's pending pieces (see
     // `crate::store::query`'s module docs), read once, in this transaction.
@@ -222,7 +218,7 @@ pub fn rows(
 /// # Errors
 /// On storage errors.
 pub fn latest_sample(store: &mut Store) -> Result<Option<TimeMs>, QueryError> {
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     let table = txn.open_table(layout::INTERVAL)?;
     match table.last()? {

@@ -8,15 +8,23 @@
 //! - with a step, the coarsest tier whose bucket width divides it is read;
 //!   if that tier no longer holds the window's start, the question is
 //!   refused with the step to use instead (never silently coarser data);
-//! - points are aligned to multiples of the step (UTC), so the series may
-//!   start up to one step before the asked start.
+//! - points are aligned to multiples of the step (UTC), so the first and
+//!   last may reach beyond the window; each counts only the traffic inside
+//!   the window (read from finer tiers at the edges, see
+//!   [`crate::store::query::plan`]) and says how much of its step lies in
+//!   the window and before now (`span_ms`), which is what a rate divides by;
+//! - a step with no stored row for the selection is `None` (a gap: idle, or
+//!   nothing was counting), not zero traffic;
+//! - where an edge cannot be resolved (purged tiers, remote endpoints kept
+//!   per hour) the answer's [`Coverage`] says so, as `usage`'s does.
 use std::collections::HashMap;
 
 use crate::query::QueryError;
 use crate::query::facts::Facts;
-use crate::query::scan::{self, Kind, Subject};
+use crate::query::scan::{self, Kind, Row, Subject};
 use crate::query::terms::{Dimension, FilterKey, FilterTerm};
 use crate::query::usage::{ProcCache, RowFilter};
+use crate::query::window::{Coverage, coverage_of};
 use crate::store::query::Segment;
 use crate::store::rollup::Tier;
 use crate::store::{DestClass, Store, TimeMs, TimeRange, Traffic};
@@ -50,8 +58,10 @@ pub struct SeriesAnswer {
     pub step_ms: u64,
     /// Aligned window the points cover.
     pub range: TimeRange,
-    /// `(step start, traffic)`, every step present (zero when idle).
-    pub points: Vec<(TimeMs, Traffic)>,
+    /// Every step, oldest first.
+    pub points: Vec<SeriesPoint>,
+    /// What the points really cover.
+    pub coverage: Coverage,
     /// Sum of the points.
     pub total: Traffic,
 }
@@ -81,6 +91,43 @@ pub fn step_name(ms: u64) -> String {
         }
     }
     format!("{ms}ms")
+}
+
+/// One step of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesPoint {
+    /// Step start.
+    pub start: TimeMs,
+    /// The part of the step inside the window and before now, ms (what a
+    /// rate divides by).
+    pub span_ms: u64,
+    /// Traffic in the step; `None` when no row of the selection is stored
+    /// for it.
+    pub traffic: Option<Traffic>,
+}
+
+/// Segments reading `[a, b)` so that no row straddles a step boundary: the
+/// plan of each step's part of the window, adjacent segments merged.
+fn step_segments(
+    a: TimeMs,
+    b: TimeMs,
+    step: u64,
+    finest: Tier,
+    purged: &dyn Fn(Tier) -> TimeMs,
+) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    let mut p = a - a % step;
+    while p < b {
+        let sub = p.max(a)..(p.saturating_add(step)).min(b);
+        for seg in crate::store::query::plan(&sub, finest, purged) {
+            match out.last_mut() {
+                Some(last) if last.tier == seg.tier && last.to == seg.from => last.to = seg.to,
+                _ => out.push(seg),
+            }
+        }
+        p = p.saturating_add(step);
+    }
+    out
 }
 
 /// Answers a history question.
@@ -159,17 +206,22 @@ pub fn series(
             step_name(step)
         )));
     }
-    let mut points: Vec<(TimeMs, Traffic)> = (0..n)
-        .map(|k| (start + k * step, Traffic::default()))
+    let live_end = q.range.end.min(q.now_ms.max(q.range.start));
+    let mut points: Vec<SeriesPoint> = (0..n)
+        .map(|k| {
+            let p = start + k * step;
+            let lo = p.max(q.range.start);
+            let hi = (p + step).min(live_end);
+            SeriesPoint {
+                start: p,
+                span_ms: hi.saturating_sub(lo),
+                traffic: None,
+            }
+        })
         .collect();
     let rf = RowFilter::new(&q.filters, q.class);
     let mut procs = ProcCache::new(facts, &q.filters, Dimension::Class);
-    let segment = Segment {
-        tier,
-        from: start,
-        to: end,
-    };
-    scan::rows(store, &[segment], kind, |row| {
+    let mut add = |row: Row| {
         let keep = rf.class_ok(row.class)
             && match row.subject {
                 Subject::Process(id) => procs.get(id).is_some(),
@@ -181,15 +233,56 @@ pub fn series(
             && let Ok(k) = usize::try_from((row.ts - start) / step)
             && let Some(p) = points.get_mut(k)
         {
-            p.1 = p.1.add(row.traffic);
+            p.traffic = Some(p.traffic.unwrap_or_default().add(row.traffic));
         }
-    })?;
-    let total = points.iter().fold(Traffic::default(), |a, p| a.add(p.1));
+    };
+    let (a, b) = (q.range.start, q.range.end.max(q.range.start));
+    let coverage = if kind == Kind::Remote {
+        // Whole steps, and the two edge steps resolved on their own.
+        let a1 = a.div_ceil(step).saturating_mul(step).min(b);
+        let b1 = (b - b % step).max(a1);
+        let mut coverage = Coverage::default();
+        for part in [a..a1, a1..b1, b1..b] {
+            if part.start < part.end {
+                let mut passing = ProcCache::new(facts, &q.filters, Dimension::Class);
+                let wanted = |rk: &crate::store::RemoteKey| {
+                    rf.class_ok(rk.class) && rf.remote_ok(rk) && passing.get(rk.process).is_some()
+                };
+                let c = crate::query::edges::remote_rows(store, &part, false, wanted, &mut add)?;
+                if let Some(r) = &c.covered {
+                    coverage.extend(r);
+                }
+                for w in c.widened {
+                    coverage.widen(w);
+                }
+            }
+        }
+        coverage
+    } else {
+        let purged_fn = |t: Tier| purged.get(&t).copied().unwrap_or(0);
+        // Nothing is stored after the newest sample: when the window ends
+        // after it, the last step reads whole buckets (the current hour's
+        // row, not its minutes and samples), exactly the same bytes.
+        let empty_after = scan::latest_sample(store)?.is_some_and(|l| l < b);
+        let read_end = if empty_after { end.max(b) } else { b };
+        let segments = step_segments(a, read_end, step, kind.finest(), &purged_fn);
+        scan::rows(store, &segments, kind, &mut add)?;
+        let mut coverage = coverage_of(&(a..read_end), &segments);
+        if let Some(c) = coverage.covered.as_mut() {
+            c.end = c.end.min(b.max(c.start));
+        }
+        coverage
+    };
+    let total = points
+        .iter()
+        .filter_map(|p| p.traffic)
+        .fold(Traffic::default(), Traffic::add);
     Ok(SeriesAnswer {
         tier,
         step_ms: step,
         range: start..end,
         points,
+        coverage,
         total,
     })
 }

@@ -88,6 +88,9 @@ pub enum GroupKey {
     Protocol(u8),
     /// A destination class.
     Class(DestClass),
+    /// Traffic with no remote endpoint (counted while the flow map was
+    /// full), in remote, port and protocol answers.
+    NoEndpoint,
 }
 
 /// Keys a `--filter KEY=VALUE` can name.
@@ -277,9 +280,31 @@ pub fn protocol_number(s: &str) -> Option<u8> {
     }
 }
 
+/// The name groups show for an IP protocol number: `tcp`, `udp`, ... or,
+/// for a protocol without one, its number (`47`), so two unnamed protocols
+/// are never one `other` row twice. [`protocol_number`] reads both back.
+#[must_use]
+pub fn protocol_label(n: u8) -> String {
+    match crate::live::protocol_name(n) {
+        "other" => n.to_string(),
+        name => name.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_labels_are_distinct_and_read_back() {
+        let labels: std::collections::BTreeSet<String> = (0..=255u8).map(protocol_label).collect();
+        assert_eq!(labels.len(), 256, "one label per protocol number");
+        for n in 0..=255u8 {
+            assert_eq!(protocol_number(&protocol_label(n)), Some(n));
+        }
+        assert_eq!(protocol_label(6), "tcp");
+        assert_eq!(protocol_label(47), "47");
+    }
 
     #[test]
     fn filters_parse_and_print() {

@@ -5,22 +5,28 @@
 //!   container, class) read the per process rows, exact to the interval;
 //! - remote, port and protocol need the per remote endpoint rollups (rows
 //!   plus the snapshot's pending pieces, see [`crate::store::query`]), which
-//!   exist at hour and day resolution: the window rounds outward to whole
-//!   hours (the answer's covered range says so). Overflow traffic has no
-//!   endpoint and is not in these rows;
-//! - interface reads the per interface rows, which carry no process: process
-//!   filters cannot apply and are refused.
+//!   exist at hour and day resolution: edge hours are resolved to the
+//!   window with the per process rows where that is exact, and the answer's
+//!   [`Coverage`] says where it is not ([`crate::query::edges`]). Overflow
+//!   traffic has no endpoint: it is its own group (`[overflow]`) unless a
+//!   remote, port or protocol filter leaves it out;
+//! - interface reads the per interface rows, plus the overflow as its own
+//!   group (it has no interface), so every grouping has the same total;
+//!   these rows carry no process: process filters cannot apply and are
+//!   refused.
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::ownership::ProcessId;
 use crate::query::QueryError;
+use crate::query::edges;
 use crate::query::facts::Facts;
 use crate::query::scan::{self, Kind, Subject};
 use crate::query::terms::{
     Dimension, FilterKey, FilterTerm, GroupKey, parse_class, parse_port, protocol_number,
 };
-use crate::store::{DestClass, RemoteKey, Store, TimeRange, Traffic};
+use crate::query::window::Coverage;
+use crate::store::{DestClass, OVERFLOW, RemoteKey, Store, TimeRange, Traffic};
 
 /// A `usage` question.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +63,9 @@ pub struct UsageAnswer {
     pub groups_total: usize,
     /// Sum over all groups (before `limit`).
     pub total: Traffic,
-    /// The time the rows read really cover (`None`: empty window).
-    pub covered: Option<TimeRange>,
+    /// The time the rows read really cover, and why it is wider than the
+    /// window when it is.
+    pub coverage: Coverage,
 }
 
 /// Total IP bytes of both directions: what answers sort by and shares use.
@@ -144,6 +151,15 @@ impl RowFilter {
             && self.protocols.iter().all(|p| *p == k.protocol)
     }
 
+    /// True when a remote, port, protocol or interface term is set (rows
+    /// without an endpoint cannot match it).
+    pub(crate) fn has_endpoint_terms(&self) -> bool {
+        !(self.remotes.is_empty()
+            && self.ports.is_empty()
+            && self.protocols.is_empty()
+            && self.ifaces.is_empty())
+    }
+
     pub(crate) fn iface_ok(&self, ifindex: u32) -> bool {
         self.ifaces.iter().all(|i| *i == Some(ifindex))
     }
@@ -192,20 +208,28 @@ impl<'a> ProcCache<'a> {
 /// errors.
 pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAnswer, QueryError> {
     let kind = kind_for(q.by, &q.filters)?;
-    let (segments, covered) = scan::plan_for(store, &q.range, kind)?;
     let rf = RowFilter::new(&q.filters, q.class);
     let mut procs = ProcCache::new(facts, &q.filters, q.by);
     let mut acc: HashMap<GroupKey, Traffic> = HashMap::new();
-    scan::rows(store, &segments, kind, |row| {
+    let mut add = |row: scan::Row| {
         if !rf.class_ok(row.class) {
             return;
         }
         let key = match row.subject {
-            Subject::Process(id) => match procs.get(id) {
-                None => return,
-                Some(Some(g)) => g,
-                Some(None) => GroupKey::Class(row.class),
-            },
+            Subject::Process(id) => {
+                // In a remote or interface answer these are the rows without
+                // an endpoint or interface ([`OVERFLOW`]): no remote, port,
+                // protocol or interface term matches them.
+                if kind != Kind::Process && rf.has_endpoint_terms() {
+                    return;
+                }
+                match procs.get(id) {
+                    None => return,
+                    Some(Some(g)) => g,
+                    Some(None) if q.by == Dimension::Class => GroupKey::Class(row.class),
+                    Some(None) => GroupKey::NoEndpoint,
+                }
+            }
             Subject::Remote(rk) => {
                 if !rf.remote_ok(&rk) {
                     return;
@@ -236,7 +260,29 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         };
         let e = acc.entry(key).or_default();
         *e = e.add(row.traffic);
-    })?;
+    };
+    let overflow = facts.lookup(&OVERFLOW).is_some();
+    let coverage = if kind == Kind::Remote {
+        let mut passing = ProcCache::new(facts, &q.filters, q.by);
+        let wanted = |rk: &RemoteKey| {
+            rf.class_ok(rk.class) && rf.remote_ok(rk) && passing.get(rk.process).is_some()
+        };
+        edges::remote_rows(store, &q.range, overflow, wanted, &mut add)?
+    } else {
+        let (segments, coverage) = scan::plan_for(store, &q.range, kind)?;
+        scan::rows(store, &segments, kind, &mut add)?;
+        if kind == Kind::Interface && overflow {
+            // Interface rows carry no overflow: add it, so every grouping
+            // has the same total (the segments are the process ones too:
+            // both kinds are kept down to each interval).
+            scan::rows(store, &segments, Kind::Process, |row| {
+                if row.subject == Subject::Process(OVERFLOW) {
+                    add(row);
+                }
+            })?;
+        }
+        coverage
+    };
     let total = acc.values().fold(Traffic::default(), |a, t| a.add(*t));
     let grand = ip_total(&total);
     let mut groups: Vec<UsageGroup> = acc
@@ -264,6 +310,6 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         groups,
         groups_total,
         total,
-        covered,
+        coverage,
     })
 }

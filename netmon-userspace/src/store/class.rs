@@ -6,9 +6,11 @@
 //!    and the IPv4-mapped `::ffff:127.0.0.0/104`.
 //! 2. [`DestClass::Lan`]: RFC 1918 (10/8, 172.16/12, 192.168/16), CGNAT
 //!    100.64/10, link-local 169.254/16, IPv6 unique-local fc00::/7 and
-//!    link-local fe80::/10, and the IPv4-mapped forms of the IPv4 ranges.
-//! 3. [`DestClass::Internet`]: everything else (multicast and broadcast
-//!    included: they are rare and the kernel gives no cheaper signal).
+//!    link-local fe80::/10; multicast (224/4, ff00::/8) and the limited
+//!    broadcast 255.255.255.255 (sent to the local network, never to a
+//!    host on the internet: mDNS, SSDP, router advertisements, DHCP); and
+//!    the IPv4-mapped forms of the IPv4 ranges.
+//! 3. [`DestClass::Internet`]: everything else.
 //!
 //! [`DestClass::Unknown`] is for traffic with no remote address at all (the
 //! kernel's overflow counters).
@@ -107,7 +109,12 @@ fn classify_v4(ip: Ipv4Addr) -> DestClass {
     let [a, b, ..] = ip.octets();
     if a == 127 {
         DestClass::Loopback
-    } else if ip.is_private() || ip.is_link_local() || (a == 100 && (b & 0xc0) == 64) {
+    } else if ip.is_private()
+        || ip.is_link_local()
+        || (a == 100 && (b & 0xc0) == 64)
+        || ip.is_multicast()
+        || ip.is_broadcast()
+    {
         DestClass::Lan
     } else {
         DestClass::Internet
@@ -118,7 +125,7 @@ fn classify_v6(ip: &Ipv6Addr) -> DestClass {
     let first = ip.segments()[0];
     if ip.is_loopback() {
         DestClass::Loopback
-    } else if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80 {
+    } else if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80 || ip.is_multicast() {
         DestClass::Lan
     } else {
         DestClass::Internet
@@ -158,6 +165,14 @@ mod tests {
             "febf::1",
             "::ffff:192.168.0.1",
             "::ffff:100.64.0.1",
+            // Multicast and broadcast stay on the local network.
+            "ff02::2",
+            "ff02::fb",
+            "ff05::1:3",
+            "224.0.0.251",
+            "239.255.255.250",
+            "255.255.255.255",
+            "::ffff:224.0.0.1",
         ] {
             assert_eq!(c(lan), DestClass::Lan, "{lan}");
         }

@@ -70,6 +70,21 @@ pub enum StoreError {
         /// Version this build writes.
         supported: u32,
     },
+    /// Written by an older netmon and opened read-only: a reader does not
+    /// migrate.
+    #[error(
+        "schema version {found} is older than this netmon's: start `netmon daemon` once to migrate it, then query again"
+    )]
+    OlderSchema {
+        /// Version in the file.
+        found: u32,
+    },
+    /// Opened read-only, the file needs the recovery redb runs after a
+    /// crash, which writes: a reader does not.
+    #[error(
+        "the database was not closed cleanly (the daemon stopped abruptly): start `netmon daemon` once to recover it, then query again"
+    )]
+    NeedsRecovery,
     /// Opening failed; names the file.
     #[error("cannot open store {}", path.display())]
     Open {
@@ -144,6 +159,8 @@ pub struct Store {
     path: PathBuf,
     /// `None` after an I/O error until reopened (invariant 3).
     db: Option<redb::Database>,
+    /// Set instead of `db` by [`Store::open_read_only`].
+    read_only: Option<redb::ReadOnlyDatabase>,
     retention: Retention,
     /// redb's cache limit, kept for reopening.
     cache_bytes: usize,
@@ -209,11 +226,70 @@ impl Store {
             Self {
                 path: path.to_owned(),
                 db: Some(db),
+                read_only: None,
                 retention,
                 cache_bytes,
             },
             events,
         ))
+    }
+
+    /// Opens an existing store for reading only: never creates, migrates
+    /// or writes the file (what query commands use). Every write method
+    /// fails on such a store.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file, around an I/O error (missing
+    /// file, a directory), [`StoreError::NotRedb`] (also for an empty
+    /// file), [`StoreError::NotNetmon`], [`StoreError::NewerSchema`],
+    /// [`StoreError::OlderSchema`] or a redb error (file in use).
+    pub fn open_read_only(path: &Path, retention: Retention) -> Result<Self, StoreError> {
+        let wrap = |e: StoreError| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        };
+        let io = |op, source| StoreError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        };
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| io("open", e))
+            .map_err(wrap)?;
+        if f.metadata()
+            .map_err(|e| io("stat", e))
+            .map_err(wrap)?
+            .is_dir()
+        {
+            return Err(wrap(io(
+                "open",
+                std::io::Error::other("is a directory, not a database file"),
+            )));
+        }
+        let mut head = Vec::with_capacity(REDB_MAGIC.len());
+        f.by_ref()
+            .take(REDB_MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| io("read", e))
+            .map_err(wrap)?;
+        if head != REDB_MAGIC {
+            return Err(wrap(StoreError::NotRedb {
+                path: path.to_owned(),
+            }));
+        }
+        let db = redb::ReadOnlyDatabase::open(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => StoreError::NeedsRecovery,
+                e => StoreError::Db(e.into()),
+            })
+            .map_err(wrap)?;
+        schema::check_current(&db).map_err(wrap)?;
+        Ok(Self {
+            path: path.to_owned(),
+            db: None,
+            read_only: Some(db),
+            retention,
+        })
     }
 
     /// The file.
@@ -242,8 +318,27 @@ impl Store {
             })
     }
 
+    /// A handle to read with: the read-only one, else [`Store::db`].
+    pub(crate) fn reader(&mut self) -> Result<&dyn redb::ReadableDatabase, StoreError> {
+        if self.read_only.is_some() {
+            return self
+                .read_only
+                .as_ref()
+                .map(|d| d as &dyn redb::ReadableDatabase)
+                .ok_or(StoreError::NotNetmon);
+        }
+        Ok(self.db()?)
+    }
+
     /// The open handle, reopening after an I/O error.
     pub(crate) fn db(&mut self) -> Result<&redb::Database, StoreError> {
+        if self.read_only.is_some() {
+            return Err(StoreError::Io {
+                op: "write",
+                path: self.path.clone(),
+                source: std::io::Error::other("opened read-only"),
+            });
+        }
         if self.db.is_none() {
             let db = open_db(&self.path, self.cache_bytes)?;
             schema::prepare(&db)?;
@@ -357,14 +452,12 @@ impl Store {
     /// # Errors
     /// On storage errors.
     pub fn purged_before(&mut self, tier: Tier) -> Result<TimeMs, StoreError> {
-        self.with_db(|db| {
-            let txn = db.begin_read()?;
-            let meta = txn.open_table(layout::META)?;
-            Ok(meta
-                .get(purged_key(tier).as_str())?
-                .map(|v| decode_be_u64(v.value()))
-                .unwrap_or(0))
-        })
+        let txn = self.reader()?.begin_read()?;
+        let meta = txn.open_table(layout::META)?;
+        Ok(meta
+            .get(purged_key(tier).as_str())?
+            .map(|v| decode_be_u64(v.value()))
+            .unwrap_or(0))
     }
 }
 

@@ -17,7 +17,7 @@
 //! is in exactly one of the two, and the current hour is included.
 use std::collections::{BTreeMap, HashMap};
 
-use redb::{ReadableDatabase as _, ReadableTable as _};
+use redb::ReadableTable as _;
 
 use crate::ownership::ProcessId;
 use crate::store::class::DestClass;
@@ -196,7 +196,7 @@ impl Store {
 
     /// All process records, by identity.
     fn process_map(&mut self) -> Result<BTreeMap<ProcessId, ProcessRecord>, StoreError> {
-        let db = self.db()?;
+        let db = self.reader()?;
         let txn = db.begin_read()?;
         let table = txn.open_table(layout::PROCESSES)?;
         let mut out = BTreeMap::new();
@@ -228,7 +228,7 @@ impl Store {
     /// # Errors
     /// On storage errors.
     pub fn events(&mut self, range: &TimeRange) -> Result<Vec<(TimeMs, DaemonEvent)>, StoreError> {
-        let db = self.db()?;
+        let db = self.reader()?;
         let txn = db.begin_read()?;
         let table = txn.open_table(layout::EVENTS)?;
         let (from, to) = (layout::time_key(range.start), layout::time_key(range.end));
@@ -271,7 +271,7 @@ impl Store {
             Tier::Interval
         };
         let segments = plan(range, finest, &purged_fn);
-        let db = self.db()?;
+        let db = self.reader()?;
         let txn = db.begin_read()?;
         let mut pending: Option<Vec<(TimeMs, RemoteKey, Traffic)>> = None;
         for seg in segments {
@@ -419,7 +419,7 @@ impl Store {
                 p.traffic = p.traffic.add(t);
             }
         };
-        let db = self.db()?;
+        let db = self.reader()?;
         let txn = db.begin_read()?;
         let seg = Segment {
             tier,
@@ -527,7 +527,7 @@ pub fn tier_sums(
     tier: Tier,
 ) -> Result<BTreeMap<(ProcessId, DestClass), Traffic>, StoreError> {
     let mut out: BTreeMap<(ProcessId, DestClass), Traffic> = BTreeMap::new();
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     let mut add = |id, class, t: Traffic| {
         let e = out.entry((id, class)).or_default();

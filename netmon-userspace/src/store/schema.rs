@@ -10,7 +10,6 @@
 //! - a version above [`CURRENT`]: refused ([`StoreError::NewerSchema`]): an
 //!   older netmon must not write a layout it does not know;
 //! - tables but no version: not a netmon store, refused.
-use redb::ReadableDatabase as _;
 
 use crate::store::StoreError;
 use crate::store::layout;
@@ -92,7 +91,7 @@ fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Reads the stored version, `None` for a file with no meta table.
-fn stored_version(db: &redb::Database) -> Result<Option<u32>, StoreError> {
+fn stored_version(db: &impl redb::ReadableDatabase) -> Result<Option<u32>, StoreError> {
     let txn = db.begin_read()?;
     let meta = match txn.open_table(layout::META) {
         Ok(t) => t,
@@ -105,6 +104,24 @@ fn stored_version(db: &redb::Database) -> Result<Option<u32>, StoreError> {
     let b = v.value();
     let bytes: [u8; 4] = b.try_into().map_err(|_| StoreError::NotNetmon)?;
     Ok(Some(u32::from_be_bytes(bytes)))
+}
+
+/// Checks a file opened read-only: it must be at [`CURRENT`] (a reader
+/// never migrates).
+///
+/// # Errors
+/// [`StoreError::NotNetmon`], [`StoreError::NewerSchema`],
+/// [`StoreError::OlderSchema`], storage errors.
+pub fn check_current(db: &redb::ReadOnlyDatabase) -> Result<(), StoreError> {
+    match stored_version(db)? {
+        None => Err(StoreError::NotNetmon),
+        Some(v) if v > CURRENT => Err(StoreError::NewerSchema {
+            found: v,
+            supported: CURRENT,
+        }),
+        Some(v) if v < CURRENT => Err(StoreError::OlderSchema { found: v }),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Brings `db` to [`CURRENT`], creating every table. Returns the migration

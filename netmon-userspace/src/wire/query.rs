@@ -79,12 +79,27 @@ pub struct Usage {
     pub until: String,
     /// Window end asked, unix ms.
     pub until_unix_ms: u64,
-    /// Start of the time the rows read really cover (earlier than `from`
-    /// when a purged tier or hour-only data rounded the window outward);
+    /// Start of the time the rows read really cover: `from` when `exact`,
+    /// earlier when rows had to be counted whole beyond the window (purged
+    /// finer tiers, or remote endpoints kept per hour; `note` says which);
     /// null for an empty window.
     pub covered_from_unix_ms: Option<u64>,
     /// End of the covered time.
     pub covered_until_unix_ms: Option<u64>,
+    /// Start of the covered time, RFC 3339 UTC.
+    #[serde(default)]
+    pub covered_from: Option<String>,
+    /// End of the covered time, RFC 3339 UTC.
+    #[serde(default)]
+    pub covered_until: Option<String>,
+    /// True when the answer is exactly the asked window, to the byte; false
+    /// when some rows could only be read whole beyond it (see `note`).
+    #[serde(default)]
+    pub exact: bool,
+    /// One line saying why the covered time differs from the asked window
+    /// (null when exact).
+    #[serde(default)]
+    pub note: Option<String>,
     /// Grouping (`process`, `app`, ...).
     pub by: String,
     /// Filters applied, as `KEY=VALUE`.
@@ -136,23 +151,44 @@ pub struct History {
     pub filters: Vec<String>,
     /// Destination class filter.
     pub class: Option<String>,
-    /// One point per step, oldest first, idle steps included.
+    /// One point per step, oldest first, steps without data included (as
+    /// gaps).
     pub points: Vec<HistoryPoint>,
     /// Sum of the points.
     pub total: Totals,
+    /// Start of the time the points' traffic really covers (the asked
+    /// window unless `exact` is false), unix ms; null for an empty window.
+    #[serde(default)]
+    pub covered_from_unix_ms: Option<u64>,
+    /// End of the covered time, unix ms.
+    #[serde(default)]
+    pub covered_until_unix_ms: Option<u64>,
+    /// True when the points hold exactly the traffic of the asked window.
+    #[serde(default)]
+    pub exact: bool,
+    /// One line saying why not (null when exact).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
-/// One step of [`History`].
+/// One step of [`History`]. A step for which no row of the selection is
+/// stored (nothing counted: idle, or no daemon running) has `tx` and `rx`
+/// null: a gap, not zero traffic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPoint {
     /// Step start, RFC 3339 UTC.
     pub time: String,
     /// Step start, unix ms.
     pub time_unix_ms: u64,
-    /// Sent in the step.
-    pub tx: Counters,
-    /// Received in the step.
-    pub rx: Counters,
+    /// How much of the step lies inside the window and before now, ms:
+    /// what a rate over this step divides by (the first and last steps can
+    /// be partial).
+    #[serde(default)]
+    pub span_ms: u64,
+    /// Sent in the step (inside the window); null: no data.
+    pub tx: Option<Counters>,
+    /// Received in the step (inside the window); null: no data.
+    pub rx: Option<Counters>,
 }
 
 /// `netmon procs`: processes seen in a window.

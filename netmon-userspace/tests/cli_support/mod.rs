@@ -277,27 +277,12 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
-        let p = self.dir.path();
-        let child = Command::new(BIN)
-            .args(["daemon", "--simulate"])
-            .arg(p.join("script.toml"))
-            .arg("--db")
-            .arg(p.join("db.redb"))
-            .arg("--socket")
-            .arg(p.join("sock"))
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .args(["--interval", "50ms"])
-            .stdout(Stdio::null())
+        let child = daemon_command(self.dir.path())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn daemon");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "daemon socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_socket(&self.socket());
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -321,6 +306,19 @@ impl Daemon {
     /// Runs `netmon ARGS --socket SOCK`.
     pub fn run(&self, args: &[&str]) -> Output {
         run_with(args, &["--socket", self.socket().to_str().expect("utf-8")])
+    }
+
+    /// Runs `netmon ARGS --socket SOCK` with `COLUMNS=width` (tables are
+    /// fitted to it).
+    pub fn run_width(&self, args: &[&str], width: usize) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--socket", self.socket().to_str().expect("utf-8")])
+            .env("NETMON_LOG", "warn")
+            .env("COLUMNS", width.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run netmon")
     }
 
     /// Runs and parses JSON stdout, asserting success.
@@ -366,6 +364,32 @@ impl Drop for Daemon {
     }
 }
 
+/// `netmon daemon` on `dir`'s `script.toml` and `config.toml`, with its
+/// database and socket there, draining every 50 ms (stdout discarded).
+pub fn daemon_command(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["daemon", "--simulate"])
+        .arg(dir.join("script.toml"))
+        .arg("--db")
+        .arg(dir.join("db.redb"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(["--interval", "50ms"])
+        .stdout(Stdio::null());
+    c
+}
+
+/// Waits (at most 20 s) until something answers on `socket`.
+pub fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "daemon socket never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn run_with(args: &[&str], extra: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -406,6 +430,10 @@ pub struct UsageDoc {
     pub schema_version: u32,
     pub from_unix_ms: u64,
     pub until_unix_ms: u64,
+    pub covered_from_unix_ms: Option<u64>,
+    pub covered_until_unix_ms: Option<u64>,
+    pub exact: bool,
+    pub note: Option<String>,
     pub by: String,
     pub groups_total: u64,
     pub rows: Vec<UsageRow>,
@@ -447,8 +475,10 @@ pub struct HistoryDoc {
 pub struct Point {
     pub time: String,
     pub time_unix_ms: u64,
-    pub tx: C,
-    pub rx: C,
+    pub span_ms: u64,
+    /// Null for a step without data.
+    pub tx: Option<C>,
+    pub rx: Option<C>,
 }
 
 #[derive(Debug, Deserialize)]
