@@ -149,7 +149,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // One pin directory, one daemon; checked before anything is created.
     let _pin_lock = if args.simulate.is_none() {
         if !crate::kernel::sysfs::is_root() {
-            return Err(crate::kernel::KernelError::NotRoot.into());
+            return Err(crate::kernel::KernelError::NotRoot(
+                "netmon daemon (it loads and reads the eBPF programs)",
+            )
+            .into());
         }
         Some(PinLock::acquire(&PinPaths::new(&cfg.kernel.pin_dir))?)
     } else {

@@ -24,7 +24,7 @@ pub struct EventsArgs {
 /// # Errors
 /// Connection, query and output errors.
 pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
-    let (from_ms, until_ms) = args.window.resolve();
+    let (from_ms, until_ms) = args.window.resolve()?;
     let doc: Events = Backend::connect(&args.conn)?.call(&Request::Events { from_ms, until_ms })?;
     let mut out = std::io::stdout().lock();
     write(&mut out, &doc, args.output.resolve())?;

@@ -289,6 +289,7 @@ impl Store {
             db: None,
             read_only: Some(db),
             retention,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         })
     }
 
