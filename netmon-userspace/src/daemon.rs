@@ -101,7 +101,12 @@ fn kernel_source(kernel: &KernelArgs) -> anyhow::Result<(KernelSource, PinWatch)
 /// Opens the kernel source and builds the ownership resolver.
 fn kernel_sources(kernel: &KernelArgs) -> anyhow::Result<Sources> {
     let (source, watch) = kernel_source(kernel)?;
-    Ok((Box::new(source), kernel_resolver(&kernel.pin_dir)?, "kernel", Some(watch)))
+    Ok((
+        Box::new(source),
+        kernel_resolver(&kernel.pin_dir)?,
+        "kernel",
+        Some(watch),
+    ))
 }
 
 /// The kernel ownership resolver.
