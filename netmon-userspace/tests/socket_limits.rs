@@ -87,8 +87,6 @@ fn a_flood_from_one_user_does_not_delay_another() {
     let mut child = Command::new(&bin)
         .args(["usage", "--since", "1h", "--format", "json", "--socket"])
         .arg(&sock)
-        .arg("--db")
-        .arg(d.db())
         .uid(65534)
         .gid(65534)
         .env("NETMON_LOG", "warn")

@@ -120,8 +120,7 @@ fn db_denied_message(db: &Path, socket: &Path) -> String {
             let whose = format!("mode {:o}, owner {owner}, group {group}", m.mode() & 0o777);
             if access(db, AccessFlags::R_OK).is_ok() {
                 format!(
-                    "{} ({whose}) is readable by this user but not writable, and reading it \
-                     directly needs write access (the database locks its file)",
+                    "{} ({whose}) is readable by this user, but opening it was denied",
                     db.display()
                 )
             } else {
@@ -177,8 +176,12 @@ impl Backend {
         };
         if let Some(db) = &args.db {
             // Asked for this file: read it, whatever else runs.
-            if !db.exists() {
-                anyhow::bail!("there is no database at {} (--db)", db.display());
+            match std::fs::metadata(db) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    anyhow::bail!(db_denied_message(db, &args.socket));
+                }
+                Err(_) => anyhow::bail!("there is no database at {} (--db)", db.display()),
             }
             return match Store::open_read_only(db, retention(db)) {
                 Ok(store) => Ok(Self::File {
@@ -189,6 +192,7 @@ impl Backend {
                     "{} is in use by a running netmon daemon: query the daemon (leave out --db), or stop it first",
                     db.display()
                 ),
+                Err(e) if is_denied(&e) => anyhow::bail!(db_denied_message(db, &args.socket)),
                 Err(e) => Err(anyhow::Error::new(e)),
             };
         }
