@@ -78,9 +78,7 @@ struct UsageRow {
 fn query<T: for<'de> Deserialize<'de>>(paths: &DaemonPaths, args: &[&str]) -> T {
     let mut c = std::process::Command::new(netmon_bin());
     c.args(args)
-        .args(["--since", "1h", "--json", "--db"])
-        .arg(&paths.db)
-        .arg("--socket")
+        .args(["--since", "1h", "--json", "--socket"])
         .arg(&paths.socket);
     let out = cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     serde_json::from_str(&out).unwrap_or_else(|e| {
