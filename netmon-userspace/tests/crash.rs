@@ -127,6 +127,12 @@ fn sigkill_fifty_times_loses_and_doubles_nothing() {
         .spawn()
         .expect("daemon starts");
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Ready (its signal handlers are installed before it listens), so the
+    // SIGTERM below asks for a clean stop even on a slow machine.
+    while std::os::unix::net::UnixStream::connect(dir.path().join("netmon.sock")).is_err() {
+        assert!(Instant::now() < deadline, "the last daemon never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     while netmon::drain::Clock::now_ms(&netmon::drain::SystemClock) < end + 300
         && Instant::now() < deadline
     {
