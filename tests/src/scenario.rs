@@ -13,6 +13,35 @@ use crate::{
     workload::Workload,
 };
 
+/// A `tcp-accept-many` server for `count` connections on `ip` (port chosen
+/// by the kernel) in `netns`, ready: the server and the address to connect
+/// to.
+#[track_caller]
+#[must_use]
+pub fn tcp_accept_many(
+    exe: &Path,
+    cgroup: &CgroupGuard,
+    netns: &Netns,
+    ip: IpAddr,
+    count: usize,
+) -> (Workload, String) {
+    let listen = SocketAddr::new(ip, 0).to_string();
+    let mut server = Workload::spawn(
+        exe,
+        [
+            "tcp-accept-many",
+            "--listen",
+            &listen,
+            "--count",
+            &count.to_string(),
+        ],
+        cgroup,
+        Some(netns),
+    );
+    let connect = SocketAddr::new(ip, first_port(&server.wait_event(READY))).to_string();
+    (server, connect)
+}
+
 /// What a TCP exchange's two ends measured.
 #[derive(Debug)]
 pub struct TcpRun {

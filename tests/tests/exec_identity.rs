@@ -14,9 +14,7 @@
 //! Ground truth: the arguments the test passed, the binary it ran, the
 //! cgroup it made, and each client's own byte counts.
 
-use std::{
-    collections::BTreeMap, net::SocketAddr, path::Path, thread, time::Duration, time::Instant,
-};
+use std::{collections::BTreeMap, path::Path, thread, time::Duration, time::Instant};
 
 use netmon_tests::{
     cgroup::{CgroupGuard, cgroup2_root},
@@ -25,7 +23,7 @@ use netmon_tests::{
     mib,
     netmon::{NETMON_TIMEOUT, Netmon, netmon_bin},
     netns::NetnsPair,
-    report::{READY, Report},
+    report::Report,
     require_root, scenario,
     snapshot::Counters,
     workload::Workload,
@@ -112,24 +110,8 @@ fn short_lived_processes_keep_exe_cmdline_and_cgroup() {
     let before = mib::wait_quiet(&[&pair.a, &pair.b]);
 
     let exe = workload_exe!();
-    let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
-    let mut server = Workload::spawn(
-        exe,
-        [
-            "tcp-accept-many",
-            "--listen",
-            &listen,
-            "--count",
-            &CLIENTS.to_string(),
-        ],
-        &cg,
-        Some(&pair.b),
-    );
-    let connect = SocketAddr::new(
-        pair.b.v4().into(),
-        scenario::first_port(&server.wait_event(READY)),
-    )
-    .to_string();
+    let (mut server, connect) =
+        scenario::tcp_accept_many(exe, &cg, &pair.b, pair.b.v4().into(), CLIENTS);
     let mut clients: Vec<Client> = Vec::with_capacity(CLIENTS);
     while clients.len() < CLIENTS {
         let first = clients.len();

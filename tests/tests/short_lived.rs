@@ -6,17 +6,11 @@
 //! the process is gone before anyone looks at /proc. netmon records the
 //! owner in socket storage when the socket is created.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::collections::BTreeMap;
 
 use netmon_tests::{
-    cgroup::CgroupGuard,
-    check, mib,
-    netmon::Netmon,
-    netns::NetnsPair,
-    report::{READY, Report},
-    require_root, scenario,
-    workload::Workload,
-    workload_exe,
+    cgroup::CgroupGuard, check, mib, netmon::Netmon, netns::NetnsPair, report::Report,
+    require_root, scenario, workload::Workload, workload_exe,
 };
 
 const CLIENTS: usize = 200;
@@ -34,24 +28,8 @@ fn short_lived_processes_each_exact() {
     let netmon = Netmon::load(&cg);
     let before = mib::wait_quiet(&[&pair.a, &pair.b]);
 
-    let listen = SocketAddr::new(pair.b.v4().into(), 0).to_string();
-    let mut server = Workload::spawn(
-        workload_exe!(),
-        [
-            "tcp-accept-many",
-            "--listen",
-            &listen,
-            "--count",
-            &CLIENTS.to_string(),
-        ],
-        &cg,
-        Some(&pair.b),
-    );
-    let connect = SocketAddr::new(
-        pair.b.v4().into(),
-        scenario::first_port(&server.wait_event(READY)),
-    )
-    .to_string();
+    let (mut server, connect) =
+        scenario::tcp_accept_many(workload_exe!(), &cg, &pair.b, pair.b.v4().into(), CLIENTS);
     let mut clients: Vec<Report> = Vec::with_capacity(CLIENTS);
     while clients.len() < CLIENTS {
         let mut wave: Vec<Workload> = (0..WAVE.min(CLIENTS - clients.len()))

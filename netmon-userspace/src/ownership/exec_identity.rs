@@ -110,6 +110,11 @@ impl ExecIdentities {
             return found.clone();
         }
         let facts = self.source.get(&key).map(|r| ExecFacts::from_record(&r));
+        if start_boottime_ns == 0 {
+            // Keyed by the pid alone: a later process with the same pid
+            // would find this one's facts. Not kept.
+            return facts;
+        }
         if self.order.len() >= KEPT_RECORDS
             && let Some(old) = self.order.pop_front()
         {
@@ -291,6 +296,19 @@ mod tests {
         // The oldest were dropped from the cache and are gone from the
         // source: nothing left to answer with.
         assert_eq!(ids.facts(1, 7), None);
+
+        // Without a start time nothing is kept: the pid alone may be reused.
+        let mut kernel: HashMap<ExecKey, ExecIdentity> = HashMap::new();
+        let unknown_start = ExecKey {
+            tgid: 9,
+            _pad: 0,
+            start_boottime_ns: 0,
+        };
+        kernel.insert(unknown_start, record(b"/bin/x", EXE_F_RESOLVED, b"x\0"));
+        let mut ids = ExecIdentities::new(Box::new(Forgetful(kernel)));
+        assert!(ids.facts(9, 0).is_some());
+        assert_eq!(ids.facts(9, 0), None);
+        assert_eq!(ids.kept(), 0);
     }
 
     #[test]
