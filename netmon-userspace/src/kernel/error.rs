@@ -7,6 +7,9 @@ pub enum KernelError {
     /// Loading eBPF needs CAP_BPF/CAP_SYS_ADMIN.
     #[error("loading eBPF programs needs root (run with sudo, or `cargo xtask run`)")]
     NotRoot,
+    /// The daemon lacks capabilities (named in the message).
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
     /// No cgroup v2 hierarchy mounted.
     #[error(
         "no cgroup v2 hierarchy is mounted (looked in /proc/mounts); netmon attaches to cgroup v2"
