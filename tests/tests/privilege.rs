@@ -11,9 +11,15 @@
 //!    line naming that capability.
 //! 3. `netmon load` (which checks only for CAP_BPF up front) with one
 //!    load-time capability missing fails: the kernel refuses the programs
-//!    without CAP_PERFMON (EPERM) or CAP_NET_ADMIN (EINVAL), and the pin
+//!    without CAP_PERFMON (EINVAL) or CAP_NET_ADMIN (EPERM), and the pin
 //!    directory cannot be made in a root-owned 0700 bpffs directory
 //!    without CAP_DAC_OVERRIDE: each is needed.
+//! 4. The two the daemon keeps after loading (CAP_SYS_PTRACE,
+//!    CAP_DAC_READ_SEARCH) are what finds the owner of a socket another user
+//!    opened before the load: `netmon snapshot` (the same resolver as the
+//!    drain, no up-front check) run with the daemon's run-time set
+//!    attributes the server's bytes, and without either one leaves them
+//!    unattributed.
 
 use std::{
     fs,
@@ -31,8 +37,11 @@ use netmon_tests::{
     daemon::{self, DaemonPaths, UsageRow},
     netmon::{NETMON_TIMEOUT, netmon_bin},
     netns::Netns,
-    report::Report,
-    require_root, scenario, workload_exe,
+    report::{DONE, READY, Report},
+    require_root, scenario,
+    snapshot::Snapshot,
+    workload::Workload,
+    workload_exe,
 };
 
 /// The unit file: the capability set is read from it, so the test and the
@@ -441,4 +450,110 @@ fn loading_fails_in_the_kernel_without_each_load_capability() {
         .arg(cg.path());
     cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(pins.0.exists());
+}
+
+#[test]
+fn the_run_time_capabilities_find_other_users_socket_owners() {
+    if !require_root("the_run_time_capabilities_find_other_users_socket_owners") {
+        return;
+    }
+    ensure_bpffs();
+    let cg = CgroupGuard::new("priv-owner");
+    let ns = Netns::new("priv-owner");
+    let pins = Pins::new();
+    let exe = workload_exe!();
+    let bytes = (BYTES / 4).to_string();
+    // Root's server and client, connected before netmon loads: their
+    // sockets have no owner in the kernel.
+    let listen = "127.0.0.1:0";
+    let mut server = Workload::spawn(
+        exe,
+        [
+            "tcp-server",
+            "--listen",
+            listen,
+            "--hold",
+            "--keep-open",
+            "--expect",
+            &bytes,
+        ],
+        &cg,
+        Some(&ns),
+    );
+    let connect = format!(
+        "127.0.0.1:{}",
+        scenario::first_port(&server.wait_event(READY))
+    );
+    let mut client = Workload::spawn(
+        exe,
+        [
+            "tcp-client",
+            "--connect",
+            &connect,
+            "--send",
+            &bytes,
+            "--wait-go",
+            "--hold",
+            "--keep-open",
+        ],
+        &cg,
+        Some(&ns),
+    );
+    client.wait_event(READY);
+    let mut load = as_service(&unit_caps(), &netmon_bin());
+    load.arg("load")
+        .arg("--pin-dir")
+        .arg(&pins.0)
+        .arg("--cgroup")
+        .arg(cg.path());
+    cmd::try_run(&mut load, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    // The snapshots below must reach the pins without CAP_DAC_READ_SEARCH
+    // too (the daemon has them open from before its drop).
+    let parent = pins.0.parent().expect("pin parent");
+    fs::set_permissions(parent, fs::Permissions::from_mode(0o711)).expect("chmod");
+    client.send_line("go");
+    let _ = client.wait_event(DONE);
+    let s = server.wait_event(DONE);
+    assert_eq!(s.read, BYTES / 4, "ground truth");
+
+    // The daemon's run-time set, plus CAP_BPF to open the pinned maps (the
+    // daemon holds them open from before its drop).
+    let run_time = ["CAP_BPF", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"];
+    let server_rx = |without: Option<&str>| -> u64 {
+        let set: Vec<String> = run_time
+            .iter()
+            .filter(|c| Some(**c) != without)
+            .map(|c| (*c).to_owned())
+            .collect();
+        let mut snap = as_service(&set, &netmon_bin());
+        snap.args(["snapshot", "--sockets", "--json", "--pin-dir"])
+            .arg(&pins.0);
+        let out = cmd::try_run(&mut snap, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        Snapshot::parse(&out)
+            .processes_with_pid(s.pid)
+            .map(|p| p.rx.payload_bytes)
+            .sum()
+    };
+    assert_eq!(server_rx(None), s.read, "server rx with the run-time set");
+    for missing in ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"] {
+        assert_eq!(
+            server_rx(Some(missing)),
+            0,
+            "without {missing} the server's socket was still attributed: the capability is not needed"
+        );
+        eprintln!(
+            "  ok without {missing}: the server's {} B are unattributed",
+            s.read
+        );
+    }
+    client.send_line("exit");
+    server.send_line("exit");
+    assert!(
+        client.wait_exit(Duration::from_secs(10)).success(),
+        "client failed"
+    );
+    assert!(
+        server.wait_exit(Duration::from_secs(10)).success(),
+        "server failed"
+    );
 }

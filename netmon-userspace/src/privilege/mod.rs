@@ -55,11 +55,12 @@ use serde::{Deserialize, Serialize};
 pub const LOAD_CAPS: &[Capability] = &[
     // Without it: bpf(BPF_MAP_CREATE / BPF_PROG_LOAD) is refused (EPERM).
     Capability::CAP_BPF,
-    // Without it: BPF_PROG_LOAD of netmon_sock_create fails with EPERM (the
-    // programs read kernel memory: task start times).
+    // Without it: the verifier rejects netmon_sock_create (EINVAL, "program
+    // of this type cannot use helper bpf_get_current_task": the programs
+    // read the task's start time).
     Capability::CAP_PERFMON,
-    // Without it: the verifier rejects netmon_sock_create with EINVAL
-    // (cgroup_sock and cgroup_skb are networking program types).
+    // Without it: BPF_PROG_LOAD of netmon_sock_create is refused (EPERM:
+    // cgroup_sock and cgroup_skb are networking program types).
     Capability::CAP_NET_ADMIN,
     // Without it: a socket another user's process accepted on a listener
     // opened before the load stays unattributed (readlink of
