@@ -650,6 +650,44 @@ pub mod tests {
         assert_eq!(Entry::parse("user root"), None);
     }
 
+    /// systemd-sysusers (same package as systemd-analyze) reads the
+    /// sysusers file and would create the group, then the user in it.
+    #[test]
+    fn systemd_sysusers_accepts_the_accounts() {
+        let Some(sysusers) = cmd::find_in_path("systemd-sysusers") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "systemd-sysusers is missing (.ci/run installs the `systemd` package)"
+            );
+            eprintln!("SKIPPED: systemd-sysusers is not installed");
+            return;
+        };
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir(root.path().join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap_or_else(|e| panic!("{e}"));
+        let file = root.path().join("netmon.conf");
+        fs::write(&file, SYSUSERS).unwrap_or_else(|e| panic!("{e}"));
+        let out = Command::new(sysusers)
+            .arg(format!("--root={}", root.path().display()))
+            .arg("--dry-run")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {text}", out.status);
+        assert!(text.contains("Creating group 'netmon'"), "{text}");
+        assert!(
+            text.contains("Creating user 'netmon' (netmon daemon)"),
+            "{text}"
+        );
+    }
+
     /// `systemd-analyze verify` accepts the unit: no error and no warning
     /// (it exits 0 on ignored bad values, so its output must be empty).
     #[test]
