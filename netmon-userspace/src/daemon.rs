@@ -188,7 +188,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             next_purge = purge(&mut lock(), clock.now_ms(), started + cfg.interval / 2);
         }
     };
-    crate::privilege::notify::stopping();
+    crate::privilege::stopping(&args.socket);
     pending.push(DaemonEvent::Stop {
         reason: reason.to_owned(),
     });

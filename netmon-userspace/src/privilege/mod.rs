@@ -374,6 +374,13 @@ pub fn started(sandbox: &Sandbox) -> Result<Privileges, PrivilegeError> {
     Ok(report)
 }
 
+/// The daemon is stopping: tells systemd, and removes the report (a stale
+/// one would describe a process that is gone).
+pub fn stopping(socket: &Path) {
+    notify::stopping();
+    let _ = fs::remove_file(report_path(socket));
+}
+
 fn sorted_names(set: &caps::CapsHashSet) -> Vec<String> {
     names(&set.iter().copied().collect::<Vec<_>>())
 }
