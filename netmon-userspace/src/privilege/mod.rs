@@ -3,9 +3,10 @@
 //! what it runs with (read back by `netmon status`).
 //!
 //! Two sets, each capability's reason written next to it in [`LOAD_CAPS`]:
-//! - [`LOAD_CAPS`], what starting needs (load, attach, pin; the systemd unit
-//!   grants exactly these to the `netmon` user, and the loader refuses to
-//!   start without one of them, naming it: [`require`]);
+//! - [`LOAD_CAPS`], what starting needs (load, attach, pin, and the two
+//!   kept below; the systemd unit grants exactly these to the `netmon` user,
+//!   and `netmon daemon` refuses to start without one of them, naming it:
+//!   [`require`], called when the kernel side is opened);
 //! - [`RUN_CAPS`], what the drain still needs afterwards (ownership of
 //!   sockets held by other users' processes). [`after_load`] trims the
 //!   effective, permitted, inheritable and ambient sets to it and, when it
@@ -13,6 +14,9 @@
 //!
 //! Capabilities are per thread: [`after_load`] trims the calling thread and
 //! checks that it is the only one (every later thread inherits its sets).
+//! The daemon's runtime is single-threaded until then; a runtime that
+//! started worker threads earlier would leave them their privileges (the
+//! daemon logs a warning).
 //!
 //! Landlock. A Landlock domain denies ptrace-class access to every process
 //! outside it, even with `CAP_SYS_PTRACE` (measured on 6.18: reading
