@@ -183,6 +183,17 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
+    // Loaded: drop what the drain does not need, sandbox the query threads,
+    // tell systemd we are ready (see `crate::privilege`).
+    crate::privilege::started(&crate::privilege::Sandbox {
+        db: cfg.db.clone(),
+        socket: args.socket.clone(),
+        config: args
+            .config
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_CONFIG.into()),
+        pin_dir: cfg.kernel.pin_dir.clone(),
+    })?;
     let mut drain = Drain::new(&mut lock())?;
     undo.disarm();
     tokio::spawn(crate::api::serve_listener(
@@ -252,6 +263,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             next_purge = purge(&mut lock(), clock.now_ms(), started + cfg.interval / 2);
         }
     };
+    crate::privilege::stopping(&args.socket);
     pending.push(DaemonEvent::Stop {
         reason: reason.to_owned(),
     });
@@ -362,6 +374,8 @@ impl Reload<'_> {
 pub fn run_blocking(args: DaemonArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Query threads run inside the Landlock ruleset (`crate::privilege`).
+        .on_thread_start(crate::privilege::sandbox_thread)
         .build()
         .context("starting the tokio runtime")?
         .block_on(run(args))

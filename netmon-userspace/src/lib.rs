@@ -15,6 +15,7 @@ pub mod drain;
 pub mod kernel;
 pub mod live;
 pub mod ownership;
+pub mod privilege;
 pub mod query;
 pub mod source;
 pub mod startup;

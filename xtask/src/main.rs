@@ -2,8 +2,9 @@
 //!
 //! xtask keeps only what a build script cannot do: installing the pinned
 //! toolchains and bpf-linker (`setup`), running netmon as root (`run`), running
-//! the privileged kernel test suite (`test`) and the benchmarks (`bench`). The
-//! eBPF object itself is built by `netmon-userspace/build.rs`.
+//! the privileged kernel test suite (`test`), the benchmarks (`bench`), and
+//! installing and packaging netmon as a service (`install`, `uninstall`,
+//! `package`). The eBPF object itself is built by `netmon-userspace/build.rs`.
 //!
 //! Every command but `setup` calls `setup` first; when nothing changed that
 //! costs a few process spawns (well under a second).
@@ -11,6 +12,8 @@
 mod bench;
 mod build;
 mod cmd;
+mod install;
+mod package;
 mod preflight;
 mod privilege;
 mod run;
@@ -50,6 +53,14 @@ enum Command {
     /// Run the criterion benchmarks, then the kernel throughput benchmark as
     /// root.
     Bench(bench::BenchArgs),
+    /// Install netmon as a system service: binary, systemd unit, example
+    /// config, man page, completions, the `netmon` user and group. Enables
+    /// nothing.
+    Install(install::InstallArgs),
+    /// Remove what `install` wrote (the history only with --purge-history).
+    Uninstall(install::UninstallArgs),
+    /// Build the Debian package (target/debian/netmon_VERSION_ARCH.deb).
+    Package(package::PackageArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +83,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&ws, &args),
         Command::Test(args) => test::test(&ws, &args),
         Command::Bench(args) => bench::bench(&ws, &args),
+        Command::Install(args) => install::install(&ws, &args),
+        Command::Uninstall(args) => install::uninstall(&args),
+        Command::Package(args) => package::package(&ws, &args),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::{
         reader::KernelSource,
         sysfs,
     },
+    privilege,
     wire::{self, MapStatus, Overflow, ProgramStatus},
 };
 
@@ -26,6 +27,10 @@ pub struct StatusArgs {
     /// netmon never leaves them on).
     #[arg(long, value_name = "SECONDS", value_parser = parse_sample_seconds)]
     pub sample: Option<f64>,
+    /// The daemon's query socket: its privilege report sits next to it
+    /// (section "daemon").
+    #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -59,11 +64,66 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         }
         doc.sample = Some(sample(&PinPaths::new(&args.pin_dir), seconds)?);
     }
+    let daemon = daemon_privileges(&args.socket);
     match args.output.resolve() {
         // No row-oriented form: NDJSON and CSV print the JSON document.
-        Format::Json | Format::Ndjson | Format::Csv => print_json(&doc),
-        Format::Table => print_table(&doc),
+        Format::Json | Format::Ndjson | Format::Csv => print_json(&StatusDoc {
+            status: &doc,
+            daemon: daemon.as_ref(),
+        }),
+        Format::Table => {
+            print_table(&doc)?;
+            print_privileges(daemon.as_ref());
+            Ok(())
+        }
     }
+}
+
+/// The JSON document: the kernel side's status, plus what a running daemon
+/// runs with (`daemon`, null when none answers at `--socket`).
+#[derive(serde::Serialize)]
+struct StatusDoc<'a> {
+    #[serde(flatten)]
+    status: &'a wire::Status,
+    daemon: Option<&'a privilege::Privileges>,
+}
+
+/// The report of the daemon at `socket`, with its effective capabilities
+/// read live from `/proc/PID/status`; `None` when it wrote none or is gone.
+fn daemon_privileges(socket: &std::path::Path) -> Option<privilege::Privileges> {
+    let mut report = privilege::read_report(socket)?;
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", report.pid)).ok()?;
+    if comm.trim() != "netmon" {
+        return None;
+    }
+    report.effective = privilege::live_effective(report.pid)?;
+    Some(report)
+}
+
+fn print_privileges(daemon: Option<&privilege::Privileges>) {
+    println!();
+    let Some(p) = daemon else {
+        println!("daemon:   not running (no privilege report next to its socket)");
+        return;
+    };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(" ")
+        }
+    };
+    println!("daemon:   pid {}, uid {}, gid {}", p.pid, p.uid, p.gid);
+    println!("  capabilities: {}", list(&p.effective));
+    println!("  dropped after load: {}", list(&p.dropped));
+    println!("  bounding set: {}", list(&p.bounding));
+    println!(
+        "  no_new_privs: {}",
+        if p.no_new_privs { "yes" } else { "no" }
+    );
+    println!("  landlock: {} on {}", p.landlock.status, p.landlock.scope);
+    println!("    read-write: {}", list(&p.landlock.read_write));
+    println!("    read-only:  {}", list(&p.landlock.read_only));
 }
 
 /// Builds the status document.

@@ -8,6 +8,9 @@ pub enum KernelError {
     /// access to the root-only pins); the text says what it is.
     #[error("{0} needs root (run it with sudo)")]
     NotRoot(&'static str),
+    /// The daemon lacks capabilities (named in the message).
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
     /// No cgroup v2 hierarchy mounted.
     #[error(
         "no cgroup v2 hierarchy is mounted (looked in /proc/mounts); netmon attaches to cgroup v2"

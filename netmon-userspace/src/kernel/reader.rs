@@ -45,6 +45,9 @@ impl KernelSource {
         // everyone else's) pays two clock reads — measured here, 108 → 187 ns
         // per run of netmon_egress. `netmon status --sample` turns them on
         // for a measurement window only.
+        // Every capability the daemon will use, named if one is missing,
+        // before the load fails on the first.
+        crate::privilege::require(crate::privilege::LOAD_CAPS)?;
         let outcome = loader::attach(args)?;
         let source = Self::open(&args.pin_dir)?;
         Ok((source, outcome))

@@ -15,10 +15,13 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// bpf_get_netns_cookie in cgroup_sock (5.8). Tested on 6.18.
 pub const MIN_KERNEL: (u32, u32) = (5, 15);
 
-/// True if the effective user is root.
+/// True if the effective user is root, or the process holds `CAP_BPF`
+/// (the systemd unit's `netmon` user; what else it needs is checked by
+/// [`crate::privilege::require`]).
 #[must_use]
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+        || caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_BPF).unwrap_or(false)
 }
 
 /// The cgroup v2 mount point, from `/proc/mounts` (first `cgroup2` entry:
