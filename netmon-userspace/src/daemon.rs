@@ -109,6 +109,9 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
+    let file_apps = file.apps.clone();
+    let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
+        .map_err(anyhow::Error::msg)?;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     let (store, migrations) = Store::open(&cfg.db, cfg.retention)?;
     // Shared with the query server; the drain holds the lock while it
@@ -134,6 +137,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     };
     let mut drain = Drain::new(&mut lock())?;
     let clock = SystemClock;
+    // Alerts: evaluated after each committed step (see `crate::alerts`).
+    let mut alerts =
+        crate::alerts::Alerts::start(&alert_rules, file_apps, &mut lock(), clock.now_ms())?;
     let mut pending = migrations;
     pending.push(DaemonEvent::Start {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -164,6 +170,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             clock.now_ms(),
             &mut pending,
             args.log_json,
+            &mut alerts,
         );
         let took = started.elapsed();
         if took > cfg.interval {
@@ -189,6 +196,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         clock.now_ms(),
         &mut pending,
         args.log_json,
+        &mut alerts,
     );
     // Best effort: a stale socket file is replaced at the next start anyway.
     let _ = std::fs::remove_file(&args.socket);
@@ -221,10 +229,14 @@ fn step(
     now: u64,
     pending: &mut Vec<DaemonEvent>,
     log_json: bool,
+    alerts: &mut Option<crate::alerts::Alerts>,
 ) -> bool {
     match drain.step(source, resolver, store, now, pending.clone()) {
         Ok(report) => {
             pending.clear();
+            if let Some(a) = alerts {
+                a.after_drain(store, &report);
+            }
             if log_json {
                 print_json(&report);
             }

@@ -5,6 +5,7 @@
 //! api → [`cli`]. [`source`] is the seam between the kernel reader and the
 //! rest (a simulated source stands beside it for tests); [`live`] answers
 //! from the current kernel counters; [`wire`] holds every JSON document.
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod clock;
