@@ -591,10 +591,7 @@ fn compile_action(a: &ActionFile) -> Result<ActionKind, String> {
             ("backoff", a.backoff.is_some()),
             ("user", a.user.is_some()),
         ];
-        match given
-            .iter()
-            .find(|(k, set)| *set && !allowed.contains(k))
-        {
+        match given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
             Some((k, _)) => Err(format!("`{k}` does not apply to kind {:?}", a.kind)),
             None => Ok(()),
         }
@@ -671,11 +668,7 @@ fn fingerprint(r: &RuleFile) -> u64 {
     clippy::too_many_lines,
     reason = "one match over the rule kinds, each a few checks"
 )]
-fn compile_rule(
-    r: &RuleFile,
-    actions: &[Action],
-    tariff: Option<&Tariff>,
-) -> Result<Rule, String> {
+fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Result<Rule, String> {
     let mut filters = Vec::new();
     for f in &r.filters {
         let t: FilterTerm = f.parse().map_err(|e| format!("filter {f:?}: {e}"))?;
@@ -736,7 +729,10 @@ fn compile_rule(
                 }
                 (None, Some(p)) => {
                     if repeat_ms.is_some() || r.hysteresis.is_some() {
-                        return Err("a calendar period fires once a period: no repeat or hysteresis".to_owned());
+                        return Err(
+                            "a calendar period fires once a period: no repeat or hysteresis"
+                                .to_owned(),
+                        );
                     }
                     let period = match p {
                         "day" => Period::Day,
@@ -783,7 +779,9 @@ fn compile_rule(
             let cap = match (&r.cap, tariff.and_then(|t| t.cap)) {
                 (Some(c), _) => parse_size(c)?,
                 (None, Some(c)) => c,
-                (None, None) => return Err("quota needs cap = \"SIZE\" (or a [tariff] cap)".to_owned()),
+                (None, None) => {
+                    return Err("quota needs cap = \"SIZE\" (or a [tariff] cap)".to_owned());
+                }
             };
             if cap == 0 {
                 return Err("cap must be > 0".to_owned());
@@ -896,8 +894,9 @@ pub fn compile(
     text: &str,
 ) -> Result<Compiled, String> {
     let tz = match &alerts.timezone {
-        Some(z) => parse_tz(z.get_ref())
-            .map_err(|e| at_line(text, &z.span(), "[alerts] timezone", &e))?,
+        Some(z) => {
+            parse_tz(z.get_ref()).map_err(|e| at_line(text, &z.span(), "[alerts] timezone", &e))?
+        }
         None => local_tz(),
     };
     let tariff = tariff
@@ -909,7 +908,12 @@ pub fn compile(
     for a in &alerts.action {
         let what = format!("action {:?}", a.get_ref().name);
         if actions.iter().any(|x| x.name == a.get_ref().name) {
-            return Err(at_line(text, &a.span(), &what, "a second action of this name"));
+            return Err(at_line(
+                text,
+                &a.span(),
+                &what,
+                "a second action of this name",
+            ));
         }
         let kind = compile_action(a.get_ref()).map_err(|e| at_line(text, &a.span(), &what, &e))?;
         actions.push(Action {
@@ -922,7 +926,12 @@ pub fn compile(
     for r in &alerts.rule {
         let what = format!("rule {:?}", r.get_ref().name);
         if r.get_ref().name.is_empty() || !names.insert(r.get_ref().name.clone()) {
-            return Err(at_line(text, &r.span(), &what, "names must be unique and not empty"));
+            return Err(at_line(
+                text,
+                &r.span(),
+                &what,
+                "names must be unique and not empty",
+            ));
         }
         rules.push(
             compile_rule(r.get_ref(), &actions, tariff.as_ref())
@@ -997,16 +1006,26 @@ reset_day = 31
 
     #[test]
     fn errors_name_the_line() {
-        let text = "[[alerts.rule]]\nname = \"a\"\nkind = \"volume\"\nover = \"5GiB\"\n\n[[alerts.rule]]\nname = \"b\"\nkind = \"volume\"\nover = \"lots\"\nwindow = \"1h\"\n";
+        let text = "[[alerts.rule]]\nname = \"a\"\nkind = \"volume\"\nover = \"5GiB\"\nperiod = \"day\"\n[[alerts.rule]]\nname = \"b\"\nkind = \"volume\"\nover = \"lots\"\nwindow = \"1h\"\n";
         let e = check(text).expect_err("bad size");
-        assert!(e.contains("line 6") && e.contains("rule \"b\"") && e.contains("lots"), "{e}");
-        let e = check(text.replace("lots", "1GB").as_str()).expect_err("rule a has no window");
+        assert!(
+            e.contains("line 6") && e.contains("rule \"b\"") && e.contains("lots"),
+            "{e}"
+        );
+        let e = check(
+            &text
+                .replace("lots", "1GB")
+                .replace("period = \"day\"\n", ""),
+        )
+        .expect_err("rule a has no window");
         assert!(e.contains("line 1") && e.contains("window"), "{e}");
         let e = check("[[alerts.rule]]\nname = \"a\"\nkind = \"rate\"\nover = \"1Mbit/s\"\nactions = [\"nope\"]\n")
             .expect_err("unknown action");
         assert!(e.contains("line 1") && e.contains("nope"), "{e}");
-        let e = check("[[alerts.rule]]\nname = \"a\"\nkind = \"quota\"\ncap = \"1GB\"\nreset_day = 32\n")
-            .expect_err("day 32");
+        let e = check(
+            "[[alerts.rule]]\nname = \"a\"\nkind = \"quota\"\ncap = \"1GB\"\nreset_day = 32\n",
+        )
+        .expect_err("day 32");
         assert!(e.contains("reset_day"), "{e}");
         let e = check("[[alerts.rule]]\nname = \"a\"\nkind = \"volume\"\nwindw = \"1h\"\n")
             .expect_err("typo");

@@ -117,7 +117,10 @@ fn pick(d: Direction, tx: u64, rx: u64) -> u64 {
 fn facts_of(info: &ProcessInfo, apps: &AppRules) -> ProcFacts {
     let record = ProcessRecord {
         info: info.clone(),
-        unit: info.cgroup.as_deref().and_then(crate::store::unit_of_cgroup),
+        unit: info
+            .cgroup
+            .as_deref()
+            .and_then(crate::store::unit_of_cgroup),
         first_seen_ms: 0,
         last_seen_ms: 0,
     };
@@ -278,7 +281,11 @@ impl Engine {
                     }
                 };
                 for (l, w) in self.live.iter_mut().zip(&want) {
-                    if *w != Some(ri) || !ps.scopes.contains(&u32::try_from(l.scope).unwrap_or(u32::MAX)) {
+                    if *w != Some(ri)
+                        || !ps
+                            .scopes
+                            .contains(&u32::try_from(l.scope).unwrap_or(u32::MAX))
+                    {
                         continue;
                     }
                     if self.scopes[l.scope].class.is_some_and(|c| c != class) {
@@ -404,7 +411,13 @@ impl Live {
             time: rfc3339_from_unix_ms(ts),
             time_unix_ms: ts,
             message,
-            filters: self.rule.scope.filters.iter().map(ToString::to_string).collect(),
+            filters: self
+                .rule
+                .scope
+                .filters
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             class: self.rule.scope.class.map(|c| c.name().to_owned()),
             direction: self.rule.direction.name().to_owned(),
             ..AlertEvent::default()
@@ -505,14 +518,19 @@ impl Live {
                             format!(
                                 "{}: {value} bytes in the last {} ({tr}; threshold {over})",
                                 l.rule.name,
-                                humantime::format_duration(std::time::Duration::from_millis(window_ms))
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                ))
                             ),
                         )
                     },
                     out,
                 );
             }
-            Condition::InPeriod { over, cycle } | Condition::Quota { cap: over, cycle, .. } => {
+            Condition::InPeriod { over, cycle }
+            | Condition::Quota {
+                cap: over, cycle, ..
+            } => {
                 let Acc::Cycle { range, sum } = &mut self.acc else {
                     return;
                 };
@@ -534,7 +552,10 @@ impl Live {
                     cycle_end_unix_ms: Some(range.end),
                     ..l.event(ts, tr, msg)
                 };
-                if let Condition::Quota { levels, project, .. } = &self.rule.condition {
+                if let Condition::Quota {
+                    levels, project, ..
+                } = &self.rule.condition
+                {
                     let cap = over;
                     let (levels, project) = (levels.clone(), *project);
                     // The highest level reached and not yet fired this
@@ -574,10 +595,9 @@ impl Live {
                         && elapsed > 0
                         && elapsed >= (len / 10).min(86_400_000)
                     {
-                        let projected = u64::try_from(
-                            u128::from(used) * u128::from(len) / u128::from(elapsed),
-                        )
-                        .unwrap_or(u64::MAX);
+                        let projected =
+                            u64::try_from(u128::from(used) * u128::from(len) / u128::from(elapsed))
+                                .unwrap_or(u64::MAX);
                         if projected > cap {
                             self.state.projected_fired = true;
                             let e = AlertEvent {
@@ -603,7 +623,10 @@ impl Live {
                         ..base(
                             self,
                             "fired",
-                            format!("{}: {used} bytes this period (threshold {over})", self.rule.name),
+                            format!(
+                                "{}: {used} bytes this period (threshold {over})",
+                                self.rule.name
+                            ),
                         )
                     };
                     self.fire(ts, e, out);
@@ -616,7 +639,8 @@ impl Live {
                 let Some(dt) = dt.filter(|d| *d > 0) else {
                     return;
                 };
-                let bps = u64::try_from(u128::from(bytes) * 8000 / u128::from(dt)).unwrap_or(u64::MAX);
+                let bps =
+                    u64::try_from(u128::from(bytes) * 8000 / u128::from(dt)).unwrap_or(u64::MAX);
                 let above = bps > over_bps;
                 let start = if above {
                     *above_since.get_or_insert(ts.saturating_sub(dt))
@@ -636,7 +660,10 @@ impl Live {
                         ..l.event(
                             ts,
                             tr,
-                            format!("{}: {bps} bit/s ({tr}; threshold {over_bps} bit/s)", l.rule.name),
+                            format!(
+                                "{}: {bps} bit/s ({tr}; threshold {over_bps} bit/s)",
+                                l.rule.name
+                            ),
                         )
                     },
                     out,
@@ -651,7 +678,10 @@ impl Live {
                             ..self.event(
                                 ts,
                                 "new_app",
-                                format!("{}: {app} talks to the internet for the first time", self.rule.name),
+                                format!(
+                                    "{}: {app} talks to the internet for the first time",
+                                    self.rule.name
+                                ),
                             )
                         };
                         self.fire(ts, e, out);

@@ -16,11 +16,13 @@
 //! its events are on disk together before any action runs.
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition};
+use redb::{
+    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+};
 
 use crate::alerts::AlertError;
 use crate::store::{Store, TimeMs};
-use crate::wire::{AlertEvent, RuleStatus};
+use crate::wire::{AlertEvent, Alerts, RuleStatus, SCHEMA_VERSION};
 
 /// Rule state by name.
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_state_v1");
@@ -86,10 +88,7 @@ pub fn load(store: &mut Store) -> Result<BTreeMap<String, RuleState>, AlertError
     let mut out = BTreeMap::new();
     for row in table.iter()? {
         let (k, v) = row?;
-        out.insert(
-            k.value().to_owned(),
-            serde_json::from_slice(v.value())?,
-        );
+        out.insert(k.value().to_owned(), serde_json::from_slice(v.value())?);
     }
     Ok(out)
 }
@@ -98,7 +97,11 @@ pub fn load(store: &mut Store) -> Result<BTreeMap<String, RuleState>, AlertError
 ///
 /// # Errors
 /// Storage errors; a record that does not decode.
-pub fn events(store: &mut Store, since: TimeMs, limit: usize) -> Result<Vec<AlertEvent>, AlertError> {
+pub fn events(
+    store: &mut Store,
+    since: TimeMs,
+    limit: usize,
+) -> Result<Vec<AlertEvent>, AlertError> {
     let db = store.db()?;
     let txn = db.begin_read()?;
     let table = match txn.open_table(EVENTS) {
@@ -166,4 +169,25 @@ pub fn last_seq(store: &mut Store) -> Result<u64, AlertError> {
         max = max.max(row?.0.value().1);
     }
     Ok(max)
+}
+
+/// Events listed when no limit is asked.
+pub const DEFAULT_LIST: u64 = 1000;
+
+/// `netmon alerts`: every stored rule state and the events since `since`.
+///
+/// # Errors
+/// Storage errors; a record that does not decode.
+pub fn listing(store: &mut Store, since: TimeMs, limit: Option<u64>) -> Result<Alerts, AlertError> {
+    let rules = load(store)?
+        .iter()
+        .map(|(name, s)| s.status(name))
+        .collect();
+    let limit = usize::try_from(limit.unwrap_or(DEFAULT_LIST)).unwrap_or(usize::MAX);
+    Ok(Alerts {
+        schema_version: SCHEMA_VERSION,
+        since_unix_ms: since,
+        rules,
+        events: events(store, since, limit)?,
+    })
 }

@@ -35,6 +35,8 @@ pub enum Answer {
     Procs(Procs),
     /// To [`Request::Export`].
     Export(Export),
+    /// To [`Request::Alerts`].
+    Alerts(wire::Alerts),
 }
 
 /// Why a request got no document.
@@ -355,6 +357,16 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             class_of(class.as_ref())?,
         )
         .map(Answer::Export),
+        Request::Alerts { since_ms, limit } => {
+            crate::alerts::state::listing(store, *since_ms, *limit)
+                .map(Answer::Alerts)
+                .map_err(|e| match e {
+                    crate::alerts::AlertError::Store(s) => {
+                        HandlerError::Query(QueryError::Store(s))
+                    }
+                    e => HandlerError::BadRequest(e.to_string()),
+                })
+        }
     }
 }
 

@@ -368,6 +368,14 @@ pub enum Request {
         #[serde(default)]
         class: Option<String>,
     },
+    /// Answered with [`super::Alerts`]: rule states and events since.
+    Alerts {
+        /// Events at or after this time.
+        since_ms: u64,
+        /// At most this many events (the newest).
+        #[serde(default)]
+        limit: Option<u64>,
+    },
 }
 
 /// The answer to a [`Request`]: `{"ok": DOCUMENT}` or
