@@ -221,6 +221,10 @@ pub fn run_blocking(args: DaemonArgs) -> anyhow::Result<()> {
 
 /// One drain step; events in `pending` are recorded with it and cleared
 /// once committed. Returns whether it committed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's state, passed as is; alerts run right after the commit"
+)]
 fn step(
     drain: &mut Drain,
     source: &mut dyn CounterSource,

@@ -50,6 +50,7 @@
 //! kind = "quota"
 //! cap = "100GiB"                 # default: the tariff's cap
 //! levels = [80, 90, 100]         # percent, each fires once per cycle
+//!                                # (class: internet unless given)
 //! project = true                 # also fire once when the projection passes the cap
 //! # reset_day = 15 | period_days = 30, start = "2026-01-01": default the tariff's cycle
 //!
@@ -798,6 +799,8 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             if levels.is_empty() || levels.contains(&0) {
                 return Err("levels are percentages > 0, like [80, 90, 100]".to_owned());
             }
+            // Like the tariff: the internet unless the rule says otherwise.
+            class = class.or(Some(DestClass::Internet));
             Condition::Quota {
                 cap,
                 levels,

@@ -361,9 +361,7 @@ impl Engine {
         ts: TimeMs,
         per_process: &[(ProcessInfo, DestClass, Traffic)],
     ) -> Vec<AlertEvent> {
-        for s in &mut self.sums {
-            *s = (0, 0);
-        }
+        self.sums.fill((0, 0));
         if self.cache.len() > PROC_CACHE_MAX {
             self.cache.clear();
         }

@@ -376,7 +376,7 @@ pub fn run_cost(args: &CostArgs) -> anyhow::Result<()> {
                     format!("{:.4}", r.cost),
                 ]
             }));
-            render::csv(&mut out, &["key", "used_bytes", "cost"], rows.into_iter())?;
+            render::csv(&mut out, &["key", "used_bytes", "cost"], rows)?;
         }
         Format::Table => {
             writeln!(
