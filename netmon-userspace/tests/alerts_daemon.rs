@@ -116,6 +116,14 @@ fn netmon(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run netmon")
 }
 
+fn plain(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("NETMON_LOG", "warn")
+        .output()
+        .expect("run netmon")
+}
+
 #[test]
 fn sigkill_mid_cycle_never_fires_twice_and_exec_gets_the_json() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -144,28 +152,22 @@ fn sigkill_mid_cycle_never_fires_twice_and_exec_gets_the_json() {
         .expect("save script");
     std::fs::write(p.join("config.toml"), config(p)).expect("config");
 
-    let check = netmon(
-        p,
-        &[
-            "alerts",
-            "check",
-            p.join("config.toml").to_str().expect("utf-8"),
-        ],
-    );
+    let check = plain(&[
+        "alerts",
+        "check",
+        p.join("config.toml").to_str().expect("utf-8"),
+    ]);
     assert!(check.status.success(), "{check:?}");
     std::fs::write(
         p.join("bad.toml"),
         "[[alerts.rule]]\nname = \"x\"\nkind = \"volume\"\nover = \"1GB\"\n",
     )
     .expect("bad config");
-    let bad = netmon(
-        p,
-        &[
-            "alerts",
-            "check",
-            p.join("bad.toml").to_str().expect("utf-8"),
-        ],
-    );
+    let bad = plain(&[
+        "alerts",
+        "check",
+        p.join("bad.toml").to_str().expect("utf-8"),
+    ]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         !bad.status.success() && err.contains("line 1") && err.contains("window"),
