@@ -554,7 +554,7 @@ name = "slow"
 kind = "exec"
 shell = true
 timeout = "60s"
-command = ["sleep 3; touch {}"]
+command = ["sleep 3; touch {} 2>/dev/null || true"]
 "#,
         KINDS.replace(
             "kind = \"new_app\"",
@@ -583,4 +583,140 @@ command = ["sleep 3; touch {}"]
     );
     assert_eq!(run.fired().len(), 4, "every event was evaluated and stored");
     wait_for("the slow action", || marker.exists());
+}
+
+/// firefox busy 10:00–10:59 UTC every day: 1 MB a minute on days 0..=6,
+/// 400 kB a minute on day 7.
+fn daily_script() -> Script {
+    let mut b = ScriptBuilder::new(60_000);
+    let firefox = b.process(100, 10, "firefox", 0..=u64::MAX);
+    for day in 0..=7u64 {
+        let per_min = if day == 7 { 400_000 } else { 1_000_000 };
+        let from = day * 1440 + 600;
+        b.socket(10 + day, Some(firefox), None).flow(
+            10 + day,
+            "93.184.216.34:443",
+            from..=from + 59,
+            per_tick(0, 0),
+            per_tick(100, per_min - 4000),
+        );
+    }
+    b.build().expect("valid script")
+}
+
+#[test]
+fn quality_fires_when_busy_minutes_fall_below_half_their_baseline() {
+    let cfg = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "slow"
+filters = ["app=firefox"]
+kind = "quality"
+below = 0.5
+min_rate = "20kbit/s"
+window = "15m"
+"#;
+    let base = ts("2026-06-01T00:00:00Z");
+    let mut run = Run::new(&daily_script(), cfg, base);
+    // Minute steps through each day's busy hour (nothing moves between).
+    let run_ticks = |r: &mut Run, day: u64| {
+        for k in day * 1440 + 600..=day * 1440 + 661 {
+            r.source.set_tick(k);
+            let now = base + k * 60_000;
+            let report = r
+                .drain
+                .step(
+                    &mut r.source,
+                    &mut r.resolver,
+                    &mut r.store,
+                    now,
+                    Vec::new(),
+                )
+                .expect("step");
+            let fired =
+                r.engine
+                    .as_mut()
+                    .expect("engine")
+                    .step(&mut r.store, now, &report.per_process);
+            r.events.extend(fired);
+        }
+    };
+    for day in 0..=7 {
+        run_ticks(&mut run, day);
+    }
+    // Baseline at 10:00 on day 7: days 0..=6, 1 MB a minute = 133333 bit/s;
+    // day 7 runs at 400 kB a minute = 53333 bit/s, under half of it. The
+    // window needs 3 complete busy minutes: 10:00, 10:01, 10:02 are
+    // complete at the step of 10:03. Days 1..=6 run at their baseline:
+    // nothing; day 0 has none.
+    let got: Vec<_> = run
+        .events
+        .iter()
+        .map(|e| ((e.time_unix_ms - base) / 60_000, e.transition.clone()))
+        .collect();
+    assert_eq!(got, vec![(7 * 1440 + 603, "fired".to_owned())]);
+    let e = &run.events[0];
+    assert_eq!(e.baseline_bits_per_s, Some(1_000_000 * 8 / 60));
+    assert_eq!(e.rate_bits_per_s, Some(400_000 * 8 / 60));
+}
+
+#[test]
+fn a_rolling_window_seeded_across_whole_hours_expires_minute_by_minute() {
+    // Regression: seeding read the whole hours inside the window from the
+    // hour rollups, stamped at the hour's start, so after a restart an
+    // hour of traffic left the window at once instead of minute by minute.
+    let cfg = r#"
+[[alerts.rule]]
+name = "big"
+filters = ["app=firefox"]
+kind = "volume"
+over = "30MB"
+window = "3h"
+"#;
+    let base = ts("2026-06-01T00:00:00Z");
+    let mut run = Run::new(&daily_script(), cfg, base);
+    let minutes = |r: &mut Run, ticks: std::ops::RangeInclusive<u64>| {
+        for k in ticks {
+            r.source.set_tick(k);
+            let now = base + k * 60_000;
+            let report = r
+                .drain
+                .step(
+                    &mut r.source,
+                    &mut r.resolver,
+                    &mut r.store,
+                    now,
+                    Vec::new(),
+                )
+                .expect("step");
+            let fired =
+                r.engine
+                    .as_mut()
+                    .expect("engine")
+                    .step(&mut r.store, now, &report.per_process);
+            r.events.extend(fired);
+        }
+    };
+    // 1 MB a minute over 10:00..=10:59 (ticks 600..=659).
+    minutes(&mut run, 600..=661);
+    // Restart at 12:00: the window (09:00, 12:00] holds two whole hours.
+    let now = base + 720 * 60_000;
+    run.engine = None;
+    run.drain = Drain::new(&mut run.store).expect("drain");
+    run.engine =
+        Some(Engine::start(&run.rules, AppRules::default(), &mut run.store, now).expect("engine"));
+    minutes(&mut run, 720..=830);
+    // > 30 MB from the 31st minute (tick 630). At tick T ≥ 780 the window
+    // (T − 180, T] holds the minutes 600..=659 above T − 180: 839 − T of
+    // them, ≤ 30 MB from T = 809.
+    let got: Vec<_> = run
+        .events
+        .iter()
+        .map(|e| ((e.time_unix_ms - base) / 60_000, e.transition.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(630, "fired".to_owned()), (809, "cleared".to_owned())]
+    );
 }

@@ -58,6 +58,13 @@
 //! name = "new-apps"
 //! kind = "new_app"               # class defaults to internet
 //!
+//! [[alerts.rule]]                # "the internet got slow"
+//! name = "slow"
+//! kind = "quality"               # class internet, direction rx by default
+//! below = 0.5                    # busy-minute throughput < 50 % of its baseline
+//! min_rate = "1Mbit/s"           # a minute is busy (demand) from this rate on
+//! window = "15m"                 # busy minutes averaged (at least 3)
+//!
 //! [tariff]
 //! currency = "EUR"
 //! price_per_gib = 0.0            # inside the included volume
@@ -178,6 +185,10 @@ pub struct RuleFile {
     pub period_days: Option<u32>,
     /// quota: first day of the N-day cycle (`YYYY-MM-DD`).
     pub start: Option<String>,
+    /// quality: fire below this fraction of the baseline throughput.
+    pub below: Option<Num>,
+    /// quality: a minute counts as demand from this rate on.
+    pub min_rate: Option<String>,
     /// Action names (default `["log"]`).
     pub actions: Option<Vec<String>>,
 }
@@ -299,6 +310,16 @@ pub enum Condition {
     },
     /// An app with traffic in scope for the first time.
     NewApp,
+    /// Throughput of busy minutes below a fraction of the same hour's
+    /// over the last 7 days.
+    Quality {
+        /// Fraction of the baseline, 0 < f < 1.
+        below: f64,
+        /// A minute is busy (demand) from this rate on, bits/s.
+        min_bps: u64,
+        /// Busy minutes averaged, ms.
+        window_ms: u64,
+    },
 }
 
 impl Condition {
@@ -310,6 +331,7 @@ impl Condition {
             Self::Rate { .. } => "rate",
             Self::Quota { .. } => "quota",
             Self::NewApp => "new_app",
+            Self::Quality { .. } => "quality",
         }
     }
 }
@@ -690,6 +712,7 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
         class = Some(c);
     }
     let direction = match r.direction.as_deref() {
+        None if r.kind == "quality" => Direction::Rx,
         None | Some("both") => Direction::Both,
         Some("tx") => Direction::Tx,
         Some("rx") => Direction::Rx,
@@ -825,12 +848,41 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             Condition::NewApp
         }
         "quality" => {
-            return Err(
-                "kind \"quality\" needs RTT and retransmission data this build does not record yet"
-                    .to_owned(),
-            );
+            unused(&[
+                ("over", r.over.is_some()),
+                ("period", r.period.is_some()),
+                ("for", r.for_.is_some()),
+                ("cap", r.cap.is_some()),
+                ("levels", r.levels.is_some()),
+                ("project", r.project),
+                ("reset_day/period_days/start", cycle_given),
+            ])?;
+            let below = r
+                .below
+                .ok_or("quality needs below = 0.5 (a fraction of the baseline throughput)")?
+                .0;
+            if !(below > 0.0 && below < 1.0) {
+                return Err(format!("below must be in (0, 1), not {below}"));
+            }
+            let window_ms = r
+                .window
+                .as_deref()
+                .map_or(Ok(15 * 60_000), parse_duration_ms)?;
+            if window_ms < 3 * 60_000 {
+                return Err("a quality window is at least 3m (it averages busy minutes)".to_owned());
+            }
+            class = class.or(Some(DestClass::Internet));
+            Condition::Quality {
+                below,
+                min_bps: parse_rate(r.min_rate.as_deref().unwrap_or("1Mbit/s"))?,
+                window_ms,
+            }
         }
-        k => return Err(format!("unknown kind {k:?} (volume, rate, quota, new_app)")),
+        k => {
+            return Err(format!(
+                "unknown kind {k:?} (volume, rate, quota, new_app, quality)"
+            ));
+        }
     };
     let names = r.actions.clone().unwrap_or_else(|| vec!["log".to_owned()]);
     let mut idx = Vec::new();

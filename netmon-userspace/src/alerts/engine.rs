@@ -34,6 +34,16 @@
 //! A condition that became true while the daemon was down fires at the
 //! first step after the restart (the step that takes the downtime's deltas).
 //! Rate rules need consecutive intervals: a restart begins a new run.
+//!
+//! # Quality without RTT data
+//! This build records no RTT or retransmission counts, so the one quality
+//! condition is the throughput notice, from byte counts alone: the mean
+//! rate of the window's *busy* minutes (a minute at `min_rate` or more:
+//! there was demand) against the same mean over the same hour (24 h steps)
+//! of the last 7 days, read from the history once an hour. It says "busy
+//! minutes moved less than they usually do at this hour", which a slow
+//! link causes and so does lighter use at full speed: a hint, not a
+//! measurement of the link.
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
@@ -47,7 +57,8 @@ use crate::ownership::{ProcessId, ProcessInfo};
 use crate::query::AppRules;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
-use crate::store::{DestClass, ProcessRecord, Store, TimeMs, TimeRange, Traffic};
+use crate::store::query::Segment;
+use crate::store::{DestClass, ProcessRecord, Store, Tier, TimeMs, TimeRange, Traffic};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
 
 /// Cached process identities before the cache is cleared.
@@ -74,6 +85,43 @@ enum Acc {
     Rate { above_since: Option<TimeMs> },
     /// Known apps live in the state.
     NewApp,
+    /// Bytes per minute in the window, and the baseline of `hour`.
+    Quality {
+        minutes: VecDeque<(TimeMs, u64)>,
+        hour: Option<TimeMs>,
+        baseline_bps: Option<u64>,
+    },
+}
+
+/// One minute.
+const MINUTE: TimeMs = 60_000;
+/// One hour.
+const HOUR: TimeMs = 3_600_000;
+/// Busy minutes needed for a mean (window and baseline).
+const MIN_BUSY: usize = 3;
+
+/// Bits per second of `bytes` in a minute.
+fn minute_bps(bytes: u64) -> u64 {
+    u64::try_from(u128::from(bytes) * 8 * 1000 / u128::from(MINUTE)).unwrap_or(u64::MAX)
+}
+
+/// Mean rate of the minutes at `min_bps` or more, if there are
+/// [`MIN_BUSY`] of them.
+fn busy_mean(minutes: impl Iterator<Item = u64>, min_bps: u64) -> Option<u64> {
+    let busy: Vec<u64> = minutes.map(minute_bps).filter(|r| *r >= min_bps).collect();
+    (busy.len() >= MIN_BUSY).then(|| {
+        let n = u64::try_from(busy.len()).unwrap_or(u64::MAX);
+        busy.iter().fold(0u64, |a, b| a.saturating_add(*b)) / n
+    })
+}
+
+/// Adds `b` bytes at `ts` to per minute buckets (in time order).
+fn add_minute(minutes: &mut VecDeque<(TimeMs, u64)>, ts: TimeMs, b: u64) {
+    let m = ts - ts % MINUTE;
+    match minutes.back_mut() {
+        Some((last, v)) if *last == m => *v = v.saturating_add(b),
+        _ => minutes.push_back((m, b)),
+    }
 }
 
 /// One rule at run time.
@@ -140,6 +188,24 @@ fn scopes_of(f: &ProcFacts, scopes: &[Scope]) -> ProcScopes {
     }
 }
 
+/// Segments that read `range` at the finest resolution the store still
+/// holds for all of it (interval rows, else minute rows), so rows keep
+/// their own times; the query planner's coarse-where-aligned plan when
+/// neither does. Rolling windows and minute rates need the times; cycle
+/// sums do not and use the planner.
+fn fine_plan(store: &mut Store, range: &TimeRange) -> Result<Vec<Segment>, AlertError> {
+    for tier in [Tier::Interval, Tier::Minute] {
+        if store.purged_before(tier)? <= tier.bucket(range.start) {
+            return Ok(vec![Segment {
+                tier,
+                from: tier.bucket(range.start),
+                to: range.end,
+            }]);
+        }
+    }
+    Ok(scan::plan_for(store, range, Kind::Process)?.0)
+}
+
 fn fresh_state(rule: &Rule) -> RuleState {
     RuleState {
         kind: rule.condition.kind().to_owned(),
@@ -187,6 +253,11 @@ impl Engine {
                 },
                 Condition::Rate { .. } => Acc::Rate { above_since: None },
                 Condition::NewApp => Acc::NewApp,
+                Condition::Quality { .. } => Acc::Quality {
+                    minutes: VecDeque::new(),
+                    hour: None,
+                    baseline_bps: None,
+                },
             };
             live.push(Live {
                 rule: rule.clone(),
@@ -227,13 +298,14 @@ impl Engine {
     /// Rebuilds the sums from the history: one scan per distinct range.
     fn seed(&mut self, store: &mut Store, now: TimeMs) -> Result<(), AlertError> {
         let end = now.saturating_add(1);
-        let mut ranges: Vec<TimeRange> = Vec::new();
+        let mut ranges: Vec<(TimeRange, bool)> = Vec::new();
         let mut want: Vec<Option<usize>> = Vec::new();
         for l in &mut self.live {
             let range = match (&l.rule.condition, &l.acc) {
-                (Condition::Rolling { window_ms, .. }, _) => {
-                    Some(now.saturating_sub(*window_ms).saturating_add(1)..end)
-                }
+                (
+                    Condition::Rolling { window_ms, .. } | Condition::Quality { window_ms, .. },
+                    _,
+                ) => Some((now.saturating_sub(*window_ms).saturating_add(1)..end, true)),
                 (_, Acc::Cycle { range, .. }) => {
                     // A new cycle since the stored state: its flags start over.
                     if l.state.cycle_start_ms != Some(range.start) {
@@ -244,11 +316,11 @@ impl Engine {
                         l.state.since_ms = Some(range.start);
                         l.dirty = true;
                     }
-                    Some(range.start..end)
+                    Some((range.start..end, false))
                 }
                 // A rule without a baseline takes the apps already in the
                 // history as known.
-                (Condition::NewApp, _) if l.dirty => Some(0..end),
+                (Condition::NewApp, _) if l.dirty => Some((0..end, false)),
                 _ => None,
             };
             want.push(range.map(|r| {
@@ -262,8 +334,12 @@ impl Engine {
             return Ok(());
         }
         let facts = Facts::load(store, &self.apps)?;
-        for (ri, range) in ranges.iter().enumerate() {
-            let (segs, _) = scan::plan_for(store, range, Kind::Process)?;
+        for (ri, (range, fine)) in ranges.iter().enumerate() {
+            let segs = if *fine {
+                fine_plan(store, range)?
+            } else {
+                scan::plan_for(store, range, Kind::Process)?.0
+            };
             let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic)> = Vec::new();
             scan::rows(store, &segs, Kind::Process, |r| {
                 if let Subject::Process(id) = r.subject {
@@ -308,6 +384,11 @@ impl Engine {
                                 l.dirty = true;
                             }
                         }
+                        Acc::Quality { minutes, .. } => {
+                            if b > 0 {
+                                add_minute(minutes, ts, b);
+                            }
+                        }
                         Acc::Rate { .. } => {}
                     }
                 }
@@ -326,6 +407,9 @@ impl Engine {
         ts: TimeMs,
         per_process: &[(ProcessInfo, DestClass, Traffic)],
     ) -> Vec<AlertEvent> {
+        if let Err(e) = self.refresh_baselines(store, ts) {
+            tracing::warn!(error = %e, "reading the quality baselines failed; retrying next interval");
+        }
         let fired = self.evaluate(ts, per_process);
         self.pending.extend(fired);
         match self.commit(store) {
@@ -335,6 +419,81 @@ impl Engine {
                 Vec::new()
             }
         }
+    }
+
+    /// Quality rules: when the hour changed, the baseline of the new hour
+    /// from the history: the mean rate of the busy minutes of the same
+    /// hour on each of the last 7 days (24 h steps back), from the rows
+    /// the query layer reads. One scan per rule and day, once an hour.
+    fn refresh_baselines(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        let hour = ts - ts % HOUR;
+        let stale = self
+            .live
+            .iter()
+            .any(|l| matches!(l.acc, Acc::Quality { hour: h, .. } if h != Some(hour)));
+        if !stale {
+            return Ok(());
+        }
+        let facts = Facts::load(store, &self.apps)?;
+        // Per scope and direction: bytes per minute over the 7 hours.
+        let mut per: Vec<(usize, Direction, FxHashMap<TimeMs, u64>)> = Vec::new();
+        for l in &self.live {
+            if matches!(l.acc, Acc::Quality { hour: h, .. } if h != Some(hour))
+                && !per
+                    .iter()
+                    .any(|(s, d, _)| *s == l.scope && *d == l.rule.direction)
+            {
+                per.push((l.scope, l.rule.direction, FxHashMap::default()));
+            }
+        }
+        for day in 1..=7u64 {
+            let Some(from) = hour.checked_sub(day * 24 * HOUR) else {
+                continue;
+            };
+            let segs = fine_plan(store, &(from..from + HOUR))?;
+            let mut rows = Vec::new();
+            scan::rows(store, &segs, Kind::Process, |r| {
+                if let Subject::Process(id) = r.subject
+                    && r.tier.width_ms().is_none_or(|w| w <= MINUTE)
+                {
+                    rows.push((r.ts, id, r.class, r.traffic));
+                }
+            })?;
+            for (rts, id, class, t) in rows {
+                let ps = self
+                    .cache
+                    .entry(id)
+                    .or_insert_with(|| scopes_of(&facts.get(id), &self.scopes));
+                for (s, d, m) in &mut per {
+                    let si = u32::try_from(*s).unwrap_or(u32::MAX);
+                    if !ps.scopes.contains(&si) || self.scopes[*s].class.is_some_and(|c| c != class)
+                    {
+                        continue;
+                    }
+                    let e = m.entry(rts - rts % MINUTE).or_insert(0);
+                    *e = e.saturating_add(pick(*d, t.tx.ip_bytes, t.rx.ip_bytes));
+                }
+            }
+        }
+        for l in &mut self.live {
+            if let (
+                Acc::Quality {
+                    hour: h,
+                    baseline_bps,
+                    ..
+                },
+                Condition::Quality { min_bps, .. },
+            ) = (&mut l.acc, &l.rule.condition)
+                && *h != Some(hour)
+            {
+                *h = Some(hour);
+                *baseline_bps = per
+                    .iter()
+                    .find(|(s, d, _)| *s == l.scope && *d == l.rule.direction)
+                    .and_then(|(_, _, m)| busy_mean(m.values().copied(), *min_bps));
+            }
+        }
+        Ok(())
     }
 
     /// Writes dirty states and pending events.
@@ -660,6 +819,76 @@ impl Live {
                             tr,
                             format!(
                                 "{}: {bps} bit/s ({tr}; threshold {over_bps} bit/s)",
+                                l.rule.name
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::Quality {
+                below,
+                min_bps,
+                window_ms,
+            } => {
+                let Acc::Quality {
+                    minutes,
+                    baseline_bps,
+                    ..
+                } = &mut self.acc
+                else {
+                    return;
+                };
+                if bytes > 0 {
+                    add_minute(minutes, ts, bytes);
+                }
+                while minutes
+                    .front()
+                    .is_some_and(|(m, _)| m.saturating_add(window_ms) <= ts)
+                {
+                    minutes.pop_front();
+                }
+                // Complete minutes only: the current one is still filling.
+                let this = ts - ts % MINUTE;
+                let current = busy_mean(
+                    minutes.iter().filter(|(m, _)| *m < this).map(|(_, b)| *b),
+                    min_bps,
+                );
+                let Some(base) = *baseline_bps else {
+                    return;
+                };
+                #[expect(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "rates in bits/s, far below 2^52; 0 < below < 1"
+                )]
+                let limit = (base as f64 * below) as u64;
+                #[expect(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "as above, 1 + h < 2"
+                )]
+                let clear_limit = (limit as f64 * (1.0 + self.rule.hysteresis)) as u64;
+                let slow = current.is_some_and(|c| c < limit);
+                // No demand (no busy minutes) clears it too.
+                let clear = current.is_none_or(|c| c >= clear_limit);
+                let rate = current.unwrap_or(0);
+                self.threshold(
+                    ts,
+                    slow,
+                    clear,
+                    |l, tr| AlertEvent {
+                        rate_bits_per_s: Some(rate),
+                        threshold_bits_per_s: Some(limit),
+                        baseline_bits_per_s: Some(base),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: busy-minute throughput {rate} bit/s, usually {base} bit/s at this hour ({tr})",
                                 l.rule.name
                             ),
                         )

@@ -73,10 +73,10 @@ impl RuleState {
     }
 }
 
-/// Every stored rule state.
+/// Every stored rule state (records that do not decode are left out).
 ///
 /// # Errors
-/// Storage errors; a record that does not decode.
+/// Storage errors.
 pub fn load(store: &mut Store) -> Result<BTreeMap<String, RuleState>, AlertError> {
     let db = store.db()?;
     let txn = db.begin_read()?;
@@ -88,7 +88,16 @@ pub fn load(store: &mut Store) -> Result<BTreeMap<String, RuleState>, AlertError
     let mut out = BTreeMap::new();
     for row in table.iter()? {
         let (k, v) = row?;
-        out.insert(k.value().to_owned(), serde_json::from_slice(v.value())?);
+        // A record this build cannot read (written by another version)
+        // starts that rule afresh rather than stopping the daemon.
+        match serde_json::from_slice(v.value()) {
+            Ok(s) => {
+                out.insert(k.value().to_owned(), s);
+            }
+            Err(e) => {
+                tracing::warn!(rule = k.value(), error = %e, "stored alert state unreadable; the rule starts afresh");
+            }
+        }
     }
     Ok(out)
 }

@@ -12,7 +12,7 @@ pub struct AlertEvent {
     pub schema_version: u32,
     /// The rule's name.
     pub rule: String,
-    /// `volume`, `rate`, `quota`, `new_app`.
+    /// `volume`, `rate`, `quota`, `new_app`, `quality`.
     pub kind: String,
     /// `fired` (became true), `repeat` (still true), `cleared` (no longer
     /// true), `level` (a quota level reached), `projected` (the cycle's
@@ -40,12 +40,16 @@ pub struct AlertEvent {
     /// The rolling window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_ms: Option<u64>,
-    /// Rate of the interval, bits per second (IP bytes × 8).
+    /// Rate of the interval, bits per second (IP bytes × 8); quality: the
+    /// mean of the window's busy minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_bits_per_s: Option<u64>,
     /// Rate threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_bits_per_s: Option<u64>,
+    /// quality: the baseline (same hour, last 7 days), bits per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_bits_per_s: Option<u64>,
     /// Quota level reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level_percent: Option<u32>,
