@@ -52,6 +52,15 @@ struct CostDoc {
     used_bytes: u64,
     cost: f64,
     currency: String,
+    #[serde(default)]
+    rows: Vec<CostRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CostRow {
+    key: String,
+    used_bytes: u64,
+    cost: f64,
 }
 
 fn config(dir: &Path) -> String {
@@ -262,4 +271,18 @@ fn sigkill_mid_cycle_never_fires_twice_and_exec_gets_the_json() {
     #[expect(clippy::cast_precision_loss, reason = "test figures")]
     let want = total as f64 / 1_073_741_824.0 * 2.0;
     assert!((c.cost - want).abs() < 1e-12, "{} vs {want}", c.cost);
+    // Today, per app: firefox is the only app on the internet (sshd's LAN
+    // traffic is not billed). The run is seconds long, so it is all today
+    // unless it straddled midnight UTC.
+    let out = netmon(p, &["cost", "--period", "day", "--by", "app", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let c: CostDoc = serde_json::from_slice(&out.stdout).expect("cost JSON");
+    if c.used_bytes == total {
+        assert_eq!(c.rows.len(), 1, "{c:?}");
+        assert_eq!(
+            (c.rows[0].key.as_str(), c.rows[0].used_bytes),
+            ("firefox", total)
+        );
+        assert!((c.rows[0].cost - want).abs() < 1e-12, "{c:?}");
+    }
 }

@@ -31,7 +31,7 @@
 //! filters = ["app=firefox"]      # the CLI's --filter vocabulary, process-level keys
 //! class = "internet"             # optional destination class
 //! direction = "both"             # tx | rx | both (default)
-//! kind = "volume"                # volume | rate | quota | new_app
+//! kind = "volume"                # volume | rate | quota | new_app | quality
 //! over = "5GiB"
 //! window = "24h"                 # rolling; or period = "day" | "week" | "month"
 //! hysteresis = 0.1               # clears below over × (1 − 0.1)
