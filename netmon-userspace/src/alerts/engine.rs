@@ -150,7 +150,7 @@ pub struct Engine {
     new_app_scopes: Vec<usize>,
     last_ts: Option<TimeMs>,
     seq: u64,
-    /// Events committed? No: waiting for a commit that failed.
+    /// Fired events not yet stored (their commit failed; retried next step).
     pending: Vec<AlertEvent>,
 }
 
