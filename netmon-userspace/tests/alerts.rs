@@ -73,6 +73,8 @@ struct Run {
     rules: Compiled,
     engine: Option<Engine>,
     base: TimeMs,
+    /// Length of a script tick (the drain steps once a tick).
+    tick_ms: TimeMs,
     events: Vec<AlertEvent>,
     _dir: tempfile::TempDir,
 }
@@ -98,13 +100,14 @@ impl Run {
             rules,
             engine: Some(engine),
             base,
+            tick_ms: script.tick_ms,
             events: Vec::new(),
             _dir: dir,
         }
     }
 
     fn at(&self, tick: u64) -> TimeMs {
-        self.base + tick * TICK_MS
+        self.base + tick * self.tick_ms
     }
 
     /// Drains tick `k`; the engine (if running) evaluates it.
@@ -150,7 +153,7 @@ impl Run {
             .iter()
             .map(|e| {
                 (
-                    (e.time_unix_ms - self.base) / TICK_MS,
+                    (e.time_unix_ms - self.base) / self.tick_ms,
                     e.rule.clone(),
                     e.transition.clone(),
                 )
@@ -617,45 +620,17 @@ below = 0.5
 min_rate = "20kbit/s"
 window = "15m"
 "#;
-    let base = ts("2026-06-01T00:00:00Z");
-    let mut run = Run::new(&daily_script(), cfg, base);
+    let mut run = Run::new(&daily_script(), cfg, ts("2026-06-01T00:00:00Z"));
     // Minute steps through each day's busy hour (nothing moves between).
-    let run_ticks = |r: &mut Run, day: u64| {
-        for k in day * 1440 + 600..=day * 1440 + 661 {
-            r.source.set_tick(k);
-            let now = base + k * 60_000;
-            let report = r
-                .drain
-                .step(
-                    &mut r.source,
-                    &mut r.resolver,
-                    &mut r.store,
-                    now,
-                    Vec::new(),
-                )
-                .expect("step");
-            let fired =
-                r.engine
-                    .as_mut()
-                    .expect("engine")
-                    .step(&mut r.store, now, &report.per_process);
-            r.events.extend(fired);
-        }
-    };
     for day in 0..=7 {
-        run_ticks(&mut run, day);
+        run.drive(day * 1440 + 600..=day * 1440 + 661);
     }
     // Baseline at 10:00 on day 7: days 0..=6, 1 MB a minute = 133333 bit/s;
     // day 7 runs at 400 kB a minute = 53333 bit/s, under half of it. The
     // window needs 3 complete busy minutes: 10:00, 10:01, 10:02 are
     // complete at the step of 10:03. Days 1..=6 run at their baseline:
     // nothing; day 0 has none.
-    let got: Vec<_> = run
-        .events
-        .iter()
-        .map(|e| ((e.time_unix_ms - base) / 60_000, e.transition.clone()))
-        .collect();
-    assert_eq!(got, vec![(7 * 1440 + 603, "fired".to_owned())]);
+    assert_eq!(run.fired(), vec![ev(7 * 1440 + 603, "slow", "fired")]);
     let e = &run.events[0];
     assert_eq!(e.baseline_bits_per_s, Some(1_000_000 * 8 / 60));
     assert_eq!(e.rate_bits_per_s, Some(400_000 * 8 / 60));
@@ -674,49 +649,17 @@ kind = "volume"
 over = "30MB"
 window = "3h"
 "#;
-    let base = ts("2026-06-01T00:00:00Z");
-    let mut run = Run::new(&daily_script(), cfg, base);
-    let minutes = |r: &mut Run, ticks: std::ops::RangeInclusive<u64>| {
-        for k in ticks {
-            r.source.set_tick(k);
-            let now = base + k * 60_000;
-            let report = r
-                .drain
-                .step(
-                    &mut r.source,
-                    &mut r.resolver,
-                    &mut r.store,
-                    now,
-                    Vec::new(),
-                )
-                .expect("step");
-            let fired =
-                r.engine
-                    .as_mut()
-                    .expect("engine")
-                    .step(&mut r.store, now, &report.per_process);
-            r.events.extend(fired);
-        }
-    };
+    let mut run = Run::new(&daily_script(), cfg, ts("2026-06-01T00:00:00Z"));
     // 1 MB a minute over 10:00..=10:59 (ticks 600..=659).
-    minutes(&mut run, 600..=661);
+    run.drive(600..=661);
     // Restart at 12:00: the window (09:00, 12:00] holds two whole hours.
-    let now = base + 720 * 60_000;
-    run.engine = None;
-    run.drain = Drain::new(&mut run.store).expect("drain");
-    run.engine =
-        Some(Engine::start(&run.rules, AppRules::default(), &mut run.store, now).expect("engine"));
-    minutes(&mut run, 720..=830);
+    run.restart(720);
+    run.drive(720..=830);
     // > 30 MB from the 31st minute (tick 630). At tick T ≥ 780 the window
     // (T − 180, T] holds the minutes 600..=659 above T − 180: 839 − T of
     // them, ≤ 30 MB from T = 809.
-    let got: Vec<_> = run
-        .events
-        .iter()
-        .map(|e| ((e.time_unix_ms - base) / 60_000, e.transition.clone()))
-        .collect();
     assert_eq!(
-        got,
-        vec![(630, "fired".to_owned()), (809, "cleared".to_owned())]
+        run.fired(),
+        vec![ev(630, "big", "fired"), ev(809, "big", "cleared")]
     );
 }
