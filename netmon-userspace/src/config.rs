@@ -135,6 +135,12 @@ pub struct FileConfig {
     /// App names for queries (`[[apps.rule]]`, see [`crate::query::apps`]).
     #[serde(default)]
     pub apps: crate::query::AppRules,
+    /// Alert rules and actions (`[alerts]`, see [`crate::alerts::config`]).
+    #[serde(default)]
+    pub alerts: crate::alerts::config::AlertsFile,
+    /// Tariff and billing cycle (`[tariff]`, see [`crate::alerts::config`]).
+    #[serde(default)]
+    pub tariff: Option<toml::Spanned<crate::alerts::config::TariffFile>>,
 }
 
 /// The effective configuration.
@@ -185,10 +191,15 @@ pub fn load(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 /// # Errors
 /// [`ConfigError::Parse`] with the line and column.
 pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|source| ConfigError::Parse {
+    let file: FileConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    // `[alerts]` and `[tariff]` are checked here, with the text for line
+    // numbers, so every reader of the file refuses the same mistakes.
+    crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), text)
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(file)
 }
 
 impl FileConfig {

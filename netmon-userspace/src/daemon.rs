@@ -143,6 +143,9 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
+    let file_apps = file.apps.clone();
+    let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
+        .map_err(anyhow::Error::msg)?;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
     // loop (a clean stop after the first drain), not fatal half-way.
@@ -202,6 +205,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
     ));
     let clock = SystemClock;
+    // Alerts: evaluated after each committed step (see `crate::alerts`).
+    let mut alerts =
+        crate::alerts::Alerts::start(&alert_rules, file_apps, &mut lock(), clock.now_ms())?;
     let mut pending = migrations;
     pending.push(DaemonEvent::Start {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -250,6 +256,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             clock.now_ms(),
             &mut pending,
             args.log_json,
+            &mut alerts,
         );
         let took = started.elapsed();
         if took > cfg.interval {
@@ -276,6 +283,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         clock.now_ms(),
         &mut pending,
         args.log_json,
+        &mut alerts,
     );
     // Best effort: a stale socket file is replaced at the next start anyway.
     let _ = std::fs::remove_file(&args.socket);
@@ -383,6 +391,10 @@ pub fn run_blocking(args: DaemonArgs) -> anyhow::Result<()> {
 
 /// One drain step; events in `pending` are recorded with it and cleared
 /// once committed. Returns whether it committed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's state, passed as is; alerts run right after the commit"
+)]
 fn step(
     drain: &mut Drain,
     source: &mut dyn CounterSource,
@@ -391,10 +403,14 @@ fn step(
     now: u64,
     pending: &mut Vec<DaemonEvent>,
     log_json: bool,
+    alerts: &mut Option<crate::alerts::Alerts>,
 ) -> bool {
     match drain.step(source, resolver, store, now, pending.clone()) {
         Ok(report) => {
             pending.clear();
+            if let Some(a) = alerts {
+                a.after_drain(store, &report);
+            }
             if log_json {
                 print_json(&report);
             }

@@ -6,6 +6,7 @@
 //! rest (a simulated source stands beside it for tests); [`live`] answers
 //! from the current kernel counters; [`wire`] holds every JSON document.
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod clock;

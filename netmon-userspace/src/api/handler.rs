@@ -37,6 +37,8 @@ pub enum Answer {
     Export(Export),
     /// To [`Request::Events`].
     Events(wire::Events),
+    /// To [`Request::Alerts`].
+    Alerts(wire::Alerts),
 }
 
 /// Why a request got no document.
@@ -426,6 +428,16 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
         .map(Answer::Export),
         Request::Events { from_ms, until_ms } => {
             events(store, *from_ms, *until_ms).map(Answer::Events)
+        }
+        Request::Alerts { since_ms, limit } => {
+            crate::alerts::state::listing(store, *since_ms, *limit)
+                .map(Answer::Alerts)
+                .map_err(|e| match e {
+                    crate::alerts::AlertError::Store(s) => {
+                        HandlerError::Query(QueryError::Store(s))
+                    }
+                    e => HandlerError::BadRequest(e.to_string()),
+                })
         }
     }
 }

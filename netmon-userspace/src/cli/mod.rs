@@ -2,6 +2,7 @@
 //!
 //! Output rule for every command: a readable table on a terminal, JSON when
 //! stdout is not a terminal or with `--format json` (`--json` for short).
+pub mod alerts;
 pub mod completions;
 pub mod conn;
 pub mod events;
@@ -67,6 +68,13 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Man page (roff) on stdout.
     Man(completions::ManArgs),
+    /// Alert rules with their state, and recent events; `alerts check
+    /// FILE` validates a config file.
+    Alerts(alerts::AlertsArgs),
+    /// What the traffic costs under the config's [tariff].
+    Cost(alerts::CostArgs),
+    /// Data cap: used, remaining, days left, daily budget.
+    Quota(alerts::QuotaArgs),
 }
 
 /// `netmon load`.
@@ -143,6 +151,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => events::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
+        Command::Alerts(args) => alerts::run_alerts(&args),
+        Command::Cost(args) => alerts::run_cost(&args),
+        Command::Quota(args) => alerts::run_quota(&args),
     }
 }
 

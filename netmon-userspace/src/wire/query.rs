@@ -448,6 +448,14 @@ pub enum Request {
         /// Window end (exclusive).
         until_ms: u64,
     },
+    /// Answered with [`super::Alerts`]: rule states and events since.
+    Alerts {
+        /// Events at or after this time.
+        since_ms: u64,
+        /// At most this many events (the newest).
+        #[serde(default)]
+        limit: Option<u64>,
+    },
 }
 
 /// The answer to a [`Request`]: `{"ok": DOCUMENT}` or

@@ -1,0 +1,920 @@
+//! Rule evaluation: per-rule accumulators fed by each committed drain step's
+//! per process deltas, seeded at start from the history with the query
+//! layer's scan ([`crate::query::scan`]) and process predicate
+//! ([`crate::query::ProcFacts::passes`]), so an alert counts exactly what
+//! `netmon usage --filter ... --class ...` shows for the same window.
+//!
+//! # Cost per interval
+//! Proportional to the step's processes plus the rules, not to history:
+//! - each process's matching scopes (distinct filter sets) are computed
+//!   once per process identity and cached;
+//! - a step adds each process delta to its scopes' sums (one add per
+//!   matching scope), then each rule updates its accumulator from its
+//!   scope's sum: a rolling window is a queue of (interval, bytes) with a
+//!   running sum, a period or cycle a running sum reset at its boundary, a
+//!   rate the start of the current run above the threshold.
+//!
+//! # Exactly once across crashes
+//! Evaluation runs after the drain's commit, in its own durable
+//! transaction ([`super::state::commit`]) that records the new rule states
+//! and the events together; actions are queued only after it committed.
+//! - Crash before that commit: nothing says it fired; the restarted engine
+//!   rebuilds its sums from the committed history (which holds the step),
+//!   the condition is true again at the next evaluation and fires once.
+//!   The actions never ran (they are queued after the commit), so nothing
+//!   was sent twice.
+//! - Crash after it: the state says fired (in this cycle, since when); the
+//!   restarted engine does not fire again. An action still queued when the
+//!   process died is lost, not repeated: delivery is at most once, and the
+//!   event stays in history (`netmon alerts`).
+//! - The drain's lazy commits (drain invariant 7) are made durable by this
+//!   durable commit, so a stored state never refers to history a crash can
+//!   roll back.
+//!
+//! A condition that became true while the daemon was down fires at the
+//! first step after the restart (the step that takes the downtime's deltas).
+//! Rate rules need consecutive intervals: a restart begins a new run.
+//!
+//! # Quality without RTT data
+//! This build records no RTT or retransmission counts, so the one quality
+//! condition is the throughput notice, from byte counts alone: the mean
+//! rate of the window's *busy* minutes (a minute at `min_rate` or more:
+//! there was demand) against the same mean over the same hour (24 h steps)
+//! of the last 7 days, read from the history once an hour. It says "busy
+//! minutes moved less than they usually do at this hour", which a slow
+//! link causes and so does lighter use at full speed: a hint, not a
+//! measurement of the link.
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::alerts::AlertError;
+use crate::alerts::config::{Compiled, Condition, Direction, Rule, Scope};
+use crate::alerts::cycle;
+use crate::alerts::state::{self, RuleState};
+use crate::clock::rfc3339_from_unix_ms;
+use crate::ownership::{ProcessId, ProcessInfo};
+use crate::query::AppRules;
+use crate::query::facts::{Facts, ProcFacts};
+use crate::query::scan::{self, Kind, Subject};
+use crate::store::query::Segment;
+use crate::store::{DestClass, ProcessRecord, Store, Tier, TimeMs, TimeRange, Traffic};
+use crate::wire::{AlertEvent, SCHEMA_VERSION};
+
+/// Cached process identities before the cache is cleared.
+const PROC_CACHE_MAX: usize = 65_536;
+
+/// A process's derived names and the scopes whose filters it passes.
+#[derive(Clone, Debug)]
+struct ProcScopes {
+    app: String,
+    scopes: Box<[u32]>,
+}
+
+/// A rule's running sums.
+#[derive(Clone, Debug)]
+enum Acc {
+    /// Bytes per interval in the window, oldest first, and their sum.
+    Rolling {
+        buckets: VecDeque<(TimeMs, u64)>,
+        sum: u64,
+    },
+    /// Bytes since the current period or cycle began.
+    Cycle { range: TimeRange, sum: u64 },
+    /// Start of the current run above the threshold.
+    Rate { above_since: Option<TimeMs> },
+    /// Known apps live in the state.
+    NewApp,
+    /// Bytes per minute in the window, and the baseline of `hour`.
+    Quality {
+        minutes: VecDeque<(TimeMs, u64)>,
+        hour: Option<TimeMs>,
+        baseline_bps: Option<u64>,
+    },
+}
+
+/// One minute.
+const MINUTE: TimeMs = 60_000;
+/// One hour.
+const HOUR: TimeMs = 3_600_000;
+/// Busy minutes needed for a mean (window and baseline).
+const MIN_BUSY: usize = 3;
+
+/// Bits per second of `bytes` in a minute.
+fn minute_bps(bytes: u64) -> u64 {
+    u64::try_from(u128::from(bytes) * 8 * 1000 / u128::from(MINUTE)).unwrap_or(u64::MAX)
+}
+
+/// Mean rate of the minutes at `min_bps` or more, if there are
+/// [`MIN_BUSY`] of them.
+fn busy_mean(minutes: impl Iterator<Item = u64>, min_bps: u64) -> Option<u64> {
+    let busy: Vec<u64> = minutes.map(minute_bps).filter(|r| *r >= min_bps).collect();
+    (busy.len() >= MIN_BUSY).then(|| {
+        let n = u64::try_from(busy.len()).unwrap_or(u64::MAX);
+        busy.iter().fold(0u64, |a, b| a.saturating_add(*b)) / n
+    })
+}
+
+/// Adds `b` bytes at `ts` to per minute buckets (in time order).
+fn add_minute(minutes: &mut VecDeque<(TimeMs, u64)>, ts: TimeMs, b: u64) {
+    let m = ts - ts % MINUTE;
+    match minutes.back_mut() {
+        Some((last, v)) if *last == m => *v = v.saturating_add(b),
+        _ => minutes.push_back((m, b)),
+    }
+}
+
+/// One rule at run time.
+#[derive(Clone, Debug)]
+struct Live {
+    rule: Rule,
+    scope: usize,
+    state: RuleState,
+    acc: Acc,
+    dirty: bool,
+}
+
+/// Per scope sums of one step: (tx, rx) IP bytes.
+type Sums = Vec<(u64, u64)>;
+
+/// The evaluator.
+#[derive(Debug)]
+pub struct Engine {
+    tz: jiff::tz::TimeZone,
+    apps: AppRules,
+    scopes: Vec<Scope>,
+    live: Vec<Live>,
+    cache: FxHashMap<ProcessId, ProcScopes>,
+    sums: Sums,
+    /// Scopes of new_app rules (their rows are looked at per app).
+    new_app_scopes: Vec<usize>,
+    last_ts: Option<TimeMs>,
+    seq: u64,
+    /// Fired events not yet stored (their commit failed; retried next step).
+    pending: Vec<AlertEvent>,
+}
+
+fn pick(d: Direction, tx: u64, rx: u64) -> u64 {
+    match d {
+        Direction::Tx => tx,
+        Direction::Rx => rx,
+        Direction::Both => tx.saturating_add(rx),
+    }
+}
+
+fn facts_of(info: &ProcessInfo, apps: &AppRules) -> ProcFacts {
+    let record = ProcessRecord {
+        info: info.clone(),
+        unit: info
+            .cgroup
+            .as_deref()
+            .and_then(crate::store::unit_of_cgroup),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+    };
+    Facts::from_records(vec![record], apps).get(info.id)
+}
+
+fn scopes_of(f: &ProcFacts, scopes: &[Scope]) -> ProcScopes {
+    let matching: Vec<u32> = scopes
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| f.passes(&s.filters))
+        .filter_map(|(i, _)| u32::try_from(i).ok())
+        .collect();
+    ProcScopes {
+        app: f.app.clone(),
+        scopes: matching.into_boxed_slice(),
+    }
+}
+
+/// Segments that read `range` at the finest resolution the store still
+/// holds for all of it (interval rows, else minute rows), so rows keep
+/// their own times; the query planner's coarse-where-aligned plan when
+/// neither does. Rolling windows and minute rates need the times; cycle
+/// sums do not and use the planner.
+fn fine_plan(store: &mut Store, range: &TimeRange) -> Result<Vec<Segment>, AlertError> {
+    for tier in [Tier::Interval, Tier::Minute] {
+        if store.purged_before(tier)? <= tier.bucket(range.start) {
+            return Ok(vec![Segment {
+                tier,
+                from: tier.bucket(range.start),
+                to: range.end,
+            }]);
+        }
+    }
+    Ok(scan::plan_for(store, range, Kind::Process)?.0)
+}
+
+fn fresh_state(rule: &Rule) -> RuleState {
+    RuleState {
+        kind: rule.condition.kind().to_owned(),
+        fingerprint: rule.fingerprint,
+        ..RuleState::default()
+    }
+}
+
+impl Engine {
+    /// Builds the rules, loads their stored state, and seeds the sums from
+    /// the history up to the last committed step. New rule states (a new
+    /// or changed rule, a new cycle) are written at once.
+    ///
+    /// # Errors
+    /// Storage and query errors.
+    pub fn start(
+        compiled: &Compiled,
+        apps: AppRules,
+        store: &mut Store,
+        now: TimeMs,
+    ) -> Result<Self, AlertError> {
+        let mut scopes: Vec<Scope> = Vec::new();
+        let mut stored = state::load(store)?;
+        let mut live = Vec::new();
+        for rule in &compiled.rules {
+            let scope = scopes
+                .iter()
+                .position(|s| *s == rule.scope)
+                .unwrap_or_else(|| {
+                    scopes.push(rule.scope.clone());
+                    scopes.len() - 1
+                });
+            let (state, dirty) = match stored.remove(&rule.name) {
+                Some(s) if s.fingerprint == rule.fingerprint => (s, false),
+                _ => (fresh_state(rule), true),
+            };
+            let acc = match &rule.condition {
+                Condition::Rolling { .. } => Acc::Rolling {
+                    buckets: VecDeque::new(),
+                    sum: 0,
+                },
+                Condition::InPeriod { cycle, .. } | Condition::Quota { cycle, .. } => Acc::Cycle {
+                    range: cycle::bounds(cycle, &compiled.tz, now),
+                    sum: 0,
+                },
+                Condition::Rate { .. } => Acc::Rate { above_since: None },
+                Condition::NewApp => Acc::NewApp,
+                Condition::Quality { .. } => Acc::Quality {
+                    minutes: VecDeque::new(),
+                    hour: None,
+                    baseline_bps: None,
+                },
+            };
+            live.push(Live {
+                rule: rule.clone(),
+                scope,
+                state,
+                acc,
+                dirty,
+            });
+        }
+        let new_app_scopes = live
+            .iter()
+            .filter(|l| matches!(l.rule.condition, Condition::NewApp))
+            .map(|l| l.scope)
+            .collect();
+        let mut engine = Self {
+            tz: compiled.tz.clone(),
+            apps,
+            sums: vec![(0, 0); scopes.len()],
+            scopes,
+            live,
+            cache: FxHashMap::default(),
+            new_app_scopes,
+            last_ts: scan::latest_sample(store)?,
+            seq: state::last_seq(store)?,
+            pending: Vec::new(),
+        };
+        engine.seed(store, now)?;
+        engine.commit(store)?;
+        Ok(engine)
+    }
+
+    /// Rules evaluated.
+    #[must_use]
+    pub fn rules(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Rebuilds the sums from the history: one scan per distinct range.
+    fn seed(&mut self, store: &mut Store, now: TimeMs) -> Result<(), AlertError> {
+        let end = now.saturating_add(1);
+        let mut ranges: Vec<(TimeRange, bool)> = Vec::new();
+        let mut want: Vec<Option<usize>> = Vec::new();
+        for l in &mut self.live {
+            let range = match (&l.rule.condition, &l.acc) {
+                (
+                    Condition::Rolling { window_ms, .. } | Condition::Quality { window_ms, .. },
+                    _,
+                ) => Some((now.saturating_sub(*window_ms).saturating_add(1)..end, true)),
+                (_, Acc::Cycle { range, .. }) => {
+                    // A new cycle since the stored state: its flags start over.
+                    if l.state.cycle_start_ms != Some(range.start) {
+                        l.state.cycle_start_ms = Some(range.start);
+                        l.state.active = false;
+                        l.state.levels_fired.clear();
+                        l.state.projected_fired = false;
+                        l.state.since_ms = Some(range.start);
+                        l.dirty = true;
+                    }
+                    Some((range.start..end, false))
+                }
+                // A rule without a baseline takes the apps already in the
+                // history as known.
+                (Condition::NewApp, _) if l.dirty => Some((0..end, false)),
+                _ => None,
+            };
+            want.push(range.map(|r| {
+                ranges.iter().position(|x| *x == r).unwrap_or_else(|| {
+                    ranges.push(r);
+                    ranges.len() - 1
+                })
+            }));
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let facts = Facts::load(store, &self.apps)?;
+        for (ri, (range, fine)) in ranges.iter().enumerate() {
+            let segs = if *fine {
+                fine_plan(store, range)?
+            } else {
+                scan::plan_for(store, range, Kind::Process)?.0
+            };
+            let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic)> = Vec::new();
+            scan::rows(store, &segs, Kind::Process, |r| {
+                if let Subject::Process(id) = r.subject {
+                    rows.push((r.ts, id, r.class, r.traffic));
+                }
+            })?;
+            rows.sort_by_key(|r| r.0);
+            for (ts, id, class, t) in rows {
+                let ps = match self.cache.get(&id) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = scopes_of(&facts.get(id), &self.scopes);
+                        self.cache.insert(id, p.clone());
+                        p
+                    }
+                };
+                for (l, w) in self.live.iter_mut().zip(&want) {
+                    if *w != Some(ri)
+                        || !ps
+                            .scopes
+                            .contains(&u32::try_from(l.scope).unwrap_or(u32::MAX))
+                    {
+                        continue;
+                    }
+                    if self.scopes[l.scope].class.is_some_and(|c| c != class) {
+                        continue;
+                    }
+                    let b = pick(l.rule.direction, t.tx.ip_bytes, t.rx.ip_bytes);
+                    match &mut l.acc {
+                        Acc::Rolling { buckets, sum } => {
+                            if b > 0 {
+                                match buckets.back_mut() {
+                                    Some((last, v)) if *last == ts => *v += b,
+                                    _ => buckets.push_back((ts, b)),
+                                }
+                                *sum = sum.saturating_add(b);
+                            }
+                        }
+                        Acc::Cycle { sum, .. } => *sum = sum.saturating_add(b),
+                        Acc::NewApp => {
+                            if b > 0 && l.state.known_apps.insert(ps.app.clone()) {
+                                l.dirty = true;
+                            }
+                        }
+                        Acc::Quality { minutes, .. } => {
+                            if b > 0 {
+                                add_minute(minutes, ts, b);
+                            }
+                        }
+                        Acc::Rate { .. } => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates one committed step at `ts` with its per process deltas,
+    /// commits the new states and events, and returns the events to act
+    /// on (empty when nothing fired, or when the commit failed: then they
+    /// are retried with the next step).
+    pub fn step(
+        &mut self,
+        store: &mut Store,
+        ts: TimeMs,
+        per_process: &[(ProcessInfo, DestClass, Traffic)],
+    ) -> Vec<AlertEvent> {
+        if let Err(e) = self.refresh_baselines(store, ts) {
+            tracing::warn!(error = %e, "reading the quality baselines failed; retrying next interval");
+        }
+        let fired = self.evaluate(ts, per_process);
+        self.pending.extend(fired);
+        match self.commit(store) {
+            Ok(()) => std::mem::take(&mut self.pending),
+            Err(e) => {
+                tracing::error!(error = %e, "storing alert state failed; retrying next interval, no action runs before it is stored");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Quality rules: when the hour changed, the baseline of the new hour
+    /// from the history: the mean rate of the busy minutes of the same
+    /// hour on each of the last 7 days (24 h steps back), from the rows
+    /// the query layer reads. One scan per rule and day, once an hour.
+    fn refresh_baselines(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        let hour = ts - ts % HOUR;
+        let stale = self
+            .live
+            .iter()
+            .any(|l| matches!(l.acc, Acc::Quality { hour: h, .. } if h != Some(hour)));
+        if !stale {
+            return Ok(());
+        }
+        let facts = Facts::load(store, &self.apps)?;
+        // Per scope and direction: bytes per minute over the 7 hours.
+        let mut per: Vec<(usize, Direction, FxHashMap<TimeMs, u64>)> = Vec::new();
+        for l in &self.live {
+            if matches!(l.acc, Acc::Quality { hour: h, .. } if h != Some(hour))
+                && !per
+                    .iter()
+                    .any(|(s, d, _)| *s == l.scope && *d == l.rule.direction)
+            {
+                per.push((l.scope, l.rule.direction, FxHashMap::default()));
+            }
+        }
+        for day in 1..=7u64 {
+            let Some(from) = hour.checked_sub(day * 24 * HOUR) else {
+                continue;
+            };
+            let segs = fine_plan(store, &(from..from + HOUR))?;
+            let mut rows = Vec::new();
+            scan::rows(store, &segs, Kind::Process, |r| {
+                if let Subject::Process(id) = r.subject
+                    && r.tier.width_ms().is_none_or(|w| w <= MINUTE)
+                {
+                    rows.push((r.ts, id, r.class, r.traffic));
+                }
+            })?;
+            for (rts, id, class, t) in rows {
+                let ps = self
+                    .cache
+                    .entry(id)
+                    .or_insert_with(|| scopes_of(&facts.get(id), &self.scopes));
+                for (s, d, m) in &mut per {
+                    let si = u32::try_from(*s).unwrap_or(u32::MAX);
+                    if !ps.scopes.contains(&si) || self.scopes[*s].class.is_some_and(|c| c != class)
+                    {
+                        continue;
+                    }
+                    let e = m.entry(rts - rts % MINUTE).or_insert(0);
+                    *e = e.saturating_add(pick(*d, t.tx.ip_bytes, t.rx.ip_bytes));
+                }
+            }
+        }
+        for l in &mut self.live {
+            if let (
+                Acc::Quality {
+                    hour: h,
+                    baseline_bps,
+                    ..
+                },
+                Condition::Quality { min_bps, .. },
+            ) = (&mut l.acc, &l.rule.condition)
+                && *h != Some(hour)
+            {
+                *h = Some(hour);
+                *baseline_bps = per
+                    .iter()
+                    .find(|(s, d, _)| *s == l.scope && *d == l.rule.direction)
+                    .and_then(|(_, _, m)| busy_mean(m.values().copied(), *min_bps));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes dirty states and pending events.
+    fn commit(&mut self, store: &mut Store) -> Result<(), AlertError> {
+        if self.pending.is_empty() && !self.live.iter().any(|l| l.dirty) {
+            return Ok(());
+        }
+        let states: Vec<(&str, &RuleState)> = self
+            .live
+            .iter()
+            .filter(|l| l.dirty)
+            .map(|l| (l.rule.name.as_str(), &l.state))
+            .collect();
+        state::commit(store, &states, &self.pending, &mut self.seq)?;
+        for l in &mut self.live {
+            l.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// The evaluation proper, without storage (benchmarks and tests).
+    pub fn evaluate(
+        &mut self,
+        ts: TimeMs,
+        per_process: &[(ProcessInfo, DestClass, Traffic)],
+    ) -> Vec<AlertEvent> {
+        self.sums.fill((0, 0));
+        if self.cache.len() > PROC_CACHE_MAX {
+            self.cache.clear();
+        }
+        let mut new_apps: Vec<(usize, String)> = Vec::new();
+        for (info, class, t) in per_process {
+            let ps = match self.cache.get(&info.id) {
+                Some(p) => p,
+                None => {
+                    let p = scopes_of(&facts_of(info, &self.apps), &self.scopes);
+                    self.cache.entry(info.id).or_insert(p)
+                }
+            };
+            for s in &*ps.scopes {
+                let si = *s as usize;
+                if self.scopes[si].class.is_some_and(|c| c != *class) {
+                    continue;
+                }
+                let e = &mut self.sums[si];
+                e.0 = e.0.saturating_add(t.tx.ip_bytes);
+                e.1 = e.1.saturating_add(t.rx.ip_bytes);
+                if self.new_app_scopes.contains(&si) && !t.is_zero() {
+                    new_apps.push((si, ps.app.clone()));
+                }
+            }
+        }
+        let dt = self.last_ts.map(|l| ts.saturating_sub(l));
+        self.last_ts = Some(ts);
+        let mut out = Vec::new();
+        for l in &mut self.live {
+            let (tx, rx) = self.sums[l.scope];
+            let bytes = pick(l.rule.direction, tx, rx);
+            l.update(ts, bytes, dt, &self.tz, &new_apps, &mut out);
+        }
+        out
+    }
+}
+
+impl Live {
+    fn event(&self, ts: TimeMs, transition: &str, message: String) -> AlertEvent {
+        AlertEvent {
+            schema_version: SCHEMA_VERSION,
+            rule: self.rule.name.clone(),
+            kind: self.rule.condition.kind().to_owned(),
+            transition: transition.to_owned(),
+            time: rfc3339_from_unix_ms(ts),
+            time_unix_ms: ts,
+            message,
+            filters: self
+                .rule
+                .scope
+                .filters
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            class: self.rule.scope.class.map(|c| c.name().to_owned()),
+            direction: self.rule.direction.name().to_owned(),
+            ..AlertEvent::default()
+        }
+    }
+
+    fn fire(&mut self, ts: TimeMs, e: AlertEvent, out: &mut Vec<AlertEvent>) {
+        self.state.last_fired_ms = Some(ts);
+        self.state.fired_total += 1;
+        self.dirty = true;
+        out.push(e);
+    }
+
+    /// Fired / repeat / cleared for a value against a threshold.
+    fn threshold(
+        &mut self,
+        ts: TimeMs,
+        above: bool,
+        below_clear: bool,
+        mut make: impl FnMut(&Self, &str) -> AlertEvent,
+        out: &mut Vec<AlertEvent>,
+    ) {
+        if above {
+            if !self.state.active {
+                self.state.active = true;
+                self.state.since_ms = Some(ts);
+                let e = make(self, "fired");
+                self.fire(ts, e, out);
+            } else if let Some(r) = self.rule.repeat_ms
+                && self
+                    .state
+                    .last_fired_ms
+                    .is_none_or(|l| ts.saturating_sub(l) >= r)
+            {
+                let e = make(self, "repeat");
+                self.fire(ts, e, out);
+            }
+        } else if self.state.active && below_clear {
+            self.state.active = false;
+            self.state.since_ms = Some(ts);
+            let e = make(self, "cleared");
+            self.fire(ts, e, out);
+        }
+    }
+
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per condition kind, each short"
+    )]
+    fn update(
+        &mut self,
+        ts: TimeMs,
+        bytes: u64,
+        dt: Option<u64>,
+        tz: &jiff::tz::TimeZone,
+        new_apps: &[(usize, String)],
+        out: &mut Vec<AlertEvent>,
+    ) {
+        let clear_at = |over: u64, h: f64| -> u64 {
+            #[expect(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a threshold scaled by 0 < 1 − h ≤ 1"
+            )]
+            let v = (over as f64 * (1.0 - h)) as u64;
+            v
+        };
+        match self.rule.condition.clone() {
+            Condition::Rolling { over, window_ms } => {
+                let Acc::Rolling { buckets, sum } = &mut self.acc else {
+                    return;
+                };
+                if bytes > 0 {
+                    buckets.push_back((ts, bytes));
+                    *sum = sum.saturating_add(bytes);
+                }
+                while let Some((t, b)) = buckets.front().copied() {
+                    if t.saturating_add(window_ms) > ts {
+                        break;
+                    }
+                    *sum = sum.saturating_sub(b);
+                    buckets.pop_front();
+                }
+                let value = *sum;
+                let clear = value <= clear_at(over, self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    value > over,
+                    clear,
+                    |l, tr| AlertEvent {
+                        value_bytes: Some(value),
+                        threshold_bytes: Some(over),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: {value} bytes in the last {} ({tr}; threshold {over})",
+                                l.rule.name,
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                ))
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::InPeriod { over, cycle }
+            | Condition::Quota {
+                cap: over, cycle, ..
+            } => {
+                let Acc::Cycle { range, sum } = &mut self.acc else {
+                    return;
+                };
+                if ts >= range.end || ts < range.start {
+                    *range = cycle::bounds(&cycle, tz, ts);
+                    *sum = 0;
+                    self.state.cycle_start_ms = Some(range.start);
+                    self.state.active = false;
+                    self.state.levels_fired.clear();
+                    self.state.projected_fired = false;
+                    self.state.since_ms = Some(range.start);
+                    self.dirty = true;
+                }
+                *sum = sum.saturating_add(bytes);
+                let (used, range) = (*sum, range.clone());
+                let base = |l: &Self, tr: &str, msg: String| AlertEvent {
+                    value_bytes: Some(used),
+                    cycle_start_unix_ms: Some(range.start),
+                    cycle_end_unix_ms: Some(range.end),
+                    ..l.event(ts, tr, msg)
+                };
+                if let Condition::Quota {
+                    levels, project, ..
+                } = &self.rule.condition
+                {
+                    let cap = over;
+                    let (levels, project) = (levels.clone(), *project);
+                    // The highest level reached and not yet fired this
+                    // cycle fires; the lower ones are passed with it.
+                    let reached: Vec<u32> = levels
+                        .iter()
+                        .copied()
+                        .filter(|p| {
+                            u128::from(used) * 100 >= u128::from(cap) * u128::from(*p)
+                                && !self.state.levels_fired.contains(p)
+                        })
+                        .collect();
+                    if let Some(top) = reached.last().copied() {
+                        self.state.levels_fired.extend(reached);
+                        self.state.levels_fired.sort_unstable();
+                        self.state.active = true;
+                        self.state.since_ms.get_or_insert(ts);
+                        let e = AlertEvent {
+                            level_percent: Some(top),
+                            cap_bytes: Some(cap),
+                            ..base(
+                                self,
+                                "level",
+                                format!(
+                                    "{}: {top}% of the cap used ({used} of {cap} bytes this cycle)",
+                                    self.rule.name
+                                ),
+                            )
+                        };
+                        self.fire(ts, e, out);
+                    }
+                    let elapsed = ts.saturating_sub(range.start);
+                    let len = range.end.saturating_sub(range.start);
+                    // A projection needs a tenth of the cycle (or a day).
+                    if project
+                        && !self.state.projected_fired
+                        && elapsed > 0
+                        && elapsed >= (len / 10).min(86_400_000)
+                    {
+                        let projected =
+                            u64::try_from(u128::from(used) * u128::from(len) / u128::from(elapsed))
+                                .unwrap_or(u64::MAX);
+                        if projected > cap {
+                            self.state.projected_fired = true;
+                            let e = AlertEvent {
+                                cap_bytes: Some(cap),
+                                projected_bytes: Some(projected),
+                                ..base(
+                                    self,
+                                    "projected",
+                                    format!(
+                                        "{}: this cycle is heading for {projected} bytes, over the cap of {cap}",
+                                        self.rule.name
+                                    ),
+                                )
+                            };
+                            self.fire(ts, e, out);
+                        }
+                    }
+                } else if used > over && !self.state.active {
+                    self.state.active = true;
+                    self.state.since_ms = Some(ts);
+                    let e = AlertEvent {
+                        threshold_bytes: Some(over),
+                        ..base(
+                            self,
+                            "fired",
+                            format!(
+                                "{}: {used} bytes this period (threshold {over})",
+                                self.rule.name
+                            ),
+                        )
+                    };
+                    self.fire(ts, e, out);
+                }
+            }
+            Condition::Rate { over_bps, for_ms } => {
+                let Acc::Rate { above_since } = &mut self.acc else {
+                    return;
+                };
+                let Some(dt) = dt.filter(|d| *d > 0) else {
+                    return;
+                };
+                let bps =
+                    u64::try_from(u128::from(bytes) * 8000 / u128::from(dt)).unwrap_or(u64::MAX);
+                let above = bps > over_bps;
+                let start = if above {
+                    *above_since.get_or_insert(ts.saturating_sub(dt))
+                } else {
+                    *above_since = None;
+                    ts
+                };
+                let sustained = above && ts.saturating_sub(start) >= for_ms;
+                let clear = !above && bps <= clear_at(over_bps, self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    sustained,
+                    clear,
+                    |l, tr| AlertEvent {
+                        rate_bits_per_s: Some(bps),
+                        threshold_bits_per_s: Some(over_bps),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: {bps} bit/s ({tr}; threshold {over_bps} bit/s)",
+                                l.rule.name
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::Quality {
+                below,
+                min_bps,
+                window_ms,
+            } => {
+                let Acc::Quality {
+                    minutes,
+                    baseline_bps,
+                    ..
+                } = &mut self.acc
+                else {
+                    return;
+                };
+                if bytes > 0 {
+                    add_minute(minutes, ts, bytes);
+                }
+                while minutes
+                    .front()
+                    .is_some_and(|(m, _)| m.saturating_add(window_ms) <= ts)
+                {
+                    minutes.pop_front();
+                }
+                // Complete minutes only: the current one is still filling.
+                let this = ts - ts % MINUTE;
+                let current = busy_mean(
+                    minutes.iter().filter(|(m, _)| *m < this).map(|(_, b)| *b),
+                    min_bps,
+                );
+                let Some(base) = *baseline_bps else {
+                    return;
+                };
+                #[expect(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "rates in bits/s, far below 2^52; 0 < below < 1"
+                )]
+                let limit = (base as f64 * below) as u64;
+                #[expect(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "as above, 1 + h < 2"
+                )]
+                let clear_limit = (limit as f64 * (1.0 + self.rule.hysteresis)) as u64;
+                let slow = current.is_some_and(|c| c < limit);
+                // No demand (no busy minutes) clears it too.
+                let clear = current.is_none_or(|c| c >= clear_limit);
+                let rate = current.unwrap_or(0);
+                self.threshold(
+                    ts,
+                    slow,
+                    clear,
+                    |l, tr| AlertEvent {
+                        rate_bits_per_s: Some(rate),
+                        threshold_bits_per_s: Some(limit),
+                        baseline_bits_per_s: Some(base),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: busy-minute throughput {rate} bit/s, usually {base} bit/s at this hour ({tr})",
+                                l.rule.name
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::NewApp => {
+                for (s, app) in new_apps {
+                    if *s == self.scope && !self.state.known_apps.contains(app) {
+                        self.state.known_apps.insert(app.clone());
+                        let e = AlertEvent {
+                            app: Some(app.clone()),
+                            ..self.event(
+                                ts,
+                                "new_app",
+                                format!(
+                                    "{}: {app} talks to the internet for the first time",
+                                    self.rule.name
+                                ),
+                            )
+                        };
+                        self.fire(ts, e, out);
+                    }
+                }
+            }
+        }
+    }
+}
