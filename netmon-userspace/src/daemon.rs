@@ -235,6 +235,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                         resolver: resolver.as_mut(),
                         pending: &mut pending,
                         log_json: args.log_json,
+                        alerts: &mut alerts,
                     };
                     match kernel.reload(&cfg.kernel, &mut lock(), intact_ms, what) {
                         Ok(new) => *w = new,
@@ -300,6 +301,7 @@ struct Reload<'a> {
     resolver: &'a mut dyn Resolver,
     pending: &'a mut Vec<DaemonEvent>,
     log_json: bool,
+    alerts: &'a mut Option<crate::alerts::Alerts>,
 }
 
 impl Reload<'_> {
@@ -330,6 +332,7 @@ impl Reload<'_> {
             noticed_ms,
             self.pending,
             self.log_json,
+            self.alerts,
         );
         match kernel_source(kernel) {
             Ok((source, watch)) => {
@@ -365,6 +368,7 @@ impl Reload<'_> {
                     clock.now_ms(),
                     self.pending,
                     self.log_json,
+                    self.alerts,
                 );
                 Err(e.context(format!(
                     "netmon's kernel programs disappeared ({what}) and could not be loaded again; not counting"
