@@ -78,7 +78,7 @@ impl RuleState {
 /// # Errors
 /// Storage errors.
 pub fn load(store: &mut Store) -> Result<BTreeMap<String, RuleState>, AlertError> {
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     let table = match txn.open_table(STATE) {
         Ok(t) => t,
@@ -111,7 +111,7 @@ pub fn events(
     since: TimeMs,
     limit: usize,
 ) -> Result<Vec<AlertEvent>, AlertError> {
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     let table = match txn.open_table(EVENTS) {
         Ok(t) => t,
@@ -166,7 +166,7 @@ pub fn commit(
 /// # Errors
 /// Storage errors.
 pub fn last_seq(store: &mut Store) -> Result<u64, AlertError> {
-    let db = store.db()?;
+    let db = store.reader()?;
     let txn = db.begin_read()?;
     let table = match txn.open_table(EVENTS) {
         Ok(t) => t,
