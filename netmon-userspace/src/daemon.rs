@@ -156,12 +156,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?;
     // One pin directory, one daemon; checked before anything is created.
     let _pin_lock = if args.simulate.is_none() {
-        if !crate::kernel::sysfs::is_root() {
-            return Err(crate::kernel::KernelError::NotRoot(
-                "netmon daemon (it loads and reads the eBPF programs)",
-            )
-            .into());
-        }
+        // Every capability the load needs, named if one is missing, before
+        // anything is created.
+        crate::privilege::require(crate::privilege::LOAD_CAPS)
+            .map_err(crate::kernel::KernelError::from)?;
         Some(PinLock::acquire(&PinPaths::new(&cfg.kernel.pin_dir))?)
     } else {
         None

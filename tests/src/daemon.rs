@@ -201,12 +201,14 @@ pub struct UsageTotals {
 #[must_use]
 pub fn usage(paths: &DaemonPaths) -> Usage {
     let mut c = Command::new(netmon_bin());
-    c.args([
-        "usage", "--since", "1h", "--by", "process", "--json", "--db",
-    ])
-    .arg(&paths.db)
-    .arg("--socket")
-    .arg(&paths.socket);
+    c.args(["usage", "--since", "1h", "--by", "process", "--json"]);
+    // `--db` always reads the file (refused while a daemon holds it): ask
+    // the daemon while its socket is there.
+    if paths.socket.exists() {
+        c.arg("--socket").arg(&paths.socket);
+    } else {
+        c.arg("--db").arg(&paths.db);
+    }
     let out = cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let usage: Usage = serde_json::from_str(&out).unwrap_or_else(|e| {
         panic!(

@@ -463,19 +463,28 @@ fn the_run_time_capabilities_find_other_users_socket_owners() {
     let pins = Pins::new();
     let exe = workload_exe!();
     let bytes = (BYTES / 4).to_string();
-    // Root's server and client, connected before netmon loads: their
-    // sockets have no owner in the kernel.
-    let listen = "127.0.0.1:0";
+    let mut load = as_service(&unit_caps(), &netmon_bin());
+    load.arg("load")
+        .arg("--pin-dir")
+        .arg(&pins.0)
+        .arg("--cgroup")
+        .arg(cg.path());
+    cmd::try_run(&mut load, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    // Root's listener, created after the load by a parent that forks a
+    // child to accept and send: the kernel records the parent (the
+    // listener's owner, cloned into the accepted socket), and only a look
+    // into another user's `/proc/PID/fd` finds that the child holds it.
+    // Sockets older than the load are adopted at load (with the load-time
+    // capabilities), so this is what the run-time set is for.
     let mut server = Workload::spawn(
         exe,
         [
-            "tcp-server",
+            "fork-accept",
             "--listen",
-            listen,
-            "--hold",
-            "--keep-open",
-            "--expect",
+            "127.0.0.1:0",
+            "--send",
             &bytes,
+            "--keep-open",
         ],
         &cg,
         Some(&ns),
@@ -490,36 +499,27 @@ fn the_run_time_capabilities_find_other_users_socket_owners() {
             "tcp-client",
             "--connect",
             &connect,
-            "--send",
-            &bytes,
-            "--wait-go",
             "--hold",
             "--keep-open",
+            "--expect",
+            &bytes,
         ],
         &cg,
         Some(&ns),
     );
-    client.wait_event(READY);
-    let mut load = as_service(&unit_caps(), &netmon_bin());
-    load.arg("load")
-        .arg("--pin-dir")
-        .arg(&pins.0)
-        .arg("--cgroup")
-        .arg(cg.path());
-    cmd::try_run(&mut load, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let c = client.wait_event(DONE);
+    assert_eq!(c.read, BYTES / 4, "ground truth");
+    // Printed by the forked child, which holds the socket until "exit".
+    let child = server.wait_event(DONE);
     // The snapshots below must reach the pins without CAP_DAC_READ_SEARCH
     // too (the daemon has them open from before its drop).
     let parent = pins.0.parent().expect("pin parent");
     fs::set_permissions(parent, fs::Permissions::from_mode(0o711)).expect("chmod");
-    client.send_line("go");
-    let _ = client.wait_event(DONE);
-    let s = server.wait_event(DONE);
-    assert_eq!(s.read, BYTES / 4, "ground truth");
 
     // The daemon's run-time set, plus CAP_BPF to open the pinned maps (the
     // daemon holds them open from before its drop).
     let run_time = ["CAP_BPF", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"];
-    let server_rx = |without: Option<&str>| -> u64 {
+    let child_tx = |without: Option<&str>| -> u64 {
         let set: Vec<String> = run_time
             .iter()
             .filter(|c| Some(**c) != without)
@@ -530,20 +530,24 @@ fn the_run_time_capabilities_find_other_users_socket_owners() {
             .arg(&pins.0);
         let out = cmd::try_run(&mut snap, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
         Snapshot::parse(&out)
-            .processes_with_pid(s.pid)
-            .map(|p| p.rx.payload_bytes)
+            .processes_with_pid(child.pid)
+            .map(|p| p.tx.payload_bytes)
             .sum()
     };
-    assert_eq!(server_rx(None), s.read, "server rx with the run-time set");
+    assert_eq!(
+        child_tx(None),
+        c.read,
+        "the forked child's tx with the run-time set"
+    );
     for missing in ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"] {
         assert_eq!(
-            server_rx(Some(missing)),
+            child_tx(Some(missing)),
             0,
-            "without {missing} the server's socket was still attributed: the capability is not needed"
+            "without {missing} the child holding the socket was still found: the capability is not needed"
         );
         eprintln!(
-            "  ok without {missing}: the server's {} B are unattributed",
-            s.read
+            "  ok without {missing}: the child's {} B stay with the listener's owner",
+            c.read
         );
     }
     client.send_line("exit");
@@ -554,6 +558,6 @@ fn the_run_time_capabilities_find_other_users_socket_owners() {
     );
     assert!(
         server.wait_exit(Duration::from_secs(10)).success(),
-        "server failed"
+        "fork-accept failed"
     );
 }
