@@ -13,6 +13,9 @@
 //! minute = "30days"
 //! hour = "400days"
 //! day = "forever"
+//!
+//! [http]                                 # see crate::http
+//! listen = ["127.0.0.1:9847"]            # [] turns the HTTP server off
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -131,6 +134,9 @@ pub struct FileConfig {
     /// App names for queries (`[[apps.rule]]`, see [`crate::query::apps`]).
     #[serde(default)]
     pub apps: crate::query::AppRules,
+    /// The HTTP API and dashboard (`[http]`, see [`crate::http`]).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// The effective configuration.

@@ -109,16 +109,21 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
+    // Checked and bound before anything else starts: a refused [http]
+    // (non-loopback without auth, bad TLS files) stops the daemon here.
+    let http = crate::http::bind(&file.http)?;
+    let started_unix_ms = crate::clock::now_rfc3339().1;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     let (store, migrations) = Store::open(&cfg.db, cfg.retention)?;
     // Shared with the query server; the drain holds the lock while it
     // commits, a query while it reads.
     let shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     let listener = crate::api::bind(&args.socket)?;
+    let handle = crate::api::Handle::new(std::sync::Arc::clone(&shared), apps);
     tokio::spawn(crate::api::serve_listener(
         listener,
         args.socket.clone(),
-        crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
+        handle.clone(),
     ));
     let lock = || {
         shared
@@ -132,6 +137,17 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
+    if let Some(http) = http {
+        let info = crate::http::DaemonInfo {
+            source: source_name.to_owned(),
+            interval: cfg.interval,
+            started_unix_ms,
+            pin_dir: cfg.kernel.pin_dir.clone(),
+        };
+        let state =
+            crate::http::AppState::new(&http.config, http.loopback_only, handle.clone(), info);
+        http.spawn(&state)?;
+    }
     let mut drain = Drain::new(&mut lock())?;
     let clock = SystemClock;
     let mut pending = migrations;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 mod query;
 pub use query::*;
+mod http;
+pub use http::*;
 
 /// Version of the JSON documents.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -11,6 +11,7 @@ pub mod procs;
 pub mod render;
 pub mod snapshot;
 pub mod status;
+pub mod token;
 pub mod top;
 pub mod usage;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Man page (roff) on stdout.
     Man(completions::ManArgs),
+    /// Bearer tokens of the HTTP API: create, list, revoke.
+    Token(token::TokenArgs),
 }
 
 /// `netmon load`.
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
+        Command::Token(args) => token::run(&args),
     }
 }
 
