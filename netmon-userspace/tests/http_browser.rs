@@ -218,8 +218,21 @@ async fn dashboard_in_headless_chromium() {
 
     // Top table: numbers equal the API's for the same window (finished
     // processes exactly; the still-running rsync between two API reads).
+    let loads = eval(&c, "return document.getElementById('top-table').dataset.loads").await;
     let before: Value =
         http_support::get(port, "/api/v1/usage?since=1h&by=process&limit=500").json();
+    c.find(Locator::Css("#ranges button[data-range='1h']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        &format!("return document.getElementById('top-table').dataset.loads !== {loads}"),
+        "the top table to reload",
+    )
+    .await;
     let table = eval(&c, "return Array.from(document.querySelectorAll('#top-table tbody tr')).map(r => [r.dataset.key, Number(r.cells[5].dataset.value), Number(r.cells[6].dataset.value)])").await;
     let after: Value =
         http_support::get(port, "/api/v1/usage?since=1h&by=process&limit=500").json();

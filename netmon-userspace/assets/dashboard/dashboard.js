@@ -95,7 +95,7 @@
   function width(el) { return Math.max(280, el.clientWidth || 600); }
   function axes(label) {
     return [
-      { values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) },
+      {},
       { label, size: 80, values: (u, ticks) => ticks.map(rate) },
     ];
   }
@@ -274,7 +274,9 @@
   async function refreshTop() {
     const u = await api("/api/v1/usage?" + q(windowParams().concat([["by", $("#top-by").value], ["limit", "500"]])));
     state.topRows = u.rows;
-    $("#top-table").dataset.by = u.by;
+    const t = $("#top-table");
+    t.dataset.by = u.by;
+    t.dataset.loads = String(Number(t.dataset.loads || 0) + 1);
     renderTop();
   }
   for (const th of document.querySelectorAll("#top-table th")) {
@@ -324,7 +326,7 @@
     for (const r of cls.rows) {
       const share = document.createElement("td");
       const wrap = document.createElement("span"); wrap.className = "share";
-      const fill = document.createElement("span"); fill.className = "fill"; fill.style.width = Math.round(r.share * 120) + "px";
+      const fill = document.createElement("span"); fill.className = "fill"; fill.style.width = Math.round(r.share * 80) + "px";
       const txt = document.createElement("span"); txt.textContent = pct(r.share);
       wrap.append(fill, txt); share.append(wrap);
       body.append(tr([cell(r.class), num(bytes(r.tx.payload_bytes), r.tx.payload_bytes), num(bytes(r.rx.payload_bytes), r.rx.payload_bytes), share]));
