@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod live;
 pub mod ownership;
 pub mod query;
+pub mod report;
 pub mod source;
 pub mod store;
 pub mod wire;

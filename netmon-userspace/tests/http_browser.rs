@@ -218,7 +218,11 @@ async fn dashboard_in_headless_chromium() {
 
     // Top table: numbers equal the API's for the same window (finished
     // processes exactly; the still-running rsync between two API reads).
-    let loads = eval(&c, "return document.getElementById('top-table').dataset.loads").await;
+    let loads = eval(
+        &c,
+        "return document.getElementById('top-table').dataset.loads",
+    )
+    .await;
     let before: Value =
         http_support::get(port, "/api/v1/usage?since=1h&by=process&limit=500").json();
     c.find(Locator::Css("#ranges button[data-range='1h']"))

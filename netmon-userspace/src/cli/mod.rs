@@ -9,6 +9,7 @@ pub mod history;
 pub mod output;
 pub mod procs;
 pub mod render;
+pub mod report;
 pub mod snapshot;
 pub mod status;
 pub mod token;
@@ -65,6 +66,8 @@ pub enum Command {
     Man(completions::ManArgs),
     /// Bearer tokens of the HTTP API: create, list, revoke.
     Token(token::TokenArgs),
+    /// Charts and tables of a window to a file: .svg, .png, .html or .json.
+    Report(report::ReportArgs),
 }
 
 /// `netmon load`.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
         Command::Token(args) => token::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }
 
