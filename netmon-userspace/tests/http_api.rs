@@ -14,8 +14,8 @@ mod http_support;
 
 use std::time::{Duration, Instant};
 
-use cli_support::{BIN, C, Flow, Proc, Scenario, run_with};
-use http_support::{Events, daemon, free_port, get, request};
+use cli_support::{C, Scenario, run_with};
+use http_support::{Events, add_rsync, daemon, daemon_output, free_port, get, request};
 use serde_json::Value;
 
 fn rfc(ms: u64) -> String {
@@ -390,20 +390,8 @@ fn non_loopback_without_auth_refuses_to_start() {
         (format!("0.0.0.0:{port}"), "refusing to listen on 0.0.0.0"),
         (format!("[::]:{port}"), "without auth"),
     ] {
-        let cfg = dir.path().join("config.toml");
-        std::fs::write(&cfg, format!("[http]\nlisten = \"{listen}\"\n")).unwrap();
         let started = Instant::now();
-        let out = std::process::Command::new(BIN)
-            .args(["daemon", "--simulate"])
-            .arg(dir.path().join("script.toml"))
-            .arg("--db")
-            .arg(dir.path().join("db.redb"))
-            .arg("--socket")
-            .arg(dir.path().join("sock"))
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let out = daemon_output(dir.path(), &format!("[http]\nlisten = \"{listen}\"\n"));
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{err}");
@@ -412,51 +400,22 @@ fn non_loopback_without_auth_refuses_to_start() {
         assert!(!dir.path().join("sock").exists(), "nothing started");
     }
     // TLS half-configured is refused too.
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!("[http]\nlisten = \"127.0.0.1:{port}\"\ncert = \"/nonexistent.pem\"\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["daemon", "--simulate"])
-        .arg(dir.path().join("script.toml"))
-        .arg("--db")
-        .arg(dir.path().join("db.redb"))
-        .arg("--socket")
-        .arg(dir.path().join("sock"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = daemon_output(
+        dir.path(),
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\ncert = \"/nonexistent.pem\"\n"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("both cert and key"));
 }
 
 /// One process sending for 8 s (160 ticks of 50 ms).
 fn steady() -> Scenario {
-    Scenario {
-        procs: vec![Proc {
-            pid: 300,
-            start_ticks: 7000,
-            comm: "rsync",
-            exe: "/usr/bin/rsync",
-            uid: 1000,
-            cgroup: "/user.slice/backup.service",
-        }],
-        flows: vec![Flow {
-            cookie: 9,
-            owner: Some(0),
-            remote: "93.184.216.34",
-            port: 873,
-            protocol: 6,
-            ifindex: 2,
-            from: 0,
-            to: 159,
-            tx: (4, 4208, 4000),
-            rx: (1, 52, 0),
-        }],
-    }
+    let mut s = Scenario {
+        procs: Vec::new(),
+        flows: Vec::new(),
+    };
+    add_rsync(&mut s, "93.184.216.34", 160);
+    s
 }
 
 #[derive(serde::Deserialize, Debug)]

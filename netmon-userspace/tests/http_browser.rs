@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::{Flow, Proc, Scenario};
+use cli_support::Scenario;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -62,26 +62,7 @@ impl WebDriverCompatibleCommand for BrowserLog {
 /// chart has something to show while the test runs.
 fn scenario() -> Scenario {
     let mut s = Scenario::standard();
-    s.procs.push(Proc {
-        pid: 300,
-        start_ticks: 7000,
-        comm: "rsync",
-        exe: "/usr/bin/rsync",
-        uid: 1000,
-        cgroup: "/user.slice/backup.service",
-    });
-    s.flows.push(Flow {
-        cookie: 9,
-        owner: Some(3),
-        remote: "198.51.100.7",
-        port: 873,
-        protocol: 6,
-        ifindex: 2,
-        from: 0,
-        to: 799,
-        tx: (4, 4208, 4000),
-        rx: (1, 52, 0),
-    });
+    http_support::add_rsync(&mut s, "198.51.100.7", 800);
     s
 }
 
@@ -97,6 +78,15 @@ async fn shot(c: &Client, name: &str) {
     let path = shots_dir().join(format!("{name}.png"));
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn eval(c: &Client, js: &str) -> Value {
@@ -225,12 +215,7 @@ async fn dashboard_in_headless_chromium() {
     .await;
     let before: Value =
         http_support::get(port, "/api/v1/usage?since=1h&by=process&limit=500").json();
-    c.find(Locator::Css("#ranges button[data-range='1h']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#ranges button[data-range='1h']").await;
     wait_for(
         &c,
         &format!("return document.getElementById('top-table').dataset.loads !== {loads}"),
@@ -273,12 +258,7 @@ async fn dashboard_in_headless_chromium() {
         }
     }
     // Sorting and filtering work from the keyboard-reachable buttons.
-    c.find(Locator::Css("#top-table th[data-col='name'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#top-table th[data-col='name'] button").await;
     let sorted = eval(&c, "return document.querySelector('#top-table th[data-col=\"name\"]').getAttribute('aria-sort')").await;
     assert_eq!(sorted, json!("ascending"));
     c.find(Locator::Css("#top-filter"))
@@ -306,14 +286,7 @@ async fn dashboard_in_headless_chromium() {
     .await;
 
     // Drill-down into curl (pid 100, first start): its remote hosts.
-    c.find(Locator::Css(
-        "#top-table tbody tr[data-key='100:5000'] button.open",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, "#top-table tbody tr[data-key='100:5000'] button.open").await;
     wait_for(&c, "const d = document.getElementById('drill'); return !d.hidden && d.dataset.key === '100:5000' && document.querySelectorAll('#drill-remotes tbody tr td.num').length > 0", "the drill-down").await;
     let remotes = eval(&c, "return Array.from(document.querySelectorAll('#drill-remotes tbody tr')).map(r => r.cells[0].textContent)").await;
     let remotes: Vec<&str> = remotes
@@ -335,12 +308,7 @@ async fn dashboard_in_headless_chromium() {
     shot(&c, "drill-down").await;
 
     // History at 24 h.
-    c.find(Locator::Css("#ranges button[data-range='24h']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#ranges button[data-range='24h']").await;
     wait_for(
         &c,
         "return document.getElementById('history-note').textContent.includes('24 h')",

@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::cli_support::{Daemon, Scenario};
+use crate::cli_support::{BIN, Daemon, Flow, Proc, Scenario};
 
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
@@ -186,4 +186,47 @@ impl Events {
             }
         }
     }
+}
+
+/// A steady sender added to `s`: rsync (pid 300) sending 4000 payload
+/// bytes per 50 ms tick to `remote` for `ticks` ticks.
+pub fn add_rsync(s: &mut Scenario, remote: &'static str, ticks: u64) {
+    s.procs.push(Proc {
+        pid: 300,
+        start_ticks: 7000,
+        comm: "rsync",
+        exe: "/usr/bin/rsync",
+        uid: 1000,
+        cgroup: "/user.slice/backup.service",
+    });
+    s.flows.push(Flow {
+        cookie: 9,
+        owner: Some(s.procs.len() - 1),
+        remote,
+        port: 873,
+        protocol: 6,
+        ifindex: 2,
+        from: 0,
+        to: ticks - 1,
+        tx: (4, 4208, 4000),
+        rx: (1, 52, 0),
+    });
+}
+
+/// Runs `netmon daemon` on the simulated source with `config` in `dir`
+/// (which holds `script.toml`) and waits for it to exit.
+pub fn daemon_output(dir: &std::path::Path, config: &str) -> std::process::Output {
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, config).expect("config");
+    std::process::Command::new(BIN)
+        .args(["daemon", "--simulate"])
+        .arg(dir.join("script.toml"))
+        .arg("--db")
+        .arg(dir.join("db.redb"))
+        .arg("--socket")
+        .arg(dir.join("sock"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("run the daemon")
 }
