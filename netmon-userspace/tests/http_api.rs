@@ -484,3 +484,46 @@ fn live_stream_rates_and_totals() {
     let _ = ev.next_data();
     let _ = ev.next_data();
 }
+
+#[test]
+fn streams_are_bounded_and_idle_readers_hold_nothing() {
+    let mut s = Scenario::standard();
+    add_rsync(&mut s, "93.184.216.34", 200);
+    let (d, port) = daemon(&s, "");
+    // 32 streams whose clients never read: the next one is refused...
+    let idle: Vec<Events> = (0..32)
+        .map(|_| Events::open(port, "/api/v1/live?by=process", &[]))
+        .collect();
+    let r = get(port, "/api/v1/live?by=app");
+    assert_eq!((r.status, r.error_kind().as_str()), (503, "busy"));
+    // ... while the drain goes on and queries are answered.
+    let latest = || -> u64 {
+        let v: Value = get(port, "/api/v1/ping").json();
+        v["latest_sample_unix_ms"].as_u64().unwrap()
+    };
+    let first = latest();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(latest() > first, "the drain kept committing");
+    let u: cli_support::UsageDoc =
+        d.json(&["usage", "--since", "1h", "--by", "app", "--format", "json"]);
+    assert!(u.rows.iter().any(|r| r.key == "rsync"));
+    // Closing streams frees their slots.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET /api/v1/live HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut s, &mut head).unwrap();
+        if &head[9..12] == b"200" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
