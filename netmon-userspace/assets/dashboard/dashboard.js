@@ -326,7 +326,7 @@
     for (const r of cls.rows) {
       const share = document.createElement("td");
       const wrap = document.createElement("span"); wrap.className = "share";
-      const fill = document.createElement("span"); fill.className = "fill"; fill.style.width = Math.round(r.share * 80) + "px";
+      const fill = document.createElement("span"); fill.className = "fill"; fill.style.width = Math.round(r.share * 60) + "px";
       const txt = document.createElement("span"); txt.textContent = pct(r.share);
       wrap.append(fill, txt); share.append(wrap);
       body.append(tr([cell(r.class), num(bytes(r.tx.payload_bytes), r.tx.payload_bytes), num(bytes(r.rx.payload_bytes), r.rx.payload_bytes), share]));
