@@ -14,74 +14,14 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use netmon::api::client::Client;
 use netmon::api::{Handle, bind, serve_listener};
-use netmon::ownership::{ProcessId, ProcessInfo};
 use netmon::query::AppRules;
-use netmon::store::{Batch, DestClass, Retention, Store, Traffic};
+use netmon::store::{Retention, Store};
 use netmon::wire::{History, Request, Usage};
-use netmon_common::DirCounters;
 
-const PROCS: u32 = 500;
-const HOUR: u64 = 3_600_000;
-const DAY: u64 = 24 * HOUR;
+#[path = "common/fill.rs"]
+mod fill;
 
-fn info(i: u32) -> ProcessInfo {
-    ProcessInfo {
-        id: ProcessId {
-            pid: 1000 + i,
-            start_ticks: u64::from(i) * 7,
-        },
-        comm: format!("app{}", i % 50),
-        exe: Some(format!("/usr/bin/app{}", i % 50)),
-        cmdline: Some(format!("app{} --worker {i}", i % 50)),
-        uid: 1000 + i % 5,
-        user: None,
-        ppid: Some(1),
-        cgroup: Some(format!("/system.slice/app{}.service", i % 50)),
-    }
-}
-
-fn batch(ts: u64, procs: &[ProcessInfo]) -> Batch {
-    let t = |n: u64| Traffic {
-        tx: DirCounters {
-            packets: n,
-            ip_bytes: n * 1100,
-            payload_bytes: n * 1000,
-        },
-        rx: DirCounters {
-            packets: n / 2,
-            ip_bytes: n * 600,
-            payload_bytes: n * 500,
-        },
-    };
-    let mut b = Batch {
-        ts_ms: ts,
-        processes: procs.to_vec(),
-        ..Batch::default()
-    };
-    for (i, p) in procs.iter().enumerate() {
-        let n = 1 + (i as u64 % 17);
-        b.proc_rows.push((p.id, DestClass::Internet, t(n)));
-        b.proc_rows.push((p.id, DestClass::Lan, t(n / 3 + 1)));
-    }
-    b
-}
-
-fn fill(store: &mut Store, now: u64) {
-    let procs: Vec<ProcessInfo> = (0..PROCS).map(info).collect();
-    let mut ts = now - 30 * DAY;
-    while ts < now - 2 * HOUR {
-        store.commit(&batch(ts, &procs)).expect("commit");
-        ts += HOUR;
-    }
-    while ts < now - 5 * 60_000 {
-        store.commit(&batch(ts, &procs)).expect("commit");
-        ts += 60_000;
-    }
-    while ts < now {
-        store.commit(&batch(ts, &procs)).expect("commit");
-        ts += 5_000;
-    }
-}
+use fill::{DAY, HOUR, fill};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -14,6 +14,9 @@
 //! minute = "30days"
 //! hour = "400days"
 //! day = "forever"
+//!
+//! [http]                                 # see crate::http
+//! listen = ["127.0.0.1:9847"]            # [] turns the HTTP server off
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -141,6 +144,9 @@ pub struct FileConfig {
     /// Tariff and billing cycle (`[tariff]`, see [`crate::alerts::config`]).
     #[serde(default)]
     pub tariff: Option<toml::Spanned<crate::alerts::config::TariffFile>>,
+    /// The HTTP API and dashboard (`[http]`, see [`crate::http`]).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// The effective configuration.

@@ -143,6 +143,10 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
+    // Checked and bound before anything else starts: a refused [http]
+    // (non-loopback without auth, bad TLS files) stops the daemon here.
+    let http = crate::http::bind(&file.http)?;
+    let started_unix_ms = crate::clock::now_rfc3339().1;
     let file_apps = file.apps.clone();
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
@@ -197,11 +201,23 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     })?;
     let mut drain = Drain::new(&mut lock())?;
     undo.disarm();
+    let handle = crate::api::Handle::new(std::sync::Arc::clone(&shared), apps);
     tokio::spawn(crate::api::serve_listener(
         listener,
         args.socket.clone(),
-        crate::api::Handle::new(std::sync::Arc::clone(&shared), apps),
+        handle.clone(),
     ));
+    if let Some(http) = http {
+        let info = crate::http::DaemonInfo {
+            source: source_name.to_owned(),
+            interval: cfg.interval,
+            started_unix_ms,
+            pin_dir: cfg.kernel.pin_dir.clone(),
+        };
+        let state =
+            crate::http::AppState::new(&http.config, http.loopback_only, handle.clone(), info);
+        http.spawn(&state)?;
+    }
     let clock = SystemClock;
     // Alerts: evaluated after each committed step (see `crate::alerts`).
     let mut alerts =

@@ -12,6 +12,10 @@ mod query;
 pub use query::*;
 mod alerts;
 pub use alerts::*;
+mod http;
+pub use http::*;
+mod report;
+pub use report::*;
 
 /// Version of the JSON documents.
 pub const SCHEMA_VERSION: u32 = 1;

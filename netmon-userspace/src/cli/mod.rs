@@ -11,8 +11,10 @@ pub mod history;
 pub mod output;
 pub mod procs;
 pub mod render;
+pub mod report;
 pub mod snapshot;
 pub mod status;
+pub mod token;
 pub mod top;
 pub mod usage;
 
@@ -75,6 +77,10 @@ pub enum Command {
     Cost(alerts::CostArgs),
     /// Data cap: used, remaining, days left, daily budget.
     Quota(alerts::QuotaArgs),
+    /// Bearer tokens of the HTTP API: create, list, revoke.
+    Token(token::TokenArgs),
+    /// Charts and tables of a window to a file: .svg, .png, .html or .json.
+    Report(report::ReportArgs),
 }
 
 /// `netmon load`.
@@ -154,6 +160,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(args) => alerts::run_alerts(&args),
         Command::Cost(args) => alerts::run_cost(&args),
         Command::Quota(args) => alerts::run_quota(&args),
+        Command::Token(args) => token::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }
 

@@ -87,13 +87,13 @@ pub struct TopArgs {
 
 /// One cumulative group total.
 #[derive(Clone, Debug)]
-struct Cumulative {
-    fields: GroupFields,
-    traffic: Traffic,
+pub(crate) struct Cumulative {
+    pub(crate) fields: GroupFields,
+    pub(crate) traffic: Traffic,
 }
 
 /// A reading: cumulative totals by group key, at a time (ms).
-type Reading = (u64, HashMap<String, Cumulative>);
+pub(crate) type Reading = (u64, HashMap<String, Cumulative>);
 
 /// Something that gives cumulative totals.
 enum Feed {
@@ -210,7 +210,7 @@ impl Feed {
     }
 }
 
-fn counters_back(c: &Counters) -> netmon_common::DirCounters {
+pub(crate) fn counters_back(c: &Counters) -> netmon_common::DirCounters {
     netmon_common::DirCounters {
         packets: c.packets,
         ip_bytes: c.ip_bytes,
@@ -233,13 +233,13 @@ fn sub(a: Traffic, b: Traffic) -> Traffic {
 
 /// Turns successive cumulative readings into rows: totals since the first
 /// reading, rates since the previous one.
-struct Rates {
+pub(crate) struct Rates {
     base: HashMap<String, Traffic>,
     prev: Reading,
 }
 
 impl Rates {
-    fn new(first: Reading) -> Self {
+    pub(crate) fn new(first: Reading) -> Self {
         Self {
             base: first
                 .1
@@ -250,7 +250,7 @@ impl Rates {
         }
     }
 
-    fn step(&mut self, cur: Reading) -> (u64, Vec<TopRow>) {
+    pub(crate) fn step(&mut self, cur: Reading) -> (u64, Vec<TopRow>) {
         let dt_ms = cur.0.saturating_sub(self.prev.0);
         let secs = dt_ms as f64 / 1000.0;
         let mut rows: Vec<TopRow> = cur
