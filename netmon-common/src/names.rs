@@ -47,3 +47,20 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netmon";
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
 /// Default capacity of [`MAP_CLOSED`].
 pub const DEFAULT_MAX_CLOSED: u32 = 65_536;
+
+/// Interface counters of the tc programs: a per-CPU hash of
+/// [`crate::iface::IfaceKey`] → [`crate::iface::IfaceCounters`]. Pinned with
+/// the other maps but listed apart ([`IFACE_MAPS`]) so [`MAPS`] stays the
+/// socket side's list.
+pub const MAP_IFACES: &str = "NETMON_IFACES";
+/// Maps of the interface side, pinned like [`MAPS`].
+pub const IFACE_MAPS: [&str; 1] = [MAP_IFACES];
+/// tc (tcx) program counting what a watched interface receives.
+pub const PROG_TC_INGRESS: &str = "netmon_tc_ingress";
+/// tc (tcx) program counting what a watched interface sends.
+pub const PROG_TC_EGRESS: &str = "netmon_tc_egress";
+/// Prefix of the pinned tc links: `links/<prefix><ingress|egress>_<ifindex>`
+/// (bpffs names cannot hold the dots some interface names have).
+pub const TC_LINK_PREFIX: &str = "tc_";
+/// Capacity of [`MAP_IFACES`]: 2 directions × 4 classes × 2048 interfaces.
+pub const DEFAULT_MAX_IFACE_KEYS: u32 = 16_384;

@@ -6,6 +6,9 @@
 //!   storage, cloned into accepted sockets); `netmon_sock_release` marks a
 //!   socket closed so userspace can retire its flows once read.
 //!
+//! - [`tc`]: `netmon_tc_ingress` / `netmon_tc_egress` count everything a
+//!   watched interface receives and sends, split by socket class.
+//!
 //! The maps are declared in [`maps`]; their names and value types come from
 //! `netmon-common`, the one place that defines the contract.
 #![no_std]
@@ -20,6 +23,7 @@ mod cgroup_skb;
 mod headers;
 mod maps;
 mod sock;
+mod tc;
 
 #[cfg(not(test))]
 #[panic_handler]

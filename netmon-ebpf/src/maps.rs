@@ -77,3 +77,12 @@ pub static NETMON_TASK_OFFSETS: TaskOffsets = TaskOffsets {
     group_leader: 0,
     start_boottime: 0,
 };
+
+/// Interface counters of the tc programs, per CPU (see
+/// `netmon_common::iface`). Preallocated: a handful of keys per interface.
+#[btf_map]
+pub static NETMON_IFACES: aya_ebpf::btf_maps::PerCpuHashMap<
+    netmon_common::iface::IfaceKey,
+    netmon_common::iface::IfaceCounters,
+    { netmon_common::names::DEFAULT_MAX_IFACE_KEYS as usize },
+> = aya_ebpf::btf_maps::PerCpuHashMap::new();

@@ -13,6 +13,9 @@
 //! minute = "30days"
 //! hour = "400days"
 //! day = "forever"
+//!
+//! [interfaces]                           # tc interface counting
+//! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -131,6 +134,18 @@ pub struct FileConfig {
     /// App names for queries (`[[apps.rule]]`, see [`crate::query::apps`]).
     #[serde(default)]
     pub apps: crate::query::AppRules,
+    /// Interfaces counted by the tc programs.
+    #[serde(default)]
+    pub interfaces: InterfacesFile,
+}
+
+/// `[interfaces]` of the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfacesFile {
+    /// Interface name globs; absent: every up interface except loopback;
+    /// `[]`: none.
+    pub watch: Option<Vec<String>>,
 }
 
 /// The effective configuration.
@@ -229,6 +244,7 @@ impl FileConfig {
             } else {
                 kernel.max_closed
             },
+            watch: kernel.watch.clone().or(self.interfaces.watch),
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

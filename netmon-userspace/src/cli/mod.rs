@@ -6,6 +6,7 @@ pub mod completions;
 pub mod conn;
 pub mod export;
 pub mod history;
+pub mod interfaces;
 pub mod output;
 pub mod procs;
 pub mod render;
@@ -62,6 +63,10 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Man page (roff) on stdout.
     Man(completions::ManArgs),
+    /// Per watched interface and direction: packets and bytes counted by
+    /// the tc programs, split by local socket, forwarded, other socket and
+    /// no socket (live, since the load).
+    Interfaces(interfaces::InterfacesArgs),
 }
 
 /// `netmon load`.
@@ -128,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
+        Command::Interfaces(args) => interfaces::run(&args),
     }
 }
 

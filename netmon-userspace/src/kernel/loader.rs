@@ -206,6 +206,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
             message: e.to_string(),
         })?;
     }
+    super::tc::attach(&mut ebpf, paths, args.watch.as_deref())?;
     Ok(())
 }
 
@@ -280,6 +281,7 @@ pub fn detach(pin_dir: &Path) -> Result<(), KernelError> {
 /// Unpins links (detaching them once their last fd closes), programs and
 /// maps, then removes the directories. Best effort: used on cleanup paths.
 fn remove_pins(paths: &PinPaths) {
+    super::tc::remove_pins(paths);
     for name in PROGRAMS {
         if let Ok(link) = PinnedLink::from_pin(paths.link(name)) {
             // Unpinning drops the last reference: the link detaches.

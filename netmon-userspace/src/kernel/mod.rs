@@ -14,6 +14,7 @@ pub mod pins;
 pub mod reader;
 pub mod sysfs;
 pub mod task_offsets;
+pub mod tc;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,10 @@ pub struct KernelArgs {
     /// Capacity of the closed-socket map.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLOSED, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_closed: u32,
+    /// Interfaces to count with the tc programs (glob, repeatable).
+    /// Default: every interface that is up, except loopback.
+    #[arg(long = "watch-interface", value_name = "GLOB")]
+    pub watch: Option<Vec<String>>,
 }
 
 impl Default for KernelArgs {
@@ -46,6 +51,7 @@ impl Default for KernelArgs {
             cgroup: None,
             max_flows: DEFAULT_MAX_FLOWS,
             max_closed: DEFAULT_MAX_CLOSED,
+            watch: None,
         }
     }
 }
