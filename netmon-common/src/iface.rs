@@ -40,6 +40,11 @@ pub const IFACE_CLASS_OTHER_SOCKET: u8 = 2;
 pub const IFACE_CLASS_NO_SOCKET: u8 = 3;
 /// Number of classes (classes are `0..IFACE_CLASSES`).
 pub const IFACE_CLASSES: u8 = 4;
+/// Not a class of traffic: the interface's own counters (rx for ingress, tx
+/// for egress) when netmon attached, written once by the loader into CPU
+/// 0's slot and never by the programs, so the reader can show the
+/// interface's counters since the load next to netmon's.
+pub const IFACE_BASELINE: u8 = 0xff;
 
 /// Key of the interface map: one interface, one direction, one class.
 ///

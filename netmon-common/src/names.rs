@@ -62,5 +62,6 @@ pub const PROG_TC_EGRESS: &str = "netmon_tc_egress";
 /// Prefix of the pinned tc links: `links/<prefix><ingress|egress>_<ifindex>`
 /// (bpffs names cannot hold the dots some interface names have).
 pub const TC_LINK_PREFIX: &str = "tc_";
-/// Capacity of [`MAP_IFACES`]: 2 directions × 4 classes × 2048 interfaces.
+/// Capacity of [`MAP_IFACES`]: 2 directions × (4 classes + the baseline)
+/// per interface, for over 1600 interfaces.
 pub const DEFAULT_MAX_IFACE_KEYS: u32 = 16_384;

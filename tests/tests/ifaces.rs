@@ -261,6 +261,17 @@ fn assert_reconciled(
                 counted, truth,
                 "{ifname} {dir} {what}: netmon counted {counted}, the interface {truth}"
             );
+            // netmon's own reconciliation agrees: what it cannot explain
+            // did not move.
+            let unexplained = |doc: &HashMap<String, serde_json::Value>| {
+                doc[ifname][dir]["unexplained"][what].as_i64()
+            };
+            assert!(unexplained(netmon.0).is_some(), "{ifname} has no baseline");
+            assert_eq!(
+                unexplained(netmon.0),
+                unexplained(netmon.1),
+                "{ifname} {dir} {what}: unexplained remainder moved"
+            );
         }
     }
 }

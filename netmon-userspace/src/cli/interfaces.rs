@@ -3,6 +3,13 @@
 //! no-socket bytes (see `netmon_common::iface` for what the bytes include:
 //! `skb->len` at tc, link-layer header included, a GSO packet once).
 //!
+//! Reconciliation: `interface` is the interface's own counters
+//! (`/proc/net/dev`) since the load, `unexplained` = `interface - total`
+//! (bytes moved while attaching; on a physical NIC that segments GSO
+//! packets, the extra headers). Between two readings the changes add up:
+//! Δinterface = Δlocal_socket + Δforwarded + Δother_socket + Δno_socket on
+//! veth and other devices that count `skb->len`.
+//!
 //! Like `snapshot`, it reads the pinned map directly (with or without a
 //! daemon): counters since the load, not a window of history.
 use std::path::PathBuf;
@@ -51,8 +58,10 @@ fn print_table(rows: &[InterfaceCounts], raw: bool) -> anyhow::Result<()> {
             "FORWARDED",
             "OTHER SOCKET",
             "NO SOCKET",
+            "INTERFACE",
+            "UNEXPLAINED",
         ],
-        &[false, false, true, true, true, true, true, true],
+        &[false, false, true, true, true, true, true, true, true, true],
     );
     for i in rows {
         let name = i.name.clone().unwrap_or_else(|| format!("#{}", i.ifindex));
@@ -73,5 +82,9 @@ fn row(name: &str, dir: &str, d: &DirectionCounts, raw: bool) -> Vec<String> {
         human_bytes(d.forwarded.bytes, raw),
         human_bytes(d.other_socket.bytes, raw),
         human_bytes(d.no_socket.bytes, raw),
+        d.interface
+            .map_or_else(|| "-".to_owned(), |c| human_bytes(c.bytes, raw)),
+        d.unexplained
+            .map_or_else(|| "-".to_owned(), |u| u.bytes.to_string()),
     ]
 }

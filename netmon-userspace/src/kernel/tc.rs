@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuHashMap},
+    maps::{MapData, PerCpuHashMap, PerCpuValues},
     programs::{SchedClassifier, TcAttachType, links::FdLink, links::PinnedLink},
 };
 use netmon_common::{
     iface::{
-        IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
-        IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IfaceCounters, IfaceKey,
+        IFACE_BASELINE, IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
+        IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters, IfaceKey,
     },
     names::{IFACE_MAPS, MAP_IFACES, PROG_TC_EGRESS, PROG_TC_INGRESS, TC_LINK_PREFIX},
 };
@@ -139,6 +139,7 @@ pub fn attach(
         map.pin(&path).map_err(|e| pin_err(name, &path, e))?;
     }
     let interfaces = watched(watch)?;
+    write_baselines(ebpf, &interfaces)?;
     let mut attached = Vec::new();
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         let ingress = name == PROG_TC_INGRESS;
@@ -189,6 +190,81 @@ pub fn attach(
         }
     }
     Ok(attached)
+}
+
+/// The interfaces' own counters from `/proc/net/dev` (this thread's network
+/// namespace): name → `[rx bytes, rx packets, tx bytes, tx packets]`.
+fn proc_net_dev() -> Result<BTreeMap<String, [u64; 4]>, KernelError> {
+    let text = std::fs::read_to_string("/proc/net/dev")
+        .map_err(|e| KernelError::io("read /proc/net/dev", e))?;
+    Ok(parse_proc_net_dev(&text))
+}
+
+/// Parses `/proc/net/dev`: two header lines, then `name: rx_bytes
+/// rx_packets errs drop fifo frame compressed multicast tx_bytes tx_packets
+/// ...`. Lines that do not parse are skipped.
+#[must_use]
+pub fn parse_proc_net_dev(text: &str) -> BTreeMap<String, [u64; 4]> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map_while(|f| f.parse().ok())
+            .collect();
+        if fields.len() >= 10 {
+            out.insert(
+                name.trim().to_owned(),
+                [fields[0], fields[1], fields[8], fields[9]],
+            );
+        }
+    }
+    out
+}
+
+/// Records each watched interface's own counters as its baseline (read
+/// before attaching, so the packets of the attach window itself show up as
+/// unexplained rather than as a negative remainder).
+fn write_baselines(ebpf: &mut Ebpf, interfaces: &[Watched]) -> Result<(), KernelError> {
+    let counters = proc_net_dev()?;
+    let path = std::path::PathBuf::from(MAP_IFACES);
+    let map = ebpf
+        .map_mut(MAP_IFACES)
+        .ok_or_else(|| pin_err(MAP_IFACES, &path, "map missing from the eBPF object"))?;
+    let mut map: PerCpuHashMap<&mut MapData, IfaceKey, IfaceCounters> =
+        PerCpuHashMap::try_from(map).map_err(|e| pin_err(MAP_IFACES, &path, e))?;
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(what, e)| KernelError::io(what, e))?
+        .get() as usize;
+    for iface in interfaces {
+        let Some(c) = counters.get(&iface.name) else {
+            continue;
+        };
+        for (direction, packets, bytes) in [
+            (IFACE_DIR_INGRESS, c[1], c[0]),
+            (IFACE_DIR_EGRESS, c[3], c[2]),
+        ] {
+            let mut values = vec![IfaceCounters::default(); cpus];
+            values[0] = IfaceCounters { packets, bytes };
+            let values = PerCpuValues::try_from(values)
+                .map_err(|e| KernelError::io("per-CPU baseline", e))?;
+            let key = IfaceKey {
+                ifindex: iface.ifindex,
+                direction,
+                class: IFACE_BASELINE,
+                _pad: [0; 2],
+            };
+            map.insert(&key, values, 0)
+                .map_err(|e| KernelError::MapOp {
+                    op: "insert baseline",
+                    map: MAP_IFACES,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// Unpins every tc link (detaching it), the tc programs and the interface
@@ -249,11 +325,31 @@ pub struct DirectionCounts {
     pub local_socket: Count,
     /// Forwarded by the host (egress only).
     pub forwarded: Count,
-    /// Other sockets (`AF_PACKET`), egress only.
+    /// Sockets without a recorded owner (`AF_PACKET`, the kernel's control
+    /// sockets, sockets opened before the load), egress only.
     pub other_socket: Count,
     /// No local socket (kernel-generated on egress; on ingress everything
     /// not matched, forwarded traffic included).
     pub no_socket: Count,
+    /// The interface's own counters (`/proc/net/dev`) since the load, when
+    /// the baseline and the interface are both there.
+    pub interface: Option<Count>,
+    /// `interface - total`: what the interface counted and the tc hook did
+    /// not. Packets moved while attaching (and, on physical NICs, the extra
+    /// headers of GSO segments) land here; on veth it stays constant after
+    /// the load.
+    pub unexplained: Option<Unexplained>,
+    #[serde(skip)]
+    baseline: Option<Count>,
+}
+
+/// A signed difference of counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Unexplained {
+    /// Packets.
+    pub packets: i64,
+    /// Bytes.
+    pub bytes: i64,
 }
 
 /// The counters of one interface.
@@ -289,6 +385,12 @@ pub fn fold(entries: impl IntoIterator<Item = (IfaceKey, IfaceCounters)>) -> Vec
             IFACE_CLASS_FORWARDED => dir.forwarded.add(&value),
             IFACE_CLASS_OTHER_SOCKET => dir.other_socket.add(&value),
             IFACE_CLASS_NO_SOCKET => dir.no_socket.add(&value),
+            IFACE_BASELINE => {
+                dir.baseline = Some(Count {
+                    packets: value.packets,
+                    bytes: value.bytes,
+                });
+            }
             _ => continue,
         }
     }
@@ -303,6 +405,25 @@ pub fn fold(entries: impl IntoIterator<Item = (IfaceKey, IfaceCounters)>) -> Vec
         }
     }
     out
+}
+
+/// Fills `interface` and `unexplained` from the interface's current
+/// counters `[rx bytes, rx packets, tx bytes, tx packets]`.
+pub fn reconcile(i: &mut InterfaceCounts, now: [u64; 4]) {
+    for (d, bytes, packets) in [(&mut i.rx, now[0], now[1]), (&mut i.tx, now[2], now[3])] {
+        let Some(base) = d.baseline else { continue };
+        let since = Count {
+            packets: packets.saturating_sub(base.packets),
+            bytes: bytes.saturating_sub(base.bytes),
+        };
+        d.interface = Some(since);
+        let diff =
+            |a: u64, b: u64| i64::try_from(i128::from(a) - i128::from(b)).unwrap_or(i64::MAX);
+        d.unexplained = Some(Unexplained {
+            packets: diff(since.packets, d.total.packets),
+            bytes: diff(since.bytes, d.total.bytes),
+        });
+    }
 }
 
 /// Reads the pinned interface map under `pin_dir`, summed over CPUs, with
@@ -342,10 +463,14 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
         entries.push((key, sum));
     }
     let mut out = fold(entries);
+    let counters = proc_net_dev()?;
     for i in &mut out {
         i.name = nix::net::if_::if_indextoname(i.ifindex)
             .ok()
             .map(|n| n.to_string_lossy().into_owned());
+        if let Some(c) = i.name.as_ref().and_then(|n| counters.get(n)) {
+            reconcile(i, *c);
+        }
     }
     Ok(out)
 }
@@ -353,7 +478,6 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netmon_common::iface::IFACE_DIR_INGRESS;
 
     #[test]
     fn default_is_up_non_loopback() {
@@ -385,6 +509,57 @@ mod tests {
     fn bad_glob_is_an_error() {
         let err = select([("a", true, false)], Some(&["[".to_owned()])).expect_err("bad glob");
         assert!(err.to_string().contains("interface pattern"), "{err}");
+    }
+
+    #[test]
+    fn proc_net_dev_parses() {
+        let text = "Inter-|   Receive                            |  Transmit\n \
+face |bytes    packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    \
+lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  \
+nmra: 11438      19    0    0    0     0          0         0     4698      15    0    0    0     0       0          0\n";
+        let parsed = parse_proc_net_dev(text);
+        assert_eq!(parsed["nmra"], [11438, 19, 4698, 15]);
+        assert_eq!(parsed["lo"], [100, 2, 100, 2]);
+    }
+
+    #[test]
+    fn reconcile_is_interface_minus_total() {
+        let key = |direction, class| IfaceKey {
+            ifindex: 3,
+            direction,
+            class,
+            _pad: [0; 2],
+        };
+        let c = |packets, bytes| IfaceCounters { packets, bytes };
+        let mut out = fold([
+            (key(IFACE_DIR_INGRESS, IFACE_BASELINE), c(10, 1000)),
+            (key(IFACE_DIR_INGRESS, IFACE_CLASS_NO_SOCKET), c(4, 400)),
+            (key(IFACE_DIR_EGRESS, IFACE_CLASS_FORWARDED), c(1, 60)),
+        ]);
+        assert_eq!(
+            out[0].rx.total,
+            Count {
+                packets: 4,
+                bytes: 400
+            },
+            "baseline is no traffic"
+        );
+        reconcile(&mut out[0], [1490, 15, 60, 1]);
+        assert_eq!(
+            out[0].rx.interface,
+            Some(Count {
+                packets: 5,
+                bytes: 490
+            })
+        );
+        assert_eq!(
+            out[0].rx.unexplained,
+            Some(Unexplained {
+                packets: 1,
+                bytes: 90
+            })
+        );
+        assert_eq!(out[0].tx.interface, None, "no egress baseline");
     }
 
     #[test]
