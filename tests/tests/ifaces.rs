@@ -11,7 +11,9 @@
 //!   packet; forwarded bytes on `nmrb` egress and local-socket bytes on
 //!   `nmra` ingress equal the datagrams' frame sizes (payload + 28 + 14);
 //! - frames injected with an `AF_PACKET` socket on `nmra`: counted as
-//!   other-socket (not a local socket), exact, and reconciled.
+//!   other-socket (not a local socket), exact, and reconciled;
+//! - an interface added after the load is picked up by the next `netmon
+//!   load` and counted exactly from then on.
 
 use std::{
     collections::HashMap,
@@ -131,10 +133,15 @@ impl Loaded {
             pin_dir,
             netns: router.r.path(),
         };
-        let cgroup = format!("--cgroup={}", cg.path().display());
-        let mut c = loaded.command(&["load", "--watch-interface", "nmr*", &cgroup]);
-        let _said = cmd::run(&mut c);
+        loaded.load(cg);
         loaded
+    }
+
+    /// `netmon load` (again: picks up interfaces that appeared since).
+    fn load(&self, cg: &CgroupGuard) {
+        let cgroup = format!("--cgroup={}", cg.path().display());
+        let mut c = self.command(&["load", "--watch-interface", "nmr*", &cgroup]);
+        let _said = cmd::run(&mut c);
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -438,5 +445,61 @@ fn af_packet_frames_are_not_a_local_socket() {
         delta((&n0, &n1), "nmra", "tx", "local_socket"),
         (0, 0),
         "no local socket sent anything"
+    );
+}
+
+#[test]
+fn interface_added_after_load_is_picked_up_by_the_next_load() {
+    if !require_root("interface_added_after_load_is_picked_up_by_the_next_load") {
+        return;
+    }
+    const FRAMES: u64 = 50;
+    const LEN: usize = 120;
+    let cg = CgroupGuard::new("ifaces-new");
+    let router = Router::new();
+    let netmon = Loaded::new(&router, &cg);
+    let c = Netns::new("ifc");
+    let peer = mac(router.subnet, 9);
+    cmd::run_args(
+        "ip",
+        &[
+            "link",
+            "add",
+            "nmrc",
+            "netns",
+            router.r.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "nm0",
+            "netns",
+            c.name(),
+            "address",
+            &peer,
+        ],
+    );
+    router.r.ip(&["link", "set", "nmrc", "up"]);
+    c.ip(&["link", "set", "nm0", "up"]);
+    assert!(
+        !netmon.read().contains_key("nmrc"),
+        "nmrc counted before it was attached"
+    );
+    netmon.load(&cg);
+    let stats0 = quiet(&router.r);
+    let n0 = netmon.read();
+    inject(&router.r, "nmrc", &peer, FRAMES, LEN);
+    let stats1 = quiet(&router.r);
+    let n1 = netmon.read();
+    assert_eq!(
+        delta((&n0, &n1), "nmrc", "tx", "other_socket"),
+        (FRAMES, FRAMES * LEN as u64),
+        "AF_PACKET frames leaving the new interface"
+    );
+    let truth = stats1["nmrc"][2] - stats0["nmrc"][2];
+    assert_eq!(
+        field(&n1, "nmrc", ["tx", "total", "bytes"]) - field(&n0, "nmrc", ["tx", "total", "bytes"]),
+        truth,
+        "nmrc tx bytes against the interface counter"
     );
 }

@@ -70,6 +70,9 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
     let paths = PinPaths::new(&args.pin_dir);
     let cgroup = preflight(args)?;
     if paths.is_loaded() {
+        for iface in super::tc::attach_new(&paths, args.watch.as_deref())? {
+            tracing::info!("tc programs attached to new interface {}", iface.name);
+        }
         return Ok(AttachOutcome::AlreadyLoaded);
     }
     let parent = args.pin_dir.parent().unwrap_or(Path::new("/"));

@@ -9,14 +9,17 @@
 //! against interface names in the network namespace netmon is loaded in.
 //! An interface that goes away between listing and attaching is skipped
 //! with a warning (a host's veths come and go); a failure to load the
-//! programs is an error. Interfaces that appear after the load are not
-//! attached until the next load.
+//! programs is an error. Interfaces that appear after the load are picked
+//! up by the next `netmon load` (or daemon start) on the same pin
+//! directory: it finds the load pinned and attaches the pinned programs to
+//! every watched interface without a link ([`attach_new`]); nothing watches
+//! for new interfaces in between.
 //!
 //! Attaching: aya picks tcx links on Linux 6.6+ (`TcAttach::Auto`); a tcx
 //! link is an fd link and is pinned like the cgroup links. On older kernels
 //! aya uses clsact (netlink), which cannot be pinned: the load then fails
 //! with a clear error rather than counting without a way to detach.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use aya::{
     Ebpf,
@@ -139,10 +142,17 @@ pub fn attach(
         map.pin(&path).map_err(|e| pin_err(name, &path, e))?;
     }
     let interfaces = watched(watch)?;
-    write_baselines(ebpf, &interfaces)?;
+    {
+        let path = PathBuf::from(MAP_IFACES);
+        let map = ebpf
+            .map_mut(MAP_IFACES)
+            .ok_or_else(|| pin_err(MAP_IFACES, &path, "map missing from the eBPF object"))?;
+        let mut map: PerCpuHashMap<&mut MapData, IfaceKey, IfaceCounters> =
+            PerCpuHashMap::try_from(map).map_err(|e| pin_err(MAP_IFACES, &path, e))?;
+        write_baselines(&mut map, &interfaces)?;
+    }
     let mut attached = Vec::new();
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        let ingress = name == PROG_TC_INGRESS;
         let verifier = |source| KernelError::Verifier {
             program: name,
             source,
@@ -161,33 +171,97 @@ pub fn attach(
         prog.load().map_err(verifier)?;
         prog.pin(paths.prog(name))
             .map_err(|e| pin_err(name, &paths.prog(name), e))?;
-        let attach_type = if ingress {
-            TcAttachType::Ingress
-        } else {
-            TcAttachType::Egress
-        };
-        for iface in &interfaces {
-            let id = match prog.attach(iface.ifindex, attach_type) {
-                Ok(id) => id,
-                Err(err) => {
-                    tracing::warn!("{name} not attached to {}: {err}", iface.name);
-                    continue;
-                }
-            };
-            let path = paths.link(&link_name(ingress, iface.ifindex));
-            let link = prog.take_link(id).map_err(verifier)?;
-            let link = FdLink::try_from(link).map_err(|e| {
-                pin_err(
-                    name,
-                    &path,
-                    format!("not a tcx link (kernel older than 6.6?): {e}"),
-                )
-            })?;
-            link.pin(&path).map_err(|e| pin_err(name, &path, e))?;
-            if ingress {
-                attached.push(iface.clone());
-            }
+        attached = attach_links(prog, name, paths, &interfaces)?;
+    }
+    Ok(attached)
+}
+
+/// Attaches `prog` (`name`) to every interface in `interfaces` that has no
+/// link pinned yet, pinning each new link. Returns the interfaces attached.
+fn attach_links(
+    prog: &mut SchedClassifier,
+    name: &'static str,
+    paths: &PinPaths,
+    interfaces: &[Watched],
+) -> Result<Vec<Watched>, KernelError> {
+    let ingress = name == PROG_TC_INGRESS;
+    let attach_type = if ingress {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    };
+    let mut attached = Vec::new();
+    for iface in interfaces {
+        let path = paths.link(&link_name(ingress, iface.ifindex));
+        if path.exists() {
+            continue;
         }
+        let id = match prog.attach(iface.ifindex, attach_type) {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::warn!("{name} not attached to {}: {err}", iface.name);
+                continue;
+            }
+        };
+        let link = prog.take_link(id).map_err(|source| KernelError::Verifier {
+            program: name,
+            source,
+        })?;
+        let link = FdLink::try_from(link).map_err(|e| {
+            pin_err(
+                name,
+                &path,
+                format!("not a tcx link (kernel older than 6.6?): {e}"),
+            )
+        })?;
+        link.pin(&path).map_err(|e| pin_err(name, &path, e))?;
+        attached.push(iface.clone());
+    }
+    Ok(attached)
+}
+
+/// For a load that is already pinned: attaches the pinned tc programs to
+/// watched interfaces that have appeared since (no link pinned for their
+/// index), recording their baselines first. Returns the interfaces newly
+/// attached; none if the load has no tc programs pinned.
+///
+/// # Errors
+/// Pinned map or program that cannot be opened, map writes, pin failures.
+pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watched>, KernelError> {
+    let prog_paths = [PROG_TC_INGRESS, PROG_TC_EGRESS].map(|n| paths.prog(n));
+    if prog_paths.iter().any(|p| !p.exists()) || !paths.map(MAP_IFACES).exists() {
+        return Ok(Vec::new());
+    }
+    let new: Vec<Watched> = watched(watch)?
+        .into_iter()
+        .filter(|w| {
+            !paths.link(&link_name(true, w.ifindex)).exists()
+                || !paths.link(&link_name(false, w.ifindex)).exists()
+        })
+        .collect();
+    if new.is_empty() {
+        return Ok(new);
+    }
+    let path = paths.map(MAP_IFACES);
+    let data = MapData::from_pin(&path).map_err(|e| KernelError::PinnedMap {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters> =
+        PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data))
+            .map_err(|e| pin_err(MAP_IFACES, &path, e))?;
+    write_baselines(&mut map, &new)?;
+    let mut attached = Vec::new();
+    for (name, prog_path) in [PROG_TC_INGRESS, PROG_TC_EGRESS]
+        .into_iter()
+        .zip(prog_paths)
+    {
+        let mut prog =
+            SchedClassifier::from_pin(&prog_path).map_err(|source| KernelError::Verifier {
+                program: name,
+                source,
+            })?;
+        attached = attach_links(&mut prog, name, paths, &new)?;
     }
     Ok(attached)
 }
@@ -227,14 +301,11 @@ pub fn parse_proc_net_dev(text: &str) -> BTreeMap<String, [u64; 4]> {
 /// Records each watched interface's own counters as its baseline (read
 /// before attaching, so the packets of the attach window itself show up as
 /// unexplained rather than as a negative remainder).
-fn write_baselines(ebpf: &mut Ebpf, interfaces: &[Watched]) -> Result<(), KernelError> {
+fn write_baselines<T: std::borrow::BorrowMut<MapData>>(
+    map: &mut PerCpuHashMap<T, IfaceKey, IfaceCounters>,
+    interfaces: &[Watched],
+) -> Result<(), KernelError> {
     let counters = proc_net_dev()?;
-    let path = std::path::PathBuf::from(MAP_IFACES);
-    let map = ebpf
-        .map_mut(MAP_IFACES)
-        .ok_or_else(|| pin_err(MAP_IFACES, &path, "map missing from the eBPF object"))?;
-    let mut map: PerCpuHashMap<&mut MapData, IfaceKey, IfaceCounters> =
-        PerCpuHashMap::try_from(map).map_err(|e| pin_err(MAP_IFACES, &path, e))?;
     let cpus = aya::util::nr_cpus()
         .map_err(|(what, e)| KernelError::io(what, e))?
         .get() as usize;
