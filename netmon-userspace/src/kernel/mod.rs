@@ -3,7 +3,10 @@
 //!
 //! Pin layout under the pin directory (default `/sys/fs/bpf/netmon`):
 //! `maps/<MAP>` for every map in `netmon_common::names::MAPS`,
-//! `progs/<PROGRAM>` and `links/<PROGRAM>` for every program. While the links
+//! `progs/<PROGRAM>` and `links/<PROGRAM>` for every program; the interface
+//! side ([`tc`]) adds `maps/NETMON_IFACES`, `progs/netmon_tc_ingress`,
+//! `progs/netmon_tc_egress` and one `links/tc_<ingress|egress>_<ifindex>`
+//! per watched interface and direction. While the links
 //! are pinned the programs stay attached and keep counting, with or without a
 //! daemon; a restarted daemon re-opens the same maps, so no byte is lost or
 //! counted twice across restarts.
