@@ -11,6 +11,7 @@
 #![no_std]
 
 pub mod flow;
+pub mod iface;
 pub mod names;
 
 pub use flow::{

@@ -74,3 +74,20 @@ pub const DEFAULT_MAX_EXECS: u32 = 8192;
 pub const PROG_FORK: &str = "netmon_fork";
 /// The raw tracepoint [`PROG_FORK`] attaches to.
 pub const TRACEPOINT_FORK: &str = "sched_process_fork";
+/// Interface counters of the tc programs: a per-CPU hash of
+/// [`crate::iface::IfaceKey`] → [`crate::iface::IfaceCounters`]. Pinned with
+/// the other maps but listed apart ([`IFACE_MAPS`]) so [`MAPS`] stays the
+/// socket side's list.
+pub const MAP_IFACES: &str = "NETMON_IFACES";
+/// Maps of the interface side, pinned like [`MAPS`].
+pub const IFACE_MAPS: [&str; 1] = [MAP_IFACES];
+/// tc (tcx) program counting what a watched interface receives.
+pub const PROG_TC_INGRESS: &str = "netmon_tc_ingress";
+/// tc (tcx) program counting what a watched interface sends.
+pub const PROG_TC_EGRESS: &str = "netmon_tc_egress";
+/// Prefix of the pinned tc links: `links/<prefix><ingress|egress>_<ifindex>`
+/// (bpffs names cannot hold the dots some interface names have).
+pub const TC_LINK_PREFIX: &str = "tc_";
+/// Capacity of [`MAP_IFACES`]: 2 directions × (4 classes + the baseline)
+/// per interface, for over 1600 interfaces.
+pub const DEFAULT_MAX_IFACE_KEYS: u32 = 16_384;

@@ -8,6 +8,9 @@
 //! - [`exec`]: `netmon_exec` records each new program's exe path and
 //!   arguments at exec, so processes that exit before a drain keep a name.
 //!
+//! - [`tc`]: `netmon_tc_ingress` / `netmon_tc_egress` count everything a
+//!   watched interface receives and sends, split by socket class.
+//!
 //! The maps are declared in [`maps`]; their names and value types come from
 //! `netmon-common`, the one place that defines the contract.
 #![no_std]
@@ -23,6 +26,7 @@ mod exec;
 mod headers;
 mod maps;
 mod sock;
+mod tc;
 
 #[cfg(not(test))]
 #[panic_handler]

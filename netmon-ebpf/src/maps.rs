@@ -121,3 +121,11 @@ pub static NETMON_EXEC_SCRATCH: PerCpuArray<ExecScratch, 1> = PerCpuArray::new()
 /// `.rodata` before load (`netmon_common::names::GLOBAL_EXEC_OFFSETS`).
 #[unsafe(no_mangle)]
 pub static NETMON_EXEC_OFFSETS: ExecOffsets = ExecOffsets::UNKNOWN;
+/// Interface counters of the tc programs, per CPU (see
+/// `netmon_common::iface`). Preallocated: a handful of keys per interface.
+#[btf_map]
+pub static NETMON_IFACES: aya_ebpf::btf_maps::PerCpuHashMap<
+    netmon_common::iface::IfaceKey,
+    netmon_common::iface::IfaceCounters,
+    { netmon_common::names::DEFAULT_MAX_IFACE_KEYS as usize },
+> = aya_ebpf::btf_maps::PerCpuHashMap::new();

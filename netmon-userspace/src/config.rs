@@ -17,6 +17,8 @@
 //!
 //! [http]                                 # see crate::http
 //! listen = ["127.0.0.1:9847"]            # [] turns the HTTP server off
+//! [interfaces]                           # tc interface counting
+//! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -147,6 +149,18 @@ pub struct FileConfig {
     /// The HTTP API and dashboard (`[http]`, see [`crate::http`]).
     #[serde(default)]
     pub http: crate::http::HttpConfig,
+    /// Interfaces counted by the tc programs.
+    #[serde(default)]
+    pub interfaces: InterfacesFile,
+}
+
+/// `[interfaces]` of the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfacesFile {
+    /// Interface name globs; absent: every up interface except loopback;
+    /// `[]`: none.
+    pub watch: Option<Vec<String>>,
 }
 
 /// The effective configuration.
@@ -252,6 +266,7 @@ impl FileConfig {
             } else {
                 kernel.max_closed
             },
+            watch: kernel.watch.clone().or(self.interfaces.watch),
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

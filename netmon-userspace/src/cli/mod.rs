@@ -8,6 +8,7 @@ pub mod conn;
 pub mod events;
 pub mod export;
 pub mod history;
+pub mod interfaces;
 pub mod output;
 pub mod procs;
 pub mod render;
@@ -81,6 +82,10 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Charts and tables of a window to a file: .svg, .png, .html or .json.
     Report(report::ReportArgs),
+    /// Per watched interface and direction: packets and bytes counted by
+    /// the tc programs, split by local socket, forwarded, other socket and
+    /// no socket (live, since the load).
+    Interfaces(interfaces::InterfacesArgs),
 }
 
 /// `netmon load`.
@@ -162,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quota(args) => alerts::run_quota(&args),
         Command::Token(args) => token::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Interfaces(args) => interfaces::run(&args),
     }
 }
 

@@ -88,6 +88,9 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
     let cgroup = preflight(args)?;
     if paths.is_loaded() {
         adopt_existing(&paths);
+        for iface in super::tc::attach_new(&paths, args.watch.as_deref())? {
+            tracing::info!("tc programs attached to new interface {}", iface.name);
+        }
         return Ok(AttachOutcome::AlreadyLoaded);
     }
     let parent = args.pin_dir.parent().unwrap_or(Path::new("/"));
@@ -263,6 +266,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
             message: e.to_string(),
         })?;
     }
+    super::tc::attach(&mut ebpf, paths, args.watch.as_deref())?;
     Ok(())
 }
 
@@ -368,6 +372,7 @@ pub fn detach(pin_dir: &Path, force: bool) -> Result<(), KernelError> {
 /// Unpins links (detaching them once their last fd closes), programs and
 /// maps, then removes the directories. Best effort: used on cleanup paths.
 fn remove_pins(paths: &PinPaths) {
+    super::tc::remove_pins(paths);
     for name in PROGRAMS {
         if let Ok(link) = PinnedLink::from_pin(paths.link(name)) {
             // Unpinning drops the last reference: the link detaches.

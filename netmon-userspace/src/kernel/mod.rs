@@ -3,7 +3,10 @@
 //!
 //! Pin layout under the pin directory (default `/sys/fs/bpf/netmon`):
 //! `maps/<MAP>` for every map in `netmon_common::names::MAPS`,
-//! `progs/<PROGRAM>` and `links/<PROGRAM>` for every program. While the links
+//! `progs/<PROGRAM>` and `links/<PROGRAM>` for every program; the interface
+//! side ([`tc`]) adds `maps/NETMON_IFACES`, `progs/netmon_tc_ingress`,
+//! `progs/netmon_tc_egress` and one `links/tc_<ingress|egress>_<ifindex>`
+//! per watched interface and direction. While the links
 //! are pinned the programs stay attached and keep counting, with or without a
 //! daemon; a restarted daemon re-opens the same maps, so no byte is lost or
 //! counted twice across restarts.
@@ -16,6 +19,7 @@ pub mod pins;
 pub mod reader;
 pub mod sysfs;
 pub mod task_offsets;
+pub mod tc;
 
 use std::path::PathBuf;
 
@@ -39,6 +43,10 @@ pub struct KernelArgs {
     /// Capacity of the closed-socket map.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLOSED, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_closed: u32,
+    /// Interfaces to count with the tc programs (glob, repeatable).
+    /// Default: every interface that is up, except loopback.
+    #[arg(long = "watch-interface", value_name = "GLOB")]
+    pub watch: Option<Vec<String>>,
 }
 
 impl Default for KernelArgs {
@@ -48,6 +56,7 @@ impl Default for KernelArgs {
             cgroup: None,
             max_flows: DEFAULT_MAX_FLOWS,
             max_closed: DEFAULT_MAX_CLOSED,
+            watch: None,
         }
     }
 }

@@ -1,0 +1,505 @@
+//! Interface counting (tc programs): what no socket owns, reconciled with
+//! the interfaces' own counters.
+//!
+//! A router namespace R forwards between two namespaces A and B over two
+//! veth pairs (`nmra`/`nmrb` in R). netmon is loaded inside R (`nsenter
+//! --net`, so the bpffs pins stay in the host's mount namespace) watching
+//! `nmr*`. Ground truth netmon never computes: the interfaces' own counters
+//! (`ip -s -j link`, stats64) and the workloads' own datagram counts.
+//! - forwarded UDP A → B and UDP A → a socket in R: per interface and
+//!   direction, netmon's totals equal the interface counters to the byte and
+//!   packet; forwarded bytes on `nmrb` egress and local-socket bytes on
+//!   `nmra` ingress equal the datagrams' frame sizes (payload + 28 + 14);
+//! - frames injected with an `AF_PACKET` socket on `nmra`: counted as
+//!   other-socket (not a local socket), exact, and reconciled;
+//! - an interface added after the load is picked up by the next `netmon
+//!   load` and counted exactly from then on.
+
+use std::{
+    collections::HashMap,
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use netmon_tests::{
+    cgroup::CgroupGuard,
+    check::UDP4_OVERHEAD,
+    cmd,
+    netmon::{NETMON_TIMEOUT, netmon_bin},
+    netns::Netns,
+    require_root, scenario, workload_exe,
+};
+
+/// Ethernet header on veth.
+const ETH: u64 = 14;
+const ROUNDS: u64 = 400;
+const SIZES: &str = "1,64,512,1000,1400";
+
+/// R, A and B with forwarding between 10.211.S.0/24 (A side) and
+/// 10.212.S.0/24 (B side); neighbours static, so no ARP.
+struct Router {
+    r: Netns,
+    a: Netns,
+    b: Netns,
+    subnet: u8,
+}
+
+fn mac(subnet: u8, host: u8) -> String {
+    format!("02:00:00:11:{subnet:02x}:{host:02x}")
+}
+
+impl Router {
+    fn new() -> Self {
+        let subnet = u8::try_from(std::process::id() % 200 + 20).unwrap_or(20);
+        let r = Netns::new("ifr");
+        let a = Netns::new("ifa");
+        let b = Netns::new("ifb");
+        for (side, ns, rname, host) in [(1u8, &a, "nmra", 1u8), (2, &b, "nmrb", 3)] {
+            cmd::run_args(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    rname,
+                    "netns",
+                    r.name(),
+                    "address",
+                    &mac(subnet, host),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "nm0",
+                    "netns",
+                    ns.name(),
+                    "address",
+                    &mac(subnet, host + 1),
+                ],
+            );
+            let net = format!("10.21{side}.{subnet}");
+            r.ip(&["addr", "add", &format!("{net}.1/24"), "dev", rname]);
+            ns.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "nm0"]);
+            r.ip(&["link", "set", rname, "up"]);
+            ns.ip(&["link", "set", "nm0", "up"]);
+            r.ip(&[
+                "neigh",
+                "replace",
+                &format!("{net}.2"),
+                "lladdr",
+                &mac(subnet, host + 1),
+                "dev",
+                rname,
+                "nud",
+                "permanent",
+            ]);
+            ns.ip(&[
+                "neigh",
+                "replace",
+                &format!("{net}.1"),
+                "lladdr",
+                &mac(subnet, host),
+                "dev",
+                "nm0",
+                "nud",
+                "permanent",
+            ]);
+            ns.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
+        }
+        r.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        Self { r, a, b, subnet }
+    }
+
+    fn addr(&self, side: u8, host: u8) -> std::net::IpAddr {
+        std::net::Ipv4Addr::new(10, 210 + side, self.subnet, host).into()
+    }
+}
+
+/// netmon loaded inside R's network namespace; unloaded on drop.
+struct Loaded {
+    pin_dir: PathBuf,
+    netns: PathBuf,
+}
+
+impl Loaded {
+    fn new(router: &Router, cg: &CgroupGuard) -> Self {
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/netmon-test-ifaces-{}",
+            netmon_tests::unique_suffix()
+        ));
+        let loaded = Self {
+            pin_dir,
+            netns: router.r.path(),
+        };
+        loaded.load(cg);
+        loaded
+    }
+
+    /// `netmon load` (again: picks up interfaces that appeared since).
+    fn load(&self, cg: &CgroupGuard) {
+        let cgroup = format!("--cgroup={}", cg.path().display());
+        let mut c = self.command(&["load", "--watch-interface", "nmr*", &cgroup]);
+        let _said = cmd::run(&mut c);
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns.display()))
+            .arg(netmon_bin())
+            .args(args)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir);
+        c
+    }
+
+    /// `netmon interfaces --json`: name → (rx, tx) totals and classes.
+    fn read(&self) -> HashMap<String, serde_json::Value> {
+        let text = cmd::run(&mut self.command(&["interfaces", "--json"]));
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("netmon interfaces: bad JSON ({e}):\n{text}"));
+        doc["interfaces"]
+            .as_array()
+            .unwrap_or_else(|| panic!("netmon interfaces: no list:\n{text}"))
+            .iter()
+            .filter_map(|i| Some((i["name"].as_str()?.to_owned(), i.clone())))
+            .collect()
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let mut c = Command::new(netmon_bin());
+        c.arg("unload").arg("--pin-dir").arg(&self.pin_dir);
+        if let Err(e) = cmd::try_run(&mut c, NETMON_TIMEOUT) {
+            eprintln!("netmon-tests: {e}");
+        }
+    }
+}
+
+/// (rx bytes, rx packets, tx bytes, tx packets) of an interface's own counters.
+type Stats = [u64; 4];
+
+fn link_stats(ns: &Netns) -> HashMap<String, Stats> {
+    let text = ns.ip(&["-s", "-j", "link", "show"]);
+    let links: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j: {e}:\n{text}"));
+    let get = |l: &serde_json::Value, dir: &str, what: &str| {
+        l["stats64"][dir][what]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats64.{dir}.{what} in {l}"))
+    };
+    links
+        .as_array()
+        .unwrap_or_else(|| panic!("ip -j: not a list:\n{text}"))
+        .iter()
+        .map(|l| {
+            (
+                l["ifname"].as_str().unwrap_or_default().to_owned(),
+                [
+                    get(l, "rx", "bytes"),
+                    get(l, "rx", "packets"),
+                    get(l, "tx", "bytes"),
+                    get(l, "tx", "packets"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Waits until R's interface counters stop moving (300 ms unchanged, at
+/// most 10 s) and returns them.
+fn quiet(ns: &Netns) -> HashMap<String, Stats> {
+    let start = Instant::now();
+    let mut last = link_stats(ns);
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(300) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "interfaces of {} never went quiet",
+            ns.name()
+        );
+        thread::sleep(Duration::from_millis(50));
+        let now = link_stats(ns);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+/// `doc[dir][class][what]` as u64.
+fn field(doc: &HashMap<String, serde_json::Value>, ifname: &str, path: [&str; 3]) -> u64 {
+    doc.get(ifname).map_or(0, |i| {
+        i[path[0]][path[1]][path[2]]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {path:?} in {i}"))
+    })
+}
+
+/// Per watched interface and direction, netmon's total moved exactly as the
+/// interface's own counters between the two readings.
+#[track_caller]
+fn assert_reconciled(
+    netmon: (
+        &HashMap<String, serde_json::Value>,
+        &HashMap<String, serde_json::Value>,
+    ),
+    stats: (&HashMap<String, Stats>, &HashMap<String, Stats>),
+) {
+    for ifname in ["nmra", "nmrb"] {
+        let s0 = stats.0[ifname];
+        let s1 = stats.1[ifname];
+        for (i, (dir, what)) in [
+            ("rx", "bytes"),
+            ("rx", "packets"),
+            ("tx", "bytes"),
+            ("tx", "packets"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let counted = field(netmon.1, ifname, [dir, "total", what])
+                - field(netmon.0, ifname, [dir, "total", what]);
+            let truth = s1[i] - s0[i];
+            assert_eq!(
+                counted, truth,
+                "{ifname} {dir} {what}: netmon counted {counted}, the interface {truth}"
+            );
+            // netmon's own reconciliation agrees: what it cannot explain
+            // did not move.
+            let unexplained = |doc: &HashMap<String, serde_json::Value>| {
+                doc[ifname][dir]["unexplained"][what].as_i64()
+            };
+            assert!(unexplained(netmon.0).is_some(), "{ifname} has no baseline");
+            assert_eq!(
+                unexplained(netmon.0),
+                unexplained(netmon.1),
+                "{ifname} {dir} {what}: unexplained remainder moved"
+            );
+        }
+    }
+}
+
+fn delta(
+    netmon: (
+        &HashMap<String, serde_json::Value>,
+        &HashMap<String, serde_json::Value>,
+    ),
+    ifname: &str,
+    dir: &str,
+    class: &str,
+) -> (u64, u64) {
+    let d = |what| {
+        field(netmon.1, ifname, [dir, class, what]) - field(netmon.0, ifname, [dir, class, what])
+    };
+    (d("packets"), d("bytes"))
+}
+
+#[test]
+fn forwarded_and_local_traffic_reconciles_with_interface_counters() {
+    if !require_root("forwarded_and_local_traffic_reconciles_with_interface_counters") {
+        return;
+    }
+    let cg = CgroupGuard::new("ifaces");
+    let router = Router::new();
+    let netmon = Loaded::new(&router, &cg);
+    let stats0 = quiet(&router.r);
+    let n0 = netmon.read();
+
+    // Forwarded: A → B through R.
+    let fwd = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &router.b,
+        router.addr(2, 2),
+        &router.a,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    // Local: A → a socket in R.
+    let local = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &router.r,
+        router.addr(1, 1),
+        &router.a,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let stats1 = quiet(&router.r);
+    let n1 = netmon.read();
+
+    assert_reconciled((&n0, &n1), (&stats0, &stats1));
+    let frames = |run: &scenario::UdpRun| {
+        (
+            run.sender.datagrams_sent,
+            run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
+        )
+    };
+    assert_eq!(
+        delta((&n0, &n1), "nmrb", "tx", "forwarded"),
+        frames(&fwd),
+        "forwarded A → B leaving nmrb"
+    );
+    assert_eq!(
+        delta((&n0, &n1), "nmra", "rx", "local_socket"),
+        frames(&local),
+        "A → R's socket arriving on nmra"
+    );
+    assert_eq!(
+        delta((&n0, &n1), "nmrb", "tx", "local_socket"),
+        (0, 0),
+        "R has no socket talking to B"
+    );
+}
+
+/// Sends `count` frames of `len` bytes (Ethernet header included, an
+/// experimental ethertype nobody handles) on `ifname` inside `ns` with an
+/// `AF_PACKET` socket, from a thread that joined the namespace.
+fn inject(ns: &Netns, ifname: &str, dst: &str, count: u64, len: usize) {
+    let file = ns.open();
+    let ifname = std::ffi::CString::new(ifname).unwrap_or_default();
+    let dst: Vec<u8> = dst
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap_or(0))
+        .collect();
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on this thread only, with a namespace fd we own.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            // SAFETY: a NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+            assert_ne!(ifindex, 0, "no {ifname:?} in {}", ns.name());
+            // SAFETY: plain socket creation; protocol 0: send only.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: a zeroed sockaddr_ll is valid; fields set below.
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or_default();
+            addr.sll_ifindex = i32::try_from(ifindex).unwrap_or_default();
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&dst[..6]);
+            let mut frame = vec![0u8; len];
+            frame[..6].copy_from_slice(&dst[..6]);
+            frame[6..12].copy_from_slice(&[0x02, 0, 0, 0x11, 0xff, 0xfe]);
+            frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+            for _ in 0..count {
+                // SAFETY: frame and addr are valid for the lengths given.
+                let n = unsafe {
+                    libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        std::ptr::from_ref(&addr).cast(),
+                        u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or_default(),
+                    )
+                };
+                assert_eq!(
+                    usize::try_from(n).ok(),
+                    Some(len),
+                    "AF_PACKET send: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            // SAFETY: closing the socket created above.
+            unsafe { libc::close(fd) };
+        });
+    });
+}
+
+#[test]
+fn af_packet_frames_are_not_a_local_socket() {
+    if !require_root("af_packet_frames_are_not_a_local_socket") {
+        return;
+    }
+    const FRAMES: u64 = 100;
+    const LEN: usize = 200;
+    let cg = CgroupGuard::new("ifaces-pkt");
+    let router = Router::new();
+    let netmon = Loaded::new(&router, &cg);
+    let stats0 = quiet(&router.r);
+    let n0 = netmon.read();
+
+    inject(&router.r, "nmra", &mac(router.subnet, 2), FRAMES, LEN);
+
+    let stats1 = quiet(&router.r);
+    let n1 = netmon.read();
+    assert_reconciled((&n0, &n1), (&stats0, &stats1));
+    assert_eq!(
+        delta((&n0, &n1), "nmra", "tx", "other_socket"),
+        (FRAMES, FRAMES * LEN as u64),
+        "AF_PACKET frames leaving nmra"
+    );
+    assert_eq!(
+        delta((&n0, &n1), "nmra", "tx", "local_socket"),
+        (0, 0),
+        "no local socket sent anything"
+    );
+}
+
+#[test]
+fn interface_added_after_load_is_picked_up_by_the_next_load() {
+    if !require_root("interface_added_after_load_is_picked_up_by_the_next_load") {
+        return;
+    }
+    const FRAMES: u64 = 50;
+    const LEN: usize = 120;
+    let cg = CgroupGuard::new("ifaces-new");
+    let router = Router::new();
+    let netmon = Loaded::new(&router, &cg);
+    let c = Netns::new("ifc");
+    let peer = mac(router.subnet, 9);
+    cmd::run_args(
+        "ip",
+        &[
+            "link",
+            "add",
+            "nmrc",
+            "netns",
+            router.r.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "nm0",
+            "netns",
+            c.name(),
+            "address",
+            &peer,
+        ],
+    );
+    router.r.ip(&["link", "set", "nmrc", "up"]);
+    c.ip(&["link", "set", "nm0", "up"]);
+    assert!(
+        !netmon.read().contains_key("nmrc"),
+        "nmrc counted before it was attached"
+    );
+    netmon.load(&cg);
+    let stats0 = quiet(&router.r);
+    let n0 = netmon.read();
+    inject(&router.r, "nmrc", &peer, FRAMES, LEN);
+    let stats1 = quiet(&router.r);
+    let n1 = netmon.read();
+    assert_eq!(
+        delta((&n0, &n1), "nmrc", "tx", "other_socket"),
+        (FRAMES, FRAMES * LEN as u64),
+        "AF_PACKET frames leaving the new interface"
+    );
+    let truth = stats1["nmrc"][2] - stats0["nmrc"][2];
+    assert_eq!(
+        field(&n1, "nmrc", ["tx", "total", "bytes"]) - field(&n0, "nmrc", ["tx", "total", "bytes"]),
+        truth,
+        "nmrc tx bytes against the interface counter"
+    );
+}
