@@ -15,5 +15,5 @@ pub mod names;
 
 pub use flow::{
     ClosedSock, DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters, SockOwner,
-    TaskOffsets,
+    TaskOffsets, TcpSample,
 };

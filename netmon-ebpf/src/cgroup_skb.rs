@@ -4,6 +4,26 @@
 //! atomic adds. Only a flow's first packet does more: it reads the owner from
 //! socket storage and inserts the entry (with this packet already counted).
 //!
+//! TCP packets of an established socket also read the socket's TCP state
+//! (`bpf_tcp_sock`): a segment whose sequence lies before `snd_nxt`
+//! (egress) or `rcv_nxt` (ingress) carries data already sent or received,
+//! and that many of its payload bytes (all, or the overlapping part of a
+//! partly new segment, GSO super-packets included: they are one sequence
+//! range) are added to `retrans_bytes` as well (a fourth atomic add, only
+//! when non-zero). The socket's RTT and segment counts are stored in the
+//! flow as a [`netmon_common::TcpSample`] (plain stores: a gauge).
+//!
+//! Why this is exact on egress: the hook runs synchronously inside
+//! `__tcp_transmit_skb` (`ip_queue_xmit` → `ip_finish_output`), under the
+//! socket lock, before `tcp_event_new_data_sent` advances `snd_nxt`; new
+//! data therefore starts exactly at `snd_nxt` and every retransmission
+//! (RTO, fast retransmit, loss probe) before it. On ingress the hook runs in
+//! `tcp_filter`, before the segment is processed but without the socket
+//! lock; "before `rcv_nxt`" is exact for duplicates of in-order data; a
+//! duplicate of data the socket holds out of order (or still in its
+//! backlog), or data the socket then drops (receive queue full), counts as
+//! new: the README lists these cases.
+//!
 //! Ownership never comes from `bpf_get_current_pid_tgid()` here: in
 //! cgroup_skb it names whatever task happens to run (softirq, the peer on
 //! loopback), not the socket's owner (see shared/KERNEL-NOTES.md).
@@ -14,18 +34,18 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{__sk_buff, BPF_NOEXIST, bpf_sock},
+    bindings::{__sk_buff, BPF_NOEXIST, bpf_sock, bpf_tcp_sock},
     helpers::generated::{
         bpf_get_listener_sock, bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock,
-        bpf_sk_storage_get,
+        bpf_sk_storage_get, bpf_tcp_sock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner};
+use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner, TcpSample};
 
 use crate::{
-    headers::{self, Addr},
+    headers::{self, Addr, IPPROTO_TCP},
     maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
 };
 
@@ -55,10 +75,30 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     let Some(h) = headers::parse(ctx) else {
         return;
     };
+    let payload = ip_len.saturating_sub(h.header_len);
+    let tp = if h.protocol == IPPROTO_TCP {
+        tcp_sock_of(ctx)
+    } else {
+        core::ptr::null_mut()
+    };
+    let retrans = if payload == 0 || tp.is_null() {
+        0
+    } else {
+        // SAFETY: `tp` is the non-null result of `bpf_tcp_sock` for this
+        // packet's socket, valid while the program runs.
+        let reference = unsafe {
+            match direction {
+                Direction::Egress => (*tp).snd_nxt,
+                Direction::Ingress => (*tp).rcv_nxt,
+            }
+        };
+        old_bytes(reference, h.seq, payload)
+    };
     let packet = DirCounters {
         packets: 1,
         ip_bytes: u64::from(ip_len),
-        payload_bytes: u64::from(ip_len.saturating_sub(h.header_len)),
+        payload_bytes: u64::from(payload),
+        retrans_bytes: u64::from(retrans),
     };
     let (local_addr, local_port, remote_addr, remote_port) = match direction {
         Direction::Egress => (h.src, h.sport, h.dst, h.dport),
@@ -71,6 +111,10 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
 
     if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
         add(value, direction, &packet);
+        if !tp.is_null() {
+            // SAFETY: `value` is a live map entry, `tp` as above.
+            unsafe { store_sample(value, tp) };
+        }
         return;
     }
     new_flow(
@@ -83,6 +127,79 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
             packet,
         },
     );
+}
+
+/// TCP states in which `snd_nxt` and `rcv_nxt` both hold (include/net/tcp_states.h):
+/// ESTABLISHED, SYN_RECV (a fast-open child), FIN_WAIT1, FIN_WAIT2,
+/// CLOSE_WAIT, LAST_ACK, CLOSING. Not SYN_SENT (no `rcv_nxt` yet), LISTEN
+/// (the hook sees the listener for a handshake's last ACK) or CLOSE.
+#[inline(always)]
+const fn sequenced(state: u32) -> bool {
+    matches!(state, 1 | 3 | 4 | 5 | 8 | 9 | 11)
+}
+
+/// The TCP socket of this packet when it is a full socket in a
+/// [`sequenced`] state; null otherwise.
+#[inline(always)]
+fn tcp_sock_of(ctx: &SkBuffContext) -> *mut bpf_tcp_sock {
+    // SAFETY: reading `__sk_buff.sk` of this program's own context (a
+    // nullable socket pointer for the verifier).
+    let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `sk` is the non-null socket of this skb; NULL unless full.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `full` is a non-null full socket (readable `bpf_sock`).
+    if !sequenced(unsafe { (*full).state }) {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `full` is a full socket; the helper returns NULL unless TCP.
+    unsafe { bpf_tcp_sock(full) }
+}
+
+/// Bytes of a segment of `payload` bytes starting at sequence `seq` that lie
+/// before `reference` (`snd_nxt` or `rcv_nxt`), in sequence space modulo
+/// 2^32 (as the kernel's `before()` compares).
+#[inline(always)]
+fn old_bytes(reference: u32, seq: u32, payload: u32) -> u32 {
+    #[expect(
+        clippy::cast_possible_wrap,
+        reason = "sequence arithmetic: the signed distance, as before() computes it"
+    )]
+    let ahead = reference.wrapping_sub(seq) as i32;
+    if ahead <= 0 {
+        0
+    } else {
+        #[expect(clippy::cast_sign_loss, reason = "positive here")]
+        let ahead = ahead as u32;
+        if ahead < payload { ahead } else { payload }
+    }
+}
+
+/// Copies the TCP sample of `tp` into the flow.
+///
+/// # Safety
+/// `value` points into a live flow entry; `tp` is a non-null `bpf_tcp_sock`
+/// pointer of this program run.
+#[inline(always)]
+unsafe fn store_sample(value: *mut FlowValue, tp: *const bpf_tcp_sock) {
+    // SAFETY: the caller's contract; single u32 loads from the tcp_sock
+    // (the verifier rewrites them into the kernel's field reads) and
+    // aligned u32 stores into map memory. Racing stores from another CPU
+    // leave one of two recent samples: a gauge.
+    unsafe {
+        let t = core::ptr::addr_of_mut!((*value).tcp);
+        core::ptr::addr_of_mut!((*t).srtt_us8).write((*tp).srtt_us);
+        core::ptr::addr_of_mut!((*t).total_retrans).write((*tp).total_retrans);
+        core::ptr::addr_of_mut!((*t).data_segs_out).write((*tp).data_segs_out);
+        core::ptr::addr_of_mut!((*t).rate_delivered).write((*tp).rate_delivered);
+        core::ptr::addr_of_mut!((*t).rate_interval_us).write((*tp).rate_interval_us);
+        core::ptr::addr_of_mut!((*t).mss_cache).write((*tp).mss_cache);
+    }
 }
 
 /// The flow map key, written a word at a time (see [`Addr`]): no zeroing
@@ -149,6 +266,7 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         packets: 0,
         ip_bytes: 0,
         payload_bytes: 0,
+        retrans_bytes: 0,
     };
     let (tx, rx) = match direction {
         Direction::Egress => (*packet, zero),
@@ -182,6 +300,8 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         core::ptr::addr_of_mut!((*v).flags).write(flags);
         core::ptr::addr_of_mut!((*v).ifindex).write(ifindex);
         core::ptr::addr_of_mut!((*v).first_boottime_ns).write(first_boottime_ns);
+        // The first packet leaves no TCP sample (the next one will).
+        zero_words::<SAMPLE_WORDS>(core::ptr::addr_of_mut!((*v).tcp).cast());
         &*v
     };
     match NETMON_FLOWS.insert(key, value, u64::from(BPF_NOEXIST)) {
@@ -199,10 +319,14 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
 
 /// Words of a [`SockOwner`].
 const OWNER_WORDS: usize = core::mem::size_of::<SockOwner>() / 8;
+/// Words of a [`TcpSample`].
+const SAMPLE_WORDS: usize = core::mem::size_of::<TcpSample>() / 8;
 
 const _: () = {
     assert!(core::mem::size_of::<SockOwner>() % 8 == 0);
     assert!(core::mem::align_of::<SockOwner>() == 8);
+    assert!(core::mem::size_of::<TcpSample>() % 8 == 0);
+    assert!(core::mem::offset_of!(FlowValue, tcp) % 8 == 0);
     // No padding in the flow value: every byte is written in `new_flow`.
     assert!(
         core::mem::size_of::<FlowValue>()
@@ -213,6 +337,7 @@ const _: () = {
                 + 2
                 + 4
                 + 8
+                + core::mem::size_of::<TcpSample>()
     );
 };
 
@@ -308,6 +433,12 @@ fn add_counters(counters: *mut DirCounters, packet: &DirCounters) {
             core::ptr::addr_of_mut!((*counters).payload_bytes),
             packet.payload_bytes,
         );
+        if packet.retrans_bytes != 0 {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                core::ptr::addr_of_mut!((*counters).retrans_bytes),
+                packet.retrans_bytes,
+            );
+        }
     }
 }
 

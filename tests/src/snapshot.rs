@@ -7,7 +7,7 @@
 //!                "user"|null,"cgroup"|null,"sockets","tx":{..},"rx":{..}}],
 //!  "sockets":[{"cookie","pid","start_ticks","comm","protocol","protocol_number",
 //!              "ip_version","local_addr","local_port","remote_addr","remote_port",
-//!              "ifindex","netns_cookie","closed","tx","rx"}],
+//!              "ifindex","netns_cookie","closed","tx","rx","tcp"?}],
 //!  "overflow":{"tx","rx","failed_inserts"}, "totals":{"tx","rx"}}
 //! ```
 //! One `sockets` entry per flow (socket × remote endpoint); pid 0 means
@@ -31,8 +31,12 @@ pub struct Counters {
     pub packets: u64,
     /// IP bytes (IP and transport headers plus payload).
     pub ip_bytes: u64,
-    /// L4 payload bytes.
+    /// L4 payload bytes (every copy on the wire).
     pub payload_bytes: u64,
+    /// Payload the application moved: `payload_bytes - retrans_bytes`.
+    pub app_bytes: u64,
+    /// Payload that repeated data already sent or received (TCP).
+    pub retrans_bytes: u64,
 }
 
 impl Add for Counters {
@@ -42,6 +46,8 @@ impl Add for Counters {
             packets: self.packets + o.packets,
             ip_bytes: self.ip_bytes + o.ip_bytes,
             payload_bytes: self.payload_bytes + o.payload_bytes,
+            app_bytes: self.app_bytes + o.app_bytes,
+            retrans_bytes: self.retrans_bytes + o.retrans_bytes,
         }
     }
 }
@@ -145,6 +151,22 @@ pub struct Socket {
     pub tx: Counters,
     /// Received.
     pub rx: Counters,
+    /// TCP flows: the connection's state as its latest packet saw it.
+    #[serde(default)]
+    pub tcp: Option<TcpSample>,
+}
+
+/// `"tcp"` of a TCP flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct TcpSample {
+    /// Smoothed RTT in microseconds (null before the first measurement).
+    pub srtt_us: Option<u32>,
+    /// Segments retransmitted.
+    pub retrans_segs: u32,
+    /// Data segments sent, retransmissions included.
+    pub data_segs_out: u32,
+    /// Delivery rate of the latest rate sample, bytes per second.
+    pub delivery_rate_bytes_per_sec: Option<u64>,
 }
 
 impl Socket {

@@ -494,6 +494,10 @@ fn add_tcp_info(report: &mut Report, stream: &TcpStream) -> anyhow::Result<()> {
     report.tcp_bytes_sent += info.tcpi_bytes_sent;
     report.tcp_bytes_retrans += info.tcpi_bytes_retrans;
     report.tcp_bytes_received += info.tcpi_bytes_received;
+    report.tcp_total_retrans += u64::from(info.tcpi_total_retrans);
+    report.tcp_data_segs_out += u64::from(info.tcpi_data_segs_out);
+    report.tcp_rtt_us = u64::from(info.tcpi_rtt);
+    report.tcp_rttvar_us = u64::from(info.tcpi_rttvar);
     Ok(())
 }
 
