@@ -46,7 +46,7 @@ use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner, Tc
 
 use crate::{
     headers::{self, Addr, IPPROTO_TCP},
-    maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
+    maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS, NETMON_SCRATCH},
 };
 
 const EEXIST: i32 = 17;
@@ -117,16 +117,11 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         }
         return;
     }
-    new_flow(
-        ctx,
-        &NewFlow {
-            key,
-            local_addr,
-            local_port,
-            direction,
-            packet,
-        },
-    );
+    let local = Local {
+        addr: local_addr,
+        port: local_port,
+    };
+    new_flow(ctx, &key, &packet, &local, direction);
 }
 
 /// TCP states in which `snd_nxt` and `rcv_nxt` both hold (include/net/tcp_states.h):
@@ -232,28 +227,29 @@ const _: () = {
     assert!(core::mem::align_of::<FlowValue>() >= 4);
 };
 
-/// A flow's first packet, bundled: BPF functions take at most five arguments.
-struct NewFlow {
-    key: FlowKey,
-    local_addr: Addr,
-    local_port: u16,
-    direction: Direction,
-    packet: DirCounters,
+/// A flow's local endpoint, bundled: BPF functions take at most five
+/// arguments.
+struct Local {
+    addr: Addr,
+    port: u16,
 }
 
 /// First packet of a flow: build the entry with its owner and this packet's
 /// counts, insert it; on a lost insert race add to the winner's entry; when
 /// the map is full count the packet as overflow.
+///
+/// Everything is passed by reference into the caller's frame (no copies:
+/// the caller's and this function's stack frames together must stay within
+/// the verifier's 512 bytes).
 #[inline(never)]
-fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
-    let NewFlow {
-        key,
-        local_addr,
-        local_port,
-        direction,
-        packet,
-    } = flow;
-    let (local_port, direction) = (*local_port, *direction);
+fn new_flow(
+    ctx: &SkBuffContext,
+    key: &FlowKey,
+    packet: &DirCounters,
+    local: &Local,
+    direction: Direction,
+) {
+    let (local_addr, local_port) = (&local.addr, local.port);
     // SAFETY: reading a field of this program's own context.
     let ifindex = unsafe { (*skb(ctx)).ifindex };
     // SAFETY: helper without arguments.
@@ -262,24 +258,28 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
     // Built field by field: `FlowValue::default()` (or any zeroed struct)
     // becomes a call to the bpf backend's byte-loop `memset` — 120 bytes
     // one at a time on every new flow.
-    let zero = DirCounters {
-        packets: 0,
-        ip_bytes: 0,
-        payload_bytes: 0,
-        retrans_bytes: 0,
+    // The value is built in the per-CPU scratch slot, not on the stack.
+    let Some(v) = NETMON_SCRATCH.get_ptr_mut(0) else {
+        overflow(direction, packet);
+        return;
     };
-    let (tx, rx) = match direction {
-        Direction::Egress => (*packet, zero),
-        Direction::Ingress => (zero, *packet),
-    };
-    let mut value = core::mem::MaybeUninit::<FlowValue>::uninit();
-    let v = value.as_mut_ptr();
-    // SAFETY: every field of the `#[repr(C)]` value (which has no padding:
-    // checked below) is written through an aligned field pointer before the
-    // value is read through `&*v`.
+    // SAFETY: `v` is this CPU's scratch slot (nothing else runs on this CPU
+    // while the program does); every field of the `#[repr(C)]` value (which
+    // has no padding: checked below) is written through an aligned field
+    // pointer before the value is read through `&*v`.
     let value: &FlowValue = unsafe {
-        core::ptr::addr_of_mut!((*v).tx).write(tx);
-        core::ptr::addr_of_mut!((*v).rx).write(rx);
+        let (this, other) = match direction {
+            Direction::Egress => (
+                core::ptr::addr_of_mut!((*v).tx),
+                core::ptr::addr_of_mut!((*v).rx),
+            ),
+            Direction::Ingress => (
+                core::ptr::addr_of_mut!((*v).rx),
+                core::ptr::addr_of_mut!((*v).tx),
+            ),
+        };
+        this.write(*packet);
+        zero_words::<COUNTER_WORDS>(other.cast());
         let flags = match owner {
             Some(owner) => {
                 // `owner` points into the socket's storage, valid while
@@ -319,6 +319,8 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
 
 /// Words of a [`SockOwner`].
 const OWNER_WORDS: usize = core::mem::size_of::<SockOwner>() / 8;
+/// Words of a [`DirCounters`].
+const COUNTER_WORDS: usize = core::mem::size_of::<DirCounters>() / 8;
 /// Words of a [`TcpSample`].
 const SAMPLE_WORDS: usize = core::mem::size_of::<TcpSample>() / 8;
 
