@@ -161,15 +161,11 @@ fn tcp_sock_of(ctx: &SkBuffContext) -> *mut bpf_tcp_sock {
 /// 2^32 (as the kernel's `before()` compares).
 #[inline(always)]
 fn old_bytes(reference: u32, seq: u32, payload: u32) -> u32 {
-    #[expect(
-        clippy::cast_possible_wrap,
-        reason = "sequence arithmetic: the signed distance, as before() computes it"
-    )]
+    // The signed distance, as the kernel's before() computes it.
     let ahead = reference.wrapping_sub(seq) as i32;
     if ahead <= 0 {
         0
     } else {
-        #[expect(clippy::cast_sign_loss, reason = "positive here")]
         let ahead = ahead as u32;
         if ahead < payload { ahead } else { payload }
     }

@@ -52,6 +52,11 @@ pub struct Report {
     pub tcp_rtt_us: u64,
     /// TCP: `tcpi_rttvar`, its mean deviation in microseconds.
     pub tcp_rttvar_us: u64,
+    /// TCP client with `--rtt-every-ms`: median of the `tcpi_rtt` samples
+    /// taken during the exchange, microseconds.
+    pub tcp_rtt_p50_us: u64,
+    /// Their 95th percentile (nearest rank).
+    pub tcp_rtt_p95_us: u64,
     /// TCP: bytes still in the send queue when the socket was closed
     /// (`SIOCOUTQ` right before `close`).
     pub queued_at_close: u64,

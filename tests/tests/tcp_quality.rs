@@ -6,23 +6,29 @@
 //! standing queue: a `tbf` qdisc shapes what the client sends to 20 Mbit/s,
 //! the bulk sender fills its queue and every segment waits behind it (this
 //! kernel has no netem to add delay). Then with a daemon, the history's
-//! `usage --by remote` and `--by app` RTT percentiles and retransmissions
-//! over a shaped, lossy link.
+//! `usage --by remote` and `--by app` RTT median (against the median of the
+//! client's own `tcpi_rtt` read every 100 ms) and retransmissions over a
+//! shaped, lossy link.
 //!
 //! Why ±20 % for the RTT: netmon's value is `srtt` as the flow's latest
 //! packet saw it, the workload's is `srtt` when it read `TCP_INFO`; the
 //! smoothed value can move between the two by one RTT sample (weight 1/8).
 
-use std::{net::IpAddr, thread, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::Duration,
+};
 
 use netmon_tests::{
     cgroup::CgroupGuard,
     daemon::{self, Daemon},
     netmon::Netmon,
     netns::NetnsPair,
-    report::Report,
+    report::{READY, Report},
     require_root, scenario, shaping,
     snapshot::{Snapshot, TcpSample},
+    workload::Workload,
     workload_exe,
 };
 
@@ -133,19 +139,37 @@ fn tcp_quality_in_history() {
     let paths = daemon::paths_in(dir.path(), netmon.pin_dir(), &cg);
     let mut d = Daemon::start(&paths);
     let server_ip: IpAddr = pair.b.v4().into();
-    // About 4 s at 20 Mbit/s: several drain intervals of standing queue.
-    let run = scenario::tcp_exchange(
-        workload_exe!(),
+    // About 8 s at 20 Mbit/s: several drain intervals of standing queue.
+    // The client samples its own `tcpi_rtt` every 100 ms meanwhile.
+    let exe = workload_exe!();
+    let listen = SocketAddr::new(server_ip, 0).to_string();
+    let mut server = Workload::spawn(exe, ["tcp-server", "--listen", &listen], &cg, Some(&pair.b));
+    let connect =
+        SocketAddr::new(server_ip, scenario::first_port(&server.wait_event(READY))).to_string();
+    let bytes = (20 * 1024 * 1024).to_string();
+    let mut client = Workload::spawn(
+        exe,
+        [
+            "tcp-client",
+            "--connect",
+            &connect,
+            "--send",
+            &bytes,
+            "--rtt-every-ms",
+            "100",
+        ],
         &cg,
-        &pair.b,
-        server_ip,
-        &pair.a,
-        10 * 1024 * 1024,
-        0,
+        Some(&pair.a),
+    );
+    let (c, s) = (client.wait_done(), server.wait_done());
+    assert_eq!(
+        (c.written, s.read),
+        (20 * 1024 * 1024, 20 * 1024 * 1024),
+        "ground truth"
     );
     thread::sleep(Duration::from_millis(1500));
     d.stop();
-    let c = &run.client;
+    let c = &c;
     assert!(
         c.tcp_total_retrans > 0,
         "the lossy link made no retransmission: the test would prove nothing"
@@ -155,9 +179,13 @@ fn tcp_quality_in_history() {
     let row = usage_row(&by_remote, &server_ip.to_string());
     let (p50, p95) = (number(row, "rtt_p50_ms"), number(row, "rtt_p95_ms"));
     assert!(p50 <= p95, "p50 {p50} ms > p95 {p95} ms");
-    // The queue stands from slow start to the last segment: the median
-    // interval sample is the RTT the connection ended with.
-    assert_close("rtt_p50_ms (µs)", p50 * 1000.0, c.tcp_rtt_us as f64);
+    // netmon samples the RTT once per drain interval, the client every
+    // 100 ms: two samplings of one smoothed RTT, whose medians agree.
+    assert_close(
+        "rtt_p50_ms (µs) vs the client's median tcpi_rtt",
+        p50 * 1000.0,
+        c.tcp_rtt_p50_us as f64,
+    );
     assert_eq!(
         (number(row, "retrans_segs"), number(row, "data_segs_out")),
         (c.tcp_total_retrans as f64, c.tcp_data_segs_out as f64),
@@ -172,7 +200,6 @@ fn tcp_quality_in_history() {
     // Both workloads are one app: its segments are both sides' segments.
     let by_app = daemon::usage_by(&paths, "app");
     let row = usage_row(&by_app, "netmon-workload");
-    let s = &run.server;
     assert_eq!(
         (number(row, "retrans_segs"), number(row, "data_segs_out")),
         (

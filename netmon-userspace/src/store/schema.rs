@@ -414,6 +414,148 @@ mod tests {
         assert!(events.is_empty(), "{events:?}");
     }
 
+    /// A schema 2 file (six varints a counter set) built row by row: every
+    /// table migrates to the eight-varint layout with `retrans_bytes` 0,
+    /// the snapshot keeps its chunks and slots.
+    #[test]
+    fn a_schema_2_file_migrates_counters_and_snapshot() {
+        use redb::ReadableDatabase as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.redb");
+        let old = layout::Traffic2 {
+            tx: layout::DirCounters2 {
+                packets: 3,
+                ip_bytes: 4_120,
+                payload_bytes: 4_000,
+            },
+            rx: layout::DirCounters2 {
+                packets: 2,
+                ip_bytes: 80,
+                payload_bytes: 0,
+            },
+        };
+        let want: Traffic = old.into();
+        let flow = netmon_common::FlowKey {
+            cookie: 77,
+            ip_version: 4,
+            protocol: 6,
+            remote_port: 443,
+            ..netmon_common::FlowKey::default()
+        };
+        let id = ProcessId {
+            pid: 42,
+            start_ticks: 9,
+        };
+        let bucket = BASE - BASE % 60_000;
+        {
+            let db = redb::Database::create(&path).expect("creates");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut meta = txn.open_table(layout::META).expect("meta");
+                meta.insert(layout::META_SCHEMA, 2u32.to_be_bytes().as_slice())
+                    .expect("version");
+                let ov = layout::OverflowCounters2 {
+                    tx: old.tx,
+                    rx: old.rx,
+                    failed_inserts: 5,
+                };
+                meta.insert(
+                    layout::META_OVERFLOW,
+                    layout::encode(&ov).expect("encodes").as_slice(),
+                )
+                .expect("overflow");
+                let (proc_v1, _) = layout::TRAFFIC_TABLES_V2[0];
+                let mut t = txn.open_table(proc_v1).expect("proc.minute.v1");
+                let k = layout::encode_proc_key(bucket, id, crate::store::DestClass::Lan);
+                t.insert(
+                    k.as_slice(),
+                    layout::encode(&old).expect("encodes").as_slice(),
+                )
+                .expect("row");
+                let mut t = txn.open_table(layout::INTERVAL_V1).expect("interval.v1");
+                let rec = layout::IntervalRecord2 {
+                    procs: vec![(42, 9, crate::store::DestClass::Lan.to_byte(), old)],
+                    ifaces: vec![],
+                };
+                t.insert(
+                    layout::time_key(BASE).as_slice(),
+                    layout::encode(&rec).expect("encodes").as_slice(),
+                )
+                .expect("interval");
+                // Chunk 1, slot offset 3: keys as schema 2 wrote them (no
+                // base piece), counters as six varints and the flags byte.
+                let mut keys = Vec::new();
+                layout::encode_snap_keys_record(
+                    &mut keys,
+                    3,
+                    &flow,
+                    &crate::store::SnapEntry {
+                        first_boottime_ns: 5,
+                        ..crate::store::SnapEntry::default()
+                    },
+                );
+                let mut hot = Vec::new();
+                for v in [3u8, 0x98, 0x20, 0xa0, 0x1f, 2, 80, 0, 0] {
+                    hot.push(v);
+                }
+                let ck = layout::encode_chunk_key(1);
+                txn.open_table(layout::SNAPSHOT_KEYS_V2)
+                    .expect("keys.v2")
+                    .insert(ck.as_slice(), keys.as_slice())
+                    .expect("keys row");
+                txn.open_table(layout::SNAPSHOT_V2)
+                    .expect("snapshot.v2")
+                    .insert(ck.as_slice(), hot.as_slice())
+                    .expect("hot row");
+            }
+            txn.commit().expect("commit");
+        }
+        let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
+        assert_eq!(events, vec![DaemonEvent::Migration { from: 2, to: 3 }]);
+        let snapshot = store.load_snapshot().expect("snapshot");
+        assert_eq!(snapshot.flows.len(), 1);
+        let r = &snapshot.flows[0];
+        assert_eq!(
+            (r.slot, r.key, r.entry.first_boottime_ns),
+            (256 + 3, flow, 5)
+        );
+        assert_eq!(r.entry.counters, want);
+        assert_eq!(snapshot.overflow.failed_inserts, 5);
+        assert_eq!(snapshot.overflow.tx, want.tx);
+        let db = store.db().expect("db");
+        let txn = db.begin_read().expect("read");
+        {
+            use redb::ReadableTable as _;
+            let k = layout::encode_proc_key(bucket, id, crate::store::DestClass::Lan);
+            let t = txn.open_table(layout::PROC_MINUTE).expect("proc.minute.v2");
+            let v = t.get(k.as_slice()).expect("get").expect("migrated row");
+            assert_eq!(layout::decode_traffic(v.value()).expect("decodes"), want);
+            let t = txn.open_table(layout::INTERVAL).expect("interval.v2");
+            let v = t
+                .get(layout::time_key(BASE).as_slice())
+                .expect("get")
+                .expect("migrated interval");
+            let rec: layout::IntervalRecord = layout::decode(v.value()).expect("decodes");
+            assert_eq!(rec.procs[0].traffic, want);
+        }
+        for old in [
+            layout::SNAPSHOT_V2,
+            layout::SNAPSHOT_KEYS_V2,
+            layout::INTERVAL_V1,
+        ]
+        .into_iter()
+        .chain(layout::TRAFFIC_TABLES_V2.map(|(o, _)| o))
+        {
+            assert!(
+                matches!(
+                    txn.open_table(old),
+                    Err(redb::TableError::TableDoesNotExist(_))
+                ),
+                "{old} left behind"
+            );
+        }
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
