@@ -29,7 +29,9 @@ pub struct DirCounters {
     /// TCP sequence numbers before the socket's `snd_nxt`) or already
     /// received (ingress: before `rcv_nxt`). Always 0 for protocols other
     /// than TCP. `payload_bytes - retrans_bytes` is what the application
-    /// moved (its `app_bytes`).
+    /// moved (its `app_bytes`). Defaults to 0 when a self-describing
+    /// input (a simulation script) leaves it out.
+    #[cfg_attr(feature = "user", serde(default))]
     pub retrans_bytes: u64,
 }
 

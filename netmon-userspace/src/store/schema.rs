@@ -525,7 +525,6 @@ mod tests {
         let db = store.db().expect("db");
         let txn = db.begin_read().expect("read");
         {
-            use redb::ReadableTable as _;
             let k = layout::encode_proc_key(bucket, id, crate::store::DestClass::Lan);
             let t = txn.open_table(layout::PROC_MINUTE).expect("proc.minute.v2");
             let v = t.get(k.as_slice()).expect("get").expect("migrated row");
