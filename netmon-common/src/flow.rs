@@ -180,7 +180,8 @@ pub struct FlowValue {
 
 /// The last TCP state a flow's packets saw (`struct bpf_tcp_sock` at the
 /// hook, before the kernel processed the packet), written with plain stores
-/// on every packet of an established TCP socket; all zero for other flows.
+/// on every packet an established TCP socket receives and every one with
+/// payload it sends; all zero for other flows.
 /// Userspace reads it at each drain: the RTT is a gauge, the two segment
 /// counts are monotonic for the life of the socket.
 #[repr(C)]

@@ -4,8 +4,9 @@
 //! atomic adds. Only a flow's first packet does more: it reads the owner from
 //! socket storage and inserts the entry (with this packet already counted).
 //!
-//! TCP packets of an established socket also read the socket's TCP state
-//! (`bpf_tcp_sock`): a segment whose sequence lies before `snd_nxt`
+//! TCP packets of an established socket (all received ones, sent ones with
+//! payload) also read the socket's TCP state (`bpf_tcp_sock`, one helper
+//! call): a segment whose sequence lies before `snd_nxt`
 //! (egress) or `rcv_nxt` (ingress) carries data already sent or received,
 //! and that many of its payload bytes (all, or the overlapping part of a
 //! partly new segment, GSO super-packets included: they are one sequence
@@ -76,7 +77,9 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         return;
     };
     let payload = ip_len.saturating_sub(h.header_len);
-    let tp = if h.protocol == IPPROTO_TCP {
+    // Egress pure ACKs need nothing from the socket: no payload to classify,
+    // and the RTT they could sample changes only with what arrives.
+    let tp = if h.protocol == IPPROTO_TCP && (payload != 0 || direction == Direction::Ingress) {
         tcp_sock_of(ctx)
     } else {
         core::ptr::null_mut()
@@ -133,8 +136,13 @@ const fn sequenced(state: u32) -> bool {
     matches!(state, 1 | 3 | 4 | 5 | 8 | 9 | 11)
 }
 
-/// The TCP socket of this packet when it is a full socket in a
-/// [`sequenced`] state; null otherwise.
+/// The TCP socket of this packet when it is in a [`sequenced`] state; null
+/// otherwise.
+///
+/// No `bpf_sk_fullsock` call: the cgroup hooks run only for full sockets
+/// (`__cgroup_bpf_run_filter_skb` returns early otherwise) and `state` is a
+/// `sock_common` field the verifier lets a program read from `skb->sk`;
+/// `bpf_tcp_sock` itself returns NULL for anything but a full TCP socket.
 #[inline(always)]
 fn tcp_sock_of(ctx: &SkBuffContext) -> *mut bpf_tcp_sock {
     // SAFETY: reading `__sk_buff.sk` of this program's own context (a
@@ -143,17 +151,13 @@ fn tcp_sock_of(ctx: &SkBuffContext) -> *mut bpf_tcp_sock {
     if sk.is_null() {
         return core::ptr::null_mut();
     }
-    // SAFETY: `sk` is the non-null socket of this skb; NULL unless full.
-    let full = unsafe { bpf_sk_fullsock(sk) };
-    if full.is_null() {
+    // SAFETY: `sk` is non-null; `state` is readable from a `sock_common`.
+    if !sequenced(unsafe { (*sk).state }) {
         return core::ptr::null_mut();
     }
-    // SAFETY: `full` is a non-null full socket (readable `bpf_sock`).
-    if !sequenced(unsafe { (*full).state }) {
-        return core::ptr::null_mut();
-    }
-    // SAFETY: `full` is a full socket; the helper returns NULL unless TCP.
-    unsafe { bpf_tcp_sock(full) }
+    // SAFETY: `sk` is a socket pointer the helper accepts
+    // (`ARG_PTR_TO_SOCK_COMMON`); NULL unless a full TCP socket.
+    unsafe { bpf_tcp_sock(sk) }
 }
 
 /// Bytes of a segment of `payload` bytes starting at sequence `seq` that lie

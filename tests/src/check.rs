@@ -164,6 +164,9 @@ pub fn lossless(before: &[Mib], after: &[Mib]) -> bool {
 /// once everything was acknowledged. Without retransmissions that is exactly
 /// what it wrote, which is asserted too.
 ///
+/// App bytes: sent = what it wrote, sent retrans = `tcpi_bytes_retrans`,
+/// received = what it read (when the link lost nothing).
+///
 /// Received: every copy the peer transmitted arrives at this end's ingress
 /// hook, so the peer's `tcpi_bytes_sent`, when the link lost nothing
 /// (`lossless`). When it did lose packets (the kernel's backlog can drop on a
@@ -201,6 +204,28 @@ pub fn assert_tcp_payload(
         eprintln!("  note: the veth dropped packets; {what}'s received payload is not checked");
         assert_tx_payload(snap, me, what, me.tcp_bytes_sent);
     }
+    // What the application moved, retransmissions or not: sent app bytes
+    // are what it wrote and sent retrans bytes what its sockets
+    // retransmitted (`tcpi_bytes_retrans`); received app bytes what it read
+    // (when nothing was lost after the hook, see above).
+    let p = process(snap, me, what);
+    assert_eq!(
+        (p.tx.app_bytes, p.tx.retrans_bytes),
+        (me.written, me.tcp_bytes_retrans),
+        "{what} (pid {}): tx (app, retrans) bytes: netmon (left) vs the workload's writes and          tcpi_bytes_retrans (right)",
+        me.pid
+    );
+    if lossless {
+        assert_eq!(
+            p.rx.app_bytes, me.read,
+            "{what} (pid {}): rx app bytes: netmon (left) vs the workload's reads (right)",
+            me.pid
+        );
+    }
+    eprintln!(
+        "  ok {what}: app tx {} rx {}, retrans tx {} rx {}",
+        p.tx.app_bytes, p.rx.app_bytes, p.tx.retrans_bytes, p.rx.retrans_bytes
+    );
 }
 
 /// Asserts that, per address family, the IP bytes of the flows whose local
