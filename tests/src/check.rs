@@ -127,6 +127,29 @@ pub fn assert_tx_payload(snap: &Snapshot, report: &Report, what: &str, tx: u64) 
     eprintln!("  ok {what} (pid {}): payload tx {tx}", report.pid);
 }
 
+/// Segments TCP dropped after the cgroup ingress hook had counted them, in
+/// a set of namespaces between two readings: backlog full, receive queue
+/// full, out-of-order queue full, zero window (`TcpExt` counters).
+#[track_caller]
+#[must_use]
+pub fn tcp_drops_after_hook(before: &[Mib], after: &[Mib]) -> u64 {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            [
+                mib::TCP_BACKLOG_DROP,
+                mib::TCP_RCVQ_DROP,
+                mib::TCP_OFO_DROP,
+                mib::TCP_ZERO_WINDOW_DROP,
+            ]
+            .iter()
+            .map(|k| a.delta(b, k))
+            .sum::<u64>()
+        })
+        .sum()
+}
+
 /// TCP retransmissions in a set of namespaces between two readings.
 #[track_caller]
 #[must_use]
@@ -215,11 +238,23 @@ pub fn assert_tcp_payload(
         "{what} (pid {}): tx (app, retrans) bytes: netmon (left) vs the workload's writes and          tcpi_bytes_retrans (right)",
         me.pid
     );
-    if lossless {
+    // Received app bytes are exact unless TCP dropped a segment after the
+    // hook counted it (backlog or receive queue full on a busy machine): its
+    // retransmission then counts as new a second time (README). Without any
+    // retransmission that cannot have happened.
+    if lossless && retrans_segs == 0 {
         assert_eq!(
             p.rx.app_bytes, me.read,
             "{what} (pid {}): rx app bytes: netmon (left) vs the workload's reads (right)",
             me.pid
+        );
+    } else {
+        assert!(
+            p.rx.app_bytes >= me.read,
+            "{what} (pid {}): rx app bytes {} below the workload's reads {}",
+            me.pid,
+            p.rx.app_bytes,
+            me.read
         );
     }
     eprintln!(

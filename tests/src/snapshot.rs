@@ -324,17 +324,17 @@ mod tests {
     const SAMPLE: &str = r#"{"schema_version":1,"taken_at":"2026-01-01T00:00:00Z","taken_at_unix_ms":1,
       "processes":[{"pid":7,"start_ticks":9,"comm":"w","exe":null,"cmdline":null,"uid":0,
         "user":"root","cgroup":null,"sockets":2,
-        "tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}}],
+        "tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}}],
       "sockets":[{"cookie":5,"pid":7,"start_ticks":9,"comm":"w","protocol":"udp",
         "protocol_number":17,"ip_version":6,"local_addr":"fd00:200:1::1","local_port":1,
         "remote_addr":"fd00:200:1::2","remote_port":2,"ifindex":3,"netns_cookie":4,
-        "closed":true,"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}}],
-      "overflow":{"tx":{"packets":0,"ip_bytes":0,"payload_bytes":0},
-        "rx":{"packets":0,"ip_bytes":0,"payload_bytes":0},"failed_inserts":0},
-      "totals":{"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}},"extra_field":true}"#;
+        "closed":true,"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}}],
+      "overflow":{"tx":{"packets":0,"ip_bytes":0,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0},
+        "rx":{"packets":0,"ip_bytes":0,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0},"failed_inserts":0},
+      "totals":{"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}},"extra_field":true}"#;
 
     #[test]
     fn parses_contract_and_sums() {

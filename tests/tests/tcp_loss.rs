@@ -25,8 +25,17 @@ const BYTES: u64 = 24 * 1024 * 1024;
 const LOSS_PER_MILLE: u32 = 30;
 
 /// The sender's and the receiver's counts against their own measurements.
+/// `post_hook_drops`: segments the receiving namespaces' TCP dropped after
+/// the hook (see `check::tcp_drops_after_hook`): with any, the received app
+/// bytes can exceed the reads (README) and only that bound is checked.
 #[track_caller]
-fn assert_app_and_retrans(snap: &Snapshot, sender: &Report, receiver: &Report, what: &str) {
+fn assert_app_and_retrans(
+    snap: &Snapshot,
+    sender: &Report,
+    receiver: &Report,
+    post_hook_drops: u64,
+    what: &str,
+) {
     assert!(
         sender.tcp_bytes_retrans > 0 && sender.tcp_total_retrans > 0,
         "{what}: the lossy link made no retransmission (tcpi_bytes_retrans {}, \
@@ -47,15 +56,27 @@ fn assert_app_and_retrans(snap: &Snapshot, sender: &Report, receiver: &Report, w
         snap.socket_list()
     );
     let r = check::process(snap, receiver, "receiver");
-    assert_eq!(
-        r.rx.app_bytes,
-        receiver.read,
-        "{what}: receiver rx app bytes: netmon (left) vs the workload's reads (right); rx \
-         payload {} retrans {}\nflows:\n{}",
-        r.rx.payload_bytes,
-        r.rx.retrans_bytes,
-        snap.socket_list()
-    );
+    if post_hook_drops == 0 {
+        assert_eq!(
+            r.rx.app_bytes,
+            receiver.read,
+            "{what}: receiver rx app bytes: netmon (left) vs the workload's reads (right); rx \
+             payload {} retrans {}\nflows:\n{}",
+            r.rx.payload_bytes,
+            r.rx.retrans_bytes,
+            snap.socket_list()
+        );
+    } else {
+        eprintln!(
+            "  note: {post_hook_drops} segments dropped by TCP after the hook (busy machine): \
+             receiver app bytes {} for {} read",
+            r.rx.app_bytes, receiver.read
+        );
+        assert!(
+            r.rx.app_bytes >= receiver.read,
+            "{what}: receiver rx app below reads"
+        );
+    }
     assert_eq!(
         r.rx.app_bytes + r.rx.retrans_bytes,
         r.rx.payload_bytes,
@@ -122,8 +143,9 @@ fn tcp_under_loss(name: &str, v6: bool) {
         check::retrans(&before, &after)
     );
     check::assert_consistent(&snap);
-    assert_app_and_retrans(&snap, &up.client, &up.server, "upstream");
-    assert_app_and_retrans(&snap, &down.server, &down.client, "downstream");
+    let drops = check::tcp_drops_after_hook(&before, &after);
+    assert_app_and_retrans(&snap, &up.client, &up.server, drops, "upstream");
+    assert_app_and_retrans(&snap, &down.server, &down.client, drops, "downstream");
     check::assert_pair_ip_bytes_match_mib(&snap, &pair, v6, &before, &after);
 }
 
