@@ -127,12 +127,16 @@ pub fn assert_tx_payload(snap: &Snapshot, report: &Report, what: &str, tx: u64) 
     eprintln!("  ok {what} (pid {}): payload tx {tx}", report.pid);
 }
 
-/// Segments TCP dropped after the cgroup ingress hook had counted them, in
-/// a set of namespaces between two readings: backlog full, receive queue
-/// full, out-of-order queue full, zero window (`TcpExt` counters).
+/// Received segments whose new/old split the ingress hook cannot see, in a
+/// set of namespaces between two readings (`TcpExt` counters): segments TCP
+/// dropped after the hook had counted them (backlog, receive queue or
+/// out-of-order queue full, zero window, pruned from the receive or
+/// out-of-order queue under memory pressure) and duplicates of data the socket
+/// held out of order (D-SACKs sent for them). With none, received app bytes
+/// are exact (README).
 #[track_caller]
 #[must_use]
-pub fn tcp_drops_after_hook(before: &[Mib], after: &[Mib]) -> u64 {
+pub fn tcp_rx_inexact(before: &[Mib], after: &[Mib]) -> u64 {
     before
         .iter()
         .zip(after)
@@ -142,6 +146,9 @@ pub fn tcp_drops_after_hook(before: &[Mib], after: &[Mib]) -> u64 {
                 mib::TCP_RCVQ_DROP,
                 mib::TCP_OFO_DROP,
                 mib::TCP_ZERO_WINDOW_DROP,
+                mib::TCP_DSACK_OFO_SENT,
+                mib::TCP_OFO_PRUNED,
+                mib::TCP_RCV_PRUNED,
             ]
             .iter()
             .map(|k| a.delta(b, k))
