@@ -22,8 +22,17 @@ pub struct DirCounters {
     pub ip_bytes: u64,
     /// L4 payload bytes: `ip_bytes` less the IP header (with IPv6 extension
     /// headers) and the transport header (TCP with options, UDP's 8 bytes,
-    /// ICMP's 8 bytes).
+    /// ICMP's 8 bytes). Every copy on the wire: TCP retransmissions and
+    /// duplicates included.
     pub payload_bytes: u64,
+    /// The part of `payload_bytes` that carried data already sent (egress:
+    /// TCP sequence numbers before the socket's `snd_nxt`) or already
+    /// received (ingress: before `rcv_nxt`). Always 0 for protocols other
+    /// than TCP. `payload_bytes - retrans_bytes` is what the application
+    /// moved (its `app_bytes`). Defaults to 0 when a self-describing
+    /// input (a simulation script) leaves it out.
+    #[cfg_attr(feature = "user", serde(default))]
+    pub retrans_bytes: u64,
 }
 
 impl DirCounters {
@@ -35,6 +44,7 @@ impl DirCounters {
             packets: self.packets.saturating_add(other.packets),
             ip_bytes: self.ip_bytes.saturating_add(other.ip_bytes),
             payload_bytes: self.payload_bytes.saturating_add(other.payload_bytes),
+            retrans_bytes: self.retrans_bytes.saturating_add(other.retrans_bytes),
         }
     }
 
@@ -42,10 +52,11 @@ impl DirCounters {
     /// (the entry was recreated: a reset, never a negative delta).
     #[must_use]
     pub const fn checked_sub(self, earlier: Self) -> Option<Self> {
-        let (Some(packets), Some(ip_bytes), Some(payload_bytes)) = (
+        let (Some(packets), Some(ip_bytes), Some(payload_bytes), Some(retrans_bytes)) = (
             self.packets.checked_sub(earlier.packets),
             self.ip_bytes.checked_sub(earlier.ip_bytes),
             self.payload_bytes.checked_sub(earlier.payload_bytes),
+            self.retrans_bytes.checked_sub(earlier.retrans_bytes),
         ) else {
             return None;
         };
@@ -53,13 +64,23 @@ impl DirCounters {
             packets,
             ip_bytes,
             payload_bytes,
+            retrans_bytes,
         })
     }
 
     /// True when all counters are zero.
     #[must_use]
     pub const fn is_zero(&self) -> bool {
-        self.packets == 0 && self.ip_bytes == 0 && self.payload_bytes == 0
+        self.packets == 0
+            && self.ip_bytes == 0
+            && self.payload_bytes == 0
+            && self.retrans_bytes == 0
+    }
+
+    /// What the application moved: `payload_bytes - retrans_bytes`.
+    #[must_use]
+    pub const fn app_bytes(&self) -> u64 {
+        self.payload_bytes.saturating_sub(self.retrans_bytes)
     }
 }
 
@@ -160,6 +181,61 @@ pub struct FlowValue {
     pub ifindex: u32,
     /// When the first packet was seen, ns since boot (CLOCK_BOOTTIME).
     pub first_boottime_ns: u64,
+    /// TCP only: the socket's state as its latest packet saw it.
+    pub tcp: TcpSample,
+}
+
+/// The last TCP state a flow's packets saw (`struct bpf_tcp_sock` at the
+/// hook, before the kernel processed the packet), written with plain stores
+/// on every packet an established TCP socket receives and every one with
+/// payload it sends; all zero for other flows.
+/// Userspace reads it at each drain: the RTT is a gauge, the two segment
+/// counts are monotonic for the life of the socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+pub struct TcpSample {
+    /// `tcp_sock.srtt_us`: the smoothed RTT in microseconds, shifted left
+    /// by 3 (as the kernel keeps it); 0 before the first RTT measurement.
+    pub srtt_us8: u32,
+    /// `tcp_sock.total_retrans`: segments retransmitted since the start.
+    pub total_retrans: u32,
+    /// `tcp_sock.data_segs_out`: data segments sent, retransmissions
+    /// included (the retransmission rate's denominator).
+    pub data_segs_out: u32,
+    /// `tcp_sock.rate_delivered`: segments delivered in the last rate sample.
+    pub rate_delivered: u32,
+    /// `tcp_sock.rate_interval_us`: that sample's interval.
+    pub rate_interval_us: u32,
+    /// `tcp_sock.mss_cache`: the MSS, bytes (rate = delivered x mss /
+    /// interval, as `tcpi_delivery_rate` computes it).
+    pub mss_cache: u32,
+}
+
+impl TcpSample {
+    /// Smoothed RTT in microseconds (`tcpi_rtt`), `None` before the first
+    /// measurement.
+    #[must_use]
+    pub const fn srtt_us(&self) -> Option<u32> {
+        if self.srtt_us8 == 0 {
+            None
+        } else {
+            Some(self.srtt_us8 >> 3)
+        }
+    }
+
+    /// Delivery rate of the last rate sample in bytes per second
+    /// (`tcpi_delivery_rate`), `None` without a sample.
+    #[must_use]
+    pub const fn delivery_rate_bps(&self) -> Option<u64> {
+        if self.rate_delivered == 0 || self.rate_interval_us == 0 {
+            return None;
+        }
+        Some(
+            self.rate_delivered as u64 * self.mss_cache as u64 * 1_000_000
+                / self.rate_interval_us as u64,
+        )
+    }
 }
 
 /// Value of the closed-socket map, keyed by socket cookie (`u64`).
@@ -206,12 +282,13 @@ pub struct TaskOffsets {
 }
 
 const _: () = {
-    assert!(size_of::<DirCounters>() == 24);
+    assert!(size_of::<DirCounters>() == 32);
     assert!(size_of::<SockOwner>() == 72);
     assert!(size_of::<FlowKey>() == 32);
-    assert!(size_of::<FlowValue>() == 48 + 72 + 16 + 8 + 8);
+    assert!(size_of::<TcpSample>() == 24);
+    assert!(size_of::<FlowValue>() == 64 + 72 + 16 + 8 + 8 + 24);
     assert!(size_of::<ClosedSock>() == 8 + 72);
-    assert!(size_of::<OverflowCounters>() == 56);
+    assert!(size_of::<OverflowCounters>() == 72);
     assert!(size_of::<TaskOffsets>() == 8);
     assert!(align_of::<FlowValue>() == 8);
     assert!(align_of::<FlowKey>() == 8);
@@ -219,7 +296,9 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{ClosedSock, FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets};
+    use super::{
+        ClosedSock, FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets, TcpSample,
+    };
 
     // SAFETY: all of these are #[repr(C)], contain only integers and byte
     // arrays, have no implicit padding (sizes asserted above equal the sum of
@@ -235,4 +314,6 @@ mod user {
     unsafe impl aya::Pod for OverflowCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for TaskOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TcpSample {}
 }

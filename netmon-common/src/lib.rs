@@ -16,7 +16,7 @@ pub mod names;
 
 pub use flow::{
     ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters,
-    SockOwner, TaskOffsets,
+    SockOwner, TaskOffsets, TcpSample,
 };
 
 /// Process identity recorded at `exec` ([`exec::ExecIdentity`]).

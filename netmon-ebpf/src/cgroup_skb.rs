@@ -6,6 +6,27 @@
 //! A TCP listener's handshake packets always miss, and are added to the
 //! listener's one folded entry there (see `is_connection`).
 //!
+//! TCP packets of an established socket (all received ones, sent ones with
+//! payload) also read the socket's TCP state (`bpf_tcp_sock`, one helper
+//! call): a segment whose sequence lies before `snd_nxt`
+//! (egress) or `rcv_nxt` (ingress) carries data already sent or received,
+//! and that many of its payload bytes (all, or the overlapping part of a
+//! partly new segment, GSO super-packets included: they are one sequence
+//! range) are added to `retrans_bytes` as well (a fourth atomic add, only
+//! when non-zero). The socket's RTT and segment counts are stored in the
+//! flow as a [`netmon_common::TcpSample`] (plain stores: a gauge).
+//!
+//! Why this is exact on egress: the hook runs synchronously inside
+//! `__tcp_transmit_skb` (`ip_queue_xmit` → `ip_finish_output`), under the
+//! socket lock, before `tcp_event_new_data_sent` advances `snd_nxt`; new
+//! data therefore starts exactly at `snd_nxt` and every retransmission
+//! (RTO, fast retransmit, loss probe) before it. On ingress the hook runs in
+//! `tcp_filter`, before the segment is processed but without the socket
+//! lock; "before `rcv_nxt`" is exact for duplicates of in-order data; a
+//! duplicate of data the socket holds out of order (or still in its
+//! backlog), or data the socket then drops (receive queue full), counts as
+//! new: the README lists these cases.
+//!
 //! Ownership never comes from `bpf_get_current_pid_tgid()` here: in
 //! cgroup_skb it names whatever task happens to run (softirq, the peer on
 //! loopback), not the socket's owner (see `docs/kernel-notes.md`).
@@ -16,19 +37,19 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{__sk_buff, BPF_NOEXIST, bpf_sock},
+    bindings::{__sk_buff, BPF_NOEXIST, bpf_sock, bpf_tcp_sock},
     helpers::generated::{
         bpf_get_listener_sock, bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_sk_fullsock,
-        bpf_sk_storage_get,
+        bpf_sk_storage_get, bpf_tcp_sock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner};
+use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner, TcpSample};
 
 use crate::{
-    headers::{self, Addr},
-    maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS},
+    headers::{self, Addr, IPPROTO_TCP},
+    maps::{NETMON_FLOWS, NETMON_OVERFLOW, NETMON_OWNERS, NETMON_SCRATCH},
 };
 
 const EEXIST: i32 = 17;
@@ -57,10 +78,32 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     let Some(h) = headers::parse(ctx) else {
         return;
     };
+    let payload = ip_len.saturating_sub(h.header_len);
+    // Egress pure ACKs need nothing from the socket: no payload to classify,
+    // and the RTT they could sample changes only with what arrives.
+    let tp = if h.protocol == IPPROTO_TCP && (payload != 0 || direction == Direction::Ingress) {
+        tcp_sock_of(ctx)
+    } else {
+        core::ptr::null_mut()
+    };
+    let retrans = if payload == 0 || tp.is_null() {
+        0
+    } else {
+        // SAFETY: `tp` is the non-null result of `bpf_tcp_sock` for this
+        // packet's socket, valid while the program runs.
+        let reference = unsafe {
+            match direction {
+                Direction::Egress => (*tp).snd_nxt,
+                Direction::Ingress => (*tp).rcv_nxt,
+            }
+        };
+        old_bytes(reference, h.seq, payload)
+    };
     let packet = DirCounters {
         packets: 1,
         ip_bytes: u64::from(ip_len),
-        payload_bytes: u64::from(ip_len.saturating_sub(h.header_len)),
+        payload_bytes: u64::from(payload),
+        retrans_bytes: u64::from(retrans),
     };
     let (local_addr, local_port, remote_addr, remote_port) = match direction {
         Direction::Egress => (h.src, h.sport, h.dst, h.dport),
@@ -73,18 +116,87 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
 
     if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
         add(value, direction, &packet);
+        if !tp.is_null() {
+            // SAFETY: `value` is a live map entry, `tp` as above.
+            unsafe { store_sample(value, tp) };
+        }
         return;
     }
-    new_flow(
-        ctx,
-        &NewFlow {
-            key,
-            local_addr,
-            local_port,
-            direction,
-            packet,
-        },
-    );
+    let local = Local {
+        addr: local_addr,
+        port: local_port,
+    };
+    new_flow(ctx, &key, &packet, &local, direction);
+}
+
+/// TCP states in which `snd_nxt` and `rcv_nxt` both hold (include/net/tcp_states.h):
+/// ESTABLISHED, SYN_RECV (a fast-open child), FIN_WAIT1, FIN_WAIT2,
+/// CLOSE_WAIT, LAST_ACK, CLOSING. Not SYN_SENT (no `rcv_nxt` yet), LISTEN
+/// (the hook sees the listener for a handshake's last ACK) or CLOSE.
+#[inline(always)]
+const fn sequenced(state: u32) -> bool {
+    matches!(state, 1 | 3 | 4 | 5 | 8 | 9 | 11)
+}
+
+/// The TCP socket of this packet when it is in a [`sequenced`] state; null
+/// otherwise.
+///
+/// No `bpf_sk_fullsock` call: the cgroup hooks run only for full sockets
+/// (`__cgroup_bpf_run_filter_skb` returns early otherwise) and `state` is a
+/// `sock_common` field the verifier lets a program read from `skb->sk`;
+/// `bpf_tcp_sock` itself returns NULL for anything but a full TCP socket.
+#[inline(always)]
+fn tcp_sock_of(ctx: &SkBuffContext) -> *mut bpf_tcp_sock {
+    // SAFETY: reading `__sk_buff.sk` of this program's own context (a
+    // nullable socket pointer for the verifier).
+    let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `sk` is non-null; `state` is readable from a `sock_common`.
+    if !sequenced(unsafe { (*sk).state }) {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `sk` is a socket pointer the helper accepts
+    // (`ARG_PTR_TO_SOCK_COMMON`); NULL unless a full TCP socket.
+    unsafe { bpf_tcp_sock(sk) }
+}
+
+/// Bytes of a segment of `payload` bytes starting at sequence `seq` that lie
+/// before `reference` (`snd_nxt` or `rcv_nxt`), in sequence space modulo
+/// 2^32 (as the kernel's `before()` compares).
+#[inline(always)]
+fn old_bytes(reference: u32, seq: u32, payload: u32) -> u32 {
+    // The signed distance, as the kernel's before() computes it.
+    let ahead = reference.wrapping_sub(seq) as i32;
+    if ahead <= 0 {
+        0
+    } else {
+        let ahead = ahead as u32;
+        if ahead < payload { ahead } else { payload }
+    }
+}
+
+/// Copies the TCP sample of `tp` into the flow.
+///
+/// # Safety
+/// `value` points into a live flow entry; `tp` is a non-null `bpf_tcp_sock`
+/// pointer of this program run.
+#[inline(always)]
+unsafe fn store_sample(value: *mut FlowValue, tp: *const bpf_tcp_sock) {
+    // SAFETY: the caller's contract; single u32 loads from the tcp_sock
+    // (the verifier rewrites them into the kernel's field reads) and
+    // aligned u32 stores into map memory. Racing stores from another CPU
+    // leave one of two recent samples: a gauge.
+    unsafe {
+        let t = core::ptr::addr_of_mut!((*value).tcp);
+        core::ptr::addr_of_mut!((*t).srtt_us8).write((*tp).srtt_us);
+        core::ptr::addr_of_mut!((*t).total_retrans).write((*tp).total_retrans);
+        core::ptr::addr_of_mut!((*t).data_segs_out).write((*tp).data_segs_out);
+        core::ptr::addr_of_mut!((*t).rate_delivered).write((*tp).rate_delivered);
+        core::ptr::addr_of_mut!((*t).rate_interval_us).write((*tp).rate_interval_us);
+        core::ptr::addr_of_mut!((*t).mss_cache).write((*tp).mss_cache);
+    }
 }
 
 /// The flow map key, written a word at a time (see [`Addr`]): no zeroing
@@ -117,28 +229,29 @@ const _: () = {
     assert!(core::mem::align_of::<FlowValue>() >= 4);
 };
 
-/// A flow's first packet, bundled: BPF functions take at most five arguments.
-struct NewFlow {
-    key: FlowKey,
-    local_addr: Addr,
-    local_port: u16,
-    direction: Direction,
-    packet: DirCounters,
+/// A flow's local endpoint, bundled: BPF functions take at most five
+/// arguments.
+struct Local {
+    addr: Addr,
+    port: u16,
 }
 
 /// First packet of a flow: build the entry with its owner and this packet's
 /// counts, insert it; on a lost insert race add to the winner's entry; when
 /// the map is full count the packet as overflow.
+///
+/// Everything is passed by reference into the caller's frame (no copies:
+/// the caller's and this function's stack frames together must stay within
+/// the verifier's 512 bytes).
 #[inline(never)]
-fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
-    let NewFlow {
-        key,
-        local_addr,
-        local_port,
-        direction,
-        packet,
-    } = flow;
-    let (local_port, direction) = (*local_port, *direction);
+fn new_flow(
+    ctx: &SkBuffContext,
+    key: &FlowKey,
+    packet: &DirCounters,
+    local: &Local,
+    direction: Direction,
+) {
+    let (local_addr, local_port) = (&local.addr, local.port);
     // Not a connection's packet: fold it into one entry per socket.
     let folded;
     let key = if key.protocol == IPPROTO_TCP && !is_connection(ctx) {
@@ -159,23 +272,28 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
     // Built field by field: `FlowValue::default()` (or any zeroed struct)
     // becomes a call to the bpf backend's byte-loop `memset` — 120 bytes
     // one at a time on every new flow.
-    let zero = DirCounters {
-        packets: 0,
-        ip_bytes: 0,
-        payload_bytes: 0,
+    // The value is built in the per-CPU scratch slot, not on the stack.
+    let Some(v) = NETMON_SCRATCH.get_ptr_mut(0) else {
+        overflow(direction, packet);
+        return;
     };
-    let (tx, rx) = match direction {
-        Direction::Egress => (*packet, zero),
-        Direction::Ingress => (zero, *packet),
-    };
-    let mut value = core::mem::MaybeUninit::<FlowValue>::uninit();
-    let v = value.as_mut_ptr();
-    // SAFETY: every field of the `#[repr(C)]` value (which has no padding:
-    // checked below) is written through an aligned field pointer before the
-    // value is read through `&*v`.
+    // SAFETY: `v` is this CPU's scratch slot (nothing else runs on this CPU
+    // while the program does); every field of the `#[repr(C)]` value (which
+    // has no padding: checked below) is written through an aligned field
+    // pointer before the value is read through `&*v`.
     let value: &FlowValue = unsafe {
-        core::ptr::addr_of_mut!((*v).tx).write(tx);
-        core::ptr::addr_of_mut!((*v).rx).write(rx);
+        let (this, other) = match direction {
+            Direction::Egress => (
+                core::ptr::addr_of_mut!((*v).tx),
+                core::ptr::addr_of_mut!((*v).rx),
+            ),
+            Direction::Ingress => (
+                core::ptr::addr_of_mut!((*v).rx),
+                core::ptr::addr_of_mut!((*v).tx),
+            ),
+        };
+        this.write(*packet);
+        zero_words::<COUNTER_WORDS>(other.cast());
         let flags = match owner {
             Some(owner) => {
                 // `owner` points into the socket's storage, valid while
@@ -196,6 +314,8 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
         core::ptr::addr_of_mut!((*v).flags).write(flags);
         core::ptr::addr_of_mut!((*v).ifindex).write(ifindex);
         core::ptr::addr_of_mut!((*v).first_boottime_ns).write(first_boottime_ns);
+        // The first packet leaves no TCP sample (the next one will).
+        zero_words::<SAMPLE_WORDS>(core::ptr::addr_of_mut!((*v).tcp).cast());
         &*v
     };
     match NETMON_FLOWS.insert(key, value, u64::from(BPF_NOEXIST)) {
@@ -211,8 +331,6 @@ fn new_flow(ctx: &SkBuffContext, flow: &NewFlow) {
     }
 }
 
-/// `IPPROTO_TCP`.
-const IPPROTO_TCP: u8 = 6;
 /// `BPF_TCP_LISTEN`, a listener's `bpf_sock.state`.
 const TCP_LISTEN: u32 = 10;
 /// `SOCK_RAW`, the type of the kernel's per-CPU TCP control sockets.
@@ -246,10 +364,16 @@ fn is_connection(ctx: &SkBuffContext) -> bool {
 
 /// Words of a [`SockOwner`].
 const OWNER_WORDS: usize = core::mem::size_of::<SockOwner>() / 8;
+/// Words of a [`DirCounters`].
+const COUNTER_WORDS: usize = core::mem::size_of::<DirCounters>() / 8;
+/// Words of a [`TcpSample`].
+const SAMPLE_WORDS: usize = core::mem::size_of::<TcpSample>() / 8;
 
 const _: () = {
     assert!(core::mem::size_of::<SockOwner>() % 8 == 0);
     assert!(core::mem::align_of::<SockOwner>() == 8);
+    assert!(core::mem::size_of::<TcpSample>() % 8 == 0);
+    assert!(core::mem::offset_of!(FlowValue, tcp) % 8 == 0);
     // No padding in the flow value: every byte is written in `new_flow`.
     assert!(
         core::mem::size_of::<FlowValue>()
@@ -260,6 +384,7 @@ const _: () = {
                 + 2
                 + 4
                 + 8
+                + core::mem::size_of::<TcpSample>()
     );
 };
 
@@ -355,6 +480,12 @@ fn add_counters(counters: *mut DirCounters, packet: &DirCounters) {
             core::ptr::addr_of_mut!((*counters).payload_bytes),
             packet.payload_bytes,
         );
+        if packet.retrans_bytes != 0 {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                core::ptr::addr_of_mut!((*counters).retrans_bytes),
+                packet.retrans_bytes,
+            );
+        }
     }
 }
 

@@ -18,7 +18,8 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 
 const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
+/// TCP's protocol number.
+pub const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_UDPLITE: u8 = 136;
 const IPPROTO_ICMPV6: u8 = 58;
@@ -57,6 +58,9 @@ pub struct Headers {
     /// IP header(s) plus transport header length: `len - header_len` is the
     /// L4 payload.
     pub header_len: u32,
+    /// TCP: the sequence number of the first payload byte, host order
+    /// (meaningless for other protocols).
+    pub seq: u32,
 }
 
 /// Parses the headers of the packet in `ctx`; `None` if it is not IP or too
@@ -103,10 +107,12 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
 }
 
 /// IPv4 header without options (20) + the transport bytes the fast path
-/// reads: ports (4) and TCP's data offset (byte 12): 33, rounded to 40 (the
-/// smallest TCP packet; UDP and ICMP packets this short take the slow path).
+/// reads: ports (4), TCP's sequence number (4) and data offset (byte 12):
+/// 33, rounded to 40 (the smallest TCP packet; UDP and ICMP packets this
+/// short take the slow path).
 const V4_FAST_LEN: usize = 40;
-/// IPv6 fixed header (40) + ports and TCP data offset (13): 53, rounded up.
+/// IPv6 fixed header (40) + ports, sequence number and TCP data offset
+/// (13): 53, rounded up.
 const V6_FAST_LEN: usize = 56;
 
 /// The 32-bit word at `data + OFF` in packet memory, in memory byte order.
@@ -156,7 +162,7 @@ unsafe fn packet_byte(data: usize, off: usize) -> u8 {
 #[inline(always)]
 unsafe fn fast_v4(data: usize) -> Option<Headers> {
     // SAFETY: every offset + 4 is within V4_FAST_LEN (the contract).
-    let (w0, w1, w2, src, dst, ports) = unsafe {
+    let (w0, w1, w2, src, dst, ports, seq) = unsafe {
         (
             packet_word::<0>(data),
             packet_word::<4>(data),
@@ -164,6 +170,7 @@ unsafe fn fast_v4(data: usize) -> Option<Headers> {
             packet_word::<12>(data),
             packet_word::<16>(data),
             packet_word::<20>(data),
+            packet_word::<24>(data),
         )
     };
     let (b0, b1) = (w0.to_ne_bytes(), w1.to_ne_bytes());
@@ -183,6 +190,7 @@ unsafe fn fast_v4(data: usize) -> Option<Headers> {
         sport,
         dport,
         header_len: 20 + l4_len,
+        seq: u32::from_be(seq),
     })
 }
 
@@ -193,7 +201,7 @@ unsafe fn fast_v4(data: usize) -> Option<Headers> {
 #[inline(always)]
 unsafe fn fast_v6(data: usize) -> Option<Headers> {
     // SAFETY: every offset + 4 is within V6_FAST_LEN (the contract).
-    let (w1, src, dst, ports) = unsafe {
+    let (w1, src, dst, ports, seq) = unsafe {
         (
             packet_word::<4>(data),
             [
@@ -209,6 +217,7 @@ unsafe fn fast_v6(data: usize) -> Option<Headers> {
                 packet_word::<36>(data),
             ],
             packet_word::<40>(data),
+            packet_word::<44>(data),
         )
     };
     let protocol = w1.to_ne_bytes()[2];
@@ -223,6 +232,7 @@ unsafe fn fast_v6(data: usize) -> Option<Headers> {
         sport,
         dport,
         header_len: 40 + l4_len,
+        seq: u32::from_be(seq),
     })
 }
 
@@ -274,10 +284,10 @@ fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
     // A non-first fragment carries no transport header. (Hooks see whole
     // datagrams; this only guards against surprises.)
     let first_fragment = (b1[2] & 0x1f) == 0 && b1[3] == 0;
-    let (sport, dport, l4_len) = if first_fragment {
+    let (sport, dport, l4_len, seq) = if first_fragment {
         transport(ctx, ihl, protocol)
     } else {
-        (0, 0, 0)
+        (0, 0, 0, 0)
     };
     Some(Headers {
         ip_version: 4,
@@ -287,6 +297,7 @@ fn parse_v4(ctx: &SkBuffContext) -> Option<Headers> {
         sport,
         dport,
         header_len: ihl + l4_len,
+        seq,
     })
 }
 
@@ -318,9 +329,11 @@ fn parse_v6(ctx: &SkBuffContext) -> Option<Headers> {
         next = ext[0];
         offset += len;
     }
-    let (sport, dport, l4_len) = match next {
-        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT => (0, 0, 0),
-        _ if !has_transport => (0, 0, 0),
+    let (sport, dport, l4_len, seq) = match next {
+        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT => {
+            (0, 0, 0, 0)
+        }
+        _ if !has_transport => (0, 0, 0, 0),
         _ => transport(ctx, offset, next),
     };
     Some(Headers {
@@ -331,40 +344,41 @@ fn parse_v6(ctx: &SkBuffContext) -> Option<Headers> {
         sport,
         dport,
         header_len: offset + l4_len,
+        seq,
     })
 }
 
-/// Ports and transport header length at `offset`.
+/// Ports, transport header length and (TCP) sequence number at `offset`.
 #[inline(always)]
-fn transport(ctx: &SkBuffContext, offset: u32, protocol: u8) -> (u16, u16, u32) {
+fn transport(ctx: &SkBuffContext, offset: u32, protocol: u8) -> (u16, u16, u32, u32) {
     match protocol {
         IPPROTO_TCP => {
-            // Ports (word 0) and the data offset nibble (byte 12 = word 3,
-            // byte 0).
+            // Ports (word 0), sequence number (word 1) and the data offset
+            // nibble (byte 12 = word 3, byte 0).
             let Ok(tcp) = ctx.load::<[u32; 4]>(offset as usize) else {
-                return (0, 0, 0);
+                return (0, 0, 0, 0);
             };
             let doff = u32::from(tcp[3].to_ne_bytes()[0] >> 4) * 4;
             let (sport, dport) = port_pair(tcp[0]);
-            (sport, dport, doff)
+            (sport, dport, doff, u32::from_be(tcp[1]))
         }
         IPPROTO_UDP | IPPROTO_UDPLITE => match ctx.load::<u32>(offset as usize) {
             Ok(udp) => {
                 let (sport, dport) = port_pair(udp);
-                (sport, dport, 8)
+                (sport, dport, 8, 0)
             }
-            Err(_) => (0, 0, 0),
+            Err(_) => (0, 0, 0, 0),
         },
         IPPROTO_SCTP => match ctx.load::<u32>(offset as usize) {
             // SCTP common header is 12 bytes; chunk headers count as payload.
             Ok(sctp) => {
                 let (sport, dport) = port_pair(sctp);
-                (sport, dport, 12)
+                (sport, dport, 12, 0)
             }
-            Err(_) => (0, 0, 0),
+            Err(_) => (0, 0, 0, 0),
         },
         // ICMP echo and friends: type, code, checksum, 4 bytes of rest.
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => (0, 0, 8),
-        _ => (0, 0, 0),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => (0, 0, 8, 0),
+        _ => (0, 0, 0, 0),
     }
 }

@@ -32,6 +32,13 @@ pub static NETMON_CLOSED: HashMap<
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
 
+/// Scratch space for the flow value a new flow's first packet builds before
+/// inserting it: 192 bytes that would not fit the verifier's 512-byte stack
+/// next to the caller's frame. Per CPU, so a program run owns its slot.
+/// Not pinned: nothing outside the programs reads it.
+#[btf_map]
+pub static NETMON_SCRATCH: PerCpuArray<FlowValue, 1> = PerCpuArray::new();
+
 /// Traffic of flows that could not be inserted (map full).
 #[btf_map]
 pub static NETMON_OVERFLOW: PerCpuArray<OverflowCounters, 1> = PerCpuArray::new();

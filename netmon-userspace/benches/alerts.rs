@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
                 packets: 3,
                 ip_bytes: 4000 + u64::from(i),
                 payload_bytes: 3880 + u64::from(i),
+                retrans_bytes: 0,
             };
             (info(i), DestClass::Internet, Traffic { tx: d, rx: d })
         })

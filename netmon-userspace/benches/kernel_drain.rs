@@ -99,11 +99,13 @@ fn value(packets: u64) -> FlowValue {
             packets,
             ip_bytes: packets * 1500,
             payload_bytes: packets * 1448,
+            retrans_bytes: 0,
         },
         rx: DirCounters {
             packets,
             ip_bytes: packets * 52,
             payload_bytes: 0,
+            retrans_bytes: 0,
         },
         local_port: 443,
         ifindex: 2,

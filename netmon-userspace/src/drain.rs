@@ -128,8 +128,9 @@ use crate::store::layout::{
 };
 use crate::store::types::pseudo_process;
 use crate::store::{
-    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, RemoteKey, RemotePending, SnapEntry,
-    Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
+    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
+    RemotePending, SnapEntry, Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED,
+    UNATTRIBUTED_COMM,
 };
 
 /// A durable commit is made at least this often (ms of drain time); the
@@ -216,6 +217,11 @@ struct Slot {
     /// written (`None`: unknown then): saves a lookup in that map per flow
     /// and step. Not stored; a cache of `owners[key.cookie]`.
     owner: Option<ProcessId>,
+    /// TCP flows: the socket's `(total_retrans, data_segs_out)` as the
+    /// last committed reading had them, the base of the next interval's
+    /// quality sample. Not stored: `None` after a (re)load, and the first
+    /// interval after it records the RTT but no segment counts.
+    tcp: Option<(u32, u32)>,
 }
 
 /// Per slot scratch marks of the current step (compared with
@@ -312,6 +318,7 @@ struct Accum {
     procs: FxHashMap<(ProcessId, DestClass), Traffic>,
     ifaces: FxHashMap<(u32, DestClass), Traffic>,
     remotes: RemoteAcc,
+    quality: Vec<QualitySample>,
 }
 
 impl Accum {
@@ -434,6 +441,43 @@ impl Accum {
     }
 }
 
+/// The quality sample of a TCP flow with packets in this interval, and the
+/// segment counts to remember for the next one. `base`: the counts of the
+/// last committed reading (`(0, 0)` for a new flow, `None` when unknown
+/// after a reload: no segment counts this time).
+fn quality_of(
+    f: &FlowReading,
+    (id, class): (ProcessId, DestClass),
+    base: Option<(u32, u32)>,
+) -> (Option<QualitySample>, Option<(u32, u32)>) {
+    let t = &f.value.tcp;
+    if f.key.protocol != IPPROTO_TCP || *t == netmon_common::TcpSample::default() {
+        return (None, base);
+    }
+    let now = (t.total_retrans, t.data_segs_out);
+    // A count below its base is a new socket under the same key: from 0.
+    let since = |cur: u32, old: u32| cur.checked_sub(old).unwrap_or(cur);
+    let (retrans_segs, data_segs) =
+        base.map_or((0, 0), |(r, s)| (since(now.0, r), since(now.1, s)));
+    let sample = QualitySample {
+        pid: id.pid,
+        start_ticks: id.start_ticks,
+        addr: f.key.remote_addr,
+        port: f.key.remote_port,
+        ip_version: f.key.ip_version,
+        protocol: f.key.protocol,
+        class: class.to_byte(),
+        srtt_us: t.srtt_us().unwrap_or(0),
+        retrans_segs,
+        data_segs,
+        delivery_rate: t.delivery_rate_bps().unwrap_or(0),
+    };
+    (Some(sample), Some(now))
+}
+
+/// IP protocol number of TCP.
+const IPPROTO_TCP: u8 = 6;
+
 fn bump(acc: &mut Traffic, d: Traffic) {
     *acc = acc.add(d);
 }
@@ -552,6 +596,7 @@ impl Drain {
                 entry: r.entry,
                 seq: 1,
                 owner: None,
+                tcp: None,
             });
             self.index.insert(r.key, r.slot);
         }
@@ -923,6 +968,13 @@ impl Drain {
             {
                 report.remote_flushed += usize::from(acc.flush_before(&mut pending, &f.key, hour));
             }
+            let base = match prev.and_then(|s| self.entry(s)) {
+                Some(_) if *reset => Some((0, 0)),
+                Some(e) => e.tcp,
+                None => Some((0, 0)),
+            };
+            let (sample, tcp) = quality_of(f, rkey, base);
+            acc.quality.extend(sample);
             let entry = SnapEntry {
                 counters: Traffic::of(&f.value),
                 first_boottime_ns: f.value.first_boottime_ns,
@@ -944,6 +996,7 @@ impl Drain {
                     entry,
                     seq: 0,
                     owner: owner.map(|o| o.id),
+                    tcp,
                 }),
             );
         }
@@ -1116,6 +1169,7 @@ impl Drain {
             snapshot_key_chunks,
             overflow_snapshot,
             events,
+            quality: acc.quality,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
         let wrote = !batch.is_empty();
@@ -1208,5 +1262,74 @@ impl Drain {
             self.infos.retain(|id, _| live.contains(id));
             self.forgotten = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod quality_tests {
+    //! The per interval TCP quality sample of a flow.
+    use super::*;
+
+    fn tcp_flow(total_retrans: u32, data_segs_out: u32) -> FlowReading {
+        FlowReading {
+            key: FlowKey {
+                cookie: 1,
+                protocol: IPPROTO_TCP,
+                ip_version: 4,
+                remote_port: 443,
+                ..FlowKey::default()
+            },
+            value: FlowValue {
+                tcp: netmon_common::TcpSample {
+                    srtt_us8: 8 * 1500,
+                    total_retrans,
+                    data_segs_out,
+                    rate_delivered: 10,
+                    rate_interval_us: 1000,
+                    mss_cache: 1448,
+                },
+                ..FlowValue::default()
+            },
+            closed: false,
+        }
+    }
+
+    const WHO: (ProcessId, DestClass) = (
+        ProcessId {
+            pid: 9,
+            start_ticks: 3,
+        },
+        DestClass::Lan,
+    );
+
+    #[test]
+    fn counts_segments_since_the_last_reading() {
+        let (s, base) = quality_of(&tcp_flow(5, 100), WHO, Some((0, 0)));
+        let s = s.expect("a TCP flow with a sample has a quality sample");
+        assert_eq!((s.srtt_us, s.retrans_segs, s.data_segs), (1500, 5, 100));
+        assert_eq!(s.delivery_rate, 10 * 1448 * 1_000_000 / 1000);
+        assert_eq!((s.pid, s.class), (9, DestClass::Lan.to_byte()));
+        let (s, base) = quality_of(&tcp_flow(7, 160), WHO, base);
+        let s = s.expect("sample");
+        assert_eq!((s.retrans_segs, s.data_segs), (2, 60));
+        assert_eq!(base, Some((7, 160)));
+    }
+
+    #[test]
+    fn after_a_reload_the_first_interval_has_rtt_only() {
+        let (s, base) = quality_of(&tcp_flow(5, 100), WHO, None);
+        let s = s.expect("sample");
+        assert_eq!((s.srtt_us, s.retrans_segs, s.data_segs), (1500, 0, 0));
+        assert_eq!(base, Some((5, 100)));
+    }
+
+    #[test]
+    fn udp_and_unsampled_flows_have_none() {
+        let mut f = tcp_flow(1, 1);
+        f.key.protocol = 17;
+        assert_eq!(quality_of(&f, WHO, Some((0, 0))).0, None);
+        let mut f = tcp_flow(1, 1);
+        f.value.tcp = netmon_common::TcpSample::default();
+        assert_eq!(quality_of(&f, WHO, Some((0, 0))).0, None);
     }
 }

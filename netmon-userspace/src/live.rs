@@ -107,6 +107,7 @@ pub fn snapshot(
                 closed: flow.closed,
                 tx,
                 rx,
+                tcp: wire::TcpState::of(&v.tcp),
             });
         }
     }
@@ -169,11 +170,13 @@ mod tests {
                     packets: 1,
                     ip_bytes: tx + 52,
                     payload_bytes: tx,
+                    retrans_bytes: 0,
                 },
                 rx: DirCounters {
                     packets: 1,
                     ip_bytes: rx + 52,
                     payload_bytes: rx,
+                    retrans_bytes: 0,
                 },
                 ..FlowValue::default()
             },
@@ -202,6 +205,7 @@ mod tests {
             packets: 2,
             ip_bytes: 1000,
             payload_bytes: 900,
+            retrans_bytes: 0,
         };
         let owners = HashMap::from([(1, proc_info(10)), (2, proc_info(10))]);
         let doc = snapshot(&reading, &owners, true, ("t".into(), 0));

@@ -27,8 +27,15 @@ pub struct Counters {
     pub packets: u64,
     /// IP bytes: IP + transport headers + payload, as the kernel's IP MIB counts.
     pub ip_bytes: u64,
-    /// L4 payload bytes: what the application sent or received.
+    /// L4 payload bytes on the wire: every copy, TCP retransmissions and
+    /// duplicates included.
     pub payload_bytes: u64,
+    /// What the application wrote (tx) or read (rx):
+    /// `payload_bytes - retrans_bytes`.
+    pub app_bytes: u64,
+    /// Payload that carried data already sent (tx) or already received
+    /// (rx): TCP retransmissions and duplicates; 0 for other protocols.
+    pub retrans_bytes: u64,
 }
 
 impl From<netmon_common::DirCounters> for Counters {
@@ -37,6 +44,8 @@ impl From<netmon_common::DirCounters> for Counters {
             packets: c.packets,
             ip_bytes: c.ip_bytes,
             payload_bytes: c.payload_bytes,
+            app_bytes: c.app_bytes(),
+            retrans_bytes: c.retrans_bytes,
         }
     }
 }
@@ -49,6 +58,8 @@ impl Counters {
             packets: self.packets.saturating_add(o.packets),
             ip_bytes: self.ip_bytes.saturating_add(o.ip_bytes),
             payload_bytes: self.payload_bytes.saturating_add(o.payload_bytes),
+            app_bytes: self.app_bytes.saturating_add(o.app_bytes),
+            retrans_bytes: self.retrans_bytes.saturating_add(o.retrans_bytes),
         }
     }
 }
@@ -135,6 +146,44 @@ pub struct SocketCounters {
     pub tx: Counters,
     /// Received.
     pub rx: Counters,
+    /// TCP flows of an established socket: its state as the latest packet
+    /// saw it; absent for other flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpState>,
+}
+
+/// A TCP connection's quality as its latest packet saw it (the kernel's
+/// `tcp_sock`, the values `TCP_INFO` reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpState {
+    /// Smoothed RTT in microseconds (`tcpi_rtt`); null before the first
+    /// measurement.
+    pub srtt_us: Option<u32>,
+    /// Segments retransmitted since the start (`tcpi_total_retrans`).
+    pub retrans_segs: u32,
+    /// Data segments sent, retransmissions included
+    /// (`tcpi_data_segs_out`).
+    pub data_segs_out: u32,
+    /// Delivery rate of the latest rate sample, bytes per second
+    /// (`tcpi_delivery_rate`); null without a sample.
+    pub delivery_rate_bytes_per_sec: Option<u64>,
+}
+
+impl TcpState {
+    /// The sample of a flow, `None` when the flow has none (not TCP, or no
+    /// packet of an established socket yet).
+    #[must_use]
+    pub fn of(s: &netmon_common::TcpSample) -> Option<Self> {
+        if *s == netmon_common::TcpSample::default() {
+            return None;
+        }
+        Some(Self {
+            srtt_us: s.srtt_us(),
+            retrans_segs: s.total_retrans,
+            data_segs_out: s.data_segs_out,
+            delivery_rate_bytes_per_sec: s.delivery_rate_bps(),
+        })
+    }
 }
 
 /// Overflow counters.

@@ -106,6 +106,8 @@ fn c(packets: u64, payload: u64) -> Counters {
         packets,
         ip_bytes: payload + 52 * packets,
         payload_bytes: payload,
+        app_bytes: payload,
+        retrans_bytes: 0,
     }
 }
 
@@ -196,6 +198,10 @@ fn export_table() {
             rx_packets: 2 * k + 1,
             rx_ip_bytes: 70_000 * (k + 1),
             rx_payload_bytes: 65_000 * (k + 1),
+            tx_app_bytes: 900 * (k + 1),
+            tx_retrans_bytes: 0,
+            rx_app_bytes: 65_000 * (k + 1),
+            rx_retrans_bytes: 0,
         })
         .collect();
     let doc = Export {
@@ -327,6 +333,7 @@ fn snapshot_doc() -> Snapshot {
         closed: false,
         tx: c(5, 7_000),
         rx: c(9, 800_000),
+        tcp: None,
     };
     Snapshot {
         schema_version: 1,

@@ -127,6 +127,36 @@ pub fn assert_tx_payload(snap: &Snapshot, report: &Report, what: &str, tx: u64) 
     eprintln!("  ok {what} (pid {}): payload tx {tx}", report.pid);
 }
 
+/// Received segments whose new/old split the ingress hook cannot see, in a
+/// set of namespaces between two readings (`TcpExt` counters): segments TCP
+/// dropped after the hook had counted them (backlog, receive queue or
+/// out-of-order queue full, zero window, pruned from the receive or
+/// out-of-order queue under memory pressure) and duplicates of data the socket
+/// held out of order (D-SACKs sent for them). With none, received app bytes
+/// are exact (README).
+#[track_caller]
+#[must_use]
+pub fn tcp_rx_inexact(before: &[Mib], after: &[Mib]) -> u64 {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            [
+                mib::TCP_BACKLOG_DROP,
+                mib::TCP_RCVQ_DROP,
+                mib::TCP_OFO_DROP,
+                mib::TCP_ZERO_WINDOW_DROP,
+                mib::TCP_DSACK_OFO_SENT,
+                mib::TCP_OFO_PRUNED,
+                mib::TCP_RCV_PRUNED,
+            ]
+            .iter()
+            .map(|k| a.delta(b, k))
+            .sum::<u64>()
+        })
+        .sum()
+}
+
 /// TCP retransmissions in a set of namespaces between two readings.
 #[track_caller]
 #[must_use]
@@ -163,6 +193,9 @@ pub fn lossless(before: &[Mib], after: &[Mib]) -> bool {
 /// included: each passes the egress hook again), reported by the workload
 /// once everything was acknowledged. Without retransmissions that is exactly
 /// what it wrote, which is asserted too.
+///
+/// App bytes: sent = what it wrote, sent retrans = `tcpi_bytes_retrans`,
+/// received = what it read (when the link lost nothing).
 ///
 /// Received: every copy the peer transmitted arrives at this end's ingress
 /// hook, so the peer's `tcpi_bytes_sent`, when the link lost nothing
@@ -201,6 +234,40 @@ pub fn assert_tcp_payload(
         eprintln!("  note: the veth dropped packets; {what}'s received payload is not checked");
         assert_tx_payload(snap, me, what, me.tcp_bytes_sent);
     }
+    // What the application moved, retransmissions or not: sent app bytes
+    // are what it wrote and sent retrans bytes what its sockets
+    // retransmitted (`tcpi_bytes_retrans`); received app bytes what it read
+    // (when nothing was lost after the hook, see above).
+    let p = process(snap, me, what);
+    assert_eq!(
+        (p.tx.app_bytes, p.tx.retrans_bytes),
+        (me.written, me.tcp_bytes_retrans),
+        "{what} (pid {}): tx (app, retrans) bytes: netmon (left) vs the workload's writes and          tcpi_bytes_retrans (right)",
+        me.pid
+    );
+    // Received app bytes are exact unless TCP dropped a segment after the
+    // hook counted it (backlog or receive queue full on a busy machine): its
+    // retransmission then counts as new a second time (README). Without any
+    // retransmission that cannot have happened.
+    if lossless && retrans_segs == 0 {
+        assert_eq!(
+            p.rx.app_bytes, me.read,
+            "{what} (pid {}): rx app bytes: netmon (left) vs the workload's reads (right)",
+            me.pid
+        );
+    } else {
+        assert!(
+            p.rx.app_bytes >= me.read,
+            "{what} (pid {}): rx app bytes {} below the workload's reads {}",
+            me.pid,
+            p.rx.app_bytes,
+            me.read
+        );
+    }
+    eprintln!(
+        "  ok {what}: app tx {} rx {}, retrans tx {} rx {}",
+        p.tx.app_bytes, p.rx.app_bytes, p.tx.retrans_bytes, p.rx.retrans_bytes
+    );
 }
 
 /// Asserts that, per address family, the IP bytes of the flows whose local

@@ -220,6 +220,26 @@ pub fn usage(paths: &DaemonPaths) -> Usage {
     usage
 }
 
+/// `netmon usage --since 1h --by BY --json` as untyped JSON (for fields
+/// the typed [`Usage`] does not read), directly from the database when no
+/// daemon answers.
+#[track_caller]
+#[must_use]
+pub fn usage_by(paths: &DaemonPaths, by: &str) -> serde_json::Value {
+    let mut c = Command::new(netmon_bin());
+    c.args(["usage", "--since", "1h", "--by", by, "--json", "--db"])
+        .arg(&paths.db)
+        .arg("--socket")
+        .arg(&paths.socket);
+    let out = cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!(
+            "`netmon usage --by {by}` JSON: {e}\n{}",
+            out.chars().take(2000).collect::<String>()
+        )
+    })
+}
+
 /// The paths under `dir` for a daemon of `pin_dir`/`cgroup`.
 #[must_use]
 pub fn paths_in(dir: &Path, pin_dir: &Path, cgroup: &CgroupGuard) -> DaemonPaths {

@@ -35,6 +35,7 @@ pub mod procfs;
 pub mod report;
 pub mod root;
 pub mod scenario;
+pub mod shaping;
 pub mod snapshot;
 pub mod workload;
 

@@ -26,6 +26,20 @@ pub const IP6_IN_OCTETS: &str = "Ip6InOctets";
 pub const IP6_OUT_OCTETS: &str = "Ip6OutOctets";
 /// TCP segments retransmitted (IPv4 and IPv6 share the TCP MIB).
 pub const TCP_RETRANS_SEGS: &str = "Tcp.RetransSegs";
+/// TCP segments dropped because the socket's backlog was full.
+pub const TCP_BACKLOG_DROP: &str = "TcpExt.TCPBacklogDrop";
+/// TCP segments dropped because the receive queue was full.
+pub const TCP_RCVQ_DROP: &str = "TcpExt.TCPRcvQDrop";
+/// TCP out-of-order segments dropped (no memory for the queue).
+pub const TCP_OFO_DROP: &str = "TcpExt.TCPOFODrop";
+/// Out-of-order queue prunes (memory pressure): received segments dropped.
+pub const TCP_OFO_PRUNED: &str = "TcpExt.OfoPruned";
+/// Receive queue prunes that dropped segments.
+pub const TCP_RCV_PRUNED: &str = "TcpExt.RcvPruned";
+/// D-SACKs sent for duplicates of data held in the out-of-order queue.
+pub const TCP_DSACK_OFO_SENT: &str = "TcpExt.TCPDSACKOfoSent";
+/// TCP segments dropped for a zero receive window.
+pub const TCP_ZERO_WINDOW_DROP: &str = "TcpExt.TCPZeroWindowDrop";
 /// UDP over IPv4 datagrams delivered to sockets.
 pub const UDP_IN_DATAGRAMS: &str = "Udp.InDatagrams";
 /// UDP over IPv4 datagrams sent.

@@ -41,6 +41,22 @@ pub struct Report {
     pub tcp_bytes_retrans: u64,
     /// TCP: `tcpi_bytes_received`, payload received (duplicates excluded).
     pub tcp_bytes_received: u64,
+    /// TCP: `tcpi_total_retrans`, segments retransmitted (summed over
+    /// connections).
+    pub tcp_total_retrans: u64,
+    /// TCP: `tcpi_data_segs_out`, data segments sent, retransmissions
+    /// included (summed over connections).
+    pub tcp_data_segs_out: u64,
+    /// TCP: `tcpi_rtt`, the smoothed RTT in microseconds at the end (of the
+    /// last connection read).
+    pub tcp_rtt_us: u64,
+    /// TCP: `tcpi_rttvar`, its mean deviation in microseconds.
+    pub tcp_rttvar_us: u64,
+    /// TCP client with `--rtt-every-ms`: median of the `tcpi_rtt` samples
+    /// taken during the exchange, microseconds.
+    pub tcp_rtt_p50_us: u64,
+    /// Their 95th percentile (nearest rank).
+    pub tcp_rtt_p95_us: u64,
     /// TCP: bytes still in the send queue when the socket was closed
     /// (`SIOCOUTQ` right before `close`).
     pub queued_at_close: u64,

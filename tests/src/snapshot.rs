@@ -7,7 +7,7 @@
 //!                "user"|null,"cgroup"|null,"sockets","tx":{..},"rx":{..}}],
 //!  "sockets":[{"cookie","pid","start_ticks","comm","protocol","protocol_number",
 //!              "ip_version","local_addr","local_port","remote_addr","remote_port",
-//!              "ifindex","netns_cookie","closed","tx","rx"}],
+//!              "ifindex","netns_cookie","closed","tx","rx","tcp"?}],
 //!  "overflow":{"tx","rx","failed_inserts"}, "totals":{"tx","rx"}}
 //! ```
 //! One `sockets` entry per flow (socket × remote endpoint); pid 0 means
@@ -31,8 +31,12 @@ pub struct Counters {
     pub packets: u64,
     /// IP bytes (IP and transport headers plus payload).
     pub ip_bytes: u64,
-    /// L4 payload bytes.
+    /// L4 payload bytes (every copy on the wire).
     pub payload_bytes: u64,
+    /// Payload the application moved: `payload_bytes - retrans_bytes`.
+    pub app_bytes: u64,
+    /// Payload that repeated data already sent or received (TCP).
+    pub retrans_bytes: u64,
 }
 
 impl Add for Counters {
@@ -42,6 +46,8 @@ impl Add for Counters {
             packets: self.packets + o.packets,
             ip_bytes: self.ip_bytes + o.ip_bytes,
             payload_bytes: self.payload_bytes + o.payload_bytes,
+            app_bytes: self.app_bytes + o.app_bytes,
+            retrans_bytes: self.retrans_bytes + o.retrans_bytes,
         }
     }
 }
@@ -145,6 +151,22 @@ pub struct Socket {
     pub tx: Counters,
     /// Received.
     pub rx: Counters,
+    /// TCP flows: the connection's state as its latest packet saw it.
+    #[serde(default)]
+    pub tcp: Option<TcpSample>,
+}
+
+/// `"tcp"` of a TCP flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct TcpSample {
+    /// Smoothed RTT in microseconds (null before the first measurement).
+    pub srtt_us: Option<u32>,
+    /// Segments retransmitted.
+    pub retrans_segs: u32,
+    /// Data segments sent, retransmissions included.
+    pub data_segs_out: u32,
+    /// Delivery rate of the latest rate sample, bytes per second.
+    pub delivery_rate_bytes_per_sec: Option<u64>,
 }
 
 impl Socket {
@@ -302,17 +324,17 @@ mod tests {
     const SAMPLE: &str = r#"{"schema_version":1,"taken_at":"2026-01-01T00:00:00Z","taken_at_unix_ms":1,
       "processes":[{"pid":7,"start_ticks":9,"comm":"w","exe":null,"cmdline":null,"uid":0,
         "user":"root","cgroup":null,"sockets":2,
-        "tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}}],
+        "tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}}],
       "sockets":[{"cookie":5,"pid":7,"start_ticks":9,"comm":"w","protocol":"udp",
         "protocol_number":17,"ip_version":6,"local_addr":"fd00:200:1::1","local_port":1,
         "remote_addr":"fd00:200:1::2","remote_port":2,"ifindex":3,"netns_cookie":4,
-        "closed":true,"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}}],
-      "overflow":{"tx":{"packets":0,"ip_bytes":0,"payload_bytes":0},
-        "rx":{"packets":0,"ip_bytes":0,"payload_bytes":0},"failed_inserts":0},
-      "totals":{"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100},
-        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0}},"extra_field":true}"#;
+        "closed":true,"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}}],
+      "overflow":{"tx":{"packets":0,"ip_bytes":0,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0},
+        "rx":{"packets":0,"ip_bytes":0,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0},"failed_inserts":0},
+      "totals":{"tx":{"packets":2,"ip_bytes":140,"payload_bytes":100,"app_bytes":100,"retrans_bytes":0},
+        "rx":{"packets":1,"ip_bytes":52,"payload_bytes":0,"app_bytes":0,"retrans_bytes":0}},"extra_field":true}"#;
 
     #[test]
     fn parses_contract_and_sums() {

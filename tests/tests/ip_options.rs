@@ -80,6 +80,8 @@ fn udp_with_ip_options(name: &str, v6: bool) {
         packets: run.sender.datagrams_sent,
         payload_bytes: run.sender.written,
         ip_bytes: run.sender.written + overhead * run.sender.datagrams_sent,
+        app_bytes: run.sender.written,
+        retrans_bytes: 0,
     };
     assert_eq!(expected.packets, ROUNDS, "datagrams sent");
 

@@ -88,6 +88,8 @@ fn udp_loopback(name: &str, v6: bool) {
         packets: run.sender.datagrams_sent,
         payload_bytes: run.sender.written,
         ip_bytes: run.sender.written + overhead * run.sender.datagrams_sent,
+        app_bytes: run.sender.written,
+        retrans_bytes: 0,
     };
     let sender = check::process(&snap, &run.sender, "sender");
     assert_eq!(

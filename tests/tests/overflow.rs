@@ -62,6 +62,8 @@ fn tiny_flow_map_overflows_without_loss() {
         packets: run.sender.datagrams_sent,
         payload_bytes: run.sender.written,
         ip_bytes: run.sender.written + UDP4_OVERHEAD * run.sender.datagrams_sent,
+        app_bytes: run.sender.written,
+        retrans_bytes: 0,
     };
     assert_eq!(
         snap.totals.tx, expected,

@@ -102,6 +102,8 @@ fn ping_socket(name: &str, v6: bool) {
         packets: COUNT,
         ip_bytes: COUNT * (SIZE + overhead),
         payload_bytes: COUNT * SIZE,
+        app_bytes: COUNT * SIZE,
+        retrans_bytes: 0,
     };
     let p = check::process(&snap, &r, "pinger");
     assert_eq!(

@@ -78,6 +78,8 @@ fn udp_mmsg_between_namespaces(name: &str, v6: bool) {
         packets: ROUNDS,
         payload_bytes: payload,
         ip_bytes: payload + overhead * ROUNDS,
+        app_bytes: payload,
+        retrans_bytes: 0,
     };
     check::assert_one_way(&snap, &run.sender, &run.receiver, expected);
 

@@ -55,6 +55,8 @@ fn udp_between_namespaces(name: &str, v6: bool) {
         packets: run.sender.datagrams_sent,
         payload_bytes: run.sender.written,
         ip_bytes: run.sender.written + overhead * run.sender.datagrams_sent,
+        app_bytes: run.sender.written,
+        retrans_bytes: 0,
     };
     check::assert_one_way(&snap, &run.sender, &run.receiver, expected);
 

@@ -325,12 +325,19 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 .map(|g| {
                     let (key, fields) = group_fields(&g.key, &facts, &ifnames);
                     let (tx, rx) = counters(&g.traffic);
+                    let q = g.quality.as_ref();
+                    let ms = |us: Option<u32>| us.map(|us| f64::from(us) / 1000.0);
                     UsageRow {
                         key,
                         fields,
                         tx,
                         rx,
                         share: g.share,
+                        rtt_p50_ms: ms(q.and_then(|q| q.rtt_p50_us)),
+                        rtt_p95_ms: ms(q.and_then(|q| q.rtt_p95_us)),
+                        retrans_segs: q.map(|q| q.retrans_segs),
+                        data_segs_out: q.map(|q| q.data_segs),
+                        retrans_rate: q.and_then(crate::query::usage::Quality::retrans_rate),
                     }
                 })
                 .collect();
@@ -618,9 +625,13 @@ fn export(
                 tx_packets: r.traffic.tx.packets,
                 tx_ip_bytes: r.traffic.tx.ip_bytes,
                 tx_payload_bytes: r.traffic.tx.payload_bytes,
+                tx_app_bytes: r.traffic.tx.app_bytes(),
+                tx_retrans_bytes: r.traffic.tx.retrans_bytes,
                 rx_packets: r.traffic.rx.packets,
                 rx_ip_bytes: r.traffic.rx.ip_bytes,
                 rx_payload_bytes: r.traffic.rx.payload_bytes,
+                rx_app_bytes: r.traffic.rx.app_bytes(),
+                rx_retrans_bytes: r.traffic.rx.retrans_bytes,
             })
         })
         .collect();

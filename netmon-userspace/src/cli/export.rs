@@ -37,7 +37,7 @@ pub struct ExportArgs {
 }
 
 /// CSV columns, in [`ExportRow`] field order.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 19] = [
     "time",
     "time_unix_ms",
     "tier",
@@ -53,6 +53,10 @@ pub const COLUMNS: [&str; 15] = [
     "rx_packets",
     "rx_ip_bytes",
     "rx_payload_bytes",
+    "tx_app_bytes",
+    "tx_retrans_bytes",
+    "rx_app_bytes",
+    "rx_retrans_bytes",
 ];
 
 /// Runs `netmon export`.
@@ -97,6 +101,10 @@ fn cells(r: &ExportRow) -> Vec<String> {
         r.rx_packets.to_string(),
         r.rx_ip_bytes.to_string(),
         r.rx_payload_bytes.to_string(),
+        r.tx_app_bytes.to_string(),
+        r.tx_retrans_bytes.to_string(),
+        r.rx_app_bytes.to_string(),
+        r.rx_retrans_bytes.to_string(),
     ]
 }
 

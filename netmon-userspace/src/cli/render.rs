@@ -90,14 +90,19 @@ pub const GROUP_COLUMNS: [&str; 15] = [
     "class",
 ];
 
-/// CSV columns of a tx/rx pair.
-pub const COUNTER_COLUMNS: [&str; 6] = [
+/// CSV columns of a tx/rx pair (the app/retrans pairs appended last, so
+/// the first six columns keep their places).
+pub const COUNTER_COLUMNS: [&str; 10] = [
     "tx_packets",
     "tx_ip_bytes",
     "tx_payload_bytes",
     "rx_packets",
     "rx_ip_bytes",
     "rx_payload_bytes",
+    "tx_app_bytes",
+    "tx_retrans_bytes",
+    "rx_app_bytes",
+    "rx_retrans_bytes",
 ];
 
 fn opt<T: ToString>(v: Option<&T>) -> String {
@@ -136,6 +141,10 @@ pub fn counter_cells(tx: &Counters, rx: &Counters) -> Vec<String> {
         rx.packets,
         rx.ip_bytes,
         rx.payload_bytes,
+        tx.app_bytes,
+        tx.retrans_bytes,
+        rx.app_bytes,
+        rx.retrans_bytes,
     ]
     .iter()
     .map(ToString::to_string)

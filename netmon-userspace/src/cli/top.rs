@@ -215,6 +215,7 @@ pub(crate) fn counters_back(c: &Counters) -> netmon_common::DirCounters {
         packets: c.packets,
         ip_bytes: c.ip_bytes,
         payload_bytes: c.payload_bytes,
+        retrans_bytes: c.retrans_bytes,
     }
 }
 
@@ -224,6 +225,7 @@ fn sub(a: Traffic, b: Traffic) -> Traffic {
             packets: x.packets.saturating_sub(y.packets),
             ip_bytes: x.ip_bytes.saturating_sub(y.ip_bytes),
             payload_bytes: x.payload_bytes.saturating_sub(y.payload_bytes),
+            retrans_bytes: x.retrans_bytes.saturating_sub(y.retrans_bytes),
         };
     Traffic {
         tx: d(a.tx, b.tx),

@@ -83,6 +83,25 @@ impl KernelSource {
             })
         };
         let flows = open(MAP_FLOWS)?;
+        let info = flows.info().map_err(|e| KernelError::PinnedMap {
+            path: paths.map(MAP_FLOWS),
+            message: e.to_string(),
+        })?;
+        // Maps pinned by a netmon whose flow value had another layout (an
+        // upgrade while the programs stayed loaded) cannot be read as this
+        // one's: say so instead of reading garbage.
+        let want = size_of::<FlowValue>();
+        if usize::try_from(info.value_size()).ok() != Some(want) {
+            return Err(KernelError::PinnedMap {
+                path: paths.map(MAP_FLOWS),
+                message: format!(
+                    "flow values of {} bytes, this netmon's are {want}: pinned by another \
+                     netmon version; run `netmon unload`, then load again",
+                    info.value_size()
+                ),
+            });
+        }
+        let max_flows = info.max_entries();
         let closed = open(MAP_CLOSED)?;
         let overflow_path = paths.map(MAP_OVERFLOW);
         let overflow = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open(MAP_OVERFLOW)?))
@@ -90,14 +109,7 @@ impl KernelSource {
                 path: overflow_path,
                 message: e.to_string(),
             })?;
-        let max_flows =
-            flows
-                .info()
-                .map(|i| i.max_entries())
-                .map_err(|e| KernelError::PinnedMap {
-                    path: paths.map(MAP_FLOWS),
-                    message: e.to_string(),
-                })?;
+
         Ok(Self {
             paths,
             flows,

@@ -14,6 +14,14 @@
 //!   group (it has no interface), so every grouping has the same total;
 //!   these rows carry no process: process filters cannot apply and are
 //!   refused.
+//!
+//! Connection quality (RTT percentiles, retransmissions) comes from the
+//! per interval TCP samples ([`crate::store::layout::QUALITY`], kept as long
+//! as the interval rows): each TCP flow with packets in an interval gives
+//! one sample, grouped like its remote rows. The RTT percentiles are over
+//! those samples (one per flow and interval, nearest rank), the
+//! retransmission rate is retransmitted over sent data segments in the
+//! window.
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -52,6 +60,42 @@ pub struct UsageGroup {
     pub traffic: Traffic,
     /// Its share of the total IP bytes (both directions) of all groups, 0..1.
     pub share: f64,
+    /// Its TCP flows' quality in the window (`None`: no TCP sample).
+    pub quality: Option<Quality>,
+}
+
+/// TCP connection quality of a group over a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quality {
+    /// Median of the RTT samples, µs (`None`: no sample had an RTT).
+    pub rtt_p50_us: Option<u32>,
+    /// 95th percentile of the RTT samples, µs.
+    pub rtt_p95_us: Option<u32>,
+    /// RTT samples (flows × intervals).
+    pub samples: u64,
+    /// Segments retransmitted.
+    pub retrans_segs: u64,
+    /// Data segments sent, retransmissions included.
+    pub data_segs: u64,
+}
+
+impl Quality {
+    /// Retransmitted over sent data segments, 0..1 (`None` without sends).
+    #[must_use]
+    pub fn retrans_rate(&self) -> Option<f64> {
+        (self.data_segs > 0).then(|| self.retrans_segs as f64 / self.data_segs as f64)
+    }
+}
+
+/// The nearest-rank `p` percentile (0 < p <= 100) of sorted `v`.
+fn percentile(sorted: &[u32], p: u64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len() as u64;
+    // ceil(p / 100 * n), at least 1.
+    let rank = (p * n).div_ceil(100).max(1);
+    sorted.get(usize::try_from(rank - 1).ok()?).copied()
 }
 
 /// The answer to a [`UsageQuery`].
@@ -201,6 +245,61 @@ impl<'a> ProcCache<'a> {
     }
 }
 
+/// The group of a remote row (or quality sample) of `rk`; `None` when the
+/// filters leave it out.
+fn remote_group(
+    by: Dimension,
+    rf: &RowFilter,
+    procs: &mut ProcCache<'_>,
+    rk: &RemoteKey,
+) -> Option<GroupKey> {
+    if !rf.class_ok(rk.class) || !rf.remote_ok(rk) {
+        return None;
+    }
+    let pg = procs.get(rk.process)?;
+    Some(match by {
+        Dimension::Remote => GroupKey::Remote(remote_ip(rk)),
+        Dimension::Port => GroupKey::Port {
+            protocol: rk.protocol,
+            port: rk.port,
+        },
+        Dimension::Protocol => GroupKey::Protocol(rk.protocol),
+        _ => pg.unwrap_or(GroupKey::Class(rk.class)),
+    })
+}
+
+/// Quality per group from the TCP samples of the window.
+fn quality_by_group(
+    store: &mut Store,
+    q: &UsageQuery,
+    rf: &RowFilter,
+    procs: &mut ProcCache<'_>,
+) -> Result<HashMap<GroupKey, Quality>, QueryError> {
+    let mut rtts: HashMap<GroupKey, (Vec<u32>, Quality)> = HashMap::new();
+    crate::store::query::quality_samples(store, &q.range, |s| {
+        let Some(rk) = s.remote_key() else { return };
+        let Some(key) = remote_group(q.by, rf, procs, &rk) else {
+            return;
+        };
+        let (v, qual) = rtts.entry(key).or_default();
+        if s.srtt_us > 0 {
+            v.push(s.srtt_us);
+        }
+        qual.samples += 1;
+        qual.retrans_segs += u64::from(s.retrans_segs);
+        qual.data_segs += u64::from(s.data_segs);
+    })?;
+    Ok(rtts
+        .into_iter()
+        .map(|(k, (mut v, mut qual))| {
+            v.sort_unstable();
+            qual.rtt_p50_us = percentile(&v, 50);
+            qual.rtt_p95_us = percentile(&v, 95);
+            (k, qual)
+        })
+        .collect())
+}
+
 /// Answers a usage question.
 ///
 /// # Errors
@@ -283,6 +382,11 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         }
         coverage
     };
+    let mut quality = if kind == Kind::Interface {
+        HashMap::new()
+    } else {
+        quality_by_group(store, q, &rf, &mut procs)?
+    };
     let total = acc.values().fold(Traffic::default(), |a, t| a.add(*t));
     let grand = ip_total(&total);
     let mut groups: Vec<UsageGroup> = acc
@@ -293,6 +397,7 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
             } else {
                 ip_total(&traffic) as f64 / grand as f64
             },
+            quality: quality.remove(&key),
             key,
             traffic,
         })
@@ -312,4 +417,32 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         total,
         coverage,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(percentile(&[7], 50), Some(7));
+        assert_eq!(percentile(&[7], 95), Some(7));
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 95), Some(95));
+        assert_eq!(percentile(&[1, 2, 3, 4], 50), Some(2));
+        assert_eq!(percentile(&[1, 2, 3, 4], 95), Some(4));
+    }
+
+    #[test]
+    fn retransmission_rate() {
+        let q = Quality {
+            retrans_segs: 3,
+            data_segs: 300,
+            ..Quality::default()
+        };
+        assert_eq!(q.retrans_rate(), Some(0.01));
+        assert_eq!(Quality::default().retrans_rate(), None);
+    }
 }

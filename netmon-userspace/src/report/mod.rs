@@ -47,6 +47,8 @@ fn minus(a: Counters, b: Counters) -> Counters {
         packets: a.packets.saturating_sub(b.packets),
         ip_bytes: a.ip_bytes.saturating_sub(b.ip_bytes),
         payload_bytes: a.payload_bytes.saturating_sub(b.payload_bytes),
+        app_bytes: a.app_bytes.saturating_sub(b.app_bytes),
+        retrans_bytes: a.retrans_bytes.saturating_sub(b.retrans_bytes),
     }
 }
 

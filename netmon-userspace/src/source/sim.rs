@@ -486,6 +486,7 @@ const fn mul(d: DirCounters, n: u64) -> DirCounters {
         packets: d.packets.saturating_mul(n),
         ip_bytes: d.ip_bytes.saturating_mul(n),
         payload_bytes: d.payload_bytes.saturating_mul(n),
+        retrans_bytes: d.retrans_bytes.saturating_mul(n),
     }
 }
 
@@ -556,6 +557,7 @@ pub const fn per_tick(packets: u64, payload: u64) -> DirCounters {
         packets,
         ip_bytes: payload + 40 * packets,
         payload_bytes: payload,
+        retrans_bytes: 0,
     }
 }
 

@@ -10,10 +10,13 @@
 //!   bucket start (aligned to the UTC minute, hour, day).
 //! - Counter values ([`Traffic`], [`SnapEntry`], [`OverflowCounters`]) are
 //!   postcard: each `u64` is a LEB128 varint, fields in declaration order
-//!   (tx packets, tx ip_bytes, tx payload_bytes, rx packets, rx ip_bytes,
-//!   rx payload_bytes, ...). Small numbers take one or two bytes, which
-//!   roughly halves the file against fixed 48-byte values. Values need no
-//!   ordering, so no big-endian there.
+//!   (tx packets, tx ip_bytes, tx payload_bytes, tx retrans_bytes,
+//!   rx packets, rx ip_bytes, rx payload_bytes, rx retrans_bytes, ...).
+//!   Small numbers take one or two bytes, which roughly halves the file
+//!   against fixed 64-byte values. Values need no ordering, so no
+//!   big-endian there. Schemas 1 and 2 had no `retrans_bytes` (six varints
+//!   a [`Traffic`], see [`Traffic2`]); their tables are read only by the
+//!   migration to schema 3.
 //! - Rarely written, evolving records (processes, events) are JSON so fields
 //!   can be added without a migration.
 //! - Table names end in `.v<N>`: a migration that changes a layout writes a
@@ -31,7 +34,8 @@ pub type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
 /// Store-wide values.
 /// - `"schema_version"` → `u32` big-endian ([`crate::store::schema::CURRENT`]).
 /// - `"overflow_snapshot"` → postcard [`OverflowCounters`]: the overflow
-///   counters as last committed.
+///   counters as last committed (schemas 1 and 2: [`OverflowCounters2`];
+///   the migration to 3 rewrites the value in place).
 pub const META: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("meta.v1");
 /// [`META`] key of the schema version.
@@ -71,18 +75,25 @@ pub const META_OVERFLOW: &str = "overflow_snapshot";
 ///
 /// [`SNAPSHOT`] value: per occupied slot, in increasing slot order (the
 /// order of the [`SNAPSHOT_KEYS`] row):
-///   - counters: 6 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
-///     rx packets, rx ip_bytes, rx payload_bytes);
+///   - counters: 8 LEB128 varints (tx packets, tx ip_bytes, tx payload_bytes,
+///     tx retrans_bytes, rx packets, rx ip_bytes, rx payload_bytes,
+///     rx retrans_bytes);
 ///   - flags u8: bit 0 = the `newer` piece follows here (only when it is not
 ///     `counters - base` of the keys record: never written by this drain
 ///     unless a counter saturated), bit 1 = an `older` piece follows, other
 ///     bits zero;
-///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 6 varint
+///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 8 varint
 ///     counters (`newer`); bit 1: the same for `older`.
 ///
 /// Varints are LEB128 as postcard writes a `u64` (7 bits a byte, low
 /// first, high bit = more), so small numbers take one or two bytes.
-pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
+pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v3");
+
+/// Schema 2's [`SNAPSHOT`]: the same chunks with 6 varints a counter set
+/// (no `retrans_bytes`); read only by the migration to schema 3.
+pub const SNAPSHOT_V2: Bytes = TableDefinition::new("snapshot.v2");
+/// Schema 2's [`SNAPSHOT_KEYS`] (6 varints a base).
+pub const SNAPSHOT_KEYS_V2: Bytes = TableDefinition::new("snapshot.keys.v2");
 
 /// The rarely changing half of the snapshot (see [`SNAPSHOT`]).
 /// - key (4 bytes): chunk index u32 BE.
@@ -95,9 +106,9 @@ pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v2");
 ///   - the owner and class the pending pieces count for: pid varint,
 ///     start_ticks varint, [`DestClass`] u8;
 ///   - u8 1 when the flow has a `newer` piece held as a base, then its hour
-///     index varint and the base: 6 varint counters, the flow's counters
+///     index varint and the base: 8 varint counters, the flow's counters
 ///     when the piece began (`newer = counters - base`); else u8 0.
-pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v2");
+pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v3");
 
 /// Records per [`SNAPSHOT`] chunk.
 pub const SNAP_CHUNK: u32 = 256;
@@ -114,7 +125,7 @@ pub const SNAPSHOT_V1: Bytes = TableDefinition::new("snapshot.v1");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapEntryV1 {
     /// Counters as last committed.
-    pub counters: Traffic,
+    pub counters: Traffic2,
     /// The kernel entry's creation time.
     pub first_boottime_ns: u64,
 }
@@ -135,18 +146,18 @@ pub const EVENTS: Bytes = TableDefinition::new("events.v1");
 /// single insert and keeps the per-row overhead out of the largest tier.
 /// - key (8 bytes): drain time u64 BE.
 /// - value: postcard [`IntervalRecord`].
-pub const INTERVAL: Bytes = TableDefinition::new("interval.v1");
+pub const INTERVAL: Bytes = TableDefinition::new("interval.v2");
 
 /// Per process rollups, one table per tier ([`PROC_MINUTE`], [`PROC_HOUR`],
 /// [`PROC_DAY`]).
 /// - key (21 bytes): [`encode_proc_key`] — bucket start u64 BE, pid u32 BE,
 ///   start_ticks u64 BE, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const PROC_MINUTE: Bytes = TableDefinition::new("proc.minute.v1");
+pub const PROC_MINUTE: Bytes = TableDefinition::new("proc.minute.v2");
 /// See [`PROC_MINUTE`].
-pub const PROC_HOUR: Bytes = TableDefinition::new("proc.hour.v1");
+pub const PROC_HOUR: Bytes = TableDefinition::new("proc.hour.v2");
 /// See [`PROC_MINUTE`].
-pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v1");
+pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
 
 /// Per (process, remote endpoint) rollups, hour and day tiers only: a busy
 /// host talks to many endpoints, and "where did it go" is asked over hours
@@ -155,30 +166,58 @@ pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v1");
 ///   start_ticks u64 BE, remote address 16 bytes, remote port u16 BE,
 ///   ip_version u8, protocol u8, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v1");
+pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v2");
 /// See [`REMOTE_HOUR`].
-pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v1");
+pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v2");
 
 /// Per interface rollups.
 /// - key (13 bytes): bucket start u64 BE, ifindex u32 BE, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const IFACE_MINUTE: Bytes = TableDefinition::new("iface.minute.v1");
+pub const IFACE_MINUTE: Bytes = TableDefinition::new("iface.minute.v2");
 /// See [`IFACE_MINUTE`].
-pub const IFACE_HOUR: Bytes = TableDefinition::new("iface.hour.v1");
+pub const IFACE_HOUR: Bytes = TableDefinition::new("iface.hour.v2");
 /// See [`IFACE_MINUTE`].
-pub const IFACE_DAY: Bytes = TableDefinition::new("iface.day.v1");
+pub const IFACE_DAY: Bytes = TableDefinition::new("iface.day.v2");
 
 /// Machine totals (every process, overflow included).
 /// - key (9 bytes): bucket start u64 BE, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const MACHINE_MINUTE: Bytes = TableDefinition::new("machine.minute.v1");
+pub const MACHINE_MINUTE: Bytes = TableDefinition::new("machine.minute.v2");
 /// See [`MACHINE_MINUTE`].
-pub const MACHINE_HOUR: Bytes = TableDefinition::new("machine.hour.v1");
+pub const MACHINE_HOUR: Bytes = TableDefinition::new("machine.hour.v2");
 /// See [`MACHINE_MINUTE`].
-pub const MACHINE_DAY: Bytes = TableDefinition::new("machine.day.v1");
+pub const MACHINE_DAY: Bytes = TableDefinition::new("machine.day.v2");
+
+/// Schema 2's tables whose values were a postcard [`Traffic2`], each with
+/// the table that replaces it (same keys, [`Traffic`] values); read only by
+/// the migration to schema 3.
+pub const TRAFFIC_TABLES_V2: [(Bytes, Bytes); 11] = [
+    (TableDefinition::new("proc.minute.v1"), PROC_MINUTE),
+    (TableDefinition::new("proc.hour.v1"), PROC_HOUR),
+    (TableDefinition::new("proc.day.v1"), PROC_DAY),
+    (TableDefinition::new("remote.hour.v1"), REMOTE_HOUR),
+    (TableDefinition::new("remote.day.v1"), REMOTE_DAY),
+    (TableDefinition::new("iface.minute.v1"), IFACE_MINUTE),
+    (TableDefinition::new("iface.hour.v1"), IFACE_HOUR),
+    (TableDefinition::new("iface.day.v1"), IFACE_DAY),
+    (TableDefinition::new("machine.minute.v1"), MACHINE_MINUTE),
+    (TableDefinition::new("machine.hour.v1"), MACHINE_HOUR),
+    (TableDefinition::new("machine.day.v1"), MACHINE_DAY),
+];
+
+/// Schema 2's [`INTERVAL`]: postcard [`IntervalRecord2`] values.
+pub const INTERVAL_V1: Bytes = TableDefinition::new("interval.v1");
+
+/// TCP connection quality per interval: one row per drain with a sample
+/// of every TCP flow that had packets in the interval (kept as long as
+/// [`INTERVAL`]).
+/// - key (8 bytes): drain time u64 BE.
+/// - value: postcard `Vec<`[`crate::store::QualitySample`]`>` (a varint length, then
+///   each sample's fields in order; the address as 16 bytes).
+pub const QUALITY: Bytes = TableDefinition::new("quality.v1");
 
 /// Every table a fresh store creates.
-pub const ALL_BYTE_TABLES: [Bytes; 16] = [
+pub const ALL_BYTE_TABLES: [Bytes; 17] = [
     SNAPSHOT,
     SNAPSHOT_KEYS,
     PROCESSES,
@@ -195,6 +234,7 @@ pub const ALL_BYTE_TABLES: [Bytes; 16] = [
     MACHINE_MINUTE,
     MACHINE_HOUR,
     MACHINE_DAY,
+    QUALITY,
 ];
 
 /// The value of an [`INTERVAL`] row (postcard: a varint length, then each
@@ -229,6 +269,106 @@ pub struct IntervalIface {
     pub class: u8,
     /// The delta.
     pub traffic: Traffic,
+}
+
+/// [`netmon_common::DirCounters`] as schemas 1 and 2 stored it (no
+/// `retrans_bytes`: read as 0, which is what those netmon versions
+/// counted as application bytes: all payload).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DirCounters2 {
+    /// Packets.
+    pub packets: u64,
+    /// IP bytes.
+    pub ip_bytes: u64,
+    /// Payload bytes.
+    pub payload_bytes: u64,
+}
+
+impl From<DirCounters2> for netmon_common::DirCounters {
+    fn from(d: DirCounters2) -> Self {
+        Self {
+            packets: d.packets,
+            ip_bytes: d.ip_bytes,
+            payload_bytes: d.payload_bytes,
+            retrans_bytes: 0,
+        }
+    }
+}
+
+/// [`Traffic`] as schemas 1 and 2 stored it: six varints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic2 {
+    /// Sent.
+    pub tx: DirCounters2,
+    /// Received.
+    pub rx: DirCounters2,
+}
+
+impl From<Traffic2> for Traffic {
+    fn from(t: Traffic2) -> Self {
+        Self {
+            tx: t.tx.into(),
+            rx: t.rx.into(),
+        }
+    }
+}
+
+/// [`OverflowCounters`] as schemas 1 and 2 stored it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OverflowCounters2 {
+    /// Sent.
+    pub tx: DirCounters2,
+    /// Received.
+    pub rx: DirCounters2,
+    /// Failed inserts.
+    pub failed_inserts: u64,
+}
+
+impl From<OverflowCounters2> for OverflowCounters {
+    fn from(o: OverflowCounters2) -> Self {
+        Self {
+            tx: o.tx.into(),
+            rx: o.rx.into(),
+            failed_inserts: o.failed_inserts,
+        }
+    }
+}
+
+/// An [`INTERVAL_V1`] value: the fields of [`IntervalRecord`]'s elements
+/// in the same order (postcard writes a tuple as it writes a struct), with
+/// [`Traffic2`] counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IntervalRecord2 {
+    /// Per process and class deltas: pid, start_ticks, class, traffic.
+    pub procs: Vec<(u32, u64, u8, Traffic2)>,
+    /// Per interface and class deltas: ifindex, class, traffic.
+    pub ifaces: Vec<(u32, u8, Traffic2)>,
+}
+
+impl From<IntervalRecord2> for IntervalRecord {
+    fn from(r: IntervalRecord2) -> Self {
+        Self {
+            procs: r
+                .procs
+                .into_iter()
+                .map(|(pid, start_ticks, class, t)| IntervalProc {
+                    pid,
+                    start_ticks,
+                    class,
+                    traffic: t.into(),
+                })
+                .collect(),
+            ifaces: r
+                .ifaces
+                .into_iter()
+                .map(|(ifindex, class, t)| IntervalIface {
+                    ifindex,
+                    class,
+                    traffic: t.into(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Errors decoding stored bytes.
@@ -326,9 +466,11 @@ fn put_traffic(out: &mut Vec<u8>, t: &Traffic) {
         t.tx.packets,
         t.tx.ip_bytes,
         t.tx.payload_bytes,
+        t.tx.retrans_bytes,
         t.rx.packets,
         t.rx.ip_bytes,
         t.rx.payload_bytes,
+        t.rx.retrans_bytes,
     ] {
         put_varint(out, v);
     }
@@ -396,6 +538,8 @@ pub fn snap_keys_differ(a: &SnapEntry, b: &SnapEntry) -> bool {
 struct Cursor<'a> {
     b: &'a [u8],
     chunk: u32,
+    /// Varints per direction: 4, or 3 in schema 2's chunks.
+    dir_fields: usize,
 }
 
 impl Cursor<'_> {
@@ -433,22 +577,23 @@ impl Cursor<'_> {
         Err(self.err("varint too long"))
     }
 
+    fn dir(&mut self) -> Result<netmon_common::DirCounters, LayoutError> {
+        Ok(netmon_common::DirCounters {
+            packets: self.varint()?,
+            ip_bytes: self.varint()?,
+            payload_bytes: self.varint()?,
+            retrans_bytes: if self.dir_fields == 4 {
+                self.varint()?
+            } else {
+                0
+            },
+        })
+    }
+
     fn traffic(&mut self) -> Result<Traffic, LayoutError> {
-        let mut v = [0u64; 6];
-        for slot in &mut v {
-            *slot = self.varint()?;
-        }
         Ok(Traffic {
-            tx: netmon_common::DirCounters {
-                packets: v[0],
-                ip_bytes: v[1],
-                payload_bytes: v[2],
-            },
-            rx: netmon_common::DirCounters {
-                packets: v[3],
-                ip_bytes: v[4],
-                payload_bytes: v[5],
-            },
+            tx: self.dir()?,
+            rx: self.dir()?,
         })
     }
 
@@ -468,10 +613,42 @@ pub fn decode_snap_chunk(
     chunk: u32,
     keys: &[u8],
     hot: &[u8],
+    f: impl FnMut(u32, FlowKey, SnapEntry),
+) -> Result<(), LayoutError> {
+    decode_snap_chunk_with(4, chunk, keys, hot, f)
+}
+
+/// [`decode_snap_chunk`] for schema 2's chunks ([`SNAPSHOT_V2`],
+/// [`SNAPSHOT_KEYS_V2`]: 6 varints a counter set), for the migration.
+///
+/// # Errors
+/// As [`decode_snap_chunk`].
+pub fn decode_snap_chunk_v2(
+    chunk: u32,
+    keys: &[u8],
+    hot: &[u8],
+    f: impl FnMut(u32, FlowKey, SnapEntry),
+) -> Result<(), LayoutError> {
+    decode_snap_chunk_with(3, chunk, keys, hot, f)
+}
+
+fn decode_snap_chunk_with(
+    dir_fields: usize,
+    chunk: u32,
+    keys: &[u8],
+    hot: &[u8],
     mut f: impl FnMut(u32, FlowKey, SnapEntry),
 ) -> Result<(), LayoutError> {
-    let mut k = Cursor { b: keys, chunk };
-    let mut h = Cursor { b: hot, chunk };
+    let mut k = Cursor {
+        b: keys,
+        chunk,
+        dir_fields,
+    };
+    let mut h = Cursor {
+        b: hot,
+        chunk,
+        dir_fields,
+    };
     let base = chunk
         .checked_mul(SNAP_CHUNK)
         .ok_or(k.err("chunk index out of range"))?;
@@ -839,11 +1016,13 @@ mod tests {
                 packets: n,
                 ip_bytes: n * 1500,
                 payload_bytes: n * 1460,
+                retrans_bytes: n * 7,
             },
             rx: netmon_common::DirCounters {
                 packets: 2 * n,
                 ip_bytes: u64::MAX - n,
                 payload_bytes: 0,
+                retrans_bytes: u64::MAX,
             },
         };
         let key = |c: u64| FlowKey {
@@ -906,10 +1085,10 @@ mod tests {
             .map(|(off, k, e)| (2 * SNAP_CHUNK + u32::from(*off), *k, *e))
             .collect();
         assert_eq!(back, want);
-        // An idle entry: 6 counters and the flags in the hot row.
+        // An idle entry: 8 counters and the flags in the hot row.
         let mut one = Vec::new();
         encode_snap_record(&mut one, &SnapEntry::default());
-        assert_eq!(one.len(), 6 + 1);
+        assert_eq!(one.len(), 8 + 1);
         // Truncated, mismatched or reordered chunks are errors, not garbage.
         let nothing = |_, _, _| ();
         assert!(decode_snap_chunk(0, &keys, &hot[..hot.len() - 1], nothing).is_err());
@@ -926,6 +1105,50 @@ mod tests {
     #[test]
     fn traffic_varints_are_compact() {
         let t = Traffic::default();
-        assert_eq!(encode(&t).expect("encodes").len(), 6, "six zero varints");
+        assert_eq!(encode(&t).expect("encodes").len(), 8, "eight zero varints");
+    }
+
+    #[test]
+    fn schema_2_values_read_with_zero_retransmissions() {
+        let old = Traffic2 {
+            tx: DirCounters2 {
+                packets: 3,
+                ip_bytes: 4_000,
+                payload_bytes: 3_900,
+            },
+            rx: DirCounters2 {
+                packets: 1,
+                ip_bytes: 52,
+                payload_bytes: 0,
+            },
+        };
+        let bytes = encode(&old).expect("encodes");
+        assert_eq!(bytes.len(), 1 + 2 + 2 + 1 + 1 + 1, "six varints");
+        let t: Traffic = decode::<Traffic2>(&bytes).expect("decodes").into();
+        assert_eq!((t.tx.payload_bytes, t.tx.retrans_bytes), (3_900, 0));
+        assert_eq!(t.tx.app_bytes(), 3_900);
+        // A schema 2 interval record: elements are tuples of the same
+        // varints as the struct fields.
+        let rec = IntervalRecord2 {
+            procs: vec![(7, 9, 2, old)],
+            ifaces: vec![(1, 0, old)],
+        };
+        let back: IntervalRecord = decode::<IntervalRecord2>(&encode(&rec).expect("encodes"))
+            .expect("decodes")
+            .into();
+        assert_eq!(back.procs[0].traffic, t);
+        assert_eq!(back.ifaces[0].traffic, t);
+        // Schema 2 snapshot chunks decode with the 3-field reader.
+        let mut hot = Vec::new();
+        for v in [3u64, 4_000, 3_900, 1, 52, 0] {
+            put_varint(&mut hot, v);
+        }
+        hot.push(0);
+        let mut keys = Vec::new();
+        encode_snap_keys_record(&mut keys, 0, &FlowKey::default(), &SnapEntry::default());
+        let mut got = Vec::new();
+        decode_snap_chunk_v2(0, &keys, &hot, |_, _, e| got.push(e)).expect("decodes");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].counters, t);
     }
 }

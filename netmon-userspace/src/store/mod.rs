@@ -43,8 +43,9 @@ pub use class::DestClass;
 pub use retention::{PurgeReport, Retention};
 pub use rollup::Tier;
 pub use types::{
-    Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, RemoteKey, RemotePending,
-    SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM, pseudo_process,
+    Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, QualitySample, RemoteKey,
+    RemotePending, SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
+    pseudo_process,
 };
 pub use unit::unit_of_cgroup;
 
@@ -394,6 +395,7 @@ impl Store {
                     .map_err(|e| StoreError::Db(e.into()))?;
             }
             rollup::apply(&txn, batch)?;
+            rollup::write_quality(&txn, batch)?;
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;

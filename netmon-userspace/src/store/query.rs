@@ -500,6 +500,28 @@ fn for_interval_keyed(
     Ok(())
 }
 
+/// Calls `f` with every TCP quality sample ([`layout::QUALITY`]) whose
+/// drain time lies in `range`, in one read transaction.
+///
+/// # Errors
+/// On storage errors.
+pub fn quality_samples(
+    store: &mut Store,
+    range: &TimeRange,
+    mut f: impl FnMut(&crate::store::QualitySample),
+) -> Result<(), StoreError> {
+    let db = store.reader()?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(layout::QUALITY)?;
+    let (from, to) = (layout::time_key(range.start), layout::time_key(range.end));
+    for row in table.range(from.as_slice()..to.as_slice())? {
+        let (_, v) = row?;
+        let samples: Vec<crate::store::QualitySample> = layout::decode(v.value())?;
+        samples.iter().for_each(&mut f);
+    }
+    Ok(())
+}
+
 /// The pending remote bytes of the committed snapshot: `(UTC hour start,
 /// key, bytes)` per piece (see [`crate::store::RemotePending`]). Read them in
 /// the same transaction as the `REMOTE_*` rows they complete.

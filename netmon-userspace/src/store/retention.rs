@@ -67,7 +67,7 @@ impl Retention {
 #[must_use]
 pub fn tables_of(tier: Tier) -> Vec<Bytes> {
     match tier {
-        Tier::Interval => vec![layout::INTERVAL],
+        Tier::Interval => vec![layout::INTERVAL, layout::QUALITY],
         _ => [
             tier.proc_table(),
             tier.remote_table(),

@@ -23,7 +23,13 @@ use crate::store::types::DaemonEvent;
 ///   rollups ([`crate::store::RemotePending`]); `REMOTE_*` rows are written
 ///   when an hour is over instead of every interval. Row layouts of every
 ///   other table are unchanged.
-pub const CURRENT: u32 = 2;
+/// - 3: every counter set gains `retrans_bytes` per direction (eight
+///   varints a [`crate::store::Traffic`] instead of six): every table that
+///   holds counters is rewritten under its next `.v<N>` name, the overflow
+///   snapshot in place. Schema 2 did not measure retransmissions: its
+///   counters migrate with `retrans_bytes` 0 (application bytes = payload,
+///   which is what it reported).
+pub const CURRENT: u32 = 3;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
@@ -31,12 +37,13 @@ pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>
 /// Migration steps, in order. A step that changes a layout writes
 /// `*.v<N+1>` tables from the old ones and deletes them (see [`layout`]'s
 /// conventions).
-pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2)];
+pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3)];
 
-/// 1 → 2: `snapshot.v1` (one row per flow) → `snapshot.v2` + `snapshot.keys.v2` chunks. Flows
-/// take slots in key order. Schema 1 wrote every delta to the remote
-/// rollups at once, so nothing is pending; the remote tables keep their
-/// layout and rows.
+/// 1 → 2: `snapshot.v1` (one row per flow) → snapshot chunks. Flows take
+/// slots in key order. Schema 1 wrote every delta to the remote rollups at
+/// once, so nothing is pending; the remote tables keep their layout and
+/// rows. (The chunks are written in the current layout, [`layout::SNAPSHOT`],
+/// so the next step finds no schema 2 snapshot to convert.)
 fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     use redb::ReadableTable as _;
     {
@@ -56,7 +63,7 @@ fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
                 let key = layout::decode_flow_key(k.value())?;
                 let e: layout::SnapEntryV1 = layout::decode(v.value())?;
                 let entry = crate::store::SnapEntry {
-                    counters: e.counters,
+                    counters: e.counters.into(),
                     first_boottime_ns: e.first_boottime_ns,
                     pending: crate::store::RemotePending::default(),
                 };
@@ -88,6 +95,110 @@ fn v1_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// 2 → 3: counters gain `retrans_bytes` (0 for everything schema 2
+/// counted). Every counter-holding table is copied row by row into its
+/// successor and deleted; the overflow snapshot is rewritten in place.
+fn v2_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use crate::store::Traffic;
+    use layout::{IntervalRecord, IntervalRecord2, Traffic2};
+    use redb::ReadableTable as _;
+    for (old, new) in layout::TRAFFIC_TABLES_V2 {
+        copy_table(txn, old, new, |v| {
+            layout::encode(&Traffic::from(layout::decode::<Traffic2>(v)?))
+        })?;
+    }
+    copy_table(txn, layout::INTERVAL_V1, layout::INTERVAL, |v| {
+        layout::encode(&IntervalRecord::from(layout::decode::<IntervalRecord2>(v)?))
+    })?;
+    snapshot_v2_to_v3(txn)?;
+    let mut meta = txn.open_table(layout::META)?;
+    let old = meta
+        .get(layout::META_OVERFLOW)?
+        .map(|v| layout::decode::<layout::OverflowCounters2>(v.value()))
+        .transpose()?;
+    if let Some(old) = old {
+        let new = layout::encode_overflow(&old.into())?;
+        meta.insert(layout::META_OVERFLOW, new.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Copies every row of `old` into `new` with its value converted, then
+/// deletes `old`; nothing to do when `old` does not exist.
+fn copy_table(
+    txn: &redb::WriteTransaction,
+    old: layout::Bytes,
+    new: layout::Bytes,
+    convert: impl Fn(&[u8]) -> Result<Vec<u8>, layout::LayoutError>,
+) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    {
+        let from = match txn.open_table(old) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = txn.open_table(new)?;
+        for row in from.iter()? {
+            let (k, v) = row?;
+            to.insert(k.value(), convert(v.value())?.as_slice())?;
+        }
+    }
+    txn.delete_table(old)?;
+    Ok(())
+}
+
+/// Schema 2's snapshot chunks re-encoded with eight varints a counter set:
+/// same chunks, same slots.
+fn snapshot_v2_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    {
+        let (keys, hot) = match (
+            txn.open_table(layout::SNAPSHOT_KEYS_V2),
+            txn.open_table(layout::SNAPSHOT_V2),
+        ) {
+            (Ok(k), Ok(h)) => (k, h),
+            (Err(redb::TableError::TableDoesNotExist(_)), _)
+            | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(()),
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let mut new_keys = txn.open_table(layout::SNAPSHOT_KEYS)?;
+        let mut new_hot = txn.open_table(layout::SNAPSHOT)?;
+        for row in keys.iter()? {
+            let (k, kv) = row?;
+            let chunk = layout::decode_chunk_key(k.value())?;
+            let h = hot.get(k.value())?.ok_or(layout::LayoutError::Chunk {
+                chunk,
+                reason: "keys row without counters row",
+            })?;
+            let (mut kb, mut hb) = (Vec::new(), Vec::new());
+            let base = chunk * layout::SNAP_CHUNK;
+            let mut bad = false;
+            layout::decode_snap_chunk_v2(chunk, kv.value(), h.value(), |slot, key, e| {
+                match u8::try_from(slot - base) {
+                    Ok(off) => {
+                        layout::encode_snap_keys_record(&mut kb, off, &key, &e);
+                        layout::encode_snap_record(&mut hb, &e);
+                    }
+                    Err(_) => bad = true,
+                }
+            })?;
+            if bad {
+                return Err(layout::LayoutError::Chunk {
+                    chunk,
+                    reason: "slot offset out of range",
+                }
+                .into());
+            }
+            new_keys.insert(k.value(), kb.as_slice())?;
+            new_hot.insert(k.value(), hb.as_slice())?;
+        }
+    }
+    txn.delete_table(layout::SNAPSHOT_KEYS_V2)?;
+    txn.delete_table(layout::SNAPSHOT_V2)?;
+    Ok(())
 }
 
 /// Reads the stored version, `None` for a file with no meta table.
@@ -272,7 +383,13 @@ mod tests {
         let script = fixture_script();
 
         let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
-        assert_eq!(events, vec![DaemonEvent::Migration { from: 1, to: 2 }]);
+        assert_eq!(
+            events,
+            vec![
+                DaemonEvent::Migration { from: 1, to: 2 },
+                DaemonEvent::Migration { from: 2, to: 3 }
+            ]
+        );
         let truth = script.truth(0..=40);
         assert_eq!(by_process(&mut store), truth.per_process);
         assert_eq!(by_remote(&mut store), truth.per_remote);
@@ -312,6 +429,147 @@ mod tests {
         // Reopening the migrated file migrates nothing.
         let (_, events) = Store::open(&path, Retention::default()).expect("reopens");
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// A schema 2 file (six varints a counter set) built row by row: every
+    /// table migrates to the eight-varint layout with `retrans_bytes` 0,
+    /// the snapshot keeps its chunks and slots.
+    #[test]
+    fn a_schema_2_file_migrates_counters_and_snapshot() {
+        use redb::ReadableDatabase as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.redb");
+        let old = layout::Traffic2 {
+            tx: layout::DirCounters2 {
+                packets: 3,
+                ip_bytes: 4_120,
+                payload_bytes: 4_000,
+            },
+            rx: layout::DirCounters2 {
+                packets: 2,
+                ip_bytes: 80,
+                payload_bytes: 0,
+            },
+        };
+        let want: Traffic = old.into();
+        let flow = netmon_common::FlowKey {
+            cookie: 77,
+            ip_version: 4,
+            protocol: 6,
+            remote_port: 443,
+            ..netmon_common::FlowKey::default()
+        };
+        let id = ProcessId {
+            pid: 42,
+            start_ticks: 9,
+        };
+        let bucket = BASE - BASE % 60_000;
+        {
+            let db = redb::Database::create(&path).expect("creates");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut meta = txn.open_table(layout::META).expect("meta");
+                meta.insert(layout::META_SCHEMA, 2u32.to_be_bytes().as_slice())
+                    .expect("version");
+                let ov = layout::OverflowCounters2 {
+                    tx: old.tx,
+                    rx: old.rx,
+                    failed_inserts: 5,
+                };
+                meta.insert(
+                    layout::META_OVERFLOW,
+                    layout::encode(&ov).expect("encodes").as_slice(),
+                )
+                .expect("overflow");
+                let (proc_v1, _) = layout::TRAFFIC_TABLES_V2[0];
+                let mut t = txn.open_table(proc_v1).expect("proc.minute.v1");
+                let k = layout::encode_proc_key(bucket, id, crate::store::DestClass::Lan);
+                t.insert(
+                    k.as_slice(),
+                    layout::encode(&old).expect("encodes").as_slice(),
+                )
+                .expect("row");
+                let mut t = txn.open_table(layout::INTERVAL_V1).expect("interval.v1");
+                let rec = layout::IntervalRecord2 {
+                    procs: vec![(42, 9, crate::store::DestClass::Lan.to_byte(), old)],
+                    ifaces: vec![],
+                };
+                t.insert(
+                    layout::time_key(BASE).as_slice(),
+                    layout::encode(&rec).expect("encodes").as_slice(),
+                )
+                .expect("interval");
+                // Chunk 1, slot offset 3: keys as schema 2 wrote them (no
+                // base piece), counters as six varints and the flags byte.
+                let mut keys = Vec::new();
+                layout::encode_snap_keys_record(
+                    &mut keys,
+                    3,
+                    &flow,
+                    &crate::store::SnapEntry {
+                        first_boottime_ns: 5,
+                        ..crate::store::SnapEntry::default()
+                    },
+                );
+                let mut hot = Vec::new();
+                for v in [3u8, 0x98, 0x20, 0xa0, 0x1f, 2, 80, 0, 0] {
+                    hot.push(v);
+                }
+                let ck = layout::encode_chunk_key(1);
+                txn.open_table(layout::SNAPSHOT_KEYS_V2)
+                    .expect("keys.v2")
+                    .insert(ck.as_slice(), keys.as_slice())
+                    .expect("keys row");
+                txn.open_table(layout::SNAPSHOT_V2)
+                    .expect("snapshot.v2")
+                    .insert(ck.as_slice(), hot.as_slice())
+                    .expect("hot row");
+            }
+            txn.commit().expect("commit");
+        }
+        let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
+        assert_eq!(events, vec![DaemonEvent::Migration { from: 2, to: 3 }]);
+        let snapshot = store.load_snapshot().expect("snapshot");
+        assert_eq!(snapshot.flows.len(), 1);
+        let r = &snapshot.flows[0];
+        assert_eq!(
+            (r.slot, r.key, r.entry.first_boottime_ns),
+            (256 + 3, flow, 5)
+        );
+        assert_eq!(r.entry.counters, want);
+        assert_eq!(snapshot.overflow.failed_inserts, 5);
+        assert_eq!(snapshot.overflow.tx, want.tx);
+        let db = store.db().expect("db");
+        let txn = db.begin_read().expect("read");
+        {
+            let k = layout::encode_proc_key(bucket, id, crate::store::DestClass::Lan);
+            let t = txn.open_table(layout::PROC_MINUTE).expect("proc.minute.v2");
+            let v = t.get(k.as_slice()).expect("get").expect("migrated row");
+            assert_eq!(layout::decode_traffic(v.value()).expect("decodes"), want);
+            let t = txn.open_table(layout::INTERVAL).expect("interval.v2");
+            let v = t
+                .get(layout::time_key(BASE).as_slice())
+                .expect("get")
+                .expect("migrated interval");
+            let rec: layout::IntervalRecord = layout::decode(v.value()).expect("decodes");
+            assert_eq!(rec.procs[0].traffic, want);
+        }
+        for old in [
+            layout::SNAPSHOT_V2,
+            layout::SNAPSHOT_KEYS_V2,
+            layout::INTERVAL_V1,
+        ]
+        .into_iter()
+        .chain(layout::TRAFFIC_TABLES_V2.map(|(o, _)| o))
+        {
+            assert!(
+                matches!(
+                    txn.open_table(old),
+                    Err(redb::TableError::TableDoesNotExist(_))
+                ),
+                "{old} left behind"
+            );
+        }
     }
 
     #[test]

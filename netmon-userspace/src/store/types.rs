@@ -202,6 +202,55 @@ impl RemotePending {
     }
 }
 
+/// One TCP flow's connection quality over one interval, as the drain saw
+/// it (see `store::layout::QUALITY`): who and where (the remote rollups'
+/// key fields), the smoothed RTT at the end of the interval, and the
+/// segments sent and retransmitted within it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QualitySample {
+    /// Owner pid (0: unattributed).
+    pub pid: u32,
+    /// Owner start time, clock ticks.
+    pub start_ticks: u64,
+    /// Remote address, kernel encoding.
+    pub addr: [u8; 16],
+    /// Remote port.
+    pub port: u16,
+    /// IP version.
+    pub ip_version: u8,
+    /// IP protocol number (6).
+    pub protocol: u8,
+    /// [`DestClass`] byte.
+    pub class: u8,
+    /// Smoothed RTT in microseconds at the flow's latest packet; 0 when the
+    /// socket had no RTT measurement yet.
+    pub srtt_us: u32,
+    /// Segments retransmitted within the interval.
+    pub retrans_segs: u32,
+    /// Data segments sent within the interval (retransmissions included).
+    pub data_segs: u32,
+    /// Delivery rate of the latest rate sample, bytes per second; 0 without.
+    pub delivery_rate: u64,
+}
+
+impl QualitySample {
+    /// The remote rollups' key of the sample's flow.
+    #[must_use]
+    pub fn remote_key(&self) -> Option<RemoteKey> {
+        Some(RemoteKey {
+            process: ProcessId {
+                pid: self.pid,
+                start_ticks: self.start_ticks,
+            },
+            addr: self.addr,
+            port: self.port,
+            ip_version: self.ip_version,
+            protocol: self.protocol,
+            class: DestClass::from_byte(self.class)?,
+        })
+    }
+}
+
 /// Per (process, remote endpoint) key of the "where did it go" rollups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RemoteKey {
@@ -321,6 +370,8 @@ pub struct Batch {
     pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
     /// Events to record at `ts_ms`.
     pub events: Vec<DaemonEvent>,
+    /// TCP flows' quality over the interval ending at `ts_ms`.
+    pub quality: Vec<QualitySample>,
     /// Commit without waiting for the disk (redb [`redb::Durability::None`]).
     /// `false` (the default): durable when [`crate::store::Store::commit`]
     /// returns. A lazy commit is atomic and visible at once, survives a
@@ -341,5 +392,6 @@ impl Batch {
             && self.snapshot_key_chunks.is_empty()
             && self.overflow_snapshot.is_none()
             && self.events.is_empty()
+            && self.quality.is_empty()
     }
 }

@@ -128,6 +128,23 @@ pub struct UsageRow {
     pub rx: Counters,
     /// Share of the total IP bytes (both directions), 0..1.
     pub share: f64,
+    /// The group's TCP connections: median RTT over the window's samples
+    /// (one per connection and interval), milliseconds; absent without TCP
+    /// samples (kept as long as interval samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_p50_ms: Option<f64>,
+    /// 95th percentile of the same samples, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_p95_ms: Option<f64>,
+    /// TCP segments retransmitted in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrans_segs: Option<u64>,
+    /// TCP data segments sent in the window (retransmissions included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_segs_out: Option<u64>,
+    /// `retrans_segs / data_segs_out`, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrans_rate: Option<f64>,
 }
 
 /// `netmon history`: a time series.
@@ -334,6 +351,14 @@ pub struct ExportRow {
     pub rx_ip_bytes: u64,
     /// Payload bytes received.
     pub rx_payload_bytes: u64,
+    /// Application bytes sent (`tx_payload_bytes - tx_retrans_bytes`).
+    pub tx_app_bytes: u64,
+    /// Retransmitted payload bytes sent.
+    pub tx_retrans_bytes: u64,
+    /// Application bytes received (`rx_payload_bytes - rx_retrans_bytes`).
+    pub rx_app_bytes: u64,
+    /// Duplicate payload bytes received.
+    pub rx_retrans_bytes: u64,
 }
 
 /// `netmon top`: one refresh.

@@ -104,6 +104,10 @@ pub struct ClientArgs {
     /// (with its own pid); the parent waits for it and prints nothing.
     #[arg(long)]
     fork: bool,
+    /// Read `tcpi_rtt` every this many milliseconds while the exchange
+    /// runs; the report carries the samples' median and 95th percentile.
+    #[arg(long)]
+    rtt_every_ms: Option<u64>,
 }
 
 /// `tcp-accept-many`.
@@ -217,6 +221,10 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
         });
     }
     let send_for = a.seconds.map(Duration::from_secs_f64);
+    let sampler = a
+        .rtt_every_ms
+        .map(|ms| RttSampler::start(&stream, Duration::from_millis(ms)))
+        .transpose()?;
     let (written, read) = exchange(
         &stream,
         a.send,
@@ -230,6 +238,9 @@ pub fn client(a: &ClientArgs, deadline: Instant) -> anyhow::Result<()> {
         read,
         ..Report::new(DONE)
     };
+    if let Some(s) = sampler {
+        (done.tcp_rtt_p50_us, done.tcp_rtt_p95_us) = s.finish()?;
+    }
     add_tcp_info(&mut done, &stream)?;
     done.elapsed_ms = elapsed_ms(start);
     finish(&done, stream, a.hold, deadline)
@@ -518,11 +529,58 @@ fn read_until(
     }
 }
 
+/// Reads `tcpi_rtt` periodically on a thread of its own.
+struct RttSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: thread::JoinHandle<anyhow::Result<Vec<u32>>>,
+}
+
+impl RttSampler {
+    fn start(stream: &TcpStream, every: Duration) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let stream = stream.try_clone()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            let mut v = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                thread::sleep(every);
+                let rtt = sock::tcp_info(&stream).context("TCP_INFO")?.tcpi_rtt;
+                if rtt > 0 {
+                    v.push(rtt);
+                }
+            }
+            Ok(v)
+        });
+        Ok(Self { stop, handle })
+    }
+
+    /// Stops and returns the (median, 95th percentile) of the samples,
+    /// nearest rank.
+    fn finish(self) -> anyhow::Result<(u64, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut v = self
+            .handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("RTT sampler panicked"))??;
+        if v.is_empty() {
+            bail!("no RTT sample");
+        }
+        v.sort_unstable();
+        let rank = |p: usize| v[(p * v.len()).div_ceil(100).max(1) - 1];
+        Ok((u64::from(rank(50)), u64::from(rank(95))))
+    }
+}
+
 fn add_tcp_info(report: &mut Report, stream: &TcpStream) -> anyhow::Result<()> {
     let info = sock::tcp_info(stream).context("TCP_INFO")?;
     report.tcp_bytes_sent += info.tcpi_bytes_sent;
     report.tcp_bytes_retrans += info.tcpi_bytes_retrans;
     report.tcp_bytes_received += info.tcpi_bytes_received;
+    report.tcp_total_retrans += u64::from(info.tcpi_total_retrans);
+    report.tcp_data_segs_out += u64::from(info.tcpi_data_segs_out);
+    report.tcp_rtt_us = u64::from(info.tcpi_rtt);
+    report.tcp_rttvar_us = u64::from(info.tcpi_rttvar);
     Ok(())
 }
 
