@@ -87,7 +87,7 @@ impl ExporterConfig {
     /// # Errors
     /// One line saying what is wrong.
     pub fn check(&self) -> Result<(), String> {
-        if self.epoch_secs == 0 || 86_400 % self.epoch_secs != 0 {
+        if self.epoch_secs == 0 || !86_400_u64.is_multiple_of(self.epoch_secs) {
             return Err(format!(
                 "http.metrics: epoch_secs = {} must divide a day (3600, 60, 1, ...)",
                 self.epoch_secs
@@ -113,9 +113,9 @@ impl ExporterConfig {
     /// The coarsest tier whose buckets fit in one epoch.
     fn tier(&self) -> Tier {
         let ms = self.epoch_ms();
-        if ms % 3_600_000 == 0 {
+        if ms.is_multiple_of(3_600_000) {
             Tier::Hour
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             Tier::Minute
         } else {
             Tier::Interval
