@@ -411,3 +411,71 @@ fn metric_names(e: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// 1,000 simulated processes, each its own app, with `top = 20`: once the
+/// first epoch is ranked, `/metrics` has exactly 20 apps plus `other` (no
+/// more), and the sum over the series is the host total of `netmon usage`.
+#[test]
+fn a_thousand_processes_keep_the_series_at_the_limit() {
+    let procs: Vec<cli_support::Proc> = (0..1000_u32)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("p{i}").into_boxed_str());
+            let exe: &'static str = Box::leak(format!("/usr/bin/p{i}").into_boxed_str());
+            cli_support::Proc {
+                pid: 10_000 + i,
+                start_ticks: 1,
+                comm: name,
+                exe,
+                uid: 0,
+                cgroup: "/user.slice",
+            }
+        })
+        .collect();
+    let flows = (0..1000_u64)
+        .map(|i| cli_support::Flow {
+            cookie: 1 + i,
+            owner: Some(usize::try_from(i).expect("index")),
+            remote: "127.0.0.1",
+            port: 8080,
+            protocol: 6,
+            ifindex: 1,
+            from: 0,
+            to: 60,
+            tx: (1, 100 + i, 48),
+            rx: (1, 100, 48),
+        })
+        .collect();
+    let s = Scenario { procs, flows };
+    let (d, port) = daemon(
+        &s,
+        "[http.metrics]\ntop = 20\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n",
+    );
+    d.settle(&s);
+    let r = request(port, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).expect("utf-8");
+    let mut apps = BTreeSet::new();
+    let mut sum = 0_u64;
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("netmon_ip_bytes_total{"))
+    {
+        let app = l
+            .split("app=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("app label");
+        apps.insert(app.to_owned());
+        sum += l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("value");
+    }
+    assert_eq!(apps.len(), 21, "{apps:?}");
+    assert!(apps.contains("other"));
+    let total: UsageDoc = d.json(&[
+        "usage", "--since", "1h", "--by", "class", "--format", "json",
+    ]);
+    assert_eq!(sum, total.total.tx.ip_bytes + total.total.rx.ip_bytes);
+}
