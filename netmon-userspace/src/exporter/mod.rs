@@ -52,8 +52,8 @@
 //! from the process records and the `[apps]` rules: changing the rules
 //! renames history, which moves bytes between series. Counter `_created`
 //! timestamps are not written: `prometheus-client` 0.26 has no way to
-//! encode them for a collector; `netmon_history_start_timestamp_seconds`
-//! says when the history (and so every counter) starts.
+//! encode them for a collector. Series by service port are not offered
+//! (they need the per remote rows, which exist per hour only).
 pub mod host;
 pub mod metrics;
 
