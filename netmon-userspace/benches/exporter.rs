@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("exporter/warm_scrape_200_series", |b| {
         b.iter(|| {
             let s = warm.snapshot(&mut store, &apps).expect("snapshot");
-            netmon::http::metrics::render(s, cfg.clone(), path.clone()).expect("render")
+            netmon::http::metrics::render(s, cfg.clone(), path.clone(), None).expect("render")
         });
     });
     c.bench_function("exporter/cold_scrape_3_days", |b| {
@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
             let s = Exporter::new(cfg.clone())
                 .snapshot(&mut store, &apps)
                 .expect("snapshot");
-            netmon::http::metrics::render(s, cfg.clone(), path.clone()).expect("render")
+            netmon::http::metrics::render(s, cfg.clone(), path.clone(), None).expect("render")
         });
     });
 }

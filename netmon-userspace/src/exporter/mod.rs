@@ -55,6 +55,7 @@
 //! encode them for a collector. Series by service port are not offered
 //! (they need the per remote rows, which exist per hour only).
 pub mod host;
+pub mod kernel;
 pub mod metrics;
 
 pub use metrics::{Exporter, ExporterConfig, GroupLabel, Snapshot};
