@@ -3,7 +3,9 @@
 //! over 3 days, one-hour epochs. `warm` is a scrape as Prometheus makes
 //! them (the exporter has folded the finished epochs: it reads only the
 //! current hour); `cold` is the first scrape after a restart (everything
-//! recomputed from history). Target: warm < 5 ms.
+//! recomputed from history). Target: warm < 5 ms. Measured on a shared
+//! 2-core VM (other builds running): warm 3.1 ms, cold 88 ms, host vitals
+//! from procfs included.
 //!
 //! The store is filled through `Store::commit` as the drain would: one
 //! batch per hour for 3 days, then one per minute for the last 50 minutes
