@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod drain;
+pub mod exporter;
 pub mod http;
 pub mod kernel;
 pub mod live;

@@ -50,6 +50,7 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod live;
+pub mod metrics;
 mod server;
 
 use std::net::{IpAddr, SocketAddr};
@@ -123,6 +124,9 @@ pub struct HttpConfig {
     pub auth: AuthMode,
     /// Token file (default [`DEFAULT_TOKENS`]).
     pub tokens: Option<PathBuf>,
+    /// The Prometheus exporter (`[http.metrics]`, see [`crate::exporter`]).
+    #[serde(default)]
+    pub metrics: crate::exporter::ExporterConfig,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(
@@ -181,6 +185,9 @@ pub enum HttpError {
         "http: refusing to listen on {0} without auth: set auth = \"token\" under [http] (and create a token with `netmon token create --name NAME`), or listen on a loopback address"
     )]
     NoAuth(SocketAddr),
+    /// A bad `[http.metrics]` value.
+    #[error("{0}")]
+    Metrics(String),
     /// Only one of cert and key.
     #[error("http: TLS needs both cert and key under [http]")]
     HalfTls,
@@ -230,6 +237,7 @@ struct Inner {
     tls: bool,
     queries: tokio::sync::Semaphore,
     live: live::Live,
+    exporter: Arc<crate::exporter::Exporter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -253,6 +261,7 @@ impl AppState {
             tls: cfg.cert.is_some(),
             queries: tokio::sync::Semaphore::new(MAX_QUERIES),
             live,
+            exporter: Arc::new(crate::exporter::Exporter::new(cfg.metrics.clone())),
             handle,
             info,
         }))
@@ -262,6 +271,12 @@ impl AppState {
     #[must_use]
     pub fn handle(&self) -> &Handle {
         &self.0.handle
+    }
+
+    /// The Prometheus exporter's counters.
+    #[must_use]
+    pub fn exporter(&self) -> &Arc<crate::exporter::Exporter> {
+        &self.0.exporter
     }
 
     /// Facts about the daemon.
@@ -285,6 +300,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/live", get(live::stream))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
+        .route("/metrics", get(metrics::metrics))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

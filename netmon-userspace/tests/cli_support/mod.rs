@@ -537,3 +537,14 @@ pub struct TopRow {
     pub tx: C,
     pub rx: C,
 }
+
+impl Daemon {
+    /// Kills the daemon with SIGKILL (no final drain) and reaps it.
+    pub fn sigkill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pid"));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
+            c.wait().expect("wait");
+        }
+    }
+}

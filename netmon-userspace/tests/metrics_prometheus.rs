@@ -1,0 +1,481 @@
+//! The exporter against a real Prometheus (Debian's `prometheus` package;
+//! under `CI=true` a missing binary fails the test, elsewhere it says so
+//! and returns): two simulated daemons as two hosts with bearer tokens and
+//! `top = 2`, scraped every second. Checked through Prometheus's HTTP API:
+//! `sum()` per host, class and direction equals `netmon usage`'s totals to
+//! the byte; after a SIGKILL and restart mid-traffic, `resets()` is 0 for
+//! every series and each app's increase over the period equals `netmon
+//! usage` for that period, per app, class and direction; the deploy/ rules
+//! load (`promtool check rules`, and Prometheus evaluates them); the Grafana
+//! JSON parses and names only metrics the exporter emits.
+mod cli_support;
+mod http_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::{Scenario, UsageDoc, run_with};
+use http_support::{daemon, free_port, request};
+
+const METRICS: &str = "top = 2\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n";
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// True if the Prometheus binaries are there; in CI their absence fails.
+fn have_prometheus() -> bool {
+    let ok = Command::new("promtool").arg("--version").output().is_ok()
+        && Command::new("prometheus").arg("--version").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus/promtool missing (.ci/run installs Debian's prometheus package)"
+        );
+        eprintln!("SKIPPED: prometheus/promtool not installed (apt-get install prometheus)");
+    }
+    ok
+}
+
+/// The standard scenario stretched to 2 s of traffic (40 ticks per flow).
+fn scenario() -> Scenario {
+    let mut s = Scenario::standard();
+    for f in &mut s.flows {
+        f.from = 0;
+        f.to = 40;
+    }
+    s
+}
+
+struct Prom {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prom {
+    fn start(targets: &[(u16, PathBuf)]) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let rules = deploy().join("prometheus/netmon.rules.yml");
+        let mut cfg = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n",
+            rules.display()
+        );
+        for (i, (port, token)) in targets.iter().enumerate() {
+            cfg += &format!(
+                "  - job_name: netmon{i}\n    authorization:\n      type: Bearer\n      credentials_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels:\n          host: h{i}\n",
+                token.display()
+            );
+        }
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, cfg).expect("config");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus");
+        let p = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || request(port, "GET", "/-/ready", &[], b"").status != 200
+        {
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    /// An instant query: every series' labels and value.
+    fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let r = request(
+            self.port,
+            "GET",
+            &format!("/api/v1/query?query={enc}"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));
+        let v: serde_json::Value = r.json();
+        v["data"]["result"]
+            .as_array()
+            .expect("result")
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .expect("metric")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                let val: f64 = s["value"][1]
+                    .as_str()
+                    .expect("value")
+                    .parse()
+                    .expect("number");
+                (labels, val)
+            })
+            .collect()
+    }
+
+    /// `{(host, key labels...): value}` of a query.
+    fn by(&self, q: &str, keys: &[&str]) -> BTreeMap<Vec<String>, u64> {
+        self.query(q)
+            .into_iter()
+            .map(|(l, v)| {
+                (
+                    keys.iter()
+                        .map(|k| l.get(*k).cloned().unwrap_or_default())
+                        .collect(),
+                    v as u64,
+                )
+            })
+            .collect()
+    }
+}
+
+/// `netmon usage` of a daemon as `{(class, direction): ip bytes}` or per app.
+fn usage(d: &cli_support::Daemon, since: &str, by_app: bool) -> BTreeMap<Vec<String>, u64> {
+    let mut out = BTreeMap::new();
+    for class in ["loopback", "lan", "internet"] {
+        let doc: UsageDoc = d.json(&[
+            "usage",
+            "--since",
+            since,
+            "--by",
+            if by_app { "app" } else { "class" },
+            "--class",
+            class,
+            "--format",
+            "json",
+        ]);
+        for r in &doc.rows {
+            for (dir, c) in [("tx", &r.tx), ("rx", &r.rx)] {
+                let mut k = vec![class.to_owned(), dir.to_owned()];
+                if by_app {
+                    k.push(r.key.clone());
+                }
+                *out.entry(k).or_default() += c.ip_bytes;
+            }
+        }
+    }
+    out.retain(|_, v| *v > 0);
+    out
+}
+
+fn token(d: &cli_support::Daemon) -> PathBuf {
+    let cfg = d.dir.path().join("config.toml");
+    let out = run_with(
+        &[
+            "token",
+            "create",
+            "--name",
+            "prometheus",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = d.dir.path().join("prom.token");
+    std::fs::write(&file, String::from_utf8(out.stdout).expect("utf-8").trim()).expect("token");
+    file
+}
+
+/// Waits until Prometheus's `sum by (class, direction)` for `host` equals
+/// `want`; returns the last answer.
+fn caught_up(p: &Prom, host: &str, want: &BTreeMap<Vec<String>, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: BTreeMap<Vec<String>, u64> = p
+            .by(
+                &format!("sum by (class, direction) (netmon_ip_bytes_total{{host=\"{host}\"}})"),
+                &["class", "direction"],
+            )
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        if &got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}: prometheus {got:?} != usage {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
+    if !have_prometheus() {
+        return;
+    }
+    let rules = deploy().join("prometheus/netmon.rules.yml");
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let s = scenario();
+    let tokens = |d: &str| {
+        format!("auth = \"token\"\ntokens = \"{d}/tokens.json\"\n[http.metrics]\n{METRICS}")
+    };
+    let dir_a = tempfile::tempdir().expect("tmp");
+    let dir_b = tempfile::tempdir().expect("tmp");
+    let (a, port_a) = daemon(&s, &tokens(&dir_a.path().display().to_string()));
+    let (mut b, port_b) = daemon(&s, &tokens(&dir_b.path().display().to_string()));
+    let (tok_a, tok_b) = (token(&a), token(&b));
+    // Without the token: 401.
+    assert_eq!(request(port_a, "GET", "/metrics", &[], b"").status, 401);
+    let prom = Prom::start(&[(port_a, tok_a), (port_b, tok_b)]);
+
+    // B is killed mid-traffic and restarted (its script plays again).
+    std::thread::sleep(Duration::from_millis(1_000));
+    b.sigkill();
+    b.spawn();
+    a.settle(&s);
+    b.settle(&s);
+    for (h, d) in [("h0", &a), ("h1", &b)] {
+        caught_up(&prom, h, &usage(d, "1h", false));
+    }
+    // Quiet gap: the period starts in its middle.
+    std::thread::sleep(Duration::from_millis(1_000));
+    let u1 = usage(&b, "1h", true);
+    let v1 = prom.by(
+        "netmon_ip_bytes_total{host=\"h1\"}",
+        &["class", "direction", "app"],
+    );
+    std::thread::sleep(Duration::from_millis(1_000));
+
+    // Second period on B: new sockets (a new script), killed again
+    // mid-traffic and restarted.
+    let mut s2 = scenario();
+    for f in &mut s2.flows {
+        f.cookie += 100;
+    }
+    std::fs::write(b.dir.path().join("script.toml"), s2.toml()).expect("script");
+    b.sigkill();
+    b.spawn();
+    std::thread::sleep(Duration::from_millis(1_000));
+    b.sigkill();
+    b.spawn();
+    b.settle(&s);
+    caught_up(&prom, "h1", &usage(&b, "1h", false));
+    let v2 = prom.by(
+        "netmon_ip_bytes_total{host=\"h1\"}",
+        &["class", "direction", "app"],
+    );
+    let mut increase: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for (k, v) in &v2 {
+        let d = v - v1.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            increase.insert(k.clone(), d);
+        }
+    }
+    // netmon usage for the same period: the totals' difference.
+    let mut truth = usage(&b, "1h", true);
+    for (k, v) in &mut truth {
+        *v -= u1.get(k).copied().unwrap_or(0);
+    }
+    truth.retain(|_, v| *v > 0);
+    let apps: BTreeSet<&String> = increase.keys().map(|k| &k[2]).collect();
+    assert!(
+        apps.contains(&"other".to_owned()) && apps.len() == 3,
+        "top 2 + other: {apps:?}"
+    );
+    // Members: their increase is their usage; other: the rest.
+    let mut other: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for (k, v) in &truth {
+        if apps.contains(&k[2]) {
+            assert_eq!(increase.get(k), Some(v), "{k:?}");
+        } else {
+            *other
+                .entry(vec![k[0].clone(), k[1].clone(), "other".to_owned()])
+                .or_default() += v;
+        }
+    }
+    for (k, v) in &other {
+        assert_eq!(increase.get(k), Some(v), "{k:?}");
+    }
+    let resets = prom
+        .query("sum(resets(netmon_ip_bytes_total[5m])) + sum(resets(netmon_packets_total[5m]))");
+    assert_eq!(resets.len(), 1);
+    assert!(resets[0].1 == 0.0, "resets: {resets:?}");
+    let series = prom.query("count by (host) (netmon_ip_bytes_total)");
+    assert_eq!(series.len(), 2, "both hosts scraped: {series:?}");
+
+    // The rules evaluate: the recording rule exists for both hosts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while prom.query("instance:netmon_ip_bytes:rate5m").is_empty() {
+        assert!(Instant::now() < deadline, "recording rule never evaluated");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The Grafana dashboard names only metrics the exporter emits.
+    let r = request(
+        port_a,
+        "GET",
+        "/metrics",
+        &[(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                std::fs::read_to_string(a.dir.path().join("prom.token")).expect("token")
+            ),
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).expect("utf-8");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let emitted: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let (name, kind) = l.split_once(' ')?;
+            Some(if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            })
+        })
+        .collect();
+    let json = std::fs::read_to_string(deploy().join("grafana/netmon.json")).expect("grafana");
+    let dash: serde_json::Value = serde_json::from_str(&json).expect("grafana JSON parses");
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    assert!(exprs.len() >= 5, "{exprs:?}");
+    for e in &exprs {
+        for name in metric_names(e) {
+            assert!(
+                name == "up" || emitted.contains(&name),
+                "{name} in {e:?} is not emitted: {emitted:?}"
+            );
+        }
+    }
+    drop(a);
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// Identifiers in a PromQL expression that name netmon metrics (or `up`).
+fn metric_names(e: &str) -> Vec<String> {
+    e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("netmon_") || *w == "up")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// 1,000 simulated processes, each its own app, with `top = 20`: once the
+/// first epoch is ranked, `/metrics` has exactly 20 apps plus `other` (no
+/// more), and the sum over the series is the host total of `netmon usage`.
+#[test]
+fn a_thousand_processes_keep_the_series_at_the_limit() {
+    let procs: Vec<cli_support::Proc> = (0..1000_u32)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("p{i}").into_boxed_str());
+            let exe: &'static str = Box::leak(format!("/usr/bin/p{i}").into_boxed_str());
+            cli_support::Proc {
+                pid: 10_000 + i,
+                start_ticks: 1,
+                comm: name,
+                exe,
+                uid: 0,
+                cgroup: "/user.slice",
+            }
+        })
+        .collect();
+    let flows = (0..1000_u64)
+        .map(|i| cli_support::Flow {
+            cookie: 1 + i,
+            owner: Some(usize::try_from(i).expect("index")),
+            remote: "127.0.0.1",
+            port: 8080,
+            protocol: 6,
+            ifindex: 1,
+            from: 0,
+            to: 60,
+            tx: (1, 100 + i, 48),
+            rx: (1, 100, 48),
+        })
+        .collect();
+    let s = Scenario { procs, flows };
+    let (d, port) = daemon(
+        &s,
+        "[http.metrics]\ntop = 20\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n",
+    );
+    d.settle(&s);
+    let r = request(port, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).expect("utf-8");
+    let mut apps = BTreeSet::new();
+    let mut sum = 0_u64;
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("netmon_ip_bytes_total{"))
+    {
+        let app = l
+            .split("app=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("app label");
+        apps.insert(app.to_owned());
+        sum += l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("value");
+    }
+    assert_eq!(apps.len(), 21, "{apps:?}");
+    assert!(apps.contains("other"));
+    let total: UsageDoc = d.json(&[
+        "usage", "--since", "1h", "--by", "class", "--format", "json",
+    ]);
+    assert_eq!(sum, total.total.tx.ip_bytes + total.total.rx.ip_bytes);
+}
