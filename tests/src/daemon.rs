@@ -195,18 +195,19 @@ pub struct UsageTotals {
     pub rx: Counters,
 }
 
-/// Reads the last hour's per-process totals (directly from the database
-/// when no daemon answers on `paths.socket`).
+/// Reads the last hour's per-process totals: through the daemon when its
+/// socket is there (a running daemon holds the database, and `--db` reads
+/// only the file), directly from the database otherwise.
 #[track_caller]
 #[must_use]
 pub fn usage(paths: &DaemonPaths) -> Usage {
     let mut c = Command::new(netmon_bin());
-    c.args([
-        "usage", "--since", "1h", "--by", "process", "--json", "--db",
-    ])
-    .arg(&paths.db)
-    .arg("--socket")
-    .arg(&paths.socket);
+    c.args(["usage", "--since", "1h", "--by", "process", "--json"])
+        .arg("--socket")
+        .arg(&paths.socket);
+    if !paths.socket.exists() {
+        c.arg("--db").arg(&paths.db);
+    }
     let out = cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let usage: Usage = serde_json::from_str(&out).unwrap_or_else(|e| {
         panic!(
