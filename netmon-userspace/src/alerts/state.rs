@@ -16,9 +16,7 @@
 //! its events are on disk together before any action runs.
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{
-    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
-};
+use redb::{ReadableTable as _, ReadableTableMetadata as _, TableDefinition};
 
 use crate::alerts::AlertError;
 use crate::store::{Store, TimeMs};
