@@ -348,7 +348,10 @@ impl Reload<'_> {
             self.log_json,
             self.alerts,
         );
-        match kernel_source(kernel) {
+        let loaded = crate::privilege::reloading(|| kernel_source(kernel))
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        match loaded {
             Ok((source, watch)) => {
                 *self.source = Box::new(source);
                 let reattached_ms = clock.now_ms();

@@ -211,11 +211,16 @@ fn row<'a>(rows: &'a [UsageRow], r: &Report, what: &str) -> &'a UsageRow {
 
 /// A `/proc/PID/status` mask line (`CapEff`, `CapPrm`, ...).
 fn proc_mask(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
+    proc_mask_of(&pid.to_string(), field)
+}
+
+/// A `/proc/WHO/status` mask line; `who` is a pid or `PID/task/TID`.
+fn proc_mask_of(who: &str, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{who}/status")).expect("daemon status");
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+        .unwrap_or_else(|| panic!("no {field} in /proc/{who}/status"));
     u64::from_str_radix(hex.trim(), 16).expect("hex mask")
 }
 
@@ -275,15 +280,18 @@ fn daemon_with_the_units_capabilities_counts_exactly_and_drops_privileges() {
             .expect("report JSON");
     let pid = d.0.id();
 
-    // What the kernel says the daemon runs with now.
+    // What the kernel says the daemon runs with now: the drain thread keeps
+    // the unit's capabilities permitted (not effective), for loading again
+    // after `netmon unload --force`.
     let kept = ["CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"];
+    let unit: Vec<&str> = caps.iter().map(String::as_str).collect();
     assert_eq!(
         (
             proc_mask(pid, "CapEff"),
             proc_mask(pid, "CapPrm"),
             proc_mask(pid, "CapAmb")
         ),
-        (mask(&kept), mask(&kept), 0),
+        (mask(&kept), mask(&unit), 0),
         "effective, permitted, ambient after load (from /proc/{pid}/status)"
     );
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -352,6 +360,22 @@ fn daemon_with_the_units_capabilities_counts_exactly_and_drops_privileges() {
     .expect("status JSON");
     assert_eq!(doc["daemon"]["pid"], pid);
     assert_eq!(doc["daemon"]["effective"], serde_json::json!(kept));
+    // Every other thread (the query threads, started by now) dropped the
+    // load capabilities from its permitted set.
+    let mut others = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let tid = task.expect("task").file_name();
+        if tid.to_string_lossy() == pid.to_string() {
+            continue;
+        }
+        others += 1;
+        assert_eq!(
+            proc_mask_of(&format!("{pid}/task/{}", tid.to_string_lossy()), "CapPrm"),
+            mask(&kept),
+            "permitted set of thread {tid:?}"
+        );
+    }
+    assert!(others > 0, "the daemon answered queries from other threads");
 
     // SIGTERM: the final drain, exit 0.
     let pid_i = i32::try_from(pid).expect("pid");

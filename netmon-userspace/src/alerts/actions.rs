@@ -98,6 +98,10 @@ impl Dispatcher {
 }
 
 fn worker(name: &str, kind: &ActionKind, rx: &Receiver<Arc<Job>>) {
+    // The programs an action runs get none of the daemon's load capabilities.
+    if let Err(e) = crate::privilege::drop_reload_caps() {
+        tracing::warn!(action = %name, error = %e, "cannot drop the load capabilities on this thread");
+    }
     while let Ok(job) = rx.recv() {
         if let Err(e) = run(kind, &job) {
             tracing::warn!(action = %name, rule = %job.event.rule, error = %e, "alert action failed");

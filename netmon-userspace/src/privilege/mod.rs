@@ -9,8 +9,14 @@
 //!   [`require`], called when the kernel side is opened);
 //! - [`RUN_CAPS`], what the drain still needs afterwards (ownership of
 //!   sockets held by other users' processes). [`after_load`] trims the
-//!   effective, permitted, inheritable and ambient sets to it and, when it
-//!   may (root: `CAP_SETPCAP`), the bounding set, and sets `no_new_privs`.
+//!   effective, inheritable and ambient sets to it, the permitted set and,
+//!   when it may (root: `CAP_SETPCAP`), the bounding set to both, and sets
+//!   `no_new_privs`. The drain thread keeps [`LOAD_CAPS`] permitted, not
+//!   effective, to load the programs again when `netmon unload --force`
+//!   (or anything else) removed them under the running daemon
+//!   ([`reloading`] raises them for that load only); every other thread
+//!   drops them from its permitted set when it starts
+//!   ([`drop_reload_caps`]).
 //!
 //! Capabilities are per thread: [`after_load`] trims the calling thread and
 //! checks that it is the only one (every later thread inherits its sets).
@@ -265,6 +271,32 @@ pub fn read_report(socket: &Path) -> Option<Privileges> {
     serde_json::from_str(&text).ok()
 }
 
+/// What [`after_load`] kept effective: the most a thread started later may
+/// have permitted ([`sandbox_thread`] trims it to this).
+static RUN_SET: OnceLock<caps::CapsHashSet> = OnceLock::new();
+
+/// The kernel load disappeared and the daemon loads it again: raises the
+/// load capabilities the drain thread kept permitted ([`after_load`]), runs
+/// `load`, and lowers them to what the drain uses, whatever `load` returned.
+///
+/// # Errors
+/// When the capability sets cannot be changed (`load`'s own result is
+/// returned otherwise).
+pub fn reloading<T>(load: impl FnOnce() -> T) -> Result<T, PrivilegeError> {
+    let permitted = caps::read(None, CapSet::Permitted)?;
+    let raised: caps::CapsHashSet = LOAD_CAPS
+        .iter()
+        .chain(RUN_CAPS)
+        .copied()
+        .filter(|c| permitted.contains(c))
+        .collect();
+    let before = caps::read(None, CapSet::Effective)?;
+    caps::set(None, CapSet::Effective, &raised)?;
+    let out = load();
+    caps::set(None, CapSet::Effective, &before)?;
+    Ok(out)
+}
+
 /// The ruleset sandboxed threads restrict themselves with, once built.
 static RULESET: OnceLock<Mutex<RulesetCreated>> = OnceLock::new();
 
@@ -278,7 +310,21 @@ pub fn sandbox_thread() {
     }
 }
 
+/// Drops, on the calling thread, the load capabilities [`after_load`] left
+/// permitted for a reload: for every thread but the drain's, called when it
+/// starts. Nothing before [`after_load`].
+///
+/// # Errors
+/// When the permitted set cannot be changed.
+pub fn drop_reload_caps() -> Result<(), PrivilegeError> {
+    if let Some(keep) = RUN_SET.get() {
+        caps::set(None, CapSet::Permitted, keep)?;
+    }
+    Ok(())
+}
+
 fn restrict_this_thread() -> Result<(), PrivilegeError> {
+    drop_reload_caps()?;
     let Some(ruleset) = RULESET.get() else {
         return Ok(());
     };
@@ -294,7 +340,8 @@ fn restrict_this_thread() -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// Trims capabilities to [`RUN_CAPS`], sets `no_new_privs`, builds the
+/// Trims the effective capabilities to [`RUN_CAPS`] (the permitted set to
+/// those and [`LOAD_CAPS`], see the module docs), sets `no_new_privs`, builds the
 /// Landlock ruleset for later threads, probes it (when [`PROBE_ENV`] is
 /// set), and writes the report next to the socket. Called once, after the
 /// kernel side is loaded and before the runtime starts any other thread.
@@ -319,9 +366,18 @@ pub fn after_load(sandbox: &Sandbox) -> Result<Privileges, PrivilegeError> {
     // The bounding set first: dropping from it needs CAP_SETPCAP, which the
     // next step removes. Without CAP_SETPCAP (the systemd unit) the bounding
     // set is already the unit's.
+    // The drain thread keeps the load capabilities it had permitted, not
+    // effective: a reload ([`reloading`]) raises them for the load only.
+    // Every other thread drops them when it starts ([`sandbox_thread`]).
+    let reload: caps::CapsHashSet = LOAD_CAPS
+        .iter()
+        .copied()
+        .filter(|c| before.contains(c))
+        .chain(keep.iter().copied())
+        .collect();
     if before.contains(&Capability::CAP_SETPCAP) {
         for cap in caps::read(None, CapSet::Bounding)? {
-            if !keep.contains(&cap) {
+            if !reload.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)?;
             }
         }
@@ -329,7 +385,8 @@ pub fn after_load(sandbox: &Sandbox) -> Result<Privileges, PrivilegeError> {
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Inheritable)?;
     caps::set(None, CapSet::Effective, &keep)?;
-    caps::set(None, CapSet::Permitted, &keep)?;
+    caps::set(None, CapSet::Permitted, &reload)?;
+    let _ = RUN_SET.set(keep.clone());
     set_no_new_privs()?;
     let landlock = build_landlock(sandbox)?;
     let mut dropped: Vec<Capability> = before.difference(&keep).copied().collect();
