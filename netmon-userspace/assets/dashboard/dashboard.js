@@ -210,7 +210,9 @@
     const total = await api("/api/v1/history?" + q(windowParams()));
     const parts = await Promise.all(names.map((n) => api("/api/v1/history?" + q(windowParams().concat([[by, n]])))));
     const stepS = total.step_ms / 1000;
-    const val = (p) => (dir === "tx" ? p.tx.payload_bytes : dir === "rx" ? p.rx.payload_bytes : p.tx.payload_bytes + p.rx.payload_bytes);
+    // A step with no data is null in the document: it adds nothing to a stack.
+    const pb = (c) => (c ? c.payload_bytes : 0);
+    const val = (p) => (dir === "tx" ? pb(p.tx) : dir === "rx" ? pb(p.rx) : pb(p.tx) + pb(p.rx));
     const times = total.points.map((p) => p.time_unix_ms / 1000);
     const series = parts.map((h, i) => ({ name: names[i], values: h.points.map(val) }));
     const other = total.points.map((p, j) => val(p) - series.reduce((a, s) => a + (s.values[j] || 0), 0));
@@ -306,7 +308,7 @@
     chart("drill-chart", $("#drill-chart"), [
       { label: "sent", stroke: COLORS[0], width: 2, value: (u, v) => (v == null ? "–" : rate(v)) },
       { label: "received", stroke: COLORS[1], width: 2, dash: [6, 4], value: (u, v) => (v == null ? "–" : rate(v)) },
-    ], [h.points.map((p) => p.time_unix_ms / 1000), h.points.map((p) => p.tx.payload_bytes / stepS), h.points.map((p) => p.rx.payload_bytes / stepS)], "bytes/s (binary units)");
+    ], [h.points.map((p) => p.time_unix_ms / 1000), h.points.map((p) => (p.tx ? p.tx.payload_bytes / stepS : null)), h.points.map((p) => (p.rx ? p.rx.payload_bytes / stepS : null))], "bytes/s (binary units)");
     fillPairs("#drill-remotes", remotes.rows, (x) => x.remote_addr);
     fillPairs("#drill-ports", ports.rows, (x) => x.protocol + "/" + x.remote_port);
     d.dataset.key = r.key;
