@@ -143,10 +143,6 @@ fn simulated_sources(path: &std::path::Path) -> anyhow::Result<Sources> {
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
-    // Checked and bound before anything else starts: a refused [http]
-    // (non-loopback without auth, bad TLS files) stops the daemon here.
-    let http = crate::http::bind(&file.http)?;
-    let started_unix_ms = crate::clock::now_rfc3339().1;
     let file_apps = file.apps.clone();
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
@@ -168,6 +164,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Checked and bound before anything is created (after the pin lock, so
+    // a second daemon is refused with that one line): a refused [http]
+    // (non-loopback without auth, bad TLS files) stops the daemon here.
+    let http = crate::http::bind(&file.http)?;
+    let started_unix_ms = crate::clock::now_rfc3339().1;
     let mut undo = startup::Undo::default();
     let (store, migrations) = startup::open_store(&cfg, &mut undo)?;
     // Shared with the query server; the drain holds the lock for its whole
