@@ -144,6 +144,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
     let file_apps = file.apps.clone();
+    let http_config = file.http.clone();
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
@@ -167,7 +168,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // Checked and bound before anything is created (after the pin lock, so
     // a second daemon is refused with that one line): a refused [http]
     // (non-loopback without auth, bad TLS files) stops the daemon here.
-    let http = crate::http::bind(&file.http)?;
+    let http = crate::http::bind(&http_config)?;
     let started_unix_ms = crate::clock::now_rfc3339().1;
     let mut undo = startup::Undo::default();
     let (store, migrations) = startup::open_store(&cfg, &mut undo)?;
