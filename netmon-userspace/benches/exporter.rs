@@ -42,11 +42,13 @@ fn batch(ts: u64, procs: &[ProcessInfo]) -> Batch {
             packets: n,
             ip_bytes: n * 1100,
             payload_bytes: n * 1000,
+            retrans_bytes: 0,
         },
         rx: DirCounters {
             packets: n / 2,
             ip_bytes: n * 600,
             payload_bytes: n * 500,
+            retrans_bytes: 0,
         },
     };
     let mut b = Batch {

@@ -467,6 +467,7 @@ mod tests {
             packets: n / 100 + 1,
             ip_bytes: n,
             payload_bytes: n / 2,
+            retrans_bytes: 0,
         };
         Traffic { tx: d, rx: d }
     }

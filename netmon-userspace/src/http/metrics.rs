@@ -149,12 +149,15 @@ mod tests {
                 entries: 10,
                 max_entries: 100,
                 fill: 0.1,
+                gone: 0,
             }],
             overflow: Overflow {
                 tx: Counters {
                     packets: 1,
                     ip_bytes: 77,
                     payload_bytes: 50,
+                    app_bytes: 50,
+                    retrans_bytes: 0,
                 },
                 rx: Counters::default(),
                 failed_inserts: 3,
