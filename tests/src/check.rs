@@ -228,11 +228,27 @@ pub fn assert_tcp_payload(
             me.tcp_bytes_sent, me.written, peer.tcp_bytes_sent, peer.written
         );
     }
-    if lossless {
+    // Received payload equals the peer's transmissions only when every copy
+    // reached this end's socket: a retransmission that arrives after the
+    // socket is gone (closed, or answered by a RST) reaches IP (the MIB
+    // counts it) but no socket hook. Seen once on an idle VM: 125,616 B of
+    // 615,040 retransmitted bytes. With retransmissions the received
+    // payload is bounded instead.
+    if lossless && retrans_segs == 0 {
         assert_payload(snap, me, what, me.tcp_bytes_sent, peer.tcp_bytes_sent);
     } else {
-        eprintln!("  note: the veth dropped packets; {what}'s received payload is not checked");
+        eprintln!(
+            "  note: packets were dropped or retransmitted; {what}'s received payload is bounded, not matched"
+        );
         assert_tx_payload(snap, me, what, me.tcp_bytes_sent);
+        let p = process(snap, me, what);
+        assert!(
+            p.rx.payload_bytes <= peer.tcp_bytes_sent,
+            "{what} (pid {}): rx payload {} above what the peer transmitted {}",
+            me.pid,
+            p.rx.payload_bytes,
+            peer.tcp_bytes_sent
+        );
     }
     // What the application moved, retransmissions or not: sent app bytes
     // are what it wrote and sent retrans bytes what its sockets

