@@ -159,7 +159,7 @@ fn daemon_log_in_a_file_has_no_colour() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("script.toml"), s.toml()).unwrap();
-    std::fs::write(p.join("config.toml"), "").unwrap();
+    std::fs::write(p.join("config.toml"), cli_support::with_http_off("")).unwrap();
     let log = std::fs::File::create(p.join("log")).unwrap();
     let mut child = cli_support::daemon_command(p)
         .env("NETMON_LOG", "info")

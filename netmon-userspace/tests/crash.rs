@@ -103,7 +103,7 @@ fn kill(child: &mut Child, signal: nix::sys::signal::Signal) {
 #[test]
 fn sigkill_fifty_times_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("config.toml"), "").expect("config");
+    std::fs::write(dir.path().join("config.toml"), "[http]\nlisten = []\n").expect("config");
     let script_path = dir.path().join("traffic.toml");
     let script = script();
     script.save(&script_path).expect("script saved");

@@ -42,7 +42,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn a_failed_start_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
-    std::fs::write(t.join("config.toml"), "").expect("config");
+    std::fs::write(t.join("config.toml"), cli_support::with_http_off("")).expect("config");
     let before = entries(t);
     // The source fails after the store and the socket were made.
     let out = daemon(&[

@@ -54,7 +54,7 @@ fn ready_watchdog_and_stopping_are_notified() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::write(d.join("traffic.toml"), SCRIPT).expect("script");
-    std::fs::write(d.join("config.toml"), "").expect("config");
+    std::fs::write(d.join("config.toml"), "[http]\nlisten = []\n").expect("config");
     let notify = UnixDatagram::bind(d.join("notify")).expect("bind the notify socket");
     notify
         .set_read_timeout(Some(Duration::from_millis(200)))

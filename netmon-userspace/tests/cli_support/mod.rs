@@ -260,6 +260,18 @@ impl Scenario {
     }
 }
 
+/// `config` with the HTTP server off unless it has an `[http]` table of its
+/// own: test daemons run in parallel, and the default address
+/// (127.0.0.1:9847) is one port for all of them (a daemon that cannot bind
+/// it warns on stderr, which tests of stderr would read).
+pub fn with_http_off(config: &str) -> String {
+    if config.contains("[http]") {
+        config.to_owned()
+    } else {
+        format!("[http]\nlisten = []\n\n{config}")
+    }
+}
+
 /// A daemon on the simulated source, killed on drop.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
@@ -270,7 +282,7 @@ impl Daemon {
     pub fn start(scenario: &Scenario, config: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("script.toml"), scenario.toml()).expect("script");
-        std::fs::write(dir.path().join("config.toml"), config).expect("config");
+        std::fs::write(dir.path().join("config.toml"), with_http_off(config)).expect("config");
         let mut d = Self { dir, child: None };
         d.spawn();
         d
