@@ -204,6 +204,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut drain = Drain::new(&mut lock())?;
     undo.disarm();
     let handle = crate::api::Handle::new(std::sync::Arc::clone(&shared), apps);
+    drain.set_tap(handle.live.clone());
     tokio::spawn(crate::api::serve_listener(
         listener,
         args.socket.clone(),

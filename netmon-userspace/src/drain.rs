@@ -303,6 +303,8 @@ pub struct Drain {
     step_no: u64,
     /// The last commit was lazy (see [`FLUSH_PER_STEP`]).
     last_lazy: bool,
+    /// Live readers of committed readings ([`Drain::set_tap`]).
+    tap: Option<crate::live::Tap>,
 }
 
 /// `infos` is pruned after this many forgotten sockets.
@@ -570,6 +572,7 @@ impl Drain {
             hints: Vec::new(),
             step_no: 0,
             last_lazy: false,
+            tap: None,
         };
         me.load(store)?;
         Ok(me)
@@ -613,6 +616,12 @@ impl Drain {
         self.flush_hour = None;
         self.flush_queue.clear();
         Ok(())
+    }
+
+    /// Hands each committed reading, with its owners, to `tap` while a
+    /// live reader wants them ([`crate::live::Tap::wanted`]).
+    pub fn set_tap(&mut self, tap: crate::live::Tap) {
+        self.tap = Some(tap);
     }
 
     /// Flows in the committed snapshot.
@@ -1194,6 +1203,25 @@ impl Drain {
         self.last_lazy = wrote && batch.lazy;
         self.failures = 0;
         self.first_error = None;
+        // Live readers: the committed reading and its owners (before the
+        // housekeeping forgets the owners of retired sockets).
+        if let Some(tap) = self.tap.as_ref().filter(|t| t.wanted(now)) {
+            let owners: FxHashMap<u64, ProcessId> = reading
+                .flows
+                .iter()
+                .filter_map(|f| Some((f.key.cookie, *self.owners.get(&f.key.cookie)?)))
+                .collect();
+            let infos = owners
+                .values()
+                .filter_map(|id| Some((*id, self.infos.get(id)?.clone())))
+                .collect();
+            tap.publish(crate::live::Tapped {
+                ts_ms: now,
+                reading,
+                owners,
+                infos,
+            });
+        }
 
         // Housekeeping after the commit: losing it to a crash only leaks a
         // closed mark and a cache entry, never bytes.

@@ -3,7 +3,8 @@
 //! daemon on the simulated source. Checks that the page loads with no
 //! console errors, that the top table's numbers are the API's, that the
 //! live chart moves while simulated traffic flows, and that a drill-down
-//! opens with the process's remotes; saves a screenshot of each view under
+//! opens with the process's remotes and its sockets now (the API's rows);
+//! saves a screenshot of each view under
 //! `target/tmp/dashboard/` for a person to look at.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Without
@@ -298,6 +299,62 @@ async fn dashboard_in_headless_chromium() {
     assert!(
         remotes.contains(&"93.184.216.34") && remotes.contains(&"2001:db8::1"),
         "{remotes:?}"
+    );
+    // Its sockets now: the API's rows (same reading: the table keeps the
+    // reading's time), with endpoints and bytes so far.
+    wait_for(
+        &c,
+        "return document.querySelectorAll('#drill-sockets tbody tr[data-cookie]').length > 0",
+        "the sockets now",
+    )
+    .await;
+    let shown = eval(&c, "return Array.from(document.querySelectorAll('#drill-sockets tbody tr')).map(r => [Number(r.dataset.cookie), r.cells[1].textContent, r.cells[2].textContent, r.cells[3].textContent, Number(r.cells[5].dataset.value), Number(r.cells[6].dataset.value)])").await;
+    let api: Value = http_support::get(port, "/api/v1/sockets?pid=100:5000&limit=50").json();
+    let endpoint = |a: &Value, p: &Value| {
+        let a = a.as_str().unwrap();
+        if a.contains(':') {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
+    };
+    let want: Vec<Value> = api["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!([
+                r["cookie"],
+                endpoint(&r["local_addr"], &r["local_port"]),
+                endpoint(&r["remote_addr"], &r["remote_port"]),
+                if r["closed"] == true {
+                    "closed"
+                } else {
+                    "open"
+                },
+                r["tx"]["payload_bytes"],
+                r["rx"]["payload_bytes"]
+            ])
+        })
+        .collect();
+    // curl's flows are over: its numbers no longer move between readings.
+    let shown_rows: Vec<Value> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.as_array().unwrap().clone();
+            // "open, N retrans" for TCP: the state word is the first.
+            r[3] = json!(r[3].as_str().unwrap().split(',').next().unwrap());
+            Value::Array(r)
+        })
+        .collect();
+    assert_eq!(shown_rows, want, "sockets now: table = API");
+    assert!(
+        remotes
+            .iter()
+            .all(|r| want.iter().any(|w| w[2].as_str().unwrap().contains(r))),
+        "every remote host of curl has a socket now: {remotes:?}"
     );
     c.execute(
         "document.getElementById('drill').scrollIntoView(); return 1",

@@ -15,6 +15,7 @@ pub mod edges;
 pub mod facts;
 pub mod scan;
 pub mod series;
+pub mod sockets;
 pub mod terms;
 pub mod usage;
 pub mod window;

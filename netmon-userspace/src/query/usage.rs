@@ -369,7 +369,12 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         edges::remote_rows(store, &q.range, overflow, wanted, &mut add)?
     } else {
         let (segments, coverage) = scan::plan_for(store, &q.range, kind)?;
-        scan::rows(store, &segments, kind, &mut add)?;
+        if kind == Kind::Process {
+            // Closed segments summed once and kept (`crate::store::sums`).
+            scan::process_rows_summed(store, &segments, &mut add)?;
+        } else {
+            scan::rows(store, &segments, kind, &mut add)?;
+        }
         if kind == Kind::Interface && overflow {
             // Interface rows carry no overflow: add it, so every grouping
             // has the same total (the segments are the process ones too:

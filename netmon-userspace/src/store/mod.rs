@@ -30,6 +30,7 @@ pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod sums;
 pub mod types;
 pub mod unit;
 
@@ -165,6 +166,8 @@ pub struct Store {
     retention: Retention,
     /// redb's cache limit, kept for reopening.
     cache_bytes: usize,
+    /// Readers' sums of closed segments ([`sums`]), told of every commit.
+    sums: sums::SegmentSums,
 }
 
 impl std::fmt::Debug for Store {
@@ -230,6 +233,7 @@ impl Store {
                 read_only: None,
                 retention,
                 cache_bytes,
+                sums: sums::SegmentSums::default(),
             },
             events,
         ))
@@ -291,6 +295,7 @@ impl Store {
             read_only: Some(db),
             retention,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            sums: sums::SegmentSums::default(),
         })
     }
 
@@ -388,6 +393,8 @@ impl Store {
     /// # Errors
     /// On storage errors; nothing of the batch is then stored.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // Before the write: a failed commit may still have written rows.
+        self.sums.written(batch.ts_ms);
         self.with_db(|db| {
             let mut txn = db.begin_write()?;
             if batch.lazy {
@@ -448,6 +455,11 @@ impl Store {
             txn.commit()?;
             Ok(report)
         })
+    }
+
+    /// The readers' sums of closed segments ([`sums`]).
+    pub fn sums_mut(&mut self) -> &mut sums::SegmentSums {
+        &mut self.sums
     }
 
     /// Rows of `tier` older than this may have been purged (0: none were).
