@@ -21,8 +21,9 @@
 //!    that cutoff, so a sum is never reused across a purge that could
 //!    have touched it.
 //! 3. **Bounded.** At most [`MAX_ROWS`] summed rows in all (a segment
-//!    larger than a quarter of that is not kept); when full, everything
-//!    is dropped and refilled by the next questions.
+//!    larger than a quarter of that is not kept); when full, the sums
+//!    used longest ago are dropped first (a window edge that moves with
+//!    every question leaves sums nobody asks for again).
 //!
 //! Only per process rows: remote rollups are written for earlier hours
 //! when their pending pieces are flushed, so their segments never close
@@ -60,8 +61,11 @@ pub struct SegmentSums {
     /// Newest commit time known (`None`: not known yet; nothing is kept
     /// until it is).
     newest: Option<TimeMs>,
-    entries: FxHashMap<SumKey, Arc<[SumRow]>>,
+    /// The sums and when each was last used ([`SegmentSums::uses`]).
+    entries: FxHashMap<SumKey, (Arc<[SumRow]>, u64)>,
     rows: usize,
+    /// Gets and inserts so far: the clock of the least-recently-used order.
+    uses: u64,
     hits: u64,
     misses: u64,
     /// Set by [`SegmentSums::set_enabled`]`(false)`: nothing is kept.
@@ -112,7 +116,12 @@ impl SegmentSums {
 
     /// The sums of `key`, if kept.
     pub fn get(&mut self, key: &SumKey) -> Option<Arc<[SumRow]>> {
-        let found = self.entries.get(key).cloned();
+        self.uses += 1;
+        let now = self.uses;
+        let found = self.entries.get_mut(key).map(|(rows, used)| {
+            *used = now;
+            Arc::clone(rows)
+        });
         if found.is_some() {
             self.hits += 1;
         } else {
@@ -126,13 +135,29 @@ impl SegmentSums {
         if rows.len() > MAX_ROWS / 4 || !self.closed(key.tier, key.to) {
             return;
         }
-        if self.rows + rows.len() > MAX_ROWS {
-            self.clear();
-        }
-        self.rows += rows.len();
-        if let Some(old) = self.entries.insert(key, rows) {
+        if let Some((old, _)) = self.entries.remove(&key) {
             self.rows -= old.len();
         }
+        if self.rows + rows.len() > MAX_ROWS {
+            // Least recently used first, until it fits.
+            let mut by_use: Vec<(u64, SumKey)> = self
+                .entries
+                .iter()
+                .map(|(k, (_, used))| (*used, *k))
+                .collect();
+            by_use.sort_unstable_by_key(|(used, _)| *used);
+            for (_, k) in by_use {
+                if self.rows + rows.len() <= MAX_ROWS {
+                    break;
+                }
+                if let Some((old, _)) = self.entries.remove(&k) {
+                    self.rows -= old.len();
+                }
+            }
+        }
+        self.uses += 1;
+        self.rows += rows.len();
+        self.entries.insert(key, (rows, self.uses));
     }
 
     /// Drops every sum.
@@ -210,15 +235,24 @@ mod tests {
     }
 
     #[test]
-    fn bounded() {
+    fn bounded_least_recently_used_first() {
         let mut s = SegmentSums::default();
         s.written(100 * 86_400_000);
         s.insert(key(Tier::Day, 0, 1), rows(MAX_ROWS / 4 + 1));
         assert!(s.get(&key(Tier::Day, 0, 1)).is_none(), "too large to keep");
-        for i in 0..5 {
+        for i in 0..4 {
             s.insert(key(Tier::Day, i, i + 1), rows(MAX_ROWS / 4));
         }
+        assert!(s.get(&key(Tier::Day, 0, 1)).is_some(), "used last");
+        s.insert(key(Tier::Day, 4, 5), rows(10));
         assert!(s.rows <= MAX_ROWS);
-        assert!(s.get(&key(Tier::Day, 4, 5)).is_some(), "the newest is kept");
+        assert!(s.get(&key(Tier::Day, 1, 2)).is_none(), "used longest ago");
+        for k in [
+            key(Tier::Day, 0, 1),
+            key(Tier::Day, 2, 3),
+            key(Tier::Day, 4, 5),
+        ] {
+            assert!(s.get(&k).is_some(), "{k:?} kept");
+        }
     }
 }
