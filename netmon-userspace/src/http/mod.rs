@@ -36,7 +36,10 @@
 //! ([`MAX_STREAMS`]). A query holds the store lock only while it computes,
 //! never while the answer is written to a slow client; live streams share
 //! one producer per grouping and a slow stream skips documents instead of
-//! holding anything ([`live`]).
+//! holding anything ([`live`]). "Sockets now" (`/api/v1/sockets`) reads
+//! the drain's last committed reading, which the drain hands over only
+//! while someone asked within a minute ([`crate::live::Tap`]), and runs in
+//! a query slot.
 //!
 //! Adding an endpoint (e.g. a Prometheus `/metrics`): write an
 //! `async fn(State<AppState>, ...) -> Response` (see [`api`] for the
