@@ -123,6 +123,10 @@ fn main() {
         latency(port, "/api/v1/usage?since=24h&by=process");
         latency(port, "/api/v1/history?since=7d&step=1h");
     }
+    let (n, p50, max) = served.drain_commits();
+    println!(
+        "drain commits meanwhile (the store is locked during each): {n}, p50 {p50:?}, max {max:?}"
+    );
     let secs = 20;
     let (idle, _) = stream_cost(port, 0, secs);
     let (busy, events) = stream_cost(port, 10, secs);

@@ -183,6 +183,10 @@ fn main() {
             api,
         );
     }
+    let (n, p50, max) = served.drain_commits();
+    println!(
+        "drain commits meanwhile (the store is locked during each): {n}, p50 {p50:?}, max {max:?}"
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -18,6 +18,8 @@ pub struct Served {
     pub port: u16,
     /// The store the server answers from.
     pub handle: Handle,
+    /// Durations of [`Served::drain_every_second`]'s commits.
+    drain_took: Arc<Mutex<Vec<Duration>>>,
     /// The store file's directory.
     _dir: tempfile::TempDir,
 }
@@ -65,6 +67,7 @@ pub fn serve_filled() -> Served {
     Served {
         port,
         handle: served,
+        drain_took: Arc::default(),
         _dir: dir,
     }
 }
@@ -76,17 +79,38 @@ impl Served {
     /// drain, and closed segments close as they do in the daemon.
     pub fn drain_every_second(&self) {
         let store = Arc::clone(&self.handle.store);
+        let took = Arc::clone(&self.drain_took);
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let batch = super::fill::drain_batch(netmon::query::window::now_ms());
-                store
+                let mut s = store
                     .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let start = Instant::now();
+                s.commit(&batch).expect("commit");
+                took.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .commit(&batch)
-                    .expect("commit");
+                    .push(start.elapsed());
             }
         });
+    }
+
+    /// How long the drain's commits held the store so far (p50, max): a
+    /// question arriving meanwhile waits for it.
+    pub fn drain_commits(&self) -> (usize, Duration, Duration) {
+        let mut t = self
+            .drain_took
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        t.sort();
+        let n = t.len();
+        (
+            n,
+            t.get(n / 2).copied().unwrap_or_default(),
+            t.last().copied().unwrap_or_default(),
+        )
     }
 
     /// Turns the store's kept sums of closed segments on or off

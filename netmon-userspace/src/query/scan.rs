@@ -295,7 +295,9 @@ pub fn process_rows_summed(
         if !segs.get(at).is_some_and(here) {
             match segs.iter().position(here) {
                 Some(i) => at = i,
-                None => return,
+                // Not expected (rows come from the segments): handed on
+                // as read rather than lost.
+                None => return f(row),
             }
         }
         if let Subject::Process(id) = row.subject {
