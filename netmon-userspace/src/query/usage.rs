@@ -262,6 +262,7 @@ fn remote_group(
         Dimension::Port => GroupKey::Port {
             protocol: rk.protocol,
             port: rk.port,
+            dir: rk.dir,
         },
         Dimension::Protocol => GroupKey::Protocol(rk.protocol),
         _ => pg.unwrap_or(GroupKey::Class(rk.class)),
@@ -341,6 +342,7 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                     Dimension::Port => GroupKey::Port {
                         protocol: rk.protocol,
                         port: rk.port,
+                        dir: rk.dir,
                     },
                     Dimension::Protocol => GroupKey::Protocol(rk.protocol),
                     _ => pg.unwrap_or(GroupKey::Class(row.class)),
