@@ -27,7 +27,7 @@ pub enum Dimension {
     Remote,
     /// Service port, protocol and direction (`tcp/443 in`, `tcp/443
     /// out`): the local port of inbound flows, the remote port of outbound
-    /// ones (see [`crate::store::service`]).
+    /// ones.
     Port,
     /// Network interface.
     Interface,

@@ -90,7 +90,7 @@ pub struct Usage {
     pub until_unix_ms: u64,
     /// Start of the time the rows read really cover: `from` when `exact`,
     /// earlier when rows had to be counted whole beyond the window (purged
-    /// finer tiers, or remote endpoints kept per hour; `note` says which);
+    /// finer tiers, or remote endpoints kept per minute; `note` says which);
     /// null for an empty window.
     pub covered_from_unix_ms: Option<u64>,
     /// End of the covered time.
