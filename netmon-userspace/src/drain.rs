@@ -155,9 +155,15 @@ pub const DURABLE_EVERY_MS: TimeMs = 10_000;
 
 /// Flows whose pending remote pieces of a finished minute are flushed per
 /// step, at most (invariant 8). Forced flushes (a flow leaving, changing
-/// owner) come on top. Measured at ~5 µs per flow (a read-modify-write in
-/// each of two remote tables with 100k distinct keys), 2048 flows add
-/// ~10 ms to a step; 100k flows are flushed in 49 steps after a minute ends.
+/// owner) come on top. Measured at ~5 µs per flow when there were two
+/// remote tables (hour, day; a read-modify-write in each, 100k distinct
+/// keys); the minute table adds a third (not re-measured: ~7.5 µs
+/// expected), so 2048 flows add ~15 ms to a step, and 100k flows with
+/// distinct keys are flushed in 49 steps after a minute ends (a flow with
+/// traffic in a third minute before its turn flushes its oldest piece at
+/// once). Flows
+/// sharing a remote key (a server's connections from one peer to one
+/// service) share its read-modify-write.
 /// While commits are mostly lazy (short intervals), a step due the periodic
 /// durable commit (whose fsync is the slowest part of a step) flushes
 /// nothing; with intervals of [`DURABLE_EVERY_MS`] or more every commit is

@@ -90,7 +90,7 @@ fn inbound_connections_are_one_service_row() {
             "--listen",
             &listen,
             "--workers",
-            "1",
+            "0",
             "--send",
             &bytes,
         ],
