@@ -64,24 +64,28 @@
 //! 8. **Remote bytes are in the rows or in the snapshot, never both.** A
 //!    flow's delta goes to the per process rows at once, but to the remote
 //!    rollups only through its snapshot entry's [`RemotePending`] pieces
-//!    (one for the current UTC hour, one for the previous hour at most). A
-//!    piece is moved to `REMOTE_HOUR`/`REMOTE_DAY` ("flushed") in the same
-//!    commit that removes it from the entry:
-//!    - when its hour is over, at most [`FLUSH_PER_STEP`] flows a step
-//!      (the flows with an old piece are listed once per hour change and
-//!      taken from that list step by step, so a hour change at 100k live
+//!    (one for the current UTC minute, one for an earlier minute at most).
+//!    A piece is moved to `REMOTE_MINUTE`/`REMOTE_HOUR`/`REMOTE_DAY`
+//!    ("flushed") in the same commit that removes it from the entry:
+//!    - when its minute is over, at most [`FLUSH_PER_STEP`] flows a step
+//!      (the flows with an old piece are listed once per minute change and
+//!      taken from that list step by step, so a minute change at 100k live
 //!      sockets costs a few ms over a few dozen steps, not one long step);
 //!    - at once when the flow leaves the snapshot (retired, carried,
 //!      vanished, reset: everything pending goes with the old entry), when
-//!      its owner or class changes (the pieces belong to the old key), and
-//!      when a third hour would be needed (the older piece goes first).
+//!      its owner, class, service port or direction changes (the pieces
+//!      belong to the old key), and when a third minute would be needed
+//!      (the older piece goes first).
 //!
 //!    Readers add the committed pending pieces to the remote rows
 //!    ([`crate::store::query::pending_remote_rows`]), so remote answers
-//!    are exact and include the current hour. Why: with one distinct
+//!    are exact and include the current minute. Why: with one distinct
 //!    remote per socket, writing remote rows every interval was one
 //!    B-tree read-modify-write per flow per table per interval — 40% of a
-//!    drain at 100k sockets — for data asked about per hour.
+//!    drain at 100k sockets. Flushed once a minute, a busy flow costs one
+//!    read-modify-write per remote tier per minute, and flows sharing a
+//!    remote key (a server's connections from one peer to one service
+//!    port) share it.
 //!
 //! # Cost per step (issue #3)
 //!
@@ -102,7 +106,7 @@
 //!   [`crate::store::layout::SNAP_CHUNK`] to a stored row, split in a
 //!   counters table rewritten with any change (~17 bytes a flow) and a keys
 //!   table rewritten only when a flow comes, goes, changes owner or starts
-//!   a new current-hour remote piece ([`crate::store::layout::SNAPSHOT`]),
+//!   a new current-minute remote piece ([`crate::store::layout::SNAPSHOT`]),
 //!   so a step writes one or two rows per touched chunk instead of one per
 //!   changed flow.
 //!
@@ -113,6 +117,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Who a flow's bytes are counted for in the remote rollups: owner,
+/// destination class, service port and direction (see
+/// [`crate::store::service`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Who {
+    id: ProcessId,
+    class: DestClass,
+    port: u16,
+    dir: ConnDir,
+}
 
 /// A map keyed by something a remote peer chooses (its address and port):
 /// foldhash, seeded per map, so colliding keys cannot be prepared offline.
@@ -126,9 +141,10 @@ use crate::store::class::classify_raw;
 use crate::store::layout::{
     SNAP_CHUNK, encode_snap_keys_record, encode_snap_record, snap_keys_differ,
 };
+use crate::store::service::service_of;
 use crate::store::types::pseudo_process;
 use crate::store::{
-    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
+    Batch, ConnDir, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
     RemotePending, SnapEntry, Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED,
     UNATTRIBUTED_COMM,
 };
@@ -137,11 +153,17 @@ use crate::store::{
 /// commits between are lazy (invariant 7).
 pub const DURABLE_EVERY_MS: TimeMs = 10_000;
 
-/// Flows whose pending remote pieces of a finished hour are flushed per
+/// Flows whose pending remote pieces of a finished minute are flushed per
 /// step, at most (invariant 8). Forced flushes (a flow leaving, changing
-/// owner) come on top. Measured at ~5 µs per flow (a read-modify-write in
-/// each of two remote tables with 100k distinct keys), 2048 flows add
-/// ~10 ms to a step; 100k flows are flushed in 49 steps after an hour ends.
+/// owner) come on top. Measured at ~5 µs per flow when there were two
+/// remote tables (hour, day; a read-modify-write in each, 100k distinct
+/// keys); the minute table adds a third (not re-measured: ~7.5 µs
+/// expected), so 2048 flows add ~15 ms to a step, and 100k flows with
+/// distinct keys are flushed in 49 steps after a minute ends (a flow with
+/// traffic in a third minute before its turn flushes its oldest piece at
+/// once). Flows
+/// sharing a remote key (a server's connections from one peer to one
+/// service) share its read-modify-write.
 /// While commits are mostly lazy (short intervals), a step due the periodic
 /// durable commit (whose fsync is the slowest part of a step) flushes
 /// nothing; with intervals of [`DURABLE_EVERY_MS`] or more every commit is
@@ -285,11 +307,11 @@ pub struct Drain {
     infos: FxHashMap<ProcessId, ProcessInfo>,
     /// Sockets forgotten since `infos` was last pruned.
     forgotten: usize,
-    /// Invariant 8: the hour whose list of flows with older pieces was
+    /// Invariant 8: the minute whose list of flows with older pieces was
     /// built (`None`: build it at the next step).
-    flush_hour: Option<TimeMs>,
-    /// Invariant 8: slots that may hold pieces of an hour before
-    /// `flush_hour`; [`FLUSH_PER_STEP`] are taken a step. A slot reused
+    flush_minute: Option<TimeMs>,
+    /// Invariant 8: slots that may hold pieces of a minute before
+    /// `flush_minute`; [`FLUSH_PER_STEP`] are taken a step. A slot reused
     /// meanwhile by another flow is harmless: only old pieces are flushed.
     flush_queue: Vec<u32>,
     /// Scratch marks per slot.
@@ -310,7 +332,7 @@ pub struct Drain {
 /// `infos` is pruned after this many forgotten sockets.
 const PRUNE_EVERY: usize = 4096;
 
-/// Remote bytes flushed in one step, by hour and key.
+/// Remote bytes flushed in one step, by minute and key.
 type RemoteAcc = PeerMap<(TimeMs, RemoteKey), Traffic>;
 
 /// Deltas of one step, aggregated for the store.
@@ -325,18 +347,25 @@ struct Accum {
 
 impl Accum {
     /// Adds a flow's delta to the per process and interface rows; returns
-    /// the process and class it was counted for (the remote key's).
+    /// who it was counted for (the remote key's fields).
     fn add_flow(
         &mut self,
         key: &FlowKey,
         value: &FlowValue,
         owner: Option<&ProcessInfo>,
         delta: Traffic,
-    ) -> (ProcessId, DestClass) {
+    ) -> Who {
         let class = classify_raw(&key.remote_addr, key.ip_version, value.ifindex);
         let id = owner.map_or(UNATTRIBUTED, |o| o.id);
+        let (dir, port) = service_of(key, value);
+        let who = Who {
+            id,
+            class,
+            port,
+            dir,
+        };
         if delta.is_zero() {
-            return (id, class);
+            return who;
         }
         self.processes.entry(id).or_insert_with(|| {
             owner
@@ -348,7 +377,7 @@ impl Accum {
             self.ifaces.entry((value.ifindex, class)).or_default(),
             delta,
         );
-        (id, class)
+        who
     }
 
     fn add_overflow(&mut self, delta: Traffic) {
@@ -366,79 +395,86 @@ impl Accum {
         );
     }
 
-    /// Adds `t` to the remote rows of `hour` (invariant 8).
-    fn emit(&mut self, hour: TimeMs, rk: RemoteKey, t: Traffic) {
+    /// Adds `t` to the remote rows of `minute` (invariant 8).
+    fn emit(&mut self, minute: TimeMs, rk: RemoteKey, t: Traffic) {
         if !t.is_zero() {
-            bump(self.remotes.entry((hour, rk)).or_default(), t);
+            bump(self.remotes.entry((minute, rk)).or_default(), t);
         }
     }
 
     /// Flushes every piece of `p` (the flow leaves or changes key).
     fn flush_all(&mut self, p: &mut RemotePending, flow: &FlowKey) {
         let rk = p.remote_key(flow);
-        for (hour, t) in p.pieces() {
-            self.emit(hour, rk, t);
+        for (minute, t) in p.pieces() {
+            self.emit(minute, rk, t);
         }
         p.older = Traffic::default();
         p.newer = Traffic::default();
     }
 
-    /// Flushes the pieces of `p` from hours before `hour`; true if any.
-    fn flush_before(&mut self, p: &mut RemotePending, flow: &FlowKey, hour: TimeMs) -> bool {
+    /// Flushes the pieces of `p` from minutes before `minute`; true if any.
+    fn flush_before(&mut self, p: &mut RemotePending, flow: &FlowKey, minute: TimeMs) -> bool {
         let rk = p.remote_key(flow);
         let mut any = false;
         if !p.older.is_zero() {
-            self.emit(p.older_hour, rk, p.older);
+            self.emit(p.older_minute, rk, p.older);
             p.older = Traffic::default();
             any = true;
         }
-        if !p.newer.is_zero() && p.newer_hour < hour {
-            self.emit(p.newer_hour, rk, p.newer);
+        if !p.newer.is_zero() && p.newer_minute < minute {
+            self.emit(p.newer_minute, rk, p.newer);
             p.newer = Traffic::default();
             any = true;
         }
         any
     }
 
-    /// Adds delta `d`, counted at `hour` for `(id, class)`, to the pending
+    /// Adds delta `d`, counted at `minute` for `who`, to the pending
     /// pieces of `p`, flushing what must go first (invariant 8).
     fn add_pending(
         &mut self,
         p: &mut RemotePending,
         flow: &FlowKey,
-        (id, class): (ProcessId, DestClass),
-        hour: TimeMs,
+        who: Who,
+        minute: TimeMs,
         d: Traffic,
     ) {
         if d.is_zero() {
             return;
         }
-        if !p.is_empty() && (p.process != id || p.class != class) {
+        if !p.is_empty()
+            && (p.process != who.id
+                || p.class != who.class
+                || p.port != who.port
+                || p.dir != who.dir)
+        {
             self.flush_all(p, flow);
         }
         if p.is_empty() {
-            p.process = id;
-            p.class = class;
+            p.process = who.id;
+            p.class = who.class;
+            p.port = who.port;
+            p.dir = who.dir;
         }
         if p.newer.is_zero() {
-            if !p.older.is_zero() && p.older_hour == hour {
-                // Only after a clock step back: same hour as the older piece.
+            if !p.older.is_zero() && p.older_minute == minute {
+                // Only after a clock step back: same minute as the older piece.
                 p.older = p.older.add(d);
             } else {
                 p.newer = d;
-                p.newer_hour = hour;
+                p.newer_minute = minute;
             }
-        } else if p.newer_hour == hour {
+        } else if p.newer_minute == minute {
             p.newer = p.newer.add(d);
         } else {
             if !p.older.is_zero() {
                 let rk = p.remote_key(flow);
-                self.emit(p.older_hour, rk, p.older);
+                self.emit(p.older_minute, rk, p.older);
             }
             p.older = p.newer;
-            p.older_hour = p.newer_hour;
+            p.older_minute = p.newer_minute;
             p.newer = d;
-            p.newer_hour = hour;
+            p.newer_minute = minute;
         }
     }
 }
@@ -449,7 +485,7 @@ impl Accum {
 /// after a reload: no segment counts this time).
 fn quality_of(
     f: &FlowReading,
-    (id, class): (ProcessId, DestClass),
+    who: Who,
     base: Option<(u32, u32)>,
 ) -> (Option<QualitySample>, Option<(u32, u32)>) {
     let t = &f.value.tcp;
@@ -462,13 +498,14 @@ fn quality_of(
     let (retrans_segs, data_segs) =
         base.map_or((0, 0), |(r, s)| (since(now.0, r), since(now.1, s)));
     let sample = QualitySample {
-        pid: id.pid,
-        start_ticks: id.start_ticks,
+        pid: who.id.pid,
+        start_ticks: who.id.start_ticks,
         addr: f.key.remote_addr,
-        port: f.key.remote_port,
+        port: who.port,
         ip_version: f.key.ip_version,
         protocol: f.key.protocol,
-        class: class.to_byte(),
+        class: who.class.to_byte(),
+        dir: who.dir.to_byte(),
         srtt_us: t.srtt_us().unwrap_or(0),
         retrans_segs,
         data_segs,
@@ -566,7 +603,7 @@ impl Drain {
             owners: FxHashMap::default(),
             infos: FxHashMap::default(),
             forgotten: 0,
-            flush_hour: None,
+            flush_minute: None,
             flush_queue: Vec::new(),
             marks: Vec::new(),
             hints: Vec::new(),
@@ -613,7 +650,7 @@ impl Drain {
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
-        self.flush_hour = None;
+        self.flush_minute = None;
         self.flush_queue.clear();
         Ok(())
     }
@@ -784,7 +821,7 @@ impl Drain {
         }
         self.step_no += 1;
         let step = self.step_no;
-        let hour = Tier::Hour.bucket(now);
+        let minute = Tier::Minute.bucket(now);
         let reading = source.read()?;
         let mut acc = Accum::default();
         let mut ch = Changes {
@@ -803,18 +840,21 @@ impl Drain {
         // and the next step retires it.
         let mut need_durable = false;
 
-        // Invariant 8: after an hour change, list the flows with pieces of
-        // an earlier hour; flush a bounded batch of them each step.
-        if self.flush_hour != Some(hour) {
+        // Invariant 8: after a minute change, list the flows with pieces of
+        // an earlier minute; flush a bounded batch of them each step.
+        if self.flush_minute != Some(minute) {
             self.flush_queue = self
                 .slots
                 .iter()
                 .enumerate()
                 .rev()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.entry.pending.has_before(hour)))
+                .filter(|(_, s)| {
+                    s.as_ref()
+                        .is_some_and(|s| s.entry.pending.has_before(minute))
+                })
                 .filter_map(|(i, _)| u32::try_from(i).ok())
                 .collect();
-            self.flush_hour = Some(hour);
+            self.flush_minute = Some(minute);
         }
         let durable_due = self
             .last_durable
@@ -843,7 +883,7 @@ impl Drain {
                 self.change(&mut ch, s, None);
             }
             let mut p = RemotePending::default();
-            acc.add_pending(&mut p, key, rkey, hour, d);
+            acc.add_pending(&mut p, key, rkey, minute, d);
             acc.flush_all(&mut p, key);
         }
 
@@ -971,11 +1011,12 @@ impl Drain {
                 // The old entry's bytes go with it (invariant 8).
                 acc.flush_all(&mut pending, &f.key);
             }
-            acc.add_pending(&mut pending, &f.key, rkey, hour, *d);
+            acc.add_pending(&mut pending, &f.key, rkey, minute, *d);
             if let Some(s) = prev
                 && self.mark(*s).flush == step
             {
-                report.remote_flushed += usize::from(acc.flush_before(&mut pending, &f.key, hour));
+                report.remote_flushed +=
+                    usize::from(acc.flush_before(&mut pending, &f.key, minute));
             }
             let base = match prev.and_then(|s| self.entry(s)) {
                 Some(_) if *reset => Some((0, 0)),
@@ -1066,7 +1107,7 @@ impl Drain {
                     .cloned();
                 let rkey = acc.add_flow(key, value, owner.as_ref(), d);
                 let mut p = RemotePending::default();
-                acc.add_pending(&mut p, key, rkey, hour, d);
+                acc.add_pending(&mut p, key, rkey, minute, d);
                 acc.flush_all(&mut p, key);
                 new_carry.insert(
                     *key,
@@ -1107,7 +1148,7 @@ impl Drain {
                 continue;
             }
             if let Some(mut e) = self.entry(*s).copied()
-                && acc.flush_before(&mut e.entry.pending, &e.key, hour)
+                && acc.flush_before(&mut e.entry.pending, &e.key, minute)
             {
                 report.remote_flushed += 1;
                 self.change(&mut ch, *s, Some(e));
@@ -1322,13 +1363,15 @@ mod quality_tests {
         }
     }
 
-    const WHO: (ProcessId, DestClass) = (
-        ProcessId {
+    const WHO: Who = Who {
+        id: ProcessId {
             pid: 9,
             start_ticks: 3,
         },
-        DestClass::Lan,
-    );
+        class: DestClass::Lan,
+        port: 443,
+        dir: ConnDir::Out,
+    };
 
     #[test]
     fn counts_segments_since_the_last_reading() {

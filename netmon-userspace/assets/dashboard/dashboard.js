@@ -310,7 +310,7 @@
       { label: "received", stroke: COLORS[1], width: 2, dash: [6, 4], value: (u, v) => (v == null ? "–" : rate(v)) },
     ], [h.points.map((p) => p.time_unix_ms / 1000), h.points.map((p) => (p.tx ? p.tx.payload_bytes / stepS : null)), h.points.map((p) => (p.rx ? p.rx.payload_bytes / stepS : null))], "bytes/s (binary units)");
     fillPairs("#drill-remotes", remotes.rows, (x) => x.remote_addr);
-    fillPairs("#drill-ports", ports.rows, (x) => x.protocol + "/" + x.remote_port);
+    fillPairs("#drill-ports", ports.rows, (x) => x.protocol + "/" + (x.service_port ?? x.remote_port) + (x.direction ? " " + x.direction : ""));
     d.dataset.key = r.key;
     d.focus();
     // Sockets now: a process's live sockets (apps have no single owner).
@@ -356,7 +356,7 @@
       body.append(tr([cell(r.class), num(bytes(r.tx.payload_bytes), r.tx.payload_bytes), num(bytes(r.rx.payload_bytes), r.rx.payload_bytes), share]));
     }
     fillPairs("#remotes-table", remotes.rows, (x) => x.remote_addr);
-    fillPairs("#ports-table", ports.rows, (x) => x.protocol + "/" + x.remote_port);
+    fillPairs("#ports-table", ports.rows, (x) => x.protocol + "/" + (x.service_port ?? x.remote_port) + (x.direction ? " " + x.direction : ""));
   }
 
   // ---- window controls ----

@@ -194,13 +194,25 @@ pub fn group_fields(
                 ..GroupFields::default()
             },
         ),
-        GroupKey::Port { protocol, port } => {
+        GroupKey::Port {
+            protocol,
+            port,
+            dir,
+        } => {
             let p = protocol_label(*protocol);
+            let name = match dir.label() {
+                Some(d) => format!("{p}/{port} {d}"),
+                None => format!("{p}/{port}"),
+            };
             (
-                format!("{p}/{port}"),
+                name,
                 GroupFields {
                     protocol: Some(p),
-                    remote_port: Some(*port),
+                    // The service port is the remote one only outbound
+                    // (and, for history without directions, as stored).
+                    remote_port: (*dir != crate::store::ConnDir::In).then_some(*port),
+                    service_port: Some(*port),
+                    direction: dir.label().map(str::to_owned),
                     ..GroupFields::default()
                 },
             )

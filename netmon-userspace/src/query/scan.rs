@@ -25,7 +25,8 @@ use crate::store::{DestClass, RemoteKey, Store, TimeMs, TimeRange, Traffic};
 pub enum Kind {
     /// Per process and class (interval samples and process rollups).
     Process,
-    /// Per process and remote endpoint (hour and day rollups only).
+    /// Per process, remote address and service (minute, hour and day
+    /// rollups).
     Remote,
     /// Per interface and class.
     Interface,
@@ -36,7 +37,7 @@ impl Kind {
     #[must_use]
     pub const fn finest(self) -> Tier {
         match self {
-            Self::Remote => Tier::Hour,
+            Self::Remote => Tier::Minute,
             Self::Process | Self::Interface => Tier::Interval,
         }
     }
@@ -81,6 +82,11 @@ pub fn plan_for(
     let mut purged = [0; 4];
     for (slot, tier) in purged.iter_mut().zip(Tier::ALL) {
         *slot = store.purged_before(tier)?;
+    }
+    if kind == Kind::Remote {
+        // The remote minute tier starts where the migration that created
+        // it left off: earlier minutes read as purged (whole hours).
+        purged[1] = purged[1].max(store.remote_minute_from()?);
     }
     let purged_fn = |t: Tier| {
         Tier::ALL
@@ -168,8 +174,8 @@ pub fn rows(
                 let Some(def) = tier.remote_table() else {
                     continue;
                 };
-                for (hour, rk, traffic) in &pending {
-                    let ts = tier.bucket(*hour);
+                for (minute, rk, traffic) in &pending {
+                    let ts = tier.bucket(*minute);
                     if (seg.from..seg.to).contains(&ts) {
                         f(Row {
                             ts,

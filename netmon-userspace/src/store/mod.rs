@@ -30,6 +30,7 @@ pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod service;
 pub mod sums;
 pub mod types;
 pub mod unit;
@@ -43,6 +44,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _};
 pub use class::DestClass;
 pub use retention::{PurgeReport, Retention};
 pub use rollup::Tier;
+pub use service::{ConnDir, service_of};
 pub use types::{
     Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, QualitySample, RemoteKey,
     RemotePending, SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
@@ -471,6 +473,22 @@ impl Store {
         let meta = txn.open_table(layout::META)?;
         Ok(meta
             .get(purged_key(tier).as_str())?
+            .map(|v| decode_be_u64(v.value()))
+            .unwrap_or(0))
+    }
+}
+
+impl Store {
+    /// The first minute the remote minute tier holds whole
+    /// ([`layout::META_REMOTE_MINUTE_FROM`]; 0: every minute it covers).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn remote_minute_from(&mut self) -> Result<TimeMs, StoreError> {
+        let txn = self.reader()?.begin_read()?;
+        let meta = txn.open_table(layout::META)?;
+        Ok(meta
+            .get(layout::META_REMOTE_MINUTE_FROM)?
             .map(|v| decode_be_u64(v.value()))
             .unwrap_or(0))
     }

@@ -46,9 +46,18 @@ pub struct GroupFields {
     /// Remote address (`--by remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<IpAddr>,
-    /// Remote port (`--by port`).
+    /// Remote port (`--by port`, outbound rows and rows without a
+    /// direction: there the service port is the remote one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_port: Option<u16>,
+    /// Service port (`--by port`): the local port of inbound flows, the
+    /// remote port of outbound ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
+    /// `in` (a peer connected to this host) or `out` (`--by port`); absent
+    /// for history recorded before directions were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// Protocol name (`--by port`, `--by protocol`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -81,7 +90,7 @@ pub struct Usage {
     pub until_unix_ms: u64,
     /// Start of the time the rows read really cover: `from` when `exact`,
     /// earlier when rows had to be counted whole beyond the window (purged
-    /// finer tiers, or remote endpoints kept per hour; `note` says which);
+    /// finer tiers, or remote endpoints kept per minute; `note` says which);
     /// null for an empty window.
     pub covered_from_unix_ms: Option<u64>,
     /// End of the covered time.
