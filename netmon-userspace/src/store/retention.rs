@@ -9,7 +9,7 @@
 //! Purge removes whole rows of a tier only; rows of coarser tiers hold the
 //! same bytes, so totals over kept tiers stay exact.
 //!
-//! The size cap: when the file passes [`SIZE_HIGH_WATER`] of `max_size`,
+//! The size cap: when the file passes [`SIZE_HIGH_WATER`] (half) of `max_size`,
 //! the oldest quarter of the finest tier that still reaches back further
 //! than its floor ([`size_floor`]) is deleted, whole buckets at a time, and
 //! the file is compacted (redb reuses freed pages but never shrinks a file
@@ -52,13 +52,16 @@ impl Default for Retention {
 }
 
 /// The size cap acts when the file passes this share of `max_size`
-/// (numerator, denominator): the headroom is what the daemon may write
-/// between two checks.
-pub const SIZE_HIGH_WATER: (u64, u64) = (9, 10);
+/// (numerator, denominator). Half: redb grows a file by up to doubling it
+/// when it runs out of pages (measured: 3.2 → 6.4 MB for one more page), so
+/// a file kept under half the cap at each check stays under the cap until
+/// the next one.
+pub const SIZE_HIGH_WATER: (u64, u64) = (1, 2);
 
 /// How far back a tier keeps data before the size cap moves on to the next
 /// coarser tier: the finest tier is thinned first, but never below this
-/// while a coarser tier reaches further back.
+/// while a coarser tier has rows older than its own floor. (The day tier is
+/// cut only when it is the only tier left with rows.)
 #[must_use]
 pub const fn size_floor(tier: Tier) -> TimeMs {
     const HOUR: TimeMs = 3_600_000;
@@ -66,7 +69,7 @@ pub const fn size_floor(tier: Tier) -> TimeMs {
         Tier::Interval => HOUR,
         Tier::Minute => 24 * HOUR,
         Tier::Hour => 7 * 24 * HOUR,
-        Tier::Day => 0,
+        Tier::Day => TimeMs::MAX,
     }
 }
 
@@ -117,8 +120,11 @@ pub fn tier_rows(txn: &redb::ReadTransaction) -> Result<Vec<TierRows>, crate::st
 #[must_use]
 pub fn size_cut(tiers: &[TierRows], now: TimeMs) -> Option<(Tier, TimeMs)> {
     let with_rows = || tiers.iter().filter_map(|t| Some((t.tier, t.oldest_ms?)));
+    // The day tier is the last resort: only when no finer tier has rows.
     let (tier, oldest) = with_rows()
-        .find(|(tier, oldest)| now.saturating_sub(*oldest) > size_floor(*tier))
+        .find(|(tier, oldest)| {
+            *tier != Tier::Day && now.saturating_sub(*oldest) > size_floor(*tier)
+        })
         .or_else(|| with_rows().next())?;
     let step = tier.width_ms().unwrap_or(1);
     let quarter = tier.bucket(oldest + now.saturating_sub(oldest) / 4);
