@@ -434,14 +434,7 @@ impl Store {
                 let mut meta = txn.open_table(layout::META)?;
                 for tier in Tier::ALL {
                     if let Some(cutoff) = retention.cutoff(tier, now) {
-                        let key = purged_key(tier);
-                        let old = meta
-                            .get(key.as_str())?
-                            .map(|v| decode_be_u64(v.value()))
-                            .unwrap_or(0);
-                        if cutoff > old {
-                            meta.insert(key.as_str(), cutoff.to_be_bytes().as_slice())?;
-                        }
+                        raise_time(&mut meta, &purged_key(tier), cutoff)?;
                     }
                 }
             }
@@ -504,13 +497,7 @@ impl Store {
             {
                 let mut meta = txn.open_table(layout::META)?;
                 for key in [purged_key(tier), size_purged_key(tier)] {
-                    let old = meta
-                        .get(key.as_str())?
-                        .map(|v| decode_be_u64(v.value()))
-                        .unwrap_or(0);
-                    if cutoff > old {
-                        meta.insert(key.as_str(), cutoff.to_be_bytes().as_slice())?;
-                    }
+                    raise_time(&mut meta, &key, cutoff)?;
                 }
             }
             txn.commit()?;
@@ -536,6 +523,23 @@ impl Store {
             .map(|v| decode_be_u64(v.value()))
             .unwrap_or(0))
     }
+}
+
+/// Sets the time at `key` of [`layout::META`] to `ts` unless it is already
+/// later (cutoffs only move forward).
+fn raise_time(
+    meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    ts: TimeMs,
+) -> Result<(), StoreError> {
+    let old = meta
+        .get(key)?
+        .map(|v| decode_be_u64(v.value()))
+        .unwrap_or(0);
+    if ts > old {
+        meta.insert(key, ts.to_be_bytes().as_slice())?;
+    }
+    Ok(())
 }
 
 /// [`layout::META`] key of the size cap's last cut of a tier:
