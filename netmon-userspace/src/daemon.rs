@@ -432,6 +432,9 @@ fn step(
     match drain.step(source, resolver, store, now, pending.clone()) {
         Ok(report) => {
             pending.clear();
+            if report.trimmed {
+                release_free_heap();
+            }
             if let Some(a) = alerts {
                 a.after_drain(store, &report);
             }
@@ -445,6 +448,17 @@ fn step(
             tracing::error!(error = %e, failures = drain.failures(), "drain failed; retrying next interval, nothing is lost");
             false
         }
+    }
+}
+
+/// Returns the heap a burst freed to the system (glibc keeps freed memory
+/// in its arenas otherwise, and the resident set stays at the burst's peak).
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heap under its locks; it
+    // has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -476,13 +490,35 @@ fn print_json(report: &StepReport) {
     }
 }
 
+/// `[retention] max_size`, once expired rows are gone: returns when to
+/// look again (next tick after a cut, while the file may still be over).
+fn enforce_max_size(store: &mut Store, now: u64) -> Instant {
+    match store.enforce_max_size(now) {
+        Ok(Some((tier, cutoff, deleted))) => {
+            tracing::info!(
+                tier = tier.name(),
+                before_unix_ms = cutoff,
+                rows = deleted,
+                file_bytes = store.file_size().unwrap_or(0),
+                "history at its max_size: oldest rows of the finest tier deleted"
+            );
+            Instant::now()
+        }
+        Ok(None) => Instant::now() + PURGE_EVERY,
+        Err(e) => {
+            tracing::warn!(error = %e, "size cap failed; retrying later");
+            Instant::now() + PURGE_EVERY
+        }
+    }
+}
+
 /// Purges in bounded batches until `deadline`; returns when to purge next.
 fn purge(store: &mut Store, now: u64, deadline: Instant) -> Instant {
     loop {
         match store.purge(now, PURGE_BATCH) {
             Ok(r) if r.more && Instant::now() < deadline => {}
             Ok(r) if r.more => return Instant::now(),
-            Ok(_) => return Instant::now() + PURGE_EVERY,
+            Ok(_) => return enforce_max_size(store, now),
             Err(e) => {
                 tracing::warn!(error = %e, "purge failed; retrying later");
                 return Instant::now() + PURGE_EVERY;

@@ -225,6 +225,9 @@ pub struct StepReport {
     pub remote_flushed: usize,
     /// Per process and class deltas committed.
     pub per_process: Vec<(ProcessInfo, DestClass, Traffic)>,
+    /// The drain gave back memory a burst of flows had needed
+    /// ([`Drain::trim`]): a good time to return freed heap to the system.
+    pub trimmed: bool,
 }
 
 /// A flow's committed snapshot entry and the commit that wrote it.
@@ -328,6 +331,9 @@ pub struct Drain {
     /// Live readers of committed readings ([`Drain::set_tap`]).
     tap: Option<crate::live::Tap>,
 }
+
+/// [`Drain::trim`] leaves a slab shorter than this alone.
+const TRIM_MIN_SLOTS: usize = 4096;
 
 /// `infos` is pruned after this many forgotten sockets.
 const PRUNE_EVERY: usize = 4096;
@@ -687,7 +693,10 @@ impl Drain {
         now: TimeMs,
         events: Vec<DaemonEvent>,
     ) -> Result<StepReport, DrainError> {
-        let result = self.step_inner(source, resolver, store, now, events);
+        let mut result = self.step_inner(source, resolver, store, now, events);
+        if let Ok(report) = &mut result {
+            report.trimmed = self.trim();
+        }
         if let Err(e) = &result {
             // Counted for any failure: a full disk can fail the snapshot
             // reload or the reopen too, not only the commit.
@@ -698,6 +707,38 @@ impl Drain {
             self.stale = true;
         }
         result
+    }
+
+    /// After a burst of short connections, gives back what the live flows
+    /// no longer need: the slab is cut after its last live slot and every
+    /// table shrinks to its content. Runs only when the slab is at least
+    /// [`TRIM_MIN_SLOTS`] long and under a quarter full, so the memory follows
+    /// the live flows, not the most there ever were. Returns whether it ran.
+    fn trim(&mut self) -> bool {
+        let cap = self.slots.capacity();
+        if cap < TRIM_MIN_SLOTS || self.index.len().saturating_mul(4) >= cap {
+            return false;
+        }
+        let end = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.slots.truncate(end);
+        self.slots.shrink_to_fit();
+        let end_slot = u32::try_from(end).unwrap_or(u32::MAX);
+        self.free.retain(|s| *s < end_slot);
+        self.free.shrink_to_fit();
+        self.marks.truncate(end);
+        self.marks.shrink_to_fit();
+        self.flush_queue.retain(|s| *s < end_slot);
+        self.flush_queue.shrink_to_fit();
+        self.hints.shrink_to_fit();
+        self.index.shrink_to_fit();
+        self.owners.shrink_to_fit();
+        self.infos.shrink_to_fit();
+        self.carry.shrink_to_fit();
+        true
     }
 
     fn entry(&self, slot: u32) -> Option<&Slot> {
@@ -970,13 +1011,11 @@ impl Drain {
             });
             if !resolved.is_empty() {
                 let mut moved = false;
-                for (cookie, info) in resolved {
-                    moved |= self
-                        .owners
-                        .insert(cookie, info.id)
-                        .is_some_and(|old| old != info.id);
-                    self.infos.insert(info.id, info);
+                let (by_cookie, infos) = resolved.into_parts();
+                for (cookie, id) in by_cookie {
+                    moved |= self.owners.insert(cookie, id).is_some_and(|old| old != id);
                 }
+                self.infos.extend(infos);
                 if moved {
                     // A known socket got another owner (the resolver said
                     // more than it was asked): drop every cached copy.
@@ -1079,7 +1118,9 @@ impl Drain {
         let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
 
         // Retire quiescent closed flows (invariant 3), just before the commit.
-        let mut new_carry: PeerMap<FlowKey, Carried> = PeerMap::default();
+        // The retired flows' final values and owners: made into carried
+        // values (with a copy of the owner's info) only if the commit fails.
+        let mut retired_now: Vec<(FlowKey, FlowValue, Option<ProcessId>)> = Vec::new();
         let mut done_cookies: FxHashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
         if !to_retire.is_empty() {
             let retired = match source.retire(&to_retire) {
@@ -1103,19 +1144,12 @@ impl Drain {
                 let owner = self
                     .owners
                     .get(&key.cookie)
-                    .and_then(|id| self.infos.get(id))
-                    .cloned();
-                let rkey = acc.add_flow(key, value, owner.as_ref(), d);
+                    .and_then(|id| self.infos.get(id));
+                let rkey = acc.add_flow(key, value, owner, d);
                 let mut p = RemotePending::default();
                 acc.add_pending(&mut p, key, rkey, minute, d);
                 acc.flush_all(&mut p, key);
-                new_carry.insert(
-                    *key,
-                    Carried {
-                        value: *value,
-                        owner,
-                    },
-                );
+                retired_now.push((*key, *value, owner.map(|o| o.id)));
             }
             // Retired, or already gone: either way out of the snapshot,
             // with everything pending (invariant 8).
@@ -1209,7 +1243,7 @@ impl Drain {
             // a retire waits for it, when there is something to record, and
             // periodically.
             lazy: carry.is_empty()
-                && new_carry.is_empty()
+                && retired_now.is_empty()
                 && !need_durable
                 && events.is_empty()
                 && self
@@ -1226,7 +1260,10 @@ impl Drain {
         if wrote && let Err(e) = store.commit(&batch) {
             // Not committed: what was carried stays carried (invariant 3).
             self.carry = carry;
-            self.carry.extend(new_carry);
+            for (key, value, owner) in retired_now {
+                let owner = owner.and_then(|id| self.infos.get(&id)).cloned();
+                self.carry.insert(key, Carried { value, owner });
+            }
             return Err(e.into());
         }
 

@@ -22,7 +22,7 @@ use std::{
 use rustc_hash::FxHashMap;
 
 use crate::{
-    ownership::{ProcessId, ProcessInfo, Resolver},
+    ownership::{Owners, ProcessId, ProcessInfo, Resolver},
     source::Reading,
     wire::{self, Counters, Overflow, ProcessCounters, SocketCounters, Totals},
 };
@@ -142,7 +142,7 @@ pub fn unattributed() -> ProcessInfo {
 #[must_use]
 pub fn snapshot(
     reading: &Reading,
-    owners: &HashMap<u64, ProcessInfo>,
+    owners: &Owners,
     with_sockets: bool,
     taken_at: (String, u64),
 ) -> wire::Snapshot {
@@ -292,7 +292,9 @@ mod tests {
             payload_bytes: 900,
             retrans_bytes: 0,
         };
-        let owners = HashMap::from([(1, proc_info(10)), (2, proc_info(10))]);
+        let owners: Owners = [(1, proc_info(10)), (2, proc_info(10))]
+            .into_iter()
+            .collect();
         let doc = snapshot(&reading, &owners, true, ("t".into(), 0));
         assert_eq!(doc.processes.len(), 2);
         let p10 = doc.processes.iter().find(|p| p.pid == 10).expect("pid 10");

@@ -308,6 +308,7 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             version: env!("CARGO_PKG_VERSION").to_owned(),
             db: store.path().display().to_string(),
             latest_sample_unix_ms: scan::latest_sample(store)?,
+            store: Some(store_status(store).map_err(QueryError::Store)?),
         })),
         Request::Usage {
             from_ms,
@@ -654,5 +655,27 @@ fn export(
         until: rfc3339_from_unix_ms(until),
         until_unix_ms: until,
         rows,
+    })
+}
+
+/// The store's size and rows per tier (in [`Pong`], shown by `netmon status`).
+fn store_status(
+    store: &mut crate::store::Store,
+) -> Result<wire::StoreStatus, crate::store::StoreError> {
+    let retention = *store.retention();
+    let mut tiers = Vec::new();
+    for t in store.tier_rows()? {
+        tiers.push(wire::TierStatus {
+            tier: t.tier.name().to_owned(),
+            rows: t.rows,
+            oldest_unix_ms: t.oldest_ms,
+            keep_secs: retention.of(t.tier).map(|d| d.as_secs()),
+            size_purged_before_unix_ms: store.size_purged_before(t.tier)?,
+        });
+    }
+    Ok(wire::StoreStatus {
+        file_bytes: store.file_size()?,
+        max_size_bytes: retention.max_size,
+        tiers,
     })
 }

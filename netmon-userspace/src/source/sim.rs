@@ -81,7 +81,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters, SockOwner};
 
-use crate::ownership::{ProcessId, ProcessInfo, Resolver};
+use crate::ownership::{Owners, ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::{DestClass, classify_raw};
 use crate::store::service::ConnDir;
@@ -1119,12 +1119,14 @@ impl SimResolver {
 }
 
 impl Resolver for SimResolver {
-    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
-        reading
-            .flows
-            .iter()
-            .filter_map(|f| Some((f.key.cookie, self.owners.get(&f.key.cookie)?.clone())))
-            .collect()
+    fn resolve(&mut self, reading: &Reading) -> Owners {
+        let mut owners = Owners::default();
+        for f in &reading.flows {
+            if let Some(info) = self.owners.get(&f.key.cookie) {
+                owners.insert_ref(f.key.cookie, info);
+            }
+        }
+        owners
     }
 
     fn forget(&mut self, cookies: &[u64]) {

@@ -526,4 +526,35 @@ pub struct Pong {
     pub db: String,
     /// Newest interval sample, unix ms (null: none yet).
     pub latest_sample_unix_ms: Option<u64>,
+    /// The history file's size and rows per tier (absent from daemons that
+    /// predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
+}
+
+/// The history file: its size, its cap, and what each tier holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Size of the file in bytes.
+    pub file_bytes: u64,
+    /// `[retention] max_size` in bytes (null: no cap).
+    pub max_size_bytes: Option<u64>,
+    /// Per tier, finest first.
+    pub tiers: Vec<TierStatus>,
+}
+
+/// What one tier of the history holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierStatus {
+    /// `interval`, `minute`, `hour` or `day`.
+    pub tier: String,
+    /// Rows in all of the tier's tables.
+    pub rows: u64,
+    /// Time of the oldest row, unix ms (null: no rows).
+    pub oldest_unix_ms: Option<u64>,
+    /// How long the tier is kept, seconds (null: forever).
+    pub keep_secs: Option<u64>,
+    /// Rows before this time were deleted to keep the file under
+    /// `max_size` (null: never).
+    pub size_purged_before_unix_ms: Option<u64>,
 }
