@@ -8,7 +8,6 @@
 //! The store holds no per-socket history (sockets are summed per process
 //! into the rows, and remote endpoints per hour), so this query reads the
 //! tap, not the store; it is answered only by a running daemon.
-use std::collections::HashMap;
 
 use crate::clock::rfc3339_from_unix_ms;
 use crate::live::{Tapped, snapshot, unattributed};
@@ -78,11 +77,10 @@ pub fn process_sockets(tapped: &Tapped, process: ProcessId, limit: usize) -> wir
         flows,
         ..Reading::default()
     };
-    let owners: HashMap<u64, ProcessInfo> = mine
-        .flows
-        .iter()
-        .map(|f| (f.key.cookie, info.clone()))
-        .collect();
+    let mut owners = crate::ownership::Owners::default();
+    for f in &mine.flows {
+        owners.insert_ref(f.key.cookie, &info);
+    }
     let snap = snapshot(
         &mine,
         &owners,
