@@ -133,6 +133,8 @@ use crate::store::{
     UNATTRIBUTED_COMM,
 };
 
+mod ifaces;
+
 /// A durable commit is made at least this often (ms of drain time); the
 /// commits between are lazy (invariant 7).
 pub const DURABLE_EVERY_MS: TimeMs = 10_000;
@@ -303,6 +305,8 @@ pub struct Drain {
     step_no: u64,
     /// The last commit was lazy (see [`FLUSH_PER_STEP`]).
     last_lazy: bool,
+    /// The committed interface counters ([`ifaces`]).
+    ifc: ifaces::IfDrain,
 }
 
 /// `infos` is pruned after this many forgotten sockets.
@@ -570,6 +574,7 @@ impl Drain {
             hints: Vec::new(),
             step_no: 0,
             last_lazy: false,
+            ifc: ifaces::IfDrain::default(),
         };
         me.load(store)?;
         Ok(me)
@@ -607,6 +612,7 @@ impl Drain {
             .filter_map(|s| u32::try_from(s).ok())
             .collect();
         self.overflow = snapshot.overflow;
+        self.ifc = ifaces::IfDrain::load(store)?;
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
@@ -777,6 +783,14 @@ impl Drain {
         let step = self.step_no;
         let hour = Tier::Hour.bucket(now);
         let reading = source.read()?;
+        let if_reading = source.read_ifaces()?;
+        let (if_batch, if_resets) = self.ifc.step(&if_reading);
+        if if_resets > 0 {
+            tracing::warn!(
+                keys = if_resets,
+                "interface counters reset (maps recreated): new values taken from zero"
+            );
+        }
         let mut acc = Accum::default();
         let mut ch = Changes {
             list: Vec::with_capacity(reading.flows.len()),
@@ -1162,6 +1176,7 @@ impl Drain {
                 && new_carry.is_empty()
                 && !need_durable
                 && events.is_empty()
+                && if_reading.gone.is_empty()
                 && self
                     .last_durable
                     .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
@@ -1170,6 +1185,7 @@ impl Drain {
             overflow_snapshot,
             events,
             quality: acc.quality,
+            ifcount: if_batch,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
         let wrote = !batch.is_empty();
@@ -1187,9 +1203,19 @@ impl Drain {
         self.apply(ch);
         self.hints = hints;
         self.overflow = reading.overflow;
+        self.ifc.apply(std::mem::take(&mut batch.ifcount));
         if wrote && !batch.lazy {
             self.durable_seq = self.seq;
             self.last_durable = Some(now);
+        }
+        // Interfaces gone: their final counters are committed, and every
+        // commit is durable, so nothing can roll them back ([`ifaces`],
+        // invariant 3).
+        if !if_reading.gone.is_empty()
+            && self.durable_seq == self.seq
+            && let Err(e) = source.forget_ifaces(&if_reading.gone)
+        {
+            tracing::warn!(error = %e, "forgetting the counters of removed interfaces");
         }
         self.last_lazy = wrote && batch.lazy;
         self.failures = 0;

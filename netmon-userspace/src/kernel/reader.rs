@@ -31,6 +31,9 @@ pub struct KernelSource {
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
     flowless: HashSet<u64>,
+    /// The interface map, once opened (`None` before the first interface
+    /// read, or when the load counts no interfaces).
+    ifaces: Option<super::tc::IfaceMap>,
 }
 
 impl KernelSource {
@@ -117,6 +120,7 @@ impl KernelSource {
             overflow,
             max_flows,
             flowless: HashSet::new(),
+            ifaces: None,
         })
     }
 
@@ -354,6 +358,28 @@ impl CounterSource for KernelSource {
                         source,
                     })
                 })?;
+        }
+        Ok(())
+    }
+
+    fn read_ifaces(&mut self) -> Result<crate::source::IfaceReading, SourceError> {
+        if self.ifaces.is_none() {
+            self.ifaces = super::tc::IfaceMap::open(&self.paths).map_err(source_err)?;
+        }
+        match &self.ifaces {
+            Some(m) => m.reading().map_err(source_err),
+            None => Ok(crate::source::IfaceReading::default()),
+        }
+    }
+
+    fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), SourceError> {
+        if let Some(m) = &mut self.ifaces {
+            let n = m.forget(ifindexes).map_err(source_err)?;
+            tracing::info!(
+                interfaces = ?ifindexes,
+                keys = n,
+                "counters of removed interfaces committed and removed from the kernel map"
+            );
         }
         Ok(())
     }

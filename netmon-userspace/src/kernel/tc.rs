@@ -504,35 +504,10 @@ pub fn reconcile(i: &mut InterfaceCounts, now: [u64; 4]) {
 /// Not loaded (no interface map pinned), map read failures.
 pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelError> {
     let paths = PinPaths::new(pin_dir);
-    let path = paths.map(MAP_IFACES);
-    if !path.exists() {
+    let Some(map) = IfaceMap::open(&paths)? else {
         return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
-    }
-    let data = MapData::from_pin(&path).map_err(|e| KernelError::PinnedMap {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters> =
-        PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| {
-            KernelError::PinnedMap {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-    let mut entries = Vec::new();
-    for item in map.iter() {
-        let (key, values) = item.map_err(|e| KernelError::MapOp {
-            op: "iterate",
-            map: MAP_IFACES,
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let mut sum = IfaceCounters::default();
-        for v in values.iter() {
-            sum.packets = sum.packets.saturating_add(v.packets);
-            sum.bytes = sum.bytes.saturating_add(v.bytes);
-        }
-        entries.push((key, sum));
-    }
+    };
+    let entries = map.entries()?;
     let mut out = fold(entries);
     let counters = proc_net_dev()?;
     for i in &mut out {
@@ -544,6 +519,110 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
         }
     }
     Ok(out)
+}
+
+/// The pinned interface map, opened once for the drain.
+pub struct IfaceMap {
+    map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+}
+
+impl IfaceMap {
+    /// Opens the interface map pinned under `paths`; `None` when the load
+    /// has none (interface counting off).
+    ///
+    /// # Errors
+    /// A pinned map that cannot be opened.
+    pub fn open(paths: &PinPaths) -> Result<Option<Self>, KernelError> {
+        let path = paths.map(MAP_IFACES);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |e: &dyn std::fmt::Display| KernelError::PinnedMap {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
+        let map =
+            PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
+        Ok(Some(Self { map }))
+    }
+
+    /// Every key summed over CPUs, baselines included.
+    ///
+    /// # Errors
+    /// Map read failures.
+    pub fn entries(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, KernelError> {
+        let mut entries = Vec::new();
+        for item in self.map.iter() {
+            let (key, values) = item.map_err(|e| KernelError::MapOp {
+                op: "iterate",
+                map: MAP_IFACES,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let mut sum = IfaceCounters::default();
+            for v in values.iter() {
+                sum.packets = sum.packets.saturating_add(v.packets);
+                sum.bytes = sum.bytes.saturating_add(v.bytes);
+            }
+            entries.push((key, sum));
+        }
+        Ok(entries)
+    }
+
+    /// The drain's reading: traffic keys, the names of the interfaces that
+    /// exist, and the indexes that no longer do.
+    ///
+    /// # Errors
+    /// Map read failures.
+    pub fn reading(&self) -> Result<crate::source::IfaceReading, KernelError> {
+        let entries = self.entries()?;
+        let mut indexes: Vec<u32> = entries.iter().map(|(k, _)| k.ifindex).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut out = crate::source::IfaceReading {
+            counters: entries
+                .into_iter()
+                .filter(|(k, _)| k.class != IFACE_BASELINE)
+                .collect(),
+            ..crate::source::IfaceReading::default()
+        };
+        for i in indexes {
+            match nix::net::if_::if_indextoname(i) {
+                Ok(name) => out.names.push((i, name.to_string_lossy().into_owned())),
+                Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV) => out.gone.push(i),
+                // Anything else says nothing about the interface: keep it.
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every key of `ifindexes` (classes and baselines). Returns
+    /// the keys removed.
+    ///
+    /// # Errors
+    /// Map read or delete failures.
+    pub fn forget(&mut self, ifindexes: &[u32]) -> Result<usize, KernelError> {
+        let keys: Vec<IfaceKey> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| ifindexes.contains(&k.ifindex))
+            .collect();
+        for key in &keys {
+            match self.map.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(KernelError::MapOp {
+                        op: "delete",
+                        map: MAP_IFACES,
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(keys.len())
+    }
 }
 
 #[cfg(test)]
