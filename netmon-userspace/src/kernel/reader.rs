@@ -31,8 +31,8 @@ pub struct KernelSource {
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
     flowless: HashSet<u64>,
-    /// The interface map, once opened (`None` before the first interface
-    /// read, or when the load counts no interfaces).
+    /// The interface map (`None` when the load counts no interfaces).
+    /// Opened with the others, before the daemon drops its privileges.
     ifaces: Option<super::tc::IfaceMap>,
 }
 
@@ -113,6 +113,7 @@ impl KernelSource {
                 message: e.to_string(),
             })?;
 
+        let ifaces = super::tc::IfaceMap::open(&paths)?;
         Ok(Self {
             paths,
             flows,
@@ -120,7 +121,7 @@ impl KernelSource {
             overflow,
             max_flows,
             flowless: HashSet::new(),
-            ifaces: None,
+            ifaces,
         })
     }
 
@@ -363,9 +364,6 @@ impl CounterSource for KernelSource {
     }
 
     fn read_ifaces(&mut self) -> Result<crate::source::IfaceReading, SourceError> {
-        if self.ifaces.is_none() {
-            self.ifaces = super::tc::IfaceMap::open(&self.paths).map_err(source_err)?;
-        }
         match &self.ifaces {
             Some(m) => m.reading().map_err(source_err),
             None => Ok(crate::source::IfaceReading::default()),

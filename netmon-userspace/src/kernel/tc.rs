@@ -10,10 +10,10 @@
 //! An interface that goes away between listing and attaching is skipped
 //! with a warning (a host's veths come and go); a failure to load the
 //! programs is an error. Interfaces that appear after the load are picked
-//! up by the next `netmon load` (or daemon start) on the same pin
-//! directory: it finds the load pinned and attaches the pinned programs to
-//! every watched interface without a link ([`attach_new`]); nothing watches
-//! for new interfaces in between.
+//! up by a running daemon at its next drain ([`rescan`], woken by
+//! [`super::linkwatch`]), or by the next `netmon load` (or daemon start) on
+//! the same pin directory: it finds the load pinned and attaches the pinned
+//! programs to every watched interface without a link ([`attach_new`]).
 //!
 //! Attaching: aya picks tcx links on Linux 6.6+ (`TcAttach::Auto`); a tcx
 //! link is an fd link and is pinned like the cgroup links. On older kernels
@@ -264,6 +264,50 @@ pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watc
         attached = attach_links(&mut prog, name, paths, &new)?;
     }
     Ok(attached)
+}
+
+/// For the running daemon, after [`super::linkwatch::LinkWatch`] saw a
+/// link change: attaches the pinned programs to watched interfaces that
+/// have none (with the load capabilities raised for the call, see
+/// [`crate::privilege::reloading`]) and removes the link pins of
+/// interfaces that are gone (the kernel detached their links with them).
+/// Failures are logged: counting goes on for the interfaces attached.
+pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>) {
+    let paths = PinPaths::new(pin_dir);
+    match crate::privilege::reloading(|| attach_new(&paths, watch)) {
+        Ok(Ok(new)) => {
+            for iface in new {
+                tracing::info!(
+                    interface = %iface.name,
+                    ifindex = iface.ifindex,
+                    "tc programs attached to a new interface"
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "attaching to new interfaces"),
+        Err(e) => tracing::warn!(error = %e, "raising the capabilities to attach"),
+    }
+    let Ok(entries) = std::fs::read_dir(paths.root.join("links")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(ifindex) = name
+            .strip_prefix(TC_LINK_PREFIX)
+            .and_then(|rest| rest.rsplit_once('_'))
+            .and_then(|(_, i)| i.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if matches!(
+            nix::net::if_::if_indextoname(ifindex),
+            Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV)
+        ) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(error = %e, pin = %name, "removing the link pin of a removed interface");
+            }
+        }
+    }
 }
 
 /// The interfaces' own counters from `/proc/net/dev` (this thread's network
