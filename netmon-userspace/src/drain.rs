@@ -1188,7 +1188,11 @@ impl Drain {
             ifcount: if_batch,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
-        let wrote = !batch.is_empty();
+        // Removed interfaces wait for every commit to be durable ([`ifaces`],
+        // invariant 3): when nothing else is to be written, an empty
+        // durable commit makes it so.
+        let wrote =
+            !batch.is_empty() || (!if_reading.gone.is_empty() && self.durable_seq != self.seq);
         if wrote && let Err(e) = store.commit(&batch) {
             // Not committed: what was carried stays carried (invariant 3).
             self.carry = carry;

@@ -60,7 +60,8 @@ impl Daemon {
     #[must_use]
     pub fn start_in_netns(paths: &DaemonPaths, netns: &Path) -> Self {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", netns.display())).arg(netmon_bin());
+        c.arg(format!("--net={}", netns.display()))
+            .arg(netmon_bin());
         Self::start_with(c, paths)
     }
 

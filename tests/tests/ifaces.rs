@@ -112,6 +112,35 @@ impl Router {
         Self { r, a, b, subnet }
     }
 
+    /// A third interface `nmrc` in R, up, its peer `nm0` (MAC returned)
+    /// in a new namespace tagged `tag`.
+    fn add_nmrc(&self, tag: &str) -> (Netns, String) {
+        let c = Netns::new(tag);
+        let peer = mac(self.subnet, 9);
+        cmd::run_args(
+            "ip",
+            &[
+                "link",
+                "add",
+                "nmrc",
+                "netns",
+                self.r.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "nm0",
+                "netns",
+                c.name(),
+                "address",
+                &peer,
+            ],
+        );
+        self.r.ip(&["link", "set", "nmrc", "up"]);
+        c.ip(&["link", "set", "nm0", "up"]);
+        (c, peer)
+    }
+
     fn addr(&self, side: u8, host: u8) -> std::net::IpAddr {
         std::net::Ipv4Addr::new(10, 210 + side, self.subnet, host).into()
     }
@@ -458,29 +487,7 @@ fn interface_added_after_load_is_picked_up_by_the_next_load() {
     let cg = CgroupGuard::new("ifaces-new");
     let router = Router::new();
     let netmon = Loaded::new(&router, &cg);
-    let c = Netns::new("ifc");
-    let peer = mac(router.subnet, 9);
-    cmd::run_args(
-        "ip",
-        &[
-            "link",
-            "add",
-            "nmrc",
-            "netns",
-            router.r.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "nm0",
-            "netns",
-            c.name(),
-            "address",
-            &peer,
-        ],
-    );
-    router.r.ip(&["link", "set", "nmrc", "up"]);
-    c.ip(&["link", "set", "nm0", "up"]);
+    let (_c, peer) = router.add_nmrc("ifc");
     assert!(
         !netmon.read().contains_key("nmrc"),
         "nmrc counted before it was attached"
@@ -666,7 +673,10 @@ fn interface_history_reconciles_with_interface_counters_over_a_window() {
             );
             let cumulative = hfield(&h1, ifname, [dir, "total", what])
                 - hfield(&h0, ifname, [dir, "total", what]);
-            assert_eq!(cumulative, truth, "{ifname} {dir} {what}: cumulative history");
+            assert_eq!(
+                cumulative, truth,
+                "{ifname} {dir} {what}: cumulative history"
+            );
             let classes: u64 = ["local_socket", "forwarded", "other_socket", "no_socket"]
                 .iter()
                 .map(|c| hfield(&window, ifname, [dir, c, what]))
@@ -686,7 +696,11 @@ fn interface_history_reconciles_with_interface_counters_over_a_window() {
             hfield(&window, ifname, [dir, class, "frame_bytes"]),
         )
     };
-    assert_eq!(class("nmrb", "tx", "forwarded"), frames(&fwd), "forwarded A → B");
+    assert_eq!(
+        class("nmrb", "tx", "forwarded"),
+        frames(&fwd),
+        "forwarded A → B"
+    );
     assert_eq!(
         class("nmra", "rx", "local_socket"),
         frames(&local),
@@ -718,7 +732,10 @@ fn map_indexes(netmon: &Loaded) -> Vec<u64> {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(15), "{what}: not after 15 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: not after 15 s"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -744,17 +761,7 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
     let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
     let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
 
-    let c = Netns::new("ifl");
-    let peer = mac(router.subnet, 9);
-    cmd::run_args(
-        "ip",
-        &[
-            "link", "add", "nmrc", "netns", router.r.name(), "type", "veth", "peer", "name",
-            "nm0", "netns", c.name(), "address", &peer,
-        ],
-    );
-    router.r.ip(&["link", "set", "nmrc", "up"]);
-    c.ip(&["link", "set", "nm0", "up"]);
+    let (_c, peer) = router.add_nmrc("ifl");
     let link_pins = || {
         std::fs::read_dir(netmon.pin_dir.join("links"))
             .map(|d| {
@@ -783,7 +790,10 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
         hfield(h1, "nmrc", ["tx", class, what]) - hfield(&h0, "nmrc", ["tx", class, what])
     };
     assert_eq!(
-        (d(&h1, "other_socket", "packets"), d(&h1, "other_socket", "frame_bytes")),
+        (
+            d(&h1, "other_socket", "packets"),
+            d(&h1, "other_socket", "frame_bytes")
+        ),
         (FRAMES, FRAMES * LEN as u64),
         "AF_PACKET frames on the interface added under the running daemon"
     );
@@ -801,7 +811,8 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
     wait_for("nmrc's link pins removed", || link_pins() == 4);
     let h2 = history(&paths, None);
     assert_eq!(
-        h2.get("nmrc").map(|_| d(&h2, "other_socket", "frame_bytes")),
+        h2.get("nmrc")
+            .map(|_| d(&h2, "other_socket", "frame_bytes")),
         Some(FRAMES * LEN as u64),
         "the history keeps the removed interface under its name"
     );

@@ -299,14 +299,28 @@ pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>) {
         else {
             continue;
         };
-        if matches!(
-            nix::net::if_::if_indextoname(ifindex),
-            Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV)
-        ) {
+        if interface_name(ifindex) == Ok(None) {
             if let Err(e) = std::fs::remove_file(entry.path()) {
                 tracing::warn!(error = %e, pin = %name, "removing the link pin of a removed interface");
             }
         }
+    }
+}
+
+/// The name of interface `ifindex` in this thread's network namespace;
+/// `Ok(None)` when no interface has that index.
+///
+/// nix 0.30's `if_indextoname` returns `Ok("")` for an index that does not
+/// exist (it checks the wrong sentinel), so an empty name counts as none.
+///
+/// # Errors
+/// Any other failure (no socket could be opened).
+pub fn interface_name(ifindex: u32) -> Result<Option<String>, nix::errno::Errno> {
+    match nix::net::if_::if_indextoname(ifindex) {
+        Ok(name) if name.is_empty() => Ok(None),
+        Ok(name) => Ok(Some(name.to_string_lossy().into_owned())),
+        Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -555,9 +569,7 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
     let mut out = fold(entries);
     let counters = proc_net_dev()?;
     for i in &mut out {
-        i.name = nix::net::if_::if_indextoname(i.ifindex)
-            .ok()
-            .map(|n| n.to_string_lossy().into_owned());
+        i.name = interface_name(i.ifindex).ok().flatten();
         if let Some(c) = i.name.as_ref().and_then(|n| counters.get(n)) {
             reconcile(i, *c);
         }
@@ -631,9 +643,9 @@ impl IfaceMap {
             ..crate::source::IfaceReading::default()
         };
         for i in indexes {
-            match nix::net::if_::if_indextoname(i) {
-                Ok(name) => out.names.push((i, name.to_string_lossy().into_owned())),
-                Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV) => out.gone.push(i),
+            match interface_name(i) {
+                Ok(Some(name)) => out.names.push((i, name)),
+                Ok(None) => out.gone.push(i),
                 // Anything else says nothing about the interface: keep it.
                 Err(_) => {}
             }
@@ -672,6 +684,13 @@ impl IfaceMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_no_interface_has_has_no_name() {
+        assert_eq!(interface_name(u32::MAX - 7), Ok(None));
+        // Loopback is index 1 in every network namespace.
+        assert_eq!(interface_name(1), Ok(Some("lo".to_owned())));
+    }
 
     #[test]
     fn default_is_up_non_loopback() {

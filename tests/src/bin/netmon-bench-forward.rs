@@ -80,8 +80,21 @@ impl Router {
             cmd::run_args(
                 "ip",
                 &[
-                    "link", "add", rname, "netns", r.name(), "address", &mac(host), "type",
-                    "veth", "peer", "name", "nm0", "netns", ns.name(), "address",
+                    "link",
+                    "add",
+                    rname,
+                    "netns",
+                    r.name(),
+                    "address",
+                    &mac(host),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "nm0",
+                    "netns",
+                    ns.name(),
+                    "address",
                     &mac(host + 1),
                 ],
             );
@@ -91,12 +104,26 @@ impl Router {
             r.ip(&["link", "set", rname, "up"]);
             ns.ip(&["link", "set", "nm0", "up"]);
             r.ip(&[
-                "neigh", "replace", &format!("{net}.2"), "lladdr", &mac(host + 1), "dev",
-                rname, "nud", "permanent",
+                "neigh",
+                "replace",
+                &format!("{net}.2"),
+                "lladdr",
+                &mac(host + 1),
+                "dev",
+                rname,
+                "nud",
+                "permanent",
             ]);
             ns.ip(&[
-                "neigh", "replace", &format!("{net}.1"), "lladdr", &mac(host), "dev", "nm0",
-                "nud", "permanent",
+                "neigh",
+                "replace",
+                &format!("{net}.1"),
+                "lladdr",
+                &mac(host),
+                "dev",
+                "nm0",
+                "nud",
+                "permanent",
             ]);
             ns.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
         }
@@ -333,10 +360,9 @@ mod empty_tc {
                             attr[0..4].copy_from_slice(&prog.as_raw_fd().to_ne_bytes());
                             attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
                             attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
-                            links.push(
-                                bpf(BPF_LINK_CREATE, &mut attr)
-                                    .with_context(|| format!("attach the empty tc program to {name:?}"))?,
-                            );
+                            links.push(bpf(BPF_LINK_CREATE, &mut attr).with_context(|| {
+                                format!("attach the empty tc program to {name:?}")
+                            })?);
                         }
                     }
                     Ok(links)
