@@ -30,7 +30,9 @@ use netmon_tests::{
     cmd,
     netmon::{NETMON_TIMEOUT, netmon_bin},
     netns::Netns,
-    require_root, scenario, workload_exe,
+    require_root,
+    router::Router,
+    scenario, workload_exe,
 };
 
 /// Ethernet header on veth.
@@ -38,112 +40,37 @@ const ETH: u64 = 14;
 const ROUNDS: u64 = 400;
 const SIZES: &str = "1,64,512,1000,1400";
 
-/// R, A and B with forwarding between 10.211.S.0/24 (A side) and
-/// 10.212.S.0/24 (B side); neighbours static, so no ARP.
-struct Router {
-    r: Netns,
-    a: Netns,
-    b: Netns,
-    subnet: u8,
+fn router() -> Router {
+    Router::new("nmr", 210, "if")
 }
 
-fn mac(subnet: u8, host: u8) -> String {
-    format!("02:00:00:11:{subnet:02x}:{host:02x}")
-}
-
-impl Router {
-    fn new() -> Self {
-        let subnet = u8::try_from(std::process::id() % 200 + 20).unwrap_or(20);
-        let r = Netns::new("ifr");
-        let a = Netns::new("ifa");
-        let b = Netns::new("ifb");
-        for (side, ns, rname, host) in [(1u8, &a, "nmra", 1u8), (2, &b, "nmrb", 3)] {
-            cmd::run_args(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    rname,
-                    "netns",
-                    r.name(),
-                    "address",
-                    &mac(subnet, host),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "nm0",
-                    "netns",
-                    ns.name(),
-                    "address",
-                    &mac(subnet, host + 1),
-                ],
-            );
-            let net = format!("10.21{side}.{subnet}");
-            r.ip(&["addr", "add", &format!("{net}.1/24"), "dev", rname]);
-            ns.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "nm0"]);
-            r.ip(&["link", "set", rname, "up"]);
-            ns.ip(&["link", "set", "nm0", "up"]);
-            r.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.2"),
-                "lladdr",
-                &mac(subnet, host + 1),
-                "dev",
-                rname,
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.1"),
-                "lladdr",
-                &mac(subnet, host),
-                "dev",
-                "nm0",
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
-        }
-        r.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        Self { r, a, b, subnet }
-    }
-
-    /// A third interface `nmrc` in R, up, its peer `nm0` (MAC returned)
-    /// in a new namespace tagged `tag`.
-    fn add_nmrc(&self, tag: &str) -> (Netns, String) {
-        let c = Netns::new(tag);
-        let peer = mac(self.subnet, 9);
-        cmd::run_args(
-            "ip",
-            &[
-                "link",
-                "add",
-                "nmrc",
-                "netns",
-                self.r.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "nm0",
-                "netns",
-                c.name(),
-                "address",
-                &peer,
-            ],
-        );
-        self.r.ip(&["link", "set", "nmrc", "up"]);
-        c.ip(&["link", "set", "nm0", "up"]);
-        (c, peer)
-    }
-
-    fn addr(&self, side: u8, host: u8) -> std::net::IpAddr {
-        std::net::Ipv4Addr::new(10, 210 + side, self.subnet, host).into()
-    }
+/// A third interface `nmrc` in R, up, its peer `nm0` (MAC returned)
+/// in a new namespace tagged `tag`.
+fn add_nmrc(router: &Router, tag: &str) -> (Netns, String) {
+    let c = Netns::new(tag);
+    let peer = router.mac(9);
+    cmd::run_args(
+        "ip",
+        &[
+            "link",
+            "add",
+            "nmrc",
+            "netns",
+            router.r.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "nm0",
+            "netns",
+            c.name(),
+            "address",
+            &peer,
+        ],
+    );
+    router.r.ip(&["link", "set", "nmrc", "up"]);
+    c.ip(&["link", "set", "nm0", "up"]);
+    (c, peer)
 }
 
 /// netmon loaded inside R's network namespace; unloaded on drop.
@@ -333,7 +260,7 @@ fn forwarded_and_local_traffic_reconciles_with_interface_counters() {
         return;
     }
     let cg = CgroupGuard::new("ifaces");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let stats0 = quiet(&router.r);
     let n0 = netmon.read();
@@ -455,12 +382,12 @@ fn af_packet_frames_are_not_a_local_socket() {
     const FRAMES: u64 = 100;
     const LEN: usize = 200;
     let cg = CgroupGuard::new("ifaces-pkt");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let stats0 = quiet(&router.r);
     let n0 = netmon.read();
 
-    inject(&router.r, "nmra", &mac(router.subnet, 2), FRAMES, LEN);
+    inject(&router.r, "nmra", &router.mac(2), FRAMES, LEN);
 
     let stats1 = quiet(&router.r);
     let n1 = netmon.read();
@@ -485,9 +412,9 @@ fn interface_added_after_load_is_picked_up_by_the_next_load() {
     const FRAMES: u64 = 50;
     const LEN: usize = 120;
     let cg = CgroupGuard::new("ifaces-new");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
-    let (_c, peer) = router.add_nmrc("ifc");
+    let (_c, peer) = add_nmrc(&router, "ifc");
     assert!(
         !netmon.read().contains_key("nmrc"),
         "nmrc counted before it was attached"
@@ -610,7 +537,7 @@ fn interface_history_reconciles_with_interface_counters_over_a_window() {
     const FRAMES: u64 = 60;
     const LEN: usize = 300;
     let cg = CgroupGuard::new("ifaces-hist");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let dir = tempfile::Builder::new()
         .prefix("netmon-test-ifaces-hist-")
@@ -648,7 +575,7 @@ fn interface_history_reconciles_with_interface_counters_over_a_window() {
     );
     std::fs::remove_file(&paths.socket).unwrap_or_else(|e| panic!("stale socket: {e}"));
     let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
-    inject(&router.r, "nmra", &mac(router.subnet, 2), FRAMES, LEN);
+    inject(&router.r, "nmra", &router.mac(2), FRAMES, LEN);
 
     let stats1 = quiet(&router.r);
     let t1 = drained(&paths);
@@ -752,7 +679,7 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
     const FRAMES: u64 = 40;
     const LEN: usize = 150;
     let cg = CgroupGuard::new("ifaces-live");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let dir = tempfile::Builder::new()
         .prefix("netmon-test-ifaces-live-")
@@ -761,7 +688,7 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
     let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
     let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
 
-    let (_c, peer) = router.add_nmrc("ifl");
+    let (_c, peer) = add_nmrc(&router, "ifl");
     let link_pins = || {
         std::fs::read_dir(netmon.pin_dir.join("links"))
             .map(|d| {

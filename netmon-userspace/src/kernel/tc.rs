@@ -299,10 +299,10 @@ pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>) {
         else {
             continue;
         };
-        if interface_name(ifindex) == Ok(None) {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(error = %e, pin = %name, "removing the link pin of a removed interface");
-            }
+        if interface_name(ifindex) == Ok(None)
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(error = %e, pin = %name, "removing the link pin of a removed interface");
         }
     }
 }

@@ -160,6 +160,79 @@ pub fn add_to_usage(
 mod tests {
     use super::*;
 
+    /// The `usage --by interface` document (what the socket, the CLI and
+    /// HTTP serve): a forwarding-only interface gets its own row, named
+    /// from the stored names, with its counters by class; a window that
+    /// ends before a row leaves it out.
+    #[test]
+    fn usage_by_interface_document() {
+        use crate::api::handler::{Answer, answer};
+        use crate::store::ifcount::IfBatch;
+        use crate::store::{Batch, Retention};
+        use netmon_common::iface::IFACE_DIR_INGRESS;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) =
+            Store::open(&dir.path().join("h.redb"), Retention::default()).expect("opens");
+        let t0: u64 = 1_800_000_000_000;
+        let row = |direction, class, packets, bytes| IfRow {
+            ifindex: 7,
+            direction,
+            class,
+            packets,
+            bytes,
+        };
+        for (ts, bytes) in [(t0, 1000), (t0 + 5000, 500)] {
+            store
+                .commit(&Batch {
+                    ts_ms: ts,
+                    ifcount: IfBatch {
+                        rows: vec![
+                            row(IFACE_DIR_EGRESS, IFACE_CLASS_FORWARDED, 10, bytes),
+                            row(IFACE_DIR_INGRESS, IFACE_CLASS_NO_SOCKET, 1, 60),
+                        ],
+                        names: vec![(7, "wan0".to_owned())],
+                        snapshot: Vec::new(),
+                    },
+                    ..Batch::default()
+                })
+                .expect("commits");
+        }
+        let ask = |store: &mut Store, until_ms| {
+            let req = crate::wire::Request::Usage {
+                from_ms: t0,
+                until_ms,
+                by: "interface".to_owned(),
+                filters: Vec::new(),
+                class: None,
+                limit: None,
+            };
+            match answer(store, &crate::query::AppRules::default(), &req).expect("answers") {
+                Answer::Usage(u) => u,
+                other => panic!("not a usage document: {other:?}"),
+            }
+        };
+        let u = ask(&mut store, t0 + 10_000);
+        assert_eq!(u.rows.len(), 1, "{u:?}");
+        assert_eq!(u.rows[0].key, "wan0");
+        let c = u.rows[0].interface_counters.expect("interface counters");
+        assert_eq!(
+            (c.tx.forwarded.packets, c.tx.forwarded.frame_bytes),
+            (20, 1500)
+        );
+        assert_eq!(c.tx.total, c.tx.forwarded);
+        assert_eq!((c.rx.no_socket.packets, c.rx.total.frame_bytes), (2, 120));
+        let json = serde_json::to_value(&u.rows[0]).expect("serializes");
+        assert_eq!(
+            json["interface_counters"]["tx"]["forwarded"]["frame_bytes"],
+            1500
+        );
+        let early = ask(&mut store, t0 + 1);
+        let c = early.rows[0]
+            .interface_counters
+            .expect("interface counters");
+        assert_eq!(c.tx.total.frame_bytes, 1000, "only the first interval");
+    }
+
     #[test]
     fn classes_sum_into_the_total() {
         let mut w = IfaceWindow::default();

@@ -170,11 +170,11 @@ fn decode_counts(b: &[u8], table: &'static str) -> Result<IfaceCounters, LayoutE
     })
 }
 
+/// A byte table opened for reading.
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 /// Opens `def` for reading; `None` when the store has never written it.
-fn open_read(
-    txn: &redb::ReadTransaction,
-    def: Bytes,
-) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, StoreError> {
+fn open_read(txn: &redb::ReadTransaction, def: Bytes) -> Result<Option<ReadTable>, StoreError> {
     match txn.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -214,7 +214,7 @@ pub fn write(txn: &redb::WriteTransaction, ts: TimeMs, batch: &IfBatch) -> Resul
             .iter()
             .map(|r| (rollup_key(bucket, &r.key()), r))
             .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keyed.sort_unstable_by_key(|k| k.0);
         for (k, r) in keyed {
             let old = match t.get(k.as_slice())? {
                 Some(v) => decode_counts(v.value(), "ifcount rollup")?,

@@ -26,8 +26,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use netmon_tests::{
-    cgroup::CgroupGuard, cmd, netmon::netmon_bin, netns::Netns, report::READY,
-    scenario::first_port, workload::Workload,
+    cgroup::CgroupGuard, netmon::netmon_bin, report::READY, router::Router, scenario::first_port,
+    workload::Workload,
 };
 
 #[derive(Parser)]
@@ -60,75 +60,6 @@ impl Mode {
             Self::EmptyTc => "empty tc",
             Self::Netmon => "netmon",
         }
-    }
-}
-
-/// R between A (10.221.S.0/24) and B (10.222.S.0/24), static neighbours.
-struct Router {
-    r: Netns,
-    a: Netns,
-    b: Netns,
-    subnet: u8,
-}
-
-impl Router {
-    fn new() -> Self {
-        let subnet = u8::try_from(std::process::id() % 200 + 20).unwrap_or(20);
-        let (r, a, b) = (Netns::new("fwr"), Netns::new("fwa"), Netns::new("fwb"));
-        let mac = |host: u8| format!("02:00:00:22:{subnet:02x}:{host:02x}");
-        for (side, ns, rname, host) in [(1u8, &a, "nmfa", 1u8), (2, &b, "nmfb", 3)] {
-            cmd::run_args(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    rname,
-                    "netns",
-                    r.name(),
-                    "address",
-                    &mac(host),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "nm0",
-                    "netns",
-                    ns.name(),
-                    "address",
-                    &mac(host + 1),
-                ],
-            );
-            let net = format!("10.22{side}.{subnet}");
-            r.ip(&["addr", "add", &format!("{net}.1/24"), "dev", rname]);
-            ns.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "nm0"]);
-            r.ip(&["link", "set", rname, "up"]);
-            ns.ip(&["link", "set", "nm0", "up"]);
-            r.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.2"),
-                "lladdr",
-                &mac(host + 1),
-                "dev",
-                rname,
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.1"),
-                "lladdr",
-                &mac(host),
-                "dev",
-                "nm0",
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
-        }
-        r.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        Self { r, a, b, subnet }
     }
 }
 
@@ -180,7 +111,7 @@ fn udp(
     seconds: f64,
     size: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let b = format!("10.222.{}.2", router.subnet);
+    let b = router.addr(2, 2).to_string();
     let mut rx = Workload::spawn(
         exe,
         ["udp-recv", "--bind", &b, "--idle-ms", "500"],
@@ -244,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     // netmon's cgroup programs go to an empty cgroup: only its tc programs
     // see the forwarded traffic.
     let idle = CgroupGuard::new("bench-fwd-idle");
-    let router = Router::new();
+    let router = Router::new("nmf", 220, "fw");
     let mut sent: [Vec<f64>; 3] = Default::default();
     let mut delivered: [Vec<f64>; 3] = Default::default();
     for round in 0..args.rounds {
