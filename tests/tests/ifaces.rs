@@ -524,6 +524,40 @@ fn hfield(doc: &HashMap<String, serde_json::Value>, ifname: &str, path: [&str; 3
     })
 }
 
+/// R with netmon loaded in it and a daemon draining it into a history in
+/// a scratch directory. Fields drop in order: the daemon first, the
+/// cgroup last.
+struct Gateway {
+    daemon: netmon_tests::daemon::Daemon,
+    paths: netmon_tests::daemon::DaemonPaths,
+    _dir: tempfile::TempDir,
+    netmon: Loaded,
+    router: Router,
+    cg: CgroupGuard,
+}
+
+impl Gateway {
+    fn new(tag: &str) -> Self {
+        let cg = CgroupGuard::new(tag);
+        let router = router();
+        let netmon = Loaded::new(&router, &cg);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("netmon-test-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
+        let daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
+        Self {
+            daemon,
+            paths,
+            _dir: dir,
+            netmon,
+            router,
+            cg,
+        }
+    }
+}
+
 /// The daemon stores the interface counters in its history, exactly once
 /// across a SIGKILL: over a window, `usage --by interface` equals the
 /// interfaces' own counters for that window, to the byte and packet, per
@@ -536,15 +570,15 @@ fn interface_history_reconciles_with_interface_counters_over_a_window() {
     }
     const FRAMES: u64 = 60;
     const LEN: usize = 300;
-    let cg = CgroupGuard::new("ifaces-hist");
-    let router = router();
-    let netmon = Loaded::new(&router, &cg);
-    let dir = tempfile::Builder::new()
-        .prefix("netmon-test-ifaces-hist-")
-        .tempdir()
-        .unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
-    let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
+    // Bound in this order so the daemon drops first (a panic's unwinding).
+    let Gateway {
+        cg,
+        router,
+        netmon,
+        _dir,
+        paths,
+        mut daemon,
+    } = Gateway::new("ifaces-hist");
 
     let stats0 = quiet(&router.r);
     let t0 = drained(&paths);
@@ -678,15 +712,14 @@ fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
     }
     const FRAMES: u64 = 40;
     const LEN: usize = 150;
-    let cg = CgroupGuard::new("ifaces-live");
-    let router = router();
-    let netmon = Loaded::new(&router, &cg);
-    let dir = tempfile::Builder::new()
-        .prefix("netmon-test-ifaces-live-")
-        .tempdir()
-        .unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
-    let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
+    let Gateway {
+        cg: _cg,
+        router,
+        netmon,
+        _dir,
+        paths,
+        mut daemon,
+    } = Gateway::new("ifaces-live");
 
     let (_c, peer) = add_nmrc(&router, "ifl");
     let link_pins = || {
