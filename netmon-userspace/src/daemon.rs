@@ -190,6 +190,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
+    // New interfaces are attached at the next drain (`kernel::linkwatch`).
+    let mut links = match &args.simulate {
+        Some(_) => None,
+        None => Some(crate::kernel::linkwatch::LinkWatch::open()?),
+    };
     // Loaded: drop what the drain does not need, sandbox the query threads,
     // tell systemd we are ready (see `crate::privilege`).
     crate::privilege::started(&crate::privilege::Sandbox {
@@ -264,6 +269,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                     intact_ms = clock.now_ms();
                 }
             }
+        }
+        if let Some(l) = &mut links
+            && l.changed()
+        {
+            crate::kernel::tc::rescan(&cfg.kernel.pin_dir, cfg.kernel.watch.as_deref());
         }
         let started = Instant::now();
         let ok = step(

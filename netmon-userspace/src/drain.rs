@@ -149,6 +149,8 @@ use crate::store::{
     UNATTRIBUTED_COMM,
 };
 
+mod ifaces;
+
 /// A durable commit is made at least this often (ms of drain time); the
 /// commits between are lazy (invariant 7).
 pub const DURABLE_EVERY_MS: TimeMs = 10_000;
@@ -330,6 +332,8 @@ pub struct Drain {
     last_lazy: bool,
     /// Live readers of committed readings ([`Drain::set_tap`]).
     tap: Option<crate::live::Tap>,
+    /// The committed interface counters ([`ifaces`]).
+    ifc: ifaces::IfDrain,
 }
 
 /// [`Drain::trim`] leaves a slab shorter than this alone.
@@ -616,6 +620,7 @@ impl Drain {
             step_no: 0,
             last_lazy: false,
             tap: None,
+            ifc: ifaces::IfDrain::default(),
         };
         me.load(store)?;
         Ok(me)
@@ -653,6 +658,7 @@ impl Drain {
             .filter_map(|s| u32::try_from(s).ok())
             .collect();
         self.overflow = snapshot.overflow;
+        self.ifc = ifaces::IfDrain::load(store)?;
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
@@ -864,6 +870,14 @@ impl Drain {
         let step = self.step_no;
         let minute = Tier::Minute.bucket(now);
         let reading = source.read()?;
+        let if_reading = source.read_ifaces()?;
+        let (if_batch, if_resets) = self.ifc.step(&if_reading);
+        if if_resets > 0 {
+            tracing::warn!(
+                keys = if_resets,
+                "interface counters reset (maps recreated): new values taken from zero"
+            );
+        }
         let mut acc = Accum::default();
         let mut ch = Changes {
             list: Vec::with_capacity(reading.flows.len()),
@@ -1246,6 +1260,7 @@ impl Drain {
                 && retired_now.is_empty()
                 && !need_durable
                 && events.is_empty()
+                && if_reading.gone.is_empty()
                 && self
                     .last_durable
                     .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
@@ -1254,9 +1269,14 @@ impl Drain {
             overflow_snapshot,
             events,
             quality: acc.quality,
+            ifcount: if_batch,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
-        let wrote = !batch.is_empty();
+        // Removed interfaces wait for every commit to be durable ([`ifaces`],
+        // invariant 3): when nothing else is to be written, an empty
+        // durable commit makes it so.
+        let wrote =
+            !batch.is_empty() || (!if_reading.gone.is_empty() && self.durable_seq != self.seq);
         if wrote && let Err(e) = store.commit(&batch) {
             // Not committed: what was carried stays carried (invariant 3).
             self.carry = carry;
@@ -1274,9 +1294,19 @@ impl Drain {
         self.apply(ch);
         self.hints = hints;
         self.overflow = reading.overflow;
+        self.ifc.apply(std::mem::take(&mut batch.ifcount));
         if wrote && !batch.lazy {
             self.durable_seq = self.seq;
             self.last_durable = Some(now);
+        }
+        // Interfaces gone: their final counters are committed, and every
+        // commit is durable, so nothing can roll them back ([`ifaces`],
+        // invariant 3).
+        if !if_reading.gone.is_empty()
+            && self.durable_seq == self.seq
+            && let Err(e) = source.forget_ifaces(&if_reading.gone)
+        {
+            tracing::warn!(error = %e, "forgetting the counters of removed interfaces");
         }
         self.last_lazy = wrote && batch.lazy;
         self.failures = 0;

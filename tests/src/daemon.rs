@@ -51,7 +51,24 @@ impl Daemon {
     #[track_caller]
     #[must_use]
     pub fn start(paths: &DaemonPaths) -> Self {
-        let mut c = Command::new(netmon_bin());
+        Self::start_with(Command::new(netmon_bin()), paths)
+    }
+
+    /// [`Daemon::start`] inside the network namespace at `netns` (`nsenter
+    /// --net`, which execs netmon: the child is the daemon itself).
+    #[track_caller]
+    #[must_use]
+    pub fn start_in_netns(paths: &DaemonPaths, netns: &Path) -> Self {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", netns.display()))
+            .arg(netmon_bin());
+        Self::start_with(c, paths)
+    }
+
+    /// Starts `c` (netmon, or a wrapper that execs it) with the daemon's
+    /// arguments and waits for its socket.
+    #[track_caller]
+    fn start_with(mut c: Command, paths: &DaemonPaths) -> Self {
         c.arg("daemon")
             .arg("--pin-dir")
             .arg(&paths.pin_dir)

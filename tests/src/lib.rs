@@ -34,6 +34,7 @@ pub mod netns;
 pub mod procfs;
 pub mod report;
 pub mod root;
+pub mod router;
 pub mod scenario;
 pub mod shaping;
 pub mod snapshot;

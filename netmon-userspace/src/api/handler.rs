@@ -2,7 +2,7 @@
 //! runs the [`crate::query`], and builds the [`crate::wire`] types. The one
 //! place query results become JSON documents (the server and the CLI's
 //! direct-file path both call [`answer`]).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -326,9 +326,17 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 limit: limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             };
             let facts = Facts::load(store, apps)?;
-            let a = usage(store, &facts, &q)?;
+            let mut a = usage(store, &facts, &q)?;
+            let mut ifcounts = BTreeMap::new();
             let ifnames = if q.by == Dimension::Interface {
-                interface_names()
+                ifcounts = crate::query::ifaces::add_to_usage(store, &q, &mut a)?;
+                let mut names = interface_names();
+                names.extend(
+                    ifcounts
+                        .iter()
+                        .filter_map(|(i, w)| Some((*i, w.name.clone()?))),
+                );
+                names
             } else {
                 HashMap::new()
             };
@@ -351,6 +359,10 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                         retrans_segs: q.map(|q| q.retrans_segs),
                         data_segs_out: q.map(|q| q.data_segs),
                         retrans_rate: q.and_then(crate::query::usage::Quality::retrans_rate),
+                        interface_counters: match &g.key {
+                            GroupKey::Interface(i) => ifcounts.get(i).map(interface_traffic),
+                            _ => None,
+                        },
                     }
                 })
                 .collect();
@@ -678,4 +690,24 @@ fn store_status(
         max_size_bytes: retention.max_size,
         tiers,
     })
+}
+
+/// The wire form of an interface's counters over a window.
+fn interface_traffic(w: &crate::query::ifaces::IfaceWindow) -> wire::InterfaceTraffic {
+    use crate::query::ifaces::{Count, DirCounts};
+    let c = |c: Count| wire::FrameCount {
+        packets: c.packets,
+        frame_bytes: c.bytes,
+    };
+    let d = |d: DirCounts| wire::InterfaceDirection {
+        total: c(d.total),
+        local_socket: c(d.local_socket),
+        forwarded: c(d.forwarded),
+        other_socket: c(d.other_socket),
+        no_socket: c(d.no_socket),
+    };
+    wire::InterfaceTraffic {
+        rx: d(w.rx),
+        tx: d(w.tx),
+    }
 }

@@ -31,6 +31,9 @@ pub struct KernelSource {
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
     flowless: HashSet<u64>,
+    /// The interface map (`None` when the load counts no interfaces).
+    /// Opened with the others, before the daemon drops its privileges.
+    ifaces: Option<super::tc::IfaceMap>,
 }
 
 impl KernelSource {
@@ -110,6 +113,7 @@ impl KernelSource {
                 message: e.to_string(),
             })?;
 
+        let ifaces = super::tc::IfaceMap::open(&paths)?;
         Ok(Self {
             paths,
             flows,
@@ -117,6 +121,7 @@ impl KernelSource {
             overflow,
             max_flows,
             flowless: HashSet::new(),
+            ifaces,
         })
     }
 
@@ -352,6 +357,25 @@ impl CounterSource for KernelSource {
                 source,
             })
         })?;
+        Ok(())
+    }
+
+    fn read_ifaces(&mut self) -> Result<crate::source::IfaceReading, SourceError> {
+        match &self.ifaces {
+            Some(m) => m.reading().map_err(source_err),
+            None => Ok(crate::source::IfaceReading::default()),
+        }
+    }
+
+    fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), SourceError> {
+        if let Some(m) = &mut self.ifaces {
+            let n = m.forget(ifindexes).map_err(source_err)?;
+            tracing::info!(
+                interfaces = ?ifindexes,
+                keys = n,
+                "counters of removed interfaces committed and removed from the kernel map"
+            );
+        }
         Ok(())
     }
 }

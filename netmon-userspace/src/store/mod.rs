@@ -25,6 +25,7 @@
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
 pub mod class;
+pub mod ifcount;
 pub mod layout;
 pub mod query;
 pub mod retention;
@@ -408,6 +409,7 @@ impl Store {
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;
+            ifcount::write(&txn, batch.ts_ms, &batch.ifcount)?;
             txn.commit()?;
             Ok(())
         })

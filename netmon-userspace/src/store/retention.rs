@@ -181,7 +181,7 @@ impl Retention {
 /// Tables of a tier that retention applies to.
 #[must_use]
 pub fn tables_of(tier: Tier) -> Vec<Bytes> {
-    match tier {
+    let mut out: Vec<Bytes> = match tier {
         Tier::Interval => vec![layout::INTERVAL, layout::QUALITY],
         _ => [
             tier.proc_table(),
@@ -192,7 +192,9 @@ pub fn tables_of(tier: Tier) -> Vec<Bytes> {
         .into_iter()
         .flatten()
         .collect(),
-    }
+    };
+    out.push(crate::store::ifcount::table_of(tier));
+    out
 }
 
 /// What one purge call did.

@@ -394,6 +394,9 @@ pub struct Batch {
     pub events: Vec<DaemonEvent>,
     /// TCP flows' quality over the interval ending at `ts_ms`.
     pub quality: Vec<QualitySample>,
+    /// Interface counters (tc programs): deltas, snapshot and names
+    /// ([`crate::store::ifcount`]).
+    pub ifcount: crate::store::ifcount::IfBatch,
     /// Commit without waiting for the disk (redb [`redb::Durability::None`]).
     /// `false` (the default): durable when [`crate::store::Store::commit`]
     /// returns. A lazy commit is atomic and visible at once, survives a
@@ -415,5 +418,6 @@ impl Batch {
             && self.overflow_snapshot.is_none()
             && self.events.is_empty()
             && self.quality.is_empty()
+            && self.ifcount.is_empty()
     }
 }

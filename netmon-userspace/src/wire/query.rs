@@ -154,6 +154,52 @@ pub struct UsageRow {
     /// `retrans_segs / data_segs_out`, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrans_rate: Option<f64>,
+    /// `--by interface` on an interface netmon's tc programs watch:
+    /// everything the interface moved in the window, by class. Its
+    /// `total` is what the interface's own counters say for the window;
+    /// `tx`/`rx` above are the IP bytes local processes' sockets moved
+    /// through it (the `local_socket` class, without link-layer headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_counters: Option<InterfaceTraffic>,
+}
+
+/// An interface's own traffic over a window, per direction (see
+/// [`UsageRow::interface_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceTraffic {
+    /// Received.
+    pub rx: InterfaceDirection,
+    /// Sent.
+    pub tx: InterfaceDirection,
+}
+
+/// One direction of [`InterfaceTraffic`]: `total` is the sum of the four
+/// classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceDirection {
+    /// Everything.
+    pub total: FrameCount,
+    /// Local IP sockets: what processes own.
+    pub local_socket: FrameCount,
+    /// Forwarded by the host (routed or NATed through it).
+    pub forwarded: FrameCount,
+    /// Sockets with no recorded owner: `AF_PACKET` (tcpdump, DHCP
+    /// clients), the kernel's control sockets, sockets opened before netmon
+    /// loaded (sent only).
+    pub other_socket: FrameCount,
+    /// No socket: sent by the kernel on its own (ARP, neighbour
+    /// discovery), or received for no local socket.
+    pub no_socket: FrameCount,
+}
+
+/// Packets and bytes as an interface counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameCount {
+    /// Packets (a GSO packet is one, as virtual devices count it).
+    pub packets: u64,
+    /// Bytes of whole frames, link-layer header included (14 B on
+    /// Ethernet, 0 on tun/WireGuard); a VLAN tag carried in metadata is not.
+    pub frame_bytes: u64,
 }
 
 /// `netmon history`: a time series.
