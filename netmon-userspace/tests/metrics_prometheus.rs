@@ -8,6 +8,12 @@
 //! usage` for that period, per app, class and direction; the deploy/ rules
 //! load (`promtool check rules`, and Prometheus evaluates them); the Grafana
 //! JSON parses and names only metrics the exporter emits.
+//!
+//! The fleet view against the same kind of setup: the Hosts page of one
+//! daemon (`[fleet] prometheus`), in headless Chromium (Debian's
+//! `chromium` and `chromium-driver`, driven with `fantoccini`), shows both
+//! hosts up with today's bytes equal to each daemon's `netmon usage`, and a
+//! host's per-app breakdown equal to its usage per app (top 2 + `other`).
 mod cli_support;
 mod http_support;
 
@@ -64,6 +70,11 @@ impl Drop for Prom {
 
 impl Prom {
     fn start(targets: &[(u16, PathBuf)]) -> Self {
+        Self::start_on(free_port(), targets)
+    }
+
+    /// Prometheus listening on `port`.
+    fn start_on(port: u16, targets: &[(u16, PathBuf)]) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let rules = deploy().join("prometheus/netmon.rules.yml");
         let mut cfg = format!(
@@ -78,7 +89,6 @@ impl Prom {
         }
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, cfg).expect("config");
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("log")).expect("log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", file.display()))
@@ -478,4 +488,352 @@ fn a_thousand_processes_keep_the_series_at_the_limit() {
         "usage", "--since", "1h", "--by", "class", "--format", "json",
     ]);
     assert_eq!(sum, total.total.tx.ip_bytes + total.total.rx.ip_bytes);
+}
+
+/// The browser's console log (chromedriver's `goog:loggingPrefs`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// chromedriver, killed on drop.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless Chromium session, or None (said, and a failure in CI) when
+/// the browser is not installed.
+async fn browser() -> Option<(Driver, fantoccini::Client)> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const DRIVER: &str = "/usr/bin/chromedriver";
+    if !(Path::new(CHROMIUM).exists() && Path::new(DRIVER).exists()) {
+        let msg = "the Hosts page test needs chromium and chromium-driver (.ci/run installs them)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return None;
+    }
+    let port = free_port();
+    let driver = Driver(
+        Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1400", "--no-first-run", "--disable-extensions"]
+        }),
+    );
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({"browser": "ALL"}),
+    );
+    let c =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("webdriver session");
+    Some((driver, c))
+}
+
+/// Runs `js` until it returns something other than null/false (30 s).
+async fn wait_js(c: &fantoccini::Client, js: &str, what: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c.execute(js, vec![]).await.expect("execute");
+        if !(v.is_null() || v == serde_json::json!(false)) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `{(direction): ip bytes}` summed over classes, and the same per app.
+fn totals(d: &cli_support::Daemon) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
+    let mut host = BTreeMap::new();
+    let mut apps = BTreeMap::new();
+    for (k, v) in usage(d, "1h", true) {
+        *host.entry(k[1].clone()).or_default() += v;
+        *apps.entry((k[2].clone(), k[1].clone())).or_default() += v;
+    }
+    (host, apps)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hosts_page_shows_both_hosts_from_prometheus() {
+    if !have_prometheus() {
+        return;
+    }
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let s = scenario();
+    let prom_port = free_port();
+    let dir_a = tempfile::tempdir().expect("tmp");
+    let dir_b = tempfile::tempdir().expect("tmp");
+    let cfg = |d: &Path, fleet: bool| {
+        let mut t = format!(
+            "auth = \"token\"\ntokens = \"{}/tokens.json\"\n[http.metrics]\n{METRICS}",
+            d.display()
+        );
+        if fleet {
+            t += &format!("[fleet]\nprometheus = \"http://127.0.0.1:{prom_port}/\"\n");
+        }
+        t
+    };
+    let (a, port_a) = daemon(&s, &cfg(dir_a.path(), true));
+    let (b, port_b) = daemon(&s, &cfg(dir_b.path(), false));
+    a.settle(&s);
+    b.settle(&s);
+    let (tok_a, tok_b) = (token(&a), token(&b));
+    let bearer = format!("Bearer {}", std::fs::read_to_string(&tok_a).expect("token"));
+    let auth = [("Authorization", bearer.as_str())];
+    let mut a = a;
+    let mut b = b;
+    let prom = Prom::start_on(prom_port, &[(port_a, tok_a), (port_b, tok_b.clone())]);
+    // Traffic while Prometheus scrapes (for current rates and the graph):
+    // both daemons play new sockets after a restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prom.query("up").iter().filter(|(_, v)| *v == 1.0).count() < 2 {
+        assert!(Instant::now() < deadline, "both targets up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut s2 = scenario();
+    for f in &mut s2.flows {
+        f.cookie += 100;
+    }
+    for d in [&mut a, &mut b] {
+        std::fs::write(d.dir.path().join("script.toml"), s2.toml()).expect("script");
+        d.sigkill();
+        d.spawn();
+    }
+    a.settle(&s2);
+    b.settle(&s2);
+    let truth = [("h0", totals(&a)), ("h1", totals(&b))];
+    for (h, d) in [("h0", &a), ("h1", &b)] {
+        caught_up(&prom, h, &usage(d, "1h", false));
+    }
+
+    // The API: behind the dashboard's auth; 404 where [fleet] is not set.
+    assert_eq!(
+        request(port_a, "GET", "/api/v1/fleet/hosts", &[], b"").status,
+        401
+    );
+    let tb = format!("Bearer {}", std::fs::read_to_string(&tok_b).expect("token"));
+    let off = request(
+        port_b,
+        "GET",
+        "/api/v1/fleet/hosts",
+        &[("Authorization", &tb)],
+        b"",
+    );
+    assert_eq!(
+        (off.status, off.error_kind()),
+        (404, "fleet_off".to_owned())
+    );
+    let r = request(port_a, "GET", "/api/v1/fleet/host?job=x", &auth, b"");
+    assert_eq!(r.status, 400, "instance missing");
+    let doc: serde_json::Value = request(port_a, "GET", "/api/v1/fleet/hosts", &auth, b"").json();
+    assert_eq!(doc["hosts"].as_array().map(Vec::len), Some(2), "{doc}");
+
+    // The page, logged in with the token on the main page.
+    c.goto(&format!("http://127.0.0.1:{port_a}/"))
+        .await
+        .expect("goto");
+    wait_js(
+        &c,
+        "return !document.getElementById('login').hidden",
+        "the login form",
+    )
+    .await;
+    let tok = std::fs::read_to_string(a.dir.path().join("prom.token")).expect("token");
+    c.find(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("token field")
+        .send_keys(tok.trim())
+        .await
+        .expect("type");
+    c.find(fantoccini::Locator::Css("#login-form button"))
+        .await
+        .expect("login button")
+        .click()
+        .await
+        .expect("click");
+    wait_js(
+        &c,
+        "return !document.getElementById('hosts-link').hidden",
+        "the Hosts link after login",
+    )
+    .await;
+    // The 401s before the login are expected: the log starts here.
+    c.issue_cmd(BrowserLog).await.expect("log");
+    c.find(fantoccini::Locator::Css("#hosts-link"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_js(
+        &c,
+        "return document.body.dataset.ready === 'true' && document.querySelectorAll('#hosts-table tbody tr[data-job]').length === 2",
+        "two hosts on the Hosts page",
+    )
+    .await;
+    let rows = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#hosts-table tbody tr[data-job]')).map(r => [r.dataset.host, r.cells[1].dataset.value, Number(r.cells[4].dataset.value), Number(r.cells[5].dataset.value), r.cells[6].dataset.apps])",
+            vec![],
+        )
+        .await
+        .expect("rows");
+    for (h, (host, _)) in &truth {
+        let row = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0] == *h)
+            .unwrap_or_else(|| panic!("{h} not shown: {rows}"));
+        assert_eq!(row[1], "up", "{row}");
+        let shown = (row[2].as_u64(), row[3].as_u64());
+        let want = (host.get("tx").copied(), host.get("rx").copied());
+        assert_eq!(
+            shown, want,
+            "{h}: today's bytes on the page vs netmon usage"
+        );
+        assert!(
+            !row[4].as_str().unwrap_or_default().is_empty(),
+            "{h}: top apps shown: {row}"
+        );
+    }
+
+    // Into host h1: the 24-hour graph and today per app.
+    c.find(fantoccini::Locator::Css(
+        "#hosts-table tbody tr[data-host='h1'] button.open",
+    ))
+    .await
+    .expect("host button")
+    .click()
+    .await
+    .expect("click");
+    wait_js(
+        &c,
+        "const d = document.getElementById('host-detail'); return !d.hidden && d.dataset.key !== '' && document.querySelectorAll('#host-apps tbody tr').length > 0",
+        "the host's page",
+    )
+    .await;
+    let last_tx: f64 = c
+        .execute(
+            "return document.getElementById('host-chart').dataset.lastTx",
+            vec![],
+        )
+        .await
+        .expect("chart")
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(last_tx > 0.0, "the 24 h graph has the recent traffic");
+    let apps = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#host-apps tbody tr')).map(r => [r.dataset.key, Number(r.cells[1].dataset.value), Number(r.cells[2].dataset.value)])",
+            vec![],
+        )
+        .await
+        .expect("apps");
+    // Per app: Prometheus's own values (a member's series starts at its
+    // first member epoch; earlier bytes are in other), and together the
+    // host's usage total.
+    let prom_apps = prom.by(
+        "sum by (app, direction) (netmon_ip_bytes_total{host=\"h1\"})",
+        &["app", "direction"],
+    );
+    let shown: BTreeMap<String, (u64, u64)> = apps
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_owned(),
+                (r[1].as_u64().unwrap_or(0), r[2].as_u64().unwrap_or(0)),
+            )
+        })
+        .collect();
+    assert!(
+        shown.len() == 3 && shown.contains_key("other"),
+        "top 2 + other: {shown:?}"
+    );
+    for (app, got) in &shown {
+        let want = (
+            prom_apps
+                .get(&vec![app.clone(), "tx".into()])
+                .copied()
+                .unwrap_or(0),
+            prom_apps
+                .get(&vec![app.clone(), "rx".into()])
+                .copied()
+                .unwrap_or(0),
+        );
+        assert_eq!(*got, want, "{app}: page vs Prometheus");
+    }
+    let host = &truth[1].1.0;
+    assert_eq!(
+        (
+            shown.values().map(|v| v.0).sum::<u64>(),
+            shown.values().map(|v| v.1).sum::<u64>()
+        ),
+        (
+            host.get("tx").copied().unwrap_or(0),
+            host.get("rx").copied().unwrap_or(0)
+        ),
+        "the apps sum to the host's usage"
+    );
+    let png = c.screenshot().await.expect("screenshot");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("hosts.png"), png).expect("png");
+    let logs = c.issue_cmd(BrowserLog).await.expect("log");
+    let severe: Vec<&serde_json::Value> = logs
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect())
+        .unwrap_or_default();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+    let err = c
+        .execute(
+            "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent",
+            vec![],
+        )
+        .await
+        .expect("error box");
+    assert_eq!(err, serde_json::json!(""), "the page shows no error");
+    c.close().await.expect("close");
+    drop(prom);
 }

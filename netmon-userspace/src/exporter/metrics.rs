@@ -411,6 +411,22 @@ pub fn encode(
     encode_traffic(
         enc,
         snap,
+        "netmon_app",
+        "Application bytes: payload less TCP retransmissions (what the processes moved), labelled as netmon_ip_bytes_total.",
+        Some(&Unit::Bytes),
+        netmon_common::DirCounters::app_bytes,
+    )?;
+    encode_traffic(
+        enc,
+        snap,
+        "netmon_retrans",
+        "TCP payload bytes sent or received again (retransmissions and duplicates), labelled as netmon_ip_bytes_total.",
+        Some(&Unit::Bytes),
+        |c| c.retrans_bytes,
+    )?;
+    encode_traffic(
+        enc,
+        snap,
         "netmon_packets",
         "Packets seen at the hook, labelled as netmon_ip_bytes_total.",
         None,

@@ -50,10 +50,9 @@
 //! when rows age past that retention, member series can move between
 //! groups for those old epochs (the sum stays exact). Group names come
 //! from the process records and the `[apps]` rules: changing the rules
-//! renames history, which moves bytes between series. Counter `_created`
-//! timestamps are not written: `prometheus-client` 0.26 has no way to
-//! encode them for a collector. Series by service port are not offered
+//! renames history, which moves bytes between series. Series by service port are not offered
 //! (they need the per remote rows, which exist per hour only).
+pub mod drain;
 pub mod host;
 pub mod kernel;
 pub mod metrics;

@@ -34,6 +34,7 @@ impl Collector for Scrape {
         if let Some(k) = &self.kernel {
             crate::exporter::kernel::encode(&mut enc, k)?;
         }
+        crate::exporter::drain::encode(&mut enc)?;
         crate::exporter::host::encode(&mut enc, &self.store_path)
     }
 }
