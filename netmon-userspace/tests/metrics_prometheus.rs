@@ -816,6 +816,32 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
         ),
         "the apps sum to the host's usage"
     );
+    // App bytes next to IP bytes: payload less retransmissions (none in a
+    // simulation script), summed over the series.
+    let u: UsageDoc = b.json(&[
+        "usage", "--since", "1h", "--by", "class", "--format", "json",
+    ]);
+    let app_bytes = prom.by(
+        "sum by (direction) (netmon_app_bytes_total{host=\"h1\"})",
+        &["direction"],
+    );
+    assert_eq!(
+        (
+            app_bytes.get(&vec!["tx".to_owned()]),
+            app_bytes.get(&vec!["rx".to_owned()])
+        ),
+        (
+            Some(&u.total.tx.payload_bytes),
+            Some(&u.total.rx.payload_bytes)
+        ),
+        "netmon_app_bytes_total vs usage payload (no retransmissions simulated)"
+    );
+    // The drain histogram counts the restarted daemon's drains.
+    let drains = prom.query("netmon_drain_duration_seconds_count{host=\"h1\"}");
+    assert!(
+        drains.len() == 1 && drains[0].1 >= 1.0,
+        "drain histogram: {drains:?}"
+    );
     let png = c.screenshot().await.expect("screenshot");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&dir).expect("dir");
