@@ -39,7 +39,9 @@
 //! shows the retired total as one burst (use `sum(rate(...))`, or the
 //! members' rates, for smooth graphs). A group that comes back before it
 //! is retired continues its series; one that comes back later starts a
-//! new one from 0. So at most `top` members, `other`, and the groups
+//! new one from 0 (its `_created` timestamp, the start of its first member
+//! epoch, says so; `other`'s is the start of the first epoch in history).
+//! So at most `top` members, `other`, and the groups
 //! retired within the last `rank_epochs` epochs are emitted; with stable
 //! traffic that is `top + 1` label sets per direction and class.
 //!
