@@ -14,6 +14,7 @@
 //! `chromium` and `chromium-driver`, driven with `fantoccini`), shows both
 //! hosts up with today's bytes equal to each daemon's `netmon usage`, and a
 //! host's per-app breakdown equal to its usage per app (top 2 + `other`).
+mod browser_support;
 mod cli_support;
 mod http_support;
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use browser_support::{severe_logs, wait_for};
 use cli_support::{Scenario, UsageDoc, run_with};
 use http_support::{daemon, free_port, request};
 
@@ -490,94 +492,6 @@ fn a_thousand_processes_keep_the_series_at_the_limit() {
     assert_eq!(sum, total.total.tx.ip_bytes + total.total.rx.ip_bytes);
 }
 
-/// The browser's console log (chromedriver's `goog:loggingPrefs`).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
-    }
-}
-
-/// chromedriver, killed on drop.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A headless Chromium session, or None (said, and a failure in CI) when
-/// the browser is not installed.
-async fn browser() -> Option<(Driver, fantoccini::Client)> {
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const DRIVER: &str = "/usr/bin/chromedriver";
-    if !(Path::new(CHROMIUM).exists() && Path::new(DRIVER).exists()) {
-        let msg = "the Hosts page test needs chromium and chromium-driver (.ci/run installs them)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("SKIPPED: {msg}");
-        return None;
-    }
-    let port = free_port();
-    let driver = Driver(
-        Command::new(DRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1400", "--no-first-run", "--disable-extensions"]
-        }),
-    );
-    caps.insert(
-        "goog:loggingPrefs".into(),
-        serde_json::json!({"browser": "ALL"}),
-    );
-    let c =
-        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("webdriver session");
-    Some((driver, c))
-}
-
-/// Runs `js` until it returns something other than null/false (30 s).
-async fn wait_js(c: &fantoccini::Client, js: &str, what: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c.execute(js, vec![]).await.expect("execute");
-        if !(v.is_null() || v == serde_json::json!(false)) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// `{(direction): ip bytes}` summed over classes, and the same per app.
 fn totals(d: &cli_support::Daemon) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
     let mut host = BTreeMap::new();
@@ -594,7 +508,8 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
     if !have_prometheus() {
         return;
     }
-    let Some((_driver, c)) = browser().await else {
+    let Some((_driver, c)) = browser_support::browser("the Hosts page test", 1280, 1400).await
+    else {
         return;
     };
     let s = scenario();
@@ -670,7 +585,7 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
     c.goto(&format!("http://127.0.0.1:{port_a}/"))
         .await
         .expect("goto");
-    wait_js(
+    wait_for(
         &c,
         "return !document.getElementById('login').hidden",
         "the login form",
@@ -689,21 +604,21 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
         .click()
         .await
         .expect("click");
-    wait_js(
+    wait_for(
         &c,
         "return !document.getElementById('hosts-link').hidden",
         "the Hosts link after login",
     )
     .await;
     // The 401s before the login are expected: the log starts here.
-    c.issue_cmd(BrowserLog).await.expect("log");
+    severe_logs(&c).await;
     c.find(fantoccini::Locator::Css("#hosts-link"))
         .await
         .expect("link")
         .click()
         .await
         .expect("click");
-    wait_js(
+    wait_for(
         &c,
         "return document.body.dataset.ready === 'true' && document.querySelectorAll('#hosts-table tbody tr[data-job]').length === 2",
         "two hosts on the Hosts page",
@@ -745,7 +660,7 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
     .click()
     .await
     .expect("click");
-    wait_js(
+    wait_for(
         &c,
         "const d = document.getElementById('host-detail'); return !d.hidden && d.dataset.key !== '' && document.querySelectorAll('#host-apps tbody tr').length > 0",
         "the host's page",
@@ -846,11 +761,7 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("hosts.png"), png).expect("png");
-    let logs = c.issue_cmd(BrowserLog).await.expect("log");
-    let severe: Vec<&serde_json::Value> = logs
-        .as_array()
-        .map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect())
-        .unwrap_or_default();
+    let severe = severe_logs(&c).await;
     assert!(severe.is_empty(), "console errors: {severe:?}");
     let err = c
         .execute(

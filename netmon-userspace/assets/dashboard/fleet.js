@@ -4,15 +4,7 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  function bytes(n) {
-    if (n == null || !isFinite(n)) return "–";
-    let v = Math.abs(n), u = 0;
-    while (v >= 1024 && u < UNITS.length - 1) { v /= 1024; u++; }
-    const s = u === 0 ? String(Math.round(v)) : v.toFixed(v < 10 ? 2 : 1);
-    return (n < 0 ? "-" : "") + s + " " + UNITS[u];
-  }
-  const rate = (n) => bytes(n) + "/s";
+  const { bytes, rate } = window.netmonFormat; // format.js
   class AuthNeeded extends Error {}
   async function api(path) {
     const r = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
