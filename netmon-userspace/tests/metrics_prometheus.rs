@@ -1,4 +1,5 @@
-//! The exporter against a real Prometheus (Debian's `prometheus` package;
+//! The exporter against a real Prometheus (Debian's `prometheus` package,
+//! started by the kernel suite's `netmon_tests::prometheus`;
 //! under `CI=true` a missing binary fails the test, elsewhere it says so
 //! and returns): two simulated daemons as two hosts with bearer tokens and
 //! `top = 2`, scraped every second. Checked through Prometheus's HTTP API:
@@ -20,31 +21,18 @@ mod http_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use browser_support::{severe_logs, wait_for};
 use cli_support::{Scenario, UsageDoc, run_with};
 use http_support::{daemon, free_port, request};
+use netmon_tests::prometheus::{self, Prometheus};
 
 const METRICS: &str = "top = 2\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n";
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// True if the Prometheus binaries are there; in CI their absence fails.
-fn have_prometheus() -> bool {
-    let ok = Command::new("promtool").arg("--version").output().is_ok()
-        && Command::new("prometheus").arg("--version").output().is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prometheus/promtool missing (.ci/run installs Debian's prometheus package)"
-        );
-        eprintln!("SKIPPED: prometheus/promtool not installed (apt-get install prometheus)");
-    }
-    ok
 }
 
 /// The standard scenario stretched to 2 s of traffic (40 ticks per flow).
@@ -57,114 +45,10 @@ fn scenario() -> Scenario {
     s
 }
 
-struct Prom {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prom {
-    fn start(targets: &[(u16, PathBuf)]) -> Self {
-        Self::start_on(free_port(), targets)
-    }
-
-    /// Prometheus listening on `port`.
-    fn start_on(port: u16, targets: &[(u16, PathBuf)]) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let rules = deploy().join("prometheus/netmon.rules.yml");
-        let mut cfg = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n",
-            rules.display()
-        );
-        for (i, (port, token)) in targets.iter().enumerate() {
-            cfg += &format!(
-                "  - job_name: netmon{i}\n    authorization:\n      type: Bearer\n      credentials_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels:\n          host: h{i}\n",
-                token.display()
-            );
-        }
-        let file = dir.path().join("prometheus.yml");
-        std::fs::write(&file, cfg).expect("config");
-        let log = std::fs::File::create(dir.path().join("log")).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus");
-        let p = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || request(port, "GET", "/-/ready", &[], b"").status != 200
-        {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    /// An instant query: every series' labels and value.
-    fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        let r = request(
-            self.port,
-            "GET",
-            &format!("/api/v1/query?query={enc}"),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));
-        let v: serde_json::Value = r.json();
-        v["data"]["result"]
-            .as_array()
-            .expect("result")
-            .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .expect("metric")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect();
-                let val: f64 = s["value"][1]
-                    .as_str()
-                    .expect("value")
-                    .parse()
-                    .expect("number");
-                (labels, val)
-            })
-            .collect()
-    }
-
-    /// `{(host, key labels...): value}` of a query.
-    fn by(&self, q: &str, keys: &[&str]) -> BTreeMap<Vec<String>, u64> {
-        self.query(q)
-            .into_iter()
-            .map(|(l, v)| {
-                (
-                    keys.iter()
-                        .map(|k| l.get(*k).cloned().unwrap_or_default())
-                        .collect(),
-                    v as u64,
-                )
-            })
-            .collect()
-    }
+/// The exporter's recording and alerting rules, evaluated by the test's
+/// Prometheus.
+fn rules() -> PathBuf {
+    deploy().join("prometheus/netmon.rules.yml")
 }
 
 /// `netmon usage` of a daemon as `{(class, direction): ip bytes}` or per app.
@@ -221,7 +105,7 @@ fn token(d: &cli_support::Daemon) -> PathBuf {
 
 /// Waits until Prometheus's `sum by (class, direction)` for `host` equals
 /// `want`; returns the last answer.
-fn caught_up(p: &Prom, host: &str, want: &BTreeMap<Vec<String>, u64>) {
+fn caught_up(p: &Prometheus, host: &str, want: &BTreeMap<Vec<String>, u64>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got: BTreeMap<Vec<String>, u64> = p
@@ -245,14 +129,13 @@ fn caught_up(p: &Prom, host: &str, want: &BTreeMap<Vec<String>, u64>) {
 
 #[test]
 fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
-    if !have_prometheus() {
+    if !prometheus::available() {
         return;
     }
-    let rules = deploy().join("prometheus/netmon.rules.yml");
     let out = Command::new("promtool")
         .arg("check")
         .arg("rules")
-        .arg(&rules)
+        .arg(rules())
         .output()
         .expect("promtool");
     assert!(
@@ -272,7 +155,7 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
     let (tok_a, tok_b) = (token(&a), token(&b));
     // Without the token: 401.
     assert_eq!(request(port_a, "GET", "/metrics", &[], b"").status, 401);
-    let prom = Prom::start(&[(port_a, tok_a), (port_b, tok_b)]);
+    let prom = Prometheus::start(&[(port_a, tok_a), (port_b, tok_b)], Some(&rules()));
 
     // B is killed mid-traffic and restarted (its script plays again).
     std::thread::sleep(Duration::from_millis(1_000));
@@ -505,7 +388,7 @@ fn totals(d: &cli_support::Daemon) -> (BTreeMap<String, u64>, BTreeMap<(String, 
 
 #[tokio::test(flavor = "current_thread")]
 async fn hosts_page_shows_both_hosts_from_prometheus() {
-    if !have_prometheus() {
+    if !prometheus::available() {
         return;
     }
     let Some((_driver, c)) = browser_support::browser("the Hosts page test", 1280, 1400).await
@@ -535,7 +418,11 @@ async fn hosts_page_shows_both_hosts_from_prometheus() {
     let auth = [("Authorization", bearer.as_str())];
     let mut a = a;
     let mut b = b;
-    let prom = Prom::start_on(prom_port, &[(port_a, tok_a), (port_b, tok_b.clone())]);
+    let prom = Prometheus::start_on(
+        prom_port,
+        &[(port_a, tok_a), (port_b, tok_b.clone())],
+        Some(&rules()),
+    );
     // Traffic while Prometheus scrapes (for current rates and the graph):
     // both daemons play new sockets after a restart.
     let deadline = Instant::now() + Duration::from_secs(30);
