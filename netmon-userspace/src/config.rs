@@ -18,6 +18,8 @@
 //!
 //! [http]                                 # see crate::http
 //! listen = ["127.0.0.1:9847"]            # [] turns the HTTP server off
+//! [fleet]                                # see crate::http::fleet
+//! prometheus = "http://127.0.0.1:9090"   # the dashboard's Hosts page
 //! [interfaces]                           # tc interface counting
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! ```
@@ -169,6 +171,9 @@ pub struct FileConfig {
     /// Interfaces counted by the tc programs.
     #[serde(default)]
     pub interfaces: InterfacesFile,
+    /// The dashboard's fleet view (`[fleet]`, see [`crate::http::fleet`]).
+    #[serde(default)]
+    pub fleet: crate::http::fleet::FleetConfig,
 }
 
 /// `[interfaces]` of the file.

@@ -144,7 +144,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
     let file_apps = file.apps.clone();
-    let http_config = file.http.clone();
+    let http_config = crate::http::HttpConfig {
+        fleet: file.fleet.clone(),
+        ..file.http.clone()
+    };
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
@@ -287,6 +290,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             &mut alerts,
         );
         let took = started.elapsed();
+        crate::exporter::drain::observe(took);
         if took > cfg.interval {
             tracing::warn!(?took, interval = ?cfg.interval, "drain took longer than the interval; the next one merges the gap");
             pending.push(DaemonEvent::SlowDrain {

@@ -73,8 +73,46 @@ impl Daemon {
             .arg("--pin-dir")
             .arg(&paths.pin_dir)
             .arg("--cgroup")
+            .arg(&paths.cgroup);
+        Self::spawn(c, paths)
+    }
+
+    /// [`Daemon::start`] with the config file `config` (its `[http]`
+    /// server, `[http.metrics]` exporter and token file, for example).
+    #[track_caller]
+    #[must_use]
+    pub fn start_with_config(paths: &DaemonPaths, config: &Path) -> Self {
+        let mut c = Command::new(netmon_bin());
+        c.arg("daemon")
+            .arg("--pin-dir")
+            .arg(&paths.pin_dir)
+            .arg("--cgroup")
             .arg(&paths.cgroup)
-            .arg("--db")
+            .arg("--config")
+            .arg(config);
+        Self::spawn(c, paths)
+    }
+
+    /// `netmon daemon --simulate SCRIPT --config CONFIG`: a daemon on the
+    /// simulated source (no kernel programs; `paths.pin_dir` and
+    /// `paths.cgroup` are not used), next to real-kernel daemons.
+    #[track_caller]
+    #[must_use]
+    pub fn start_simulated(paths: &DaemonPaths, script: &Path, config: &Path) -> Self {
+        let mut c = Command::new(netmon_bin());
+        c.arg("daemon")
+            .arg("--simulate")
+            .arg(script)
+            .arg("--config")
+            .arg(config);
+        Self::spawn(c, paths)
+    }
+
+    /// Adds the database, socket and interval to `c`, starts it and waits
+    /// for the query socket.
+    #[track_caller]
+    fn spawn(mut c: Command, paths: &DaemonPaths) -> Self {
+        c.arg("--db")
             .arg(&paths.db)
             .arg("--socket")
             .arg(&paths.socket)

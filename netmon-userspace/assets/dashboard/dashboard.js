@@ -8,15 +8,7 @@
   const state = { range: { since: "1h", until: null, label: "1 h" }, topRows: [], sort: { col: "share", dir: -1 }, charts: {}, live: null };
 
   // ---- formatting (binary units) ----
-  const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  function bytes(n) {
-    if (n == null || !isFinite(n)) return "–";
-    let v = Math.abs(n), u = 0;
-    while (v >= 1024 && u < UNITS.length - 1) { v /= 1024; u++; }
-    const s = u === 0 ? String(Math.round(v)) : v.toFixed(v < 10 ? 2 : 1);
-    return (n < 0 ? "-" : "") + s + " " + UNITS[u];
-  }
-  const rate = (n) => bytes(n) + "/s";
+  const { bytes, rate } = window.netmonFormat; // format.js
   const pct = (f) => (100 * f).toFixed(1) + " %";
   function localAndUtc(sec) {
     const d = new Date(sec * 1000);

@@ -52,6 +52,7 @@
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod fleet;
 pub mod live;
 pub mod metrics;
 mod server;
@@ -130,6 +131,10 @@ pub struct HttpConfig {
     /// The Prometheus exporter (`[http.metrics]`, see [`crate::exporter`]).
     #[serde(default)]
     pub metrics: crate::exporter::ExporterConfig,
+    /// The fleet view's Prometheus (the file's top-level `[fleet]`, copied
+    /// here by the daemon; see [`fleet`]).
+    #[serde(skip)]
+    pub fleet: fleet::FleetConfig,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(
@@ -241,6 +246,7 @@ struct Inner {
     queries: tokio::sync::Semaphore,
     live: live::Live,
     exporter: Arc<crate::exporter::Exporter>,
+    fleet: Option<fleet::Prometheus>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -265,6 +271,11 @@ impl AppState {
             queries: tokio::sync::Semaphore::new(MAX_QUERIES),
             live,
             exporter: Arc::new(crate::exporter::Exporter::new(cfg.metrics.clone())),
+            // `bind` already refused a bad [fleet] with one line.
+            fleet: fleet::Prometheus::new(&cfg.fleet).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "fleet view off");
+                None
+            }),
             handle,
             info,
         }))
@@ -305,6 +316,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))
+        .route("/hosts", get(fleet::page))
+        .route("/assets/fleet.js", get(fleet::script))
+        .route("/api/v1/fleet", get(fleet::info_route))
+        .route("/api/v1/fleet/hosts", get(fleet::hosts_route))
+        .route("/api/v1/fleet/host", get(fleet::host_route))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
