@@ -27,8 +27,10 @@ pub struct DirCounters {
     pub payload_bytes: u64,
     /// The part of `payload_bytes` that carried data already sent (egress:
     /// TCP sequence numbers before the socket's `snd_nxt`) or already
-    /// received (ingress: before `rcv_nxt`). Always 0 for protocols other
-    /// than TCP. `payload_bytes - retrans_bytes` is what the application
+    /// received (ingress: before `rcv_nxt`). For UDP received: datagrams the
+    /// kernel dropped after the hook (receive buffer full), which the
+    /// application never read. Always 0 otherwise.
+    /// `payload_bytes - retrans_bytes` is what the application
     /// moved (its `app_bytes`). Defaults to 0 when a self-describing
     /// input (a simulation script) leaves it out.
     #[cfg_attr(feature = "user", serde(default))]

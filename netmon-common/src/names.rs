@@ -29,13 +29,14 @@ pub const PROG_SOCK_RELEASE: &str = "netmon_sock_release";
 
 /// All programs, in the order the loader attaches them: ownership first, so no
 /// socket created during attach is counted without an owner it could have had.
-pub const PROGRAMS: [&str; 6] = [
+pub const PROGRAMS: [&str; 7] = [
     PROG_SOCK_CREATE,
     PROG_SOCK_RELEASE,
     PROG_EGRESS,
     PROG_INGRESS,
     PROG_EXEC,
     PROG_FORK,
+    PROG_UDP_DROP,
 ];
 
 /// All maps userspace pins.
@@ -74,6 +75,12 @@ pub const DEFAULT_MAX_EXECS: u32 = 8192;
 pub const PROG_FORK: &str = "netmon_fork";
 /// The raw tracepoint [`PROG_FORK`] attaches to.
 pub const TRACEPOINT_FORK: &str = "sched_process_fork";
+/// Raw tracepoint program on `udp_fail_queue_rcv_skb` moving a datagram the
+/// kernel dropped for a full receive buffer (after the ingress hook counted
+/// it) into its flow's rx `retrans_bytes`, so rx app bytes exclude it.
+pub const PROG_UDP_DROP: &str = "netmon_udp_drop";
+/// The raw tracepoint [`PROG_UDP_DROP`] attaches to.
+pub const TRACEPOINT_UDP_DROP: &str = "udp_fail_queue_rcv_skb";
 /// Interface counters of the tc programs: a per-CPU hash of
 /// [`crate::iface::IfaceKey`] → [`crate::iface::IfaceCounters`]. Pinned with
 /// the other maps but listed apart ([`IFACE_MAPS`]) so [`MAPS`] stays the

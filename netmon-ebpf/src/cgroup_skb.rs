@@ -113,6 +113,9 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     // helper expects; it returns 0 when the packet has no socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let key = flow_key(cookie, &remote_addr, remote_port, h.ip_version, h.protocol);
+    if direction == Direction::Ingress && is_udp(h.protocol) {
+        crate::udp_drop::remember(ctx, &key, payload);
+    }
 
     if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
         add(value, direction, &packet);
@@ -127,6 +130,13 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         port: local_port,
     };
     new_flow(ctx, &key, &packet, &local, direction);
+}
+
+/// UDP or UDP-Lite: the protocols whose receive path fires
+/// `udp_fail_queue_rcv_skb`.
+#[inline(always)]
+const fn is_udp(protocol: u8) -> bool {
+    protocol == 17 || protocol == 136
 }
 
 /// TCP states in which `snd_nxt` and `rcv_nxt` both hold (include/net/tcp_states.h):

@@ -8,6 +8,10 @@
 //! - [`exec`]: `netmon_exec` records each new program's exe path and
 //!   arguments at exec, so processes that exit before a drain keep a name.
 //!
+//! - [`udp_drop`]: `netmon_udp_drop` moves UDP datagrams the kernel drops
+//!   for a full receive buffer (already counted at ingress) into the flow's
+//!   rx `retrans_bytes`.
+//!
 //! - [`tc`]: `netmon_tc_ingress` / `netmon_tc_egress` count everything a
 //!   watched interface receives and sends, split by socket class.
 //!
@@ -27,6 +31,7 @@ mod headers;
 mod maps;
 mod sock;
 mod tc;
+mod udp_drop;
 
 #[cfg(not(test))]
 #[panic_handler]

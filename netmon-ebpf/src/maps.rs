@@ -39,6 +39,28 @@ pub static NETMON_CLOSED: HashMap<
 #[btf_map]
 pub static NETMON_SCRATCH: PerCpuArray<FlowValue, 1> = PerCpuArray::new();
 
+/// The last UDP datagram the ingress hook counted on this CPU: its socket
+/// (the kernel pointer, only ever compared), its flow key and payload. The
+/// UDP receive path runs the hook (`sk_filter_trim_cap`) and, when the
+/// receive queue refuses the datagram, the `udp_fail_queue_rcv_skb`
+/// tracepoint on the same CPU with nothing in between that receives on
+/// another socket, so `netmon_udp_drop` finds here the flow the dropped
+/// datagram was counted in. Not pinned.
+#[btf_map]
+pub static NETMON_UDP_LAST: PerCpuArray<UdpLast, 1> = PerCpuArray::new();
+
+/// Value of [`NETMON_UDP_LAST`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UdpLast {
+    /// The receiving socket's kernel address; 0 once consumed.
+    pub sk: u64,
+    /// Payload bytes the hook counted for the datagram.
+    pub payload: u64,
+    /// The flow the datagram was counted in.
+    pub key: FlowKey,
+}
+
 /// Traffic of flows that could not be inserted (map full).
 #[btf_map]
 pub static NETMON_OVERFLOW: PerCpuArray<OverflowCounters, 1> = PerCpuArray::new();

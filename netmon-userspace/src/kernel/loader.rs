@@ -40,7 +40,10 @@ use netmon_common::{
 };
 use netmon_common::{
     exec::ExecOffsets,
-    names::{GLOBAL_EXEC_OFFSETS, PROG_EXEC, PROG_FORK, TRACEPOINT_EXEC, TRACEPOINT_FORK},
+    names::{
+        GLOBAL_EXEC_OFFSETS, PROG_EXEC, PROG_FORK, PROG_UDP_DROP, TRACEPOINT_EXEC, TRACEPOINT_FORK,
+        TRACEPOINT_UDP_DROP,
+    },
 };
 
 use super::{
@@ -237,14 +240,14 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
                     .map_err(attach_err)?;
                 fd_link(prog.take_link(id).map_err(attach_err)?, name, paths)?
             }
-            PROG_EXEC | PROG_FORK => {
+            PROG_EXEC | PROG_FORK | PROG_UDP_DROP => {
                 // Not cgroup-scoped: every exec and fork on the machine is
                 // recorded (the map is LRU-bounded; entries of processes
                 // that never own a counted socket are evicted unread).
-                let tracepoint = if name == PROG_EXEC {
-                    TRACEPOINT_EXEC
-                } else {
-                    TRACEPOINT_FORK
+                let tracepoint = match name {
+                    PROG_EXEC => TRACEPOINT_EXEC,
+                    PROG_FORK => TRACEPOINT_FORK,
+                    _ => TRACEPOINT_UDP_DROP,
                 };
                 let prog: &mut RawTracePoint = program.try_into().map_err(verifier)?;
                 prog.load().map_err(verifier)?;

@@ -34,6 +34,10 @@ pub struct RecvArgs {
     /// The system call that receives.
     #[arg(long, value_enum, default_value_t)]
     method: RecvMethod,
+    /// Wait this long after reporting ready before the first read: a slow
+    /// receiver, whose full buffer makes the kernel drop datagrams.
+    #[arg(long, default_value_t = 0)]
+    start_delay_ms: u64,
 }
 
 /// How `udp-recv --method` receives.
@@ -109,6 +113,7 @@ pub fn recv(a: &RecvArgs, deadline: Instant) -> anyhow::Result<()> {
         ports,
         ..Report::new(READY)
     })?;
+    thread::sleep(Duration::from_millis(a.start_delay_ms));
     let (expect, idle, method) = (a.expect, Duration::from_millis(a.idle_ms), a.method);
     let handles: Vec<_> = sockets
         .into_iter()
