@@ -194,7 +194,20 @@ fn service_port_series_equal_usage_by_port_across_a_restart() {
     let apps = AppRules::default();
     let by_port = || cfg(100, vec![GroupLabel::ServicePort]);
     let mixed = || cfg(2, vec![GroupLabel::App, GroupLabel::ServicePort]);
-    let mut live = (Exporter::new(by_port()), Exporter::new(mixed()));
+    // The default epochs (one hour: read from the hour rows), with the
+    // default labels and the service.
+    let hourly = || ExporterConfig {
+        group_by: vec![GroupLabel::App, GroupLabel::User, GroupLabel::ServicePort],
+        ..ExporterConfig::default()
+    };
+    let new = || {
+        (
+            Exporter::new(by_port()),
+            Exporter::new(mixed()),
+            Exporter::new(hourly()),
+        )
+    };
+    let mut live = new();
     let mut prev: BTreeMap<Vec<String>, Traffic> = BTreeMap::new();
     let mut first_ranked: Option<BTreeMap<Vec<String>, Traffic>> = None;
     for k in 0..=TICKS {
@@ -205,7 +218,7 @@ fn service_port_series_equal_usage_by_port_across_a_restart() {
             drop(store);
             (store, _) = Store::open(&path, Retention::default()).expect("reopen");
             drain = Drain::new(&mut store).expect("drain");
-            live = (Exporter::new(by_port()), Exporter::new(mixed()));
+            live = new();
         }
         source.set_tick(k);
         let now = BASE + k * TICK;
@@ -215,7 +228,11 @@ fn service_port_series_equal_usage_by_port_across_a_restart() {
         let truth = script.truth(0..=k).total();
         let host = host_total(&mut store, now + 1);
         assert_eq!(host, truth, "tick {k}: the host total is the script's");
-        for (exp, make) in [(&live.0, by_port as fn() -> _), (&live.1, mixed)] {
+        for (exp, make) in [
+            (&live.0, by_port as fn() -> _),
+            (&live.1, mixed),
+            (&live.2, hourly),
+        ] {
             let snap = exp.snapshot(&mut store, &apps).expect("snapshot");
             let fresh = Exporter::new(make())
                 .snapshot(&mut store, &apps)
@@ -288,6 +305,39 @@ fn service_port_series_equal_usage_by_port_across_a_restart() {
     );
     let want = usage_by_port(&mut store, BASE + 60_000..end);
     assert_eq!(increase, want, "series increase = usage --by port");
+    // The text Prometheus scrapes: the same values under those labels,
+    // each sample with its `_created`.
+    let text =
+        netmon::http::metrics::render(snap.clone(), by_port(), path.clone(), None).expect("render");
+    let mut scraped: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix("netmon_ip_bytes_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").expect("sample");
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .expect("label")
+                .to_owned()
+        };
+        let key = vec![label("protocol"), label("service_port"), label("port_dir")];
+        *scraped.entry(key).or_default() += value.parse::<u64>().expect("value");
+        assert!(
+            lines
+                .get(i + 1)
+                .is_some_and(|n| n.starts_with(&format!("netmon_ip_bytes_created{{{labels}}} "))),
+            "{l} has its _created"
+        );
+    }
+    let snapped: BTreeMap<Vec<String>, u64> = per_group(&snap)
+        .into_iter()
+        .map(|(g, t)| (g, ip(&t)))
+        .collect();
+    assert_eq!(scraped, snapped, "{text}");
     // And the script's own bytes per service over ticks 6..=TICKS.
     let truth = script.truth(6..=TICKS);
     let mut declared: BTreeMap<Vec<String>, Traffic> = BTreeMap::new();

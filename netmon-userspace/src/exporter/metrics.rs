@@ -41,6 +41,7 @@ pub enum GroupLabel {
     /// host connected; `unknown` for history written before directions
     /// were kept). Traffic with no remote endpoint (counted while the flow
     /// map was full) has all three `none`. Needs epochs of whole minutes.
+    #[serde(rename = "service_port")]
     ServicePort,
 }
 
@@ -772,6 +773,32 @@ mod tests {
         assert!(c.check().is_err());
         let t: ExporterConfig = toml::from_str("top = 2\ngroup_by = [\"app\"]").expect("parse");
         assert_eq!(t.top, 2);
+        let t: ExporterConfig =
+            toml::from_str("group_by = [\"app\", \"service_port\"]").expect("parse");
+        assert_eq!(t.group_by, [GroupLabel::App, GroupLabel::ServicePort]);
+        assert!(t.check().is_ok(), "hourly epochs");
+        assert_eq!(
+            t.label_names(),
+            ["app", "protocol", "service_port", "port_dir"]
+        );
+        let mut c = t.clone();
+        c.epoch_secs = 1;
+        assert!(
+            c.check().is_err(),
+            "service ports are kept per minute: no 1 s epochs"
+        );
+        assert_eq!(
+            t.group(&["curl".to_owned()], Some((17, 53, ConnDir::Out))),
+            ["curl", "udp", "53", "out"]
+        );
+        assert_eq!(
+            t.group(&["nginx".to_owned()], Some((6, 443, ConnDir::Unknown))),
+            ["nginx", "tcp", "443", "unknown"]
+        );
+        assert_eq!(
+            t.group(&["overflow".to_owned()], None),
+            ["overflow", "none", "none", "none"]
+        );
         assert!(toml::from_str::<ExporterConfig>("tpo = 2").is_err());
     }
 
