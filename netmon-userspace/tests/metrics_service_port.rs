@@ -13,6 +13,16 @@
 //! series' increase since the first ranked epoch equals `netmon usage --by
 //! port` over that time and the script's declared bytes per service, to
 //! the byte.
+//!
+//! And through the real daemon: that history (played in-process, ending a
+//! minute or more before now) served by `netmon daemon` with `group_by =
+//! ["service_port"]` in its config; the scraped `/metrics` has per service
+//! exactly what the CLI's `netmon usage --by port` says since the first
+//! ranked minute, `other` exactly the first minute, and after a SIGKILL and
+//! restart the same values and `_created` times.
+mod cli_support;
+mod http_support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -370,4 +380,153 @@ fn service_port_series_equal_usage_by_port_across_a_restart() {
             .collect::<Vec<_>>(),
         ["22 in", "443 in", "443 out", "8080 out"]
     );
+}
+
+/// Plays `script` into a new store at `path`, one drain per tick from `base`.
+fn play(path: &std::path::Path, script: &Script, base: TimeMs) {
+    let (mut store, _) = Store::open(path, Retention::default()).expect("open");
+    let mut drain = Drain::new(&mut store).expect("drain");
+    let mut source = SimSource::new(Arc::new(script.clone()));
+    let mut resolver = SimResolver::new(script);
+    for k in 0..=TICKS {
+        source.set_tick(k);
+        drain
+            .step(
+                &mut source,
+                &mut resolver,
+                &mut store,
+                base + k * TICK,
+                Vec::new(),
+            )
+            .expect("step");
+    }
+}
+
+/// `/metrics`' `netmon_ip_bytes_total` per `[protocol, service_port,
+/// port_dir]` (directions and classes summed), and every `_created` line.
+fn scrape(port: u16) -> (BTreeMap<Vec<String>, u64>, Vec<String>) {
+    let r = http_support::request(port, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).expect("utf-8");
+    let mut out: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("netmon_ip_bytes_total{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").expect("sample");
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("{name} in {l}"))
+                .to_owned()
+        };
+        let key = vec![label("protocol"), label("service_port"), label("port_dir")];
+        *out.entry(key).or_default() += value.parse::<u64>().expect("value");
+    }
+    let created = text
+        .lines()
+        .filter(|l| l.starts_with("netmon_ip_bytes_created{"))
+        .map(str::to_owned)
+        .collect();
+    (out, created)
+}
+
+fn rfc3339(ms: TimeMs) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// `netmon usage --by port` (the CLI, through the daemon) from `since`:
+/// IP bytes per `[protocol, service_port, port_dir]`, and the total.
+fn cli_by_port(
+    d: &cli_support::Daemon,
+    since: &str,
+    until: &str,
+) -> (BTreeMap<Vec<String>, u64>, u64) {
+    let doc: cli_support::UsageDoc = d.json(&[
+        "usage", "--since", since, "--until", until, "--by", "port", "--format", "json",
+    ]);
+    assert!(doc.exact, "{:?}", doc.note);
+    let mut out = BTreeMap::new();
+    for r in &doc.rows {
+        let key = match (&r.protocol, r.service_port, &r.direction) {
+            (Some(p), Some(port), dir) => vec![
+                p.clone(),
+                port.to_string(),
+                dir.clone().unwrap_or_else(|| "unknown".to_owned()),
+            ],
+            _ => vec!["none".to_owned(); 3],
+        };
+        *out.entry(key).or_default() += r.tx.ip_bytes + r.rx.ip_bytes;
+    }
+    out.retain(|_, v| *v > 0);
+    (out, doc.total.tx.ip_bytes + doc.total.rx.ip_bytes)
+}
+
+#[test]
+fn daemon_serves_service_port_series_equal_to_the_cli_across_a_sigkill() {
+    let now = TimeMs::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    // Nine to ten minutes ago, on a minute: the history ends 8 minutes
+    // later, a minute or more before now.
+    let base = (now / 60_000 - 9) * 60_000;
+    // A daemon with no traffic of its own, serving the played history.
+    let quiet = cli_support::Scenario {
+        procs: vec![cli_support::Proc {
+            pid: 500,
+            start_ticks: 1,
+            comm: "idle",
+            exe: "/usr/bin/idle",
+            uid: 0,
+            cgroup: "/user.slice",
+        }],
+        flows: Vec::new(),
+    };
+    let (mut d, port) = http_support::daemon(
+        &quiet,
+        "[http.metrics]\ntop = 100\ngroup_by = [\"service_port\"]\nepoch_secs = 60\nrank_epochs = 10\n",
+    );
+    d.stop();
+    for entry in std::fs::read_dir(d.dir.path()).expect("dir") {
+        let p = entry.expect("entry").path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("db.redb"))
+        {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    play(&d.db(), &script(), base);
+    d.spawn();
+    let until = rfc3339(now + 3_600_000);
+    let (series, created) = scrape(port);
+    eprintln!("scraped netmon_ip_bytes_total by service: {series:?}");
+    let (_, host) = cli_by_port(&d, &rfc3339(base), &until);
+    assert_eq!(series.values().sum::<u64>(), host, "sum() = host total");
+    let (first, first_total) = cli_by_port(&d, &rfc3339(base), &rfc3339(base + 60_000));
+    let (later, _) = cli_by_port(&d, &rfc3339(base + 60_000), &until);
+    let mut members = series.clone();
+    assert_eq!(
+        members.remove(&vec!["other".to_owned(); 3]),
+        Some(first_total),
+        "other: the first (unranked) minute"
+    );
+    assert_eq!(
+        members, later,
+        "each service since minute 1: usage --by port"
+    );
+    assert_eq!(first.len(), 5, "four services and no-endpoint: {first:?}");
+    assert_eq!(members.len(), 5, "{members:?}");
+
+    d.sigkill();
+    d.spawn();
+    let (again, created_again) = scrape(port);
+    assert_eq!(again, series, "a restarted daemon continues every series");
+    assert_eq!(created_again, created, "and keeps their _created");
 }
