@@ -49,6 +49,19 @@ pub enum GroupLabel {
 const NONE: &str = "none";
 
 impl GroupLabel {
+    /// Its name in `group_by`: the Prometheus label name, except for
+    /// [`Self::ServicePort`], which adds three labels ([`Self::names`]).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::User => "user",
+            Self::Container => "container",
+            Self::Cgroup => "cgroup",
+            Self::ServicePort => "service_port",
+        }
+    }
+
     /// The Prometheus label names it adds, in order.
     #[must_use]
     pub const fn names(self) -> &'static [&'static str] {
@@ -776,6 +789,11 @@ mod tests {
         let t: ExporterConfig =
             toml::from_str("group_by = [\"app\", \"service_port\"]").expect("parse");
         assert_eq!(t.group_by, [GroupLabel::App, GroupLabel::ServicePort]);
+        assert_eq!(
+            t.group_by.iter().map(|g| g.name()).collect::<Vec<_>>(),
+            ["app", "service_port"],
+            "names read back"
+        );
         assert!(t.check().is_ok(), "hourly epochs");
         assert_eq!(
             t.label_names(),
