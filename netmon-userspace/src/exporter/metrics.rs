@@ -13,9 +13,10 @@ use crate::query::QueryError;
 use crate::query::apps::AppRules;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
+use crate::query::terms::protocol_label;
 use crate::store::query::{Segment, plan};
 use crate::store::rollup::Tier;
-use crate::store::{DestClass, Store, TimeMs, Traffic};
+use crate::store::{ConnDir, DestClass, OVERFLOW, Store, TimeMs, Traffic};
 
 /// The label value of everything outside the top groups.
 pub const OTHER: &str = "other";
@@ -32,10 +33,24 @@ pub enum GroupLabel {
     Container,
     /// cgroup v2 path.
     Cgroup,
+    /// Service port and who connected, from the per remote rows (see
+    /// [`crate::store::service`]): three labels, `protocol` (`tcp`, `udp`,
+    /// ... as `netmon usage --by port` names it), `service_port` (the
+    /// local port of an inbound flow, the remote port of an outbound one)
+    /// and `port_dir` (`in`: a peer connected to this host, `out`: this
+    /// host connected; `unknown` for history written before directions
+    /// were kept). Traffic with no remote endpoint (counted while the flow
+    /// map was full) has all three `none`. Needs epochs of whole minutes.
+    #[serde(rename = "service_port")]
+    ServicePort,
 }
 
+/// The label values of traffic with no remote endpoint.
+const NONE: &str = "none";
+
 impl GroupLabel {
-    /// The Prometheus label name.
+    /// Its name in `group_by`: the Prometheus label name, except for
+    /// [`Self::ServicePort`], which adds three labels ([`Self::names`]).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
@@ -43,16 +58,48 @@ impl GroupLabel {
             Self::User => "user",
             Self::Container => "container",
             Self::Cgroup => "cgroup",
+            Self::ServicePort => "service_port",
         }
     }
 
-    fn value(self, f: &ProcFacts) -> String {
+    /// The Prometheus label names it adds, in order.
+    #[must_use]
+    pub const fn names(self) -> &'static [&'static str] {
         match self {
-            Self::App => f.app.clone(),
-            Self::User => f.user.clone(),
-            Self::Container => f.record.unit.clone().unwrap_or_default(),
-            Self::Cgroup => f.record.info.cgroup.clone().unwrap_or_default(),
+            Self::App => &["app"],
+            Self::User => &["user"],
+            Self::Container => &["container"],
+            Self::Cgroup => &["cgroup"],
+            Self::ServicePort => &["protocol", "service_port", "port_dir"],
         }
+    }
+
+    /// The value of a process label (`None` for [`Self::ServicePort`],
+    /// which is not a property of the process).
+    fn value(self, f: &ProcFacts) -> Option<String> {
+        match self {
+            Self::App => Some(f.app.clone()),
+            Self::User => Some(f.user.clone()),
+            Self::Container => Some(f.record.unit.clone().unwrap_or_default()),
+            Self::Cgroup => Some(f.record.info.cgroup.clone().unwrap_or_default()),
+            Self::ServicePort => None,
+        }
+    }
+}
+
+/// A row's service: protocol, service port and direction (`None`: no
+/// remote endpoint, or the exporter does not group by service).
+type Service = Option<(u8, u16, ConnDir)>;
+
+/// The label values of [`GroupLabel::ServicePort`] for `svc`.
+fn service_values(svc: Service) -> [String; 3] {
+    match svc {
+        None => [NONE.to_owned(), NONE.to_owned(), NONE.to_owned()],
+        Some((protocol, port, dir)) => [
+            protocol_label(protocol),
+            port.to_string(),
+            dir.label().unwrap_or("unknown").to_owned(),
+        ],
     }
 }
 
@@ -99,11 +146,45 @@ impl ExporterConfig {
         let set: HashSet<_> = self.group_by.iter().collect();
         if self.group_by.is_empty() || set.len() != self.group_by.len() {
             return Err(
-                "http.metrics: group_by needs distinct labels (app, user, container, cgroup)"
+                "http.metrics: group_by needs distinct labels (app, user, container, cgroup, service_port)"
                     .to_owned(),
             );
         }
+        if self.by_service() && !self.epoch_secs.is_multiple_of(60) {
+            return Err(format!(
+                "http.metrics: group_by service_port needs epoch_secs in whole minutes (service ports are kept per minute), not {}",
+                self.epoch_secs
+            ));
+        }
         Ok(())
+    }
+
+    /// Groups by service port: reads the per remote rows.
+    fn by_service(&self) -> bool {
+        self.group_by.contains(&GroupLabel::ServicePort)
+    }
+
+    /// The label names, in order.
+    fn label_names(&self) -> Vec<&'static str> {
+        self.group_by
+            .iter()
+            .flat_map(|g| g.names().iter().copied())
+            .collect()
+    }
+
+    /// A row's group: the process labels (`proc`, in `group_by` order)
+    /// with the service labels of `svc` in their place.
+    fn group(&self, proc: &[String], svc: Service) -> Group {
+        let mut it = proc.iter();
+        let mut g = Vec::with_capacity(proc.len() + 3);
+        for l in &self.group_by {
+            if *l == GroupLabel::ServicePort {
+                g.extend(service_values(svc));
+            } else {
+                g.push(it.next().cloned().unwrap_or_default());
+            }
+        }
+        g
     }
 
     fn epoch_ms(&self) -> u64 {
@@ -163,7 +244,8 @@ struct State {
     folded: HashMap<(Group, DestClass), Traffic>,
     /// Per folded epoch, IP bytes per group (the last `rank_epochs`).
     window: VecDeque<(u64, HashMap<Group, u64>)>,
-    /// Group of every process seen.
+    /// Process label values (the `group_by` labels other than
+    /// `service_port`, in order) of every process seen.
     groups: HashMap<ProcessId, Group>,
     /// Per group with a series in `folded`: the last epoch it was a member.
     last_member: HashMap<Group, u64>,
@@ -229,7 +311,7 @@ impl Exporter {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let labels: Vec<&'static str> = self.cfg.group_by.iter().map(|g| g.name()).collect();
+        let labels = self.cfg.label_names();
         let other: Group = vec![OTHER.to_owned(); labels.len()];
         let Some(latest) = scan::latest_sample(store)? else {
             return Ok(Snapshot {
@@ -240,27 +322,55 @@ impl Exporter {
         let ems = self.cfg.epoch_ms();
         let cur = latest / ems;
         let from = st.until.saturating_mul(ems);
-        let segs = segments(store, &(from..latest.saturating_add(1)), self.cfg.tier())?;
-        let mut raw: HashMap<(u64, ProcessId, DestClass), Traffic> = HashMap::new();
+        let range = from..latest.saturating_add(1);
+        let segs = segments(store, &range, self.cfg.tier(), Kind::Process)?;
+        let mut raw: HashMap<(u64, ProcessId, Service, DestClass), Traffic> = HashMap::new();
+        let by_service = self.cfg.by_service();
         scan::rows(store, &segs, Kind::Process, |row| {
             if let Subject::Process(id) = row.subject {
-                let e = raw.entry((row.ts / ems, id, row.class)).or_default();
+                // Grouped by service, only the traffic without an endpoint
+                // comes from the process rows (the rest is in the remote
+                // rows, which add up to the process rows exactly).
+                if by_service && id != OVERFLOW {
+                    return;
+                }
+                let e = raw.entry((row.ts / ems, id, None, row.class)).or_default();
                 *e = e.add(row.traffic);
             }
         })?;
-        if raw.keys().any(|(_, id, _)| !st.groups.contains_key(id)) {
+        if by_service {
+            let rsegs = segments(store, &range, self.cfg.tier(), Kind::Remote)?;
+            scan::rows(store, &rsegs, Kind::Remote, |row| {
+                if let Subject::Remote(rk) = row.subject {
+                    let svc = Some((rk.protocol, rk.port, rk.dir));
+                    let e = raw
+                        .entry((row.ts / ems, rk.process, svc, row.class))
+                        .or_default();
+                    *e = e.add(row.traffic);
+                }
+            })?;
+        }
+        if raw.keys().any(|(_, id, _, _)| !st.groups.contains_key(id)) {
             let facts = Facts::load(store, apps)?;
-            for (_, id, _) in raw.keys() {
+            for (_, id, _, _) in raw.keys() {
                 if !st.groups.contains_key(id) {
                     let f = facts.get(*id);
-                    let g = self.cfg.group_by.iter().map(|l| l.value(&f)).collect();
+                    let g = self
+                        .cfg
+                        .group_by
+                        .iter()
+                        .filter_map(|l| l.value(&f))
+                        .collect();
                     st.groups.insert(*id, g);
                 }
             }
         }
         let mut per_epoch: BTreeMap<u64, HashMap<(Group, DestClass), Traffic>> = BTreeMap::new();
-        for ((e, id, class), t) in raw {
-            let g = st.groups.get(&id).cloned().unwrap_or_else(|| other.clone());
+        for ((e, id, svc, class), t) in raw {
+            let g = st
+                .groups
+                .get(&id)
+                .map_or_else(|| other.clone(), |p| self.cfg.group(p, svc));
             let cell = per_epoch
                 .entry(e)
                 .or_default()
@@ -352,31 +462,36 @@ impl Exporter {
     }
 }
 
-/// Segments of `range` read so that no row covers more than one epoch:
-/// tiers coarser than `tier` are used only where `tier` was purged.
+/// Segments of `range` read for rows of `kind` so that no row covers more
+/// than one epoch: tiers coarser than `tier` are used only where `tier`
+/// was purged (for remote rows: or not yet kept, see
+/// [`Store::remote_minute_from`]).
 fn segments(
     store: &mut Store,
     range: &Range<TimeMs>,
     tier: Tier,
+    kind: Kind,
 ) -> Result<Vec<Segment>, QueryError> {
     let mut purged: HashMap<Tier, TimeMs> = HashMap::new();
     for t in Tier::ALL {
         purged.insert(t, store.purged_before(t)?);
     }
+    if kind == Kind::Remote {
+        let from = store.remote_minute_from()?;
+        let m = purged.entry(Tier::Minute).or_default();
+        *m = (*m).max(from);
+    }
     let real = |t: Tier| purged.get(&t).copied().unwrap_or(0);
+    let tier = tier.max(kind.finest());
     let p = real(tier);
     let mut out = Vec::new();
     if range.start < p {
-        out.extend(plan(
-            &(range.start..p.min(range.end)),
-            Tier::Interval,
-            &real,
-        ));
+        out.extend(plan(&(range.start..p.min(range.end)), kind.finest(), &real));
     }
     let s = range.start.max(p);
     if s < range.end {
         let fine = |t: Tier| if t > tier { TimeMs::MAX } else { real(t) };
-        out.extend(plan(&(s..range.end), Tier::Interval, &fine));
+        out.extend(plan(&(s..range.end), kind.finest(), &fine));
     }
     Ok(out)
 }
@@ -671,6 +786,37 @@ mod tests {
         assert!(c.check().is_err());
         let t: ExporterConfig = toml::from_str("top = 2\ngroup_by = [\"app\"]").expect("parse");
         assert_eq!(t.top, 2);
+        let t: ExporterConfig =
+            toml::from_str("group_by = [\"app\", \"service_port\"]").expect("parse");
+        assert_eq!(t.group_by, [GroupLabel::App, GroupLabel::ServicePort]);
+        assert_eq!(
+            t.group_by.iter().map(|g| g.name()).collect::<Vec<_>>(),
+            ["app", "service_port"],
+            "names read back"
+        );
+        assert!(t.check().is_ok(), "hourly epochs");
+        assert_eq!(
+            t.label_names(),
+            ["app", "protocol", "service_port", "port_dir"]
+        );
+        let mut c = t.clone();
+        c.epoch_secs = 1;
+        assert!(
+            c.check().is_err(),
+            "service ports are kept per minute: no 1 s epochs"
+        );
+        assert_eq!(
+            t.group(&["curl".to_owned()], Some((17, 53, ConnDir::Out))),
+            ["curl", "udp", "53", "out"]
+        );
+        assert_eq!(
+            t.group(&["nginx".to_owned()], Some((6, 443, ConnDir::Unknown))),
+            ["nginx", "tcp", "443", "unknown"]
+        );
+        assert_eq!(
+            t.group(&["overflow".to_owned()], None),
+            ["overflow", "none", "none", "none"]
+        );
         assert!(toml::from_str::<ExporterConfig>("tpo = 2").is_err());
     }
 

@@ -52,8 +52,24 @@
 //! when rows age past that retention, member series can move between
 //! groups for those old epochs (the sum stays exact). Group names come
 //! from the process records and the `[apps]` rules: changing the rules
-//! renames history, which moves bytes between series. Series by service port are not offered
-//! (they need the per remote rows, which exist per hour only).
+//! renames history, which moves bytes between series.
+//!
+//! # Grouping by service port
+//!
+//! `group_by` may include `service_port`: three labels, `protocol`,
+//! `service_port` and `port_dir` (`in`/`out`; `direction` is already the
+//! tx/rx label), the groups of `netmon usage --by port` (see
+//! [`crate::store::service`] for how the side is decided). The rows are
+//! then the per remote rows (minute, hour and day, completed by the
+//! snapshot's pending pieces, as every remote answer reads them) plus the
+//! process rows of traffic with no endpoint (labels `none`): the remote
+//! rows of a process and class add up exactly to its process rows, so
+//! `sum()` is the same host total. Process labels (`app`, `user`, ...)
+//! combine with it: a group is e.g. (`nginx`, `tcp`, `443`, `in`). Epochs
+//! must be whole minutes (the finest remote tier); history written before
+//! the minute tier existed is read from the hour rows, each counted in the
+//! epoch where its hour starts, and carries `port_dir="unknown"` where no
+//! direction was recorded (its port is the remote port as stored).
 pub mod drain;
 pub mod host;
 pub mod kernel;
