@@ -28,10 +28,11 @@
 //!
 //! [[alerts.rule]]
 //! name = "firefox-daily"
-//! filters = ["app=firefox"]      # the CLI's --filter vocabulary, process-level keys
+//! filters = ["app=firefox"]      # the CLI's --filter vocabulary (not interface)
 //! class = "internet"             # optional destination class
 //! direction = "both"             # tx | rx | both (default)
 //! kind = "volume"                # volume | rate | quota | new_app | quality
+//!                                # | rtt_p95 | retrans_rate
 //! over = "5GiB"
 //! window = "24h"                 # rolling; or period = "day" | "week" | "month"
 //! hysteresis = 0.1               # clears below over × (1 − 0.1)
@@ -57,6 +58,21 @@
 //! [[alerts.rule]]
 //! name = "new-apps"
 //! kind = "new_app"               # class defaults to internet
+//!
+//! [[alerts.rule]]                # "connections are slow"
+//! name = "rtt"
+//! filters = ["port=tcp/443"]     # remote, port and protocol terms too
+//! kind = "rtt_p95"               # 95th percentile of the RTT samples
+//! over = "150ms"                 # (one per TCP flow and interval)
+//! window = "5m"                  # rolling (default 5m)
+//! min_samples = 10               # fewer in the window: no change (default 10)
+//!
+//! [[alerts.rule]]
+//! name = "loss"
+//! kind = "retrans_rate"          # retransmitted ÷ sent data segments
+//! over = "2%"                    # or 0.02
+//! window = "5m"
+//! min_segments = 100             # fewer sent in the window: no change
 //!
 //! [[alerts.rule]]                # "the internet got slow"
 //! name = "slow"
@@ -150,7 +166,8 @@ pub struct ActionFile {
 pub struct RuleFile {
     /// Unique name.
     pub name: String,
-    /// `volume`, `rate`, `quota`, `new_app`.
+    /// `volume`, `rate`, `quota`, `new_app`, `quality`, `rtt_p95`,
+    /// `retrans_rate`.
     pub kind: String,
     /// Process-level `KEY=VALUE` filters (all must hold).
     #[serde(default)]
@@ -189,6 +206,10 @@ pub struct RuleFile {
     pub below: Option<Num>,
     /// quality: a minute counts as demand from this rate on.
     pub min_rate: Option<String>,
+    /// rtt_p95: fewest RTT samples in the window for a verdict.
+    pub min_samples: Option<u64>,
+    /// retrans_rate: fewest sent data segments in the window for a verdict.
+    pub min_segments: Option<u64>,
     /// Action names (default `["log"]`).
     pub actions: Option<Vec<String>>,
 }
@@ -320,6 +341,24 @@ pub enum Condition {
         /// Busy minutes averaged, ms.
         window_ms: u64,
     },
+    /// The 95th percentile of the window's TCP RTT samples above `over_us`.
+    RttP95 {
+        /// Threshold, µs.
+        over_us: u64,
+        /// Rolling window, ms.
+        window_ms: u64,
+        /// Fewest samples for a verdict.
+        min_samples: u64,
+    },
+    /// Retransmitted over sent data segments in the window above `over`.
+    RetransRate {
+        /// Threshold, 0 < over < 1.
+        over: f64,
+        /// Rolling window, ms.
+        window_ms: u64,
+        /// Fewest sent data segments for a verdict.
+        min_segments: u64,
+    },
 }
 
 impl Condition {
@@ -332,6 +371,8 @@ impl Condition {
             Self::Quota { .. } => "quota",
             Self::NewApp => "new_app",
             Self::Quality { .. } => "quality",
+            Self::RttP95 { .. } => "rtt_p95",
+            Self::RetransRate { .. } => "retrans_rate",
         }
     }
 }
@@ -339,10 +380,19 @@ impl Condition {
 /// Which traffic a rule counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
-    /// Process-level filters (the query vocabulary).
+    /// Filters (the query vocabulary): process keys, remote, port, protocol.
     pub filters: Vec<FilterTerm>,
     /// Destination class.
     pub class: Option<DestClass>,
+}
+
+impl Scope {
+    /// True when a remote, port or protocol term restricts it: its traffic
+    /// comes from the per endpoint rows, not the per process ones.
+    #[must_use]
+    pub fn by_endpoint(&self) -> bool {
+        self.filters.iter().any(|t| t.key.needs_remote())
+    }
 }
 
 /// A checked rule.
@@ -552,6 +602,24 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     parse_size(body).map(|b| b.saturating_mul(8))
 }
 
+/// A fraction in (0, 1): `"2%"`, `"0.5 %"` or `"0.02"`.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(p) => (p.trim(), 100.0),
+        None => (t, 1.0),
+    };
+    let v = num
+        .parse::<f64>()
+        .map(|v| v / scale)
+        .map_err(|_| format!("{s:?} is not a fraction (like 2% or 0.02)"))?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must lie between 0 and 100 % (exclusive)"))
+    }
+}
+
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
     humantime::parse_duration(s)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -695,10 +763,10 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
     let mut filters = Vec::new();
     for f in &r.filters {
         let t: FilterTerm = f.parse().map_err(|e| format!("filter {f:?}: {e}"))?;
-        if !(t.key.is_process() || t.key == FilterKey::Class) {
+        if t.key == FilterKey::Interface {
             return Err(format!(
-                "filter {f:?}: alerts count per process (pid, app, comm, user, cgroup, container, class); \
-                 remote, port, protocol and interface are kept per hour only"
+                "filter {f:?}: interface totals carry no process or endpoint; \
+                 rules take pid, app, comm, user, cgroup, container, remote, port, protocol, class"
             ));
         }
         filters.push(t);
@@ -710,6 +778,20 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             return Err("class given twice, differently".to_owned());
         }
         class = Some(c);
+    }
+    let endpoint = filters.iter().any(|t| t.key.needs_remote());
+    let samples = matches!(r.kind.as_str(), "rtt_p95" | "retrans_rate");
+    if endpoint && matches!(r.kind.as_str(), "new_app" | "quality") {
+        return Err(format!(
+            "kind {:?} takes process filters and a class only (no remote, port or protocol)",
+            r.kind
+        ));
+    }
+    if samples && r.direction.is_some() {
+        return Err(format!(
+            "`direction` does not apply to kind {:?} (RTT and retransmissions are per connection)",
+            r.kind
+        ));
     }
     let direction = match r.direction.as_deref() {
         None if r.kind == "quality" => Direction::Rx,
@@ -733,6 +815,15 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
         }
     };
     let cycle_given = r.reset_day.is_some() || r.period_days.is_some() || r.start.is_some();
+    if r.kind != "rtt_p95" && r.min_samples.is_some() {
+        unused(&[("min_samples", true)])?;
+    }
+    if r.kind != "retrans_rate" && r.min_segments.is_some() {
+        unused(&[("min_segments", true)])?;
+    }
+    if !matches!(r.kind.as_str(), "quality") && (r.below.is_some() || r.min_rate.is_some()) {
+        unused(&[("below/min_rate", true)])?;
+    }
     let condition = match r.kind.as_str() {
         "volume" => {
             unused(&[
@@ -878,9 +969,56 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
                 window_ms,
             }
         }
+        "rtt_p95" | "retrans_rate" => {
+            unused(&[
+                ("period", r.period.is_some()),
+                ("for", r.for_.is_some()),
+                ("cap", r.cap.is_some()),
+                ("levels", r.levels.is_some()),
+                ("project", r.project),
+                ("reset_day/period_days/start", cycle_given),
+            ])?;
+            let window_ms = r
+                .window
+                .as_deref()
+                .map_or(Ok(5 * 60_000), parse_duration_ms)?;
+            if window_ms == 0 {
+                return Err("window must be > 0".to_owned());
+            }
+            let over = r.over.as_deref().ok_or_else(|| {
+                format!(
+                    "{} needs over = {}",
+                    r.kind,
+                    if r.kind == "rtt_p95" {
+                        "\"150ms\""
+                    } else {
+                        "\"2%\" (or 0.02)"
+                    }
+                )
+            })?;
+            if r.kind == "rtt_p95" {
+                let over_us = humantime::parse_duration(over)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                    .map_err(|e| format!("over {over:?} is not a duration like 150ms: {e}"))?;
+                if over_us == 0 {
+                    return Err("over must be > 0".to_owned());
+                }
+                Condition::RttP95 {
+                    over_us,
+                    window_ms,
+                    min_samples: r.min_samples.unwrap_or(10).max(1),
+                }
+            } else {
+                Condition::RetransRate {
+                    over: parse_fraction(over)?,
+                    window_ms,
+                    min_segments: r.min_segments.unwrap_or(100).max(1),
+                }
+            }
+        }
         k => {
             return Err(format!(
-                "unknown kind {k:?} (volume, rate, quota, new_app, quality)"
+                "unknown kind {k:?} (volume, rate, quota, new_app, quality, rtt_p95, retrans_rate)"
             ));
         }
     };

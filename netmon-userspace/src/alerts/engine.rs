@@ -55,10 +55,14 @@ use crate::alerts::state::{self, RuleState};
 use crate::clock::rfc3339_from_unix_ms;
 use crate::ownership::{ProcessId, ProcessInfo};
 use crate::query::AppRules;
+use crate::query::edges;
+use crate::query::usage::RowFilter;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
 use crate::store::query::Segment;
-use crate::store::{DestClass, ProcessRecord, Store, Tier, TimeMs, TimeRange, Traffic};
+use crate::store::{
+    DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic,
+};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
 
 /// Cached process identities before the cache is cleared.
@@ -91,6 +95,43 @@ enum Acc {
         hour: Option<TimeMs>,
         baseline_bps: Option<u64>,
     },
+    /// TCP samples per drain time in the window, oldest first.
+    Samples { steps: VecDeque<SampleStep> },
+}
+
+/// The TCP quality samples of one drain time that a rule's scope passes.
+#[derive(Clone, Debug, Default)]
+struct SampleStep {
+    ts: TimeMs,
+    /// RTTs, µs (samples with an RTT measurement only).
+    rtts: Vec<u32>,
+    retrans_segs: u64,
+    data_segs: u64,
+}
+
+impl SampleStep {
+    fn add(&mut self, s: &crate::store::QualitySample) {
+        if s.srtt_us > 0 {
+            self.rtts.push(s.srtt_us);
+        }
+        self.retrans_segs += u64::from(s.retrans_segs);
+        self.data_segs += u64::from(s.data_segs);
+    }
+}
+
+/// Appends sample `s` of drain time `ts` to `steps` (in time order).
+fn push_sample(steps: &mut VecDeque<SampleStep>, ts: TimeMs, s: &crate::store::QualitySample) {
+    match steps.back_mut() {
+        Some(last) if last.ts == ts => last.add(s),
+        _ => {
+            let mut st = SampleStep {
+                ts,
+                ..SampleStep::default()
+            };
+            st.add(s);
+            steps.push_back(st);
+        }
+    }
 }
 
 /// One minute.
@@ -152,6 +193,16 @@ pub struct Engine {
     seq: u64,
     /// Fired events not yet stored (their commit failed; retried next step).
     pending: Vec<AlertEvent>,
+    /// Per scope: the endpoint terms and class as the query applies them.
+    row_filters: Vec<RowFilter>,
+    /// Endpoint scopes whose bytes rules sum (volume, rate, quota).
+    endpoint_scopes: Vec<usize>,
+    /// Per endpoint scope: (hour, tx, rx) read so far in that hour.
+    endpoint_hour: FxHashMap<usize, (TimeMs, u64, u64)>,
+    /// Per endpoint scope: this step's (tx, rx), set by [`Self::step`].
+    endpoint_step: FxHashMap<usize, (u64, u64)>,
+    /// TCP samples are read up to (excluding) this drain time.
+    samples_to: TimeMs,
 }
 
 fn pick(d: Direction, tx: u64, rx: u64) -> u64 {
@@ -258,6 +309,9 @@ impl Engine {
                     hour: None,
                     baseline_bps: None,
                 },
+                Condition::RttP95 { .. } | Condition::RetransRate { .. } => Acc::Samples {
+                    steps: VecDeque::new(),
+                },
             };
             live.push(Live {
                 rule: rule.clone(),
@@ -272,19 +326,40 @@ impl Engine {
             .filter(|l| matches!(l.rule.condition, Condition::NewApp))
             .map(|l| l.scope)
             .collect();
+        let mut endpoint_scopes: Vec<usize> = live
+            .iter()
+            .filter(|l| {
+                scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples { .. })
+            })
+            .map(|l| l.scope)
+            .collect();
+        endpoint_scopes.sort_unstable();
+        endpoint_scopes.dedup();
+        let last_ts = scan::latest_sample(store)?;
         let mut engine = Self {
             tz: compiled.tz.clone(),
             apps,
             sums: vec![(0, 0); scopes.len()],
+            row_filters: scopes
+                .iter()
+                .map(|s| RowFilter::new(&s.filters, s.class))
+                .collect(),
             scopes,
             live,
             cache: FxHashMap::default(),
             new_app_scopes,
-            last_ts: scan::latest_sample(store)?,
+            last_ts,
             seq: state::last_seq(store)?,
             pending: Vec::new(),
+            endpoint_scopes,
+            endpoint_hour: FxHashMap::default(),
+            endpoint_step: FxHashMap::default(),
+            samples_to: last_ts.map_or(0, |t| t.saturating_add(1)),
         };
         engine.seed(store, now)?;
+        if let Some(t) = last_ts {
+            engine.endpoint_hour = engine.endpoint_cums(store, t, &mut None)?;
+        }
         engine.commit(store)?;
         Ok(engine)
     }
@@ -296,16 +371,27 @@ impl Engine {
     }
 
     /// Rebuilds the sums from the history: one scan per distinct range.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass per range kind, each short"
+    )]
     fn seed(&mut self, store: &mut Store, now: TimeMs) -> Result<(), AlertError> {
         let end = now.saturating_add(1);
-        let mut ranges: Vec<(TimeRange, bool)> = Vec::new();
+        // (range, fine: rows keep their own times, endpoint: remote rows).
+        let mut ranges: Vec<(TimeRange, bool, bool)> = Vec::new();
         let mut want: Vec<Option<usize>> = Vec::new();
         for l in &mut self.live {
+            let endpoint = self.scopes[l.scope].by_endpoint();
             let range = match (&l.rule.condition, &l.acc) {
+                (_, Acc::Samples { .. }) => None,
                 (
                     Condition::Rolling { window_ms, .. } | Condition::Quality { window_ms, .. },
                     _,
-                ) => Some((now.saturating_sub(*window_ms).saturating_add(1)..end, true)),
+                ) => Some((
+                    now.saturating_sub(*window_ms).saturating_add(1)..end,
+                    true,
+                    endpoint,
+                )),
                 (_, Acc::Cycle { range, .. }) => {
                     // A new cycle since the stored state: its flags start over.
                     if l.state.cycle_start_ms != Some(range.start) {
@@ -316,11 +402,11 @@ impl Engine {
                         l.state.since_ms = Some(range.start);
                         l.dirty = true;
                     }
-                    Some((range.start..end, false))
+                    Some((range.start..end, false, endpoint))
                 }
                 // A rule without a baseline takes the apps already in the
                 // history as known.
-                (Condition::NewApp, _) if l.dirty => Some((0..end, false)),
+                (Condition::NewApp, _) if l.dirty => Some((0..end, false, false)),
                 _ => None,
             };
             want.push(range.map(|r| {
@@ -330,24 +416,40 @@ impl Engine {
                 })
             }));
         }
-        if ranges.is_empty() {
+        let samples = self
+            .live
+            .iter()
+            .any(|l| matches!(l.acc, Acc::Samples { .. }));
+        if ranges.is_empty() && !samples {
             return Ok(());
         }
         let facts = Facts::load(store, &self.apps)?;
-        for (ri, (range, fine)) in ranges.iter().enumerate() {
-            let segs = if *fine {
-                fine_plan(store, range)?
+        for (ri, (range, fine, endpoint)) in ranges.iter().enumerate() {
+            let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic, Option<RemoteKey>)> =
+                Vec::new();
+            if *endpoint {
+                // Remote rows are keyed at their bucket's start: a rolling
+                // window counts a bucket cut by its start from the start.
+                let from = range.start;
+                edges::remote_rows(store, range, false, |_| true, |r| {
+                    if let Subject::Remote(rk) = r.subject {
+                        rows.push((r.ts.max(from), rk.process, r.class, r.traffic, Some(rk)));
+                    }
+                })?;
             } else {
-                scan::plan_for(store, range, Kind::Process)?.0
-            };
-            let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic)> = Vec::new();
-            scan::rows(store, &segs, Kind::Process, |r| {
-                if let Subject::Process(id) = r.subject {
-                    rows.push((r.ts, id, r.class, r.traffic));
-                }
-            })?;
+                let segs = if *fine {
+                    fine_plan(store, range)?
+                } else {
+                    scan::plan_for(store, range, Kind::Process)?.0
+                };
+                scan::rows(store, &segs, Kind::Process, |r| {
+                    if let Subject::Process(id) = r.subject {
+                        rows.push((r.ts, id, r.class, r.traffic, None));
+                    }
+                })?;
+            }
             rows.sort_by_key(|r| r.0);
-            for (ts, id, class, t) in rows {
+            for (ts, id, class, t, rk) in rows {
                 let ps = match self.cache.get(&id) {
                     Some(p) => p.clone(),
                     None => {
@@ -365,6 +467,11 @@ impl Engine {
                         continue;
                     }
                     if self.scopes[l.scope].class.is_some_and(|c| c != class) {
+                        continue;
+                    }
+                    if let Some(rk) = &rk
+                        && !self.row_filters[l.scope].remote_ok(rk)
+                    {
                         continue;
                     }
                     let b = pick(l.rule.direction, t.tx.ip_bytes, t.rx.ip_bytes);
@@ -389,11 +496,177 @@ impl Engine {
                                 add_minute(minutes, ts, b);
                             }
                         }
-                        Acc::Rate { .. } => {}
+                        Acc::Rate { .. } | Acc::Samples { .. } => {}
                     }
                 }
             }
         }
+        // RTT and retransmission windows: the samples up to the last
+        // committed step; the steps read the rest.
+        let mut facts = Some(facts);
+        for i in 0..self.live.len() {
+            let window_ms = match self.live[i].rule.condition {
+                Condition::RttP95 { window_ms, .. } | Condition::RetransRate { window_ms, .. } => {
+                    window_ms
+                }
+                _ => continue,
+            };
+            let from = now.saturating_sub(window_ms).saturating_add(1);
+            let range = from..self.samples_to.max(from);
+            let steps = self.read_samples(store, i, &range, &mut facts)?;
+            if let Acc::Samples { steps: s } = &mut self.live[i].acc {
+                *s = steps;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when process `id` passes scope `si`'s process terms (cached;
+    /// `facts` loaded on a miss).
+    fn in_scope(
+        &mut self,
+        store: &mut Store,
+        id: ProcessId,
+        si: usize,
+        facts: &mut Option<Facts>,
+    ) -> Result<bool, AlertError> {
+        let key = u32::try_from(si).unwrap_or(u32::MAX);
+        if let Some(p) = self.cache.get(&id) {
+            return Ok(p.scopes.contains(&key));
+        }
+        let f = match facts {
+            Some(f) => f,
+            None => facts.insert(Facts::load(store, &self.apps)?),
+        };
+        let p = scopes_of(&f.get(id), &self.scopes);
+        let yes = p.scopes.contains(&key);
+        self.cache.insert(id, p);
+        Ok(yes)
+    }
+
+    /// Caches the scopes of this step's processes (from their own
+    /// identity, without reading the process records).
+    fn prime(&mut self, per_process: &[(ProcessInfo, DestClass, Traffic)]) {
+        if self.cache.len() > PROC_CACHE_MAX {
+            self.cache.clear();
+        }
+        for (info, _, _) in per_process {
+            if !self.cache.contains_key(&info.id) {
+                let p = scopes_of(&facts_of(info, &self.apps), &self.scopes);
+                self.cache.insert(info.id, p);
+            }
+        }
+    }
+
+    /// The TCP samples of `range` that rule `i`'s scope passes, per drain
+    /// time, through the query layer's scoped reader.
+    fn read_samples(
+        &mut self,
+        store: &mut Store,
+        i: usize,
+        range: &TimeRange,
+        facts: &mut Option<Facts>,
+    ) -> Result<VecDeque<SampleStep>, AlertError> {
+        let si = self.live[i].scope;
+        let scope = self.scopes[si].clone();
+        let mut raw: Vec<(TimeMs, crate::store::QualitySample)> = Vec::new();
+        crate::query::quality::scoped_samples(store, &scope.filters, scope.class, range, |ts, s| {
+            raw.push((ts, *s));
+        })?;
+        let mut steps = VecDeque::new();
+        for (ts, s) in raw {
+            let id = ProcessId {
+                pid: s.pid,
+                start_ticks: s.start_ticks,
+            };
+            if self.in_scope(store, id, si, facts)? {
+                push_sample(&mut steps, ts, &s);
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Per endpoint scope: (hour, tx, rx) of the remote rows of the hour of
+    /// `ts` (rows plus the snapshot's pending pieces, through the query
+    /// layer's scan), that the scope's filters pass.
+    fn endpoint_cums(
+        &mut self,
+        store: &mut Store,
+        ts: TimeMs,
+        facts: &mut Option<Facts>,
+    ) -> Result<FxHashMap<usize, (TimeMs, u64, u64)>, AlertError> {
+        let mut out: FxHashMap<usize, (TimeMs, u64, u64)> = FxHashMap::default();
+        if self.endpoint_scopes.is_empty() {
+            return Ok(out);
+        }
+        let hour = ts - ts % HOUR;
+        let (segs, _) = scan::plan_for(store, &(hour..hour + HOUR), Kind::Remote)?;
+        let mut rows: Vec<(RemoteKey, DestClass, Traffic)> = Vec::new();
+        scan::rows(store, &segs, Kind::Remote, |r| {
+            if let Subject::Remote(rk) = r.subject
+                && r.tier.bucket(r.ts) >= hour
+            {
+                rows.push((rk, r.class, r.traffic));
+            }
+        })?;
+        for si in self.endpoint_scopes.clone() {
+            out.insert(si, (hour, 0, 0));
+        }
+        for (rk, class, t) in rows {
+            for si in self.endpoint_scopes.clone() {
+                let rf = &self.row_filters[si];
+                if !rf.class_ok(class)
+                    || !rf.remote_ok(&rk)
+                    || !self.in_scope(store, rk.process, si, facts)?
+                {
+                    continue;
+                }
+                if let Some(e) = out.get_mut(&si) {
+                    e.1 = e.1.saturating_add(t.tx.ip_bytes);
+                    e.2 = e.2.saturating_add(t.rx.ip_bytes);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// This step's bytes of the endpoint scopes: the hour's sums now minus
+    /// those read at the previous step (a new hour starts from zero). On a
+    /// read error the step counts nothing for them and the next step's
+    /// difference takes it in.
+    fn read_endpoints(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        self.endpoint_step.clear();
+        let now = self.endpoint_cums(store, ts, &mut None)?;
+        for (si, (hour, tx, rx)) in &now {
+            let (ptx, prx) = match self.endpoint_hour.get(si) {
+                Some((h, ptx, prx)) if h == hour => (*ptx, *prx),
+                _ => (0, 0),
+            };
+            self.endpoint_step
+                .insert(*si, (tx.saturating_sub(ptx), rx.saturating_sub(prx)));
+        }
+        self.endpoint_hour = now;
+        Ok(())
+    }
+
+    /// Appends the TCP samples committed since the last step to the RTT
+    /// and retransmission windows. On a read error nothing is added and
+    /// the next step reads from the same time.
+    fn step_samples(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        let range = self.samples_to..ts.saturating_add(1).max(self.samples_to);
+        let mut facts = None;
+        let mut got = Vec::new();
+        for i in 0..self.live.len() {
+            if matches!(self.live[i].acc, Acc::Samples { .. }) {
+                got.push((i, self.read_samples(store, i, &range, &mut facts)?));
+            }
+        }
+        for (i, new) in got {
+            if let Acc::Samples { steps } = &mut self.live[i].acc {
+                steps.extend(new);
+            }
+        }
+        self.samples_to = range.end;
         Ok(())
     }
 
@@ -409,6 +682,13 @@ impl Engine {
     ) -> Vec<AlertEvent> {
         if let Err(e) = self.refresh_baselines(store, ts) {
             tracing::warn!(error = %e, "reading the quality baselines failed; retrying next interval");
+        }
+        self.prime(per_process);
+        if let Err(e) = self.read_endpoints(store, ts) {
+            tracing::warn!(error = %e, "reading the per endpoint rows failed; counted at the next interval");
+        }
+        if let Err(e) = self.step_samples(store, ts) {
+            tracing::warn!(error = %e, "reading the TCP samples failed; read at the next interval");
         }
         let fired = self.evaluate(ts, per_process);
         self.pending.extend(fired);
@@ -546,6 +826,10 @@ impl Engine {
                 }
             }
         }
+        // Endpoint scopes count their rows' bytes, not their processes'.
+        for &si in &self.endpoint_scopes {
+            self.sums[si] = self.endpoint_step.remove(&si).unwrap_or((0, 0));
+        }
         let dt = self.last_ts.map(|l| ts.saturating_sub(l));
         self.last_ts = Some(ts);
         let mut out = Vec::new();
@@ -559,6 +843,21 @@ impl Engine {
 }
 
 impl Live {
+    /// Drops the sample steps that left the window `(ts − window, ts]`
+    /// and returns the rest (`None`: not a sample rule).
+    fn expire_samples(&mut self, ts: TimeMs, window_ms: u64) -> Option<&VecDeque<SampleStep>> {
+        let Acc::Samples { steps } = &mut self.acc else {
+            return None;
+        };
+        while steps
+            .front()
+            .is_some_and(|s| s.ts.saturating_add(window_ms) <= ts)
+        {
+            steps.pop_front();
+        }
+        Some(steps)
+    }
+
     fn event(&self, ts: TimeMs, transition: &str, message: String) -> AlertEvent {
         AlertEvent {
             schema_version: SCHEMA_VERSION,
@@ -890,6 +1189,97 @@ impl Live {
                             format!(
                                 "{}: busy-minute throughput {rate} bit/s, usually {base} bit/s at this hour ({tr})",
                                 l.rule.name
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::RttP95 {
+                over_us,
+                window_ms,
+                min_samples,
+            } => {
+                let Some(w) = self.expire_samples(ts, window_ms) else {
+                    return;
+                };
+                let mut rtts: Vec<u32> = w.iter().flat_map(|s| s.rtts.iter().copied()).collect();
+                let n = u64::try_from(rtts.len()).unwrap_or(u64::MAX);
+                // Too few samples say nothing: no transition either way.
+                if n < min_samples {
+                    return;
+                }
+                let p95 = crate::query::quality::p95(&mut rtts).map_or(0, u64::from);
+                let clear = p95 <= clear_at(over_us, self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    p95 > over_us,
+                    clear,
+                    |l, tr| AlertEvent {
+                        rtt_p95_us: Some(p95),
+                        threshold_us: Some(over_us),
+                        samples: Some(n),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: RTT p95 {} over {n} samples in the last {} ({tr}; threshold {})",
+                                l.rule.name,
+                                humantime::format_duration(std::time::Duration::from_micros(p95)),
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                )),
+                                humantime::format_duration(std::time::Duration::from_micros(
+                                    over_us
+                                )),
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::RetransRate {
+                over,
+                window_ms,
+                min_segments,
+            } => {
+                let Some(w) = self.expire_samples(ts, window_ms) else {
+                    return;
+                };
+                let (re, sent) = w.iter().fold((0u64, 0u64), |(r, d), s| {
+                    (r.saturating_add(s.retrans_segs), d.saturating_add(s.data_segs))
+                });
+                if sent < min_segments {
+                    return;
+                }
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "segment counts far below 2^52"
+                )]
+                let rate = re as f64 / sent as f64;
+                let clear = rate <= over * (1.0 - self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    rate > over,
+                    clear,
+                    |l, tr| AlertEvent {
+                        retrans_segs: Some(re),
+                        data_segs: Some(sent),
+                        retrans_rate: Some(rate),
+                        threshold_rate: Some(over),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: {re} of {sent} data segments retransmitted ({:.2} %) in the last {} ({tr}; threshold {:.2} %)",
+                                l.rule.name,
+                                rate * 100.0,
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                )),
+                                over * 100.0,
                             ),
                         )
                     },

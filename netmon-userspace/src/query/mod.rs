@@ -13,6 +13,7 @@
 pub mod apps;
 pub mod edges;
 pub mod facts;
+pub mod quality;
 pub mod scan;
 pub mod series;
 pub mod terms;
