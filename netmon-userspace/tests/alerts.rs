@@ -21,7 +21,7 @@ use netmon::alerts::engine::Engine;
 use netmon::alerts::state;
 use netmon::drain::Drain;
 use netmon::query::AppRules;
-use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
+use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, SimTcp, per_tick};
 use netmon::store::{Retention, Store, TimeMs};
 use netmon::wire::AlertEvent;
 
@@ -662,4 +662,417 @@ window = "3h"
         run.fired(),
         vec![ev(630, "big", "fired"), ev(809, "big", "cleared")]
     );
+}
+
+/// One scripted TCP flow of the quality tests: ticks, smoothed RTT (µs),
+/// data segments and retransmissions per tick, and whether the rules'
+/// scope (`app=firefox`) takes it.
+struct TcpFlow {
+    ticks: std::ops::RangeInclusive<u64>,
+    remote: &'static str,
+    srtt_us: u32,
+    data: u32,
+    retrans: u32,
+    firefox: bool,
+}
+
+/// firefox: five steady flows (20 ms, no loss) on ticks 0..=40 and one bad
+/// flow (300 ms, 40 of 100 segments retransmitted) on 10..=20 to port 8443;
+/// curl: a worse flow (500 ms, half lost) all along, outside the scope.
+fn tcp_flows() -> Vec<TcpFlow> {
+    let mut v: Vec<TcpFlow> = (0..5)
+        .map(|_| TcpFlow {
+            ticks: 0..=40,
+            remote: "93.184.216.34:443",
+            srtt_us: 20_000,
+            data: 100,
+            retrans: 0,
+            firefox: true,
+        })
+        .collect();
+    v.push(TcpFlow {
+        ticks: 10..=20,
+        remote: "93.184.216.35:8443",
+        srtt_us: 300_000,
+        data: 100,
+        retrans: 40,
+        firefox: true,
+    });
+    v.push(TcpFlow {
+        ticks: 0..=40,
+        remote: "93.184.216.36:443",
+        srtt_us: 500_000,
+        data: 100,
+        retrans: 50,
+        firefox: false,
+    });
+    v
+}
+
+fn tcp_script(flows: &[TcpFlow]) -> Script {
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let firefox = b.process(100, 10, "firefox", 0..=u64::MAX);
+    let curl = b.process(300, 12, "curl", 0..=u64::MAX);
+    for (i, f) in flows.iter().enumerate() {
+        let cookie = 50 + i as u64;
+        b.socket(cookie, Some(if f.firefox { firefox } else { curl }), None)
+            .flow(
+                cookie,
+                f.remote,
+                f.ticks.clone(),
+                per_tick(1, 1000),
+                per_tick(1, 1000),
+            )
+            .tcp(SimTcp {
+                srtt_us: f.srtt_us,
+                data_segs: f.data,
+                retrans_segs: f.retrans,
+            });
+    }
+    b.build().expect("valid script")
+}
+
+/// What a threshold rule over the window (t − w, t] must do, from the
+/// script's own per tick figures: `value(t)` is `None` when the window
+/// says too little (no transition), fired when above `over`, cleared at
+/// or below it.
+fn expected_transitions(
+    rule: &str,
+    ticks: std::ops::RangeInclusive<u64>,
+    mut value: impl FnMut(u64) -> Option<f64>,
+    over: f64,
+) -> Vec<(u64, String, String)> {
+    let mut active = false;
+    let mut out = Vec::new();
+    for t in ticks {
+        let Some(v) = value(t) else { continue };
+        if v > over && !active {
+            active = true;
+            out.push(ev(t, rule, "fired"));
+        } else if v <= over && active {
+            active = false;
+            out.push(ev(t, rule, "cleared"));
+        }
+    }
+    out
+}
+
+/// The samples of the window (t − w, t] (ticks t−w+1..=t) that `keep`
+/// takes: (srtt µs, data segments, retransmissions), one per flow and tick.
+fn window_samples(
+    flows: &[TcpFlow],
+    t: u64,
+    w: u64,
+    keep: impl Fn(&TcpFlow) -> bool,
+) -> Vec<(u32, u64, u64)> {
+    let mut v = Vec::new();
+    for k in t.saturating_sub(w - 1)..=t {
+        for f in flows.iter().filter(|f| keep(f) && f.ticks.contains(&k)) {
+            v.push((f.srtt_us, u64::from(f.data), u64::from(f.retrans)));
+        }
+    }
+    v
+}
+
+/// Nearest-rank 95th percentile: the ⌈0.95·n⌉-th smallest.
+fn p95_of(mut v: Vec<u32>) -> Option<u32> {
+    v.sort_unstable();
+    let n = v.len();
+    (n > 0).then(|| v[(95 * n).div_ceil(100) - 1])
+}
+
+const TCP_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "rtt"
+filters = ["app=firefox"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 3
+[[alerts.rule]]
+name = "rtt-8443"
+filters = ["port=tcp/8443"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 1
+[[alerts.rule]]
+name = "rtt-never"
+filters = ["app=firefox"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 1000
+[[alerts.rule]]
+name = "loss"
+filters = ["app=firefox"]
+kind = "retrans_rate"
+over = "3%"
+window = "5s"
+min_segments = 1
+"#;
+
+fn tcp_expected(flows: &[TcpFlow]) -> Vec<(u64, String, String)> {
+    let ff = |f: &TcpFlow| f.firefox;
+    let mut want = expected_transitions(
+        "rtt",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, ff);
+            (s.len() >= 3)
+                .then(|| p95_of(s.iter().map(|x| x.0).collect()))
+                .flatten()
+                .map(f64::from)
+        },
+        100_000.0,
+    );
+    want.extend(expected_transitions(
+        "rtt-8443",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, |f| f.remote.ends_with(":8443"));
+            p95_of(s.iter().map(|x| x.0).collect()).map(f64::from)
+        },
+        100_000.0,
+    ));
+    want.extend(expected_transitions(
+        "loss",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, ff);
+            let (d, r) = s.iter().fold((0, 0), |(d, r), x| (d + x.1, r + x.2));
+            #[expect(clippy::cast_precision_loss, reason = "small counts")]
+            let rate = (d > 0).then(|| r as f64 / d as f64);
+            rate
+        },
+        0.03,
+    ));
+    want.sort();
+    want
+}
+
+#[test]
+fn rtt_p95_and_retransmission_rules_fire_from_the_tcp_samples() {
+    let flows = tcp_flows();
+    let mut run = Run::new(&tcp_script(&flows), TCP_RULES, ts(BASE));
+    run.drive(0..=40);
+    let want = tcp_expected(&flows);
+    // The p95 is not the maximum: one bad sample among the window's 26
+    // stays under the 95th rank, two reach it.
+    assert!(
+        want.contains(&ev(11, "rtt", "fired")) && want.contains(&ev(10, "rtt-8443", "fired")),
+        "the script exercises the rank: {want:?}"
+    );
+    let mut got = run.fired();
+    got.sort();
+    assert_eq!(got, want);
+    let fired = run
+        .events
+        .iter()
+        .find(|e| e.rule == "rtt" && e.transition == "fired")
+        .expect("rtt fired");
+    // Tick 11: ticks 7..=11 hold 5·5 steady samples and 2 bad ones.
+    assert_eq!(fired.samples, Some(27));
+    assert_eq!(fired.rtt_p95_us, Some(300_000));
+    let loss = run
+        .events
+        .iter()
+        .find(|e| e.rule == "loss" && e.transition == "fired")
+        .expect("loss fired");
+    let t = (loss.time_unix_ms - run.base) / TICK_MS;
+    let s = window_samples(&flows, t, 5, |f| f.firefox);
+    assert_eq!(loss.data_segs, Some(s.iter().map(|x| x.1).sum()));
+    assert_eq!(loss.retrans_segs, Some(s.iter().map(|x| x.2).sum()));
+}
+
+#[test]
+fn rtt_and_retransmission_windows_survive_a_restart() {
+    let flows = tcp_flows();
+    let mut run = Run::new(&tcp_script(&flows), TCP_RULES, ts(BASE));
+    // Down after tick 12 (rules active), back at tick 13: the windows are
+    // rebuilt from the stored samples, nothing fires twice, and the
+    // clears come at the ticks an uninterrupted run has.
+    run.drive(0..=12);
+    run.restart(13);
+    run.drive(13..=40);
+    let mut got = run.fired();
+    got.sort();
+    assert_eq!(got, tcp_expected(&flows));
+}
+
+/// firefox receives FF a tick from 93.184.216.34:443 and 500 B a tick over
+/// DNS-over-TLS (9.9.9.9:853) on 0..=20; sshd talks to the LAN on port
+/// 51000 (5120 B a tick each way); curl to 1.1.1.1:443 from tick 12.
+fn endpoint_script() -> Script {
+    let mut s = script(0..=20);
+    // The same firefox, in a builder of its own for the extra socket.
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let ff = b.process(100, 10, "firefox", 0..=u64::MAX);
+    b.socket(9, Some(ff), None)
+        .flow(9, "9.9.9.9:853", 0..=20, per_tick(0, 0), per_tick(1, 460));
+    s.sockets.extend(b.build().expect("valid").sockets);
+    s.validate().expect("valid script");
+    s
+}
+
+const ENDPOINT_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "remote"
+filters = ["remote=93.184.216.34"]
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "dot"
+filters = ["app=firefox", "port=tcp/853"]
+direction = "rx"
+kind = "rate"
+over = "3kbit/s"
+for = "2s"
+[[alerts.rule]]
+name = "https-day"
+filters = ["port=tcp/443"]
+class = "internet"
+direction = "rx"
+kind = "volume"
+over = "20000"
+period = "day"
+[[alerts.rule]]
+name = "not-lan"
+filters = ["port=51000"]
+class = "internet"
+kind = "volume"
+over = "1"
+window = "10s"
+[[alerts.rule]]
+name = "lan"
+filters = ["remote=192.168.1.20"]
+direction = "tx"
+kind = "volume"
+over = "50000"
+window = "1h"
+repeat = "10s"
+"#;
+
+/// Per tick IP bytes of the script's flows, from its own figures.
+fn endpoint_expected() -> Vec<(u64, String, String, Option<u64>)> {
+    let ff443 = |k: u64| if k <= 20 { FF } else { 0 };
+    let dot = |k: u64| if k <= 20 { 500 } else { 0 };
+    let curl = |k: u64| if k >= 12 { 140 } else { 0 };
+    let lan_tx = 5120;
+    let mut want = Vec::new();
+    // remote: the last 10 ticks of ff443 above 5500.
+    let mut active = false;
+    for t in 0..=40u64 {
+        let sum: u64 = (t.saturating_sub(9)..=t).map(ff443).sum();
+        if sum > 5500 && !active {
+            active = true;
+            want.push((t, "remote".into(), "fired".into(), Some(sum)));
+        } else if sum <= 5500 && active {
+            active = false;
+            want.push((t, "remote".into(), "cleared".into(), Some(sum)));
+        }
+    }
+    // dot: 8·dot(k) bit/s per interval (from tick 1, the first with a
+    // known length) above 3000 for 2 s.
+    let mut since: Option<u64> = None;
+    let mut active = false;
+    for t in 1..=40u64 {
+        let above = dot(t) * 8 > 3000;
+        since = if above { since.or(Some(t - 1)) } else { None };
+        let sustained = since.is_some_and(|s| t - s >= 2);
+        if sustained && !active {
+            active = true;
+            want.push((t, "dot".into(), "fired".into(), None));
+        } else if !above && active {
+            active = false;
+            want.push((t, "dot".into(), "cleared".into(), None));
+        }
+    }
+    // https-day: rx to port 443 today (ff443 and curl) above 20000, once.
+    let mut sum = 0;
+    for t in 0..=40u64 {
+        sum += ff443(t) + curl(t);
+        if sum > 20000 {
+            want.push((t, "https-day".into(), "fired".into(), Some(sum)));
+            break;
+        }
+    }
+    // lan: sshd's tx over the last hour above 50000, repeated every 10 s.
+    let mut last: Option<u64> = None;
+    for t in 0..=40u64 {
+        let sum = lan_tx * (t + 1);
+        if sum > 50000 {
+            match last {
+                None => want.push((t, "lan".into(), "fired".into(), Some(sum))),
+                Some(l) if t - l >= 10 => {
+                    want.push((t, "lan".into(), "repeat".into(), Some(sum)));
+                }
+                Some(_) => continue,
+            }
+            last = Some(t);
+        }
+    }
+    want.sort();
+    want
+}
+
+fn endpoint_events(run: &Run) -> Vec<(u64, String, String, Option<u64>)> {
+    let mut got: Vec<_> = run
+        .events
+        .iter()
+        .map(|e| {
+            (
+                (e.time_unix_ms - run.base) / run.tick_ms,
+                e.rule.clone(),
+                e.transition.clone(),
+                e.value_bytes,
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn remote_and_port_scopes_count_their_endpoints_across_an_hour() {
+    // The hour turns at tick 10: the per endpoint rows of the new hour
+    // start from zero.
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&endpoint_script(), ENDPOINT_RULES, base);
+    run.drive(0..=40);
+    let want = endpoint_expected();
+    for e in [
+        (5, "remote", "fired"),
+        (25, "remote", "cleared"),
+        (2, "dot", "fired"),
+        (21, "dot", "cleared"),
+        (19, "https-day", "fired"),
+        (39, "lan", "repeat"),
+    ] {
+        assert!(
+            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == e),
+            "the script exercises {e:?}: {want:?}"
+        );
+    }
+    assert_eq!(endpoint_events(&run), want);
+}
+
+#[test]
+fn remote_and_port_scopes_are_rebuilt_exactly_after_restarts() {
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&endpoint_script(), ENDPOINT_RULES, base);
+    // Down after tick 7 and after tick 13 (each side of the hour), back
+    // the next tick: the windows, the day total and the repeat times come
+    // back from the history.
+    run.drive(0..=7);
+    run.restart(8);
+    run.drive(8..=13);
+    run.restart(14);
+    run.drive(14..=40);
+    assert_eq!(endpoint_events(&run), endpoint_expected());
 }

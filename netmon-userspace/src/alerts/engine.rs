@@ -56,13 +56,11 @@ use crate::clock::rfc3339_from_unix_ms;
 use crate::ownership::{ProcessId, ProcessInfo};
 use crate::query::AppRules;
 use crate::query::edges;
-use crate::query::usage::RowFilter;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
+use crate::query::usage::RowFilter;
 use crate::store::query::Segment;
-use crate::store::{
-    DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic,
-};
+use crate::store::{DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
 
 /// Cached process identities before the cache is cleared.
@@ -257,6 +255,95 @@ fn fine_plan(store: &mut Store, range: &TimeRange) -> Result<Vec<Segment>, Alert
     Ok(scan::plan_for(store, range, Kind::Process)?.0)
 }
 
+/// A row the seed adds up: time, process, class, traffic, endpoint.
+type SeedRow = (TimeMs, ProcessId, DestClass, Traffic, Option<RemoteKey>);
+
+/// `b` split in proportion to `weights` (the remainder to the last
+/// non-zero weight); `None` when every weight is zero.
+fn share(b: u64, weights: &[u64]) -> Option<Vec<u64>> {
+    let total: u128 = weights.iter().map(|w| u128::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut out: Vec<u64> = weights
+        .iter()
+        .map(|w| u64::try_from(u128::from(b) * u128::from(*w) / total).unwrap_or(u64::MAX))
+        .collect();
+    let rest = b.saturating_sub(out.iter().fold(0u64, |a, x| a.saturating_add(*x)));
+    if let Some(i) = weights.iter().rposition(|w| *w > 0) {
+        out[i] = out[i].saturating_add(rest);
+    }
+    Some(out)
+}
+
+/// Remote rows are kept per bucket (an hour, or a minute), so a rolling
+/// window seeded from them needs their times: each remote row's bytes are
+/// spread over its process's interval rows (same class, same bucket,
+/// inside the window) in proportion to their bytes. Exact when the
+/// process's traffic of that bucket went to one endpoint, or in the same
+/// proportion all along; bytes with no interval row to follow (purged
+/// tiers) stay at the bucket's first time inside the window.
+fn spread(
+    store: &mut Store,
+    range: &TimeRange,
+    remote: &[scan::Row],
+) -> Result<Vec<SeedRow>, AlertError> {
+    let mut fine: FxHashMap<(ProcessId, DestClass), Vec<(TimeMs, u64, u64)>> = FxHashMap::default();
+    let segs = fine_plan(store, range)?;
+    scan::rows(store, &segs, Kind::Process, |r| {
+        if let Subject::Process(id) = r.subject {
+            fine.entry((id, r.class)).or_default().push((
+                r.ts,
+                r.traffic.tx.ip_bytes,
+                r.traffic.rx.ip_bytes,
+            ));
+        }
+    })?;
+    let traffic = |tx: u64, rx: u64| {
+        let mut t = Traffic::default();
+        t.tx.ip_bytes = tx;
+        t.rx.ip_bytes = rx;
+        t
+    };
+    let mut out = Vec::new();
+    for r in remote {
+        let Subject::Remote(rk) = r.subject else {
+            continue;
+        };
+        let b0 = r.tier.bucket(r.ts);
+        let lo = b0.max(range.start);
+        let hi = crate::query::window::bucket_end(r.tier, b0 + 1).min(range.end);
+        let times: Vec<(TimeMs, u64, u64)> = fine
+            .get(&(rk.process, r.class))
+            .map(|v| {
+                v.iter()
+                    .filter(|x| x.0 >= lo && x.0 < hi)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (btx, brx) = (r.traffic.tx.ip_bytes, r.traffic.rx.ip_bytes);
+        let wtx: Vec<u64> = times.iter().map(|x| x.1).collect();
+        let wrx: Vec<u64> = times.iter().map(|x| x.2).collect();
+        let (stx, srx) = (share(btx, &wtx), share(brx, &wrx));
+        for (i, (ts, _, _)) in times.iter().enumerate() {
+            let tx = stx.as_ref().map_or(0, |v| v[i]);
+            let rx = srx.as_ref().map_or(0, |v| v[i]);
+            if tx > 0 || rx > 0 {
+                out.push((*ts, rk.process, r.class, traffic(tx, rx), Some(rk)));
+            }
+        }
+        let (ltx, lrx) = (
+            if stx.is_none() { btx } else { 0 },
+            if srx.is_none() { brx } else { 0 },
+        );
+        if ltx > 0 || lrx > 0 {
+            out.push((lo, rk.process, r.class, traffic(ltx, lrx), Some(rk)));
+        }
+    }
+    Ok(out)
+}
+
 fn fresh_state(rule: &Rule) -> RuleState {
     RuleState {
         kind: rule.condition.kind().to_owned(),
@@ -328,9 +415,7 @@ impl Engine {
             .collect();
         let mut endpoint_scopes: Vec<usize> = live
             .iter()
-            .filter(|l| {
-                scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples { .. })
-            })
+            .filter(|l| scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples { .. }))
             .map(|l| l.scope)
             .collect();
         endpoint_scopes.sort_unstable();
@@ -371,10 +456,7 @@ impl Engine {
     }
 
     /// Rebuilds the sums from the history: one scan per distinct range.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one pass per range kind, each short"
-    )]
+    #[expect(clippy::too_many_lines, reason = "one pass per range kind, each short")]
     fn seed(&mut self, store: &mut Store, now: TimeMs) -> Result<(), AlertError> {
         let end = now.saturating_add(1);
         // (range, fine: rows keep their own times, endpoint: remote rows).
@@ -425,17 +507,20 @@ impl Engine {
         }
         let facts = Facts::load(store, &self.apps)?;
         for (ri, (range, fine, endpoint)) in ranges.iter().enumerate() {
-            let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic, Option<RemoteKey>)> =
-                Vec::new();
+            let mut rows: Vec<SeedRow> = Vec::new();
             if *endpoint {
-                // Remote rows are keyed at their bucket's start: a rolling
-                // window counts a bucket cut by its start from the start.
-                let from = range.start;
-                edges::remote_rows(store, range, false, |_| true, |r| {
-                    if let Subject::Remote(rk) = r.subject {
-                        rows.push((r.ts.max(from), rk.process, r.class, r.traffic, Some(rk)));
-                    }
-                })?;
+                let mut remote = Vec::new();
+                edges::remote_rows(store, range, false, |_| true, |r| remote.push(r))?;
+                if *fine {
+                    rows = spread(store, range, &remote)?;
+                } else {
+                    rows.extend(remote.iter().filter_map(|r| match r.subject {
+                        Subject::Remote(rk) => {
+                            Some((r.ts, rk.process, r.class, r.traffic, Some(rk)))
+                        }
+                        _ => None,
+                    }));
+                }
             } else {
                 let segs = if *fine {
                     fine_plan(store, range)?
@@ -570,9 +655,15 @@ impl Engine {
         let si = self.live[i].scope;
         let scope = self.scopes[si].clone();
         let mut raw: Vec<(TimeMs, crate::store::QualitySample)> = Vec::new();
-        crate::query::quality::scoped_samples(store, &scope.filters, scope.class, range, |ts, s| {
-            raw.push((ts, *s));
-        })?;
+        crate::query::quality::scoped_samples(
+            store,
+            &scope.filters,
+            scope.class,
+            range,
+            |ts, s| {
+                raw.push((ts, *s));
+            },
+        )?;
         let mut steps = VecDeque::new();
         for (ts, s) in raw {
             let id = ProcessId {
@@ -1248,15 +1339,15 @@ impl Live {
                     return;
                 };
                 let (re, sent) = w.iter().fold((0u64, 0u64), |(r, d), s| {
-                    (r.saturating_add(s.retrans_segs), d.saturating_add(s.data_segs))
+                    (
+                        r.saturating_add(s.retrans_segs),
+                        d.saturating_add(s.data_segs),
+                    )
                 });
                 if sent < min_segments {
                     return;
                 }
-                #[expect(
-                    clippy::cast_precision_loss,
-                    reason = "segment counts far below 2^52"
-                )]
+                #[expect(clippy::cast_precision_loss, reason = "segment counts far below 2^52")]
                 let rate = re as f64 / sent as f64;
                 let clear = rate <= over * (1.0 - self.rule.hysteresis);
                 self.threshold(
