@@ -927,6 +927,18 @@ kind = "volume"
 over = "5500"
 window = "10s"
 [[alerts.rule]]
+name = "remote-net"
+filters = ["app=f*fox", "remote=93.184.216.0/24", "remote=93.0.0.0/8"]
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "other-net"
+filters = ["remote=93.184.217.0/24"]
+kind = "volume"
+over = "1"
+window = "10s"
+[[alerts.rule]]
 name = "dot"
 filters = ["app=firefox", "port=tcp/853"]
 direction = "rx"
@@ -977,6 +989,14 @@ fn endpoint_expected() -> Vec<(u64, String, String, Option<u64>)> {
             want.push((t, "remote".into(), "cleared".into(), Some(sum)));
         }
     }
+    // remote-net: the same endpoint by network and app pattern.
+    let same: Vec<_> = want
+        .iter()
+        .map(|(t, _, tr, v): &(u64, String, String, Option<u64>)| {
+            (*t, "remote-net".to_owned(), tr.clone(), *v)
+        })
+        .collect();
+    want.extend(same);
     // dot: 8·dot(k) bit/s per interval (from tick 1, the first with a
     // known length) above 3000 for 2 s.
     let mut since: Option<u64> = None;
@@ -1048,6 +1068,7 @@ fn remote_and_port_scopes_count_their_endpoints_across_an_hour() {
     let want = endpoint_expected();
     for e in [
         (5, "remote", "fired"),
+        (5, "remote-net", "fired"),
         (25, "remote", "cleared"),
         (2, "dot", "fired"),
         (21, "dot", "cleared"),

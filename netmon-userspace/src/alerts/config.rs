@@ -28,7 +28,9 @@
 //!
 //! [[alerts.rule]]
 //! name = "firefox-daily"
-//! filters = ["app=firefox"]      # the CLI's --filter vocabulary (not interface)
+//! filters = ["app=firefox"]      # the CLI's --filter vocabulary (not interface);
+//!                                # globs on names (app=fire*, cgroup=/user.slice/*)
+//!                                # and networks (remote=10.0.0.0/8)
 //! class = "internet"             # optional destination class
 //! direction = "both"             # tx | rx | both (default)
 //! kind = "volume"                # volume | rate | quota | new_app | quality
@@ -384,6 +386,11 @@ pub struct Scope {
     pub filters: Vec<FilterTerm>,
     /// Destination class.
     pub class: Option<DestClass>,
+    /// Glob patterns on app, comm, user, cgroup or container
+    /// (`app=fire*`), all must match.
+    pub patterns: Vec<(FilterKey, glob::Pattern)>,
+    /// Remote networks (`remote=10.0.0.0/8`), all must contain the remote.
+    pub nets: Vec<(std::net::IpAddr, u8)>,
 }
 
 impl Scope {
@@ -391,8 +398,80 @@ impl Scope {
     /// comes from the per endpoint rows, not the per process ones.
     #[must_use]
     pub fn by_endpoint(&self) -> bool {
-        self.filters.iter().any(|t| t.key.needs_remote())
+        !self.nets.is_empty() || self.filters.iter().any(|t| t.key.needs_remote())
     }
+
+    /// True when the process's names match every pattern.
+    #[must_use]
+    pub fn patterns_match(&self, f: &crate::query::ProcFacts) -> bool {
+        let info = &f.record.info;
+        self.patterns.iter().all(|(k, p)| match k {
+            FilterKey::App => p.matches(&f.app),
+            FilterKey::Comm => p.matches(&info.comm),
+            FilterKey::User => p.matches(&f.user),
+            FilterKey::Cgroup => info.cgroup.as_deref().is_some_and(|c| p.matches(c)),
+            FilterKey::Container => f.record.unit.as_deref().is_some_and(|u| p.matches(u)),
+            _ => false,
+        })
+    }
+
+    /// True when every network contains `ip`.
+    #[must_use]
+    pub fn nets_contain(&self, ip: std::net::IpAddr) -> bool {
+        self.nets.iter().all(|(net, len)| in_net(ip, *net, *len))
+    }
+
+    /// The scope's terms as written (`KEY=VALUE`).
+    #[must_use]
+    pub fn terms(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.filters.iter().map(ToString::to_string).collect();
+        v.extend(self.patterns.iter().map(|(k, p)| {
+            FilterTerm {
+                key: *k,
+                value: p.as_str().to_owned(),
+            }
+            .to_string()
+        }));
+        v.extend(self.nets.iter().map(|(n, l)| format!("remote={n}/{l}")));
+        v
+    }
+}
+
+/// True when `ip` lies in `net`/`len` (an IPv4 address never lies in an
+/// IPv6 network, nor the other way).
+fn in_net(ip: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (a, b, bits): (u128, u128, u32) = match (ip, net) {
+        (V4(a), V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32),
+        (V6(a), V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let len = u32::from(len).min(bits);
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - len;
+    (a >> shift) == (b >> shift)
+}
+
+/// `ADDR/LEN`: a network.
+fn parse_net(v: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, l) = v
+        .split_once('/')
+        .ok_or_else(|| format!("{v:?} is not a network (like 10.0.0.0/8)"))?;
+    let ip: std::net::IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IP address"))?;
+    let len: u8 = l
+        .trim()
+        .parse()
+        .map_err(|_| format!("{l:?} is not a prefix length"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!("prefix length {len} is over {max}"));
+    }
+    Ok((ip, len))
 }
 
 /// A checked rule.
@@ -761,8 +840,29 @@ fn fingerprint(r: &RuleFile) -> u64 {
 )]
 fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Result<Rule, String> {
     let mut filters = Vec::new();
+    let (mut patterns, mut nets) = (Vec::new(), Vec::new());
     for f in &r.filters {
+        if let Some((k, v)) = f.split_once('=')
+            && k.trim() == "remote"
+            && v.contains('/')
+        {
+            nets.push(parse_net(v.trim()).map_err(|e| format!("filter {f:?}: {e}"))?);
+            continue;
+        }
         let t: FilterTerm = f.parse().map_err(|e| format!("filter {f:?}: {e}"))?;
+        let named = matches!(
+            t.key,
+            FilterKey::App
+                | FilterKey::Comm
+                | FilterKey::User
+                | FilterKey::Cgroup
+                | FilterKey::Container
+        );
+        if named && t.value.contains(['*', '?', '[']) {
+            let p = glob::Pattern::new(&t.value).map_err(|e| format!("filter {f:?}: {e}"))?;
+            patterns.push((t.key, p));
+            continue;
+        }
         if t.key == FilterKey::Interface {
             return Err(format!(
                 "filter {f:?}: interface totals carry no process or endpoint; \
@@ -779,7 +879,7 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
         }
         class = Some(c);
     }
-    let endpoint = filters.iter().any(|t| t.key.needs_remote());
+    let endpoint = !nets.is_empty() || filters.iter().any(|t| t.key.needs_remote());
     let samples = matches!(r.kind.as_str(), "rtt_p95" | "retrans_rate");
     if endpoint && matches!(r.kind.as_str(), "new_app" | "quality") {
         return Err(format!(
@@ -1033,7 +1133,12 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
     }
     Ok(Rule {
         name: r.name.clone(),
-        scope: Scope { filters, class },
+        scope: Scope {
+            filters,
+            class,
+            patterns,
+            nets,
+        },
         direction,
         condition,
         hysteresis,
@@ -1223,5 +1328,85 @@ reset_day = 31
         let e = check("[[alerts.rule]]\nname = \"a\"\nkind = \"volume\"\nwindw = \"1h\"\n")
             .expect_err("typo");
         assert!(e.contains("windw") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn quality_rules_and_endpoint_scopes_compile() {
+        let c = check(
+            r#"
+[[alerts.rule]]
+name = "rtt"
+filters = ["port=tcp/443", "app=fire*", "remote=10.0.0.0/8"]
+kind = "rtt_p95"
+over = "150ms"
+[[alerts.rule]]
+name = "loss"
+kind = "retrans_rate"
+over = "2.5%"
+window = "10m"
+min_segments = 500
+"#,
+        )
+        .expect("compiles");
+        assert_eq!(
+            c.rules[0].condition,
+            Condition::RttP95 {
+                over_us: 150_000,
+                window_ms: 300_000,
+                min_samples: 10
+            }
+        );
+        let scope = &c.rules[0].scope;
+        assert!(scope.by_endpoint());
+        assert_eq!(
+            scope.terms(),
+            vec!["port=tcp/443", "app=fire*", "remote=10.0.0.0/8"]
+        );
+        assert!(scope.nets_contain("10.1.2.3".parse().expect("ip")));
+        assert!(!scope.nets_contain("11.0.0.1".parse().expect("ip")));
+        assert!(!scope.nets_contain("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(matches!(
+            c.rules[1].condition,
+            Condition::RetransRate { over, window_ms: 600_000, min_segments: 500 }
+                if (over - 0.025).abs() < 1e-12
+        ));
+        assert!(!c.rules[1].scope.by_endpoint());
+    }
+
+    #[test]
+    fn quality_and_scope_mistakes_are_named() {
+        let rule = |body: &str| check(&format!("[[alerts.rule]]\nname = \"a\"\n{body}"));
+        for (body, want) in [
+            ("kind = \"rtt_p95\"\n", "over"),
+            ("kind = \"rtt_p95\"\nover = \"fast\"\n", "fast"),
+            ("kind = \"retrans_rate\"\nover = \"120%\"\n", "120%"),
+            (
+                "kind = \"retrans_rate\"\nover = \"1%\"\ndirection = \"tx\"\n",
+                "direction",
+            ),
+            (
+                "kind = \"rtt_p95\"\nover = \"1ms\"\nmin_segments = 3\n",
+                "min_segments",
+            ),
+            (
+                "kind = \"new_app\"\nfilters = [\"port=443\"]\n",
+                "no remote",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"interface=eth0\"]\n",
+                "interface",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"remote=10.0.0.0/33\"]\n",
+                "33",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"app=[x\"]\n",
+                "app=[x",
+            ),
+        ] {
+            let e = rule(body).expect_err(body);
+            assert!(e.contains("line 1") && e.contains(want), "{body}: {e}");
+        }
     }
 }

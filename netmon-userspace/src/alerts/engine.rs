@@ -35,15 +35,41 @@
 //! first step after the restart (the step that takes the downtime's deltas).
 //! Rate rules need consecutive intervals: a restart begins a new run.
 //!
-//! # Quality without RTT data
-//! This build records no RTT or retransmission counts, so the one quality
-//! condition is the throughput notice, from byte counts alone: the mean
-//! rate of the window's *busy* minutes (a minute at `min_rate` or more:
-//! there was demand) against the same mean over the same hour (24 h steps)
-//! of the last 7 days, read from the history once an hour. It says "busy
-//! minutes moved less than they usually do at this hour", which a slow
-//! link causes and so does lighter use at full speed: a hint, not a
-//! measurement of the link.
+//! # Scopes by endpoint
+//! A rule with a remote, port or protocol term (or a `remote=NET/LEN`
+//! network) counts the per endpoint rows, not its processes' deltas:
+//! after each step the engine reads the current hour's remote rows
+//! (rows plus the snapshot's pending pieces, through the query layer's
+//! scan) and takes the difference from what it read the step before (a
+//! new hour starts from zero), so each step adds exactly the bytes the
+//! drain just committed for those endpoints. The cost is the current
+//! hour's endpoints, not the history. At start, cycles and periods are
+//! seeded from the remote rows resolved to the window
+//! ([`crate::query::edges`]); rolling windows also need each byte's time,
+//! which remote rows (kept per bucket) do not have, so each row's bytes
+//! are spread over its process's interval rows of that bucket ([`spread`]:
+//! exact when that process's bucket went to one endpoint, or in the same
+//! proportion all along).
+//!
+//! # RTT and retransmissions
+//! `rtt_p95` and `retrans_rate` rules keep, per drain time in their window,
+//! the TCP quality samples their scope passes (one per TCP flow with
+//! packets in the interval: its smoothed RTT, and its retransmitted and
+//! sent data segments), read after each step through
+//! [`crate::query::quality::scoped_samples`] and at start for the whole
+//! window. The p95 is the nearest rank over the window's RTT samples, as
+//! `netmon usage` reports `rtt_p95`; the retransmission rate is
+//! retransmitted over sent data segments. Below `min_samples` /
+//! `min_segments` the window says nothing and the rule keeps its state.
+//!
+//! # Throughput against its baseline
+//! The throughput notice needs byte counts only: the mean rate of the
+//! window's *busy* minutes (a minute at `min_rate` or more: there was
+//! demand) against the same mean over the same hour (24 h steps) of the
+//! last 7 days, read from the history once an hour. It says "busy minutes
+//! moved less than they usually do at this hour", which a slow link causes
+//! and so does lighter use at full speed: a hint, not a measurement of
+//! the link (the RTT and retransmission rules measure it).
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
@@ -58,7 +84,7 @@ use crate::query::AppRules;
 use crate::query::edges;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
-use crate::query::usage::RowFilter;
+use crate::query::usage::{RowFilter, remote_ip};
 use crate::store::query::Segment;
 use crate::store::{DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
@@ -228,7 +254,7 @@ fn scopes_of(f: &ProcFacts, scopes: &[Scope]) -> ProcScopes {
     let matching: Vec<u32> = scopes
         .iter()
         .enumerate()
-        .filter(|(_, s)| f.passes(&s.filters))
+        .filter(|(_, s)| f.passes(&s.filters) && s.patterns_match(f))
         .filter_map(|(i, _)| u32::try_from(i).ok())
         .collect();
     ProcScopes {
@@ -254,6 +280,9 @@ fn fine_plan(store: &mut Store, range: &TimeRange) -> Result<Vec<Segment>, Alert
     }
     Ok(scan::plan_for(store, range, Kind::Process)?.0)
 }
+
+/// (time, tx, rx) IP bytes of an interval row.
+type TimedBytes = (TimeMs, u64, u64);
 
 /// A row the seed adds up: time, process, class, traffic, endpoint.
 type SeedRow = (TimeMs, ProcessId, DestClass, Traffic, Option<RemoteKey>);
@@ -288,7 +317,7 @@ fn spread(
     range: &TimeRange,
     remote: &[scan::Row],
 ) -> Result<Vec<SeedRow>, AlertError> {
-    let mut fine: FxHashMap<(ProcessId, DestClass), Vec<(TimeMs, u64, u64)>> = FxHashMap::default();
+    let mut fine: FxHashMap<(ProcessId, DestClass), Vec<TimedBytes>> = FxHashMap::default();
     let segs = fine_plan(store, range)?;
     scan::rows(store, &segs, Kind::Process, |r| {
         if let Subject::Process(id) = r.subject {
@@ -313,7 +342,7 @@ fn spread(
         let b0 = r.tier.bucket(r.ts);
         let lo = b0.max(range.start);
         let hi = crate::query::window::bucket_end(r.tier, b0 + 1).min(range.end);
-        let times: Vec<(TimeMs, u64, u64)> = fine
+        let times: Vec<TimedBytes> = fine
             .get(&(rk.process, r.class))
             .map(|v| {
                 v.iter()
@@ -555,7 +584,8 @@ impl Engine {
                         continue;
                     }
                     if let Some(rk) = &rk
-                        && !self.row_filters[l.scope].remote_ok(rk)
+                        && !(self.row_filters[l.scope].remote_ok(rk)
+                            && self.scopes[l.scope].nets_contain(remote_ip(rk)))
                     {
                         continue;
                     }
@@ -670,7 +700,10 @@ impl Engine {
                 pid: s.pid,
                 start_ticks: s.start_ticks,
             };
-            if self.in_scope(store, id, si, facts)? {
+            let net_ok = s
+                .remote_key()
+                .is_some_and(|rk| scope.nets_contain(remote_ip(&rk)));
+            if net_ok && self.in_scope(store, id, si, facts)? {
                 push_sample(&mut steps, ts, &s);
             }
         }
@@ -708,6 +741,7 @@ impl Engine {
                 let rf = &self.row_filters[si];
                 if !rf.class_ok(class)
                     || !rf.remote_ok(&rk)
+                    || !self.scopes[si].nets_contain(remote_ip(&rk))
                     || !self.in_scope(store, rk.process, si, facts)?
                 {
                     continue;
@@ -958,13 +992,7 @@ impl Live {
             time: rfc3339_from_unix_ms(ts),
             time_unix_ms: ts,
             message,
-            filters: self
-                .rule
-                .scope
-                .filters
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            filters: self.rule.scope.terms(),
             class: self.rule.scope.class.map(|c| c.name().to_owned()),
             direction: self.rule.direction.name().to_owned(),
             ..AlertEvent::default()
