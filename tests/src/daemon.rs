@@ -51,6 +51,21 @@ impl Daemon {
     #[track_caller]
     #[must_use]
     pub fn start(paths: &DaemonPaths) -> Self {
+        Self::start_with(paths, &[])
+    }
+
+    /// [`Self::start`] with a `--config` file.
+    #[track_caller]
+    #[must_use]
+    pub fn start_with_config(paths: &DaemonPaths, config: &Path) -> Self {
+        Self::start_with(
+            paths,
+            &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+        )
+    }
+
+    #[track_caller]
+    fn start_with(paths: &DaemonPaths, extra: &[&std::ffi::OsStr]) -> Self {
         let mut c = Command::new(netmon_bin());
         c.arg("daemon")
             .arg("--pin-dir")
@@ -62,6 +77,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&paths.socket)
             .args(["--interval", INTERVAL])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -12,12 +12,12 @@
 //!   neither does one scoped to another address.
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netmon_tests::{
     cgroup::CgroupGuard,
-    netmon::{Netmon, netmon_bin},
+    daemon::{self, Daemon},
+    netmon::Netmon,
     netns::NetnsPair,
     report::READY,
     require_root, scenario, shaping,
@@ -39,16 +39,6 @@ struct Event {
     retrans_segs: Option<u64>,
     #[serde(default)]
     data_segs: Option<u64>,
-}
-
-/// The daemon child, killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn config(out: &Path, server: IpAddr) -> String {
@@ -115,32 +105,8 @@ fn rtt_and_retransmission_rules_fire_on_a_slow_lossy_link() {
     let server_ip: IpAddr = pair.b.v4().into();
     std::fs::write(dir.path().join("config.toml"), config(&out, server_ip)).expect("config");
 
-    let socket = dir.path().join("netmon.sock");
-    let _d = Guard(
-        Command::new(netmon_bin())
-            .arg("daemon")
-            .arg("--pin-dir")
-            .arg(netmon.pin_dir())
-            .arg("--cgroup")
-            .arg(cg.path())
-            .arg("--db")
-            .arg(dir.path().join("netmon.redb"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .args(["--interval", "200ms"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the daemon"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "no daemon socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let paths = daemon::paths_in(dir.path(), netmon.pin_dir(), &cg);
+    let mut d = Daemon::start_with_config(&paths, &dir.path().join("config.toml"));
 
     let exe = workload_exe!();
     let listen = SocketAddr::new(server_ip, 0).to_string();
@@ -180,6 +146,7 @@ fn rtt_and_retransmission_rules_fire_on_a_slow_lossy_link() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("event JSON"))
         .collect();
+    d.stop();
     for never in ["rtt-never", "elsewhere"] {
         assert!(
             events.iter().all(|e| e.rule != never),
