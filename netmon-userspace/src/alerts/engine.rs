@@ -618,19 +618,24 @@ impl Engine {
         }
         // RTT and retransmission windows: the samples up to the last
         // committed step; the steps read the rest.
-        let mut facts = Some(facts);
-        for i in 0..self.live.len() {
-            let window_ms = match self.live[i].rule.condition {
+        let rules: Vec<(usize, TimeMs)> = self
+            .live
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.rule.condition {
                 Condition::RttP95 { window_ms, .. } | Condition::RetransRate { window_ms, .. } => {
-                    window_ms
+                    Some((i, now.saturating_sub(window_ms).saturating_add(1)))
                 }
-                _ => continue,
-            };
-            let from = now.saturating_sub(window_ms).saturating_add(1);
+                _ => None,
+            })
+            .collect();
+        if let Some(from) = rules.iter().map(|r| r.1).min() {
             let range = from..self.samples_to.max(from);
-            let steps = self.read_samples(store, i, &range, &mut facts)?;
-            if let Acc::Samples { steps: s } = &mut self.live[i].acc {
-                *s = steps;
+            let got = self.read_samples(store, &rules, &range, &mut Some(facts))?;
+            for ((i, _), steps) in rules.into_iter().zip(got) {
+                if let Acc::Samples { steps: s } = &mut self.live[i].acc {
+                    *s = steps;
+                }
             }
         }
         Ok(())
@@ -673,41 +678,41 @@ impl Engine {
         }
     }
 
-    /// The TCP samples of `range` that rule `i`'s scope passes, per drain
-    /// time, through the query layer's scoped reader.
+    /// The TCP samples of `range` (one read, through the query layer's
+    /// sample reader), per drain time, for each `(rule, from)`: the samples
+    /// at `from` or later that the rule's scope passes.
     fn read_samples(
         &mut self,
         store: &mut Store,
-        i: usize,
+        rules: &[(usize, TimeMs)],
         range: &TimeRange,
         facts: &mut Option<Facts>,
-    ) -> Result<VecDeque<SampleStep>, AlertError> {
-        let si = self.live[i].scope;
-        let scope = self.scopes[si].clone();
+    ) -> Result<Vec<VecDeque<SampleStep>>, AlertError> {
+        let mut out = vec![VecDeque::new(); rules.len()];
+        if rules.is_empty() || range.start >= range.end {
+            return Ok(out);
+        }
         let mut raw: Vec<(TimeMs, crate::store::QualitySample)> = Vec::new();
-        crate::query::quality::scoped_samples(
-            store,
-            &scope.filters,
-            scope.class,
-            range,
-            |ts, s| {
-                raw.push((ts, *s));
-            },
-        )?;
-        let mut steps = VecDeque::new();
+        crate::query::quality::scoped_samples(store, &[], None, range, |ts, s| {
+            raw.push((ts, *s));
+        })?;
         for (ts, s) in raw {
-            let id = ProcessId {
-                pid: s.pid,
-                start_ticks: s.start_ticks,
-            };
-            let net_ok = s
-                .remote_key()
-                .is_some_and(|rk| scope.nets_contain(remote_ip(&rk)));
-            if net_ok && self.in_scope(store, id, si, facts)? {
-                push_sample(&mut steps, ts, &s);
+            let Some(rk) = s.remote_key() else { continue };
+            let ip = remote_ip(&rk);
+            for (&(i, from), steps) in rules.iter().zip(out.iter_mut()) {
+                let si = self.live[i].scope;
+                let rf = &self.row_filters[si];
+                if ts >= from
+                    && rf.class_ok(rk.class)
+                    && rf.remote_ok(&rk)
+                    && self.scopes[si].nets_contain(ip)
+                    && self.in_scope(store, rk.process, si, facts)?
+                {
+                    push_sample(steps, ts, &s);
+                }
             }
         }
-        Ok(steps)
+        Ok(out)
     }
 
     /// Per endpoint scope: (hour, tx, rx) of the remote rows of the hour of
@@ -779,14 +784,12 @@ impl Engine {
     /// the next step reads from the same time.
     fn step_samples(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
         let range = self.samples_to..ts.saturating_add(1).max(self.samples_to);
-        let mut facts = None;
-        let mut got = Vec::new();
-        for i in 0..self.live.len() {
-            if matches!(self.live[i].acc, Acc::Samples { .. }) {
-                got.push((i, self.read_samples(store, i, &range, &mut facts)?));
-            }
-        }
-        for (i, new) in got {
+        let rules: Vec<(usize, TimeMs)> = (0..self.live.len())
+            .filter(|i| matches!(self.live[*i].acc, Acc::Samples { .. }))
+            .map(|i| (i, 0))
+            .collect();
+        let got = self.read_samples(store, &rules, &range, &mut None)?;
+        for ((i, _), new) in rules.into_iter().zip(got) {
             if let Acc::Samples { steps } = &mut self.live[i].acc {
                 steps.extend(new);
             }
