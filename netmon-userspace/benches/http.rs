@@ -1,9 +1,12 @@
 //! The HTTP API over a store of 30 days × 500 processes (see
 //! `common/fill.rs`), server in-process on a tokio runtime as in the
-//! daemon:
-//! - latency of `GET /api/v1/usage?since=30d&by=app` and `by=process`, and
-//!   of `history?since=7d&step=1h`: 200 requests each over fresh
-//!   connections, p50 / p99 / max (target: usage p99 < 50 ms);
+//! daemon, with a drain committing every process's deltas every second
+//! meanwhile (`common/serve.rs`):
+//! - latency of `GET /api/v1/usage?since=30d&by=app` and `by=process`,
+//!   `since=24h&by=process`, and of `history?since=7d&step=1h`: 200
+//!   requests each over fresh connections, p50 / p99 / max (target: usage
+//!   p99 < 50 ms), once without and once with the store's kept sums of
+//!   closed segments (`netmon::store::sums`), side by side;
 //! - the cost of live streams: the process's CPU time over 20 s with 10
 //!   `GET /api/v1/live?by=app` streams open, minus the same 20 s with none,
 //!   the readers' own CPU time left out (target < 1 % of a core per 10
@@ -15,38 +18,22 @@
 
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/serve.rs"]
+mod serve;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netmon::api::Handle;
-use netmon::http::{AppState, DaemonInfo, HttpConfig};
-use netmon::query::AppRules;
-use netmon::store::{Retention, Store};
-
-fn get(port: u16, path: &str) -> (u16, usize) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    (status, raw.len())
-}
-
 fn latency(port: u16, path: &str) {
-    let (status, len) = get(port, path);
+    let (status, len) = serve::get(port, path);
     assert_eq!(status, 200, "{path}");
     let mut t: Vec<Duration> = (0..200)
         .map(|_| {
             let start = Instant::now();
-            get(port, path);
+            serve::get(port, path);
             start.elapsed()
         })
         .collect();
@@ -117,45 +104,29 @@ fn stream_cost(port: u16, streams: usize, secs: u64) -> (f64, u64) {
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let now = netmon::query::window::now_ms();
-    let (mut store, _) = Store::open(&dir.path().join("bench.redb"), Retention::default()).unwrap();
-    let filled = Instant::now();
-    fill::fill(&mut store, now);
+    let served = serve::serve_filled();
+    let port = served.port;
+    served.drain_every_second();
+    // Before / after keeping the sums of closed segments, side by side.
+    for on in [false, true] {
+        served.keep_sums(on);
+        println!(
+            "kept sums of closed segments: {}",
+            if on {
+                "on (the daemon's default)"
+            } else {
+                "off"
+            }
+        );
+        latency(port, "/api/v1/usage?since=30d&by=app");
+        latency(port, "/api/v1/usage?since=30d&by=process");
+        latency(port, "/api/v1/usage?since=24h&by=process");
+        latency(port, "/api/v1/history?since=7d&step=1h");
+    }
+    let (n, p50, max) = served.drain_commits();
     println!(
-        "store: 30 days x {} processes, {} bytes, filled in {:?}",
-        fill::PROCS,
-        store.file_size().unwrap(),
-        filled.elapsed()
+        "drain commits meanwhile (the store is locked during each): {n}, p50 {p50:?}, max {max:?}"
     );
-    let handle = Handle::new(Arc::new(Mutex::new(store)), AppRules::default());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg: HttpConfig = toml::from_str(&format!("listen = \"127.0.0.1:{port}\"")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bound = netmon::http::bind(&cfg).unwrap().unwrap();
-    let info = DaemonInfo {
-        source: "simulated".into(),
-        interval: Duration::from_secs(1),
-        started_unix_ms: now,
-        pin_dir: "/nonexistent".into(),
-    };
-    let state = AppState::new(&cfg, bound.loopback_only, handle, info);
-    let _guard = rt.enter();
-    bound.spawn(&state).unwrap();
-    // The daemon's runtime is a current-thread one driven by its main
-    // loop; here a thread drives it.
-    std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
-
-    latency(port, "/api/v1/usage?since=30d&by=app");
-    latency(port, "/api/v1/usage?since=30d&by=process");
-    latency(port, "/api/v1/history?since=7d&step=1h");
     let secs = 20;
     let (idle, _) = stream_cost(port, 0, secs);
     let (busy, events) = stream_cost(port, 10, secs);

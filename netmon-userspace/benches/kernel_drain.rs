@@ -20,7 +20,6 @@
 //! Run: `cargo bench -p netmon-userspace --bench kernel_drain`
 #![expect(clippy::unwrap_used, reason = "a benchmark panics at the failing call")]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
@@ -28,7 +27,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion};
 use netmon::drain::Drain;
 use netmon::kernel::reader::KernelSource;
 use netmon::kernel::{KernelArgs, loader, sysfs};
-use netmon::ownership::{ProcessId, ProcessInfo, Resolver};
+use netmon::ownership::{Owners, ProcessId, ProcessInfo, Resolver};
 use netmon::source::{CounterSource, Reading};
 use netmon::store::{Retention, Store};
 use netmon_common::names::MAP_FLOWS;
@@ -126,12 +125,12 @@ fn fill(map: &mut BpfHashMap<MapData, FlowKey, FlowValue>, n: u32, packets: u64)
 struct OneOwner(ProcessInfo);
 
 impl Resolver for OneOwner {
-    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
-        reading
-            .flows
-            .iter()
-            .map(|f| (f.key.cookie, self.0.clone()))
-            .collect()
+    fn resolve(&mut self, reading: &Reading) -> Owners {
+        let mut owners = Owners::default();
+        for f in &reading.flows {
+            owners.insert_ref(f.key.cookie, &self.0);
+        }
+        owners
     }
 
     fn forget(&mut self, _cookies: &[u64]) {}

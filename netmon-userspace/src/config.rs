@@ -14,9 +14,12 @@
 //! minute = "30days"
 //! hour = "400days"
 //! day = "forever"
+//! max_size = "500MB"                     # cap on the file (default none)
 //!
 //! [http]                                 # see crate::http
 //! listen = ["127.0.0.1:9847"]            # [] turns the HTTP server off
+//! [fleet]                                # see crate::http::fleet
+//! prometheus = "http://127.0.0.1:9090"   # the dashboard's Hosts page
 //! [interfaces]                           # tc interface counting
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! ```
@@ -42,6 +45,9 @@ use crate::store::Retention;
 pub const DEFAULT_CONFIG: &str = "/etc/netmon/config.toml";
 /// The default history store.
 pub const DEFAULT_DB: &str = "/var/lib/netmon/netmon.redb";
+/// The smallest `[retention] max_size` (a store holds a few hundred KB of
+/// tables and metadata before any row).
+pub const MIN_MAX_SIZE: u64 = 1_000_000;
 /// The default drain interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -112,6 +118,19 @@ pub struct RetentionFile {
     pub hour: Option<Keep>,
     /// Day rollups.
     pub day: Option<Keep>,
+    /// Size cap of the history file: bytes, or text with a unit
+    /// (`"500MB"`, `"1GiB"`).
+    pub max_size: Option<SizeText>,
+}
+
+/// A size as written: a number of bytes or text with a unit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SizeText {
+    /// Bytes.
+    Bytes(u64),
+    /// With a unit, parsed by [`crate::alerts::config::parse_size`].
+    Text(String),
 }
 
 /// The file as written.
@@ -152,6 +171,9 @@ pub struct FileConfig {
     /// Interfaces counted by the tc programs.
     #[serde(default)]
     pub interfaces: InterfacesFile,
+    /// The dashboard's fleet view (`[fleet]`, see [`crate::http::fleet`]).
+    #[serde(default)]
+    pub fleet: crate::http::fleet::FleetConfig,
 }
 
 /// `[interfaces]` of the file.
@@ -244,6 +266,22 @@ impl FileConfig {
             minute: keep(self.retention.minute, defaults.minute),
             hour: keep(self.retention.hour, defaults.hour),
             day: keep(self.retention.day, defaults.day),
+            max_size: match self.retention.max_size {
+                None => None,
+                Some(size) => {
+                    let bytes = match &size {
+                        SizeText::Bytes(b) => Ok(*b),
+                        SizeText::Text(t) => crate::alerts::config::parse_size(t),
+                    }
+                    .map_err(|e| ConfigError::Invalid(format!("[retention] max_size: {e}")))?;
+                    if bytes < MIN_MAX_SIZE {
+                        return Err(ConfigError::Invalid(format!(
+                            "[retention] max_size = {bytes} bytes: must be at least {MIN_MAX_SIZE} (1 MB)"
+                        )));
+                    }
+                    Some(bytes)
+                }
+            },
         };
         let base = KernelArgs::default();
         let pick = |flag: &PathBuf, default: &PathBuf, file: Option<PathBuf>| {
@@ -391,6 +429,28 @@ hour = "10days"
         let zero = parse("db_cache_mib = 0", Path::new("c.toml")).unwrap();
         let err = zero.resolve(None, None, &k).unwrap_err().to_string();
         assert!(err.contains("db_cache_mib"), "{err}");
+    }
+
+    #[test]
+    fn max_size_takes_bytes_or_units_and_refuses_nonsense() {
+        let k = KernelArgs::default();
+        let size = |text: &str| {
+            parse(text, Path::new("c.toml"))
+                .map_err(|e| e.to_string())
+                .and_then(|f| f.resolve(None, None, &k).map_err(|e| e.to_string()))
+                .map(|c| c.retention.max_size)
+        };
+        assert_eq!(size(""), Ok(None));
+        assert_eq!(
+            size("[retention]\nmax_size = \"500MB\""),
+            Ok(Some(500_000_000))
+        );
+        assert_eq!(size("[retention]\nmax_size = \"1GiB\""), Ok(Some(1 << 30)));
+        assert_eq!(size("[retention]\nmax_size = 2000000"), Ok(Some(2_000_000)));
+        let err = size("[retention]\nmax_size = \"5 parsecs\"").unwrap_err();
+        assert!(err.contains("max_size") && err.contains("unit"), "{err}");
+        let err = size("[retention]\nmax_size = \"10KB\"").unwrap_err();
+        assert!(err.contains("at least"), "{err}");
     }
 
     #[test]

@@ -144,7 +144,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let file = config::load(args.config.as_deref())?;
     let apps = file.apps.clone();
     let file_apps = file.apps.clone();
-    let http_config = file.http.clone();
+    let http_config = crate::http::HttpConfig {
+        fleet: file.fleet.clone(),
+        ..file.http.clone()
+    };
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
@@ -190,6 +193,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => simulated_sources(path)?,
         None => kernel_sources(&cfg.kernel)?,
     };
+    // New interfaces are attached at the next drain (`kernel::linkwatch`).
+    let mut links = match &args.simulate {
+        Some(_) => None,
+        None => Some(crate::kernel::linkwatch::LinkWatch::open()?),
+    };
     // Loaded: drop what the drain does not need, sandbox the query threads,
     // tell systemd we are ready (see `crate::privilege`).
     crate::privilege::started(&crate::privilege::Sandbox {
@@ -204,6 +212,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut drain = Drain::new(&mut lock())?;
     undo.disarm();
     let handle = crate::api::Handle::new(std::sync::Arc::clone(&shared), apps);
+    drain.set_tap(handle.live.clone());
     tokio::spawn(crate::api::serve_listener(
         listener,
         args.socket.clone(),
@@ -264,6 +273,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(l) = &mut links
+            && l.changed()
+        {
+            crate::kernel::tc::rescan(&cfg.kernel.pin_dir, cfg.kernel.watch.as_deref());
+        }
         let started = Instant::now();
         let ok = step(
             &mut drain,
@@ -276,6 +290,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             &mut alerts,
         );
         let took = started.elapsed();
+        crate::exporter::drain::observe(took);
         if took > cfg.interval {
             tracing::warn!(?took, interval = ?cfg.interval, "drain took longer than the interval; the next one merges the gap");
             pending.push(DaemonEvent::SlowDrain {
@@ -431,6 +446,9 @@ fn step(
     match drain.step(source, resolver, store, now, pending.clone()) {
         Ok(report) => {
             pending.clear();
+            if report.trimmed {
+                release_free_heap();
+            }
             if let Some(a) = alerts {
                 a.after_drain(store, &report);
             }
@@ -444,6 +462,17 @@ fn step(
             tracing::error!(error = %e, failures = drain.failures(), "drain failed; retrying next interval, nothing is lost");
             false
         }
+    }
+}
+
+/// Returns the heap a burst freed to the system (glibc keeps freed memory
+/// in its arenas otherwise, and the resident set stays at the burst's peak).
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heap under its locks; it
+    // has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -475,13 +504,35 @@ fn print_json(report: &StepReport) {
     }
 }
 
+/// `[retention] max_size`, once expired rows are gone: returns when to
+/// look again (next tick after a cut, while the file may still be over).
+fn enforce_max_size(store: &mut Store, now: u64) -> Instant {
+    match store.enforce_max_size(now) {
+        Ok(Some((tier, cutoff, deleted))) => {
+            tracing::info!(
+                tier = tier.name(),
+                before_unix_ms = cutoff,
+                rows = deleted,
+                file_bytes = store.file_size().unwrap_or(0),
+                "history at its max_size: oldest rows of the finest tier deleted"
+            );
+            Instant::now()
+        }
+        Ok(None) => Instant::now() + PURGE_EVERY,
+        Err(e) => {
+            tracing::warn!(error = %e, "size cap failed; retrying later");
+            Instant::now() + PURGE_EVERY
+        }
+    }
+}
+
 /// Purges in bounded batches until `deadline`; returns when to purge next.
 fn purge(store: &mut Store, now: u64, deadline: Instant) -> Instant {
     loop {
         match store.purge(now, PURGE_BATCH) {
             Ok(r) if r.more && Instant::now() < deadline => {}
             Ok(r) if r.more => return Instant::now(),
-            Ok(_) => return Instant::now() + PURGE_EVERY,
+            Ok(_) => return enforce_max_size(store, now),
             Err(e) => {
                 tracing::warn!(error = %e, "purge failed; retrying later");
                 return Instant::now() + PURGE_EVERY;

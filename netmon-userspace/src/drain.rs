@@ -64,24 +64,28 @@
 //! 8. **Remote bytes are in the rows or in the snapshot, never both.** A
 //!    flow's delta goes to the per process rows at once, but to the remote
 //!    rollups only through its snapshot entry's [`RemotePending`] pieces
-//!    (one for the current UTC hour, one for the previous hour at most). A
-//!    piece is moved to `REMOTE_HOUR`/`REMOTE_DAY` ("flushed") in the same
-//!    commit that removes it from the entry:
-//!    - when its hour is over, at most [`FLUSH_PER_STEP`] flows a step
-//!      (the flows with an old piece are listed once per hour change and
-//!      taken from that list step by step, so a hour change at 100k live
+//!    (one for the current UTC minute, one for an earlier minute at most).
+//!    A piece is moved to `REMOTE_MINUTE`/`REMOTE_HOUR`/`REMOTE_DAY`
+//!    ("flushed") in the same commit that removes it from the entry:
+//!    - when its minute is over, at most [`FLUSH_PER_STEP`] flows a step
+//!      (the flows with an old piece are listed once per minute change and
+//!      taken from that list step by step, so a minute change at 100k live
 //!      sockets costs a few ms over a few dozen steps, not one long step);
 //!    - at once when the flow leaves the snapshot (retired, carried,
 //!      vanished, reset: everything pending goes with the old entry), when
-//!      its owner or class changes (the pieces belong to the old key), and
-//!      when a third hour would be needed (the older piece goes first).
+//!      its owner, class, service port or direction changes (the pieces
+//!      belong to the old key), and when a third minute would be needed
+//!      (the older piece goes first).
 //!
 //!    Readers add the committed pending pieces to the remote rows
 //!    ([`crate::store::query::pending_remote_rows`]), so remote answers
-//!    are exact and include the current hour. Why: with one distinct
+//!    are exact and include the current minute. Why: with one distinct
 //!    remote per socket, writing remote rows every interval was one
 //!    B-tree read-modify-write per flow per table per interval — 40% of a
-//!    drain at 100k sockets — for data asked about per hour.
+//!    drain at 100k sockets. Flushed once a minute, a busy flow costs one
+//!    read-modify-write per remote tier per minute, and flows sharing a
+//!    remote key (a server's connections from one peer to one service
+//!    port) share it.
 //!
 //! # Cost per step (issue #3)
 //!
@@ -102,7 +106,7 @@
 //!   [`crate::store::layout::SNAP_CHUNK`] to a stored row, split in a
 //!   counters table rewritten with any change (~17 bytes a flow) and a keys
 //!   table rewritten only when a flow comes, goes, changes owner or starts
-//!   a new current-hour remote piece ([`crate::store::layout::SNAPSHOT`]),
+//!   a new current-minute remote piece ([`crate::store::layout::SNAPSHOT`]),
 //!   so a step writes one or two rows per touched chunk instead of one per
 //!   changed flow.
 //!
@@ -113,6 +117,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Who a flow's bytes are counted for in the remote rollups: owner,
+/// destination class, service port and direction (see
+/// [`crate::store::service`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Who {
+    id: ProcessId,
+    class: DestClass,
+    port: u16,
+    dir: ConnDir,
+}
 
 /// A map keyed by something a remote peer chooses (its address and port):
 /// foldhash, seeded per map, so colliding keys cannot be prepared offline.
@@ -126,22 +141,31 @@ use crate::store::class::classify_raw;
 use crate::store::layout::{
     SNAP_CHUNK, encode_snap_keys_record, encode_snap_record, snap_keys_differ,
 };
+use crate::store::service::service_of;
 use crate::store::types::pseudo_process;
 use crate::store::{
-    Batch, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
+    Batch, ConnDir, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
     RemotePending, SnapEntry, Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED,
     UNATTRIBUTED_COMM,
 };
+
+mod ifaces;
 
 /// A durable commit is made at least this often (ms of drain time); the
 /// commits between are lazy (invariant 7).
 pub const DURABLE_EVERY_MS: TimeMs = 10_000;
 
-/// Flows whose pending remote pieces of a finished hour are flushed per
+/// Flows whose pending remote pieces of a finished minute are flushed per
 /// step, at most (invariant 8). Forced flushes (a flow leaving, changing
-/// owner) come on top. Measured at ~5 µs per flow (a read-modify-write in
-/// each of two remote tables with 100k distinct keys), 2048 flows add
-/// ~10 ms to a step; 100k flows are flushed in 49 steps after an hour ends.
+/// owner) come on top. Measured at ~5 µs per flow when there were two
+/// remote tables (hour, day; a read-modify-write in each, 100k distinct
+/// keys); the minute table adds a third (not re-measured: ~7.5 µs
+/// expected), so 2048 flows add ~15 ms to a step, and 100k flows with
+/// distinct keys are flushed in 49 steps after a minute ends (a flow with
+/// traffic in a third minute before its turn flushes its oldest piece at
+/// once). Flows
+/// sharing a remote key (a server's connections from one peer to one
+/// service) share its read-modify-write.
 /// While commits are mostly lazy (short intervals), a step due the periodic
 /// durable commit (whose fsync is the slowest part of a step) flushes
 /// nothing; with intervals of [`DURABLE_EVERY_MS`] or more every commit is
@@ -203,6 +227,9 @@ pub struct StepReport {
     pub remote_flushed: usize,
     /// Per process and class deltas committed.
     pub per_process: Vec<(ProcessInfo, DestClass, Traffic)>,
+    /// The drain gave back memory a burst of flows had needed
+    /// ([`Drain::trim`]): a good time to return freed heap to the system.
+    pub trimmed: bool,
 }
 
 /// A flow's committed snapshot entry and the commit that wrote it.
@@ -285,11 +312,11 @@ pub struct Drain {
     infos: FxHashMap<ProcessId, ProcessInfo>,
     /// Sockets forgotten since `infos` was last pruned.
     forgotten: usize,
-    /// Invariant 8: the hour whose list of flows with older pieces was
+    /// Invariant 8: the minute whose list of flows with older pieces was
     /// built (`None`: build it at the next step).
-    flush_hour: Option<TimeMs>,
-    /// Invariant 8: slots that may hold pieces of an hour before
-    /// `flush_hour`; [`FLUSH_PER_STEP`] are taken a step. A slot reused
+    flush_minute: Option<TimeMs>,
+    /// Invariant 8: slots that may hold pieces of a minute before
+    /// `flush_minute`; [`FLUSH_PER_STEP`] are taken a step. A slot reused
     /// meanwhile by another flow is harmless: only old pieces are flushed.
     flush_queue: Vec<u32>,
     /// Scratch marks per slot.
@@ -303,12 +330,19 @@ pub struct Drain {
     step_no: u64,
     /// The last commit was lazy (see [`FLUSH_PER_STEP`]).
     last_lazy: bool,
+    /// Live readers of committed readings ([`Drain::set_tap`]).
+    tap: Option<crate::live::Tap>,
+    /// The committed interface counters ([`ifaces`]).
+    ifc: ifaces::IfDrain,
 }
+
+/// [`Drain::trim`] leaves a slab shorter than this alone.
+const TRIM_MIN_SLOTS: usize = 4096;
 
 /// `infos` is pruned after this many forgotten sockets.
 const PRUNE_EVERY: usize = 4096;
 
-/// Remote bytes flushed in one step, by hour and key.
+/// Remote bytes flushed in one step, by minute and key.
 type RemoteAcc = PeerMap<(TimeMs, RemoteKey), Traffic>;
 
 /// Deltas of one step, aggregated for the store.
@@ -323,18 +357,25 @@ struct Accum {
 
 impl Accum {
     /// Adds a flow's delta to the per process and interface rows; returns
-    /// the process and class it was counted for (the remote key's).
+    /// who it was counted for (the remote key's fields).
     fn add_flow(
         &mut self,
         key: &FlowKey,
         value: &FlowValue,
         owner: Option<&ProcessInfo>,
         delta: Traffic,
-    ) -> (ProcessId, DestClass) {
+    ) -> Who {
         let class = classify_raw(&key.remote_addr, key.ip_version, value.ifindex);
         let id = owner.map_or(UNATTRIBUTED, |o| o.id);
+        let (dir, port) = service_of(key, value);
+        let who = Who {
+            id,
+            class,
+            port,
+            dir,
+        };
         if delta.is_zero() {
-            return (id, class);
+            return who;
         }
         self.processes.entry(id).or_insert_with(|| {
             owner
@@ -346,7 +387,7 @@ impl Accum {
             self.ifaces.entry((value.ifindex, class)).or_default(),
             delta,
         );
-        (id, class)
+        who
     }
 
     fn add_overflow(&mut self, delta: Traffic) {
@@ -364,79 +405,86 @@ impl Accum {
         );
     }
 
-    /// Adds `t` to the remote rows of `hour` (invariant 8).
-    fn emit(&mut self, hour: TimeMs, rk: RemoteKey, t: Traffic) {
+    /// Adds `t` to the remote rows of `minute` (invariant 8).
+    fn emit(&mut self, minute: TimeMs, rk: RemoteKey, t: Traffic) {
         if !t.is_zero() {
-            bump(self.remotes.entry((hour, rk)).or_default(), t);
+            bump(self.remotes.entry((minute, rk)).or_default(), t);
         }
     }
 
     /// Flushes every piece of `p` (the flow leaves or changes key).
     fn flush_all(&mut self, p: &mut RemotePending, flow: &FlowKey) {
         let rk = p.remote_key(flow);
-        for (hour, t) in p.pieces() {
-            self.emit(hour, rk, t);
+        for (minute, t) in p.pieces() {
+            self.emit(minute, rk, t);
         }
         p.older = Traffic::default();
         p.newer = Traffic::default();
     }
 
-    /// Flushes the pieces of `p` from hours before `hour`; true if any.
-    fn flush_before(&mut self, p: &mut RemotePending, flow: &FlowKey, hour: TimeMs) -> bool {
+    /// Flushes the pieces of `p` from minutes before `minute`; true if any.
+    fn flush_before(&mut self, p: &mut RemotePending, flow: &FlowKey, minute: TimeMs) -> bool {
         let rk = p.remote_key(flow);
         let mut any = false;
         if !p.older.is_zero() {
-            self.emit(p.older_hour, rk, p.older);
+            self.emit(p.older_minute, rk, p.older);
             p.older = Traffic::default();
             any = true;
         }
-        if !p.newer.is_zero() && p.newer_hour < hour {
-            self.emit(p.newer_hour, rk, p.newer);
+        if !p.newer.is_zero() && p.newer_minute < minute {
+            self.emit(p.newer_minute, rk, p.newer);
             p.newer = Traffic::default();
             any = true;
         }
         any
     }
 
-    /// Adds delta `d`, counted at `hour` for `(id, class)`, to the pending
+    /// Adds delta `d`, counted at `minute` for `who`, to the pending
     /// pieces of `p`, flushing what must go first (invariant 8).
     fn add_pending(
         &mut self,
         p: &mut RemotePending,
         flow: &FlowKey,
-        (id, class): (ProcessId, DestClass),
-        hour: TimeMs,
+        who: Who,
+        minute: TimeMs,
         d: Traffic,
     ) {
         if d.is_zero() {
             return;
         }
-        if !p.is_empty() && (p.process != id || p.class != class) {
+        if !p.is_empty()
+            && (p.process != who.id
+                || p.class != who.class
+                || p.port != who.port
+                || p.dir != who.dir)
+        {
             self.flush_all(p, flow);
         }
         if p.is_empty() {
-            p.process = id;
-            p.class = class;
+            p.process = who.id;
+            p.class = who.class;
+            p.port = who.port;
+            p.dir = who.dir;
         }
         if p.newer.is_zero() {
-            if !p.older.is_zero() && p.older_hour == hour {
-                // Only after a clock step back: same hour as the older piece.
+            if !p.older.is_zero() && p.older_minute == minute {
+                // Only after a clock step back: same minute as the older piece.
                 p.older = p.older.add(d);
             } else {
                 p.newer = d;
-                p.newer_hour = hour;
+                p.newer_minute = minute;
             }
-        } else if p.newer_hour == hour {
+        } else if p.newer_minute == minute {
             p.newer = p.newer.add(d);
         } else {
             if !p.older.is_zero() {
                 let rk = p.remote_key(flow);
-                self.emit(p.older_hour, rk, p.older);
+                self.emit(p.older_minute, rk, p.older);
             }
             p.older = p.newer;
-            p.older_hour = p.newer_hour;
+            p.older_minute = p.newer_minute;
             p.newer = d;
-            p.newer_hour = hour;
+            p.newer_minute = minute;
         }
     }
 }
@@ -447,7 +495,7 @@ impl Accum {
 /// after a reload: no segment counts this time).
 fn quality_of(
     f: &FlowReading,
-    (id, class): (ProcessId, DestClass),
+    who: Who,
     base: Option<(u32, u32)>,
 ) -> (Option<QualitySample>, Option<(u32, u32)>) {
     let t = &f.value.tcp;
@@ -460,13 +508,14 @@ fn quality_of(
     let (retrans_segs, data_segs) =
         base.map_or((0, 0), |(r, s)| (since(now.0, r), since(now.1, s)));
     let sample = QualitySample {
-        pid: id.pid,
-        start_ticks: id.start_ticks,
+        pid: who.id.pid,
+        start_ticks: who.id.start_ticks,
         addr: f.key.remote_addr,
-        port: f.key.remote_port,
+        port: who.port,
         ip_version: f.key.ip_version,
         protocol: f.key.protocol,
-        class: class.to_byte(),
+        class: who.class.to_byte(),
+        dir: who.dir.to_byte(),
         srtt_us: t.srtt_us().unwrap_or(0),
         retrans_segs,
         data_segs,
@@ -564,12 +613,14 @@ impl Drain {
             owners: FxHashMap::default(),
             infos: FxHashMap::default(),
             forgotten: 0,
-            flush_hour: None,
+            flush_minute: None,
             flush_queue: Vec::new(),
             marks: Vec::new(),
             hints: Vec::new(),
             step_no: 0,
             last_lazy: false,
+            tap: None,
+            ifc: ifaces::IfDrain::default(),
         };
         me.load(store)?;
         Ok(me)
@@ -607,12 +658,19 @@ impl Drain {
             .filter_map(|s| u32::try_from(s).ok())
             .collect();
         self.overflow = snapshot.overflow;
+        self.ifc = ifaces::IfDrain::load(store)?;
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
-        self.flush_hour = None;
+        self.flush_minute = None;
         self.flush_queue.clear();
         Ok(())
+    }
+
+    /// Hands each committed reading, with its owners, to `tap` while a
+    /// live reader wants them ([`crate::live::Tap::wanted`]).
+    pub fn set_tap(&mut self, tap: crate::live::Tap) {
+        self.tap = Some(tap);
     }
 
     /// Flows in the committed snapshot.
@@ -641,7 +699,10 @@ impl Drain {
         now: TimeMs,
         events: Vec<DaemonEvent>,
     ) -> Result<StepReport, DrainError> {
-        let result = self.step_inner(source, resolver, store, now, events);
+        let mut result = self.step_inner(source, resolver, store, now, events);
+        if let Ok(report) = &mut result {
+            report.trimmed = self.trim();
+        }
         if let Err(e) = &result {
             // Counted for any failure: a full disk can fail the snapshot
             // reload or the reopen too, not only the commit.
@@ -652,6 +713,38 @@ impl Drain {
             self.stale = true;
         }
         result
+    }
+
+    /// After a burst of short connections, gives back what the live flows
+    /// no longer need: the slab is cut after its last live slot and every
+    /// table shrinks to its content. Runs only when the slab is at least
+    /// [`TRIM_MIN_SLOTS`] long and under a quarter full, so the memory follows
+    /// the live flows, not the most there ever were. Returns whether it ran.
+    fn trim(&mut self) -> bool {
+        let cap = self.slots.capacity();
+        if cap < TRIM_MIN_SLOTS || self.index.len().saturating_mul(4) >= cap {
+            return false;
+        }
+        let end = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.slots.truncate(end);
+        self.slots.shrink_to_fit();
+        let end_slot = u32::try_from(end).unwrap_or(u32::MAX);
+        self.free.retain(|s| *s < end_slot);
+        self.free.shrink_to_fit();
+        self.marks.truncate(end);
+        self.marks.shrink_to_fit();
+        self.flush_queue.retain(|s| *s < end_slot);
+        self.flush_queue.shrink_to_fit();
+        self.hints.shrink_to_fit();
+        self.index.shrink_to_fit();
+        self.owners.shrink_to_fit();
+        self.infos.shrink_to_fit();
+        self.carry.shrink_to_fit();
+        true
     }
 
     fn entry(&self, slot: u32) -> Option<&Slot> {
@@ -775,8 +868,16 @@ impl Drain {
         }
         self.step_no += 1;
         let step = self.step_no;
-        let hour = Tier::Hour.bucket(now);
+        let minute = Tier::Minute.bucket(now);
         let reading = source.read()?;
+        let if_reading = source.read_ifaces()?;
+        let (if_batch, if_resets) = self.ifc.step(&if_reading);
+        if if_resets > 0 {
+            tracing::warn!(
+                keys = if_resets,
+                "interface counters reset (maps recreated): new values taken from zero"
+            );
+        }
         let mut acc = Accum::default();
         let mut ch = Changes {
             list: Vec::with_capacity(reading.flows.len()),
@@ -794,18 +895,21 @@ impl Drain {
         // and the next step retires it.
         let mut need_durable = false;
 
-        // Invariant 8: after an hour change, list the flows with pieces of
-        // an earlier hour; flush a bounded batch of them each step.
-        if self.flush_hour != Some(hour) {
+        // Invariant 8: after a minute change, list the flows with pieces of
+        // an earlier minute; flush a bounded batch of them each step.
+        if self.flush_minute != Some(minute) {
             self.flush_queue = self
                 .slots
                 .iter()
                 .enumerate()
                 .rev()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.entry.pending.has_before(hour)))
+                .filter(|(_, s)| {
+                    s.as_ref()
+                        .is_some_and(|s| s.entry.pending.has_before(minute))
+                })
                 .filter_map(|(i, _)| u32::try_from(i).ok())
                 .collect();
-            self.flush_hour = Some(hour);
+            self.flush_minute = Some(minute);
         }
         let durable_due = self
             .last_durable
@@ -834,7 +938,7 @@ impl Drain {
                 self.change(&mut ch, s, None);
             }
             let mut p = RemotePending::default();
-            acc.add_pending(&mut p, key, rkey, hour, d);
+            acc.add_pending(&mut p, key, rkey, minute, d);
             acc.flush_all(&mut p, key);
         }
 
@@ -921,13 +1025,11 @@ impl Drain {
             });
             if !resolved.is_empty() {
                 let mut moved = false;
-                for (cookie, info) in resolved {
-                    moved |= self
-                        .owners
-                        .insert(cookie, info.id)
-                        .is_some_and(|old| old != info.id);
-                    self.infos.insert(info.id, info);
+                let (by_cookie, infos) = resolved.into_parts();
+                for (cookie, id) in by_cookie {
+                    moved |= self.owners.insert(cookie, id).is_some_and(|old| old != id);
                 }
+                self.infos.extend(infos);
                 if moved {
                     // A known socket got another owner (the resolver said
                     // more than it was asked): drop every cached copy.
@@ -962,11 +1064,12 @@ impl Drain {
                 // The old entry's bytes go with it (invariant 8).
                 acc.flush_all(&mut pending, &f.key);
             }
-            acc.add_pending(&mut pending, &f.key, rkey, hour, *d);
+            acc.add_pending(&mut pending, &f.key, rkey, minute, *d);
             if let Some(s) = prev
                 && self.mark(*s).flush == step
             {
-                report.remote_flushed += usize::from(acc.flush_before(&mut pending, &f.key, hour));
+                report.remote_flushed +=
+                    usize::from(acc.flush_before(&mut pending, &f.key, minute));
             }
             let base = match prev.and_then(|s| self.entry(s)) {
                 Some(_) if *reset => Some((0, 0)),
@@ -1029,7 +1132,9 @@ impl Drain {
         let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
 
         // Retire quiescent closed flows (invariant 3), just before the commit.
-        let mut new_carry: PeerMap<FlowKey, Carried> = PeerMap::default();
+        // The retired flows' final values and owners: made into carried
+        // values (with a copy of the owner's info) only if the commit fails.
+        let mut retired_now: Vec<(FlowKey, FlowValue, Option<ProcessId>)> = Vec::new();
         let mut done_cookies: FxHashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
         if !to_retire.is_empty() {
             let retired = match source.retire(&to_retire) {
@@ -1053,19 +1158,12 @@ impl Drain {
                 let owner = self
                     .owners
                     .get(&key.cookie)
-                    .and_then(|id| self.infos.get(id))
-                    .cloned();
-                let rkey = acc.add_flow(key, value, owner.as_ref(), d);
+                    .and_then(|id| self.infos.get(id));
+                let rkey = acc.add_flow(key, value, owner, d);
                 let mut p = RemotePending::default();
-                acc.add_pending(&mut p, key, rkey, hour, d);
+                acc.add_pending(&mut p, key, rkey, minute, d);
                 acc.flush_all(&mut p, key);
-                new_carry.insert(
-                    *key,
-                    Carried {
-                        value: *value,
-                        owner,
-                    },
-                );
+                retired_now.push((*key, *value, owner.map(|o| o.id)));
             }
             // Retired, or already gone: either way out of the snapshot,
             // with everything pending (invariant 8).
@@ -1098,7 +1196,7 @@ impl Drain {
                 continue;
             }
             if let Some(mut e) = self.entry(*s).copied()
-                && acc.flush_before(&mut e.entry.pending, &e.key, hour)
+                && acc.flush_before(&mut e.entry.pending, &e.key, minute)
             {
                 report.remote_flushed += 1;
                 self.change(&mut ch, *s, Some(e));
@@ -1159,9 +1257,10 @@ impl Drain {
             // a retire waits for it, when there is something to record, and
             // periodically.
             lazy: carry.is_empty()
-                && new_carry.is_empty()
+                && retired_now.is_empty()
                 && !need_durable
                 && events.is_empty()
+                && if_reading.gone.is_empty()
                 && self
                     .last_durable
                     .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
@@ -1170,13 +1269,21 @@ impl Drain {
             overflow_snapshot,
             events,
             quality: acc.quality,
+            ifcount: if_batch,
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
-        let wrote = !batch.is_empty();
+        // Removed interfaces wait for every commit to be durable ([`ifaces`],
+        // invariant 3): when nothing else is to be written, an empty
+        // durable commit makes it so.
+        let wrote =
+            !batch.is_empty() || (!if_reading.gone.is_empty() && self.durable_seq != self.seq);
         if wrote && let Err(e) = store.commit(&batch) {
             // Not committed: what was carried stays carried (invariant 3).
             self.carry = carry;
-            self.carry.extend(new_carry);
+            for (key, value, owner) in retired_now {
+                let owner = owner.and_then(|id| self.infos.get(&id)).cloned();
+                self.carry.insert(key, Carried { value, owner });
+            }
             return Err(e.into());
         }
 
@@ -1187,13 +1294,42 @@ impl Drain {
         self.apply(ch);
         self.hints = hints;
         self.overflow = reading.overflow;
+        self.ifc.apply(std::mem::take(&mut batch.ifcount));
         if wrote && !batch.lazy {
             self.durable_seq = self.seq;
             self.last_durable = Some(now);
         }
+        // Interfaces gone: their final counters are committed, and every
+        // commit is durable, so nothing can roll them back ([`ifaces`],
+        // invariant 3).
+        if !if_reading.gone.is_empty()
+            && self.durable_seq == self.seq
+            && let Err(e) = source.forget_ifaces(&if_reading.gone)
+        {
+            tracing::warn!(error = %e, "forgetting the counters of removed interfaces");
+        }
         self.last_lazy = wrote && batch.lazy;
         self.failures = 0;
         self.first_error = None;
+        // Live readers: the committed reading and its owners (before the
+        // housekeeping forgets the owners of retired sockets).
+        if let Some(tap) = self.tap.as_ref().filter(|t| t.wanted(now)) {
+            let owners: FxHashMap<u64, ProcessId> = reading
+                .flows
+                .iter()
+                .filter_map(|f| Some((f.key.cookie, *self.owners.get(&f.key.cookie)?)))
+                .collect();
+            let infos = owners
+                .values()
+                .filter_map(|id| Some((*id, self.infos.get(id)?.clone())))
+                .collect();
+            tap.publish(crate::live::Tapped {
+                ts_ms: now,
+                reading,
+                owners,
+                infos,
+            });
+        }
 
         // Housekeeping after the commit: losing it to a crash only leaks a
         // closed mark and a cache entry, never bytes.
@@ -1294,13 +1430,15 @@ mod quality_tests {
         }
     }
 
-    const WHO: (ProcessId, DestClass) = (
-        ProcessId {
+    const WHO: Who = Who {
+        id: ProcessId {
             pid: 9,
             start_ticks: 3,
         },
-        DestClass::Lan,
-    );
+        class: DestClass::Lan,
+        port: 443,
+        dir: ConnDir::Out,
+    };
 
     #[test]
     fn counts_segments_since_the_last_reading() {

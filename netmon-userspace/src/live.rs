@@ -1,15 +1,100 @@
 //! Live answers from the kernel counters as they are now (no history):
 //! what `netmon snapshot` prints. Returns wire data, never text.
+//!
+//! Inside the daemon the counters belong to the drain (it owns the source,
+//! and a second reader of the maps would race its retires), so live
+//! per-socket answers come from the drain's own readings through a [`Tap`]:
+//! after each committed step the drain hands the reading it just committed
+//! to the tap, but only while someone asked for it within [`TAP_KEEP_MS`]
+//! (an idle daemon pays nothing, neither time nor the memory of a second
+//! reading). [`crate::query::sockets`] turns a tapped reading into
+//! [`wire::SocketCounters`] rows with [`snapshot`], the code `netmon
+//! snapshot --sockets` uses.
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
+use rustc_hash::FxHashMap;
+
 use crate::{
-    ownership::{ProcessId, ProcessInfo, Resolver},
+    ownership::{Owners, ProcessId, ProcessInfo, Resolver},
     source::Reading,
     wire::{self, Counters, Overflow, ProcessCounters, SocketCounters, Totals},
 };
+
+/// The drain keeps handing readings to a [`Tap`] this long (ms of drain
+/// time) after the last [`Tap::want`].
+pub const TAP_KEEP_MS: u64 = 60_000;
+
+/// A reading the drain committed, with the owner of each socket as the
+/// drain attributed it.
+#[derive(Debug)]
+pub struct Tapped {
+    /// Drain time of the step, unix ms.
+    pub ts_ms: u64,
+    /// The reading the step committed (flows retired by that step included,
+    /// marked closed).
+    pub reading: Reading,
+    /// Owner of each socket of `reading`, by cookie (absent: unattributed).
+    pub owners: FxHashMap<u64, ProcessId>,
+    /// What is known of each owner.
+    pub infos: FxHashMap<ProcessId, ProcessInfo>,
+}
+
+/// Where the drain hands its readings to live readers (the HTTP API's
+/// "sockets now"). Cheap to clone; all clones share one slot.
+#[derive(Clone, Debug, Default)]
+pub struct Tap(Arc<TapInner>);
+
+#[derive(Debug, Default)]
+struct TapInner {
+    /// Drain time until which readings are wanted (0: never asked).
+    wanted_until_ms: AtomicU64,
+    latest: Mutex<Option<Arc<Tapped>>>,
+}
+
+impl Tap {
+    /// Asks the drain for readings from now (`now_ms`) on, for
+    /// [`TAP_KEEP_MS`].
+    pub fn want(&self, now_ms: u64) {
+        self.0
+            .wanted_until_ms
+            .fetch_max(now_ms.saturating_add(TAP_KEEP_MS), Ordering::Relaxed);
+    }
+
+    /// Whether the drain should publish the step at `now_ms`. While nobody
+    /// wants readings, the last one is dropped (its memory freed).
+    #[must_use]
+    pub fn wanted(&self, now_ms: u64) -> bool {
+        let wanted = now_ms <= self.0.wanted_until_ms.load(Ordering::Relaxed);
+        if !wanted {
+            let mut latest = self.0.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            *latest = None;
+        }
+        wanted
+    }
+
+    /// Publishes a committed reading (replacing the previous one).
+    pub fn publish(&self, tapped: Tapped) {
+        let mut latest = self.0.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        *latest = Some(Arc::new(tapped));
+    }
+
+    /// The latest published reading.
+    #[must_use]
+    pub fn latest(&self) -> Option<Arc<Tapped>> {
+        self.0
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// Name of an IP protocol number.
 #[must_use]
@@ -57,7 +142,7 @@ pub fn unattributed() -> ProcessInfo {
 #[must_use]
 pub fn snapshot(
     reading: &Reading,
-    owners: &HashMap<u64, ProcessInfo>,
+    owners: &Owners,
     with_sockets: bool,
     taken_at: (String, u64),
 ) -> wire::Snapshot {
@@ -207,7 +292,9 @@ mod tests {
             payload_bytes: 900,
             retrans_bytes: 0,
         };
-        let owners = HashMap::from([(1, proc_info(10)), (2, proc_info(10))]);
+        let owners: Owners = [(1, proc_info(10)), (2, proc_info(10))]
+            .into_iter()
+            .collect();
         let doc = snapshot(&reading, &owners, true, ("t".into(), 0));
         assert_eq!(doc.processes.len(), 2);
         let p10 = doc.processes.iter().find(|p| p.pid == 10).expect("pid 10");

@@ -106,7 +106,15 @@ fn every_command_matches_ground_truth() {
                     f.port
                 ))
             }),
-            Box::new(|r| format!("{}/{}", r.protocol.clone().unwrap(), r.remote_port.unwrap())),
+            // Outbound flows: the service port is the remote one.
+            Box::new(|r| {
+                assert_eq!(r.direction.as_deref(), Some("out"), "{r:?}");
+                format!(
+                    "{}/{}",
+                    r.protocol.clone().unwrap(),
+                    r.service_port.unwrap()
+                )
+            }),
         ),
         (
             "protocol",
@@ -247,7 +255,8 @@ fn every_command_matches_ground_truth() {
         let h: HistoryDoc = d.json(&a);
         assert_eq!((h.total.tx, h.total.rx), expected["x"], "history {args:?}");
     }
-    // Remote endpoints are hourly: a finer step is refused with a reason.
+    // Remote endpoints are kept per minute: a finer step is refused with a
+    // reason.
     let out = d.run(&[
         "history",
         "--since",
@@ -255,10 +264,10 @@ fn every_command_matches_ground_truth() {
         "--remote",
         "93.184.216.34",
         "--step",
-        "1m",
+        "30s",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of 1h"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of 1m"));
 
     // --- procs ---
     let p: ProcsDoc = d.json(&["procs", "--since", "1h", "--format", "json"]);

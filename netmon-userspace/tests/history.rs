@@ -12,7 +12,9 @@ use netmon::ownership::ProcessId;
 use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
 use netmon::store::class::{DestClass, raw_to_ip};
 use netmon::store::query::{Filter, Group, GroupBy, tier_sums};
-use netmon::store::{DaemonEvent, OVERFLOW, Retention, Store, Tier, TimeMs, Traffic, UNATTRIBUTED};
+use netmon::store::{
+    ConnDir, DaemonEvent, OVERFLOW, Retention, Store, Tier, TimeMs, Traffic, UNATTRIBUTED,
+};
 
 /// 2024-03-09T23:13:20Z: not aligned to any bucket.
 const BASE: TimeMs = 1_710_026_000_000;
@@ -42,7 +44,8 @@ fn busy_script() -> Script {
         per_tick(2, 700),
         per_tick(5, 5000),
     );
-    b.socket(3, Some(sshd), None).flow(
+    // An inbound session: accepted on port 22 from an ephemeral port.
+    b.accepted(3, Some(sshd), None, 99, 22).flow(
         3,
         "192.168.1.20:51000",
         0..=600,
@@ -169,25 +172,7 @@ fn every_tier_and_grouping_equals_ground_truth() {
     assert_eq!(classes, truth.per_class);
     assert!(classes.contains_key(&DestClass::Loopback) && classes.contains_key(&DestClass::Lan));
 
-    let remotes: BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> = run
-        .store
-        .totals(&all, GroupBy::Remote, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Remote(k) => (
-                (
-                    k.process,
-                    raw_to_ip(&k.addr, k.ip_version),
-                    k.port,
-                    k.protocol,
-                ),
-                r.traffic,
-            ),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
-    assert_eq!(remotes, truth.per_remote);
+    assert_eq!(by_remote(&mut run, &all), truth.per_service);
 
     let ifaces: BTreeMap<u32, Traffic> = run
         .store
@@ -456,10 +441,11 @@ fn restart_resumes_from_the_committed_snapshot() {
     assert_eq!(totals, script.truth(0..=u64::MAX).per_process);
 }
 
+/// Remote totals keyed as [`netmon::source::sim::Truth::per_service`].
 fn by_remote(
     run: &mut Run,
     range: &std::ops::Range<TimeMs>,
-) -> BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> {
+) -> BTreeMap<(ProcessId, IpAddr, u16, ConnDir, u8), Traffic> {
     run.store
         .totals(range, GroupBy::Remote, &Filter::default())
         .expect("totals")
@@ -470,6 +456,7 @@ fn by_remote(
                     k.process,
                     raw_to_ip(&k.addr, k.ip_version),
                     k.port,
+                    k.dir,
                     k.protocol,
                 ),
                 r.traffic,
@@ -542,11 +529,11 @@ fn remote_usage_is_exact_at_every_step_across_hour_changes() {
         }
         if [0, 9, 10, 11, 12, 13, 45, 69, 70, 72, 130].contains(&k) {
             let all = by_remote(&mut run, &(0..u64::MAX / 2));
-            assert_eq!(all, script.truth(0..=k).per_remote, "all time, tick {k}");
+            assert_eq!(all, script.truth(0..=k).per_service, "all time, tick {k}");
             for h in [hour_of(0), hour_of(0) + H, hour_of(0) + 2 * H] {
                 let ticks: Vec<u64> = ticks_in(h).filter(|t| *t <= k).collect();
                 let want = match (ticks.first(), ticks.last()) {
-                    (Some(a), Some(z)) => script.truth(*a..=*z).per_remote,
+                    (Some(a), Some(z)) => script.truth(*a..=*z).per_service,
                     _ => BTreeMap::new(),
                 };
                 assert_eq!(

@@ -641,3 +641,119 @@ fn tls_serves_https_and_marks_the_cookie_secure() {
     let r = std::panic::catch_unwind(|| get(port, "/api/v1/ping"));
     assert!(r.map_or(true, |resp| resp.status != 200));
 }
+
+/// `GET /api/v1/sockets`: a process's sockets now are the script's sockets
+/// of that process — endpoints, protocol, open, and every byte the
+/// simulated kernel counted for them (the script's per tick counts times
+/// its ticks); bad or ambiguous pids get 400.
+#[test]
+fn sockets_now_are_the_scripts_sockets() {
+    let s = Scenario::standard();
+    let (d, port) = daemon(&s, "");
+    d.settle(&s);
+    // curl, pid 100 started at 5000: the first process of the scenario.
+    let owner = s.procs.iter().position(|p| p.start_ticks == 5000).unwrap();
+    let mut want: Vec<Value> = s
+        .flows
+        .iter()
+        .filter(|f| f.owner == Some(owner))
+        .map(|f| {
+            let ticks = f.to - f.from + 1;
+            let c = |(packets, ip, payload): (u64, u64, u64)| {
+                serde_json::json!({"packets": packets * ticks, "ip_bytes": ip * ticks, "payload_bytes": payload * ticks})
+            };
+            serde_json::json!({
+                "cookie": f.cookie,
+                "remote_addr": f.remote,
+                "remote_port": f.port,
+                "protocol": if f.protocol == 6 { "tcp" } else { "udp" },
+                // The simulated kernel's local port rule.
+                "local_port": f.cookie % 50_000 + 10_000,
+                "tx": c(f.tx),
+                "rx": c(f.rx),
+            })
+        })
+        .collect();
+    assert!(want.len() >= 2, "the scenario gives curl several sockets");
+    want.sort_by_key(|w| w["cookie"].as_u64().unwrap());
+
+    let r = get(port, "/api/v1/sockets?pid=100:5000");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let doc: Value = r.json();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(
+        (doc["pid"].as_u64(), doc["start_ticks"].as_u64()),
+        (Some(100), Some(5000))
+    );
+    assert_eq!(doc["comm"], "curl");
+    assert_eq!(doc["sockets_total"].as_u64(), Some(want.len() as u64));
+    let taken = doc["taken_at_unix_ms"].as_u64().unwrap();
+    assert!(
+        taken <= now_ms() && taken + 60_000 > now_ms(),
+        "a reading of now"
+    );
+    let mut got: Vec<Value> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let c = |d: &Value| {
+                serde_json::json!({"packets": d["packets"], "ip_bytes": d["ip_bytes"], "payload_bytes": d["payload_bytes"]})
+            };
+            assert_eq!(r["closed"], false, "{r}");
+            assert_eq!((r["pid"].as_u64(), r["start_ticks"].as_u64()), (Some(100), Some(5000)));
+            if r["ip_version"] == 4 {
+                assert_eq!(r["local_addr"], "10.0.0.1", "the simulated local address");
+            }
+            serde_json::json!({
+                "cookie": r["cookie"],
+                "remote_addr": r["remote_addr"],
+                "remote_port": r["remote_port"],
+                "protocol": r["protocol"],
+                "local_port": r["local_port"],
+                "tx": c(&r["tx"]),
+                "rx": c(&r["rx"]),
+            })
+        })
+        .collect();
+    got.sort_by_key(|g| g["cookie"].as_u64().unwrap());
+    assert_eq!(got, want);
+    // Busiest first, and `limit` keeps the totals of all.
+    let one: Value = get(port, "/api/v1/sockets?pid=100:5000&limit=1").json();
+    assert_eq!(one["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(one["sockets_total"], doc["sockets_total"]);
+    assert_eq!(one["total"], doc["total"]);
+    let busiest = want
+        .iter()
+        .max_by_key(|w| {
+            w["tx"]["ip_bytes"].as_u64().unwrap() + w["rx"]["ip_bytes"].as_u64().unwrap()
+        })
+        .unwrap();
+    assert_eq!(one["rows"][0]["cookie"], busiest["cookie"]);
+
+    // pid 100 was two processes (pid reuse), both with sockets now.
+    let r = get(port, "/api/v1/sockets?pid=100");
+    assert_eq!((r.status, r.error_kind().as_str()), (400, "bad_request"));
+    // sshd by its bare pid.
+    let sshd: Value = get(port, "/api/v1/sockets?pid=200").json();
+    assert_eq!(
+        (sshd["comm"].as_str(), sshd["sockets_total"].as_u64()),
+        (Some("sshd"), Some(1))
+    );
+    // A process with no socket now: an empty answer.
+    let none: Value = get(port, "/api/v1/sockets?pid=4242:1").json();
+    assert_eq!(none["sockets_total"], 0);
+    for bad in [
+        "",
+        "?pid=x",
+        "?pid=100:5000&limit=100000",
+        "?pid=1&since=1h",
+    ] {
+        let r = get(port, &format!("/api/v1/sockets{bad}"));
+        assert_eq!(
+            (r.status, r.error_kind().as_str()),
+            (400, "bad_request"),
+            "{bad}"
+        );
+    }
+}

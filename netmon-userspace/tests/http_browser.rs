@@ -3,7 +3,8 @@
 //! daemon on the simulated source. Checks that the page loads with no
 //! console errors, that the top table's numbers are the API's, that the
 //! live chart moves while simulated traffic flows, and that a drill-down
-//! opens with the process's remotes; saves a screenshot of each view under
+//! opens with the process's remotes and its sockets now (the API's rows);
+//! saves a screenshot of each view under
 //! `target/tmp/dashboard/` for a person to look at.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Without
@@ -14,49 +15,17 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
+mod browser_support;
 mod cli_support;
 mod http_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use browser_support::{severe_logs, wait_for};
 use cli_support::Scenario;
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver, killed on drop.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// chromedriver's console log (`goog:loggingPrefs`): the browser's log
-/// entries since the last call.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
-    }
-}
 
 /// The standard scenario plus one process sending for 40 s, so the live
 /// chart has something to show while the test runs.
@@ -93,73 +62,13 @@ async fn eval(c: &Client, js: &str) -> Value {
     c.execute(js, vec![]).await.unwrap()
 }
 
-async fn wait_for(c: &Client, js: &str, what: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = eval(c, js).await;
-        if !(v.is_null() || v == json!(false)) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn severe_logs(c: &Client) -> Vec<String> {
-    let v = c.issue_cmd(BrowserLog).await.unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .map(|e| e["message"].as_str().unwrap_or("").to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn dashboard_in_headless_chromium() {
-    let missing: Vec<&str> = [CHROMIUM, DRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        let msg = format!(
-            "the browser test needs {missing:?} (apt-get install chromium chromium-driver; .ci/run does)"
-        );
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+    let Some((_driver, c)) = browser_support::browser("the browser test", 1280, 1800).await else {
         return;
-    }
+    };
     let s = scenario();
     let (d, port) = http_support::daemon(&s, "");
-    let driver_port = http_support::free_port();
-    let _driver = Driver(
-        Command::new(DRIVER)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1800", "--no-first-run", "--disable-extensions"]
-        }),
-    );
-    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .unwrap();
 
     // Let the standard flows finish (1 s of ticks) before the page reads.
     std::thread::sleep(Duration::from_millis(1500));
@@ -298,6 +207,62 @@ async fn dashboard_in_headless_chromium() {
     assert!(
         remotes.contains(&"93.184.216.34") && remotes.contains(&"2001:db8::1"),
         "{remotes:?}"
+    );
+    // Its sockets now: the API's rows (same reading: the table keeps the
+    // reading's time), with endpoints and bytes so far.
+    wait_for(
+        &c,
+        "return document.querySelectorAll('#drill-sockets tbody tr[data-cookie]').length > 0",
+        "the sockets now",
+    )
+    .await;
+    let shown = eval(&c, "return Array.from(document.querySelectorAll('#drill-sockets tbody tr')).map(r => [Number(r.dataset.cookie), r.cells[1].textContent, r.cells[2].textContent, r.cells[3].textContent, Number(r.cells[5].dataset.value), Number(r.cells[6].dataset.value)])").await;
+    let api: Value = http_support::get(port, "/api/v1/sockets?pid=100:5000&limit=50").json();
+    let endpoint = |a: &Value, p: &Value| {
+        let a = a.as_str().unwrap();
+        if a.contains(':') {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
+    };
+    let want: Vec<Value> = api["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!([
+                r["cookie"],
+                endpoint(&r["local_addr"], &r["local_port"]),
+                endpoint(&r["remote_addr"], &r["remote_port"]),
+                if r["closed"] == true {
+                    "closed"
+                } else {
+                    "open"
+                },
+                r["tx"]["payload_bytes"],
+                r["rx"]["payload_bytes"]
+            ])
+        })
+        .collect();
+    // curl's flows are over: its numbers no longer move between readings.
+    let shown_rows: Vec<Value> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.as_array().unwrap().clone();
+            // "open, N retrans" for TCP: the state word is the first.
+            r[3] = json!(r[3].as_str().unwrap().split(',').next().unwrap());
+            Value::Array(r)
+        })
+        .collect();
+    assert_eq!(shown_rows, want, "sockets now: table = API");
+    assert!(
+        remotes
+            .iter()
+            .all(|r| want.iter().any(|w| w[2].as_str().unwrap().contains(r))),
+        "every remote host of curl has a socket now: {remotes:?}"
     );
     c.execute(
         "document.getElementById('drill').scrollIntoView(); return 1",

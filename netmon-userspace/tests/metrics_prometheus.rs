@@ -1,4 +1,5 @@
-//! The exporter against a real Prometheus (Debian's `prometheus` package;
+//! The exporter against a real Prometheus (Debian's `prometheus` package,
+//! started by the kernel suite's `netmon_tests::prometheus`;
 //! under `CI=true` a missing binary fails the test, elsewhere it says so
 //! and returns): two simulated daemons as two hosts with bearer tokens and
 //! `top = 2`, scraped every second. Checked through Prometheus's HTTP API:
@@ -8,35 +9,30 @@
 //! usage` for that period, per app, class and direction; the deploy/ rules
 //! load (`promtool check rules`, and Prometheus evaluates them); the Grafana
 //! JSON parses and names only metrics the exporter emits.
+//!
+//! The fleet view against the same kind of setup: the Hosts page of one
+//! daemon (`[fleet] prometheus`), in headless Chromium (Debian's
+//! `chromium` and `chromium-driver`, driven with `fantoccini`), shows both
+//! hosts up with today's bytes equal to each daemon's `netmon usage`, and a
+//! host's per-app breakdown equal to its usage per app (top 2 + `other`).
+mod browser_support;
 mod cli_support;
 mod http_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use browser_support::{severe_logs, wait_for};
 use cli_support::{Scenario, UsageDoc, run_with};
 use http_support::{daemon, free_port, request};
+use netmon_tests::prometheus::{self, Prometheus};
 
 const METRICS: &str = "top = 2\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n";
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// True if the Prometheus binaries are there; in CI their absence fails.
-fn have_prometheus() -> bool {
-    let ok = Command::new("promtool").arg("--version").output().is_ok()
-        && Command::new("prometheus").arg("--version").output().is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prometheus/promtool missing (.ci/run installs Debian's prometheus package)"
-        );
-        eprintln!("SKIPPED: prometheus/promtool not installed (apt-get install prometheus)");
-    }
-    ok
 }
 
 /// The standard scenario stretched to 2 s of traffic (40 ticks per flow).
@@ -49,110 +45,10 @@ fn scenario() -> Scenario {
     s
 }
 
-struct Prom {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prom {
-    fn start(targets: &[(u16, PathBuf)]) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let rules = deploy().join("prometheus/netmon.rules.yml");
-        let mut cfg = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n",
-            rules.display()
-        );
-        for (i, (port, token)) in targets.iter().enumerate() {
-            cfg += &format!(
-                "  - job_name: netmon{i}\n    authorization:\n      type: Bearer\n      credentials_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels:\n          host: h{i}\n",
-                token.display()
-            );
-        }
-        let file = dir.path().join("prometheus.yml");
-        std::fs::write(&file, cfg).expect("config");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("log")).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus");
-        let p = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || request(port, "GET", "/-/ready", &[], b"").status != 200
-        {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    /// An instant query: every series' labels and value.
-    fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        let r = request(
-            self.port,
-            "GET",
-            &format!("/api/v1/query?query={enc}"),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));
-        let v: serde_json::Value = r.json();
-        v["data"]["result"]
-            .as_array()
-            .expect("result")
-            .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .expect("metric")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect();
-                let val: f64 = s["value"][1]
-                    .as_str()
-                    .expect("value")
-                    .parse()
-                    .expect("number");
-                (labels, val)
-            })
-            .collect()
-    }
-
-    /// `{(host, key labels...): value}` of a query.
-    fn by(&self, q: &str, keys: &[&str]) -> BTreeMap<Vec<String>, u64> {
-        self.query(q)
-            .into_iter()
-            .map(|(l, v)| {
-                (
-                    keys.iter()
-                        .map(|k| l.get(*k).cloned().unwrap_or_default())
-                        .collect(),
-                    v as u64,
-                )
-            })
-            .collect()
-    }
+/// The exporter's recording and alerting rules, evaluated by the test's
+/// Prometheus.
+fn rules() -> PathBuf {
+    deploy().join("prometheus/netmon.rules.yml")
 }
 
 /// `netmon usage` of a daemon as `{(class, direction): ip bytes}` or per app.
@@ -209,7 +105,7 @@ fn token(d: &cli_support::Daemon) -> PathBuf {
 
 /// Waits until Prometheus's `sum by (class, direction)` for `host` equals
 /// `want`; returns the last answer.
-fn caught_up(p: &Prom, host: &str, want: &BTreeMap<Vec<String>, u64>) {
+fn caught_up(p: &Prometheus, host: &str, want: &BTreeMap<Vec<String>, u64>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got: BTreeMap<Vec<String>, u64> = p
@@ -233,14 +129,13 @@ fn caught_up(p: &Prom, host: &str, want: &BTreeMap<Vec<String>, u64>) {
 
 #[test]
 fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
-    if !have_prometheus() {
+    if !prometheus::available() {
         return;
     }
-    let rules = deploy().join("prometheus/netmon.rules.yml");
     let out = Command::new("promtool")
         .arg("check")
         .arg("rules")
-        .arg(&rules)
+        .arg(rules())
         .output()
         .expect("promtool");
     assert!(
@@ -260,7 +155,7 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
     let (tok_a, tok_b) = (token(&a), token(&b));
     // Without the token: 401.
     assert_eq!(request(port_a, "GET", "/metrics", &[], b"").status, 401);
-    let prom = Prom::start(&[(port_a, tok_a), (port_b, tok_b)]);
+    let prom = Prometheus::start(&[(port_a, tok_a), (port_b, tok_b)], Some(&rules()));
 
     // B is killed mid-traffic and restarted (its script plays again).
     std::thread::sleep(Duration::from_millis(1_000));
@@ -478,4 +373,291 @@ fn a_thousand_processes_keep_the_series_at_the_limit() {
         "usage", "--since", "1h", "--by", "class", "--format", "json",
     ]);
     assert_eq!(sum, total.total.tx.ip_bytes + total.total.rx.ip_bytes);
+}
+
+/// `{(direction): ip bytes}` summed over classes, and the same per app.
+fn totals(d: &cli_support::Daemon) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
+    let mut host = BTreeMap::new();
+    let mut apps = BTreeMap::new();
+    for (k, v) in usage(d, "1h", true) {
+        *host.entry(k[1].clone()).or_default() += v;
+        *apps.entry((k[2].clone(), k[1].clone())).or_default() += v;
+    }
+    (host, apps)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hosts_page_shows_both_hosts_from_prometheus() {
+    if !prometheus::available() {
+        return;
+    }
+    let Some((_driver, c)) = browser_support::browser("the Hosts page test", 1280, 1400).await
+    else {
+        return;
+    };
+    let s = scenario();
+    let prom_port = free_port();
+    let dir_a = tempfile::tempdir().expect("tmp");
+    let dir_b = tempfile::tempdir().expect("tmp");
+    let cfg = |d: &Path, fleet: bool| {
+        let mut t = format!(
+            "auth = \"token\"\ntokens = \"{}/tokens.json\"\n[http.metrics]\n{METRICS}",
+            d.display()
+        );
+        if fleet {
+            t += &format!("[fleet]\nprometheus = \"http://127.0.0.1:{prom_port}/\"\n");
+        }
+        t
+    };
+    let (a, port_a) = daemon(&s, &cfg(dir_a.path(), true));
+    let (b, port_b) = daemon(&s, &cfg(dir_b.path(), false));
+    a.settle(&s);
+    b.settle(&s);
+    let (tok_a, tok_b) = (token(&a), token(&b));
+    let bearer = format!("Bearer {}", std::fs::read_to_string(&tok_a).expect("token"));
+    let auth = [("Authorization", bearer.as_str())];
+    let mut a = a;
+    let mut b = b;
+    let prom = Prometheus::start_on(
+        prom_port,
+        &[(port_a, tok_a), (port_b, tok_b.clone())],
+        Some(&rules()),
+    );
+    // Traffic while Prometheus scrapes (for current rates and the graph):
+    // both daemons play new sockets after a restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prom.query("up").iter().filter(|(_, v)| *v == 1.0).count() < 2 {
+        assert!(Instant::now() < deadline, "both targets up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut s2 = scenario();
+    for f in &mut s2.flows {
+        f.cookie += 100;
+    }
+    for d in [&mut a, &mut b] {
+        std::fs::write(d.dir.path().join("script.toml"), s2.toml()).expect("script");
+        d.sigkill();
+        d.spawn();
+    }
+    a.settle(&s2);
+    b.settle(&s2);
+    let truth = [("h0", totals(&a)), ("h1", totals(&b))];
+    for (h, d) in [("h0", &a), ("h1", &b)] {
+        caught_up(&prom, h, &usage(d, "1h", false));
+    }
+
+    // The API: behind the dashboard's auth; 404 where [fleet] is not set.
+    assert_eq!(
+        request(port_a, "GET", "/api/v1/fleet/hosts", &[], b"").status,
+        401
+    );
+    let tb = format!("Bearer {}", std::fs::read_to_string(&tok_b).expect("token"));
+    let off = request(
+        port_b,
+        "GET",
+        "/api/v1/fleet/hosts",
+        &[("Authorization", &tb)],
+        b"",
+    );
+    assert_eq!(
+        (off.status, off.error_kind()),
+        (404, "fleet_off".to_owned())
+    );
+    let r = request(port_a, "GET", "/api/v1/fleet/host?job=x", &auth, b"");
+    assert_eq!(r.status, 400, "instance missing");
+    let doc: serde_json::Value = request(port_a, "GET", "/api/v1/fleet/hosts", &auth, b"").json();
+    assert_eq!(doc["hosts"].as_array().map(Vec::len), Some(2), "{doc}");
+
+    // The page, logged in with the token on the main page.
+    c.goto(&format!("http://127.0.0.1:{port_a}/"))
+        .await
+        .expect("goto");
+    wait_for(
+        &c,
+        "return !document.getElementById('login').hidden",
+        "the login form",
+    )
+    .await;
+    let tok = std::fs::read_to_string(a.dir.path().join("prom.token")).expect("token");
+    c.find(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("token field")
+        .send_keys(tok.trim())
+        .await
+        .expect("type");
+    c.find(fantoccini::Locator::Css("#login-form button"))
+        .await
+        .expect("login button")
+        .click()
+        .await
+        .expect("click");
+    wait_for(
+        &c,
+        "return !document.getElementById('hosts-link').hidden",
+        "the Hosts link after login",
+    )
+    .await;
+    // The 401s before the login are expected: the log starts here.
+    severe_logs(&c).await;
+    c.find(fantoccini::Locator::Css("#hosts-link"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_for(
+        &c,
+        "return document.body.dataset.ready === 'true' && document.querySelectorAll('#hosts-table tbody tr[data-job]').length === 2",
+        "two hosts on the Hosts page",
+    )
+    .await;
+    let rows = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#hosts-table tbody tr[data-job]')).map(r => [r.dataset.host, r.cells[1].dataset.value, Number(r.cells[4].dataset.value), Number(r.cells[5].dataset.value), r.cells[6].dataset.apps])",
+            vec![],
+        )
+        .await
+        .expect("rows");
+    for (h, (host, _)) in &truth {
+        let row = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0] == *h)
+            .unwrap_or_else(|| panic!("{h} not shown: {rows}"));
+        assert_eq!(row[1], "up", "{row}");
+        let shown = (row[2].as_u64(), row[3].as_u64());
+        let want = (host.get("tx").copied(), host.get("rx").copied());
+        assert_eq!(
+            shown, want,
+            "{h}: today's bytes on the page vs netmon usage"
+        );
+        assert!(
+            !row[4].as_str().unwrap_or_default().is_empty(),
+            "{h}: top apps shown: {row}"
+        );
+    }
+
+    // Into host h1: the 24-hour graph and today per app.
+    c.find(fantoccini::Locator::Css(
+        "#hosts-table tbody tr[data-host='h1'] button.open",
+    ))
+    .await
+    .expect("host button")
+    .click()
+    .await
+    .expect("click");
+    wait_for(
+        &c,
+        "const d = document.getElementById('host-detail'); return !d.hidden && d.dataset.key !== '' && document.querySelectorAll('#host-apps tbody tr').length > 0",
+        "the host's page",
+    )
+    .await;
+    let last_tx: f64 = c
+        .execute(
+            "return document.getElementById('host-chart').dataset.lastTx",
+            vec![],
+        )
+        .await
+        .expect("chart")
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(last_tx > 0.0, "the 24 h graph has the recent traffic");
+    let apps = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#host-apps tbody tr')).map(r => [r.dataset.key, Number(r.cells[1].dataset.value), Number(r.cells[2].dataset.value)])",
+            vec![],
+        )
+        .await
+        .expect("apps");
+    // Per app: Prometheus's own values (a member's series starts at its
+    // first member epoch; earlier bytes are in other), and together the
+    // host's usage total.
+    let prom_apps = prom.by(
+        "sum by (app, direction) (netmon_ip_bytes_total{host=\"h1\"})",
+        &["app", "direction"],
+    );
+    let shown: BTreeMap<String, (u64, u64)> = apps
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_owned(),
+                (r[1].as_u64().unwrap_or(0), r[2].as_u64().unwrap_or(0)),
+            )
+        })
+        .collect();
+    assert!(
+        shown.len() == 3 && shown.contains_key("other"),
+        "top 2 + other: {shown:?}"
+    );
+    for (app, got) in &shown {
+        let want = (
+            prom_apps
+                .get(&vec![app.clone(), "tx".into()])
+                .copied()
+                .unwrap_or(0),
+            prom_apps
+                .get(&vec![app.clone(), "rx".into()])
+                .copied()
+                .unwrap_or(0),
+        );
+        assert_eq!(*got, want, "{app}: page vs Prometheus");
+    }
+    let host = &truth[1].1.0;
+    assert_eq!(
+        (
+            shown.values().map(|v| v.0).sum::<u64>(),
+            shown.values().map(|v| v.1).sum::<u64>()
+        ),
+        (
+            host.get("tx").copied().unwrap_or(0),
+            host.get("rx").copied().unwrap_or(0)
+        ),
+        "the apps sum to the host's usage"
+    );
+    // App bytes next to IP bytes: payload less retransmissions (none in a
+    // simulation script), summed over the series.
+    let u: UsageDoc = b.json(&[
+        "usage", "--since", "1h", "--by", "class", "--format", "json",
+    ]);
+    let app_bytes = prom.by(
+        "sum by (direction) (netmon_app_bytes_total{host=\"h1\"})",
+        &["direction"],
+    );
+    assert_eq!(
+        (
+            app_bytes.get(&vec!["tx".to_owned()]),
+            app_bytes.get(&vec!["rx".to_owned()])
+        ),
+        (
+            Some(&u.total.tx.payload_bytes),
+            Some(&u.total.rx.payload_bytes)
+        ),
+        "netmon_app_bytes_total vs usage payload (no retransmissions simulated)"
+    );
+    // The drain histogram counts the restarted daemon's drains.
+    let drains = prom.query("netmon_drain_duration_seconds_count{host=\"h1\"}");
+    assert!(
+        drains.len() == 1 && drains[0].1 >= 1.0,
+        "drain histogram: {drains:?}"
+    );
+    let png = c.screenshot().await.expect("screenshot");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("hosts.png"), png).expect("png");
+    let severe = severe_logs(&c).await;
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+    let err = c
+        .execute(
+            "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent",
+            vec![],
+        )
+        .await
+        .expect("error box");
+    assert_eq!(err, serde_json::json!(""), "the page shows no error");
+    c.close().await.expect("close");
+    drop(prom);
 }

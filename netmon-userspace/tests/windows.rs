@@ -1,16 +1,20 @@
 //! One window, one total, whichever `--by`: remote, port and protocol
 //! answers used to be widened silently to whole hours (the remote rollups'
 //! bucket) while the answer claimed the asked window, so two groupings of
-//! the same window disagreed. Now, for random windows and every grouping:
-//! an answer that says it is exact has the simulation's ground truth for
+//! the same window disagreed. Remote-keyed rows are now kept per minute
+//! (as long as the per process minute rows), keyed by service port and
+//! direction. For random windows and every grouping, with drains a minute
+//! or more apart, every answer is exact: the simulation's ground truth for
 //! the window, group by group, and the same total as the answer by process,
-//! to the byte; an answer that is not exact says so (covered range wider
-//! than asked, a reason) and lies between the truth of the window and the
-//! truth of what it claims to cover.
+//! to the byte. With drains closer than a minute, a window edge inside a
+//! minute can still split one process's bytes between several endpoints in
+//! a way no stored row tells: such an answer says so (covered range at
+//! most a minute wider at that edge, a reason) and lies between the truth
+//! of the window and the truth of what it claims to cover.
 //!
 //! The drain runs in-process on the simulated source with an injected
-//! clock: one tick is 5 minutes, so hours hold 12 ticks and windows cut
-//! hours at random places.
+//! clock: one tick is 5 minutes (or 20 s), so windows cut hours and
+//! minutes at random places.
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,10 +30,16 @@ use netmon::store::{OVERFLOW, Retention, Store, TimeMs, Traffic};
 /// 2024-03-09T23:13:20Z: not aligned to any bucket.
 const BASE: TimeMs = 1_710_026_000_000;
 const STEP: TimeMs = 5 * 60_000;
+/// Drains three times a minute (edges inside a minute).
+const FAST: TimeMs = 20_000;
 const LAST: u64 = 400;
 
 const fn at(tick: u64) -> TimeMs {
     BASE + tick * STEP
+}
+
+const fn at_step(step: TimeMs, tick: u64) -> TimeMs {
+    BASE + tick * step
 }
 
 /// Short processes with one server each, long ones with several endpoints
@@ -104,13 +114,32 @@ fn script() -> Script {
         per_tick(1, 10),
         per_tick(1, 20),
     );
+    // A server: 30 connections accepted on port 8443 from two clients
+    // (ephemeral ports), one service row per client, not per connection.
+    let server = b.process(20, 200, "nginx", 0..=u64::MAX);
+    for i in 0..30u64 {
+        cookie += 1;
+        let start = 11 * i + 5;
+        b.accepted(cookie, Some(server), Some(start + 6), 9_999, 8443)
+            .flow(
+                cookie,
+                &format!("198.51.100.{}:{}", 7 + i % 2, 40_000 + i),
+                start..=start + 5,
+                per_tick(6, 9000 + i),
+                per_tick(2, 400 + i),
+            );
+    }
     b.overflow(250..=270, per_tick(2, 500), per_tick(1, 100), 3);
     b.build().expect("valid script")
 }
 
 fn truth_of(script: &Script, range: &std::ops::Range<TimeMs>) -> Truth {
-    let first = range.start.saturating_sub(BASE).div_ceil(STEP);
-    let end = range.end.saturating_sub(BASE).div_ceil(STEP);
+    truth_at(script, STEP, range)
+}
+
+fn truth_at(script: &Script, step: TimeMs, range: &std::ops::Range<TimeMs>) -> Truth {
+    let first = range.start.saturating_sub(BASE).div_ceil(step);
+    let end = range.end.saturating_sub(BASE).div_ceil(step);
     if end > first {
         script.truth(first..=end - 1)
     } else {
@@ -143,12 +172,13 @@ fn expected(by: Dimension, truth: &Truth, facts: &Facts) -> BTreeMap<GroupKey, T
         .unwrap_or_default();
     match by {
         Dimension::Remote | Dimension::Port | Dimension::Protocol => {
-            for ((_, addr, port, proto), t) in &truth.per_remote {
+            for ((_, addr, port, dir, proto), t) in &truth.per_service {
                 let k = match by {
                     Dimension::Remote => GroupKey::Remote(*addr),
                     Dimension::Port => GroupKey::Port {
                         protocol: *proto,
                         port: *port,
+                        dir: *dir,
                     },
                     _ => GroupKey::Protocol(*proto),
                 };
@@ -180,6 +210,11 @@ fn expected(by: Dimension, truth: &Truth, facts: &Facts) -> BTreeMap<GroupKey, T
 /// The script drained into a fresh store, tick by tick: the script, the
 /// store, its facts, and the directory that holds it.
 fn drained() -> (Script, Store, Facts, tempfile::TempDir) {
+    drained_every(STEP)
+}
+
+/// [`drained`] with drains `step` apart.
+fn drained_every(step: TimeMs) -> (Script, Store, Facts, tempfile::TempDir) {
     let script = script();
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut store, _) =
@@ -190,32 +225,59 @@ fn drained() -> (Script, Store, Facts, tempfile::TempDir) {
     for k in 0..=LAST + 2 {
         source.set_tick(k);
         drain
-            .step(&mut source, &mut resolver, &mut store, at(k), Vec::new())
+            .step(
+                &mut source,
+                &mut resolver,
+                &mut store,
+                at_step(step, k),
+                Vec::new(),
+            )
             .expect("step commits");
     }
     let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
     (script, store, facts, dir)
 }
 
+const DIMS: [Dimension; 10] = [
+    Dimension::Process,
+    Dimension::App,
+    Dimension::User,
+    Dimension::Cgroup,
+    Dimension::Container,
+    Dimension::Remote,
+    Dimension::Port,
+    Dimension::Interface,
+    Dimension::Protocol,
+    Dimension::Class,
+];
+
+fn ask(
+    store: &mut Store,
+    facts: &Facts,
+    window: &std::ops::Range<TimeMs>,
+    by: Dimension,
+) -> netmon::query::usage::UsageAnswer {
+    usage(
+        store,
+        facts,
+        &UsageQuery {
+            range: window.clone(),
+            by,
+            filters: Vec::new(),
+            class: None,
+            limit: None,
+        },
+    )
+    .expect("usage")
+}
+
 #[test]
-fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
+fn every_grouping_answers_the_asked_window_exactly() {
     let (script, mut store, facts, _dir) = drained();
-    let dims = [
-        Dimension::Process,
-        Dimension::App,
-        Dimension::User,
-        Dimension::Cgroup,
-        Dimension::Container,
-        Dimension::Remote,
-        Dimension::Port,
-        Dimension::Interface,
-        Dimension::Protocol,
-        Dimension::Class,
-    ];
     let mut rng = fastrand::Rng::with_seed(10);
-    let (mut exact_cut, mut flagged) = (0, 0);
+    let mut cut = 0;
     for round in 0..120 {
-        // Mostly windows of minutes to a few hours, cut anywhere.
+        // Mostly windows of minutes to a few hours, cut anywhere (to the ms).
         let a = rng.u64(BASE - 3_600_000..at(LAST));
         let len = if round % 4 == 0 {
             rng.u64(0..30 * 3_600_000)
@@ -225,73 +287,136 @@ fn every_grouping_answers_the_asked_window_or_says_it_does_not() {
         let b = a + len;
         let window = a..b;
         let truth = truth_of(&script, &window);
-        let ask = |store: &mut Store, by| {
-            usage(
-                store,
-                &facts,
-                &UsageQuery {
-                    range: window.clone(),
-                    by,
-                    filters: Vec::new(),
-                    class: None,
-                    limit: None,
-                },
-            )
-            .expect("usage")
-        };
-        let by_process = ask(&mut store, Dimension::Process);
+        let by_process = ask(&mut store, &facts, &window, Dimension::Process);
         assert!(
             by_process.coverage.exact(),
             "process rows resolve any window"
         );
         assert_eq!(by_process.total, truth.total(), "window {window:?}");
-        for by in dims {
-            let answer = ask(&mut store, by);
+        for by in DIMS {
+            let answer = ask(&mut store, &facts, &window, by);
             let got: BTreeMap<GroupKey, Traffic> = answer
                 .groups
                 .iter()
                 .map(|g| (g.key.clone(), g.traffic))
                 .collect();
             assert_eq!(sum(&got), answer.total, "--by {by:?}: groups add up");
+            assert!(
+                answer.coverage.exact(),
+                "--by {by:?} over {window:?}: {:?}",
+                answer.coverage
+            );
+            assert_eq!(answer.coverage.covered.clone().unwrap_or(a..b), window);
+            assert_eq!(
+                got,
+                expected(by, &truth, &facts),
+                "--by {by:?} over {window:?}"
+            );
+            assert_eq!(
+                answer.total, by_process.total,
+                "--by {by:?}: one window, one total"
+            );
+            if by.needs_remote()
+                && !a.is_multiple_of(60_000)
+                && len > 0
+                && !truth.per_remote.is_empty()
+            {
+                cut += 1;
+            }
+        }
+    }
+    assert!(cut > 100, "windows cutting minutes and hours ({cut})");
+}
+
+/// Service ports, not ephemeral ports: the server's 30 connections from
+/// two clients are two remote rows and one `tcp/8443 in` port row, with
+/// the bytes the script sent.
+#[test]
+fn inbound_connections_group_by_service_port() {
+    let (script, mut store, facts, _dir) = drained();
+    let window = BASE..at(LAST + 2);
+    let truth = truth_of(&script, &window);
+    let answer = usage(
+        &mut store,
+        &facts,
+        &UsageQuery {
+            range: window.clone(),
+            by: Dimension::Port,
+            filters: vec!["app=nginx".parse().expect("filter")],
+            class: None,
+            limit: None,
+        },
+    )
+    .expect("usage");
+    let keys: Vec<&GroupKey> = answer.groups.iter().map(|g| &g.key).collect();
+    assert_eq!(
+        keys,
+        vec![&GroupKey::Port {
+            protocol: 6,
+            port: 8443,
+            dir: netmon::store::ConnDir::In
+        }]
+    );
+    let want = truth
+        .per_service
+        .iter()
+        .filter(|((_, _, port, _, _), _)| *port == 8443)
+        .fold(Traffic::default(), |s, (_, t)| s.add(*t));
+    assert_eq!(answer.total, want);
+    let remotes = usage(
+        &mut store,
+        &facts,
+        &UsageQuery {
+            range: window,
+            by: Dimension::Remote,
+            filters: vec!["app=nginx".parse().expect("filter")],
+            class: None,
+            limit: None,
+        },
+    )
+    .expect("usage");
+    assert_eq!(
+        remotes.groups.len(),
+        2,
+        "one row per client, not per connection"
+    );
+    assert_eq!(remotes.total, want);
+}
+
+/// Drains closer than a minute: an edge inside a minute is resolved where
+/// the rows allow it, and otherwise said to be wider (by less than a
+/// minute at each edge).
+#[test]
+fn edges_inside_a_minute_are_exact_or_flagged() {
+    let (script, mut store, facts, _dir) = drained_every(FAST);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let (mut exact, mut flagged) = (0, 0);
+    for _ in 0..80 {
+        let a = rng.u64(BASE..at_step(FAST, LAST));
+        let b = a + rng.u64(0..2 * 3_600_000);
+        let window = a..b;
+        let truth = truth_at(&script, FAST, &window);
+        let by_process = ask(&mut store, &facts, &window, Dimension::Process);
+        assert_eq!(by_process.total, truth.total());
+        for by in [Dimension::Remote, Dimension::Port, Dimension::Protocol] {
+            let answer = ask(&mut store, &facts, &window, by);
             if answer.coverage.exact() {
-                assert_eq!(
-                    got,
-                    expected(by, &truth, &facts),
-                    "--by {by:?} over {window:?} claims to be exact"
-                );
-                assert_eq!(
-                    answer.total, by_process.total,
-                    "--by {by:?}: one window, one total"
-                );
-                let hour = 3_600_000;
-                if by.needs_remote()
-                    && !a.is_multiple_of(hour)
-                    && len > 0
-                    && !truth.per_remote.is_empty()
-                {
-                    exact_cut += 1;
-                }
+                exact += 1;
+                assert_eq!(answer.total, by_process.total, "--by {by:?} {window:?}");
             } else {
                 flagged += 1;
                 let covered = answer.coverage.covered.clone().expect("covered");
-                assert!(
-                    covered.start <= a && covered.end >= b && covered != window,
-                    "--by {by:?}: not exact, so it covers more than {window:?}: {covered:?}"
-                );
-                assert!(by.needs_remote(), "only remote-keyed rows are ever widened");
-                let wide = truth_of(&script, &covered).total();
-                assert!(
-                    ip(&truth.total()) <= ip(&answer.total) && ip(&answer.total) <= ip(&wide),
-                    "--by {by:?}: between the window's truth and the covered time's"
-                );
+                assert!(covered.start <= a && covered.end >= b && covered != window);
+                assert!(a - covered.start < 60_000 && covered.end - b < 60_000);
+                let wide = truth_at(&script, FAST, &covered).total();
+                assert!(ip(&truth.total()) <= ip(&answer.total) && ip(&answer.total) <= ip(&wide));
             }
         }
     }
     assert!(
-        exact_cut > 20,
-        "windows cutting hours were resolved exactly ({exact_cut})"
+        exact > 0 && flagged > 0,
+        "some exact, some flagged ({exact} vs {flagged})"
     );
-    assert!(flagged > 0, "ambiguous edges were flagged ({flagged})");
 }
 
 /// Filters over remote-keyed rows obey the same rule: `--filter remote=X`
@@ -333,8 +458,11 @@ fn a_remote_filter_answers_the_window_or_says_it_does_not() {
             }
         }
     }
-    assert!(exact > 60, "most filtered windows are exact ({exact})");
-    assert!(flagged > 0, "some were not ({flagged})");
+    assert_eq!(
+        flagged, 0,
+        "minute rows resolve every window of 5-minute drains"
+    );
+    assert!(exact > 60, "filtered windows are exact ({exact})");
 }
 
 /// `history` obeys the same rule, step by step: the points of a series sum

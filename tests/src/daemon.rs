@@ -51,33 +51,72 @@ impl Daemon {
     #[track_caller]
     #[must_use]
     pub fn start(paths: &DaemonPaths) -> Self {
-        Self::start_with(paths, &[])
+        Self::start_with(Command::new(netmon_bin()), paths)
     }
 
-    /// [`Self::start`] with a `--config` file.
+    /// [`Daemon::start`] inside the network namespace at `netns` (`nsenter
+    /// --net`, which execs netmon: the child is the daemon itself).
+    #[track_caller]
+    #[must_use]
+    pub fn start_in_netns(paths: &DaemonPaths, netns: &Path) -> Self {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", netns.display()))
+            .arg(netmon_bin());
+        Self::start_with(c, paths)
+    }
+
+    /// Starts `c` (netmon, or a wrapper that execs it) with the daemon's
+    /// arguments and waits for its socket.
+    #[track_caller]
+    fn start_with(mut c: Command, paths: &DaemonPaths) -> Self {
+        c.arg("daemon")
+            .arg("--pin-dir")
+            .arg(&paths.pin_dir)
+            .arg("--cgroup")
+            .arg(&paths.cgroup);
+        Self::spawn(c, paths)
+    }
+
+    /// [`Daemon::start`] with the config file `config` (its `[http]`
+    /// server, `[http.metrics]` exporter and token file, for example).
     #[track_caller]
     #[must_use]
     pub fn start_with_config(paths: &DaemonPaths, config: &Path) -> Self {
-        Self::start_with(
-            paths,
-            &[std::ffi::OsStr::new("--config"), config.as_os_str()],
-        )
-    }
-
-    #[track_caller]
-    fn start_with(paths: &DaemonPaths, extra: &[&std::ffi::OsStr]) -> Self {
         let mut c = Command::new(netmon_bin());
         c.arg("daemon")
             .arg("--pin-dir")
             .arg(&paths.pin_dir)
             .arg("--cgroup")
             .arg(&paths.cgroup)
-            .arg("--db")
+            .arg("--config")
+            .arg(config);
+        Self::spawn(c, paths)
+    }
+
+    /// `netmon daemon --simulate SCRIPT --config CONFIG`: a daemon on the
+    /// simulated source (no kernel programs; `paths.pin_dir` and
+    /// `paths.cgroup` are not used), next to real-kernel daemons.
+    #[track_caller]
+    #[must_use]
+    pub fn start_simulated(paths: &DaemonPaths, script: &Path, config: &Path) -> Self {
+        let mut c = Command::new(netmon_bin());
+        c.arg("daemon")
+            .arg("--simulate")
+            .arg(script)
+            .arg("--config")
+            .arg(config);
+        Self::spawn(c, paths)
+    }
+
+    /// Adds the database, socket and interval to `c`, starts it and waits
+    /// for the query socket.
+    #[track_caller]
+    fn spawn(mut c: Command, paths: &DaemonPaths) -> Self {
+        c.arg("--db")
             .arg(&paths.db)
             .arg("--socket")
             .arg(&paths.socket)
             .args(["--interval", INTERVAL])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

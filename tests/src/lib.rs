@@ -13,7 +13,8 @@
 //!   veth pair, quiet (no ARP, ND, DAD, router solicitations) and static;
 //! - [`netmon::Netmon`]: `netmon load` into a unique bpffs pin dir,
 //!   `netmon unload` on drop;
-//! - [`workload::Workload`]: a child process, killed and reaped on drop.
+//! - [`workload::Workload`]: a child process, killed and reaped on drop;
+//! - [`prometheus::Prometheus`]: a real Prometheus scraping test daemons.
 //!
 //! Panics are the failure mode by design: this crate exists only to fail
 //! tests with a clear message (`#[track_caller]` keeps the caller's location),
@@ -32,8 +33,10 @@ pub mod mib;
 pub mod netmon;
 pub mod netns;
 pub mod procfs;
+pub mod prometheus;
 pub mod report;
 pub mod root;
+pub mod router;
 pub mod scenario;
 pub mod shaping;
 pub mod snapshot;

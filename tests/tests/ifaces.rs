@@ -30,7 +30,9 @@ use netmon_tests::{
     cmd,
     netmon::{NETMON_TIMEOUT, netmon_bin},
     netns::Netns,
-    require_root, scenario, workload_exe,
+    require_root,
+    router::Router,
+    scenario, workload_exe,
 };
 
 /// Ethernet header on veth.
@@ -38,83 +40,37 @@ const ETH: u64 = 14;
 const ROUNDS: u64 = 400;
 const SIZES: &str = "1,64,512,1000,1400";
 
-/// R, A and B with forwarding between 10.211.S.0/24 (A side) and
-/// 10.212.S.0/24 (B side); neighbours static, so no ARP.
-struct Router {
-    r: Netns,
-    a: Netns,
-    b: Netns,
-    subnet: u8,
+fn router() -> Router {
+    Router::new("nmr", 210, "if")
 }
 
-fn mac(subnet: u8, host: u8) -> String {
-    format!("02:00:00:11:{subnet:02x}:{host:02x}")
-}
-
-impl Router {
-    fn new() -> Self {
-        let subnet = u8::try_from(std::process::id() % 200 + 20).unwrap_or(20);
-        let r = Netns::new("ifr");
-        let a = Netns::new("ifa");
-        let b = Netns::new("ifb");
-        for (side, ns, rname, host) in [(1u8, &a, "nmra", 1u8), (2, &b, "nmrb", 3)] {
-            cmd::run_args(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    rname,
-                    "netns",
-                    r.name(),
-                    "address",
-                    &mac(subnet, host),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "nm0",
-                    "netns",
-                    ns.name(),
-                    "address",
-                    &mac(subnet, host + 1),
-                ],
-            );
-            let net = format!("10.21{side}.{subnet}");
-            r.ip(&["addr", "add", &format!("{net}.1/24"), "dev", rname]);
-            ns.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "nm0"]);
-            r.ip(&["link", "set", rname, "up"]);
-            ns.ip(&["link", "set", "nm0", "up"]);
-            r.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.2"),
-                "lladdr",
-                &mac(subnet, host + 1),
-                "dev",
-                rname,
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &format!("{net}.1"),
-                "lladdr",
-                &mac(subnet, host),
-                "dev",
-                "nm0",
-                "nud",
-                "permanent",
-            ]);
-            ns.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
-        }
-        r.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        Self { r, a, b, subnet }
-    }
-
-    fn addr(&self, side: u8, host: u8) -> std::net::IpAddr {
-        std::net::Ipv4Addr::new(10, 210 + side, self.subnet, host).into()
-    }
+/// A third interface `nmrc` in R, up, its peer `nm0` (MAC returned)
+/// in a new namespace tagged `tag`.
+fn add_nmrc(router: &Router, tag: &str) -> (Netns, String) {
+    let c = Netns::new(tag);
+    let peer = router.mac(9);
+    cmd::run_args(
+        "ip",
+        &[
+            "link",
+            "add",
+            "nmrc",
+            "netns",
+            router.r.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "nm0",
+            "netns",
+            c.name(),
+            "address",
+            &peer,
+        ],
+    );
+    router.r.ip(&["link", "set", "nmrc", "up"]);
+    c.ip(&["link", "set", "nm0", "up"]);
+    (c, peer)
 }
 
 /// netmon loaded inside R's network namespace; unloaded on drop.
@@ -304,7 +260,7 @@ fn forwarded_and_local_traffic_reconciles_with_interface_counters() {
         return;
     }
     let cg = CgroupGuard::new("ifaces");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let stats0 = quiet(&router.r);
     let n0 = netmon.read();
@@ -426,12 +382,12 @@ fn af_packet_frames_are_not_a_local_socket() {
     const FRAMES: u64 = 100;
     const LEN: usize = 200;
     let cg = CgroupGuard::new("ifaces-pkt");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
     let stats0 = quiet(&router.r);
     let n0 = netmon.read();
 
-    inject(&router.r, "nmra", &mac(router.subnet, 2), FRAMES, LEN);
+    inject(&router.r, "nmra", &router.mac(2), FRAMES, LEN);
 
     let stats1 = quiet(&router.r);
     let n1 = netmon.read();
@@ -456,31 +412,9 @@ fn interface_added_after_load_is_picked_up_by_the_next_load() {
     const FRAMES: u64 = 50;
     const LEN: usize = 120;
     let cg = CgroupGuard::new("ifaces-new");
-    let router = Router::new();
+    let router = router();
     let netmon = Loaded::new(&router, &cg);
-    let c = Netns::new("ifc");
-    let peer = mac(router.subnet, 9);
-    cmd::run_args(
-        "ip",
-        &[
-            "link",
-            "add",
-            "nmrc",
-            "netns",
-            router.r.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "nm0",
-            "netns",
-            c.name(),
-            "address",
-            &peer,
-        ],
-    );
-    router.r.ip(&["link", "set", "nmrc", "up"]);
-    c.ip(&["link", "set", "nm0", "up"]);
+    let (_c, peer) = add_nmrc(&router, "ifc");
     assert!(
         !netmon.read().contains_key("nmrc"),
         "nmrc counted before it was attached"
@@ -502,4 +436,345 @@ fn interface_added_after_load_is_picked_up_by_the_next_load() {
         truth,
         "nmrc tx bytes against the interface counter"
     );
+}
+
+/// `netmon usage --by interface --json` over `[from, until)` (unix ms;
+/// `None`: the last hour), through the daemon: name → the row's
+/// `interface_counters`.
+fn history(
+    paths: &netmon_tests::daemon::DaemonPaths,
+    window: Option<(u64, u64)>,
+) -> HashMap<String, serde_json::Value> {
+    let rfc3339 = |ms: u64| {
+        cmd::run_args(
+            "date",
+            &[
+                "-u",
+                "-d",
+                &format!("@{}.{:03}", ms / 1000, ms % 1000),
+                "+%Y-%m-%dT%H:%M:%S.%3NZ",
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let mut c = Command::new(netmon_bin());
+    c.args(["usage", "--by", "interface", "--json", "--socket"])
+        .arg(&paths.socket);
+    match window {
+        Some((from, until)) => c.args(["--since", &rfc3339(from), "--until", &rfc3339(until)]),
+        None => c.args(["--since", "1h"]),
+    };
+    let text = cmd::run(&mut c);
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("netmon usage --by interface: bad JSON ({e}):\n{text}"));
+    doc["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("netmon usage: no rows:\n{text}"))
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["interface"].as_str()?.to_owned(),
+                r.get("interface_counters")?.clone(),
+            ))
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// Waits until the daemon's history of the last hour stops changing over
+/// several drain intervals (everything the quiet interfaces counted is
+/// committed), and returns the time after that.
+fn drained(paths: &netmon_tests::daemon::DaemonPaths) -> u64 {
+    let start = Instant::now();
+    let mut last = history(paths, None);
+    let mut same = 0;
+    while same < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon's interface history never settled"
+        );
+        thread::sleep(Duration::from_millis(300));
+        let now = history(paths, None);
+        if now == last {
+            same += 1;
+        } else {
+            same = 0;
+            last = now;
+        }
+    }
+    now_ms()
+}
+
+/// `doc[ifname][dir][class][what]` as u64 (0 for an interface not there).
+fn hfield(doc: &HashMap<String, serde_json::Value>, ifname: &str, path: [&str; 3]) -> u64 {
+    doc.get(ifname).map_or(0, |i| {
+        i[path[0]][path[1]][path[2]]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {path:?} in {i}"))
+    })
+}
+
+/// R with netmon loaded in it and a daemon draining it into a history in
+/// a scratch directory. Fields drop in order: the daemon first, the
+/// cgroup last.
+struct Gateway {
+    daemon: netmon_tests::daemon::Daemon,
+    paths: netmon_tests::daemon::DaemonPaths,
+    _dir: tempfile::TempDir,
+    netmon: Loaded,
+    router: Router,
+    cg: CgroupGuard,
+}
+
+impl Gateway {
+    fn new(tag: &str) -> Self {
+        let cg = CgroupGuard::new(tag);
+        let router = router();
+        let netmon = Loaded::new(&router, &cg);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("netmon-test-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let paths = netmon_tests::daemon::paths_in(dir.path(), &netmon.pin_dir, &cg);
+        let daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
+        Self {
+            daemon,
+            paths,
+            _dir: dir,
+            netmon,
+            router,
+            cg,
+        }
+    }
+}
+
+/// The daemon stores the interface counters in its history, exactly once
+/// across a SIGKILL: over a window, `usage --by interface` equals the
+/// interfaces' own counters for that window, to the byte and packet, per
+/// interface and direction; forwarded and local-socket bytes equal the
+/// datagrams' frames.
+#[test]
+fn interface_history_reconciles_with_interface_counters_over_a_window() {
+    if !require_root("interface_history_reconciles_with_interface_counters_over_a_window") {
+        return;
+    }
+    const FRAMES: u64 = 60;
+    const LEN: usize = 300;
+    // Bound in this order so the daemon drops first (a panic's unwinding).
+    let Gateway {
+        cg,
+        router,
+        netmon,
+        _dir,
+        paths,
+        mut daemon,
+    } = Gateway::new("ifaces-hist");
+
+    let stats0 = quiet(&router.r);
+    let t0 = drained(&paths);
+    let h0 = history(&paths, None);
+
+    let fwd = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &router.b,
+        router.addr(2, 2),
+        &router.a,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    // A crash in the middle: the restarted daemon continues from its
+    // committed snapshot, nothing lost or doubled.
+    daemon.kill9();
+    let local = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &router.r,
+        router.addr(1, 1),
+        &router.a,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    std::fs::remove_file(&paths.socket).unwrap_or_else(|e| panic!("stale socket: {e}"));
+    let mut daemon = netmon_tests::daemon::Daemon::start_in_netns(&paths, &netmon.netns);
+    inject(&router.r, "nmra", &router.mac(2), FRAMES, LEN);
+
+    let stats1 = quiet(&router.r);
+    let t1 = drained(&paths);
+    let h1 = history(&paths, None);
+    let window = history(&paths, Some((t0, t1)));
+
+    for ifname in ["nmra", "nmrb"] {
+        for (i, (dir, what)) in [
+            ("rx", "frame_bytes"),
+            ("rx", "packets"),
+            ("tx", "frame_bytes"),
+            ("tx", "packets"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let truth = stats1[ifname][i] - stats0[ifname][i];
+            let in_window = hfield(&window, ifname, [dir, "total", what]);
+            assert_eq!(
+                in_window, truth,
+                "{ifname} {dir} {what}: history over the window {in_window}, the interface {truth}"
+            );
+            let cumulative = hfield(&h1, ifname, [dir, "total", what])
+                - hfield(&h0, ifname, [dir, "total", what]);
+            assert_eq!(
+                cumulative, truth,
+                "{ifname} {dir} {what}: cumulative history"
+            );
+            let classes: u64 = ["local_socket", "forwarded", "other_socket", "no_socket"]
+                .iter()
+                .map(|c| hfield(&window, ifname, [dir, c, what]))
+                .sum();
+            assert_eq!(classes, in_window, "{ifname} {dir} {what}: classes add up");
+        }
+    }
+    let frames = |run: &scenario::UdpRun| {
+        (
+            run.sender.datagrams_sent,
+            run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
+        )
+    };
+    let class = |ifname: &str, dir: &str, class: &str| {
+        (
+            hfield(&window, ifname, [dir, class, "packets"]),
+            hfield(&window, ifname, [dir, class, "frame_bytes"]),
+        )
+    };
+    assert_eq!(
+        class("nmrb", "tx", "forwarded"),
+        frames(&fwd),
+        "forwarded A → B"
+    );
+    assert_eq!(
+        class("nmra", "rx", "local_socket"),
+        frames(&local),
+        "A → R's socket, counted while the daemon was down"
+    );
+    assert_eq!(
+        class("nmra", "tx", "other_socket"),
+        (FRAMES, FRAMES * LEN as u64),
+        "AF_PACKET frames"
+    );
+    daemon.stop();
+}
+
+/// Every interface index in the pinned interface map (`netmon interfaces`).
+fn map_indexes(netmon: &Loaded) -> Vec<u64> {
+    let text = cmd::run(&mut netmon.command(&["interfaces", "--json"]));
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("netmon interfaces: bad JSON ({e}):\n{text}"));
+    doc["interfaces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("netmon interfaces: no list:\n{text}"))
+        .iter()
+        .filter_map(|i| i["ifindex"].as_u64())
+        .collect()
+}
+
+/// Polls `done` every 100 ms for at most 15 s.
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: not after 15 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running daemon attaches to an interface that appears (netlink link
+/// notification) and counts it exactly from then on; when the interface is
+/// removed, its keys leave the kernel map (after their final counts are
+/// committed) and its link pins go, while its history stays under its name.
+#[test]
+fn daemon_attaches_new_interfaces_and_forgets_removed_ones() {
+    if !require_root("daemon_attaches_new_interfaces_and_forgets_removed_ones") {
+        return;
+    }
+    const FRAMES: u64 = 40;
+    const LEN: usize = 150;
+    let Gateway {
+        cg: _cg,
+        router,
+        netmon,
+        _dir,
+        paths,
+        mut daemon,
+    } = Gateway::new("ifaces-live");
+
+    let (_c, peer) = add_nmrc(&router, "ifl");
+    let link_pins = || {
+        std::fs::read_dir(netmon.pin_dir.join("links"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("tc_"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("tc links on nmrc", || link_pins() == 6);
+    let ifindex: u64 = router
+        .r
+        .exec(&["cat", "/sys/class/net/nmrc/ifindex"])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("nmrc ifindex: {e}"));
+
+    let stats0 = quiet(&router.r);
+    let h0 = history(&paths, None);
+    inject(&router.r, "nmrc", &peer, FRAMES, LEN);
+    let stats1 = quiet(&router.r);
+    drained(&paths);
+    let h1 = history(&paths, None);
+    let d = |h1: &HashMap<String, serde_json::Value>, class: &str, what: &str| {
+        hfield(h1, "nmrc", ["tx", class, what]) - hfield(&h0, "nmrc", ["tx", class, what])
+    };
+    assert_eq!(
+        (
+            d(&h1, "other_socket", "packets"),
+            d(&h1, "other_socket", "frame_bytes")
+        ),
+        (FRAMES, FRAMES * LEN as u64),
+        "AF_PACKET frames on the interface added under the running daemon"
+    );
+    assert_eq!(
+        d(&h1, "total", "frame_bytes"),
+        stats1["nmrc"][2] - stats0["nmrc"][2],
+        "nmrc tx bytes against the interface counter"
+    );
+    assert!(map_indexes(&netmon).contains(&ifindex));
+
+    router.r.ip(&["link", "del", "nmrc"]);
+    wait_for("nmrc's keys removed from the map", || {
+        !map_indexes(&netmon).contains(&ifindex)
+    });
+    wait_for("nmrc's link pins removed", || link_pins() == 4);
+    let h2 = history(&paths, None);
+    assert_eq!(
+        h2.get("nmrc")
+            .map(|_| d(&h2, "other_socket", "frame_bytes")),
+        Some(FRAMES * LEN as u64),
+        "the history keeps the removed interface under its name"
+    );
+    daemon.stop();
 }

@@ -1,6 +1,7 @@
-//! `cargo xtask bench [-- ARGS]`: the criterion benchmarks of
-//! netmon-userspace, then the kernel throughput benchmark (programs attached
-//! vs not) as root.
+//! `cargo xtask bench [--only PART] [-- ARGS]`: the criterion benchmarks of
+//! netmon-userspace, then as root the kernel throughput benchmark (programs
+//! attached vs not) and the daemon churn benchmark (the real daemon's CPU,
+//! memory and disk under 10k short connections a second).
 
 use std::path::Path;
 
@@ -14,10 +15,26 @@ use crate::workspace::Workspace;
 
 /// The kernel throughput benchmark binary of the tests crate.
 const KERNEL_BENCH: &str = "netmon-bench-kernel";
+/// The daemon churn benchmark binary of the tests crate.
+const CHURN_BENCH: &str = "netmon-bench-churn";
+
+/// One part of `cargo xtask bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The criterion benchmarks of netmon-userspace.
+    Criterion,
+    /// `netmon-bench-kernel`: traffic throughput with the programs attached.
+    Kernel,
+    /// `netmon-bench-churn`: the daemon under short-connection churn.
+    Churn,
+}
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// Run only this part (default: all).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
     /// Arguments for criterion, after `--` (e.g. a benchmark name filter or
     /// `--save-baseline NAME`).
     #[arg(last = true, value_name = "ARGS")]
@@ -28,46 +45,69 @@ pub struct BenchArgs {
 /// has it.
 pub fn bench(ws: &Workspace, args: &BenchArgs) -> anyhow::Result<()> {
     let tools = setup::ensure(ws)?;
-    if has_bench_targets(&ws.root().join("netmon-userspace")) {
-        let mut criterion = tools.cargo()?;
-        // `--bench '*'`: bench targets only (`--benches` would include the
-        // library, whose libtest harness would take criterion's arguments).
-        criterion
-            .args(["bench", "-p", "netmon-userspace", "--bench", "*", "--"])
-            .args(&args.criterion_args);
-        cmd::run(&mut criterion).context("criterion benchmarks")?;
-    } else {
-        eprintln!("xtask bench: netmon-userspace has no benchmarks yet; criterion part skipped");
+    let runs = |part: Part| args.only.is_none_or(|only| only == part);
+    if runs(Part::Criterion) {
+        if has_bench_targets(&ws.root().join("netmon-userspace")) {
+            let mut criterion = tools.cargo()?;
+            // `--bench '*'`: bench targets only (`--benches` would include the
+            // library, whose libtest harness would take criterion's arguments).
+            criterion
+                .args(["bench", "-p", "netmon-userspace", "--bench", "*", "--"])
+                .args(&args.criterion_args);
+            cmd::run(&mut criterion).context("criterion benchmarks")?;
+        } else {
+            eprintln!(
+                "xtask bench: netmon-userspace has no benchmarks yet; criterion part skipped"
+            );
+        }
     }
 
-    if !declares_kernel_bench(&ws.tests_dir()) {
-        eprintln!(
-            "xtask bench: the tests crate has no `{KERNEL_BENCH}` binary yet; kernel throughput benchmark skipped"
-        );
+    let root_benches: Vec<(&str, &str)> = [
+        (Part::Kernel, KERNEL_BENCH, "kernel throughput benchmark"),
+        (Part::Churn, CHURN_BENCH, "daemon churn benchmark"),
+    ]
+    .into_iter()
+    .filter(|(part, _, _)| runs(*part))
+    .filter(|(_, bin, what)| {
+        let declared = declares_bin(&ws.tests_dir(), bin);
+        if !declared {
+            eprintln!("xtask bench: the tests crate has no `{bin}` binary yet; {what} skipped");
+        }
+        declared
+    })
+    .map(|(_, bin, what)| (bin, what))
+    .collect();
+    if root_benches.is_empty() {
         return Ok(());
     }
-    let bench_bin = ws.binary(true, KERNEL_BENCH);
     // Fail before building if root is out of reach.
-    let mut kernel = Privilege::detect().command("the kernel benchmark", &bench_bin)?;
+    let mut commands = Vec::new();
+    for (bin, what) in &root_benches {
+        let bench_bin = ws.binary(true, bin);
+        commands.push((Privilege::detect().command(what, &bench_bin)?, *what));
+    }
     let netmon = build::netmon(&tools, true)?;
     let mut cargo = tools.cargo()?;
-    // All of the crate's binaries: the benchmark drives `netmon-workload`,
-    // which must be as fresh as the benchmark itself.
+    // All of the crate's binaries: the benchmarks drive `netmon-workload`,
+    // which must be as fresh as the benchmarks themselves.
     cargo.args(["build", "--release", "-p", "netmon-tests", "--bins"]);
-    cmd::run(&mut cargo).context("build the kernel benchmark")?;
-    kernel.env("NETMON_BIN", &netmon);
-    cmd::run(&mut kernel).context("kernel throughput benchmark")
+    cmd::run(&mut cargo).context("build the kernel benchmarks")?;
+    for (mut command, what) in commands {
+        command.env("NETMON_BIN", &netmon);
+        cmd::run(&mut command).context(what)?;
+    }
+    Ok(())
 }
 
-/// Whether the tests crate defines the kernel benchmark binary: by cargo's
+/// Whether the tests crate defines the binary `name`: by cargo's
 /// auto-discovery (`src/bin/<name>.rs`, `src/bin/<name>/main.rs`) or a
 /// `[[bin]]` entry in its manifest.
-fn declares_kernel_bench(tests_dir: &Path) -> bool {
+fn declares_bin(tests_dir: &Path, name: &str) -> bool {
     let bin_dir = tests_dir.join("src").join("bin");
-    bin_dir.join(format!("{KERNEL_BENCH}.rs")).is_file()
-        || bin_dir.join(KERNEL_BENCH).join("main.rs").is_file()
+    bin_dir.join(format!("{name}.rs")).is_file()
+        || bin_dir.join(name).join("main.rs").is_file()
         || std::fs::read_to_string(tests_dir.join("Cargo.toml"))
-            .is_ok_and(|manifest| manifest_declares_bin(&manifest, KERNEL_BENCH))
+            .is_ok_and(|manifest| manifest_declares_bin(&manifest, name))
 }
 
 /// Whether a package has bench targets: auto-discovered (`benches/*.rs`,
@@ -151,9 +191,10 @@ mod tests {
         let dir = tmp.path();
         let bin_dir = dir.join("src").join("bin");
         std::fs::create_dir_all(&bin_dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
-        assert!(!declares_kernel_bench(dir));
+        assert!(!declares_bin(dir, KERNEL_BENCH));
         std::fs::write(bin_dir.join(format!("{KERNEL_BENCH}.rs")), "fn main() {}")
             .unwrap_or_else(|e| panic!("write: {e}"));
-        assert!(declares_kernel_bench(dir));
+        assert!(declares_bin(dir, KERNEL_BENCH));
+        assert!(!declares_bin(dir, CHURN_BENCH));
     }
 }

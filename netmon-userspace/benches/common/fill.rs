@@ -75,3 +75,11 @@ pub fn fill(store: &mut Store, now: u64) {
         ts += 5_000;
     }
 }
+
+/// One drain's batch at `ts`: every process, as [`fill`] writes them (for
+/// benchmarks that keep committing while they measure, as a daemon does).
+#[allow(dead_code, reason = "used by the benchmarks that run a drain")]
+pub fn drain_batch(ts: u64) -> Batch {
+    let procs: Vec<ProcessInfo> = (0..PROCS).map(info).collect();
+    batch(ts, &procs)
+}

@@ -2,7 +2,7 @@
 //! runs the [`crate::query`], and builds the [`crate::wire`] types. The one
 //! place query results become JSON documents (the server and the CLI's
 //! direct-file path both call [`answer`]).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -194,13 +194,25 @@ pub fn group_fields(
                 ..GroupFields::default()
             },
         ),
-        GroupKey::Port { protocol, port } => {
+        GroupKey::Port {
+            protocol,
+            port,
+            dir,
+        } => {
             let p = protocol_label(*protocol);
+            let name = match dir.label() {
+                Some(d) => format!("{p}/{port} {d}"),
+                None => format!("{p}/{port}"),
+            };
             (
-                format!("{p}/{port}"),
+                name,
                 GroupFields {
                     protocol: Some(p),
-                    remote_port: Some(*port),
+                    // The service port is the remote one only outbound
+                    // (and, for history without directions, as stored).
+                    remote_port: (*dir != crate::store::ConnDir::In).then_some(*port),
+                    service_port: Some(*port),
+                    direction: dir.label().map(str::to_owned),
                     ..GroupFields::default()
                 },
             )
@@ -296,6 +308,7 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             version: env!("CARGO_PKG_VERSION").to_owned(),
             db: store.path().display().to_string(),
             latest_sample_unix_ms: scan::latest_sample(store)?,
+            store: Some(store_status(store).map_err(QueryError::Store)?),
         })),
         Request::Usage {
             from_ms,
@@ -313,9 +326,17 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 limit: limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             };
             let facts = Facts::load(store, apps)?;
-            let a = usage(store, &facts, &q)?;
+            let mut a = usage(store, &facts, &q)?;
+            let mut ifcounts = BTreeMap::new();
             let ifnames = if q.by == Dimension::Interface {
-                interface_names()
+                ifcounts = crate::query::ifaces::add_to_usage(store, &q, &mut a)?;
+                let mut names = interface_names();
+                names.extend(
+                    ifcounts
+                        .iter()
+                        .filter_map(|(i, w)| Some((*i, w.name.clone()?))),
+                );
+                names
             } else {
                 HashMap::new()
             };
@@ -338,6 +359,10 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                         retrans_segs: q.map(|q| q.retrans_segs),
                         data_segs_out: q.map(|q| q.data_segs),
                         retrans_rate: q.and_then(crate::query::usage::Quality::retrans_rate),
+                        interface_counters: match &g.key {
+                            GroupKey::Interface(i) => ifcounts.get(i).map(interface_traffic),
+                            _ => None,
+                        },
                     }
                 })
                 .collect();
@@ -643,4 +668,46 @@ fn export(
         until_unix_ms: until,
         rows,
     })
+}
+
+/// The store's size and rows per tier (in [`Pong`], shown by `netmon status`).
+fn store_status(
+    store: &mut crate::store::Store,
+) -> Result<wire::StoreStatus, crate::store::StoreError> {
+    let retention = *store.retention();
+    let mut tiers = Vec::new();
+    for t in store.tier_rows()? {
+        tiers.push(wire::TierStatus {
+            tier: t.tier.name().to_owned(),
+            rows: t.rows,
+            oldest_unix_ms: t.oldest_ms,
+            keep_secs: retention.of(t.tier).map(|d| d.as_secs()),
+            size_purged_before_unix_ms: store.size_purged_before(t.tier)?,
+        });
+    }
+    Ok(wire::StoreStatus {
+        file_bytes: store.file_size()?,
+        max_size_bytes: retention.max_size,
+        tiers,
+    })
+}
+
+/// The wire form of an interface's counters over a window.
+fn interface_traffic(w: &crate::query::ifaces::IfaceWindow) -> wire::InterfaceTraffic {
+    use crate::query::ifaces::{Count, DirCounts};
+    let c = |c: Count| wire::FrameCount {
+        packets: c.packets,
+        frame_bytes: c.bytes,
+    };
+    let d = |d: DirCounts| wire::InterfaceDirection {
+        total: c(d.total),
+        local_socket: c(d.local_socket),
+        forwarded: c(d.forwarded),
+        other_socket: c(d.other_socket),
+        no_socket: c(d.no_socket),
+    };
+    wire::InterfaceTraffic {
+        rx: d(w.rx),
+        tx: d(w.tx),
+    }
 }

@@ -67,6 +67,9 @@ pub struct Handle {
     pub store: Arc<Mutex<Store>>,
     /// App name rules (config `[apps]`).
     pub apps: Arc<AppRules>,
+    /// The drain's committed readings, for live per-socket answers (the
+    /// daemon connects it with [`crate::drain::Drain::set_tap`]).
+    pub live: crate::live::Tap,
 }
 
 impl Handle {
@@ -76,6 +79,7 @@ impl Handle {
         Self {
             store,
             apps: Arc::new(apps),
+            live: crate::live::Tap::default(),
         }
     }
 }

@@ -33,7 +33,7 @@ pub struct HistoryArgs {
     /// Only this cgroup (and those below it).
     #[arg(long, value_name = "PATH", group = "subject")]
     pub cgroup: Option<String>,
-    /// Only traffic to this remote address (steps of whole hours).
+    /// Only traffic to this remote address (steps of whole minutes).
     #[arg(long, value_name = "ADDR", group = "subject")]
     pub remote: Option<IpAddr>,
     /// Further KEY=VALUE filters (as `usage --filter`).
@@ -76,12 +76,12 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<()> {
     }
     let format = args.output.resolve();
     let filters = args.filters();
-    let hourly = filters
+    let per_minute = filters
         .iter()
         .any(|f| f.starts_with("remote=") || f.starts_with("port=") || f.starts_with("protocol="));
     let chosen = args
         .step
-        .or_else(|| (format == Format::Table).then(|| screen_step(from_ms, until_ms, hourly)));
+        .or_else(|| (format == Format::Table).then(|| screen_step(from_ms, until_ms, per_minute)));
     let req = |step_ms| Request::History {
         from_ms,
         until_ms,
@@ -136,13 +136,14 @@ const NICE_STEPS: [u64; 25] = [
 
 /// The finest step from a short list (5s, 10s, ... 1m, 2m, ... 1h, ...
 /// 1d, ... 7d) whose aligned steps over `[from, until)` are at most
-/// [`SCREEN_ROWS`]; with `hourly`, whole hours only (remote-keyed data).
+/// [`SCREEN_ROWS`]; with `per_minute`, whole minutes only (remote-keyed
+/// data).
 #[must_use]
-pub fn screen_step(from: u64, until: u64, hourly: bool) -> u64 {
+pub fn screen_step(from: u64, until: u64, per_minute: bool) -> u64 {
     let rows = |step: u64| until.max(from).div_ceil(step) - from / step;
     NICE_STEPS
         .into_iter()
-        .filter(|s| !hourly || s.is_multiple_of(3_600_000))
+        .filter(|s| !per_minute || s.is_multiple_of(60_000))
         .find(|s| rows(*s) <= SCREEN_ROWS)
         .unwrap_or(604_800_000)
 }
@@ -358,7 +359,11 @@ mod tests {
             let rows = now.div_ceil(step) - (now - window) / step;
             assert!((30..=SCREEN_ROWS).contains(&rows), "{rows} rows");
         }
-        assert!(screen_step(now - H, now, true).is_multiple_of(H));
+        assert_eq!(
+            screen_step(now - 600_000, now, true),
+            60_000,
+            "whole minutes"
+        );
     }
 
     #[test]

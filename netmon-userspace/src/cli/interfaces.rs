@@ -11,7 +11,9 @@
 //! veth and other devices that count `skb->len`.
 //!
 //! Like `snapshot`, it reads the pinned map directly (with or without a
-//! daemon): counters since the load, not a window of history.
+//! daemon): counters since the load, not a window of history. The history
+//! of the same counters is `netmon usage --by interface`, whose table
+//! [`usage_table`] renders here.
 use std::path::PathBuf;
 
 use crate::{
@@ -87,4 +89,52 @@ fn row(name: &str, dir: &str, d: &DirectionCounts, raw: bool) -> Vec<String> {
         d.unexplained
             .map_or_else(|| "-".to_owned(), |u| u.bytes.to_string()),
     ]
+}
+
+/// For `netmon usage --by interface`: the interfaces' own traffic over the
+/// window (rows with `interface_counters`), one line per interface and
+/// direction, frame bytes by class; `None` when no row has any.
+#[must_use]
+pub fn usage_table(doc: &crate::wire::Usage, raw: bool, width: Option<usize>) -> Option<String> {
+    let rows: Vec<_> = doc
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.key.as_str(), r.interface_counters?)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(
+        &[
+            "INTERFACE",
+            "DIR",
+            "FRAMES",
+            "PKTS",
+            "PROCESSES",
+            "FORWARDED",
+            "OTHER SOCKET",
+            "NO SOCKET",
+        ],
+        &[false, false, true, true, true, true, true, true],
+    )
+    .shrinkable(0)
+    .fit(width);
+    for (name, c) in rows {
+        for (dir, d) in [("rx", c.rx), ("tx", c.tx)] {
+            t.row(vec![
+                name.to_owned(),
+                dir.to_owned(),
+                human_bytes(d.total.frame_bytes, raw),
+                d.total.packets.to_string(),
+                human_bytes(d.local_socket.frame_bytes, raw),
+                human_bytes(d.forwarded.frame_bytes, raw),
+                human_bytes(d.other_socket.frame_bytes, raw),
+                human_bytes(d.no_socket.frame_bytes, raw),
+            ]);
+        }
+    }
+    Some(format!(
+        "interface counters (whole frames, all traffic; PROCESSES = local sockets):\n{}",
+        t.render()
+    ))
 }

@@ -246,7 +246,7 @@ mod tests {
             false,
             Some(1_795_420_800_000),
             Some(1_795_428_000_000),
-            Some("remote endpoints are kept per hour: ..."),
+            Some("remote endpoints are kept per minute: ..."),
             Some(60),
         );
         assert!(

@@ -5,7 +5,8 @@ use aya::programs::ProgramInfo;
 use netmon_common::names::{MAP_CLOSED, MAP_FLOWS, PROGRAMS};
 
 use crate::{
-    cli::output::{Format, OutputArgs, Table, print_json},
+    cli::output::{Format, OutputArgs, Table, human_bytes, print_json},
+    clock::rfc3339_from_unix_ms,
     kernel::{
         pins::{LoadState, PinPaths},
         reader::KernelSource,
@@ -65,18 +66,67 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         doc.sample = Some(sample(&PinPaths::new(&args.pin_dir), seconds)?);
     }
     let daemon = daemon_privileges(&args.socket);
+    let store = daemon_store(&args.socket);
     match args.output.resolve() {
         // No row-oriented form: NDJSON and CSV print the JSON document.
         Format::Json | Format::Ndjson | Format::Csv => print_json(&StatusDoc {
             status: &doc,
             daemon: daemon.as_ref(),
+            store: store.as_ref(),
         }),
         Format::Table => {
             print_table(&doc)?;
             print_privileges(daemon.as_ref());
-            Ok(())
+            print_store(store.as_ref())
         }
     }
+}
+
+/// The history store of the daemon answering at `socket`: size and rows
+/// per tier (`None` when no daemon answers, or an older one).
+fn daemon_store(socket: &std::path::Path) -> Option<wire::StoreStatus> {
+    let mut client = crate::api::client::Client::connect(socket).ok()?;
+    client.call::<wire::Pong>(&wire::Request::Ping).ok()?.store
+}
+
+fn print_store(store: Option<&wire::StoreStatus>) -> anyhow::Result<()> {
+    println!();
+    let Some(s) = store else {
+        println!("store:    no daemon answered on its socket");
+        return Ok(());
+    };
+    let cap = s.max_size_bytes.map_or_else(
+        || "no max_size".to_owned(),
+        |m| format!("max_size {}", human_bytes(m, false)),
+    );
+    println!("store:    {} ({cap})", human_bytes(s.file_bytes, false));
+    let mut t = Table::new(
+        &["TIER", "ROWS", "OLDEST", "KEPT", "THINNED BEFORE"],
+        &[false, true, false, false, false],
+    );
+    let time = |ms: Option<u64>| ms.map_or_else(|| "-".to_owned(), rfc3339_from_unix_ms);
+    for tier in &s.tiers {
+        t.row(vec![
+            tier.tier.clone(),
+            tier.rows.to_string(),
+            time(tier.oldest_unix_ms),
+            tier.keep_secs.map_or_else(
+                || "forever".to_owned(),
+                |secs| humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+            ),
+            time(tier.size_purged_before_unix_ms),
+        ]);
+    }
+    t.print()?;
+    if s.tiers
+        .iter()
+        .any(|t| t.size_purged_before_unix_ms.is_some())
+    {
+        println!(
+            "(THINNED BEFORE: rows deleted to keep the file under max_size, finest tier first)"
+        );
+    }
+    Ok(())
 }
 
 /// The JSON document: the kernel side's status, plus what a running daemon
@@ -86,6 +136,8 @@ struct StatusDoc<'a> {
     #[serde(flatten)]
     status: &'a wire::Status,
     daemon: Option<&'a privilege::Privileges>,
+    /// The daemon's history store (null when none answers).
+    store: Option<&'a wire::StoreStatus>,
 }
 
 /// The report of the daemon at `socket`, with its effective capabilities

@@ -183,10 +183,14 @@ impl Feed {
                         Dimension::Remote => {
                             GroupKey::Remote(raw_to_ip(&k.remote_addr, k.ip_version))
                         }
-                        Dimension::Port => GroupKey::Port {
-                            protocol: k.protocol,
-                            port: k.remote_port,
-                        },
+                        Dimension::Port => {
+                            let (dir, port) = crate::store::service_of(k, v);
+                            GroupKey::Port {
+                                protocol: k.protocol,
+                                port,
+                                dir,
+                            }
+                        }
                         Dimension::Protocol => GroupKey::Protocol(k.protocol),
                         Dimension::Interface => GroupKey::Interface(v.ifindex),
                         Dimension::Class => {

@@ -166,6 +166,10 @@ pub fn table(doc: &Usage, raw: bool, width: Option<usize>) -> String {
         doc.note.as_deref(),
         width,
     ));
+    if let Some(ifaces) = crate::cli::interfaces::usage_table(doc, raw, width) {
+        s.push('\n');
+        s.push_str(&ifaces);
+    }
     s
 }
 

@@ -137,6 +137,11 @@ pub struct Snapshot {
     pub latest_ms: Option<TimeMs>,
     /// Groups that are members of the current epoch.
     pub members: usize,
+    /// Per emitted group: when its series started counting (unix ms), the
+    /// counters' `_created`: the start of the group's first member epoch
+    /// (since it was last retired), and for `other` the start of the first
+    /// epoch in history.
+    pub created: BTreeMap<Group, TimeMs>,
 }
 
 impl Snapshot {
@@ -162,6 +167,10 @@ struct State {
     groups: HashMap<ProcessId, Group>,
     /// Per group with a series in `folded`: the last epoch it was a member.
     last_member: HashMap<Group, u64>,
+    /// Per member group (until retired): its first member epoch.
+    first_member: HashMap<Group, u64>,
+    /// The first epoch with traffic (where `other` starts).
+    first_epoch: Option<u64>,
 }
 
 impl State {
@@ -177,6 +186,7 @@ impl State {
             .collect();
         for g in old {
             self.last_member.remove(&g);
+            self.first_member.remove(&g);
             for class in DestClass::ALL {
                 if let Some(t) = self.folded.remove(&(g.clone(), class)) {
                     let cell = self.folded.entry((other.clone(), class)).or_default();
@@ -258,12 +268,16 @@ impl Exporter {
                 .or_default();
             *cell = cell.add(t);
         }
+        if let Some(e) = per_epoch.keys().next() {
+            st.first_epoch.get_or_insert(*e);
+        }
         let current = per_epoch.split_off(&cur);
         for (e, cells) in per_epoch {
             st.retire(e, self.cfg.rank_epochs, &other);
             let members = self.members(&st.window, e);
             for g in &members {
                 st.last_member.insert(g.clone(), e);
+                st.first_member.entry(g.clone()).or_insert(e);
             }
             let mut volume: HashMap<Group, u64> = HashMap::new();
             for ((g, class), t) in cells {
@@ -297,11 +311,23 @@ impl Exporter {
             let cell = series.entry((key, class)).or_default();
             *cell = cell.add(t);
         }
+        let created = series
+            .keys()
+            .map(|(g, _)| {
+                let e = if *g == other {
+                    st.first_epoch.unwrap_or(cur)
+                } else {
+                    st.first_member.get(g).copied().unwrap_or(cur)
+                };
+                (g.clone(), e.saturating_mul(ems))
+            })
+            .collect();
         Ok(Snapshot {
             labels,
             series,
             latest_ms: Some(latest),
             members: members.len(),
+            created,
         })
     }
 
@@ -383,6 +409,50 @@ fn encode_traffic(
     Ok(())
 }
 
+/// The traffic counter families (as written, with `_total`).
+const TRAFFIC: [&str; 5] = [
+    "netmon_ip_bytes_total{",
+    "netmon_payload_bytes_total{",
+    "netmon_app_bytes_total{",
+    "netmon_retrans_bytes_total{",
+    "netmon_packets_total{",
+];
+
+/// Adds OpenMetrics `_created` samples after each traffic counter sample
+/// of `text` (`prometheus-client` 0.26 cannot write them for a collector).
+/// Each family's samples are written in `snap.series` order, tx then rx
+/// ([`encode_traffic`]), which pairs every line with its group.
+#[must_use]
+pub fn add_created(text: &str, snap: &Snapshot) -> String {
+    let order: Vec<f64> = snap
+        .series
+        .keys()
+        .flat_map(|(g, _)| {
+            let ms = snap.created.get(g).copied().unwrap_or(0);
+            [ms as f64 / 1000.0; 2]
+        })
+        .collect();
+    let mut seen = [0_usize; TRAFFIC.len()];
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let Some(f) = TRAFFIC.iter().position(|p| line.starts_with(p)) else {
+            continue;
+        };
+        let (Some(at), Some(end)) = (line.find('{'), line.rfind("} ")) else {
+            continue;
+        };
+        let Some(secs) = order.get(seen[f]) else {
+            continue;
+        };
+        seen[f] += 1;
+        let name = &line[..at].trim_end_matches("_total");
+        out.push_str(&format!("{name}_created{} {secs:.3}\n", &line[at..=end]));
+    }
+    out
+}
+
 /// Writes the traffic counters and the exporter's own gauges.
 ///
 /// # Errors
@@ -407,6 +477,22 @@ pub fn encode(
         "Transport payload bytes (IP bytes less IP and transport headers), labelled as netmon_ip_bytes_total.",
         Some(&Unit::Bytes),
         |c| c.payload_bytes,
+    )?;
+    encode_traffic(
+        enc,
+        snap,
+        "netmon_app",
+        "Application bytes: payload less TCP retransmissions (what the processes moved), labelled as netmon_ip_bytes_total.",
+        Some(&Unit::Bytes),
+        netmon_common::DirCounters::app_bytes,
+    )?;
+    encode_traffic(
+        enc,
+        snap,
+        "netmon_retrans",
+        "TCP payload bytes sent or received again (retransmissions and duplicates), labelled as netmon_ip_bytes_total.",
+        Some(&Unit::Bytes),
+        |c| c.retrans_bytes,
     )?;
     encode_traffic(
         enc,
@@ -550,7 +636,17 @@ mod tests {
                         Some(late_member_bytes),
                         "epoch {e}"
                     );
+                    assert_eq!(
+                        snap.created.get(&vec!["app9".to_owned()]),
+                        Some(&(BASE + 21_000)),
+                        "created at its first member epoch"
+                    );
                 }
+                assert_eq!(
+                    snap.created.get(&vec![OTHER.to_owned()]),
+                    Some(&BASE),
+                    "other counts from the first epoch"
+                );
             }
         }
     }

@@ -39,7 +39,9 @@
 //! shows the retired total as one burst (use `sum(rate(...))`, or the
 //! members' rates, for smooth graphs). A group that comes back before it
 //! is retired continues its series; one that comes back later starts a
-//! new one from 0. So at most `top` members, `other`, and the groups
+//! new one from 0 (its `_created` timestamp, the start of its first member
+//! epoch, says so; `other`'s is the start of the first epoch in history).
+//! So at most `top` members, `other`, and the groups
 //! retired within the last `rank_epochs` epochs are emitted; with stable
 //! traffic that is `top + 1` label sets per direction and class.
 //!
@@ -50,10 +52,9 @@
 //! when rows age past that retention, member series can move between
 //! groups for those old epochs (the sum stays exact). Group names come
 //! from the process records and the `[apps]` rules: changing the rules
-//! renames history, which moves bytes between series. Counter `_created`
-//! timestamps are not written: `prometheus-client` 0.26 has no way to
-//! encode them for a collector. Series by service port are not offered
+//! renames history, which moves bytes between series. Series by service port are not offered
 //! (they need the per remote rows, which exist per hour only).
+pub mod drain;
 pub mod host;
 pub mod kernel;
 pub mod metrics;

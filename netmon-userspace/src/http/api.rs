@@ -203,6 +203,23 @@ impl AppState {
     /// # Errors
     /// 400 for bad words, 503 when busy or when the store fails.
     pub async fn query(&self, req: Request) -> Result<Answer, ApiFailure> {
+        let h = self.handle().clone();
+        self.blocking(move || {
+            let mut store = h.store.lock().unwrap_or_else(PoisonError::into_inner);
+            handler::answer(&mut store, &h.apps, &req).map_err(ApiFailure::from)
+        })
+        .await
+    }
+
+    /// Runs `f` on the blocking pool in one of the
+    /// [`crate::http::MAX_QUERIES`] query slots.
+    ///
+    /// # Errors
+    /// `f`'s, or 503 when no slot frees within [`QUERY_WAIT`].
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, ApiFailure> + Send + 'static,
+    ) -> Result<T, ApiFailure> {
         let busy = || {
             ApiFailure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -214,20 +231,13 @@ impl AppState {
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
-        let h = self.handle().clone();
-        tokio::task::spawn_blocking(move || {
-            let mut store = h.store.lock().unwrap_or_else(PoisonError::into_inner);
-            handler::answer(&mut store, &h.apps, &req)
-        })
-        .await
-        .map_err(|e| {
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
             ApiFailure::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 format!("query task failed: {e}"),
             )
         })?
-        .map_err(ApiFailure::from)
     }
 }
 
@@ -346,6 +356,73 @@ pub async fn export(State(state): State<AppState>, uri: Uri) -> Response {
     })();
     match req {
         Ok(r) => answer(state.query(r).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Most rows one `sockets` answer may have (`limit` defaults to this).
+pub const MAX_SOCKET_ROWS: u64 = 1_000;
+
+/// `GET /api/v1/sockets?pid=PID[:START_TICKS]&limit=N`: the process's
+/// sockets now ([`crate::query::sockets`]), from the drain's last committed
+/// reading. The first question after a quiet minute waits for the next
+/// drain (the drain taps its readings only while asked, see
+/// [`crate::live::Tap`]); 503 when no drain commits within three
+/// intervals.
+pub async fn sockets(State(state): State<AppState>, uri: Uri) -> Response {
+    let parsed = (|| {
+        let p = Params::parse(&uri, &["pid", "limit"])?;
+        let pid = p
+            .get("pid")
+            .ok_or_else(|| ApiFailure::bad("pid: required (PID or PID:START_TICKS)"))?;
+        let pid = crate::query::terms::parse_pid(pid)
+            .map_err(|e| ApiFailure::bad(format!("pid: {e}")))?;
+        let limit = p.number("limit")?.unwrap_or(MAX_SOCKET_ROWS);
+        if limit > MAX_SOCKET_ROWS {
+            return Err(ApiFailure::bad(format!("limit: at most {MAX_SOCKET_ROWS}")));
+        }
+        Ok((pid, usize::try_from(limit).unwrap_or(usize::MAX)))
+    })();
+    let ((pid, start_ticks), limit) = match parsed {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let tap = &state.handle().live;
+    let asked = now_ms();
+    tap.want(asked);
+    let interval = state
+        .info()
+        .interval
+        .max(std::time::Duration::from_millis(100));
+    let fresh = u64::try_from((interval * 3).as_millis()).unwrap_or(u64::MAX);
+    let deadline = tokio::time::Instant::now() + interval * 3 + std::time::Duration::from_secs(1);
+    let tapped = loop {
+        if let Some(t) = tap.latest()
+            && t.ts_ms.saturating_add(fresh) >= asked
+        {
+            break t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no drain committed a reading in the last three intervals; try again",
+            )
+            .into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // In a query slot, off the runtime's thread: the filter walks every
+    // flow of the reading.
+    let doc = state
+        .blocking(move || {
+            crate::query::sockets::resolve_pid(&tapped, pid, start_ticks)
+                .map(|id| crate::query::sockets::process_sockets(&tapped, id, limit))
+                .map_err(|e| ApiFailure::bad(format!("pid: {e}")))
+        })
+        .await;
+    match doc {
+        Ok(doc) => json(&doc),
         Err(e) => e.into_response(),
     }
 }

@@ -352,7 +352,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Routes that work without login: the dashboard's files and the login.
 #[must_use]
 pub fn is_public(path: &str) -> bool {
-    path == "/" || path.starts_with("/assets/") || path == "/api/v1/login"
+    path == "/" || path.starts_with("/assets/") || path == "/api/v1/login" || path == "/hosts"
 }
 
 /// The host part of a `Host` header or an origin's authority.

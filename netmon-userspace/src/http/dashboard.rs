@@ -1,6 +1,7 @@
 //! The dashboard: one page and its files, compiled into the binary (no CDN;
 //! it works with no internet). Sources in `netmon-userspace/assets/
-//! dashboard/`: `index.html`, `dashboard.js`, `dashboard.css`, and uPlot
+//! dashboard/`: `index.html`, `dashboard.js` (with `format.js`, shared with
+//! the Hosts page), `dashboard.css`, and uPlot
 //! 1.6.32 (MIT, from the npm registry, with its license) under `vendor/`.
 //! The page reads only the JSON API ([`crate::http::api`]) and the live
 //! stream ([`crate::http::live`]).
@@ -16,7 +17,7 @@ pub const UPLOT_VERSION: &str = "1.6.32";
 const INDEX: &str = include_str!("../../assets/dashboard/index.html");
 
 /// `(name, content type, bytes)` of every asset.
-const ASSETS: [(&str, &str, &[u8]); 5] = [
+const ASSETS: [(&str, &str, &[u8]); 6] = [
     (
         "dashboard.js",
         "text/javascript; charset=utf-8",
@@ -41,6 +42,11 @@ const ASSETS: [(&str, &str, &[u8]); 5] = [
         "uPlot.LICENSE.txt",
         "text/plain; charset=utf-8",
         include_bytes!("../../assets/dashboard/vendor/uplot/LICENSE"),
+    ),
+    (
+        "format.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard/format.js"),
     ),
 ];
 

@@ -34,6 +34,7 @@ impl Collector for Scrape {
         if let Some(k) = &self.kernel {
             crate::exporter::kernel::encode(&mut enc, k)?;
         }
+        crate::exporter::drain::encode(&mut enc)?;
         crate::exporter::host::encode(&mut enc, &self.store_path)
     }
 }
@@ -50,6 +51,7 @@ pub fn render(
     kernel: Option<crate::wire::Status>,
 ) -> Result<String, std::fmt::Error> {
     let mut reg = prometheus_client::registry::Registry::default();
+    let created = snap.clone();
     reg.register_collector(Box::new(Scrape {
         snap,
         cfg,
@@ -58,7 +60,7 @@ pub fn render(
     }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
-    Ok(out)
+    Ok(crate::exporter::metrics::add_created(&out, &created))
 }
 
 /// `GET /metrics`.
@@ -122,6 +124,7 @@ mod tests {
             labels: vec!["app"],
             latest_ms: Some(1_700_000_000_000),
             members: 1,
+            created: [(vec!["curl".to_owned()], 1_699_999_200_000)].into(),
             ..Snapshot::default()
         };
         let mut t = Traffic::default();
@@ -177,6 +180,8 @@ mod tests {
             "# UNIT netmon_ip_bytes bytes",
             "netmon_ip_bytes_total{direction=\"tx\",class=\"internet\",app=\"curl\"} 1234",
             "netmon_packets_total{direction=\"rx\",class=\"internet\",app=\"curl\"} 5",
+            "netmon_ip_bytes_created{direction=\"tx\",class=\"internet\",app=\"curl\"} 1699999200.000",
+            "netmon_packets_created{direction=\"rx\",class=\"internet\",app=\"curl\"} 1699999200.000",
             "netmon_programs_attached 1.0",
             "netmon_map_max_entries{map=\"flows\"} 100.0",
             "netmon_overflow_bytes_total{direction=\"tx\"} 77",

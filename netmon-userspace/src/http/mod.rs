@@ -36,7 +36,10 @@
 //! ([`MAX_STREAMS`]). A query holds the store lock only while it computes,
 //! never while the answer is written to a slow client; live streams share
 //! one producer per grouping and a slow stream skips documents instead of
-//! holding anything ([`live`]).
+//! holding anything ([`live`]). "Sockets now" (`/api/v1/sockets`) reads
+//! the drain's last committed reading, which the drain hands over only
+//! while someone asked within a minute ([`crate::live::Tap`]), and runs in
+//! a query slot.
 //!
 //! Adding an endpoint (e.g. a Prometheus `/metrics`): write an
 //! `async fn(State<AppState>, ...) -> Response` (see [`api`] for the
@@ -49,6 +52,7 @@
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod fleet;
 pub mod live;
 pub mod metrics;
 mod server;
@@ -127,6 +131,10 @@ pub struct HttpConfig {
     /// The Prometheus exporter (`[http.metrics]`, see [`crate::exporter`]).
     #[serde(default)]
     pub metrics: crate::exporter::ExporterConfig,
+    /// The fleet view's Prometheus (the file's top-level `[fleet]`, copied
+    /// here by the daemon; see [`fleet`]).
+    #[serde(skip)]
+    pub fleet: fleet::FleetConfig,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(
@@ -238,6 +246,7 @@ struct Inner {
     queries: tokio::sync::Semaphore,
     live: live::Live,
     exporter: Arc<crate::exporter::Exporter>,
+    fleet: Option<fleet::Prometheus>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -262,6 +271,11 @@ impl AppState {
             queries: tokio::sync::Semaphore::new(MAX_QUERIES),
             live,
             exporter: Arc::new(crate::exporter::Exporter::new(cfg.metrics.clone())),
+            // `bind` already refused a bad [fleet] with one line.
+            fleet: fleet::Prometheus::new(&cfg.fleet).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "fleet view off");
+                None
+            }),
             handle,
             info,
         }))
@@ -298,9 +312,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/procs", get(api::procs))
         .route("/api/v1/export", get(api::export))
         .route("/api/v1/live", get(live::stream))
+        .route("/api/v1/sockets", get(api::sockets))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))
+        .route("/hosts", get(fleet::page))
+        .route("/assets/fleet.js", get(fleet::script))
+        .route("/api/v1/fleet", get(fleet::info_route))
+        .route("/api/v1/fleet/hosts", get(fleet::hosts_route))
+        .route("/api/v1/fleet/host", get(fleet::host_route))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -160,6 +160,7 @@ fn load_tls(cfg: &HttpConfig) -> Result<Option<Arc<rustls::ServerConfig>>, HttpE
 /// [`HttpError`]: non-loopback without auth, bad TLS files, bind failures.
 pub fn bind(cfg: &HttpConfig) -> Result<Option<Bound>, HttpError> {
     cfg.metrics.check().map_err(HttpError::Metrics)?;
+    crate::http::fleet::Prometheus::new(&cfg.fleet).map_err(HttpError::Metrics)?;
     let explicit = cfg.listen.is_some();
     let addrs = cfg.listen.clone().unwrap_or_else(|| {
         vec![

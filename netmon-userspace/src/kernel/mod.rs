@@ -14,6 +14,7 @@ pub mod bpf_sys;
 pub mod error;
 pub mod exec_offsets;
 pub mod execs;
+pub mod linkwatch;
 pub mod loader;
 pub mod pins;
 pub mod reader;

@@ -31,6 +31,9 @@ pub struct KernelSource {
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
     flowless: HashSet<u64>,
+    /// The interface map (`None` when the load counts no interfaces).
+    /// Opened with the others, before the daemon drops its privileges.
+    ifaces: Option<super::tc::IfaceMap>,
 }
 
 impl KernelSource {
@@ -110,6 +113,7 @@ impl KernelSource {
                 message: e.to_string(),
             })?;
 
+        let ifaces = super::tc::IfaceMap::open(&paths)?;
         Ok(Self {
             paths,
             flows,
@@ -117,6 +121,7 @@ impl KernelSource {
             overflow,
             max_flows,
             flowless: HashSet::new(),
+            ifaces,
         })
     }
 
@@ -344,16 +349,32 @@ impl CounterSource for KernelSource {
     }
 
     fn forget_closed(&mut self, cookies: &[u64]) -> Result<(), SourceError> {
-        for cookie in cookies {
-            // Missing already is fine.
-            let _ = bpf_sys::lookup_and_delete::<u64, ClosedSock>(self.closed.fd().as_fd(), cookie)
-                .map_err(|source| {
-                    source_err(KernelError::MapOp {
-                        op: "delete",
-                        map: MAP_CLOSED,
-                        source,
-                    })
-                })?;
+        // One syscall per few thousand marks; missing already is fine.
+        bpf_sys::delete_batch(self.closed.fd().as_fd(), cookies).map_err(|source| {
+            source_err(KernelError::MapOp {
+                op: "batch delete",
+                map: MAP_CLOSED,
+                source,
+            })
+        })?;
+        Ok(())
+    }
+
+    fn read_ifaces(&mut self) -> Result<crate::source::IfaceReading, SourceError> {
+        match &self.ifaces {
+            Some(m) => m.reading().map_err(source_err),
+            None => Ok(crate::source::IfaceReading::default()),
+        }
+    }
+
+    fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), SourceError> {
+        if let Some(m) = &mut self.ifaces {
+            let n = m.forget(ifindexes).map_err(source_err)?;
+            tracing::info!(
+                interfaces = ?ifindexes,
+                keys = n,
+                "counters of removed interfaces committed and removed from the kernel map"
+            );
         }
         Ok(())
     }

@@ -10,10 +10,10 @@
 //! An interface that goes away between listing and attaching is skipped
 //! with a warning (a host's veths come and go); a failure to load the
 //! programs is an error. Interfaces that appear after the load are picked
-//! up by the next `netmon load` (or daemon start) on the same pin
-//! directory: it finds the load pinned and attaches the pinned programs to
-//! every watched interface without a link ([`attach_new`]); nothing watches
-//! for new interfaces in between.
+//! up by a running daemon at its next drain ([`rescan`], woken by
+//! [`super::linkwatch`]), or by the next `netmon load` (or daemon start) on
+//! the same pin directory: it finds the load pinned and attaches the pinned
+//! programs to every watched interface without a link ([`attach_new`]).
 //!
 //! Attaching: aya picks tcx links on Linux 6.6+ (`TcAttach::Auto`); a tcx
 //! link is an fd link and is pinned like the cgroup links. On older kernels
@@ -266,6 +266,64 @@ pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watc
     Ok(attached)
 }
 
+/// For the running daemon, after [`super::linkwatch::LinkWatch`] saw a
+/// link change: attaches the pinned programs to watched interfaces that
+/// have none (with the load capabilities raised for the call, see
+/// [`crate::privilege::reloading`]) and removes the link pins of
+/// interfaces that are gone (the kernel detached their links with them).
+/// Failures are logged: counting goes on for the interfaces attached.
+pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>) {
+    let paths = PinPaths::new(pin_dir);
+    match crate::privilege::reloading(|| attach_new(&paths, watch)) {
+        Ok(Ok(new)) => {
+            for iface in new {
+                tracing::info!(
+                    interface = %iface.name,
+                    ifindex = iface.ifindex,
+                    "tc programs attached to a new interface"
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "attaching to new interfaces"),
+        Err(e) => tracing::warn!(error = %e, "raising the capabilities to attach"),
+    }
+    let Ok(entries) = std::fs::read_dir(paths.root.join("links")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(ifindex) = name
+            .strip_prefix(TC_LINK_PREFIX)
+            .and_then(|rest| rest.rsplit_once('_'))
+            .and_then(|(_, i)| i.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if interface_name(ifindex) == Ok(None)
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(error = %e, pin = %name, "removing the link pin of a removed interface");
+        }
+    }
+}
+
+/// The name of interface `ifindex` in this thread's network namespace;
+/// `Ok(None)` when no interface has that index.
+///
+/// nix 0.30's `if_indextoname` returns `Ok("")` for an index that does not
+/// exist (it checks the wrong sentinel), so an empty name counts as none.
+///
+/// # Errors
+/// Any other failure (no socket could be opened).
+pub fn interface_name(ifindex: u32) -> Result<Option<String>, nix::errno::Errno> {
+    match nix::net::if_::if_indextoname(ifindex) {
+        Ok(name) if name.is_empty() => Ok(None),
+        Ok(name) => Ok(Some(name.to_string_lossy().into_owned())),
+        Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The interfaces' own counters from `/proc/net/dev` (this thread's network
 /// namespace): name → `[rx bytes, rx packets, tx bytes, tx packets]`.
 fn proc_net_dev() -> Result<BTreeMap<String, [u64; 4]>, KernelError> {
@@ -504,41 +562,14 @@ pub fn reconcile(i: &mut InterfaceCounts, now: [u64; 4]) {
 /// Not loaded (no interface map pinned), map read failures.
 pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelError> {
     let paths = PinPaths::new(pin_dir);
-    let path = paths.map(MAP_IFACES);
-    if !path.exists() {
+    let Some(map) = IfaceMap::open(&paths)? else {
         return Err(KernelError::NotLoaded(pin_dir.to_path_buf()));
-    }
-    let data = MapData::from_pin(&path).map_err(|e| KernelError::PinnedMap {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters> =
-        PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| {
-            KernelError::PinnedMap {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-    let mut entries = Vec::new();
-    for item in map.iter() {
-        let (key, values) = item.map_err(|e| KernelError::MapOp {
-            op: "iterate",
-            map: MAP_IFACES,
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let mut sum = IfaceCounters::default();
-        for v in values.iter() {
-            sum.packets = sum.packets.saturating_add(v.packets);
-            sum.bytes = sum.bytes.saturating_add(v.bytes);
-        }
-        entries.push((key, sum));
-    }
+    };
+    let entries = map.entries()?;
     let mut out = fold(entries);
     let counters = proc_net_dev()?;
     for i in &mut out {
-        i.name = nix::net::if_::if_indextoname(i.ifindex)
-            .ok()
-            .map(|n| n.to_string_lossy().into_owned());
+        i.name = interface_name(i.ifindex).ok().flatten();
         if let Some(c) = i.name.as_ref().and_then(|n| counters.get(n)) {
             reconcile(i, *c);
         }
@@ -546,9 +577,120 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
     Ok(out)
 }
 
+/// The pinned interface map, opened once for the drain.
+pub struct IfaceMap {
+    map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+}
+
+impl IfaceMap {
+    /// Opens the interface map pinned under `paths`; `None` when the load
+    /// has none (interface counting off).
+    ///
+    /// # Errors
+    /// A pinned map that cannot be opened.
+    pub fn open(paths: &PinPaths) -> Result<Option<Self>, KernelError> {
+        let path = paths.map(MAP_IFACES);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |e: &dyn std::fmt::Display| KernelError::PinnedMap {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
+        let map =
+            PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
+        Ok(Some(Self { map }))
+    }
+
+    /// Every key summed over CPUs, baselines included.
+    ///
+    /// # Errors
+    /// Map read failures.
+    pub fn entries(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, KernelError> {
+        let mut entries = Vec::new();
+        for item in self.map.iter() {
+            let (key, values) = item.map_err(|e| KernelError::MapOp {
+                op: "iterate",
+                map: MAP_IFACES,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let mut sum = IfaceCounters::default();
+            for v in values.iter() {
+                sum.packets = sum.packets.saturating_add(v.packets);
+                sum.bytes = sum.bytes.saturating_add(v.bytes);
+            }
+            entries.push((key, sum));
+        }
+        Ok(entries)
+    }
+
+    /// The drain's reading: traffic keys, the names of the interfaces that
+    /// exist, and the indexes that no longer do.
+    ///
+    /// # Errors
+    /// Map read failures.
+    pub fn reading(&self) -> Result<crate::source::IfaceReading, KernelError> {
+        let entries = self.entries()?;
+        let mut indexes: Vec<u32> = entries.iter().map(|(k, _)| k.ifindex).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut out = crate::source::IfaceReading {
+            counters: entries
+                .into_iter()
+                .filter(|(k, _)| k.class != IFACE_BASELINE)
+                .collect(),
+            ..crate::source::IfaceReading::default()
+        };
+        for i in indexes {
+            match interface_name(i) {
+                Ok(Some(name)) => out.names.push((i, name)),
+                Ok(None) => out.gone.push(i),
+                // Anything else says nothing about the interface: keep it.
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every key of `ifindexes` (classes and baselines). Returns
+    /// the keys removed.
+    ///
+    /// # Errors
+    /// Map read or delete failures.
+    pub fn forget(&mut self, ifindexes: &[u32]) -> Result<usize, KernelError> {
+        let keys: Vec<IfaceKey> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| ifindexes.contains(&k.ifindex))
+            .collect();
+        for key in &keys {
+            match self.map.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(KernelError::MapOp {
+                        op: "delete",
+                        map: MAP_IFACES,
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(keys.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_no_interface_has_has_no_name() {
+        assert_eq!(interface_name(u32::MAX - 7), Ok(None));
+        // Loopback is index 1 in every network namespace.
+        assert_eq!(interface_name(1), Ok(Some("lo".to_owned())));
+    }
 
     #[test]
     fn default_is_up_non_loopback() {

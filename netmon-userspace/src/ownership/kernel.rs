@@ -70,13 +70,14 @@
 use std::collections::HashMap;
 
 use netmon_common::{FLOW_F_OWNED, SockOwner};
+use rustc_hash::FxHashMap;
 
 use super::cookie_sweep::CookieSweep;
 use super::exec_identity::{CgroupPaths, ExecIdentities, ExecRecords};
 use super::fd_scan::FdIndex;
 use super::procfs::{ProcFacts, ProcFs, UserNames, clock_ticks_per_second, ns_to_ticks};
 use super::sock_lookup::SockLookup;
-use super::{ProcessId, ProcessInfo, Resolver};
+use super::{Owners, ProcessId, ProcessInfo, Resolver};
 use crate::source::{FlowReading, Reading};
 
 /// `comm` of traffic no process could be found for.
@@ -90,7 +91,10 @@ pub struct KernelResolver {
     users: UserNames,
     /// Invariant: holds exactly the sockets resolved and not forgotten; an
     /// entry is never recomputed while present.
-    cache: HashMap<u64, ProcessInfo>,
+    cache: FxHashMap<u64, ProcessId>,
+    /// The info of every process in `cache`, with the number of its cached
+    /// sockets: one copy per process, dropped with its last socket.
+    infos: FxHashMap<ProcessId, (ProcessInfo, usize)>,
     /// Cookie → inode through the fds themselves, for sockets sock_diag no
     /// longer lists; its inode → cookie cache lives across passes.
     sweep: CookieSweep,
@@ -125,7 +129,8 @@ impl KernelResolver {
             proc,
             ticks_per_second: clock_ticks_per_second(),
             users: UserNames::default(),
-            cache: HashMap::new(),
+            cache: FxHashMap::default(),
+            infos: FxHashMap::default(),
             sweep: CookieSweep::new(),
             pass_facts: HashMap::new(),
             execs: None,
@@ -165,6 +170,34 @@ impl KernelResolver {
             Err(err) => {
                 tracing::warn!("{err}: processes that exit before a drain get no exe or cmdline");
                 self
+            }
+        }
+    }
+
+    /// Caches `info` as the owner of `cookie` (invariant of `cache`).
+    fn remember(&mut self, cookie: u64, info: ProcessInfo) {
+        let id = info.id;
+        if let Some(old) = self.cache.insert(cookie, id) {
+            self.release(old);
+        }
+        match self.infos.get_mut(&id) {
+            // The latest view wins, completed from the earlier one.
+            Some(entry) => {
+                entry.0 = info.with_missing_from(&entry.0);
+                entry.1 += 1;
+            }
+            None => {
+                self.infos.insert(id, (info, 1));
+            }
+        }
+    }
+
+    /// One cached socket of `id` fewer.
+    fn release(&mut self, id: ProcessId) {
+        if let Some(entry) = self.infos.get_mut(&id) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                self.infos.remove(&id);
             }
         }
     }
@@ -334,7 +367,7 @@ impl KernelResolver {
         for (cookie, flows, uid) in missed {
             let inode = found.get(&cookie).copied().unwrap_or(0);
             let info = self.resolve_missed(&flows, uid, inode, index);
-            self.cache.insert(cookie, info);
+            self.remember(cookie, info);
         }
     }
 
@@ -444,28 +477,41 @@ impl KernelResolver {
 }
 
 impl Resolver for KernelResolver {
-    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
+    fn resolve(&mut self, reading: &Reading) -> Owners {
         // New sockets with all their flows (an unconnected UDP socket has one
-        // flow per peer; any of them may find it), in first-seen order.
-        let mut order = Vec::new();
-        let mut new: HashMap<u64, Vec<FlowReading>> = HashMap::new();
-        for f in &reading.flows {
-            let cookie = f.key.cookie;
-            if !self.cache.contains_key(&cookie) {
-                new.entry(cookie).or_insert_with(|| {
-                    order.push(cookie);
-                    Vec::new()
-                });
-                if let Some(v) = new.get_mut(&cookie) {
-                    v.push(*f);
-                }
+        // flow per peer; any of them may find it), in first-seen order: the
+        // flows of unknown sockets, grouped by cookie (a sort of their
+        // positions, no allocation per socket), groups ordered by their first
+        // flow.
+        let mut unknown: Vec<(u64, u32)> = reading
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !self.cache.contains_key(&f.key.cookie))
+            .map(|(i, f)| (f.key.cookie, u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            let mut groups: Vec<(u32, usize, usize)> = Vec::new();
+            let mut start = 0;
+            while start < unknown.len() {
+                let cookie = unknown[start].0;
+                let end = start + unknown[start..].partition_point(|(c, _)| *c == cookie);
+                groups.push((unknown[start].1, start, end));
+                start = end;
             }
-        }
-        if !order.is_empty() {
+            groups.sort_unstable();
             let mut index = FdIndex::new(self.proc.clone());
             let mut missed = Vec::new();
-            for cookie in order {
-                let flows = new.remove(&cookie).unwrap_or_default();
+            let mut flows: Vec<FlowReading> = Vec::new();
+            for (_, start, end) in groups {
+                let cookie = unknown[start].0;
+                flows.clear();
+                flows.extend(
+                    unknown[start..end]
+                        .iter()
+                        .filter_map(|(_, i)| reading.flows.get(*i as usize).copied()),
+                );
                 let released = reading.released_by.get(&cookie);
                 let first = match released.and_then(|r| self.released(&flows, r)) {
                     Some(info) => First::Done(info),
@@ -473,9 +519,9 @@ impl Resolver for KernelResolver {
                 };
                 match first {
                     First::Done(info) => {
-                        self.cache.insert(cookie, info);
+                        self.remember(cookie, info);
                     }
-                    First::Missed(uid) => missed.push((cookie, flows, uid)),
+                    First::Missed(uid) => missed.push((cookie, flows.clone(), uid)),
                 }
             }
             if !missed.is_empty() {
@@ -485,20 +531,29 @@ impl Resolver for KernelResolver {
             self.pass_facts.clear();
             self.cgroups.end_pass();
         }
-        reading
-            .flows
-            .iter()
-            .filter_map(|f| {
-                self.cache
-                    .get(&f.key.cookie)
-                    .map(|i| (f.key.cookie, i.clone()))
-            })
-            .collect()
+        let mut owners = Owners::default();
+        for f in &reading.flows {
+            if let Some((info, _)) = self
+                .cache
+                .get(&f.key.cookie)
+                .and_then(|id| self.infos.get(id))
+            {
+                owners.insert_ref(f.key.cookie, info);
+            }
+        }
+        owners
     }
 
     fn forget(&mut self, cookies: &[u64]) {
         for c in cookies {
-            self.cache.remove(c);
+            if let Some(id) = self.cache.remove(c) {
+                self.release(id);
+            }
+        }
+        // After a burst of short connections, give the memory back.
+        if self.cache.capacity() > 1024 && self.cache.len() * 4 < self.cache.capacity() {
+            self.cache.shrink_to_fit();
+            self.infos.shrink_to_fit();
         }
     }
 }

@@ -1,16 +1,17 @@
 //! Remote-keyed rows (remote, port, protocol answers) resolved to the asked
 //! window wherever the stored rows allow it, and flagged where they don't.
 //!
-//! Remote endpoints are kept per hour and per day (`REMOTE_*` rows plus the
-//! snapshot's pending pieces, see [`crate::store::query`]); process rows are
-//! kept down to each interval. A window edge inside an hour therefore cuts
-//! a remote bucket in two, and the remote rows alone cannot say which side
-//! a byte was on. The per process rows can, because the remote rows of a
-//! (process, class) in a bucket add up exactly to that process's rows for
+//! Remote endpoints are kept per minute, hour and day (`REMOTE_*` rows plus
+//! the snapshot's pending pieces, see [`crate::store::query`]); process rows
+//! are kept down to each interval. A window edge inside a minute therefore
+//! cuts a remote bucket in two, and the remote rows alone cannot say which
+//! side a byte was on. The per process rows can, because the remote rows of
+//! a (process, class) in a bucket add up exactly to that process's rows for
 //! that class in that bucket (both are written from the same deltas, at the
 //! same drain time). So for each edge bucket and each (process, class):
 //! - all of its bucket's process bytes inside the window: its remote rows
-//!   count whole (exact);
+//!   count whole (exact) — always the case when drains are a minute or more
+//!   apart (one drain per minute bucket);
 //! - none inside: its remote rows are left out (exact);
 //! - some inside, to one remote endpoint only: that endpoint gets exactly
 //!   the process bytes inside the window (exact) — the common case of a
@@ -18,11 +19,8 @@
 //! - some inside, to several endpoints: no stored row says how the inside
 //!   bytes split between them. Its rows count whole, and the answer's
 //!   [`Coverage`] says so ([`Widening::RemoteBuckets`]), with the covered
-//!   time extended to the bucket.
-//!
-//! A remote tier with minute buckets (or any finer one) would shrink the
-//! last case to windows cut inside a minute; it needs a store layout change
-//! and is not done here.
+//!   time extended to the bucket (at most a minute at each edge, where the
+//!   minute tier is kept).
 //!
 //! Traffic with no endpoint (the [`OVERFLOW`] pseudo-process: counted while
 //! the flow map was full) has no remote rows; it is handed on as its process

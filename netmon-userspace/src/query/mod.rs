@@ -13,9 +13,11 @@
 pub mod apps;
 pub mod edges;
 pub mod facts;
+pub mod ifaces;
 pub mod quality;
 pub mod scan;
 pub mod series;
+pub mod sockets;
 pub mod terms;
 pub mod usage;
 pub mod window;

@@ -6,7 +6,10 @@
 //! tier that holds whole buckets ([`crate::store::query::plan`]); a range
 //! edge a kept tier cannot resolve is rounded outward (reported back as a
 //! [`Coverage`], so answers say which time they really cover).
+use std::sync::Arc;
+
 use redb::ReadableTable as _;
+use rustc_hash::FxHashMap;
 
 use crate::ownership::ProcessId;
 use crate::query::QueryError;
@@ -14,6 +17,7 @@ use crate::query::window::{Coverage, coverage_of};
 use crate::store::layout::{self, IntervalRecord};
 use crate::store::query::{Segment, pending_remote_rows, plan};
 use crate::store::rollup::{self, Tier};
+use crate::store::sums::{SumKey, SumRow};
 use crate::store::{DestClass, RemoteKey, Store, TimeMs, TimeRange, Traffic};
 
 /// What kind of rows a scan reads.
@@ -21,7 +25,8 @@ use crate::store::{DestClass, RemoteKey, Store, TimeMs, TimeRange, Traffic};
 pub enum Kind {
     /// Per process and class (interval samples and process rollups).
     Process,
-    /// Per process and remote endpoint (hour and day rollups only).
+    /// Per process, remote address and service (minute, hour and day
+    /// rollups).
     Remote,
     /// Per interface and class.
     Interface,
@@ -32,7 +37,7 @@ impl Kind {
     #[must_use]
     pub const fn finest(self) -> Tier {
         match self {
-            Self::Remote => Tier::Hour,
+            Self::Remote => Tier::Minute,
             Self::Process | Self::Interface => Tier::Interval,
         }
     }
@@ -77,6 +82,11 @@ pub fn plan_for(
     let mut purged = [0; 4];
     for (slot, tier) in purged.iter_mut().zip(Tier::ALL) {
         *slot = store.purged_before(tier)?;
+    }
+    if kind == Kind::Remote {
+        // The remote minute tier starts where the migration that created
+        // it left off: earlier minutes read as purged (whole hours).
+        purged[1] = purged[1].max(store.remote_minute_from()?);
     }
     let purged_fn = |t: Tier| {
         Tier::ALL
@@ -164,8 +174,8 @@ pub fn rows(
                 let Some(def) = tier.remote_table() else {
                     continue;
                 };
-                for (hour, rk, traffic) in &pending {
-                    let ts = tier.bucket(*hour);
+                for (minute, rk, traffic) in &pending {
+                    let ts = tier.bucket(*minute);
                     if (seg.from..seg.to).contains(&ts) {
                         f(Row {
                             ts,
@@ -225,4 +235,88 @@ pub fn latest_sample(store: &mut Store) -> Result<Option<TimeMs>, QueryError> {
         Some((k, _)) => Ok(Some(layout::key_time(k.value())?)),
         None => Ok(None),
     }
+}
+
+/// Like [`rows`] for [`Kind::Process`], for readers that only add rows up
+/// (no times): each segment's rows come summed per process and class
+/// (`ts` = the segment's start), so a reader sees a few hundred rows per
+/// segment instead of one per process and bucket. The sums of a closed
+/// segment are kept by the store and reused ([`crate::store::sums`]);
+/// every segment without kept sums is read in one transaction, as
+/// [`rows`] reads; kept sums are of closed segments, which no commit
+/// changes.
+///
+/// # Errors
+/// On storage errors.
+pub fn process_rows_summed(
+    store: &mut Store,
+    segments: &[Segment],
+    mut f: impl FnMut(Row),
+) -> Result<(), QueryError> {
+    if !store.sums_mut().knows_newest() {
+        let newest = latest_sample(store)?;
+        store.sums_mut().found_newest(newest);
+    }
+    let emit = |f: &mut dyn FnMut(Row), seg: &Segment, rows: &[SumRow]| {
+        for (id, class, traffic) in rows {
+            f(Row {
+                ts: seg.from,
+                tier: seg.tier,
+                subject: Subject::Process(*id),
+                class: *class,
+                traffic: *traffic,
+            });
+        }
+    };
+    // Per segment: kept sums, or read (with a key when closed, to keep the
+    // sums).
+    let mut to_read: Vec<(Segment, Option<SumKey>)> = Vec::new();
+    for seg in segments {
+        if !store.sums_mut().closed(seg.tier, seg.to) {
+            to_read.push((*seg, None));
+            continue;
+        }
+        let key = SumKey {
+            tier: seg.tier,
+            from: seg.from,
+            to: seg.to,
+            purged: store.purged_before(seg.tier)?,
+        };
+        match store.sums_mut().get(&key) {
+            Some(kept) => emit(&mut f, seg, &kept),
+            None => to_read.push((*seg, Some(key))),
+        }
+    }
+    if to_read.is_empty() {
+        return Ok(());
+    }
+    let segs: Vec<Segment> = to_read.iter().map(|(s, _)| *s).collect();
+    let mut summed: Vec<FxHashMap<(ProcessId, DestClass), Traffic>> =
+        vec![FxHashMap::default(); segs.len()];
+    // Rows come segment by segment: `at` follows them. Segments of one
+    // tier never overlap, so a row's tier and time name its segment.
+    let mut at = 0;
+    rows(store, &segs, Kind::Process, |row| {
+        let here = |s: &Segment| s.tier == row.tier && (s.from..s.to).contains(&row.ts);
+        if !segs.get(at).is_some_and(here) {
+            match segs.iter().position(here) {
+                Some(i) => at = i,
+                // Not expected (rows come from the segments): handed on
+                // as read rather than lost.
+                None => return f(row),
+            }
+        }
+        if let Subject::Process(id) = row.subject {
+            let t = summed[at].entry((id, row.class)).or_default();
+            *t = t.add(row.traffic);
+        }
+    })?;
+    for ((seg, key), sums) in to_read.iter().zip(summed) {
+        let rows: Arc<[SumRow]> = sums.into_iter().map(|((id, c), t)| (id, c, t)).collect();
+        emit(&mut f, seg, &rows);
+        if let Some(key) = key {
+            store.sums_mut().insert(*key, rows);
+        }
+    }
+    Ok(())
 }

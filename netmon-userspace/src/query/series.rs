@@ -16,7 +16,7 @@
 //! - a step with no stored row for the selection is `None` (a gap: idle, or
 //!   nothing was counting), not zero traffic;
 //! - where an edge cannot be resolved (purged tiers, remote endpoints kept
-//!   per hour) the answer's [`Coverage`] says so, as `usage`'s does.
+//!   per minute) the answer's [`Coverage`] says so, as `usage`'s does.
 use std::collections::HashMap;
 
 use crate::query::QueryError;
@@ -146,6 +146,14 @@ pub fn series(
     for t in Tier::ALL {
         purged.insert(t, store.purged_before(t)?);
     }
+    if kind == Kind::Remote {
+        // The remote minute tier starts where the migration that created
+        // it left off (see `scan::plan_for`).
+        let floor = store.remote_minute_from()?;
+        purged
+            .entry(Tier::Minute)
+            .and_modify(|p| *p = (*p).max(floor));
+    }
     let holds = |t: Tier, start: TimeMs| {
         let start = t.bucket(start);
         purged.get(&t).copied().unwrap_or(0) <= start
@@ -170,7 +178,7 @@ pub fn series(
                 .find(|t| t.width_ms().is_none_or(|w| step.is_multiple_of(w)))
                 .ok_or_else(|| {
                     QueryError::Invalid(format!(
-                        "remote endpoints are kept per hour: use a step that is a multiple of 1h, not {}",
+                        "remote endpoints are kept per minute: use a step that is a multiple of 1m, not {}",
                         step_name(step)
                     ))
                 })?;

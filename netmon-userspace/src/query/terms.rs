@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::ownership::ProcessId;
-use crate::store::DestClass;
+use crate::store::{ConnDir, DestClass};
 
 /// What `usage` (and `top`) group by.
 #[derive(
@@ -25,7 +25,9 @@ pub enum Dimension {
     Container,
     /// Remote address.
     Remote,
-    /// Remote port and protocol (`tcp/443`).
+    /// Service port, protocol and direction (`tcp/443 in`, `tcp/443
+    /// out`): the local port of inbound flows, the remote port of outbound
+    /// ones.
     Port,
     /// Network interface.
     Interface,
@@ -53,7 +55,7 @@ impl Dimension {
         }
     }
 
-    /// Needs the per remote endpoint rollups (hour resolution).
+    /// Needs the per remote endpoint rollups.
     #[must_use]
     pub const fn needs_remote(self) -> bool {
         matches!(self, Self::Remote | Self::Port | Self::Protocol)
@@ -75,12 +77,15 @@ pub enum GroupKey {
     Container(Option<String>),
     /// A remote address.
     Remote(IpAddr),
-    /// A remote port of a protocol.
+    /// A service port of a protocol, in one direction.
     Port {
         /// IP protocol number.
         protocol: u8,
-        /// Port.
+        /// Service port.
         port: u16,
+        /// Who connected ([`ConnDir::Unknown`] for history written before
+        /// directions were recorded).
+        dir: ConnDir,
     },
     /// An interface index.
     Interface(u32),

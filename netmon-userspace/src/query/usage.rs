@@ -4,10 +4,11 @@
 //! - process-level dimensions and filters (process, app, user, cgroup,
 //!   container, class) read the per process rows, exact to the interval;
 //! - remote, port and protocol need the per remote endpoint rollups (rows
-//!   plus the snapshot's pending pieces, see [`crate::store::query`]), which
-//!   exist at hour and day resolution: edge hours are resolved to the
-//!   window with the per process rows where that is exact, and the answer's
-//!   [`Coverage`] says where it is not ([`crate::query::edges`]). Overflow
+//!   plus the snapshot's pending pieces, see [`crate::store::query`]),
+//!   keyed by service port and direction, which exist at minute, hour and
+//!   day resolution: edge minutes are resolved to the window with the per
+//!   process rows where that is exact, and the answer's [`Coverage`] says
+//!   where it is not ([`crate::query::edges`]). Overflow
 //!   traffic has no endpoint: it is its own group (`[overflow]`) unless a
 //!   remote, port or protocol filter leaves it out;
 //! - interface reads the per interface rows, plus the overflow as its own
@@ -262,6 +263,7 @@ fn remote_group(
         Dimension::Port => GroupKey::Port {
             protocol: rk.protocol,
             port: rk.port,
+            dir: rk.dir,
         },
         Dimension::Protocol => GroupKey::Protocol(rk.protocol),
         _ => pg.unwrap_or(GroupKey::Class(rk.class)),
@@ -341,6 +343,7 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                     Dimension::Port => GroupKey::Port {
                         protocol: rk.protocol,
                         port: rk.port,
+                        dir: rk.dir,
                     },
                     Dimension::Protocol => GroupKey::Protocol(rk.protocol),
                     _ => pg.unwrap_or(GroupKey::Class(row.class)),
@@ -369,7 +372,12 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         edges::remote_rows(store, &q.range, overflow, wanted, &mut add)?
     } else {
         let (segments, coverage) = scan::plan_for(store, &q.range, kind)?;
-        scan::rows(store, &segments, kind, &mut add)?;
+        if kind == Kind::Process {
+            // Closed segments summed once and kept (`crate::store::sums`).
+            scan::process_rows_summed(store, &segments, &mut add)?;
+        } else {
+            scan::rows(store, &segments, kind, &mut add)?;
+        }
         if kind == Kind::Interface && overflow {
             // Interface rows carry no overflow: add it, so every grouping
             // has the same total (the segments are the process ones too:

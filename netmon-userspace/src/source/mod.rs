@@ -17,7 +17,10 @@ pub mod sim;
 
 use std::collections::HashMap;
 
-use netmon_common::{FlowKey, FlowValue, OverflowCounters, SockOwner};
+use netmon_common::{
+    FlowKey, FlowValue, OverflowCounters, SockOwner,
+    iface::{IfaceCounters, IfaceKey},
+};
 
 /// One flow as read from the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,22 @@ pub struct Reading {
     /// The process that released each closed socket of `flows` (the last
     /// fd holder), by cookie, where the source knows it.
     pub released_by: HashMap<u64, SockOwner>,
+}
+
+/// Interface counters (the tc programs) read in one drain.
+///
+/// Contract: a key's counters are monotonic while it exists, like a flow's;
+/// keys go only through [`CounterSource::forget_ifaces`], and only for
+/// interfaces listed in `gone` (which move no more packets).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IfaceReading {
+    /// Every traffic key (the loader's baselines excluded), summed over CPUs.
+    pub counters: Vec<(IfaceKey, IfaceCounters)>,
+    /// Current names of the interfaces in `counters` that still exist.
+    pub names: Vec<(u32, String)>,
+    /// Indexes in `counters` (or with baselines only) whose interface no
+    /// longer exists.
+    pub gone: Vec<u32>,
 }
 
 /// Errors reading or changing a counter source.
@@ -84,4 +103,23 @@ pub trait CounterSource {
     /// # Errors
     /// When the underlying maps cannot be changed.
     fn forget_closed(&mut self, cookies: &[u64]) -> Result<(), SourceError>;
+
+    /// Reads the interface counters. Sources without interface counting
+    /// return none (the default).
+    ///
+    /// # Errors
+    /// When the underlying maps cannot be read.
+    fn read_ifaces(&mut self) -> Result<IfaceReading, SourceError> {
+        Ok(IfaceReading::default())
+    }
+
+    /// Removes every key of the interfaces `ifindexes` (gone, their final
+    /// counters committed durably). The default has nothing to remove.
+    ///
+    /// # Errors
+    /// When the underlying maps cannot be changed.
+    fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), SourceError> {
+        let _ = ifindexes;
+        Ok(())
+    }
 }

@@ -24,6 +24,9 @@
 //! cookie = 1                              # unique per socket
 //! owner = { pid = 100, start_ticks = 5000 } # omit: nobody known ("[unattributed]")
 //! closed_at = 60                          # released at this tick (optional)
+//! local_port = 443                        # optional (default 10000 + cookie % 50000)
+//! accepted_from = 9                       # optional: accepted from listener socket 9
+//!                                         # (inbound: service = local_port)
 //!
 //! [[sockets.flows]]                       # one per remote endpoint
 //! remote = "93.184.216.34"
@@ -79,9 +82,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters, SockOwner};
 
-use crate::ownership::{ProcessId, ProcessInfo, Resolver};
+use crate::ownership::{Owners, ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::{DestClass, classify_raw};
+use crate::store::service::ConnDir;
 use crate::store::types::{OVERFLOW, Traffic, UNATTRIBUTED};
 
 /// Clock ticks per second of `/proc/PID/stat` start times (USER_HZ).
@@ -169,6 +173,14 @@ pub struct SimSocket {
     /// Tick at which the socket is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<u64>,
+    /// Local port (default `10000 + cookie % 50000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    /// Cookie of the listener the socket was accepted from: its owner
+    /// record is the listener's, cloned (as the kernel's `BPF_F_CLONE`
+    /// storage does), and its flows are inbound to `local_port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_from: Option<u64>,
     /// Traffic per remote endpoint.
     #[serde(default)]
     pub flows: Vec<SimFlow>,
@@ -412,6 +424,13 @@ impl Script {
                         .or_default(),
                     traffic,
                 );
+                let (dir, port) = s.service(f.port);
+                add(
+                    t.per_service
+                        .entry((owner, f.remote, port, dir, f.protocol))
+                        .or_default(),
+                    traffic,
+                );
                 add(t.per_class.entry(class).or_default(), traffic);
                 add(
                     t.per_process_class.entry((owner, class)).or_default(),
@@ -440,6 +459,27 @@ impl Script {
             t.failed_inserts += o.failed_inserts * n;
         }
         t
+    }
+}
+
+impl SimSocket {
+    /// Its local port.
+    #[must_use]
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+            .unwrap_or_else(|| u16::try_from(self.cookie % 50_000 + 10_000).unwrap_or(10_000))
+    }
+
+    /// The direction and service port of its flow to remote port `port`,
+    /// as the script declares them: inbound to the local port when
+    /// accepted from a listener, else outbound to the remote port.
+    #[must_use]
+    pub fn service(&self, port: u16) -> (ConnDir, u16) {
+        if self.accepted_from.is_some() {
+            (ConnDir::In, self.local_port())
+        } else {
+            (ConnDir::Out, port)
+        }
     }
 }
 
@@ -476,8 +516,11 @@ pub struct Truth {
     pub per_process: BTreeMap<ProcessId, Traffic>,
     /// Per process and destination class.
     pub per_process_class: BTreeMap<(ProcessId, DestClass), Traffic>,
-    /// Per (process, remote, port, protocol).
+    /// Per (process, remote, remote port, protocol).
     pub per_remote: BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic>,
+    /// Per (process, remote, service port, direction, protocol), as the
+    /// script declares each socket's side ([`SimSocket::service`]).
+    pub per_service: BTreeMap<(ProcessId, IpAddr, u16, ConnDir, u8), Traffic>,
     /// Per destination class.
     pub per_class: BTreeMap<DestClass, Traffic>,
     /// Per interface (overflow has none).
@@ -546,7 +589,7 @@ const fn from_epoch(from: u64, e: u64) -> u64 {
 fn base_value(socket: &SimSocket, owner: Option<&SimProcess>) -> FlowValue {
     let mut value = FlowValue {
         local_addr: raw_addr(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
-        local_port: u16::try_from(socket.cookie % 50_000 + 10_000).unwrap_or(10_000),
+        local_port: socket.local_port(),
         ..FlowValue::default()
     };
     if let Some(p) = owner {
@@ -560,7 +603,7 @@ fn base_value(socket: &SimSocket, owner: Option<&SimProcess>) -> FlowValue {
             tid: p.pid,
             uid: p.uid,
             start_boottime_ns: p.start_ticks * (1_000_000_000 / USER_HZ),
-            sock_cookie: socket.cookie,
+            sock_cookie: socket.accepted_from.unwrap_or(socket.cookie),
             comm,
             ..SockOwner::default()
         };
@@ -636,6 +679,29 @@ impl ScriptBuilder {
             cookie,
             owner,
             closed_at,
+            local_port: None,
+            accepted_from: None,
+            flows: Vec::new(),
+        });
+        self
+    }
+
+    /// Adds a socket accepted from listener `listener` on `local_port`
+    /// (inbound: its flows' service port is `local_port`).
+    pub fn accepted(
+        &mut self,
+        cookie: u64,
+        owner: Option<ProcessId>,
+        closed_at: Option<u64>,
+        listener: u64,
+        local_port: u16,
+    ) -> &mut Self {
+        self.script.sockets.push(SimSocket {
+            cookie,
+            owner,
+            closed_at,
+            local_port: Some(local_port),
+            accepted_from: Some(listener),
             flows: Vec::new(),
         });
         self
@@ -1101,12 +1167,14 @@ impl SimResolver {
 }
 
 impl Resolver for SimResolver {
-    fn resolve(&mut self, reading: &Reading) -> HashMap<u64, ProcessInfo> {
-        reading
-            .flows
-            .iter()
-            .filter_map(|f| Some((f.key.cookie, self.owners.get(&f.key.cookie)?.clone())))
-            .collect()
+    fn resolve(&mut self, reading: &Reading) -> Owners {
+        let mut owners = Owners::default();
+        for f in &reading.flows {
+            if let Some(info) = self.owners.get(&f.key.cookie) {
+                owners.insert_ref(f.key.cookie, info);
+            }
+        }
+        owners
     }
 
     fn forget(&mut self, cookies: &[u64]) {

@@ -26,6 +26,7 @@ use redb::TableDefinition;
 
 use crate::ownership::ProcessId;
 use crate::store::class::DestClass;
+use crate::store::service::ConnDir;
 use crate::store::types::{RemoteKey, SnapEntry, TimeMs, Traffic};
 
 /// A byte table.
@@ -82,12 +83,19 @@ pub const META_OVERFLOW: &str = "overflow_snapshot";
 ///     `counters - base` of the keys record: never written by this drain
 ///     unless a counter saturated), bit 1 = an `older` piece follows, other
 ///     bits zero;
-///   - bit 0: hour index varint (UTC hour start / 3 600 000), then 8 varint
+///   - bit 0: minute index varint (UTC minute start / 60 000), then 8 varint
 ///     counters (`newer`); bit 1: the same for `older`.
 ///
 /// Varints are LEB128 as postcard writes a `u64` (7 bits a byte, low
 /// first, high bit = more), so small numbers take one or two bytes.
-pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v3");
+pub const SNAPSHOT: Bytes = TableDefinition::new("snapshot.v4");
+
+/// Schema 3's [`SNAPSHOT`]: pieces by UTC hour (hour index varints) and
+/// keys records without service port and direction; read only by the
+/// migration to schema 4.
+pub const SNAPSHOT_V3: Bytes = TableDefinition::new("snapshot.v3");
+/// Schema 3's [`SNAPSHOT_KEYS`].
+pub const SNAPSHOT_KEYS_V3: Bytes = TableDefinition::new("snapshot.keys.v3");
 
 /// Schema 2's [`SNAPSHOT`]: the same chunks with 6 varints a counter set
 /// (no `retrans_bytes`); read only by the migration to schema 3.
@@ -103,12 +111,14 @@ pub const SNAPSHOT_KEYS_V2: Bytes = TableDefinition::new("snapshot.keys.v2");
 ///     remote port u16 BE, ip_version u8, protocol u8 (the first 28 bytes of
 ///     [`encode_flow_key`]);
 ///   - `first_boottime_ns` varint;
-///   - the owner and class the pending pieces count for: pid varint,
-///     start_ticks varint, [`DestClass`] u8;
-///   - u8 1 when the flow has a `newer` piece held as a base, then its hour
-///     index varint and the base: 8 varint counters, the flow's counters
-///     when the piece began (`newer = counters - base`); else u8 0.
-pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v3");
+///   - the owner, class and service the pending pieces count for: pid
+///     varint, start_ticks varint, [`DestClass`] u8, service port u16 BE,
+///     [`ConnDir`] u8 (schema 3 had neither of the last two);
+///   - u8 1 when the flow has a `newer` piece held as a base, then its
+///     minute index varint (schema 3: hour index) and the base: 8 varint
+///     counters, the flow's counters when the piece began
+///     (`newer = counters - base`); else u8 0.
+pub const SNAPSHOT_KEYS: Bytes = TableDefinition::new("snapshot.keys.v4");
 
 /// Records per [`SNAPSHOT`] chunk.
 pub const SNAP_CHUNK: u32 = 256;
@@ -159,16 +169,35 @@ pub const PROC_HOUR: Bytes = TableDefinition::new("proc.hour.v2");
 /// See [`PROC_MINUTE`].
 pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
 
-/// Per (process, remote endpoint) rollups, hour and day tiers only: a busy
-/// host talks to many endpoints, and "where did it go" is asked over hours
-/// and days, not seconds.
-/// - key (41 bytes): [`encode_remote_key`] — bucket start u64 BE, pid u32 BE,
-///   start_ticks u64 BE, remote address 16 bytes, remote port u16 BE,
-///   ip_version u8, protocol u8, [`DestClass`] u8.
+/// Per (process, remote address, service port, direction) rollups, minute,
+/// hour and day tiers, kept as long as the per process tiers of the same
+/// width, so a remote, port or protocol answer resolves a window at the
+/// same granularity as a process answer (down to the minute; see
+/// `crate::query::edges` for edges inside a minute). Keyed by the service
+/// port, not the ephemeral one ([`crate::store::service`]): rows grow with
+/// services and peers, not with connections.
+/// - key (42 bytes): [`encode_remote_key`] — bucket start u64 BE, pid u32 BE,
+///   start_ticks u64 BE, remote address 16 bytes, service port u16 BE,
+///   [`ConnDir`] u8, ip_version u8, protocol u8, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v2");
-/// See [`REMOTE_HOUR`].
-pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v2");
+pub const REMOTE_MINUTE: Bytes = TableDefinition::new("remote.minute.v3");
+/// See [`REMOTE_MINUTE`].
+pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v3");
+/// See [`REMOTE_MINUTE`].
+pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v3");
+
+/// Schema 3's hour rollups per (process, remote endpoint): 41-byte keys
+/// ([`decode_remote_key_v2`]: the remote port, no direction); read only by
+/// the migration to schema 4.
+pub const REMOTE_HOUR_V2: Bytes = TableDefinition::new("remote.hour.v2");
+/// Schema 3's day rollups, see [`REMOTE_HOUR_V2`].
+pub const REMOTE_DAY_V2: Bytes = TableDefinition::new("remote.day.v2");
+
+/// [`META`] key: the first minute the [`REMOTE_MINUTE`] tier holds whole
+/// (`u64` BE ms). Written by the migration to schema 4 (remote bytes of
+/// earlier minutes are in the hour and day tiers only); absent: from the
+/// beginning.
+pub const META_REMOTE_MINUTE_FROM: &str = "remote_minute_from";
 
 /// Per interface rollups.
 /// - key (13 bytes): bucket start u64 BE, ifindex u32 BE, [`DestClass`] u8.
@@ -195,8 +224,8 @@ pub const TRAFFIC_TABLES_V2: [(Bytes, Bytes); 11] = [
     (TableDefinition::new("proc.minute.v1"), PROC_MINUTE),
     (TableDefinition::new("proc.hour.v1"), PROC_HOUR),
     (TableDefinition::new("proc.day.v1"), PROC_DAY),
-    (TableDefinition::new("remote.hour.v1"), REMOTE_HOUR),
-    (TableDefinition::new("remote.day.v1"), REMOTE_DAY),
+    (TableDefinition::new("remote.hour.v1"), REMOTE_HOUR_V2),
+    (TableDefinition::new("remote.day.v1"), REMOTE_DAY_V2),
     (TableDefinition::new("iface.minute.v1"), IFACE_MINUTE),
     (TableDefinition::new("iface.hour.v1"), IFACE_HOUR),
     (TableDefinition::new("iface.day.v1"), IFACE_DAY),
@@ -213,11 +242,63 @@ pub const INTERVAL_V1: Bytes = TableDefinition::new("interval.v1");
 /// [`INTERVAL`]).
 /// - key (8 bytes): drain time u64 BE.
 /// - value: postcard `Vec<`[`crate::store::QualitySample`]`>` (a varint length, then
-///   each sample's fields in order; the address as 16 bytes).
-pub const QUALITY: Bytes = TableDefinition::new("quality.v1");
+///   each sample's fields in order; the address as 16 bytes; `port` is the
+///   service port, `dir` the [`ConnDir`] byte).
+pub const QUALITY: Bytes = TableDefinition::new("quality.v2");
+
+/// Schema 3's [`QUALITY`]: samples without `dir` and with the remote port
+/// ([`QualitySampleV1`]); read only by the migration to schema 4.
+pub const QUALITY_V1: Bytes = TableDefinition::new("quality.v1");
+
+/// A [`QUALITY_V1`] sample: [`crate::store::QualitySample`]'s fields before
+/// `dir` was added, in the same order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QualitySampleV1 {
+    /// Owner pid.
+    pub pid: u32,
+    /// Owner start time.
+    pub start_ticks: u64,
+    /// Remote address.
+    pub addr: [u8; 16],
+    /// Remote port.
+    pub port: u16,
+    /// IP version.
+    pub ip_version: u8,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Class byte.
+    pub class: u8,
+    /// Smoothed RTT, µs.
+    pub srtt_us: u32,
+    /// Segments retransmitted.
+    pub retrans_segs: u32,
+    /// Data segments sent.
+    pub data_segs: u32,
+    /// Delivery rate, B/s.
+    pub delivery_rate: u64,
+}
+
+impl From<QualitySampleV1> for crate::store::QualitySample {
+    fn from(q: QualitySampleV1) -> Self {
+        Self {
+            pid: q.pid,
+            start_ticks: q.start_ticks,
+            addr: q.addr,
+            port: q.port,
+            ip_version: q.ip_version,
+            protocol: q.protocol,
+            class: q.class,
+            dir: ConnDir::Unknown.to_byte(),
+            srtt_us: q.srtt_us,
+            retrans_segs: q.retrans_segs,
+            data_segs: q.data_segs,
+            delivery_rate: q.delivery_rate,
+        }
+    }
+}
 
 /// Every table a fresh store creates.
-pub const ALL_BYTE_TABLES: [Bytes; 17] = [
+pub const ALL_BYTE_TABLES: [Bytes; 18] = [
     SNAPSHOT,
     SNAPSHOT_KEYS,
     PROCESSES,
@@ -226,6 +307,7 @@ pub const ALL_BYTE_TABLES: [Bytes; 17] = [
     PROC_MINUTE,
     PROC_HOUR,
     PROC_DAY,
+    REMOTE_MINUTE,
     REMOTE_HOUR,
     REMOTE_DAY,
     IFACE_MINUTE,
@@ -449,6 +531,7 @@ pub fn decode_chunk_key(b: &[u8]) -> Result<u32, LayoutError> {
 }
 
 const HOUR_MS: u64 = 3_600_000;
+const MINUTE_MS: u64 = 60_000;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -476,7 +559,7 @@ fn put_traffic(out: &mut Vec<u8>, t: &Traffic) {
     }
 }
 
-/// The `newer` piece as the keys record holds it: its hour and the counters
+/// The `newer` piece as the keys record holds it: its minute and the counters
 /// it started from (`counters - newer`), or `None` when there is no such
 /// piece or it cannot be told that way (then the counters record holds it).
 fn newer_base(e: &SnapEntry) -> Option<(TimeMs, Traffic)> {
@@ -484,7 +567,7 @@ fn newer_base(e: &SnapEntry) -> Option<(TimeMs, Traffic)> {
         return None;
     }
     Some((
-        e.pending.newer_hour,
+        e.pending.newer_minute,
         e.counters.checked_sub(e.pending.newer)?,
     ))
 }
@@ -497,10 +580,38 @@ pub fn encode_snap_keys_record(out: &mut Vec<u8>, offset: u8, key: &FlowKey, e: 
     put_varint(out, u64::from(e.pending.process.pid));
     put_varint(out, e.pending.process.start_ticks);
     out.push(e.pending.class.to_byte());
+    out.extend_from_slice(&e.pending.port.to_be_bytes());
+    out.push(e.pending.dir.to_byte());
     match newer_base(e) {
-        Some((hour, base)) => {
+        Some((minute, base)) => {
             out.push(1);
-            put_varint(out, hour / HOUR_MS);
+            put_varint(out, minute / MINUTE_MS);
+            put_traffic(out, &base);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Appends one keys record as schemas 2 and 3 wrote it (no service port
+/// or direction; a `newer` base under its hour index): fixtures for the
+/// migration tests.
+#[cfg(test)]
+pub(crate) fn encode_snap_keys_record_v3(
+    out: &mut Vec<u8>,
+    offset: u8,
+    key: &FlowKey,
+    e: &SnapEntry,
+) {
+    out.push(offset);
+    out.extend_from_slice(&encode_flow_key(key)[..28]);
+    put_varint(out, e.first_boottime_ns);
+    put_varint(out, u64::from(e.pending.process.pid));
+    put_varint(out, e.pending.process.start_ticks);
+    out.push(e.pending.class.to_byte());
+    match newer_base(e) {
+        Some((at, base)) => {
+            out.push(1);
+            put_varint(out, at / HOUR_MS);
             put_traffic(out, &base);
         }
         None => out.push(0),
@@ -515,11 +626,11 @@ pub fn encode_snap_record(out: &mut Vec<u8>, e: &SnapEntry) {
     let flags = u8::from(explicit) | (u8::from(!p.older.is_zero()) << 1);
     out.push(flags);
     if flags & 1 != 0 {
-        put_varint(out, p.newer_hour / HOUR_MS);
+        put_varint(out, p.newer_minute / MINUTE_MS);
         put_traffic(out, &p.newer);
     }
     if flags & 2 != 0 {
-        put_varint(out, p.older_hour / HOUR_MS);
+        put_varint(out, p.older_minute / MINUTE_MS);
         put_traffic(out, &p.older);
     }
 }
@@ -531,15 +642,34 @@ pub fn snap_keys_differ(a: &SnapEntry, b: &SnapEntry) -> bool {
     a.first_boottime_ns != b.first_boottime_ns
         || a.pending.process != b.pending.process
         || a.pending.class != b.pending.class
+        || a.pending.port != b.pending.port
+        || a.pending.dir != b.pending.dir
         || newer_base(a) != newer_base(b)
 }
+
+/// How a schema wrote its snapshot chunks.
+#[derive(Clone, Copy, Debug)]
+struct ChunkFormat {
+    /// Varints per direction: 4, or 3 in schema 2's chunks.
+    dir_fields: usize,
+    /// Width of a piece's time index: a minute (schema 4), an hour before.
+    piece_ms: u64,
+    /// Keys records carry service port and direction (schema 4).
+    service: bool,
+}
+
+/// The current [`SNAPSHOT`] format.
+const FORMAT_V4: ChunkFormat = ChunkFormat {
+    dir_fields: 4,
+    piece_ms: MINUTE_MS,
+    service: true,
+};
 
 /// A cursor over a chunk's bytes.
 struct Cursor<'a> {
     b: &'a [u8],
     chunk: u32,
-    /// Varints per direction: 4, or 3 in schema 2's chunks.
-    dir_fields: usize,
+    format: ChunkFormat,
 }
 
 impl Cursor<'_> {
@@ -582,7 +712,7 @@ impl Cursor<'_> {
             packets: self.varint()?,
             ip_bytes: self.varint()?,
             payload_bytes: self.varint()?,
-            retrans_bytes: if self.dir_fields == 4 {
+            retrans_bytes: if self.format.dir_fields == 4 {
                 self.varint()?
             } else {
                 0
@@ -597,10 +727,11 @@ impl Cursor<'_> {
         })
     }
 
-    fn hour(&mut self) -> Result<TimeMs, LayoutError> {
+    /// A piece's start time from its index.
+    fn piece_time(&mut self) -> Result<TimeMs, LayoutError> {
         self.varint()?
-            .checked_mul(HOUR_MS)
-            .ok_or(self.err("hour out of range"))
+            .checked_mul(self.format.piece_ms)
+            .ok_or(self.err("piece time out of range"))
     }
 }
 
@@ -615,7 +746,28 @@ pub fn decode_snap_chunk(
     hot: &[u8],
     f: impl FnMut(u32, FlowKey, SnapEntry),
 ) -> Result<(), LayoutError> {
-    decode_snap_chunk_with(4, chunk, keys, hot, f)
+    decode_snap_chunk_with(FORMAT_V4, chunk, keys, hot, f)
+}
+
+/// [`decode_snap_chunk`] for schema 3's chunks ([`SNAPSHOT_V3`],
+/// [`SNAPSHOT_KEYS_V3`]: hour pieces, no service in the keys records), for
+/// the migration. Pieces come with their hour start in the `*_minute`
+/// fields; service port and direction are left at their defaults.
+///
+/// # Errors
+/// As [`decode_snap_chunk`].
+pub fn decode_snap_chunk_v3(
+    chunk: u32,
+    keys: &[u8],
+    hot: &[u8],
+    f: impl FnMut(u32, FlowKey, SnapEntry),
+) -> Result<(), LayoutError> {
+    let format = ChunkFormat {
+        dir_fields: 4,
+        piece_ms: HOUR_MS,
+        service: false,
+    };
+    decode_snap_chunk_with(format, chunk, keys, hot, f)
 }
 
 /// [`decode_snap_chunk`] for schema 2's chunks ([`SNAPSHOT_V2`],
@@ -629,11 +781,16 @@ pub fn decode_snap_chunk_v2(
     hot: &[u8],
     f: impl FnMut(u32, FlowKey, SnapEntry),
 ) -> Result<(), LayoutError> {
-    decode_snap_chunk_with(3, chunk, keys, hot, f)
+    let format = ChunkFormat {
+        dir_fields: 3,
+        piece_ms: HOUR_MS,
+        service: false,
+    };
+    decode_snap_chunk_with(format, chunk, keys, hot, f)
 }
 
 fn decode_snap_chunk_with(
-    dir_fields: usize,
+    format: ChunkFormat,
     chunk: u32,
     keys: &[u8],
     hot: &[u8],
@@ -642,12 +799,12 @@ fn decode_snap_chunk_with(
     let mut k = Cursor {
         b: keys,
         chunk,
-        dir_fields,
+        format,
     };
     let mut h = Cursor {
         b: hot,
         chunk,
-        dir_fields,
+        format,
     };
     let base = chunk
         .checked_mul(SNAP_CHUNK)
@@ -671,9 +828,14 @@ fn decode_snap_chunk_with(
             class: DestClass::from_byte(k.byte()?).ok_or(k.err("unknown class"))?,
             ..crate::store::RemotePending::default()
         };
+        if format.service {
+            let p = k.take(2)?;
+            pending.port = u16::from_be_bytes([p[0], p[1]]);
+            pending.dir = ConnDir::from_byte(k.byte()?).ok_or(k.err("unknown direction"))?;
+        }
         let newer_base = match k.byte()? {
             0 => None,
-            1 => Some((k.hour()?, k.traffic()?)),
+            1 => Some((k.piece_time()?, k.traffic()?)),
             _ => return Err(k.err("unknown newer flag")),
         };
         if h.b.is_empty() {
@@ -684,18 +846,18 @@ fn decode_snap_chunk_with(
         if flags & !3 != 0 || (flags & 1 != 0 && newer_base.is_some()) {
             return Err(h.err("unknown flags"));
         }
-        if let Some((hour, base)) = newer_base {
-            pending.newer_hour = hour;
+        if let Some((at, base)) = newer_base {
+            pending.newer_minute = at;
             pending.newer = counters
                 .checked_sub(base)
                 .ok_or(h.err("counters below the newer piece's base"))?;
         }
         if flags & 1 != 0 {
-            pending.newer_hour = h.hour()?;
+            pending.newer_minute = h.piece_time()?;
             pending.newer = h.traffic()?;
         }
         if flags & 2 != 0 {
-            pending.older_hour = h.hour()?;
+            pending.older_minute = h.piece_time()?;
             pending.older = h.traffic()?;
         }
         f(
@@ -833,29 +995,62 @@ pub fn decode_proc_key(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), Layou
     Ok((be_u64(&b[0..8]), decode_process(&b[8..20])?, class))
 }
 
-/// `REMOTE_*` key (41 bytes): bucket u64 BE | pid u32 BE | start_ticks u64 BE
-/// | remote_addr \[16\] | remote_port u16 BE | ip_version u8 | protocol u8 |
-/// class u8.
+/// `REMOTE_*` key (42 bytes): bucket u64 BE | pid u32 BE | start_ticks u64 BE
+/// | remote_addr \[16\] | service port u16 BE | direction u8 | ip_version u8
+/// | protocol u8 | class u8.
 #[must_use]
-pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> [u8; 41] {
-    let mut out = [0u8; 41];
+pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
+    let mut out = [0u8; 42];
     out[0..8].copy_from_slice(&bucket.to_be_bytes());
     out[8..20].copy_from_slice(&encode_process(k.process));
     out[20..36].copy_from_slice(&k.addr);
     out[36..38].copy_from_slice(&k.port.to_be_bytes());
-    out[38] = k.ip_version;
-    out[39] = k.protocol;
-    out[40] = k.class.to_byte();
+    out[38] = k.dir.to_byte();
+    out[39] = k.ip_version;
+    out[40] = k.protocol;
+    out[41] = k.class.to_byte();
     out
 }
 
 /// Inverse of [`encode_remote_key`].
 ///
 /// # Errors
-/// On a wrong length or class byte.
+/// On a wrong length, direction or class byte.
 pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
     let err = || LayoutError::Key {
         table: "remote",
+        len: b.len(),
+    };
+    if b.len() != 42 {
+        return Err(err());
+    }
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&b[20..36]);
+    let dir = ConnDir::from_byte(b[38]).ok_or_else(err)?;
+    let class = DestClass::from_byte(b[41]).ok_or_else(err)?;
+    Ok((
+        be_u64(&b[0..8]),
+        RemoteKey {
+            process: decode_process(&b[8..20])?,
+            addr,
+            port: u16::from_be_bytes([b[36], b[37]]),
+            dir,
+            ip_version: b[39],
+            protocol: b[40],
+            class,
+        },
+    ))
+}
+
+/// Decodes a schema 3 remote key ([`REMOTE_HOUR_V2`], 41 bytes: bucket,
+/// pid, start_ticks, address, the remote port, ip_version, protocol,
+/// class; no direction) as a key with [`ConnDir::Unknown`].
+///
+/// # Errors
+/// On a wrong length or class byte.
+pub fn decode_remote_key_v2(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
+    let err = || LayoutError::Key {
+        table: "remote.v2",
         len: b.len(),
     };
     if b.len() != 41 {
@@ -870,6 +1065,7 @@ pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
             process: decode_process(&b[8..20])?,
             addr,
             port: u16::from_be_bytes([b[36], b[37]]),
+            dir: ConnDir::Unknown,
             ip_version: b[38],
             protocol: b[39],
             class,
@@ -982,6 +1178,7 @@ mod tests {
             },
             addr: [9; 16],
             port: 53,
+            dir: ConnDir::In,
             ip_version: 6,
             protocol: 17,
             class: DestClass::Internet,
@@ -1048,9 +1245,11 @@ mod tests {
                         },
                         class: DestClass::Lan,
                         older: t(1),
-                        older_hour: 3_600_000 * 472_222,
+                        port: 8443,
+                        dir: ConnDir::In,
+                        older_minute: 60_000 * 28_333_320,
                         newer: t(2),
-                        newer_hour: 3_600_000 * 472_223,
+                        newer_minute: 60_000 * 28_333_321,
                     },
                 },
             ),
@@ -1067,7 +1266,7 @@ mod tests {
                         },
                         class: DestClass::Internet,
                         newer: t(5),
-                        newer_hour: 3_600_000 * 9,
+                        newer_minute: 60_000 * 9,
                         ..RemotePending::default()
                     },
                 },
@@ -1145,7 +1344,7 @@ mod tests {
         }
         hot.push(0);
         let mut keys = Vec::new();
-        encode_snap_keys_record(&mut keys, 0, &FlowKey::default(), &SnapEntry::default());
+        encode_snap_keys_record_v3(&mut keys, 0, &FlowKey::default(), &SnapEntry::default());
         let mut got = Vec::new();
         decode_snap_chunk_v2(0, &keys, &hot, |_, _, e| got.push(e)).expect("decodes");
         assert_eq!(got.len(), 1);

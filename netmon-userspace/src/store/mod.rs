@@ -25,11 +25,14 @@
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
 pub mod class;
+pub mod ifcount;
 pub mod layout;
 pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod service;
+pub mod sums;
 pub mod types;
 pub mod unit;
 
@@ -40,8 +43,9 @@ use netmon_common::{FlowKey, OverflowCounters};
 use redb::{ReadableDatabase as _, ReadableTable as _};
 
 pub use class::DestClass;
-pub use retention::{PurgeReport, Retention};
+pub use retention::{PurgeReport, Retention, TierRows};
 pub use rollup::Tier;
+pub use service::{ConnDir, service_of};
 pub use types::{
     Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, QualitySample, RemoteKey,
     RemotePending, SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
@@ -165,6 +169,8 @@ pub struct Store {
     retention: Retention,
     /// redb's cache limit, kept for reopening.
     cache_bytes: usize,
+    /// Readers' sums of closed segments ([`sums`]), told of every commit.
+    sums: sums::SegmentSums,
 }
 
 impl std::fmt::Debug for Store {
@@ -230,6 +236,7 @@ impl Store {
                 read_only: None,
                 retention,
                 cache_bytes,
+                sums: sums::SegmentSums::default(),
             },
             events,
         ))
@@ -291,6 +298,7 @@ impl Store {
             read_only: Some(db),
             retention,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            sums: sums::SegmentSums::default(),
         })
     }
 
@@ -388,6 +396,8 @@ impl Store {
     /// # Errors
     /// On storage errors; nothing of the batch is then stored.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // Before the write: a failed commit may still have written rows.
+        self.sums.written(batch.ts_ms);
         self.with_db(|db| {
             let mut txn = db.begin_write()?;
             if batch.lazy {
@@ -399,6 +409,7 @@ impl Store {
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;
+            ifcount::write(&txn, batch.ts_ms, &batch.ifcount)?;
             txn.commit()?;
             Ok(())
         })
@@ -434,20 +445,86 @@ impl Store {
                 let mut meta = txn.open_table(layout::META)?;
                 for tier in Tier::ALL {
                     if let Some(cutoff) = retention.cutoff(tier, now) {
-                        let key = purged_key(tier);
-                        let old = meta
-                            .get(key.as_str())?
-                            .map(|v| decode_be_u64(v.value()))
-                            .unwrap_or(0);
-                        if cutoff > old {
-                            meta.insert(key.as_str(), cutoff.to_be_bytes().as_slice())?;
-                        }
+                        raise_time(&mut meta, &purged_key(tier), cutoff)?;
                     }
                 }
             }
             txn.commit()?;
             Ok(report)
         })
+    }
+
+    /// The readers' sums of closed segments ([`sums`]).
+    pub fn sums_mut(&mut self) -> &mut sums::SegmentSums {
+        &mut self.sums
+    }
+
+    /// Rows and oldest time of every tier, for `netmon status`.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn tier_rows(&mut self) -> Result<Vec<TierRows>, StoreError> {
+        let txn = self.reader()?.begin_read()?;
+        retention::tier_rows(&txn)
+    }
+
+    /// Where the size cap last cut `tier`: its rows before this time were
+    /// deleted to keep the file under `max_size` (`None`: never).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn size_purged_before(&mut self, tier: Tier) -> Result<Option<TimeMs>, StoreError> {
+        let txn = self.reader()?.begin_read()?;
+        let meta = txn.open_table(layout::META)?;
+        Ok(meta
+            .get(size_purged_key(tier).as_str())?
+            .map(|v| decode_be_u64(v.value())))
+    }
+
+    /// Keeps the file under `[retention] max_size`: when it has passed
+    /// [`retention::SIZE_HIGH_WATER`] of it, deletes the oldest quarter of
+    /// the finest tier ([`retention::size_cut`]), records the cut, and
+    /// compacts the file. Returns the tier, cutoff and rows deleted when it
+    /// cut; the daemon calls it again at its next purge while the file is
+    /// still over.
+    ///
+    /// # Errors
+    /// On storage errors. A compaction that cannot run now (a reader holds
+    /// a transaction) is not an error: the freed pages are reused and the
+    /// next call compacts.
+    pub fn enforce_max_size(
+        &mut self,
+        now: TimeMs,
+    ) -> Result<Option<(Tier, TimeMs, u64)>, StoreError> {
+        let Some(max) = self.retention.max_size else {
+            return Ok(None);
+        };
+        let (num, den) = retention::SIZE_HIGH_WATER;
+        if self.file_size()? <= max / den * num {
+            return Ok(None);
+        }
+        let tiers = self.tier_rows()?;
+        let Some((tier, cutoff)) = retention::size_cut(&tiers, now) else {
+            return Ok(None);
+        };
+        let deleted = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let deleted = retention::delete_before(&txn, tier, cutoff)?;
+            {
+                let mut meta = txn.open_table(layout::META)?;
+                for key in [purged_key(tier), size_purged_key(tier)] {
+                    raise_time(&mut meta, &key, cutoff)?;
+                }
+            }
+            txn.commit()?;
+            Ok(deleted)
+        })?;
+        if let Some(db) = self.db.as_mut()
+            && let Err(e) = db.compact()
+        {
+            tracing::info!(error = %e, "compaction after the size cap deferred");
+        }
+        Ok(Some((tier, cutoff, deleted)))
     }
 
     /// Rows of `tier` older than this may have been purged (0: none were).
@@ -462,6 +539,45 @@ impl Store {
             .map(|v| decode_be_u64(v.value()))
             .unwrap_or(0))
     }
+}
+
+impl Store {
+    /// The first minute the remote minute tier holds whole
+    /// ([`layout::META_REMOTE_MINUTE_FROM`]; 0: every minute it covers).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn remote_minute_from(&mut self) -> Result<TimeMs, StoreError> {
+        let txn = self.reader()?.begin_read()?;
+        let meta = txn.open_table(layout::META)?;
+        Ok(meta
+            .get(layout::META_REMOTE_MINUTE_FROM)?
+            .map(|v| decode_be_u64(v.value()))
+            .unwrap_or(0))
+    }
+}
+
+/// Sets the time at `key` of [`layout::META`] to `ts` unless it is already
+/// later (cutoffs only move forward).
+fn raise_time(
+    meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    ts: TimeMs,
+) -> Result<(), StoreError> {
+    let old = meta
+        .get(key)?
+        .map(|v| decode_be_u64(v.value()))
+        .unwrap_or(0);
+    if ts > old {
+        meta.insert(key, ts.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// [`layout::META`] key of the size cap's last cut of a tier:
+/// `"size_purged_before.<tier>"` → `u64` BE ms.
+fn size_purged_key(tier: Tier) -> String {
+    format!("size_purged_before.{}", tier.name())
 }
 
 /// [`layout::META`] key of a tier's purge cutoff: `"purged_before.<tier>"` →

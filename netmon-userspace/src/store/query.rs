@@ -7,14 +7,16 @@
 //! about 30 day rows per process plus the edges. Where a finer tier has been
 //! purged (see [`Store::purged_before`]) the edge is rounded outward to the
 //! enclosing bucket of the finest tier still kept. Remote endpoints are kept
-//! only at hour and day resolution, so their ranges round outward to hours.
+//! at minute, hour and day resolution, so their ranges round outward to
+//! minutes (`crate::query::edges` resolves edge minutes further).
 //!
 //! Remote answers are the `REMOTE_*` rows **plus** the pending pieces of the
 //! committed snapshot ([`pending_remote_rows`], read in the same read
-//! transaction), each counted as if it were a row keyed at its hour (hour
-//! tier) or that hour's day (day tier): the drain flushes a piece into the
-//! rows in the same commit that clears it from the snapshot, so every byte
-//! is in exactly one of the two, and the current hour is included.
+//! transaction), each counted as if it were a row keyed at its minute
+//! (minute tier), that minute's hour (hour tier) or day (day tier): the
+//! drain flushes a piece into the rows in the same commit that clears it
+//! from the snapshot, so every byte is in exactly one of the two, and the
+//! current minute is included.
 use std::collections::{BTreeMap, HashMap};
 
 use redb::ReadableTable as _;
@@ -266,7 +268,7 @@ impl Store {
             *e = e.add(t);
         };
         let finest = if group_by == GroupBy::Remote {
-            Tier::Hour
+            Tier::Minute
         } else {
             Tier::Interval
         };
@@ -284,8 +286,8 @@ impl Store {
                     if pending.is_none() {
                         pending = Some(pending_remote_rows(&txn)?);
                     }
-                    for (hour, rk, t) in pending.iter().flatten() {
-                        let ts = tier.bucket(*hour);
+                    for (minute, rk, t) in pending.iter().flatten() {
+                        let ts = tier.bucket(*minute);
                         if (seg.from..seg.to).contains(&ts) && keep(&rk.process, rk.class) {
                             add(Group::Remote(*rk), *t);
                         }
@@ -522,7 +524,7 @@ pub fn quality_samples(
     Ok(())
 }
 
-/// The pending remote bytes of the committed snapshot: `(UTC hour start,
+/// The pending remote bytes of the committed snapshot: `(UTC minute start,
 /// key, bytes)` per piece (see [`crate::store::RemotePending`]). Read them in
 /// the same transaction as the `REMOTE_*` rows they complete.
 ///

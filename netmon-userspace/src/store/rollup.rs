@@ -9,10 +9,11 @@
 //!
 //! The per remote tiers are the exception, for write cost: a flow's bytes
 //! wait in its snapshot entry ([`crate::store::RemotePending`]) and are
-//! added to `REMOTE_HOUR` and `REMOTE_DAY` together, at the hour they were
-//! counted in, once that hour is over (or the flow leaves). Rows plus the
-//! committed snapshot's pending pieces are exact at every committed state,
-//! and both remote tiers always hold the same flushed bytes.
+//! added to `REMOTE_MINUTE`, `REMOTE_HOUR` and `REMOTE_DAY` together, at
+//! the minute they were counted in, once that minute is over (or the flow
+//! leaves). Rows plus the committed snapshot's pending pieces are exact at
+//! every committed state, and the three remote tiers always hold the same
+//! flushed bytes.
 //! Each interval sample at time `t` belongs to the minute bucket
 //! `t - t % 60_000`, which lies in the hour bucket `t - t % 3_600_000`, and
 //! so on (UTC-aligned, so every coarser bucket is a union of finer ones).
@@ -92,13 +93,14 @@ impl Tier {
         }
     }
 
-    /// The per remote table (hour and day only).
+    /// The per remote table (minute, hour and day; none per interval).
     #[must_use]
     pub const fn remote_table(self) -> Option<Bytes> {
         match self {
+            Self::Minute => Some(layout::REMOTE_MINUTE),
             Self::Hour => Some(layout::REMOTE_HOUR),
             Self::Day => Some(layout::REMOTE_DAY),
-            Self::Interval | Self::Minute => None,
+            Self::Interval => None,
         }
     }
 
@@ -180,15 +182,15 @@ pub fn apply(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreErr
             )?;
         }
         if let Some(def) = tier.remote_table() {
-            // Remote rows carry their own hour (flushed pending pieces, see
-            // `RemotePending`), not the batch's time.
+            // Remote rows carry their own minute (flushed pending pieces,
+            // see `RemotePending`), not the batch's time.
             let mut t = txn.open_table(def)?;
             add_all(
                 &mut t,
                 batch
                     .remote_rows
                     .iter()
-                    .map(|(hour, k, d)| (layout::encode_remote_key(tier.bucket(*hour), k), *d))
+                    .map(|(minute, k, d)| (layout::encode_remote_key(tier.bucket(*minute), k), *d))
                     .collect(),
             )?;
         }

@@ -5,7 +5,8 @@
 //! - no tables at all: a fresh file; every table is created and
 //!   [`CURRENT`] written;
 //! - a version below [`CURRENT`]: each step of [`MIGRATIONS`] from it runs,
-//!   in the open's write transaction (all or nothing), and a
+//!   each in its own write transaction that also writes the version it
+//!   reached (all or nothing per step), and a
 //!   [`DaemonEvent::Migration`] is returned for the caller to record;
 //! - a version above [`CURRENT`]: refused ([`StoreError::NewerSchema`]): an
 //!   older netmon must not write a layout it does not know;
@@ -29,7 +30,17 @@ use crate::store::types::DaemonEvent;
 ///   snapshot in place. Schema 2 did not measure retransmissions: its
 ///   counters migrate with `retrans_bytes` 0 (application bytes = payload,
 ///   which is what it reported).
-pub const CURRENT: u32 = 3;
+/// - 4: remote rollups keyed by service port and direction instead of the
+///   remote port (`remote.*.v3`, 42-byte keys), with a minute tier
+///   (`remote.minute.v3`) beside hour and day; snapshot pieces by UTC
+///   minute with the service in the keys record (`snapshot*.v4`); quality
+///   samples with a direction (`quality.v2`). Older rows cannot say which
+///   side connected: they migrate with [`crate::store::ConnDir::Unknown`]
+///   and the port they had; the remote minute tier starts at the minute
+///   after the last interval sample the old file held
+///   ([`layout::META_REMOTE_MINUTE_FROM`]; earlier remote bytes are in the
+///   hour and day tiers).
+pub const CURRENT: u32 = 4;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
@@ -37,7 +48,7 @@ pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>
 /// Migration steps, in order. A step that changes a layout writes
 /// `*.v<N+1>` tables from the old ones and deletes them (see [`layout`]'s
 /// conventions).
-pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3)];
+pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3), (3, v3_to_v4)];
 
 /// 1 → 2: `snapshot.v1` (one row per flow) → snapshot chunks. Flows take
 /// slots in key order. Schema 1 wrote every delta to the remote rollups at
@@ -150,15 +161,37 @@ fn copy_table(
     Ok(())
 }
 
-/// Schema 2's snapshot chunks re-encoded with eight varints a counter set:
-/// same chunks, same slots.
+/// Schema 2's snapshot chunks re-encoded in the current layout (eight
+/// varints a counter set, service fields): same chunks, same slots.
 fn snapshot_v2_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    convert_snapshot(
+        txn,
+        (layout::SNAPSHOT_KEYS_V2, layout::SNAPSHOT_V2),
+        |c, k, h, f| layout::decode_snap_chunk_v2(c, k, h, f),
+    )
+}
+
+/// A snapshot chunk decoder of an older schema.
+type ChunkDecoder = fn(
+    u32,
+    &[u8],
+    &[u8],
+    &mut dyn FnMut(u32, netmon_common::FlowKey, crate::store::SnapEntry),
+) -> Result<(), layout::LayoutError>;
+
+/// Re-encodes the chunks of an older snapshot (`old`: keys and counters
+/// tables, read with `decode`) in the current layout, and deletes them.
+/// Pending pieces keep their bytes and time (an hour start, a whole
+/// minute) and count for the flow's remote port with an unknown direction:
+/// older schemas did not record which side connected.
+fn convert_snapshot(
+    txn: &redb::WriteTransaction,
+    old: (layout::Bytes, layout::Bytes),
+    decode: ChunkDecoder,
+) -> Result<(), StoreError> {
     use redb::ReadableTable as _;
     {
-        let (keys, hot) = match (
-            txn.open_table(layout::SNAPSHOT_KEYS_V2),
-            txn.open_table(layout::SNAPSHOT_V2),
-        ) {
+        let (keys, hot) = match (txn.open_table(old.0), txn.open_table(old.1)) {
             (Ok(k), Ok(h)) => (k, h),
             (Err(redb::TableError::TableDoesNotExist(_)), _)
             | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(()),
@@ -176,7 +209,9 @@ fn snapshot_v2_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             let (mut kb, mut hb) = (Vec::new(), Vec::new());
             let base = chunk * layout::SNAP_CHUNK;
             let mut bad = false;
-            layout::decode_snap_chunk_v2(chunk, kv.value(), h.value(), |slot, key, e| {
+            decode(chunk, kv.value(), h.value(), &mut |slot, key, mut e| {
+                e.pending.port = key.remote_port;
+                e.pending.dir = crate::store::ConnDir::Unknown;
                 match u8::try_from(slot - base) {
                     Ok(off) => {
                         layout::encode_snap_keys_record(&mut kb, off, &key, &e);
@@ -196,8 +231,63 @@ fn snapshot_v2_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             new_hot.insert(k.value(), hb.as_slice())?;
         }
     }
-    txn.delete_table(layout::SNAPSHOT_KEYS_V2)?;
-    txn.delete_table(layout::SNAPSHOT_V2)?;
+    txn.delete_table(old.0)?;
+    txn.delete_table(old.1)?;
+    Ok(())
+}
+
+/// 3 → 4: remote rollups re-keyed by service port and direction (old rows:
+/// their remote port, direction unknown), a remote minute tier, minute
+/// snapshot pieces with the service, quality samples with a direction.
+fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    for (old, new) in [
+        (layout::REMOTE_HOUR_V2, layout::REMOTE_HOUR),
+        (layout::REMOTE_DAY_V2, layout::REMOTE_DAY),
+    ] {
+        {
+            let from = match txn.open_table(old) {
+                Ok(t) => Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut to = txn.open_table(new)?;
+            for row in from.iter().flat_map(|t| t.iter()).flatten() {
+                let (k, v) = row?;
+                let (bucket, rk) = layout::decode_remote_key_v2(k.value())?;
+                to.insert(layout::encode_remote_key(bucket, &rk).as_slice(), v.value())?;
+            }
+        }
+        match txn.delete_table(old) {
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    copy_table(txn, layout::QUALITY_V1, layout::QUALITY, |v| {
+        let old: Vec<layout::QualitySampleV1> = layout::decode(v)?;
+        let new: Vec<crate::store::QualitySample> = old.into_iter().map(Into::into).collect();
+        layout::encode(&new)
+    })?;
+    convert_snapshot(
+        txn,
+        (layout::SNAPSHOT_KEYS_V3, layout::SNAPSHOT_V3),
+        |c, k, h, f| layout::decode_snap_chunk_v3(c, k, h, f),
+    )?;
+    // The minute tier holds remote bytes from the minute after the last
+    // drain of the old file on.
+    let last = {
+        let t = txn.open_table(layout::INTERVAL)?;
+        let last = t.last()?;
+        last.map(|(k, _)| layout::key_time(k.value())).transpose()?
+    };
+    if let Some(last) = last {
+        let from = crate::store::Tier::Minute.bucket(last) + 60_000;
+        let mut meta = txn.open_table(layout::META)?;
+        meta.insert(
+            layout::META_REMOTE_MINUTE_FROM,
+            from.to_be_bytes().as_slice(),
+        )?;
+    }
     Ok(())
 }
 
@@ -252,13 +342,26 @@ pub fn prepare(db: &redb::Database) -> Result<Vec<DaemonEvent>, StoreError> {
             });
         }
         Some(v) => {
+            // One write transaction per step, each writing the version it
+            // reached: a step reads tables an earlier step wrote, and redb
+            // (3.1) panics committing a transaction that created and
+            // deleted the same table. A crash between steps leaves a file
+            // at an intermediate version, which the next open continues.
+            drop(txn);
             for (from, step) in MIGRATIONS.iter().filter(|(from, _)| *from >= v) {
+                let txn = db.begin_write()?;
                 step(&txn)?;
+                {
+                    let mut meta = txn.open_table(layout::META)?;
+                    meta.insert(layout::META_SCHEMA, (from + 1).to_be_bytes().as_slice())?;
+                }
+                txn.commit()?;
                 events.push(DaemonEvent::Migration {
                     from: *from,
                     to: from + 1,
                 });
             }
+            return finish(db, events);
         }
         None => {
             if txn.list_tables()?.next().is_some() {
@@ -266,6 +369,13 @@ pub fn prepare(db: &redb::Database) -> Result<Vec<DaemonEvent>, StoreError> {
             }
         }
     }
+    drop(txn);
+    finish(db, events)
+}
+
+/// Writes [`CURRENT`] and creates every table that is missing.
+fn finish(db: &redb::Database, events: Vec<DaemonEvent>) -> Result<Vec<DaemonEvent>, StoreError> {
+    let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(layout::META)?;
         meta.insert(layout::META_SCHEMA, CURRENT.to_be_bytes().as_slice())?;
@@ -353,24 +463,27 @@ mod tests {
             .collect()
     }
 
+    /// Per (process, address, port, protocol), directions summed: rows
+    /// migrated without a direction and new ones with one add up.
     fn by_remote(store: &mut Store) -> BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> {
-        store
+        let mut out: BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> = BTreeMap::new();
+        for r in store
             .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
             .expect("totals")
-            .into_iter()
-            .filter_map(|r| match r.group {
-                Group::Remote(k) => Some((
-                    (
+        {
+            if let Group::Remote(k) = r.group {
+                let e = out
+                    .entry((
                         k.process,
                         raw_to_ip(&k.addr, k.ip_version),
                         k.port,
                         k.protocol,
-                    ),
-                    r.traffic,
-                )),
-                _ => None,
-            })
-            .collect()
+                    ))
+                    .or_default();
+                *e = e.add(r.traffic);
+            }
+        }
+        out
     }
 
     #[test]
@@ -387,7 +500,8 @@ mod tests {
             events,
             vec![
                 DaemonEvent::Migration { from: 1, to: 2 },
-                DaemonEvent::Migration { from: 2, to: 3 }
+                DaemonEvent::Migration { from: 2, to: 3 },
+                DaemonEvent::Migration { from: 3, to: 4 }
             ]
         );
         let truth = script.truth(0..=40);
@@ -502,7 +616,7 @@ mod tests {
                 // Chunk 1, slot offset 3: keys as schema 2 wrote them (no
                 // base piece), counters as six varints and the flags byte.
                 let mut keys = Vec::new();
-                layout::encode_snap_keys_record(
+                layout::encode_snap_keys_record_v3(
                     &mut keys,
                     3,
                     &flow,
@@ -528,7 +642,13 @@ mod tests {
             txn.commit().expect("commit");
         }
         let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
-        assert_eq!(events, vec![DaemonEvent::Migration { from: 2, to: 3 }]);
+        assert_eq!(
+            events,
+            vec![
+                DaemonEvent::Migration { from: 2, to: 3 },
+                DaemonEvent::Migration { from: 3, to: 4 }
+            ]
+        );
         let snapshot = store.load_snapshot().expect("snapshot");
         assert_eq!(snapshot.flows.len(), 1);
         let r = &snapshot.flows[0];

@@ -6,6 +6,7 @@ use netmon_common::{DirCounters, FlowKey, FlowValue};
 
 use crate::ownership::{ProcessId, ProcessInfo};
 use crate::store::class::DestClass;
+use crate::store::service::ConnDir;
 
 /// Milliseconds since the Unix epoch (UTC). Every time in the store is one.
 pub type TimeMs = u64;
@@ -127,8 +128,9 @@ pub struct SnapEntry {
 ///
 /// Remote rollups are not read-modify-written every interval: each flow
 /// keeps its unflushed bytes here, in its snapshot entry, split in at most
-/// two pieces by UTC hour. The drain adds a piece to `REMOTE_HOUR` /
-/// `REMOTE_DAY` ("flushes" it) once its hour is over (in bounded batches),
+/// two pieces by UTC minute. The drain adds a piece to `REMOTE_MINUTE`,
+/// `REMOTE_HOUR` and `REMOTE_DAY` ("flushes" it) once its minute is over
+/// (in bounded batches),
 /// and everything when the flow leaves the snapshot (retired, vanished,
 /// reset) or its owner or class changes. Rows and entry change in the same
 /// transaction, so every byte is in exactly one of them; readers of remote
@@ -140,15 +142,19 @@ pub struct RemotePending {
     pub process: ProcessId,
     /// Their destination class.
     pub class: DestClass,
-    /// Bytes of hour `older_hour` (zero unless an hour ended since the last
-    /// flush while `newer` held bytes).
+    /// Their service port ([`crate::store::service`]).
+    pub port: u16,
+    /// Their direction.
+    pub dir: ConnDir,
+    /// Bytes of minute `older_minute` (zero unless a minute ended since the
+    /// last flush while `newer` held bytes).
     pub older: Traffic,
-    /// Start of the UTC hour of `older`.
-    pub older_hour: TimeMs,
-    /// Bytes of hour `newer_hour`.
+    /// Start of the UTC minute of `older`.
+    pub older_minute: TimeMs,
+    /// Bytes of minute `newer_minute`.
     pub newer: Traffic,
-    /// Start of the UTC hour of `newer`.
-    pub newer_hour: TimeMs,
+    /// Start of the UTC minute of `newer`.
+    pub newer_minute: TimeMs,
 }
 
 impl Default for RemotePending {
@@ -159,10 +165,12 @@ impl Default for RemotePending {
                 start_ticks: 0,
             },
             class: DestClass::Unknown,
+            port: 0,
+            dir: ConnDir::Out,
             older: Traffic::default(),
-            older_hour: 0,
+            older_minute: 0,
             newer: Traffic::default(),
-            newer_hour: 0,
+            newer_minute: 0,
         }
     }
 }
@@ -174,11 +182,12 @@ impl RemotePending {
         self.older.is_zero() && self.newer.is_zero()
     }
 
-    /// True when a piece belongs to an hour before `hour` (a flush is due).
+    /// True when a piece belongs to a minute before `minute` (a flush is
+    /// due).
     #[must_use]
-    pub const fn has_before(&self, hour: TimeMs) -> bool {
-        (!self.older.is_zero() && self.older_hour < hour)
-            || (!self.newer.is_zero() && self.newer_hour < hour)
+    pub const fn has_before(&self, minute: TimeMs) -> bool {
+        (!self.older.is_zero() && self.older_minute < minute)
+            || (!self.newer.is_zero() && self.newer_minute < minute)
     }
 
     /// The remote key of the pieces for flow `flow`.
@@ -187,18 +196,22 @@ impl RemotePending {
         RemoteKey {
             process: self.process,
             addr: flow.remote_addr,
-            port: flow.remote_port,
+            port: self.port,
+            dir: self.dir,
             ip_version: flow.ip_version,
             protocol: flow.protocol,
             class: self.class,
         }
     }
 
-    /// The non-empty pieces, `(hour start, bytes)`.
+    /// The non-empty pieces, `(minute start, bytes)`.
     pub fn pieces(&self) -> impl Iterator<Item = (TimeMs, Traffic)> {
-        [(self.older_hour, self.older), (self.newer_hour, self.newer)]
-            .into_iter()
-            .filter(|(_, t)| !t.is_zero())
+        [
+            (self.older_minute, self.older),
+            (self.newer_minute, self.newer),
+        ]
+        .into_iter()
+        .filter(|(_, t)| !t.is_zero())
     }
 }
 
@@ -214,7 +227,7 @@ pub struct QualitySample {
     pub start_ticks: u64,
     /// Remote address, kernel encoding.
     pub addr: [u8; 16],
-    /// Remote port.
+    /// Service port ([`crate::store::service`]).
     pub port: u16,
     /// IP version.
     pub ip_version: u8,
@@ -222,6 +235,8 @@ pub struct QualitySample {
     pub protocol: u8,
     /// [`DestClass`] byte.
     pub class: u8,
+    /// [`ConnDir`] byte.
+    pub dir: u8,
     /// Smoothed RTT in microseconds at the flow's latest packet; 0 when the
     /// socket had no RTT measurement yet.
     pub srtt_us: u32,
@@ -244,6 +259,7 @@ impl QualitySample {
             },
             addr: self.addr,
             port: self.port,
+            dir: ConnDir::from_byte(self.dir)?,
             ip_version: self.ip_version,
             protocol: self.protocol,
             class: DestClass::from_byte(self.class)?,
@@ -251,15 +267,20 @@ impl QualitySample {
     }
 }
 
-/// Per (process, remote endpoint) key of the "where did it go" rollups.
+/// Per (process, remote address, service) key of the "where did it go"
+/// rollups: the service port and direction, not the ephemeral port, so a
+/// server's connections from one peer to one port are one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RemoteKey {
     /// The process.
     pub process: ProcessId,
     /// Remote address, kernel encoding (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
-    /// Remote port, host order.
+    /// Service port, host order: the local port of an inbound flow, the
+    /// remote port of an outbound one ([`crate::store::service`]).
     pub port: u16,
+    /// Who connected.
+    pub dir: ConnDir,
     /// IP version, 4 or 6.
     pub ip_version: u8,
     /// IP protocol number.
@@ -355,8 +376,9 @@ pub struct Batch {
     pub processes: Vec<ProcessInfo>,
     /// Deltas per process and destination class.
     pub proc_rows: Vec<(ProcessId, DestClass, Traffic)>,
-    /// Flushed [`RemotePending`] pieces: `(UTC hour start, key, bytes)`,
-    /// added to `REMOTE_HOUR` at that hour and `REMOTE_DAY` at its day.
+    /// Flushed [`RemotePending`] pieces: `(UTC minute start, key, bytes)`,
+    /// added to `REMOTE_MINUTE` at that minute, `REMOTE_HOUR` at its hour
+    /// and `REMOTE_DAY` at its day.
     pub remote_rows: Vec<(TimeMs, RemoteKey, Traffic)>,
     /// Deltas per interface and destination class (overflow has no
     /// interface and is not here).
@@ -372,6 +394,9 @@ pub struct Batch {
     pub events: Vec<DaemonEvent>,
     /// TCP flows' quality over the interval ending at `ts_ms`.
     pub quality: Vec<QualitySample>,
+    /// Interface counters (tc programs): deltas, snapshot and names
+    /// ([`crate::store::ifcount`]).
+    pub ifcount: crate::store::ifcount::IfBatch,
     /// Commit without waiting for the disk (redb [`redb::Durability::None`]).
     /// `false` (the default): durable when [`crate::store::Store::commit`]
     /// returns. A lazy commit is atomic and visible at once, survives a
@@ -393,5 +418,6 @@ impl Batch {
             && self.overflow_snapshot.is_none()
             && self.events.is_empty()
             && self.quality.is_empty()
+            && self.ifcount.is_empty()
     }
 }

@@ -1,8 +1,9 @@
 //! Documents only the HTTP API serves (the rest of its answers are the
-//! socket's documents, unchanged): the daemon's status, the login.
+//! socket's documents, unchanged): the daemon's status, the login, a
+//! process's sockets now.
 use serde::{Deserialize, Serialize};
 
-use super::Status;
+use super::{SocketCounters, Status, Totals};
 
 /// `GET /api/v1/status`: the daemon and, for the kernel source, the kernel
 /// side's health (`netmon status`'s document).
@@ -51,4 +52,29 @@ pub struct LoginReply {
     pub schema_version: u32,
     /// The session lasts this long, seconds.
     pub expires_in_s: u64,
+}
+
+/// `GET /api/v1/sockets?pid=PID:START_TICKS`: a process's sockets as the
+/// drain's last committed reading had them ("sockets now").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sockets {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Time of the reading (a drain), RFC 3339 UTC.
+    pub taken_at: String,
+    /// Time of the reading, unix ms.
+    pub taken_at_unix_ms: u64,
+    /// The process.
+    pub pid: u32,
+    /// Its start time, clock ticks since boot.
+    pub start_ticks: u64,
+    /// Its command name (`[unattributed]` when the daemon knows none).
+    pub comm: String,
+    /// Sockets of the process in the reading (`rows` may hold fewer).
+    pub sockets_total: u64,
+    /// Busiest first: endpoints, protocol, `closed` (released, not yet
+    /// retired), TCP state, and the bytes each socket counted so far.
+    pub rows: Vec<SocketCounters>,
+    /// Sum over all `sockets_total` sockets.
+    pub total: Totals,
 }

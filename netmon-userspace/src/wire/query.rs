@@ -46,9 +46,18 @@ pub struct GroupFields {
     /// Remote address (`--by remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<IpAddr>,
-    /// Remote port (`--by port`).
+    /// Remote port (`--by port`, outbound rows and rows without a
+    /// direction: there the service port is the remote one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_port: Option<u16>,
+    /// Service port (`--by port`): the local port of inbound flows, the
+    /// remote port of outbound ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
+    /// `in` (a peer connected to this host) or `out` (`--by port`); absent
+    /// for history recorded before directions were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// Protocol name (`--by port`, `--by protocol`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -81,7 +90,7 @@ pub struct Usage {
     pub until_unix_ms: u64,
     /// Start of the time the rows read really cover: `from` when `exact`,
     /// earlier when rows had to be counted whole beyond the window (purged
-    /// finer tiers, or remote endpoints kept per hour; `note` says which);
+    /// finer tiers, or remote endpoints kept per minute; `note` says which);
     /// null for an empty window.
     pub covered_from_unix_ms: Option<u64>,
     /// End of the covered time.
@@ -145,6 +154,52 @@ pub struct UsageRow {
     /// `retrans_segs / data_segs_out`, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrans_rate: Option<f64>,
+    /// `--by interface` on an interface netmon's tc programs watch:
+    /// everything the interface moved in the window, by class. Its
+    /// `total` is what the interface's own counters say for the window;
+    /// `tx`/`rx` above are the IP bytes local processes' sockets moved
+    /// through it (the `local_socket` class, without link-layer headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_counters: Option<InterfaceTraffic>,
+}
+
+/// An interface's own traffic over a window, per direction (see
+/// [`UsageRow::interface_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceTraffic {
+    /// Received.
+    pub rx: InterfaceDirection,
+    /// Sent.
+    pub tx: InterfaceDirection,
+}
+
+/// One direction of [`InterfaceTraffic`]: `total` is the sum of the four
+/// classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceDirection {
+    /// Everything.
+    pub total: FrameCount,
+    /// Local IP sockets: what processes own.
+    pub local_socket: FrameCount,
+    /// Forwarded by the host (routed or NATed through it).
+    pub forwarded: FrameCount,
+    /// Sockets with no recorded owner: `AF_PACKET` (tcpdump, DHCP
+    /// clients), the kernel's control sockets, sockets opened before netmon
+    /// loaded (sent only).
+    pub other_socket: FrameCount,
+    /// No socket: sent by the kernel on its own (ARP, neighbour
+    /// discovery), or received for no local socket.
+    pub no_socket: FrameCount,
+}
+
+/// Packets and bytes as an interface counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameCount {
+    /// Packets (a GSO packet is one, as virtual devices count it).
+    pub packets: u64,
+    /// Bytes of whole frames, link-layer header included (14 B on
+    /// Ethernet, 0 on tun/WireGuard); a VLAN tag carried in metadata is not.
+    pub frame_bytes: u64,
 }
 
 /// `netmon history`: a time series.
@@ -517,4 +572,35 @@ pub struct Pong {
     pub db: String,
     /// Newest interval sample, unix ms (null: none yet).
     pub latest_sample_unix_ms: Option<u64>,
+    /// The history file's size and rows per tier (absent from daemons that
+    /// predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
+}
+
+/// The history file: its size, its cap, and what each tier holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Size of the file in bytes.
+    pub file_bytes: u64,
+    /// `[retention] max_size` in bytes (null: no cap).
+    pub max_size_bytes: Option<u64>,
+    /// Per tier, finest first.
+    pub tiers: Vec<TierStatus>,
+}
+
+/// What one tier of the history holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierStatus {
+    /// `interval`, `minute`, `hour` or `day`.
+    pub tier: String,
+    /// Rows in all of the tier's tables.
+    pub rows: u64,
+    /// Time of the oldest row, unix ms (null: no rows).
+    pub oldest_unix_ms: Option<u64>,
+    /// How long the tier is kept, seconds (null: forever).
+    pub keep_secs: Option<u64>,
+    /// Rows before this time were deleted to keep the file under
+    /// `max_size` (null: never).
+    pub size_purged_before_unix_ms: Option<u64>,
 }

@@ -464,6 +464,10 @@ pub struct UsageRow {
     pub container: Option<String>,
     pub remote_addr: Option<String>,
     pub remote_port: Option<u16>,
+    #[serde(default)]
+    pub service_port: Option<u16>,
+    #[serde(default)]
+    pub direction: Option<String>,
     pub protocol: Option<String>,
     pub ifindex: Option<u32>,
     pub class: Option<String>,

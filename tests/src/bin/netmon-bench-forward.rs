@@ -1,0 +1,330 @@
+//! `netmon-bench-forward`: what netmon's interface (tc) programs cost
+//! forwarded traffic. Run as root:
+//! `cargo build --release -p netmon-tests --bins && target/release/netmon-bench-forward`.
+//!
+//! A router namespace R forwards 64-byte UDP datagrams from A to B over two
+//! veth pairs (`nmfa`, `nmfb` in R). Each round measures three modes, in
+//! an order rotating from round to round:
+//! - **unattached**: no program on R's interfaces;
+//! - **empty tc**: a two-instruction tcx program (`return TCX_NEXT`) on
+//!   ingress and egress of both interfaces: the floor any tc counter pays;
+//! - **netmon**: `netmon load --watch-interface 'nmf*'` inside R (its
+//!   cgroup programs on an empty cgroup, so only the tc programs see the
+//!   traffic).
+//!
+//! Reported: medians of datagrams sent and delivered per second, and the
+//! ratios netmon / unattached, empty / unattached and netmon / empty (the
+//! issue's target: netmon ≥ 0.97 of the empty program). It measures and
+//! reports; it never asserts. On veth the whole forwarding path runs in the
+//! sender's context, so the sender's rate includes every hook.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use netmon_tests::{
+    cgroup::CgroupGuard, netmon::netmon_bin, report::READY, router::Router, scenario::first_port,
+    workload::Workload,
+};
+
+#[derive(Parser)]
+#[command(about = "netmon tc overhead on forwarded UDP: with programs attached vs not")]
+struct Args {
+    /// Rounds (each measures every mode once).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// UDP payload size in bytes.
+    #[arg(long, default_value_t = 64)]
+    udp_size: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Unattached,
+    EmptyTc,
+    Netmon,
+}
+
+impl Mode {
+    const ALL: [Self; 3] = [Self::Unattached, Self::EmptyTc, Self::Netmon];
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Unattached => "unattached",
+            Self::EmptyTc => "empty tc",
+            Self::Netmon => "netmon",
+        }
+    }
+}
+
+/// netmon loaded inside R; unloaded on drop.
+struct Loaded {
+    pin_dir: PathBuf,
+}
+
+impl Loaded {
+    fn new(router: &Router, cgroup: &Path) -> anyhow::Result<Self> {
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/netmon-bench-forward-{}",
+            std::process::id()
+        ));
+        let status = Command::new("nsenter")
+            .arg(format!("--net={}", router.r.path().display()))
+            .arg(netmon_bin())
+            .args(["load", "--watch-interface", "nmf*", "--pin-dir"])
+            .arg(&pin_dir)
+            .arg(format!("--cgroup={}", cgroup.display()))
+            .status()
+            .context("netmon load")?;
+        if !status.success() {
+            bail!("netmon load in R: {status}");
+        }
+        Ok(Self { pin_dir })
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let res = Command::new(netmon_bin())
+            .arg("unload")
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .status();
+        if !matches!(res, Ok(s) if s.success()) {
+            eprintln!("netmon-bench-forward: netmon unload failed: {res:?}");
+        }
+    }
+}
+
+/// Datagrams A → B through R for `seconds`: (sent, delivered) thousands
+/// per second.
+fn udp(
+    exe: &Path,
+    cg: &CgroupGuard,
+    router: &Router,
+    seconds: f64,
+    size: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let b = router.addr(2, 2).to_string();
+    let mut rx = Workload::spawn(
+        exe,
+        ["udp-recv", "--bind", &b, "--idle-ms", "500"],
+        cg,
+        Some(&router.b),
+    );
+    let to = SocketAddr::new(
+        b.parse().context("B's address")?,
+        first_port(&rx.wait_event(READY)),
+    )
+    .to_string();
+    let mut tx = Workload::spawn(
+        exe,
+        [
+            "udp-send",
+            "--connect",
+            "--to",
+            &to,
+            "--count",
+            &u64::MAX.to_string(),
+            "--sizes",
+            &size.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ],
+        cg,
+        Some(&router.a),
+    );
+    let sent = tx.wait_done();
+    let got = rx.wait_done();
+    let t = (sent.elapsed_ms.max(1) as f64) / 1000.0;
+    Ok((
+        sent.datagrams_sent as f64 / t / 1e3,
+        got.datagrams_received as f64 / t / 1e3,
+    ))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("netmon-bench-forward needs root (it loads eBPF programs and creates namespaces)");
+    }
+    let exe = std::env::current_exe()
+        .context("own path")?
+        .parent()
+        .map(|d| d.join("netmon-workload"))
+        .filter(|p| p.is_file())
+        .context("netmon-workload not found next to netmon-bench-forward")?;
+    let cg = CgroupGuard::new("bench-fwd");
+    // netmon's cgroup programs go to an empty cgroup: only its tc programs
+    // see the forwarded traffic.
+    let idle = CgroupGuard::new("bench-fwd-idle");
+    let router = Router::new("nmf", 220, "fw");
+    let mut sent: [Vec<f64>; 3] = Default::default();
+    let mut delivered: [Vec<f64>; 3] = Default::default();
+    for round in 0..args.rounds {
+        for k in 0..Mode::ALL.len() {
+            let mode = Mode::ALL[(round + k) % Mode::ALL.len()];
+            let loaded = match mode {
+                Mode::Netmon => Some(Loaded::new(&router, idle.path())?),
+                _ => None,
+            };
+            let empty = match mode {
+                Mode::EmptyTc => Some(empty_tc::EmptyTc::attach(&router.r, &["nmfa", "nmfb"])?),
+                _ => None,
+            };
+            let (s, d) = udp(&exe, &cg, &router, args.seconds, args.udp_size)?;
+            drop(loaded);
+            drop(empty);
+            sent[mode as usize].push(s);
+            delivered[mode as usize].push(d);
+            eprintln!(
+                "round {}/{} {:<10}  forwarded UDP sent {s:8.1} kpps  delivered {d:8.1} kpps",
+                round + 1,
+                args.rounds,
+                mode.name()
+            );
+        }
+    }
+    println!();
+    println!(
+        "netmon tc overhead on forwarding: {} B UDP A -> R -> B (veth), {} rounds x {} s per mode, order rotating",
+        args.udp_size, args.rounds, args.seconds
+    );
+    for (name, v) in [("sent", &sent), ("delivered", &delivered)] {
+        let m = |mode: Mode| median(&v[mode as usize]);
+        let (u, e, n) = (m(Mode::Unattached), m(Mode::EmptyTc), m(Mode::Netmon));
+        println!(
+            "  {name:<9} kpps: unattached {u:8.1}  empty tc {e:8.1}  netmon {n:8.1}   netmon/unattached {:.3}  empty/unattached {:.3}  netmon/empty {:.3}",
+            n / u,
+            e / u,
+            n / e
+        );
+    }
+    Ok(())
+}
+
+/// An empty tcx program on ingress and egress of interfaces in a namespace,
+/// through bpf(2) directly (no eBPF toolchain needed for a two-instruction
+/// program).
+mod empty_tc {
+    use std::{
+        ffi::CString,
+        io,
+        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        thread,
+    };
+
+    use anyhow::Context as _;
+    use netmon_tests::netns::Netns;
+
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_TCX_EGRESS: u32 = 47;
+
+    /// `r0 = -1 (TCX_NEXT); exit`.
+    const RETURN_NEXT: [u64; 2] = [
+        // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm -1.
+        0xb7 | (0xffff_ffff << 32),
+        // BPF_JMP | BPF_EXIT.
+        0x95,
+    ];
+
+    /// The program and its links; dropping it detaches them.
+    pub struct EmptyTc {
+        _prog: OwnedFd,
+        _links: Vec<OwnedFd>,
+    }
+
+    impl EmptyTc {
+        pub fn attach(ns: &Netns, interfaces: &[&str]) -> anyhow::Result<Self> {
+            let license = CString::new("GPL").context("license")?;
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+            attr[4..8].copy_from_slice(&(RETURN_NEXT.len() as u32).to_ne_bytes());
+            attr[8..16].copy_from_slice(&(RETURN_NEXT.as_ptr() as u64).to_ne_bytes());
+            attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+            let prog = bpf(BPF_PROG_LOAD, &mut attr).context("load the empty tc program")?;
+            let file = ns.open();
+            let names: Vec<CString> = interfaces
+                .iter()
+                .map(|n| CString::new(*n).context("interface name"))
+                .collect::<anyhow::Result<_>>()?;
+            // Interface indexes are per namespace: look up and attach from
+            // a thread that joined R.
+            let links = thread::scope(|s| {
+                s.spawn(|| -> anyhow::Result<Vec<OwnedFd>> {
+                    // SAFETY: setns on this thread only, with a namespace fd we own.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if rc != 0 {
+                        return Err(io::Error::last_os_error()).context("setns");
+                    }
+                    let mut links = Vec::new();
+                    for name in &names {
+                        // SAFETY: a NUL-terminated name.
+                        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                        if ifindex == 0 {
+                            anyhow::bail!("no interface {name:?} in {}", ns.name());
+                        }
+                        for attach_type in [BPF_TCX_INGRESS, BPF_TCX_EGRESS] {
+                            // BPF_LINK_CREATE: prog_fd, target_ifindex,
+                            // attach_type, flags (tcx: no relative program).
+                            let mut attr = [0u8; 128];
+                            attr[0..4].copy_from_slice(&prog.as_raw_fd().to_ne_bytes());
+                            attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+                            attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
+                            links.push(bpf(BPF_LINK_CREATE, &mut attr).with_context(|| {
+                                format!("attach the empty tc program to {name:?}")
+                            })?);
+                        }
+                    }
+                    Ok(links)
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the attaching thread panicked"))?
+            })?;
+            Ok(Self {
+                _prog: prog,
+                _links: links,
+            })
+        }
+    }
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> io::Result<OwnedFd> {
+        // SAFETY: `attr` is a valid, writable `union bpf_attr` prefix of the
+        // size passed; the pointers in it (instructions, license) outlive the
+        // call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr.as_mut_ptr(),
+                attr.len() as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned a bad fd"))?;
+        // SAFETY: a new fd the kernel just returned, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
