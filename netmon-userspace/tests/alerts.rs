@@ -1097,3 +1097,175 @@ fn remote_and_port_scopes_are_rebuilt_exactly_after_restarts() {
     run.drive(14..=40);
     assert_eq!(endpoint_events(&run), endpoint_expected());
 }
+
+/// Interface scopes: firefox receives 1000 IP bytes a tick from the
+/// internet over interface 2 on 0..=20; a resolver on interface 3 (a
+/// modem) sends 500 and receives 200 a tick to 8.8.8.8 all along; a
+/// cache talks to 127.0.0.1 (interface 1, `lo`) sending 1000 a tick.
+fn iface_script() -> Script {
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let ff = b.process(100, 10, "firefox", 0..=u64::MAX);
+    let dns = b.process(200, 20, "resolved", 0..=u64::MAX);
+    let cache = b.process(300, 30, "cache", 0..=u64::MAX);
+    b.socket(1, Some(ff), None).flow(
+        1,
+        "93.184.216.34:443",
+        0..=20,
+        per_tick(0, 0),
+        per_tick(1, 960),
+    );
+    b.socket(2, Some(dns), None).flow(
+        2,
+        "8.8.8.8:53",
+        0..=1000,
+        per_tick(1, 460),
+        per_tick(1, 160),
+    );
+    b.socket(3, Some(cache), None).flow(
+        3,
+        "127.0.0.1:6379",
+        0..=1000,
+        per_tick(1, 960),
+        per_tick(0, 0),
+    );
+    let mut s = b.build().expect("valid script");
+    for sock in &mut s.sockets {
+        if sock.cookie == 2 {
+            for f in &mut sock.flows {
+                f.ifindex = 3;
+            }
+        }
+    }
+    s.validate().expect("valid script");
+    s
+}
+
+const IFACE_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "if2"
+filters = ["interface=2"]
+direction = "rx"
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "modem-rate"
+filters = ["interface=3"]
+direction = "tx"
+kind = "rate"
+over = "3kbit/s"
+for = "2s"
+[[alerts.rule]]
+name = "modem-quota"
+filters = ["interface=3"]
+kind = "quota"
+cap = "20000"
+levels = [50, 100]
+reset_day = 1
+[[alerts.rule]]
+name = "lo-day"
+filters = ["interface=l?"]
+kind = "volume"
+over = "20000"
+period = "day"
+[[alerts.rule]]
+name = "if2-lan"
+filters = ["interface=2"]
+class = "lan"
+kind = "volume"
+over = "1"
+window = "1h"
+"#;
+
+/// The events the interface rules must give, from the script's own per
+/// tick figures.
+fn iface_expected() -> Vec<(u64, String, String, Option<u64>)> {
+    let if2_rx = |k: u64| if k <= 20 { 1000 } else { 0 };
+    let (modem_tx, modem_rx, lo_tx) = (500u64, 200u64, 1000u64);
+    let mut want = Vec::new();
+    let mut active = false;
+    for t in 0..=40u64 {
+        let sum: u64 = (t.saturating_sub(9)..=t).map(if2_rx).sum();
+        if sum > 5500 && !active {
+            active = true;
+            want.push((t, "if2".into(), "fired".into(), Some(sum)));
+        } else if sum <= 5500 && active {
+            active = false;
+            want.push((t, "if2".into(), "cleared".into(), Some(sum)));
+        }
+    }
+    // 8 · 500 bit/s from tick 1 (the first interval with a length) is
+    // above 3000 all along: fired once the run is 2 s long.
+    assert!(modem_tx * 8 > 3000);
+    want.push((2, "modem-rate".into(), "fired".into(), None));
+    // Quota: both directions, internet, against 20000: 50 % and 100 %.
+    let mut fired = Vec::new();
+    for t in 0..=40u64 {
+        let used = (modem_tx + modem_rx) * (t + 1);
+        let top = [50u64, 100]
+            .into_iter()
+            .filter(|p| used * 100 >= 20000 * p && !fired.contains(p))
+            .max();
+        if let Some(p) = top {
+            fired.retain(|x| *x > p);
+            fired.extend([50u64, 100].into_iter().filter(|x| *x <= p));
+            want.push((t, "modem-quota".into(), "level".into(), Some(used)));
+        }
+    }
+    // lo (index 1, matched by name) today above 20000, once.
+    for t in 0..=40u64 {
+        let sum = lo_tx * (t + 1);
+        if sum > 20000 {
+            want.push((t, "lo-day".into(), "fired".into(), Some(sum)));
+            break;
+        }
+    }
+    want.sort();
+    want
+}
+
+#[test]
+fn interface_scopes_count_their_interfaces_by_index_name_class_and_direction() {
+    // `interface=l?` matches index 1 by the system's name for it.
+    let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex").expect("/sys/class/net/lo");
+    assert_eq!(lo.trim(), "1", "loopback is interface 1 in this namespace");
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_RULES, base);
+    run.drive(0..=40);
+    let want = iface_expected();
+    for e in [
+        (5, "if2", "fired"),
+        (25, "if2", "cleared"),
+        (14, "modem-quota", "level"),
+        (28, "modem-quota", "level"),
+        (20, "lo-day", "fired"),
+    ] {
+        assert!(
+            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == e),
+            "the script exercises {e:?}: {want:?}"
+        );
+    }
+    assert_eq!(endpoint_events(&run), want);
+    let ev = run
+        .events
+        .iter()
+        .find(|e| e.rule == "lo-day")
+        .expect("lo-day fired");
+    assert_eq!(ev.filters, vec!["interface=l?".to_owned()]);
+}
+
+#[test]
+fn interface_scopes_are_rebuilt_exactly_after_restarts() {
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_RULES, base);
+    // Down after tick 7 and after tick 15 (windows, the quota's first
+    // level and the day total already under way), back the next tick.
+    run.drive(0..=7);
+    run.restart(8);
+    run.drive(8..=15);
+    run.restart(16);
+    run.drive(16..=40);
+    assert_eq!(endpoint_events(&run), iface_expected());
+}

@@ -28,9 +28,12 @@
 //!
 //! [[alerts.rule]]
 //! name = "firefox-daily"
-//! filters = ["app=firefox"]      # the CLI's --filter vocabulary (not interface);
+//! filters = ["app=firefox"]      # the CLI's --filter vocabulary;
 //!                                # globs on names (app=fire*, cgroup=/user.slice/*)
 //!                                # and networks (remote=10.0.0.0/8)
+//!                                # interface=wwan0 (or wwan*, or an index) alone:
+//!                                # that interface's local sockets' IP bytes
+//!                                # (volume, rate and quota rules)
 //! class = "internet"             # optional destination class
 //! direction = "both"             # tx | rx | both (default)
 //! kind = "volume"                # volume | rate | quota | new_app | quality
@@ -391,6 +394,11 @@ pub struct Scope {
     pub patterns: Vec<(FilterKey, glob::Pattern)>,
     /// Remote networks (`remote=10.0.0.0/8`), all must contain the remote.
     pub nets: Vec<(std::net::IpAddr, u8)>,
+    /// Interfaces (`interface=wwan0`, `interface=wwan*`, `interface=3`):
+    /// the scope counts the per interface rows (local sockets' IP bytes,
+    /// `usage --by interface`'s `tx`/`rx`), and each pattern must match
+    /// the interface's name or its index.
+    pub ifaces: Vec<glob::Pattern>,
 }
 
 impl Scope {
@@ -399,6 +407,23 @@ impl Scope {
     #[must_use]
     pub fn by_endpoint(&self) -> bool {
         !self.nets.is_empty() || self.filters.iter().any(|t| t.key.needs_remote())
+    }
+
+    /// True when interface terms restrict it: its traffic comes from the
+    /// per interface rows.
+    #[must_use]
+    pub fn by_interface(&self) -> bool {
+        !self.ifaces.is_empty()
+    }
+
+    /// True when interface `ifindex` (named `name` when known) matches
+    /// every interface pattern, by name or by index.
+    #[must_use]
+    pub fn iface_matches(&self, ifindex: u32, name: Option<&str>) -> bool {
+        let index = ifindex.to_string();
+        self.ifaces
+            .iter()
+            .all(|p| p.matches(&index) || name.is_some_and(|n| p.matches(n)))
     }
 
     /// True when the process's names match every pattern.
@@ -433,6 +458,11 @@ impl Scope {
             .to_string()
         }));
         v.extend(self.nets.iter().map(|(n, l)| format!("remote={n}/{l}")));
+        v.extend(
+            self.ifaces
+                .iter()
+                .map(|p| format!("interface={}", p.as_str())),
+        );
         v
     }
 }
@@ -840,7 +870,7 @@ fn fingerprint(r: &RuleFile) -> u64 {
 )]
 fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Result<Rule, String> {
     let mut filters = Vec::new();
-    let (mut patterns, mut nets) = (Vec::new(), Vec::new());
+    let (mut patterns, mut nets, mut ifaces) = (Vec::new(), Vec::new(), Vec::new());
     for f in &r.filters {
         if let Some((k, v)) = f.split_once('=')
             && k.trim() == "remote"
@@ -864,10 +894,9 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             continue;
         }
         if t.key == FilterKey::Interface {
-            return Err(format!(
-                "filter {f:?}: interface totals carry no process or endpoint; \
-                 rules take pid, app, comm, user, cgroup, container, remote, port, protocol, class"
-            ));
+            // A name, an index or a glob over names (`wwan*`).
+            ifaces.push(glob::Pattern::new(&t.value).map_err(|e| format!("filter {f:?}: {e}"))?);
+            continue;
         }
         filters.push(t);
     }
@@ -878,6 +907,21 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             return Err("class given twice, differently".to_owned());
         }
         class = Some(c);
+    }
+    if !ifaces.is_empty() {
+        if !(filters.is_empty() && patterns.is_empty() && nets.is_empty()) {
+            return Err(
+                "interface totals are kept per interface only: an interface rule takes \
+                 interface terms, a class and a direction (no process, remote, port or protocol)"
+                    .to_owned(),
+            );
+        }
+        if !matches!(r.kind.as_str(), "volume" | "rate" | "quota") {
+            return Err(format!(
+                "kind {:?} does not take an interface (volume, rate and quota do)",
+                r.kind
+            ));
+        }
     }
     let endpoint = !nets.is_empty() || filters.iter().any(|t| t.key.needs_remote());
     let samples = matches!(r.kind.as_str(), "rtt_p95" | "retrans_rate");
@@ -1138,6 +1182,7 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             class,
             patterns,
             nets,
+            ifaces,
         },
         direction,
         condition,
@@ -1393,8 +1438,12 @@ min_segments = 500
                 "no remote",
             ),
             (
-                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"interface=eth0\"]\n",
-                "interface",
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"interface=eth0\", \"app=curl\"]\n",
+                "per interface only",
+            ),
+            (
+                "kind = \"new_app\"\nfilters = [\"interface=eth0\"]\n",
+                "does not take an interface",
             ),
             (
                 "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"remote=10.0.0.0/33\"]\n",

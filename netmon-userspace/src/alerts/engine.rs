@@ -227,6 +227,14 @@ pub struct Engine {
     endpoint_step: FxHashMap<usize, (u64, u64)>,
     /// TCP samples are read up to (excluding) this drain time.
     samples_to: TimeMs,
+    /// Interface scopes (their rules sum the per interface rows).
+    iface_scopes: Vec<usize>,
+    /// Per interface scope: this step's (tx, rx), set by [`Self::step`].
+    iface_step: FxHashMap<usize, (u64, u64)>,
+    /// Per interface rows are read up to (excluding) this drain time.
+    iface_to: TimeMs,
+    /// Interface names by index, looked up once each.
+    iface_names: FxHashMap<u32, Option<String>>,
 }
 
 fn pick(d: Direction, tx: u64, rx: u64) -> u64 {
@@ -449,6 +457,13 @@ impl Engine {
             .collect();
         endpoint_scopes.sort_unstable();
         endpoint_scopes.dedup();
+        let mut iface_scopes: Vec<usize> = live
+            .iter()
+            .filter(|l| scopes[l.scope].by_interface())
+            .map(|l| l.scope)
+            .collect();
+        iface_scopes.sort_unstable();
+        iface_scopes.dedup();
         let last_ts = scan::latest_sample(store)?;
         let mut engine = Self {
             tz: compiled.tz.clone(),
@@ -469,6 +484,10 @@ impl Engine {
             endpoint_hour: FxHashMap::default(),
             endpoint_step: FxHashMap::default(),
             samples_to: last_ts.map_or(0, |t| t.saturating_add(1)),
+            iface_scopes,
+            iface_step: FxHashMap::default(),
+            iface_to: last_ts.map_or(0, |t| t.saturating_add(1)),
+            iface_names: FxHashMap::default(),
         };
         engine.seed(store, now)?;
         if let Some(t) = last_ts {
@@ -491,7 +510,9 @@ impl Engine {
         // (range, fine: rows keep their own times, endpoint: remote rows).
         let mut ranges: Vec<(TimeRange, bool, bool)> = Vec::new();
         let mut want: Vec<Option<usize>> = Vec::new();
-        for l in &mut self.live {
+        // (rule, range, fine) of the interface rules.
+        let mut iface_seed: Vec<(usize, TimeRange, bool)> = Vec::new();
+        for (li, l) in self.live.iter_mut().enumerate() {
             let endpoint = self.scopes[l.scope].by_endpoint();
             let range = match (&l.rule.condition, &l.acc) {
                 (_, Acc::Samples { .. }) => None,
@@ -520,6 +541,13 @@ impl Engine {
                 (Condition::NewApp, _) if l.dirty => Some((0..end, false, false)),
                 _ => None,
             };
+            if self.scopes[l.scope].by_interface() {
+                if let Some((r, fine, _)) = range {
+                    iface_seed.push((li, r, fine));
+                }
+                want.push(None);
+                continue;
+            }
             want.push(range.map(|r| {
                 ranges.iter().position(|x| *x == r).unwrap_or_else(|| {
                     ranges.push(r);
@@ -531,6 +559,31 @@ impl Engine {
             .live
             .iter()
             .any(|l| matches!(l.acc, Acc::Samples { .. }));
+        for (li, range, fine) in iface_seed {
+            let segs = if fine {
+                fine_plan(store, &range)?
+            } else {
+                scan::plan_for(store, &range, Kind::Interface)?.0
+            };
+            let si = self.live[li].scope;
+            let mut rows = self.iface_rows(store, &segs, si)?;
+            rows.sort_by_key(|r| r.0);
+            let l = &mut self.live[li];
+            for (ts, tx, rx) in rows {
+                let b = pick(l.rule.direction, tx, rx);
+                match &mut l.acc {
+                    Acc::Rolling { buckets, sum } if b > 0 => {
+                        match buckets.back_mut() {
+                            Some((last, v)) if *last == ts => *v += b,
+                            _ => buckets.push_back((ts, b)),
+                        }
+                        *sum = sum.saturating_add(b);
+                    }
+                    Acc::Cycle { sum, .. } => *sum = sum.saturating_add(b),
+                    _ => {}
+                }
+            }
+        }
         if ranges.is_empty() && !samples {
             return Ok(());
         }
@@ -760,6 +813,68 @@ impl Engine {
         Ok(out)
     }
 
+    /// The per interface rows of `segments` that scope `si` passes
+    /// (interface pattern and class), as (time, tx, rx) IP bytes, read
+    /// through the query layer's scan.
+    fn iface_rows(
+        &mut self,
+        store: &mut Store,
+        segments: &[Segment],
+        si: usize,
+    ) -> Result<Vec<TimedBytes>, AlertError> {
+        let mut raw: Vec<(TimeMs, u32, DestClass, Traffic)> = Vec::new();
+        scan::rows(store, segments, Kind::Interface, |r| {
+            if let Subject::Interface(i) = r.subject {
+                raw.push((r.ts, i, r.class, r.traffic));
+            }
+        })?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (ts, i, class, t) in raw {
+            if self.scopes[si].class.is_some_and(|c| c != class) || !self.iface_ok(store, si, i)? {
+                continue;
+            }
+            out.push((ts, t.tx.ip_bytes, t.rx.ip_bytes));
+        }
+        Ok(out)
+    }
+
+    /// True when interface `i` matches scope `si`'s interface patterns (its
+    /// name looked up once, through [`crate::query::ifaces::interface_name`]).
+    fn iface_ok(&mut self, store: &mut Store, si: usize, i: u32) -> Result<bool, AlertError> {
+        let name = match self.iface_names.get(&i) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::query::ifaces::interface_name(store, i)?;
+                self.iface_names.insert(i, n.clone());
+                n
+            }
+        };
+        Ok(self.scopes[si].iface_matches(i, name.as_deref()))
+    }
+
+    /// This step's bytes of the interface scopes: the per interface rows
+    /// committed since the last read (their interval rows carry the drain
+    /// time). On a read error the step counts nothing for them and the
+    /// next step reads from the same time.
+    fn read_ifaces(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        self.iface_step.clear();
+        if self.iface_scopes.is_empty() {
+            return Ok(());
+        }
+        let range = self.iface_to..ts.saturating_add(1).max(self.iface_to);
+        let (segs, _) = scan::plan_for(store, &range, Kind::Interface)?;
+        for si in self.iface_scopes.clone() {
+            let (mut tx, mut rx) = (0u64, 0u64);
+            for (_, t, r) in self.iface_rows(store, &segs, si)? {
+                tx = tx.saturating_add(t);
+                rx = rx.saturating_add(r);
+            }
+            self.iface_step.insert(si, (tx, rx));
+        }
+        self.iface_to = range.end;
+        Ok(())
+    }
+
     /// This step's bytes of the endpoint scopes: the hour's sums now minus
     /// those read at the previous step (a new hour starts from zero). On a
     /// read error the step counts nothing for them and the next step's
@@ -814,6 +929,10 @@ impl Engine {
         self.prime(per_process);
         if let Err(e) = self.read_endpoints(store, ts) {
             tracing::warn!(error = %e, "reading the per endpoint rows failed; counted at the next interval");
+        }
+        if let Err(e) = self.read_ifaces(store, ts) {
+            self.iface_step.clear();
+            tracing::warn!(error = %e, "reading the per interface rows failed; counted at the next interval");
         }
         if let Err(e) = self.step_samples(store, ts) {
             tracing::warn!(error = %e, "reading the TCP samples failed; read at the next interval");
@@ -957,6 +1076,10 @@ impl Engine {
         // Endpoint scopes count their rows' bytes, not their processes'.
         for &si in &self.endpoint_scopes {
             self.sums[si] = self.endpoint_step.remove(&si).unwrap_or((0, 0));
+        }
+        // Interface scopes count their interfaces' rows.
+        for &si in &self.iface_scopes {
+            self.sums[si] = self.iface_step.remove(&si).unwrap_or((0, 0));
         }
         let dt = self.last_ts.map(|l| ts.saturating_sub(l));
         self.last_ts = Some(ts);
