@@ -1269,3 +1269,122 @@ fn interface_scopes_are_rebuilt_exactly_after_restarts() {
     run.drive(16..=40);
     assert_eq!(endpoint_events(&run), iface_expected());
 }
+
+const IFACE_TARIFFS: &str = r#"
+[alerts]
+timezone = "UTC"
+[tariff]
+currency = "EUR"
+price_per_gib = 1.0
+[tariff.interface.lo]
+currency = "EUR"
+price_per_gib = 3.0
+classes = ["loopback"]
+cap = "30000"
+reset_day = 10
+[tariff.interface.3]
+currency = "USD"
+included = "10000"
+price_over_per_gib = 8.0
+cap = "20000"
+[[alerts.rule]]
+name = "lo-cap"
+filters = ["interface=lo"]
+class = "loopback"
+kind = "quota"
+levels = [50]
+"#;
+
+#[test]
+fn tariffs_by_interface_price_and_cap_their_own_traffic() {
+    use netmon::cli::alerts::{CostPeriod, cost_doc, quota_doc};
+    use netmon::cli::conn::Backend;
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_TARIFFS, base);
+    run.drive(0..=40);
+    // The quota rule on lo takes lo's tariff: cap 30000, its cycle
+    // (from June 10, so the whole run); cache sends 1000 a tick.
+    let lo_at = |t: u64| 1000 * (t + 1);
+    let first = (0..=40u64)
+        .find(|t| lo_at(*t) * 100 >= 30000 * 50)
+        .expect("crosses 50 %");
+    assert_eq!(
+        endpoint_events(&run),
+        vec![(
+            first,
+            "lo-cap".to_owned(),
+            "level".to_owned(),
+            Some(lo_at(first))
+        )]
+    );
+    let now = run.at(40);
+    let rules = run.rules.clone();
+    let Run { store, _dir, .. } = run;
+    let mut backend = Backend::File {
+        store: Box::new(store),
+        apps: AppRules::default(),
+    };
+    let gib = 1_073_741_824.0_f64;
+    // lo: loopback traffic of interface 1 only.
+    let lo = rules.tariff_for(Some("lo")).expect("lo's tariff");
+    let q = quota_doc(&mut backend, lo, now).expect("quota");
+    assert_eq!(
+        (
+            q.used_bytes,
+            q.cap_bytes,
+            q.remaining_bytes,
+            q.interface.as_deref()
+        ),
+        (lo_at(40), 30000, 0, Some("lo"))
+    );
+    // 3 (the modem): 700 a tick to the internet; 10000 included, the rest
+    // at 8 a GiB.
+    let modem = rules.tariff_for(Some("3")).expect("3's tariff");
+    let used = 700 * 41;
+    let c = cost_doc(&mut backend, modem, CostPeriod::Cycle, false, now).expect("cost");
+    #[expect(clippy::cast_precision_loss, reason = "test figures")]
+    let want = (used - 10000) as f64 / gib * 8.0;
+    assert_eq!((c.used_bytes, c.currency.as_str()), (used, "USD"));
+    assert!((c.cost - want).abs() < 1e-12, "{} vs {want}", c.cost);
+    let q = quota_doc(&mut backend, modem, now).expect("quota");
+    assert_eq!((q.used_bytes, q.remaining_bytes), (used, 0));
+    // [tariff] prices every interface's internet traffic: firefox's 21
+    // ticks on interface 2 and the modem's.
+    let all = rules
+        .tariff_for(None)
+        .expect("the tariff of every interface");
+    let c = cost_doc(&mut backend, all, CostPeriod::Cycle, false, now).expect("cost");
+    assert_eq!(c.used_bytes, 21 * 1000 + used);
+    assert_eq!(c.interface, None);
+    // Interface rows have no apps.
+    let e = cost_doc(&mut backend, modem, CostPeriod::Cycle, true, now).expect_err("no per app");
+    assert!(e.to_string().contains("per interface"), "{e}");
+}
+
+#[test]
+fn interface_tariff_mistakes_are_named() {
+    for (text, want) in [
+        (
+            "[tariff.interface.\"wwan*\"]\nprice_per_gib = 1.0\n",
+            "no globs",
+        ),
+        (
+            "[tariff.interface.wwan0]\nreset_day = 40\n",
+            "interface \"wwan0\": reset_day",
+        ),
+    ] {
+        let e = netmon::config::parse(text, Path::new("t.toml"))
+            .expect_err(text)
+            .to_string();
+        assert!(e.contains(want) && e.contains("line 1:"), "{e}");
+    }
+    // Only interface tariffs: no tariff of every interface.
+    let text = "[tariff.interface.wwan0]\ncap = \"1GiB\"\n";
+    let file = netmon::config::parse(text, Path::new("t.toml")).expect("parses");
+    let c = compile(&file.alerts, file.tariff.as_ref(), text).expect("compiles");
+    assert!(c.tariff.is_none());
+    assert_eq!(
+        c.tariff_for(Some("wwan0")).and_then(|t| t.cap),
+        Some(1 << 30)
+    );
+}

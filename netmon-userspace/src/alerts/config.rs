@@ -96,7 +96,17 @@
 //! reset_day = 1                  # 1..=31: the cycle starts that day each month
 //!                                # (a short month: its last day)
 //! # period_days = 30; start = "2026-01-07"   # or a fixed N-day cycle
+//!
+//! [tariff.interface.wwan0]       # a tariff of its own for one interface
+//! currency = "EUR"               # (same fields, nothing inherited from
+//! price_per_gib = 5.0            # [tariff]; that interface's local
+//! cap = "10GiB"                  # sockets' IP bytes): `netmon cost
+//! reset_day = 15                 # --interface wwan0`, quota rules on
+//!                                # interface=wwan0 take its cap and cycle
 //! ```
+//!
+//! `[tariff]` prices every interface; with only `[tariff.interface.*]`
+//! tables there is no such tariff.
 //!
 //! Sizes take `B`, `KB`/`MB`/`GB`/`TB` (10³) and `KiB`/`MiB`/`GiB`/`TiB`
 //! (2¹⁰); rates take those per second (`MB/s`) or bits (`Mbit/s`, `kbit/s`).
@@ -243,6 +253,10 @@ pub struct TariffFile {
     pub start: Option<String>,
     /// Time zone of the cycle (default `[alerts] timezone`, else local).
     pub timezone: Option<String>,
+    /// `[tariff.interface.NAME]`: a tariff of its own for that interface's
+    /// traffic (same fields, nothing inherited).
+    #[serde(default)]
+    pub interface: std::collections::BTreeMap<String, TariffFile>,
 }
 
 /// Which directions a rule counts.
@@ -587,6 +601,8 @@ pub struct Tariff {
     pub cycle: Cycle,
     /// Zone of the cycle.
     pub tz: jiff::tz::TimeZone,
+    /// The interface whose traffic it prices (`None`: every interface).
+    pub interface: Option<String>,
 }
 
 /// Everything checked.
@@ -600,6 +616,23 @@ pub struct Compiled {
     pub actions: Vec<Action>,
     /// The tariff, if configured.
     pub tariff: Option<Tariff>,
+    /// Tariffs of single interfaces, by interface name.
+    pub iface_tariffs: Vec<Tariff>,
+}
+
+impl Compiled {
+    /// The tariff of `interface` (`None`: the `[tariff]` of every
+    /// interface).
+    #[must_use]
+    pub fn tariff_for(&self, interface: Option<&str>) -> Option<&Tariff> {
+        match interface {
+            None => self.tariff.as_ref(),
+            Some(i) => self
+                .iface_tariffs
+                .iter()
+                .find(|t| t.interface.as_deref() == Some(i)),
+        }
+    }
 }
 
 impl Default for Compiled {
@@ -609,6 +642,7 @@ impl Default for Compiled {
             rules: Vec::new(),
             actions: vec![log_action()],
             tariff: None,
+            iface_tariffs: Vec::new(),
         }
     }
 }
@@ -1223,7 +1257,39 @@ fn compile_tariff(t: &TariffFile, default_tz: &jiff::tz::TimeZone) -> Result<Tar
             Some(z) => parse_tz(z)?,
             None => default_tz.clone(),
         },
+        interface: None,
     })
+}
+
+/// `[tariff]`: the tariff of every interface (when any of its own fields
+/// is set) and those of `[tariff.interface.NAME]`.
+fn compile_tariffs(
+    t: &TariffFile,
+    default_tz: &jiff::tz::TimeZone,
+) -> Result<(Option<Tariff>, Vec<Tariff>), String> {
+    let own = TariffFile {
+        interface: std::collections::BTreeMap::new(),
+        ..t.clone()
+    };
+    let all = if own == TariffFile::default() && !t.interface.is_empty() {
+        None
+    } else {
+        Some(compile_tariff(&own, default_tz)?)
+    };
+    let mut per = Vec::new();
+    for (name, f) in &t.interface {
+        let what = format!("interface {name:?}");
+        if name.is_empty() || name.contains(['*', '?', '[', '/']) {
+            return Err(format!("{what}: an interface name (no globs)"));
+        }
+        if !f.interface.is_empty() {
+            return Err(format!("{what}: no interface tariffs inside one"));
+        }
+        let mut c = compile_tariff(f, default_tz).map_err(|e| format!("{what}: {e}"))?;
+        c.interface = Some(name.clone());
+        per.push(c);
+    }
+    Ok((all, per))
 }
 
 /// Checks `[alerts]` and `[tariff]`. `text` is the file's text, for line
@@ -1242,11 +1308,11 @@ pub fn compile(
         }
         None => local_tz(),
     };
-    let tariff = tariff
-        .map(|t| {
-            compile_tariff(t.get_ref(), &tz).map_err(|e| at_line(text, &t.span(), "[tariff]", &e))
-        })
-        .transpose()?;
+    let (tariff, iface_tariffs) = match tariff {
+        Some(t) => compile_tariffs(t.get_ref(), &tz)
+            .map_err(|e| at_line(text, &t.span(), "[tariff]", &e))?,
+        None => (None, Vec::new()),
+    };
     let mut actions = vec![log_action()];
     for a in &alerts.action {
         let what = format!("action {:?}", a.get_ref().name);
@@ -1276,8 +1342,21 @@ pub fn compile(
                 "names must be unique and not empty",
             ));
         }
+        // A rule on one interface with a tariff of its own takes that
+        // tariff's cap and cycle by default.
+        let own = r.get_ref().filters.iter().find_map(|f| {
+            let (k, v) = f.split_once('=')?;
+            let v = v.trim();
+            (k.trim() == "interface")
+                .then(|| {
+                    iface_tariffs
+                        .iter()
+                        .find(|t| t.interface.as_deref() == Some(v))
+                })
+                .flatten()
+        });
         rules.push(
-            compile_rule(r.get_ref(), &actions, tariff.as_ref())
+            compile_rule(r.get_ref(), &actions, own.or(tariff.as_ref()))
                 .map_err(|e| at_line(text, &r.span(), &what, &e))?,
         );
     }
@@ -1286,6 +1365,7 @@ pub fn compile(
         rules,
         actions,
         tariff,
+        iface_tariffs,
     })
 }
 

@@ -161,6 +161,9 @@ pub struct Cost {
     pub until_unix_ms: u64,
     /// Currency code.
     pub currency: String,
+    /// The interface whose tariff this is (absent: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// Classes counted.
     pub classes: Vec<String>,
     /// IP bytes (both directions) so far in the period.
@@ -189,6 +192,9 @@ pub struct Quota {
     pub cycle_end: String,
     /// Cycle end, unix ms.
     pub cycle_end_unix_ms: u64,
+    /// The interface whose tariff this is (absent: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// Classes counted.
     pub classes: Vec<String>,
     /// The cap.
