@@ -970,25 +970,48 @@ window = "1h"
 repeat = "10s"
 "#;
 
+/// Fired and cleared events of a rolling volume rule named `rule` over
+/// `window` ticks above `over`, for bytes per tick `per` on ticks 0..=40.
+fn rolling_events(
+    rule: &str,
+    per: impl Fn(u64) -> u64,
+    over: u64,
+    window: u64,
+) -> Vec<(u64, String, String, Option<u64>)> {
+    let mut want = Vec::new();
+    let mut active = false;
+    for t in 0..=40u64 {
+        let sum: u64 = (t.saturating_sub(window - 1)..=t).map(&per).sum();
+        if sum > over && !active {
+            active = true;
+            want.push((t, rule.into(), "fired".into(), Some(sum)));
+        } else if sum <= over && active {
+            active = false;
+            want.push((t, rule.into(), "cleared".into(), Some(sum)));
+        }
+    }
+    want
+}
+
+/// Asserts that `want` holds each `(tick, rule, transition)` (the script
+/// exercises it).
+fn assert_exercised(want: &[(u64, String, String, Option<u64>)], cases: &[(u64, &str, &str)]) {
+    for e in cases {
+        assert!(
+            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == *e),
+            "the script exercises {e:?}: {want:?}"
+        );
+    }
+}
+
 /// Per tick IP bytes of the script's flows, from its own figures.
 fn endpoint_expected() -> Vec<(u64, String, String, Option<u64>)> {
     let ff443 = |k: u64| if k <= 20 { FF } else { 0 };
     let dot = |k: u64| if k <= 20 { 500 } else { 0 };
     let curl = |k: u64| if k >= 12 { 140 } else { 0 };
     let lan_tx = 5120;
-    let mut want = Vec::new();
     // remote: the last 10 ticks of ff443 above 5500.
-    let mut active = false;
-    for t in 0..=40u64 {
-        let sum: u64 = (t.saturating_sub(9)..=t).map(ff443).sum();
-        if sum > 5500 && !active {
-            active = true;
-            want.push((t, "remote".into(), "fired".into(), Some(sum)));
-        } else if sum <= 5500 && active {
-            active = false;
-            want.push((t, "remote".into(), "cleared".into(), Some(sum)));
-        }
-    }
+    let mut want = rolling_events("remote", ff443, 5500, 10);
     // remote-net: the same endpoint by network and app pattern.
     let same: Vec<_> = want
         .iter()
@@ -1066,20 +1089,18 @@ fn remote_and_port_scopes_count_their_endpoints_across_an_hour() {
     let mut run = Run::new(&endpoint_script(), ENDPOINT_RULES, base);
     run.drive(0..=40);
     let want = endpoint_expected();
-    for e in [
-        (5, "remote", "fired"),
-        (5, "remote-net", "fired"),
-        (25, "remote", "cleared"),
-        (2, "dot", "fired"),
-        (21, "dot", "cleared"),
-        (19, "https-day", "fired"),
-        (39, "lan", "repeat"),
-    ] {
-        assert!(
-            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == e),
-            "the script exercises {e:?}: {want:?}"
-        );
-    }
+    assert_exercised(
+        &want,
+        &[
+            (5, "remote", "fired"),
+            (5, "remote-net", "fired"),
+            (25, "remote", "cleared"),
+            (2, "dot", "fired"),
+            (21, "dot", "cleared"),
+            (19, "https-day", "fired"),
+            (39, "lan", "repeat"),
+        ],
+    );
     assert_eq!(endpoint_events(&run), want);
 }
 
@@ -1184,18 +1205,7 @@ window = "1h"
 fn iface_expected() -> Vec<(u64, String, String, Option<u64>)> {
     let if2_rx = |k: u64| if k <= 20 { 1000 } else { 0 };
     let (modem_tx, modem_rx, lo_tx) = (500u64, 200u64, 1000u64);
-    let mut want = Vec::new();
-    let mut active = false;
-    for t in 0..=40u64 {
-        let sum: u64 = (t.saturating_sub(9)..=t).map(if2_rx).sum();
-        if sum > 5500 && !active {
-            active = true;
-            want.push((t, "if2".into(), "fired".into(), Some(sum)));
-        } else if sum <= 5500 && active {
-            active = false;
-            want.push((t, "if2".into(), "cleared".into(), Some(sum)));
-        }
-    }
+    let mut want = rolling_events("if2", if2_rx, 5500, 10);
     // 8 · 500 bit/s from tick 1 (the first interval with a length) is
     // above 3000 all along: fired once the run is 2 s long.
     assert!(modem_tx * 8 > 3000);
@@ -1235,18 +1245,16 @@ fn interface_scopes_count_their_interfaces_by_index_name_class_and_direction() {
     let mut run = Run::new(&iface_script(), IFACE_RULES, base);
     run.drive(0..=40);
     let want = iface_expected();
-    for e in [
-        (5, "if2", "fired"),
-        (25, "if2", "cleared"),
-        (14, "modem-quota", "level"),
-        (28, "modem-quota", "level"),
-        (20, "lo-day", "fired"),
-    ] {
-        assert!(
-            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == e),
-            "the script exercises {e:?}: {want:?}"
-        );
-    }
+    assert_exercised(
+        &want,
+        &[
+            (5, "if2", "fired"),
+            (25, "if2", "cleared"),
+            (14, "modem-quota", "level"),
+            (28, "modem-quota", "level"),
+            (20, "lo-day", "fired"),
+        ],
+    );
     assert_eq!(endpoint_events(&run), want);
     let ev = run
         .events

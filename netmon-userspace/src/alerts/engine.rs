@@ -51,6 +51,16 @@
 //! exact when that process's bucket went to one endpoint, or in the same
 //! proportion all along).
 //!
+//! # Scopes by interface
+//! A rule with interface terms counts the per interface rows (local
+//! sockets' IP bytes by destination class, what `netmon usage --by
+//! interface` shows as `tx`/`rx`), through the query layer's scan. Their
+//! interval rows carry the drain time, so each step reads the rows
+//! committed since the last read, and at start rolling windows are seeded
+//! with each row's own time (exact, no spreading) and cycles from the
+//! planner's segments. Interface names (for `interface=wwan*`) are looked
+//! up once per index ([`crate::query::ifaces::interface_name`]).
+//!
 //! # RTT and retransmissions
 //! `rtt_p95` and `retrans_rate` rules keep, per drain time in their window,
 //! the TCP quality samples their scope passes (one per TCP flow with
