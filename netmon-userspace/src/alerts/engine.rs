@@ -496,7 +496,9 @@ impl Engine {
             samples_to: last_ts.map_or(0, |t| t.saturating_add(1)),
             iface_scopes,
             iface_step: FxHashMap::default(),
-            iface_to: last_ts.map_or(0, |t| t.saturating_add(1)),
+            // Without interval rows the history (all seeded) ends before
+            // `now`: the first step reads from there, never from 1970.
+            iface_to: last_ts.map_or(now, |t| t.saturating_add(1)),
             iface_names: FxHashMap::default(),
         };
         engine.seed(store, now)?;
