@@ -21,7 +21,7 @@ use netmon::alerts::engine::Engine;
 use netmon::alerts::state;
 use netmon::drain::Drain;
 use netmon::query::AppRules;
-use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
+use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, SimTcp, per_tick};
 use netmon::store::{Retention, Store, TimeMs};
 use netmon::wire::AlertEvent;
 
@@ -661,5 +661,738 @@ window = "3h"
     assert_eq!(
         run.fired(),
         vec![ev(630, "big", "fired"), ev(809, "big", "cleared")]
+    );
+}
+
+/// One scripted TCP flow of the quality tests: ticks, smoothed RTT (µs),
+/// data segments and retransmissions per tick, and whether the rules'
+/// scope (`app=firefox`) takes it.
+struct TcpFlow {
+    ticks: std::ops::RangeInclusive<u64>,
+    remote: &'static str,
+    srtt_us: u32,
+    data: u32,
+    retrans: u32,
+    firefox: bool,
+}
+
+/// firefox: five steady flows (20 ms, no loss) on ticks 0..=40 and one bad
+/// flow (300 ms, 40 of 100 segments retransmitted) on 10..=20 to port 8443;
+/// curl: a worse flow (500 ms, half lost) all along, outside the scope.
+fn tcp_flows() -> Vec<TcpFlow> {
+    let mut v: Vec<TcpFlow> = (0..5)
+        .map(|_| TcpFlow {
+            ticks: 0..=40,
+            remote: "93.184.216.34:443",
+            srtt_us: 20_000,
+            data: 100,
+            retrans: 0,
+            firefox: true,
+        })
+        .collect();
+    v.push(TcpFlow {
+        ticks: 10..=20,
+        remote: "93.184.216.35:8443",
+        srtt_us: 300_000,
+        data: 100,
+        retrans: 40,
+        firefox: true,
+    });
+    v.push(TcpFlow {
+        ticks: 0..=40,
+        remote: "93.184.216.36:443",
+        srtt_us: 500_000,
+        data: 100,
+        retrans: 50,
+        firefox: false,
+    });
+    v
+}
+
+fn tcp_script(flows: &[TcpFlow]) -> Script {
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let firefox = b.process(100, 10, "firefox", 0..=u64::MAX);
+    let curl = b.process(300, 12, "curl", 0..=u64::MAX);
+    for (i, f) in flows.iter().enumerate() {
+        let cookie = 50 + i as u64;
+        b.socket(cookie, Some(if f.firefox { firefox } else { curl }), None)
+            .flow(
+                cookie,
+                f.remote,
+                f.ticks.clone(),
+                per_tick(1, 1000),
+                per_tick(1, 1000),
+            )
+            .tcp(SimTcp {
+                srtt_us: f.srtt_us,
+                data_segs: f.data,
+                retrans_segs: f.retrans,
+            });
+    }
+    b.build().expect("valid script")
+}
+
+/// What a threshold rule over the window (t − w, t] must do, from the
+/// script's own per tick figures: `value(t)` is `None` when the window
+/// says too little (no transition), fired when above `over`, cleared at
+/// or below it.
+fn expected_transitions(
+    rule: &str,
+    ticks: std::ops::RangeInclusive<u64>,
+    mut value: impl FnMut(u64) -> Option<f64>,
+    over: f64,
+) -> Vec<(u64, String, String)> {
+    let mut active = false;
+    let mut out = Vec::new();
+    for t in ticks {
+        let Some(v) = value(t) else { continue };
+        if v > over && !active {
+            active = true;
+            out.push(ev(t, rule, "fired"));
+        } else if v <= over && active {
+            active = false;
+            out.push(ev(t, rule, "cleared"));
+        }
+    }
+    out
+}
+
+/// The samples of the window (t − w, t] (ticks t−w+1..=t) that `keep`
+/// takes: (srtt µs, data segments, retransmissions), one per flow and tick.
+fn window_samples(
+    flows: &[TcpFlow],
+    t: u64,
+    w: u64,
+    keep: impl Fn(&TcpFlow) -> bool,
+) -> Vec<(u32, u64, u64)> {
+    let mut v = Vec::new();
+    for k in t.saturating_sub(w - 1)..=t {
+        for f in flows.iter().filter(|f| keep(f) && f.ticks.contains(&k)) {
+            v.push((f.srtt_us, u64::from(f.data), u64::from(f.retrans)));
+        }
+    }
+    v
+}
+
+/// Nearest-rank 95th percentile: the ⌈0.95·n⌉-th smallest.
+fn p95_of(mut v: Vec<u32>) -> Option<u32> {
+    v.sort_unstable();
+    let n = v.len();
+    (n > 0).then(|| v[(95 * n).div_ceil(100) - 1])
+}
+
+const TCP_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "rtt"
+filters = ["app=firefox"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 3
+[[alerts.rule]]
+name = "rtt-8443"
+filters = ["port=tcp/8443"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 1
+[[alerts.rule]]
+name = "rtt-never"
+filters = ["app=firefox"]
+kind = "rtt_p95"
+over = "100ms"
+window = "5s"
+min_samples = 1000
+[[alerts.rule]]
+name = "loss"
+filters = ["app=firefox"]
+kind = "retrans_rate"
+over = "3%"
+window = "5s"
+min_segments = 1
+"#;
+
+fn tcp_expected(flows: &[TcpFlow]) -> Vec<(u64, String, String)> {
+    let ff = |f: &TcpFlow| f.firefox;
+    let mut want = expected_transitions(
+        "rtt",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, ff);
+            (s.len() >= 3)
+                .then(|| p95_of(s.iter().map(|x| x.0).collect()))
+                .flatten()
+                .map(f64::from)
+        },
+        100_000.0,
+    );
+    want.extend(expected_transitions(
+        "rtt-8443",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, |f| f.remote.ends_with(":8443"));
+            p95_of(s.iter().map(|x| x.0).collect()).map(f64::from)
+        },
+        100_000.0,
+    ));
+    want.extend(expected_transitions(
+        "loss",
+        0..=40,
+        |t| {
+            let s = window_samples(flows, t, 5, ff);
+            let (d, r) = s.iter().fold((0, 0), |(d, r), x| (d + x.1, r + x.2));
+            #[expect(clippy::cast_precision_loss, reason = "small counts")]
+            let rate = (d > 0).then(|| r as f64 / d as f64);
+            rate
+        },
+        0.03,
+    ));
+    want.sort();
+    want
+}
+
+#[test]
+fn rtt_p95_and_retransmission_rules_fire_from_the_tcp_samples() {
+    let flows = tcp_flows();
+    let mut run = Run::new(&tcp_script(&flows), TCP_RULES, ts(BASE));
+    run.drive(0..=40);
+    let want = tcp_expected(&flows);
+    // The p95 is not the maximum: one bad sample among the window's 26
+    // stays under the 95th rank, two reach it.
+    assert!(
+        want.contains(&ev(11, "rtt", "fired")) && want.contains(&ev(10, "rtt-8443", "fired")),
+        "the script exercises the rank: {want:?}"
+    );
+    let mut got = run.fired();
+    got.sort();
+    assert_eq!(got, want);
+    let fired = run
+        .events
+        .iter()
+        .find(|e| e.rule == "rtt" && e.transition == "fired")
+        .expect("rtt fired");
+    // Tick 11: ticks 7..=11 hold 5·5 steady samples and 2 bad ones.
+    assert_eq!(fired.samples, Some(27));
+    assert_eq!(fired.rtt_p95_us, Some(300_000));
+    let loss = run
+        .events
+        .iter()
+        .find(|e| e.rule == "loss" && e.transition == "fired")
+        .expect("loss fired");
+    let t = (loss.time_unix_ms - run.base) / TICK_MS;
+    let s = window_samples(&flows, t, 5, |f| f.firefox);
+    assert_eq!(loss.data_segs, Some(s.iter().map(|x| x.1).sum()));
+    assert_eq!(loss.retrans_segs, Some(s.iter().map(|x| x.2).sum()));
+}
+
+#[test]
+fn rtt_and_retransmission_windows_survive_a_restart() {
+    let flows = tcp_flows();
+    let mut run = Run::new(&tcp_script(&flows), TCP_RULES, ts(BASE));
+    // Down after tick 12 (rules active), back at tick 13: the windows are
+    // rebuilt from the stored samples, nothing fires twice, and the
+    // clears come at the ticks an uninterrupted run has.
+    run.drive(0..=12);
+    run.restart(13);
+    run.drive(13..=40);
+    let mut got = run.fired();
+    got.sort();
+    assert_eq!(got, tcp_expected(&flows));
+}
+
+/// firefox receives FF a tick from 93.184.216.34:443 and 500 B a tick over
+/// DNS-over-TLS (9.9.9.9:853) on 0..=20; sshd talks to the LAN on port
+/// 51000 (5120 B a tick each way); curl to 1.1.1.1:443 from tick 12.
+fn endpoint_script() -> Script {
+    let mut s = script(0..=20);
+    // The same firefox, in a builder of its own for the extra socket.
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let ff = b.process(100, 10, "firefox", 0..=u64::MAX);
+    b.socket(9, Some(ff), None)
+        .flow(9, "9.9.9.9:853", 0..=20, per_tick(0, 0), per_tick(1, 460));
+    s.sockets.extend(b.build().expect("valid").sockets);
+    s.validate().expect("valid script");
+    s
+}
+
+const ENDPOINT_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "remote"
+filters = ["remote=93.184.216.34"]
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "remote-net"
+filters = ["app=f*fox", "remote=93.184.216.0/24", "remote=93.0.0.0/8"]
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "other-net"
+filters = ["remote=93.184.217.0/24"]
+kind = "volume"
+over = "1"
+window = "10s"
+[[alerts.rule]]
+name = "dot"
+filters = ["app=firefox", "port=tcp/853"]
+direction = "rx"
+kind = "rate"
+over = "3kbit/s"
+for = "2s"
+[[alerts.rule]]
+name = "https-day"
+filters = ["port=tcp/443"]
+class = "internet"
+direction = "rx"
+kind = "volume"
+over = "20000"
+period = "day"
+[[alerts.rule]]
+name = "not-lan"
+filters = ["port=51000"]
+class = "internet"
+kind = "volume"
+over = "1"
+window = "10s"
+[[alerts.rule]]
+name = "lan"
+filters = ["remote=192.168.1.20"]
+direction = "tx"
+kind = "volume"
+over = "50000"
+window = "1h"
+repeat = "10s"
+"#;
+
+/// Fired and cleared events of a rolling volume rule named `rule` over
+/// `window` ticks above `over`, for bytes per tick `per` on ticks 0..=40.
+fn rolling_events(
+    rule: &str,
+    per: impl Fn(u64) -> u64,
+    over: u64,
+    window: u64,
+) -> Vec<(u64, String, String, Option<u64>)> {
+    let mut want = Vec::new();
+    let mut active = false;
+    for t in 0..=40u64 {
+        let sum: u64 = (t.saturating_sub(window - 1)..=t).map(&per).sum();
+        if sum > over && !active {
+            active = true;
+            want.push((t, rule.into(), "fired".into(), Some(sum)));
+        } else if sum <= over && active {
+            active = false;
+            want.push((t, rule.into(), "cleared".into(), Some(sum)));
+        }
+    }
+    want
+}
+
+/// Asserts that `want` holds each `(tick, rule, transition)` (the script
+/// exercises it).
+fn assert_exercised(want: &[(u64, String, String, Option<u64>)], cases: &[(u64, &str, &str)]) {
+    for e in cases {
+        assert!(
+            want.iter().any(|w| (w.0, w.1.as_str(), w.2.as_str()) == *e),
+            "the script exercises {e:?}: {want:?}"
+        );
+    }
+}
+
+/// Per tick IP bytes of the script's flows, from its own figures.
+fn endpoint_expected() -> Vec<(u64, String, String, Option<u64>)> {
+    let ff443 = |k: u64| if k <= 20 { FF } else { 0 };
+    let dot = |k: u64| if k <= 20 { 500 } else { 0 };
+    let curl = |k: u64| if k >= 12 { 140 } else { 0 };
+    let lan_tx = 5120;
+    // remote: the last 10 ticks of ff443 above 5500.
+    let mut want = rolling_events("remote", ff443, 5500, 10);
+    // remote-net: the same endpoint by network and app pattern.
+    let same: Vec<_> = want
+        .iter()
+        .map(|(t, _, tr, v): &(u64, String, String, Option<u64>)| {
+            (*t, "remote-net".to_owned(), tr.clone(), *v)
+        })
+        .collect();
+    want.extend(same);
+    // dot: 8·dot(k) bit/s per interval (from tick 1, the first with a
+    // known length) above 3000 for 2 s.
+    let mut since: Option<u64> = None;
+    let mut active = false;
+    for t in 1..=40u64 {
+        let above = dot(t) * 8 > 3000;
+        since = if above { since.or(Some(t - 1)) } else { None };
+        let sustained = since.is_some_and(|s| t - s >= 2);
+        if sustained && !active {
+            active = true;
+            want.push((t, "dot".into(), "fired".into(), None));
+        } else if !above && active {
+            active = false;
+            want.push((t, "dot".into(), "cleared".into(), None));
+        }
+    }
+    // https-day: rx to port 443 today (ff443 and curl) above 20000, once.
+    let mut sum = 0;
+    for t in 0..=40u64 {
+        sum += ff443(t) + curl(t);
+        if sum > 20000 {
+            want.push((t, "https-day".into(), "fired".into(), Some(sum)));
+            break;
+        }
+    }
+    // lan: sshd's tx over the last hour above 50000, repeated every 10 s.
+    let mut last: Option<u64> = None;
+    for t in 0..=40u64 {
+        let sum = lan_tx * (t + 1);
+        if sum > 50000 {
+            match last {
+                None => want.push((t, "lan".into(), "fired".into(), Some(sum))),
+                Some(l) if t - l >= 10 => {
+                    want.push((t, "lan".into(), "repeat".into(), Some(sum)));
+                }
+                Some(_) => continue,
+            }
+            last = Some(t);
+        }
+    }
+    want.sort();
+    want
+}
+
+fn endpoint_events(run: &Run) -> Vec<(u64, String, String, Option<u64>)> {
+    let mut got: Vec<_> = run
+        .events
+        .iter()
+        .map(|e| {
+            (
+                (e.time_unix_ms - run.base) / run.tick_ms,
+                e.rule.clone(),
+                e.transition.clone(),
+                e.value_bytes,
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn remote_and_port_scopes_count_their_endpoints_across_an_hour() {
+    // The hour turns at tick 10: the per endpoint rows of the new hour
+    // start from zero.
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&endpoint_script(), ENDPOINT_RULES, base);
+    run.drive(0..=40);
+    let want = endpoint_expected();
+    assert_exercised(
+        &want,
+        &[
+            (5, "remote", "fired"),
+            (5, "remote-net", "fired"),
+            (25, "remote", "cleared"),
+            (2, "dot", "fired"),
+            (21, "dot", "cleared"),
+            (19, "https-day", "fired"),
+            (39, "lan", "repeat"),
+        ],
+    );
+    assert_eq!(endpoint_events(&run), want);
+}
+
+#[test]
+fn remote_and_port_scopes_are_rebuilt_exactly_after_restarts() {
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&endpoint_script(), ENDPOINT_RULES, base);
+    // Down after tick 7 and after tick 13 (each side of the hour), back
+    // the next tick: the windows, the day total and the repeat times come
+    // back from the history.
+    run.drive(0..=7);
+    run.restart(8);
+    run.drive(8..=13);
+    run.restart(14);
+    run.drive(14..=40);
+    assert_eq!(endpoint_events(&run), endpoint_expected());
+}
+
+/// Interface scopes: firefox receives 1000 IP bytes a tick from the
+/// internet over interface 2 on 0..=20; a resolver on interface 3 (a
+/// modem) sends 500 and receives 200 a tick to 8.8.8.8 all along; a
+/// cache talks to 127.0.0.1 (interface 1, `lo`) sending 1000 a tick.
+fn iface_script() -> Script {
+    let mut b = ScriptBuilder::new(TICK_MS);
+    let ff = b.process(100, 10, "firefox", 0..=u64::MAX);
+    let dns = b.process(200, 20, "resolved", 0..=u64::MAX);
+    let cache = b.process(300, 30, "cache", 0..=u64::MAX);
+    b.socket(1, Some(ff), None).flow(
+        1,
+        "93.184.216.34:443",
+        0..=20,
+        per_tick(0, 0),
+        per_tick(1, 960),
+    );
+    b.socket(2, Some(dns), None).flow(
+        2,
+        "8.8.8.8:53",
+        0..=1000,
+        per_tick(1, 460),
+        per_tick(1, 160),
+    );
+    b.socket(3, Some(cache), None).flow(
+        3,
+        "127.0.0.1:6379",
+        0..=1000,
+        per_tick(1, 960),
+        per_tick(0, 0),
+    );
+    let mut s = b.build().expect("valid script");
+    for sock in &mut s.sockets {
+        if sock.cookie == 2 {
+            for f in &mut sock.flows {
+                f.ifindex = 3;
+            }
+        }
+    }
+    s.validate().expect("valid script");
+    s
+}
+
+const IFACE_RULES: &str = r#"
+[alerts]
+timezone = "UTC"
+[[alerts.rule]]
+name = "if2"
+filters = ["interface=2"]
+direction = "rx"
+kind = "volume"
+over = "5500"
+window = "10s"
+[[alerts.rule]]
+name = "modem-rate"
+filters = ["interface=3"]
+direction = "tx"
+kind = "rate"
+over = "3kbit/s"
+for = "2s"
+[[alerts.rule]]
+name = "modem-quota"
+filters = ["interface=3"]
+kind = "quota"
+cap = "20000"
+levels = [50, 100]
+reset_day = 1
+[[alerts.rule]]
+name = "lo-day"
+filters = ["interface=l?"]
+kind = "volume"
+over = "20000"
+period = "day"
+[[alerts.rule]]
+name = "if2-lan"
+filters = ["interface=2"]
+class = "lan"
+kind = "volume"
+over = "1"
+window = "1h"
+"#;
+
+/// The events the interface rules must give, from the script's own per
+/// tick figures.
+fn iface_expected() -> Vec<(u64, String, String, Option<u64>)> {
+    let if2_rx = |k: u64| if k <= 20 { 1000 } else { 0 };
+    let (modem_tx, modem_rx, lo_tx) = (500u64, 200u64, 1000u64);
+    let mut want = rolling_events("if2", if2_rx, 5500, 10);
+    // 8 · 500 bit/s from tick 1 (the first interval with a length) is
+    // above 3000 all along: fired once the run is 2 s long.
+    assert!(modem_tx * 8 > 3000);
+    want.push((2, "modem-rate".into(), "fired".into(), None));
+    // Quota: both directions, internet, against 20000: 50 % and 100 %.
+    let mut fired = Vec::new();
+    for t in 0..=40u64 {
+        let used = (modem_tx + modem_rx) * (t + 1);
+        let top = [50u64, 100]
+            .into_iter()
+            .filter(|p| used * 100 >= 20000 * p && !fired.contains(p))
+            .max();
+        if let Some(p) = top {
+            fired.retain(|x| *x > p);
+            fired.extend([50u64, 100].into_iter().filter(|x| *x <= p));
+            want.push((t, "modem-quota".into(), "level".into(), Some(used)));
+        }
+    }
+    // lo (index 1, matched by name) today above 20000, once.
+    for t in 0..=40u64 {
+        let sum = lo_tx * (t + 1);
+        if sum > 20000 {
+            want.push((t, "lo-day".into(), "fired".into(), Some(sum)));
+            break;
+        }
+    }
+    want.sort();
+    want
+}
+
+#[test]
+fn interface_scopes_count_their_interfaces_by_index_name_class_and_direction() {
+    // `interface=l?` matches index 1 by the system's name for it.
+    let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex").expect("/sys/class/net/lo");
+    assert_eq!(lo.trim(), "1", "loopback is interface 1 in this namespace");
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_RULES, base);
+    run.drive(0..=40);
+    let want = iface_expected();
+    assert_exercised(
+        &want,
+        &[
+            (5, "if2", "fired"),
+            (25, "if2", "cleared"),
+            (14, "modem-quota", "level"),
+            (28, "modem-quota", "level"),
+            (20, "lo-day", "fired"),
+        ],
+    );
+    assert_eq!(endpoint_events(&run), want);
+    let ev = run
+        .events
+        .iter()
+        .find(|e| e.rule == "lo-day")
+        .expect("lo-day fired");
+    assert_eq!(ev.filters, vec!["interface=l?".to_owned()]);
+}
+
+#[test]
+fn interface_scopes_are_rebuilt_exactly_after_restarts() {
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_RULES, base);
+    // Down after tick 7 and after tick 15 (windows, the quota's first
+    // level and the day total already under way), back the next tick.
+    run.drive(0..=7);
+    run.restart(8);
+    run.drive(8..=15);
+    run.restart(16);
+    run.drive(16..=40);
+    assert_eq!(endpoint_events(&run), iface_expected());
+}
+
+const IFACE_TARIFFS: &str = r#"
+[alerts]
+timezone = "UTC"
+[tariff]
+currency = "EUR"
+price_per_gib = 1.0
+[tariff.interface.lo]
+currency = "EUR"
+price_per_gib = 3.0
+classes = ["loopback"]
+cap = "30000"
+reset_day = 10
+[tariff.interface.3]
+currency = "USD"
+included = "10000"
+price_over_per_gib = 8.0
+cap = "20000"
+[[alerts.rule]]
+name = "lo-cap"
+filters = ["interface=lo"]
+class = "loopback"
+kind = "quota"
+levels = [50]
+"#;
+
+#[test]
+fn tariffs_by_interface_price_and_cap_their_own_traffic() {
+    use netmon::cli::alerts::{CostPeriod, cost_doc, quota_doc};
+    use netmon::cli::conn::Backend;
+    let base = ts("2026-06-10T10:59:50Z");
+    let mut run = Run::new(&iface_script(), IFACE_TARIFFS, base);
+    run.drive(0..=40);
+    // The quota rule on lo takes lo's tariff: cap 30000, its cycle
+    // (from June 10, so the whole run); cache sends 1000 a tick.
+    let lo_at = |t: u64| 1000 * (t + 1);
+    let first = (0..=40u64)
+        .find(|t| lo_at(*t) * 100 >= 30000 * 50)
+        .expect("crosses 50 %");
+    assert_eq!(
+        endpoint_events(&run),
+        vec![(
+            first,
+            "lo-cap".to_owned(),
+            "level".to_owned(),
+            Some(lo_at(first))
+        )]
+    );
+    let now = run.at(40);
+    let rules = run.rules.clone();
+    let Run { store, _dir, .. } = run;
+    let mut backend = Backend::File {
+        store: Box::new(store),
+        apps: AppRules::default(),
+    };
+    let gib = 1_073_741_824.0_f64;
+    // lo: loopback traffic of interface 1 only.
+    let lo = rules.tariff_for(Some("lo")).expect("lo's tariff");
+    let q = quota_doc(&mut backend, lo, now).expect("quota");
+    assert_eq!(
+        (
+            q.used_bytes,
+            q.cap_bytes,
+            q.remaining_bytes,
+            q.interface.as_deref()
+        ),
+        (lo_at(40), 30000, 0, Some("lo"))
+    );
+    // 3 (the modem): 700 a tick to the internet; 10000 included, the rest
+    // at 8 a GiB.
+    let modem = rules.tariff_for(Some("3")).expect("3's tariff");
+    let used = 700 * 41;
+    let c = cost_doc(&mut backend, modem, CostPeriod::Cycle, false, now).expect("cost");
+    #[expect(clippy::cast_precision_loss, reason = "test figures")]
+    let want = (used - 10000) as f64 / gib * 8.0;
+    assert_eq!((c.used_bytes, c.currency.as_str()), (used, "USD"));
+    assert!((c.cost - want).abs() < 1e-12, "{} vs {want}", c.cost);
+    let q = quota_doc(&mut backend, modem, now).expect("quota");
+    assert_eq!((q.used_bytes, q.remaining_bytes), (used, 0));
+    // [tariff] prices every interface's internet traffic: firefox's 21
+    // ticks on interface 2 and the modem's.
+    let all = rules
+        .tariff_for(None)
+        .expect("the tariff of every interface");
+    let c = cost_doc(&mut backend, all, CostPeriod::Cycle, false, now).expect("cost");
+    assert_eq!(c.used_bytes, 21 * 1000 + used);
+    assert_eq!(c.interface, None);
+    // Interface rows have no apps.
+    let e = cost_doc(&mut backend, modem, CostPeriod::Cycle, true, now).expect_err("no per app");
+    assert!(e.to_string().contains("per interface"), "{e}");
+}
+
+#[test]
+fn interface_tariff_mistakes_are_named() {
+    for (text, want) in [
+        (
+            "[tariff.interface.\"wwan*\"]\nprice_per_gib = 1.0\n",
+            "no globs",
+        ),
+        (
+            "[tariff.interface.wwan0]\nreset_day = 40\n",
+            "interface \"wwan0\": reset_day",
+        ),
+    ] {
+        let e = netmon::config::parse(text, Path::new("t.toml"))
+            .expect_err(text)
+            .to_string();
+        assert!(e.contains(want) && e.contains("line 1:"), "{e}");
+    }
+    // Only interface tariffs: no tariff of every interface.
+    let text = "[tariff.interface.wwan0]\ncap = \"1GiB\"\n";
+    let file = netmon::config::parse(text, Path::new("t.toml")).expect("parses");
+    let c = compile(&file.alerts, file.tariff.as_ref(), text).expect("compiles");
+    assert!(c.tariff.is_none());
+    assert_eq!(
+        c.tariff_for(Some("wwan0")).and_then(|t| t.cap),
+        Some(1 << 30)
     );
 }

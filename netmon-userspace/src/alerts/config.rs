@@ -28,10 +28,16 @@
 //!
 //! [[alerts.rule]]
 //! name = "firefox-daily"
-//! filters = ["app=firefox"]      # the CLI's --filter vocabulary, process-level keys
+//! filters = ["app=firefox"]      # the CLI's --filter vocabulary;
+//!                                # globs on names (app=fire*, cgroup=/user.slice/*)
+//!                                # and networks (remote=10.0.0.0/8)
+//!                                # interface=wwan0 (or wwan*, or an index) alone:
+//!                                # that interface's local sockets' IP bytes
+//!                                # (volume, rate and quota rules)
 //! class = "internet"             # optional destination class
 //! direction = "both"             # tx | rx | both (default)
 //! kind = "volume"                # volume | rate | quota | new_app | quality
+//!                                # | rtt_p95 | retrans_rate
 //! over = "5GiB"
 //! window = "24h"                 # rolling; or period = "day" | "week" | "month"
 //! hysteresis = 0.1               # clears below over × (1 − 0.1)
@@ -58,6 +64,21 @@
 //! name = "new-apps"
 //! kind = "new_app"               # class defaults to internet
 //!
+//! [[alerts.rule]]                # "connections are slow"
+//! name = "rtt"
+//! filters = ["port=tcp/443"]     # remote, port and protocol terms too
+//! kind = "rtt_p95"               # 95th percentile of the RTT samples
+//! over = "150ms"                 # (one per TCP flow and interval)
+//! window = "5m"                  # rolling (default 5m)
+//! min_samples = 10               # fewer in the window: no change (default 10)
+//!
+//! [[alerts.rule]]
+//! name = "loss"
+//! kind = "retrans_rate"          # retransmitted ÷ sent data segments
+//! over = "2%"                    # or 0.02
+//! window = "5m"
+//! min_segments = 100             # fewer sent in the window: no change
+//!
 //! [[alerts.rule]]                # "the internet got slow"
 //! name = "slow"
 //! kind = "quality"               # class internet, direction rx by default
@@ -75,7 +96,17 @@
 //! reset_day = 1                  # 1..=31: the cycle starts that day each month
 //!                                # (a short month: its last day)
 //! # period_days = 30; start = "2026-01-07"   # or a fixed N-day cycle
+//!
+//! [tariff.interface.wwan0]       # a tariff of its own for one interface
+//! currency = "EUR"               # (same fields, nothing inherited from
+//! price_per_gib = 5.0            # [tariff]; that interface's local
+//! cap = "10GiB"                  # sockets' IP bytes): `netmon cost
+//! reset_day = 15                 # --interface wwan0`, quota rules on
+//!                                # interface=wwan0 take its cap and cycle
 //! ```
+//!
+//! `[tariff]` prices every interface; with only `[tariff.interface.*]`
+//! tables there is no such tariff.
 //!
 //! Sizes take `B`, `KB`/`MB`/`GB`/`TB` (10³) and `KiB`/`MiB`/`GiB`/`TiB`
 //! (2¹⁰); rates take those per second (`MB/s`) or bits (`Mbit/s`, `kbit/s`).
@@ -150,7 +181,8 @@ pub struct ActionFile {
 pub struct RuleFile {
     /// Unique name.
     pub name: String,
-    /// `volume`, `rate`, `quota`, `new_app`.
+    /// `volume`, `rate`, `quota`, `new_app`, `quality`, `rtt_p95`,
+    /// `retrans_rate`.
     pub kind: String,
     /// Process-level `KEY=VALUE` filters (all must hold).
     #[serde(default)]
@@ -189,6 +221,10 @@ pub struct RuleFile {
     pub below: Option<Num>,
     /// quality: a minute counts as demand from this rate on.
     pub min_rate: Option<String>,
+    /// rtt_p95: fewest RTT samples in the window for a verdict.
+    pub min_samples: Option<u64>,
+    /// retrans_rate: fewest sent data segments in the window for a verdict.
+    pub min_segments: Option<u64>,
     /// Action names (default `["log"]`).
     pub actions: Option<Vec<String>>,
 }
@@ -217,6 +253,10 @@ pub struct TariffFile {
     pub start: Option<String>,
     /// Time zone of the cycle (default `[alerts] timezone`, else local).
     pub timezone: Option<String>,
+    /// `[tariff.interface.NAME]`: a tariff of its own for that interface's
+    /// traffic (same fields, nothing inherited).
+    #[serde(default)]
+    pub interface: std::collections::BTreeMap<String, TariffFile>,
 }
 
 /// Which directions a rule counts.
@@ -320,6 +360,24 @@ pub enum Condition {
         /// Busy minutes averaged, ms.
         window_ms: u64,
     },
+    /// The 95th percentile of the window's TCP RTT samples above `over_us`.
+    RttP95 {
+        /// Threshold, µs.
+        over_us: u64,
+        /// Rolling window, ms.
+        window_ms: u64,
+        /// Fewest samples for a verdict.
+        min_samples: u64,
+    },
+    /// Retransmitted over sent data segments in the window above `over`.
+    RetransRate {
+        /// Threshold, 0 < over < 1.
+        over: f64,
+        /// Rolling window, ms.
+        window_ms: u64,
+        /// Fewest sent data segments for a verdict.
+        min_segments: u64,
+    },
 }
 
 impl Condition {
@@ -332,6 +390,8 @@ impl Condition {
             Self::Quota { .. } => "quota",
             Self::NewApp => "new_app",
             Self::Quality { .. } => "quality",
+            Self::RttP95 { .. } => "rtt_p95",
+            Self::RetransRate { .. } => "retrans_rate",
         }
     }
 }
@@ -339,10 +399,123 @@ impl Condition {
 /// Which traffic a rule counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
-    /// Process-level filters (the query vocabulary).
+    /// Filters (the query vocabulary): process keys, remote, port, protocol.
     pub filters: Vec<FilterTerm>,
     /// Destination class.
     pub class: Option<DestClass>,
+    /// Glob patterns on app, comm, user, cgroup or container
+    /// (`app=fire*`), all must match.
+    pub patterns: Vec<(FilterKey, glob::Pattern)>,
+    /// Remote networks (`remote=10.0.0.0/8`), all must contain the remote.
+    pub nets: Vec<(std::net::IpAddr, u8)>,
+    /// Interfaces (`interface=wwan0`, `interface=wwan*`, `interface=3`):
+    /// the scope counts the per interface rows (local sockets' IP bytes,
+    /// `usage --by interface`'s `tx`/`rx`), and each pattern must match
+    /// the interface's name or its index.
+    pub ifaces: Vec<glob::Pattern>,
+}
+
+impl Scope {
+    /// True when a remote, port or protocol term restricts it: its traffic
+    /// comes from the per endpoint rows, not the per process ones.
+    #[must_use]
+    pub fn by_endpoint(&self) -> bool {
+        !self.nets.is_empty() || self.filters.iter().any(|t| t.key.needs_remote())
+    }
+
+    /// True when interface terms restrict it: its traffic comes from the
+    /// per interface rows.
+    #[must_use]
+    pub fn by_interface(&self) -> bool {
+        !self.ifaces.is_empty()
+    }
+
+    /// True when interface `ifindex` (named `name` when known) matches
+    /// every interface pattern, by name or by index.
+    #[must_use]
+    pub fn iface_matches(&self, ifindex: u32, name: Option<&str>) -> bool {
+        let index = ifindex.to_string();
+        self.ifaces
+            .iter()
+            .all(|p| p.matches(&index) || name.is_some_and(|n| p.matches(n)))
+    }
+
+    /// True when the process's names match every pattern.
+    #[must_use]
+    pub fn patterns_match(&self, f: &crate::query::ProcFacts) -> bool {
+        let info = &f.record.info;
+        self.patterns.iter().all(|(k, p)| match k {
+            FilterKey::App => p.matches(&f.app),
+            FilterKey::Comm => p.matches(&info.comm),
+            FilterKey::User => p.matches(&f.user),
+            FilterKey::Cgroup => info.cgroup.as_deref().is_some_and(|c| p.matches(c)),
+            FilterKey::Container => f.record.unit.as_deref().is_some_and(|u| p.matches(u)),
+            _ => false,
+        })
+    }
+
+    /// True when every network contains `ip`.
+    #[must_use]
+    pub fn nets_contain(&self, ip: std::net::IpAddr) -> bool {
+        self.nets.iter().all(|(net, len)| in_net(ip, *net, *len))
+    }
+
+    /// The scope's terms as written (`KEY=VALUE`).
+    #[must_use]
+    pub fn terms(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.filters.iter().map(ToString::to_string).collect();
+        v.extend(self.patterns.iter().map(|(k, p)| {
+            FilterTerm {
+                key: *k,
+                value: p.as_str().to_owned(),
+            }
+            .to_string()
+        }));
+        v.extend(self.nets.iter().map(|(n, l)| format!("remote={n}/{l}")));
+        v.extend(
+            self.ifaces
+                .iter()
+                .map(|p| format!("interface={}", p.as_str())),
+        );
+        v
+    }
+}
+
+/// True when `ip` lies in `net`/`len` (an IPv4 address never lies in an
+/// IPv6 network, nor the other way).
+fn in_net(ip: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (a, b, bits): (u128, u128, u32) = match (ip, net) {
+        (V4(a), V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32),
+        (V6(a), V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let len = u32::from(len).min(bits);
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - len;
+    (a >> shift) == (b >> shift)
+}
+
+/// `ADDR/LEN`: a network.
+fn parse_net(v: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, l) = v
+        .split_once('/')
+        .ok_or_else(|| format!("{v:?} is not a network (like 10.0.0.0/8)"))?;
+    let ip: std::net::IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IP address"))?;
+    let len: u8 = l
+        .trim()
+        .parse()
+        .map_err(|_| format!("{l:?} is not a prefix length"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!("prefix length {len} is over {max}"));
+    }
+    Ok((ip, len))
 }
 
 /// A checked rule.
@@ -428,6 +601,8 @@ pub struct Tariff {
     pub cycle: Cycle,
     /// Zone of the cycle.
     pub tz: jiff::tz::TimeZone,
+    /// The interface whose traffic it prices (`None`: every interface).
+    pub interface: Option<String>,
 }
 
 /// Everything checked.
@@ -441,6 +616,23 @@ pub struct Compiled {
     pub actions: Vec<Action>,
     /// The tariff, if configured.
     pub tariff: Option<Tariff>,
+    /// Tariffs of single interfaces, by interface name.
+    pub iface_tariffs: Vec<Tariff>,
+}
+
+impl Compiled {
+    /// The tariff of `interface` (`None`: the `[tariff]` of every
+    /// interface).
+    #[must_use]
+    pub fn tariff_for(&self, interface: Option<&str>) -> Option<&Tariff> {
+        match interface {
+            None => self.tariff.as_ref(),
+            Some(i) => self
+                .iface_tariffs
+                .iter()
+                .find(|t| t.interface.as_deref() == Some(i)),
+        }
+    }
 }
 
 impl Default for Compiled {
@@ -450,6 +642,7 @@ impl Default for Compiled {
             rules: Vec::new(),
             actions: vec![log_action()],
             tariff: None,
+            iface_tariffs: Vec::new(),
         }
     }
 }
@@ -550,6 +743,24 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         }
     }
     parse_size(body).map(|b| b.saturating_mul(8))
+}
+
+/// A fraction in (0, 1): `"2%"`, `"0.5 %"` or `"0.02"`.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(p) => (p.trim(), 100.0),
+        None => (t, 1.0),
+    };
+    let v = num
+        .parse::<f64>()
+        .map(|v| v / scale)
+        .map_err(|_| format!("{s:?} is not a fraction (like 2% or 0.02)"))?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must lie between 0 and 100 % (exclusive)"))
+    }
 }
 
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
@@ -693,13 +904,33 @@ fn fingerprint(r: &RuleFile) -> u64 {
 )]
 fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Result<Rule, String> {
     let mut filters = Vec::new();
+    let (mut patterns, mut nets, mut ifaces) = (Vec::new(), Vec::new(), Vec::new());
     for f in &r.filters {
+        if let Some((k, v)) = f.split_once('=')
+            && k.trim() == "remote"
+            && v.contains('/')
+        {
+            nets.push(parse_net(v.trim()).map_err(|e| format!("filter {f:?}: {e}"))?);
+            continue;
+        }
         let t: FilterTerm = f.parse().map_err(|e| format!("filter {f:?}: {e}"))?;
-        if !(t.key.is_process() || t.key == FilterKey::Class) {
-            return Err(format!(
-                "filter {f:?}: alerts count per process (pid, app, comm, user, cgroup, container, class); \
-                 remote, port, protocol and interface are kept per hour only"
-            ));
+        let named = matches!(
+            t.key,
+            FilterKey::App
+                | FilterKey::Comm
+                | FilterKey::User
+                | FilterKey::Cgroup
+                | FilterKey::Container
+        );
+        if named && t.value.contains(['*', '?', '[']) {
+            let p = glob::Pattern::new(&t.value).map_err(|e| format!("filter {f:?}: {e}"))?;
+            patterns.push((t.key, p));
+            continue;
+        }
+        if t.key == FilterKey::Interface {
+            // A name, an index or a glob over names (`wwan*`).
+            ifaces.push(glob::Pattern::new(&t.value).map_err(|e| format!("filter {f:?}: {e}"))?);
+            continue;
         }
         filters.push(t);
     }
@@ -710,6 +941,35 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
             return Err("class given twice, differently".to_owned());
         }
         class = Some(c);
+    }
+    if !ifaces.is_empty() {
+        if !(filters.is_empty() && patterns.is_empty() && nets.is_empty()) {
+            return Err(
+                "interface totals are kept per interface only: an interface rule takes \
+                 interface terms, a class and a direction (no process, remote, port or protocol)"
+                    .to_owned(),
+            );
+        }
+        if !matches!(r.kind.as_str(), "volume" | "rate" | "quota") {
+            return Err(format!(
+                "kind {:?} does not take an interface (volume, rate and quota do)",
+                r.kind
+            ));
+        }
+    }
+    let endpoint = !nets.is_empty() || filters.iter().any(|t| t.key.needs_remote());
+    let samples = matches!(r.kind.as_str(), "rtt_p95" | "retrans_rate");
+    if endpoint && matches!(r.kind.as_str(), "new_app" | "quality") {
+        return Err(format!(
+            "kind {:?} takes process filters and a class only (no remote, port or protocol)",
+            r.kind
+        ));
+    }
+    if samples && r.direction.is_some() {
+        return Err(format!(
+            "`direction` does not apply to kind {:?} (RTT and retransmissions are per connection)",
+            r.kind
+        ));
     }
     let direction = match r.direction.as_deref() {
         None if r.kind == "quality" => Direction::Rx,
@@ -733,6 +993,15 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
         }
     };
     let cycle_given = r.reset_day.is_some() || r.period_days.is_some() || r.start.is_some();
+    if r.kind != "rtt_p95" && r.min_samples.is_some() {
+        unused(&[("min_samples", true)])?;
+    }
+    if r.kind != "retrans_rate" && r.min_segments.is_some() {
+        unused(&[("min_segments", true)])?;
+    }
+    if !matches!(r.kind.as_str(), "quality") && (r.below.is_some() || r.min_rate.is_some()) {
+        unused(&[("below/min_rate", true)])?;
+    }
     let condition = match r.kind.as_str() {
         "volume" => {
             unused(&[
@@ -878,9 +1147,56 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
                 window_ms,
             }
         }
+        "rtt_p95" | "retrans_rate" => {
+            unused(&[
+                ("period", r.period.is_some()),
+                ("for", r.for_.is_some()),
+                ("cap", r.cap.is_some()),
+                ("levels", r.levels.is_some()),
+                ("project", r.project),
+                ("reset_day/period_days/start", cycle_given),
+            ])?;
+            let window_ms = r
+                .window
+                .as_deref()
+                .map_or(Ok(5 * 60_000), parse_duration_ms)?;
+            if window_ms == 0 {
+                return Err("window must be > 0".to_owned());
+            }
+            let over = r.over.as_deref().ok_or_else(|| {
+                format!(
+                    "{} needs over = {}",
+                    r.kind,
+                    if r.kind == "rtt_p95" {
+                        "\"150ms\""
+                    } else {
+                        "\"2%\" (or 0.02)"
+                    }
+                )
+            })?;
+            if r.kind == "rtt_p95" {
+                let over_us = humantime::parse_duration(over)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                    .map_err(|e| format!("over {over:?} is not a duration like 150ms: {e}"))?;
+                if over_us == 0 {
+                    return Err("over must be > 0".to_owned());
+                }
+                Condition::RttP95 {
+                    over_us,
+                    window_ms,
+                    min_samples: r.min_samples.unwrap_or(10).max(1),
+                }
+            } else {
+                Condition::RetransRate {
+                    over: parse_fraction(over)?,
+                    window_ms,
+                    min_segments: r.min_segments.unwrap_or(100).max(1),
+                }
+            }
+        }
         k => {
             return Err(format!(
-                "unknown kind {k:?} (volume, rate, quota, new_app, quality)"
+                "unknown kind {k:?} (volume, rate, quota, new_app, quality, rtt_p95, retrans_rate)"
             ));
         }
     };
@@ -895,7 +1211,13 @@ fn compile_rule(r: &RuleFile, actions: &[Action], tariff: Option<&Tariff>) -> Re
     }
     Ok(Rule {
         name: r.name.clone(),
-        scope: Scope { filters, class },
+        scope: Scope {
+            filters,
+            class,
+            patterns,
+            nets,
+            ifaces,
+        },
         direction,
         condition,
         hysteresis,
@@ -935,7 +1257,39 @@ fn compile_tariff(t: &TariffFile, default_tz: &jiff::tz::TimeZone) -> Result<Tar
             Some(z) => parse_tz(z)?,
             None => default_tz.clone(),
         },
+        interface: None,
     })
+}
+
+/// `[tariff]`: the tariff of every interface (when any of its own fields
+/// is set) and those of `[tariff.interface.NAME]`.
+fn compile_tariffs(
+    t: &TariffFile,
+    default_tz: &jiff::tz::TimeZone,
+) -> Result<(Option<Tariff>, Vec<Tariff>), String> {
+    let own = TariffFile {
+        interface: std::collections::BTreeMap::new(),
+        ..t.clone()
+    };
+    let all = if own == TariffFile::default() && !t.interface.is_empty() {
+        None
+    } else {
+        Some(compile_tariff(&own, default_tz)?)
+    };
+    let mut per = Vec::new();
+    for (name, f) in &t.interface {
+        let what = format!("interface {name:?}");
+        if name.is_empty() || name.contains(['*', '?', '[', '/']) {
+            return Err(format!("{what}: an interface name (no globs)"));
+        }
+        if !f.interface.is_empty() {
+            return Err(format!("{what}: no interface tariffs inside one"));
+        }
+        let mut c = compile_tariff(f, default_tz).map_err(|e| format!("{what}: {e}"))?;
+        c.interface = Some(name.clone());
+        per.push(c);
+    }
+    Ok((all, per))
 }
 
 /// Checks `[alerts]` and `[tariff]`. `text` is the file's text, for line
@@ -954,11 +1308,11 @@ pub fn compile(
         }
         None => local_tz(),
     };
-    let tariff = tariff
-        .map(|t| {
-            compile_tariff(t.get_ref(), &tz).map_err(|e| at_line(text, &t.span(), "[tariff]", &e))
-        })
-        .transpose()?;
+    let (tariff, iface_tariffs) = match tariff {
+        Some(t) => compile_tariffs(t.get_ref(), &tz)
+            .map_err(|e| at_line(text, &t.span(), "[tariff]", &e))?,
+        None => (None, Vec::new()),
+    };
     let mut actions = vec![log_action()];
     for a in &alerts.action {
         let what = format!("action {:?}", a.get_ref().name);
@@ -988,8 +1342,21 @@ pub fn compile(
                 "names must be unique and not empty",
             ));
         }
+        // A rule on one interface with a tariff of its own takes that
+        // tariff's cap and cycle by default.
+        let own = r.get_ref().filters.iter().find_map(|f| {
+            let (k, v) = f.split_once('=')?;
+            let v = v.trim();
+            (k.trim() == "interface")
+                .then(|| {
+                    iface_tariffs
+                        .iter()
+                        .find(|t| t.interface.as_deref() == Some(v))
+                })
+                .flatten()
+        });
         rules.push(
-            compile_rule(r.get_ref(), &actions, tariff.as_ref())
+            compile_rule(r.get_ref(), &actions, own.or(tariff.as_ref()))
                 .map_err(|e| at_line(text, &r.span(), &what, &e))?,
         );
     }
@@ -998,6 +1365,7 @@ pub fn compile(
         rules,
         actions,
         tariff,
+        iface_tariffs,
     })
 }
 
@@ -1085,5 +1453,89 @@ reset_day = 31
         let e = check("[[alerts.rule]]\nname = \"a\"\nkind = \"volume\"\nwindw = \"1h\"\n")
             .expect_err("typo");
         assert!(e.contains("windw") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn quality_rules_and_endpoint_scopes_compile() {
+        let c = check(
+            r#"
+[[alerts.rule]]
+name = "rtt"
+filters = ["port=tcp/443", "app=fire*", "remote=10.0.0.0/8"]
+kind = "rtt_p95"
+over = "150ms"
+[[alerts.rule]]
+name = "loss"
+kind = "retrans_rate"
+over = "2.5%"
+window = "10m"
+min_segments = 500
+"#,
+        )
+        .expect("compiles");
+        assert_eq!(
+            c.rules[0].condition,
+            Condition::RttP95 {
+                over_us: 150_000,
+                window_ms: 300_000,
+                min_samples: 10
+            }
+        );
+        let scope = &c.rules[0].scope;
+        assert!(scope.by_endpoint());
+        assert_eq!(
+            scope.terms(),
+            vec!["port=tcp/443", "app=fire*", "remote=10.0.0.0/8"]
+        );
+        assert!(scope.nets_contain("10.1.2.3".parse().expect("ip")));
+        assert!(!scope.nets_contain("11.0.0.1".parse().expect("ip")));
+        assert!(!scope.nets_contain("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(matches!(
+            c.rules[1].condition,
+            Condition::RetransRate { over, window_ms: 600_000, min_segments: 500 }
+                if (over - 0.025).abs() < 1e-12
+        ));
+        assert!(!c.rules[1].scope.by_endpoint());
+    }
+
+    #[test]
+    fn quality_and_scope_mistakes_are_named() {
+        let rule = |body: &str| check(&format!("[[alerts.rule]]\nname = \"a\"\n{body}"));
+        for (body, want) in [
+            ("kind = \"rtt_p95\"\n", "over"),
+            ("kind = \"rtt_p95\"\nover = \"fast\"\n", "fast"),
+            ("kind = \"retrans_rate\"\nover = \"120%\"\n", "120%"),
+            (
+                "kind = \"retrans_rate\"\nover = \"1%\"\ndirection = \"tx\"\n",
+                "direction",
+            ),
+            (
+                "kind = \"rtt_p95\"\nover = \"1ms\"\nmin_segments = 3\n",
+                "min_segments",
+            ),
+            (
+                "kind = \"new_app\"\nfilters = [\"port=443\"]\n",
+                "no remote",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"interface=eth0\", \"app=curl\"]\n",
+                "per interface only",
+            ),
+            (
+                "kind = \"new_app\"\nfilters = [\"interface=eth0\"]\n",
+                "does not take an interface",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"remote=10.0.0.0/33\"]\n",
+                "33",
+            ),
+            (
+                "kind = \"volume\"\nover = \"1GB\"\nwindow = \"1h\"\nfilters = [\"app=[x\"]\n",
+                "app=[x",
+            ),
+        ] {
+            let e = rule(body).expect_err(body);
+            assert!(e.contains("line 1") && e.contains(want), "{body}: {e}");
+        }
     }
 }

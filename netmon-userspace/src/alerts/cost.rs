@@ -56,6 +56,7 @@ mod tests {
             cap: None,
             cycle: Cycle::Monthly { day: 1 },
             tz: jiff::tz::TimeZone::UTC,
+            interface: None,
         }
     }
 

@@ -35,15 +35,51 @@
 //! first step after the restart (the step that takes the downtime's deltas).
 //! Rate rules need consecutive intervals: a restart begins a new run.
 //!
-//! # Quality without RTT data
-//! This build records no RTT or retransmission counts, so the one quality
-//! condition is the throughput notice, from byte counts alone: the mean
-//! rate of the window's *busy* minutes (a minute at `min_rate` or more:
-//! there was demand) against the same mean over the same hour (24 h steps)
-//! of the last 7 days, read from the history once an hour. It says "busy
-//! minutes moved less than they usually do at this hour", which a slow
-//! link causes and so does lighter use at full speed: a hint, not a
-//! measurement of the link.
+//! # Scopes by endpoint
+//! A rule with a remote, port or protocol term (or a `remote=NET/LEN`
+//! network) counts the per endpoint rows, not its processes' deltas:
+//! after each step the engine reads the current hour's remote rows
+//! (rows plus the snapshot's pending pieces, through the query layer's
+//! scan) and takes the difference from what it read the step before (a
+//! new hour starts from zero), so each step adds exactly the bytes the
+//! drain just committed for those endpoints. The cost is the current
+//! hour's endpoints, not the history. At start, cycles and periods are
+//! seeded from the remote rows resolved to the window
+//! ([`crate::query::edges`]); rolling windows also need each byte's time,
+//! which remote rows (kept per bucket) do not have, so each row's bytes
+//! are spread over its process's interval rows of that bucket ([`spread`]:
+//! exact when that process's bucket went to one endpoint, or in the same
+//! proportion all along).
+//!
+//! # Scopes by interface
+//! A rule with interface terms counts the per interface rows (local
+//! sockets' IP bytes by destination class, what `netmon usage --by
+//! interface` shows as `tx`/`rx`), through the query layer's scan. Their
+//! interval rows carry the drain time, so each step reads the rows
+//! committed since the last read, and at start rolling windows are seeded
+//! with each row's own time (exact, no spreading) and cycles from the
+//! planner's segments. Interface names (for `interface=wwan*`) are looked
+//! up once per index ([`crate::query::ifaces::interface_name`]).
+//!
+//! # RTT and retransmissions
+//! `rtt_p95` and `retrans_rate` rules keep, per drain time in their window,
+//! the TCP quality samples their scope passes (one per TCP flow with
+//! packets in the interval: its smoothed RTT, and its retransmitted and
+//! sent data segments), read after each step through
+//! [`crate::query::quality::scoped_samples`] and at start for the whole
+//! window. The p95 is the nearest rank over the window's RTT samples, as
+//! `netmon usage` reports `rtt_p95`; the retransmission rate is
+//! retransmitted over sent data segments. Below `min_samples` /
+//! `min_segments` the window says nothing and the rule keeps its state.
+//!
+//! # Throughput against its baseline
+//! The throughput notice needs byte counts only: the mean rate of the
+//! window's *busy* minutes (a minute at `min_rate` or more: there was
+//! demand) against the same mean over the same hour (24 h steps) of the
+//! last 7 days, read from the history once an hour. It says "busy minutes
+//! moved less than they usually do at this hour", which a slow link causes
+//! and so does lighter use at full speed: a hint, not a measurement of
+//! the link (the RTT and retransmission rules measure it).
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
@@ -55,10 +91,12 @@ use crate::alerts::state::{self, RuleState};
 use crate::clock::rfc3339_from_unix_ms;
 use crate::ownership::{ProcessId, ProcessInfo};
 use crate::query::AppRules;
+use crate::query::edges;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
+use crate::query::usage::{RowFilter, remote_ip};
 use crate::store::query::Segment;
-use crate::store::{DestClass, ProcessRecord, Store, Tier, TimeMs, TimeRange, Traffic};
+use crate::store::{DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
 
 /// Cached process identities before the cache is cleared.
@@ -91,6 +129,43 @@ enum Acc {
         hour: Option<TimeMs>,
         baseline_bps: Option<u64>,
     },
+    /// TCP samples per drain time in the window, oldest first.
+    Samples { steps: VecDeque<SampleStep> },
+}
+
+/// The TCP quality samples of one drain time that a rule's scope passes.
+#[derive(Clone, Debug, Default)]
+struct SampleStep {
+    ts: TimeMs,
+    /// RTTs, µs (samples with an RTT measurement only).
+    rtts: Vec<u32>,
+    retrans_segs: u64,
+    data_segs: u64,
+}
+
+impl SampleStep {
+    fn add(&mut self, s: &crate::store::QualitySample) {
+        if s.srtt_us > 0 {
+            self.rtts.push(s.srtt_us);
+        }
+        self.retrans_segs += u64::from(s.retrans_segs);
+        self.data_segs += u64::from(s.data_segs);
+    }
+}
+
+/// Appends sample `s` of drain time `ts` to `steps` (in time order).
+fn push_sample(steps: &mut VecDeque<SampleStep>, ts: TimeMs, s: &crate::store::QualitySample) {
+    match steps.back_mut() {
+        Some(last) if last.ts == ts => last.add(s),
+        _ => {
+            let mut st = SampleStep {
+                ts,
+                ..SampleStep::default()
+            };
+            st.add(s);
+            steps.push_back(st);
+        }
+    }
 }
 
 /// One minute.
@@ -152,6 +227,24 @@ pub struct Engine {
     seq: u64,
     /// Fired events not yet stored (their commit failed; retried next step).
     pending: Vec<AlertEvent>,
+    /// Per scope: the endpoint terms and class as the query applies them.
+    row_filters: Vec<RowFilter>,
+    /// Endpoint scopes whose bytes rules sum (volume, rate, quota).
+    endpoint_scopes: Vec<usize>,
+    /// Per endpoint scope: (hour, tx, rx) read so far in that hour.
+    endpoint_hour: FxHashMap<usize, (TimeMs, u64, u64)>,
+    /// Per endpoint scope: this step's (tx, rx), set by [`Self::step`].
+    endpoint_step: FxHashMap<usize, (u64, u64)>,
+    /// TCP samples are read up to (excluding) this drain time.
+    samples_to: TimeMs,
+    /// Interface scopes (their rules sum the per interface rows).
+    iface_scopes: Vec<usize>,
+    /// Per interface scope: this step's (tx, rx), set by [`Self::step`].
+    iface_step: FxHashMap<usize, (u64, u64)>,
+    /// Per interface rows are read up to (excluding) this drain time.
+    iface_to: TimeMs,
+    /// Interface names by index, looked up once each.
+    iface_names: FxHashMap<u32, Option<String>>,
 }
 
 fn pick(d: Direction, tx: u64, rx: u64) -> u64 {
@@ -179,7 +272,7 @@ fn scopes_of(f: &ProcFacts, scopes: &[Scope]) -> ProcScopes {
     let matching: Vec<u32> = scopes
         .iter()
         .enumerate()
-        .filter(|(_, s)| f.passes(&s.filters))
+        .filter(|(_, s)| f.passes(&s.filters) && s.patterns_match(f))
         .filter_map(|(i, _)| u32::try_from(i).ok())
         .collect();
     ProcScopes {
@@ -204,6 +297,98 @@ fn fine_plan(store: &mut Store, range: &TimeRange) -> Result<Vec<Segment>, Alert
         }
     }
     Ok(scan::plan_for(store, range, Kind::Process)?.0)
+}
+
+/// (time, tx, rx) IP bytes of an interval row.
+type TimedBytes = (TimeMs, u64, u64);
+
+/// A row the seed adds up: time, process, class, traffic, endpoint.
+type SeedRow = (TimeMs, ProcessId, DestClass, Traffic, Option<RemoteKey>);
+
+/// `b` split in proportion to `weights` (the remainder to the last
+/// non-zero weight); `None` when every weight is zero.
+fn share(b: u64, weights: &[u64]) -> Option<Vec<u64>> {
+    let total: u128 = weights.iter().map(|w| u128::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut out: Vec<u64> = weights
+        .iter()
+        .map(|w| u64::try_from(u128::from(b) * u128::from(*w) / total).unwrap_or(u64::MAX))
+        .collect();
+    let rest = b.saturating_sub(out.iter().fold(0u64, |a, x| a.saturating_add(*x)));
+    if let Some(i) = weights.iter().rposition(|w| *w > 0) {
+        out[i] = out[i].saturating_add(rest);
+    }
+    Some(out)
+}
+
+/// Remote rows are kept per bucket (an hour, or a minute), so a rolling
+/// window seeded from them needs their times: each remote row's bytes are
+/// spread over its process's interval rows (same class, same bucket,
+/// inside the window) in proportion to their bytes. Exact when the
+/// process's traffic of that bucket went to one endpoint, or in the same
+/// proportion all along; bytes with no interval row to follow (purged
+/// tiers) stay at the bucket's first time inside the window.
+fn spread(
+    store: &mut Store,
+    range: &TimeRange,
+    remote: &[scan::Row],
+) -> Result<Vec<SeedRow>, AlertError> {
+    let mut fine: FxHashMap<(ProcessId, DestClass), Vec<TimedBytes>> = FxHashMap::default();
+    let segs = fine_plan(store, range)?;
+    scan::rows(store, &segs, Kind::Process, |r| {
+        if let Subject::Process(id) = r.subject {
+            fine.entry((id, r.class)).or_default().push((
+                r.ts,
+                r.traffic.tx.ip_bytes,
+                r.traffic.rx.ip_bytes,
+            ));
+        }
+    })?;
+    let traffic = |tx: u64, rx: u64| {
+        let mut t = Traffic::default();
+        t.tx.ip_bytes = tx;
+        t.rx.ip_bytes = rx;
+        t
+    };
+    let mut out = Vec::new();
+    for r in remote {
+        let Subject::Remote(rk) = r.subject else {
+            continue;
+        };
+        let b0 = r.tier.bucket(r.ts);
+        let lo = b0.max(range.start);
+        let hi = crate::query::window::bucket_end(r.tier, b0 + 1).min(range.end);
+        let times: Vec<TimedBytes> = fine
+            .get(&(rk.process, r.class))
+            .map(|v| {
+                v.iter()
+                    .filter(|x| x.0 >= lo && x.0 < hi)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (btx, brx) = (r.traffic.tx.ip_bytes, r.traffic.rx.ip_bytes);
+        let wtx: Vec<u64> = times.iter().map(|x| x.1).collect();
+        let wrx: Vec<u64> = times.iter().map(|x| x.2).collect();
+        let (stx, srx) = (share(btx, &wtx), share(brx, &wrx));
+        for (i, (ts, _, _)) in times.iter().enumerate() {
+            let tx = stx.as_ref().map_or(0, |v| v[i]);
+            let rx = srx.as_ref().map_or(0, |v| v[i]);
+            if tx > 0 || rx > 0 {
+                out.push((*ts, rk.process, r.class, traffic(tx, rx), Some(rk)));
+            }
+        }
+        let (ltx, lrx) = (
+            if stx.is_none() { btx } else { 0 },
+            if srx.is_none() { brx } else { 0 },
+        );
+        if ltx > 0 || lrx > 0 {
+            out.push((lo, rk.process, r.class, traffic(ltx, lrx), Some(rk)));
+        }
+    }
+    Ok(out)
 }
 
 fn fresh_state(rule: &Rule) -> RuleState {
@@ -258,6 +443,9 @@ impl Engine {
                     hour: None,
                     baseline_bps: None,
                 },
+                Condition::RttP95 { .. } | Condition::RetransRate { .. } => Acc::Samples {
+                    steps: VecDeque::new(),
+                },
             };
             live.push(Live {
                 rule: rule.clone(),
@@ -272,19 +460,51 @@ impl Engine {
             .filter(|l| matches!(l.rule.condition, Condition::NewApp))
             .map(|l| l.scope)
             .collect();
+        let mut endpoint_scopes: Vec<usize> = live
+            .iter()
+            .filter(|l| scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples { .. }))
+            .map(|l| l.scope)
+            .collect();
+        endpoint_scopes.sort_unstable();
+        endpoint_scopes.dedup();
+        let mut iface_scopes: Vec<usize> = live
+            .iter()
+            .filter(|l| scopes[l.scope].by_interface())
+            .map(|l| l.scope)
+            .collect();
+        iface_scopes.sort_unstable();
+        iface_scopes.dedup();
+        let last_ts = scan::latest_sample(store)?;
         let mut engine = Self {
             tz: compiled.tz.clone(),
             apps,
             sums: vec![(0, 0); scopes.len()],
+            row_filters: scopes
+                .iter()
+                .map(|s| RowFilter::new(&s.filters, s.class))
+                .collect(),
             scopes,
             live,
             cache: FxHashMap::default(),
             new_app_scopes,
-            last_ts: scan::latest_sample(store)?,
+            last_ts,
             seq: state::last_seq(store)?,
             pending: Vec::new(),
+            endpoint_scopes,
+            endpoint_hour: FxHashMap::default(),
+            endpoint_step: FxHashMap::default(),
+            samples_to: last_ts.map_or(0, |t| t.saturating_add(1)),
+            iface_scopes,
+            iface_step: FxHashMap::default(),
+            // Without interval rows the history (all seeded) ends before
+            // `now`: the first step reads from there, never from 1970.
+            iface_to: last_ts.map_or(now, |t| t.saturating_add(1)),
+            iface_names: FxHashMap::default(),
         };
         engine.seed(store, now)?;
+        if let Some(t) = last_ts {
+            engine.endpoint_hour = engine.endpoint_cums(store, t, &mut None)?;
+        }
         engine.commit(store)?;
         Ok(engine)
     }
@@ -296,16 +516,26 @@ impl Engine {
     }
 
     /// Rebuilds the sums from the history: one scan per distinct range.
+    #[expect(clippy::too_many_lines, reason = "one pass per range kind, each short")]
     fn seed(&mut self, store: &mut Store, now: TimeMs) -> Result<(), AlertError> {
         let end = now.saturating_add(1);
-        let mut ranges: Vec<(TimeRange, bool)> = Vec::new();
+        // (range, fine: rows keep their own times, endpoint: remote rows).
+        let mut ranges: Vec<(TimeRange, bool, bool)> = Vec::new();
         let mut want: Vec<Option<usize>> = Vec::new();
-        for l in &mut self.live {
+        // (rule, range, fine) of the interface rules.
+        let mut iface_seed: Vec<(usize, TimeRange, bool)> = Vec::new();
+        for (li, l) in self.live.iter_mut().enumerate() {
+            let endpoint = self.scopes[l.scope].by_endpoint();
             let range = match (&l.rule.condition, &l.acc) {
+                (_, Acc::Samples { .. }) => None,
                 (
                     Condition::Rolling { window_ms, .. } | Condition::Quality { window_ms, .. },
                     _,
-                ) => Some((now.saturating_sub(*window_ms).saturating_add(1)..end, true)),
+                ) => Some((
+                    now.saturating_sub(*window_ms).saturating_add(1)..end,
+                    true,
+                    endpoint,
+                )),
                 (_, Acc::Cycle { range, .. }) => {
                     // A new cycle since the stored state: its flags start over.
                     if l.state.cycle_start_ms != Some(range.start) {
@@ -316,13 +546,20 @@ impl Engine {
                         l.state.since_ms = Some(range.start);
                         l.dirty = true;
                     }
-                    Some((range.start..end, false))
+                    Some((range.start..end, false, endpoint))
                 }
                 // A rule without a baseline takes the apps already in the
                 // history as known.
-                (Condition::NewApp, _) if l.dirty => Some((0..end, false)),
+                (Condition::NewApp, _) if l.dirty => Some((0..end, false, false)),
                 _ => None,
             };
+            if self.scopes[l.scope].by_interface() {
+                if let Some((r, fine, _)) = range {
+                    iface_seed.push((li, r, fine));
+                }
+                want.push(None);
+                continue;
+            }
             want.push(range.map(|r| {
                 ranges.iter().position(|x| *x == r).unwrap_or_else(|| {
                     ranges.push(r);
@@ -330,24 +567,68 @@ impl Engine {
                 })
             }));
         }
-        if ranges.is_empty() {
+        let samples = self
+            .live
+            .iter()
+            .any(|l| matches!(l.acc, Acc::Samples { .. }));
+        for (li, range, fine) in iface_seed {
+            let segs = if fine {
+                fine_plan(store, &range)?
+            } else {
+                scan::plan_for(store, &range, Kind::Interface)?.0
+            };
+            let si = self.live[li].scope;
+            let mut rows = self.iface_rows(store, &segs, si)?;
+            rows.sort_by_key(|r| r.0);
+            let l = &mut self.live[li];
+            for (ts, tx, rx) in rows {
+                let b = pick(l.rule.direction, tx, rx);
+                match &mut l.acc {
+                    Acc::Rolling { buckets, sum } if b > 0 => {
+                        match buckets.back_mut() {
+                            Some((last, v)) if *last == ts => *v += b,
+                            _ => buckets.push_back((ts, b)),
+                        }
+                        *sum = sum.saturating_add(b);
+                    }
+                    Acc::Cycle { sum, .. } => *sum = sum.saturating_add(b),
+                    _ => {}
+                }
+            }
+        }
+        if ranges.is_empty() && !samples {
             return Ok(());
         }
         let facts = Facts::load(store, &self.apps)?;
-        for (ri, (range, fine)) in ranges.iter().enumerate() {
-            let segs = if *fine {
-                fine_plan(store, range)?
-            } else {
-                scan::plan_for(store, range, Kind::Process)?.0
-            };
-            let mut rows: Vec<(TimeMs, ProcessId, DestClass, Traffic)> = Vec::new();
-            scan::rows(store, &segs, Kind::Process, |r| {
-                if let Subject::Process(id) = r.subject {
-                    rows.push((r.ts, id, r.class, r.traffic));
+        for (ri, (range, fine, endpoint)) in ranges.iter().enumerate() {
+            let mut rows: Vec<SeedRow> = Vec::new();
+            if *endpoint {
+                let mut remote = Vec::new();
+                edges::remote_rows(store, range, false, |_| true, |r| remote.push(r))?;
+                if *fine {
+                    rows = spread(store, range, &remote)?;
+                } else {
+                    rows.extend(remote.iter().filter_map(|r| match r.subject {
+                        Subject::Remote(rk) => {
+                            Some((r.ts, rk.process, r.class, r.traffic, Some(rk)))
+                        }
+                        _ => None,
+                    }));
                 }
-            })?;
+            } else {
+                let segs = if *fine {
+                    fine_plan(store, range)?
+                } else {
+                    scan::plan_for(store, range, Kind::Process)?.0
+                };
+                scan::rows(store, &segs, Kind::Process, |r| {
+                    if let Subject::Process(id) = r.subject {
+                        rows.push((r.ts, id, r.class, r.traffic, None));
+                    }
+                })?;
+            }
             rows.sort_by_key(|r| r.0);
-            for (ts, id, class, t) in rows {
+            for (ts, id, class, t, rk) in rows {
                 let ps = match self.cache.get(&id) {
                     Some(p) => p.clone(),
                     None => {
@@ -365,6 +646,12 @@ impl Engine {
                         continue;
                     }
                     if self.scopes[l.scope].class.is_some_and(|c| c != class) {
+                        continue;
+                    }
+                    if let Some(rk) = &rk
+                        && !(self.row_filters[l.scope].remote_ok(rk)
+                            && self.scopes[l.scope].nets_contain(remote_ip(rk)))
+                    {
                         continue;
                     }
                     let b = pick(l.rule.direction, t.tx.ip_bytes, t.rx.ip_bytes);
@@ -389,11 +676,252 @@ impl Engine {
                                 add_minute(minutes, ts, b);
                             }
                         }
-                        Acc::Rate { .. } => {}
+                        Acc::Rate { .. } | Acc::Samples { .. } => {}
                     }
                 }
             }
         }
+        // RTT and retransmission windows: the samples up to the last
+        // committed step; the steps read the rest.
+        let rules: Vec<(usize, TimeMs)> = self
+            .live
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.rule.condition {
+                Condition::RttP95 { window_ms, .. } | Condition::RetransRate { window_ms, .. } => {
+                    Some((i, now.saturating_sub(window_ms).saturating_add(1)))
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(from) = rules.iter().map(|r| r.1).min() {
+            let range = from..self.samples_to.max(from);
+            let got = self.read_samples(store, &rules, &range, &mut Some(facts))?;
+            for ((i, _), steps) in rules.into_iter().zip(got) {
+                if let Acc::Samples { steps: s } = &mut self.live[i].acc {
+                    *s = steps;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when process `id` passes scope `si`'s process terms (cached;
+    /// `facts` loaded on a miss).
+    fn in_scope(
+        &mut self,
+        store: &mut Store,
+        id: ProcessId,
+        si: usize,
+        facts: &mut Option<Facts>,
+    ) -> Result<bool, AlertError> {
+        let key = u32::try_from(si).unwrap_or(u32::MAX);
+        if let Some(p) = self.cache.get(&id) {
+            return Ok(p.scopes.contains(&key));
+        }
+        let f = match facts {
+            Some(f) => f,
+            None => facts.insert(Facts::load(store, &self.apps)?),
+        };
+        let p = scopes_of(&f.get(id), &self.scopes);
+        let yes = p.scopes.contains(&key);
+        self.cache.insert(id, p);
+        Ok(yes)
+    }
+
+    /// Caches the scopes of this step's processes (from their own
+    /// identity, without reading the process records).
+    fn prime(&mut self, per_process: &[(ProcessInfo, DestClass, Traffic)]) {
+        if self.cache.len() > PROC_CACHE_MAX {
+            self.cache.clear();
+        }
+        for (info, _, _) in per_process {
+            if !self.cache.contains_key(&info.id) {
+                let p = scopes_of(&facts_of(info, &self.apps), &self.scopes);
+                self.cache.insert(info.id, p);
+            }
+        }
+    }
+
+    /// The TCP samples of `range` (one read, through the query layer's
+    /// sample reader), per drain time, for each `(rule, from)`: the samples
+    /// at `from` or later that the rule's scope passes.
+    fn read_samples(
+        &mut self,
+        store: &mut Store,
+        rules: &[(usize, TimeMs)],
+        range: &TimeRange,
+        facts: &mut Option<Facts>,
+    ) -> Result<Vec<VecDeque<SampleStep>>, AlertError> {
+        let mut out = vec![VecDeque::new(); rules.len()];
+        if rules.is_empty() || range.start >= range.end {
+            return Ok(out);
+        }
+        let mut raw: Vec<(TimeMs, crate::store::QualitySample)> = Vec::new();
+        crate::query::quality::scoped_samples(store, &[], None, range, |ts, s| {
+            raw.push((ts, *s));
+        })?;
+        for (ts, s) in raw {
+            let Some(rk) = s.remote_key() else { continue };
+            let ip = remote_ip(&rk);
+            for (&(i, from), steps) in rules.iter().zip(out.iter_mut()) {
+                let si = self.live[i].scope;
+                let rf = &self.row_filters[si];
+                if ts >= from
+                    && rf.class_ok(rk.class)
+                    && rf.remote_ok(&rk)
+                    && self.scopes[si].nets_contain(ip)
+                    && self.in_scope(store, rk.process, si, facts)?
+                {
+                    push_sample(steps, ts, &s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per endpoint scope: (hour, tx, rx) of the remote rows of the hour of
+    /// `ts` (rows plus the snapshot's pending pieces, through the query
+    /// layer's scan), that the scope's filters pass.
+    fn endpoint_cums(
+        &mut self,
+        store: &mut Store,
+        ts: TimeMs,
+        facts: &mut Option<Facts>,
+    ) -> Result<FxHashMap<usize, (TimeMs, u64, u64)>, AlertError> {
+        let mut out: FxHashMap<usize, (TimeMs, u64, u64)> = FxHashMap::default();
+        if self.endpoint_scopes.is_empty() {
+            return Ok(out);
+        }
+        let hour = ts - ts % HOUR;
+        let (segs, _) = scan::plan_for(store, &(hour..hour + HOUR), Kind::Remote)?;
+        let mut rows: Vec<(RemoteKey, DestClass, Traffic)> = Vec::new();
+        scan::rows(store, &segs, Kind::Remote, |r| {
+            if let Subject::Remote(rk) = r.subject
+                && r.tier.bucket(r.ts) >= hour
+            {
+                rows.push((rk, r.class, r.traffic));
+            }
+        })?;
+        for si in self.endpoint_scopes.clone() {
+            out.insert(si, (hour, 0, 0));
+        }
+        for (rk, class, t) in rows {
+            for si in self.endpoint_scopes.clone() {
+                let rf = &self.row_filters[si];
+                if !rf.class_ok(class)
+                    || !rf.remote_ok(&rk)
+                    || !self.scopes[si].nets_contain(remote_ip(&rk))
+                    || !self.in_scope(store, rk.process, si, facts)?
+                {
+                    continue;
+                }
+                if let Some(e) = out.get_mut(&si) {
+                    e.1 = e.1.saturating_add(t.tx.ip_bytes);
+                    e.2 = e.2.saturating_add(t.rx.ip_bytes);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The per interface rows of `segments` that scope `si` passes
+    /// (interface pattern and class), as (time, tx, rx) IP bytes, read
+    /// through the query layer's scan.
+    fn iface_rows(
+        &mut self,
+        store: &mut Store,
+        segments: &[Segment],
+        si: usize,
+    ) -> Result<Vec<TimedBytes>, AlertError> {
+        let mut raw: Vec<(TimeMs, u32, DestClass, Traffic)> = Vec::new();
+        scan::rows(store, segments, Kind::Interface, |r| {
+            if let Subject::Interface(i) = r.subject {
+                raw.push((r.ts, i, r.class, r.traffic));
+            }
+        })?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (ts, i, class, t) in raw {
+            if self.scopes[si].class.is_some_and(|c| c != class) || !self.iface_ok(store, si, i)? {
+                continue;
+            }
+            out.push((ts, t.tx.ip_bytes, t.rx.ip_bytes));
+        }
+        Ok(out)
+    }
+
+    /// True when interface `i` matches scope `si`'s interface patterns (its
+    /// name looked up once, through [`crate::query::ifaces::interface_name`]).
+    fn iface_ok(&mut self, store: &mut Store, si: usize, i: u32) -> Result<bool, AlertError> {
+        let name = match self.iface_names.get(&i) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::query::ifaces::interface_name(store, i)?;
+                self.iface_names.insert(i, n.clone());
+                n
+            }
+        };
+        Ok(self.scopes[si].iface_matches(i, name.as_deref()))
+    }
+
+    /// This step's bytes of the interface scopes: the per interface rows
+    /// committed since the last read (their interval rows carry the drain
+    /// time). On a read error the step counts nothing for them and the
+    /// next step reads from the same time.
+    fn read_ifaces(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        self.iface_step.clear();
+        if self.iface_scopes.is_empty() {
+            return Ok(());
+        }
+        let range = self.iface_to..ts.saturating_add(1).max(self.iface_to);
+        let (segs, _) = scan::plan_for(store, &range, Kind::Interface)?;
+        for si in self.iface_scopes.clone() {
+            let (mut tx, mut rx) = (0u64, 0u64);
+            for (_, t, r) in self.iface_rows(store, &segs, si)? {
+                tx = tx.saturating_add(t);
+                rx = rx.saturating_add(r);
+            }
+            self.iface_step.insert(si, (tx, rx));
+        }
+        self.iface_to = range.end;
+        Ok(())
+    }
+
+    /// This step's bytes of the endpoint scopes: the hour's sums now minus
+    /// those read at the previous step (a new hour starts from zero). On a
+    /// read error the step counts nothing for them and the next step's
+    /// difference takes it in.
+    fn read_endpoints(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        self.endpoint_step.clear();
+        let now = self.endpoint_cums(store, ts, &mut None)?;
+        for (si, (hour, tx, rx)) in &now {
+            let (ptx, prx) = match self.endpoint_hour.get(si) {
+                Some((h, ptx, prx)) if h == hour => (*ptx, *prx),
+                _ => (0, 0),
+            };
+            self.endpoint_step
+                .insert(*si, (tx.saturating_sub(ptx), rx.saturating_sub(prx)));
+        }
+        self.endpoint_hour = now;
+        Ok(())
+    }
+
+    /// Appends the TCP samples committed since the last step to the RTT
+    /// and retransmission windows. On a read error nothing is added and
+    /// the next step reads from the same time.
+    fn step_samples(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
+        let range = self.samples_to..ts.saturating_add(1).max(self.samples_to);
+        let rules: Vec<(usize, TimeMs)> = (0..self.live.len())
+            .filter(|i| matches!(self.live[*i].acc, Acc::Samples { .. }))
+            .map(|i| (i, 0))
+            .collect();
+        let got = self.read_samples(store, &rules, &range, &mut None)?;
+        for ((i, _), new) in rules.into_iter().zip(got) {
+            if let Acc::Samples { steps } = &mut self.live[i].acc {
+                steps.extend(new);
+            }
+        }
+        self.samples_to = range.end;
         Ok(())
     }
 
@@ -409,6 +937,17 @@ impl Engine {
     ) -> Vec<AlertEvent> {
         if let Err(e) = self.refresh_baselines(store, ts) {
             tracing::warn!(error = %e, "reading the quality baselines failed; retrying next interval");
+        }
+        self.prime(per_process);
+        if let Err(e) = self.read_endpoints(store, ts) {
+            tracing::warn!(error = %e, "reading the per endpoint rows failed; counted at the next interval");
+        }
+        if let Err(e) = self.read_ifaces(store, ts) {
+            self.iface_step.clear();
+            tracing::warn!(error = %e, "reading the per interface rows failed; counted at the next interval");
+        }
+        if let Err(e) = self.step_samples(store, ts) {
+            tracing::warn!(error = %e, "reading the TCP samples failed; read at the next interval");
         }
         let fired = self.evaluate(ts, per_process);
         self.pending.extend(fired);
@@ -546,6 +1085,14 @@ impl Engine {
                 }
             }
         }
+        // Endpoint scopes count their rows' bytes, not their processes'.
+        for &si in &self.endpoint_scopes {
+            self.sums[si] = self.endpoint_step.remove(&si).unwrap_or((0, 0));
+        }
+        // Interface scopes count their interfaces' rows.
+        for &si in &self.iface_scopes {
+            self.sums[si] = self.iface_step.remove(&si).unwrap_or((0, 0));
+        }
         let dt = self.last_ts.map(|l| ts.saturating_sub(l));
         self.last_ts = Some(ts);
         let mut out = Vec::new();
@@ -559,6 +1106,21 @@ impl Engine {
 }
 
 impl Live {
+    /// Drops the sample steps that left the window `(ts − window, ts]`
+    /// and returns the rest (`None`: not a sample rule).
+    fn expire_samples(&mut self, ts: TimeMs, window_ms: u64) -> Option<&VecDeque<SampleStep>> {
+        let Acc::Samples { steps } = &mut self.acc else {
+            return None;
+        };
+        while steps
+            .front()
+            .is_some_and(|s| s.ts.saturating_add(window_ms) <= ts)
+        {
+            steps.pop_front();
+        }
+        Some(steps)
+    }
+
     fn event(&self, ts: TimeMs, transition: &str, message: String) -> AlertEvent {
         AlertEvent {
             schema_version: SCHEMA_VERSION,
@@ -568,13 +1130,7 @@ impl Live {
             time: rfc3339_from_unix_ms(ts),
             time_unix_ms: ts,
             message,
-            filters: self
-                .rule
-                .scope
-                .filters
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            filters: self.rule.scope.terms(),
             class: self.rule.scope.class.map(|c| c.name().to_owned()),
             direction: self.rule.direction.name().to_owned(),
             ..AlertEvent::default()
@@ -890,6 +1446,97 @@ impl Live {
                             format!(
                                 "{}: busy-minute throughput {rate} bit/s, usually {base} bit/s at this hour ({tr})",
                                 l.rule.name
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::RttP95 {
+                over_us,
+                window_ms,
+                min_samples,
+            } => {
+                let Some(w) = self.expire_samples(ts, window_ms) else {
+                    return;
+                };
+                let mut rtts: Vec<u32> = w.iter().flat_map(|s| s.rtts.iter().copied()).collect();
+                let n = u64::try_from(rtts.len()).unwrap_or(u64::MAX);
+                // Too few samples say nothing: no transition either way.
+                if n < min_samples {
+                    return;
+                }
+                let p95 = crate::query::quality::p95(&mut rtts).map_or(0, u64::from);
+                let clear = p95 <= clear_at(over_us, self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    p95 > over_us,
+                    clear,
+                    |l, tr| AlertEvent {
+                        rtt_p95_us: Some(p95),
+                        threshold_us: Some(over_us),
+                        samples: Some(n),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: RTT p95 {} over {n} samples in the last {} ({tr}; threshold {})",
+                                l.rule.name,
+                                humantime::format_duration(std::time::Duration::from_micros(p95)),
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                )),
+                                humantime::format_duration(std::time::Duration::from_micros(
+                                    over_us
+                                )),
+                            ),
+                        )
+                    },
+                    out,
+                );
+            }
+            Condition::RetransRate {
+                over,
+                window_ms,
+                min_segments,
+            } => {
+                let Some(w) = self.expire_samples(ts, window_ms) else {
+                    return;
+                };
+                let (re, sent) = w.iter().fold((0u64, 0u64), |(r, d), s| {
+                    (
+                        r.saturating_add(s.retrans_segs),
+                        d.saturating_add(s.data_segs),
+                    )
+                });
+                if sent < min_segments {
+                    return;
+                }
+                #[expect(clippy::cast_precision_loss, reason = "segment counts far below 2^52")]
+                let rate = re as f64 / sent as f64;
+                let clear = rate <= over * (1.0 - self.rule.hysteresis);
+                self.threshold(
+                    ts,
+                    rate > over,
+                    clear,
+                    |l, tr| AlertEvent {
+                        retrans_segs: Some(re),
+                        data_segs: Some(sent),
+                        retrans_rate: Some(rate),
+                        threshold_rate: Some(over),
+                        window_ms: Some(window_ms),
+                        ..l.event(
+                            ts,
+                            tr,
+                            format!(
+                                "{}: {re} of {sent} data segments retransmitted ({:.2} %) in the last {} ({tr}; threshold {:.2} %)",
+                                l.rule.name,
+                                rate * 100.0,
+                                humantime::format_duration(std::time::Duration::from_millis(
+                                    window_ms
+                                )),
+                                over * 100.0,
                             ),
                         )
                     },

@@ -2,7 +2,9 @@
 //!
 //! Rules and the tariff come from `config.toml` ([`config`]); the daemon
 //! evaluates the rules after each committed drain step ([`Alerts::after_drain`],
-//! [`engine`]) from that step's per process deltas, keeps what fired in the
+//! [`engine`]) from that step's per process deltas (and, for rules scoped by
+//! endpoint or watching RTT and retransmissions, the step's per endpoint rows
+//! and TCP samples read back through the query layer), keeps what fired in the
 //! store ([`state`]) and runs the actions on their own threads ([`actions`]).
 //! `netmon alerts`, `netmon cost` and `netmon quota` read the same history
 //! through the query layer ([`crate::cli::alerts`], [`cost`]).

@@ -57,6 +57,9 @@ pub struct CostArgs {
     /// Per app.
     #[arg(long, value_enum)]
     pub by: Option<CostBy>,
+    /// Under the tariff of this interface (`[tariff.interface.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
@@ -84,6 +87,9 @@ pub enum CostBy {
 /// `netmon quota` arguments.
 #[derive(Debug, clap::Args)]
 pub struct QuotaArgs {
+    /// Under the tariff of this interface (`[tariff.interface.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
@@ -102,7 +108,15 @@ pub fn run_alerts(args: &AlertsArgs) -> anyhow::Result<()> {
             file.display(),
             c.rules.len(),
             c.actions.len(),
-            if c.tariff.is_some() { ", a tariff" } else { "" }
+            match (c.tariff.is_some(), c.iface_tariffs.len()) {
+                (false, 0) => String::new(),
+                (true, 0) => ", a tariff".to_owned(),
+                (t, n) => format!(
+                    ", {}{n} interface tariff{}",
+                    if t { "a tariff and " } else { "" },
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
         );
         return Ok(());
     }
@@ -175,7 +189,7 @@ pub fn check(file: &std::path::Path) -> anyhow::Result<Compiled> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-fn tariff_of(conn: &ConnArgs) -> anyhow::Result<Tariff> {
+fn tariff_of(conn: &ConnArgs, interface: Option<&str>) -> anyhow::Result<Tariff> {
     let path = conn
         .config
         .clone()
@@ -183,11 +197,33 @@ fn tariff_of(conn: &ConnArgs) -> anyhow::Result<Tariff> {
     let file = crate::config::load(conn.config.as_deref())?;
     let c = compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    c.tariff.ok_or_else(|| {
-        anyhow::anyhow!(
+    if let Some(t) = c.tariff_for(interface) {
+        return Ok(t.clone());
+    }
+    let names: Vec<&str> = c
+        .iface_tariffs
+        .iter()
+        .filter_map(|t| t.interface.as_deref())
+        .collect();
+    Err(match interface {
+        Some(i) => anyhow::anyhow!(
+            "no [tariff.interface.{i}] in {} (interface tariffs: {})",
+            path.display(),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ),
+        None if !names.is_empty() => anyhow::anyhow!(
+            "{} has tariffs for single interfaces only: add --interface {}",
+            path.display(),
+            names.join("|")
+        ),
+        None => anyhow::anyhow!(
             "no [tariff] in {}: add one (price_per_gib, included, cap, reset_day; see `netmon alerts check`)",
             path.display()
-        )
+        ),
     })
 }
 
@@ -205,12 +241,21 @@ fn used(
     if until <= from {
         return Ok((0, per));
     }
+    if by_app && let Some(i) = &t.interface {
+        anyhow::bail!(
+            "interface {i}'s traffic is kept per interface, not per app: no --by app with --interface"
+        );
+    }
     for c in &t.classes {
         let doc: Usage = backend.call(&Request::Usage {
             from_ms: from,
             until_ms: until,
             by: if by_app { "app" } else { "class" }.to_owned(),
-            filters: Vec::new(),
+            filters: t
+                .interface
+                .iter()
+                .map(|i| format!("interface={i}"))
+                .collect(),
             class: Some(c.name().to_owned()),
             limit: None,
         })?;
@@ -301,6 +346,7 @@ pub fn cost_doc(
         until: cycle::local_time(range.end, &t.tz),
         until_unix_ms: range.end,
         currency: t.currency.clone(),
+        interface: t.interface.clone(),
         classes: t.classes.iter().map(|c| c.name().to_owned()).collect(),
         used_bytes: total,
         cost: price,
@@ -315,9 +361,10 @@ pub fn cost_doc(
 /// # Errors
 /// No cap; connection and query errors.
 pub fn quota_doc(backend: &mut Backend, t: &Tariff, now: TimeMs) -> anyhow::Result<Quota> {
-    let cap = t
-        .cap
-        .ok_or_else(|| anyhow::anyhow!("the [tariff] has no cap = \"SIZE\""))?;
+    let cap = t.cap.ok_or_else(|| match &t.interface {
+        Some(i) => anyhow::anyhow!("[tariff.interface.{i}] has no cap = \"SIZE\""),
+        None => anyhow::anyhow!("the [tariff] has no cap = \"SIZE\""),
+    })?;
     let range = cycle::bounds(&t.cycle, &t.tz, now);
     let until = now.saturating_add(1).min(range.end);
     let (used_bytes, _) = used(backend, t, range.start, until, false)?;
@@ -335,6 +382,7 @@ pub fn quota_doc(backend: &mut Backend, t: &Tariff, now: TimeMs) -> anyhow::Resu
         cycle_start_unix_ms: range.start,
         cycle_end: cycle::local_time(range.end, &t.tz),
         cycle_end_unix_ms: range.end,
+        interface: t.interface.clone(),
         classes: t.classes.iter().map(|c| c.name().to_owned()).collect(),
         cap_bytes: cap,
         used_bytes,
@@ -355,7 +403,7 @@ pub fn quota_doc(backend: &mut Backend, t: &Tariff, now: TimeMs) -> anyhow::Resu
 /// # Errors
 /// No tariff; connection, query and output errors.
 pub fn run_cost(args: &CostArgs) -> anyhow::Result<()> {
-    let t = tariff_of(&args.conn)?;
+    let t = tariff_of(&args.conn, args.interface.as_deref())?;
     let mut backend = Backend::connect(&args.conn)?;
     let doc = cost_doc(&mut backend, &t, args.period, args.by.is_some(), now_ms())?;
     let raw = args.output.bytes;
@@ -413,7 +461,7 @@ pub fn run_cost(args: &CostArgs) -> anyhow::Result<()> {
 /// # Errors
 /// No tariff or cap; connection, query and output errors.
 pub fn run_quota(args: &QuotaArgs) -> anyhow::Result<()> {
-    let t = tariff_of(&args.conn)?;
+    let t = tariff_of(&args.conn, args.interface.as_deref())?;
     let mut backend = Backend::connect(&args.conn)?;
     let doc = quota_doc(&mut backend, &t, now_ms())?;
     let raw = args.output.bytes;

@@ -112,6 +112,26 @@ pub fn interface_counts(
     Ok((out, coverage))
 }
 
+/// The name of interface `ifindex`: as the history stored it (the name it
+/// had when its counters were last drained), else the running system's
+/// (`/sys/class/net/*/ifindex`), else `None`.
+///
+/// # Errors
+/// On storage errors.
+pub fn interface_name(store: &mut Store, ifindex: u32) -> Result<Option<String>, QueryError> {
+    if let Some(n) = store.ifcount_names()?.remove(&ifindex) {
+        return Ok(Some(n));
+    }
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Ok(None);
+    };
+    Ok(dir.flatten().find_map(|e| {
+        let idx = std::fs::read_to_string(e.path().join("ifindex")).ok()?;
+        (idx.trim().parse::<u32>().ok()? == ifindex)
+            .then(|| e.file_name().to_string_lossy().into_owned())
+    }))
+}
+
 /// For `usage --by interface`: the interface counters of `q`'s window, by
 /// index, after adding to `answer` a group (with no socket traffic) for
 /// every interface that moved traffic but had no local socket's (a

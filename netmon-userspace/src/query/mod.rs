@@ -14,6 +14,7 @@ pub mod apps;
 pub mod edges;
 pub mod facts;
 pub mod ifaces;
+pub mod quality;
 pub mod scan;
 pub mod series;
 pub mod sockets;

@@ -89,7 +89,7 @@ impl Quality {
 }
 
 /// The nearest-rank `p` percentile (0 < p <= 100) of sorted `v`.
-fn percentile(sorted: &[u32], p: u64) -> Option<u32> {
+pub(crate) fn percentile(sorted: &[u32], p: u64) -> Option<u32> {
     if sorted.is_empty() {
         return None;
     }

@@ -37,6 +37,7 @@
 //! to = 59
 //! tx = { packets = 2, ip_bytes = 1080, payload_bytes = 1000 }   # per tick
 //! rx = { packets = 1, ip_bytes = 540, payload_bytes = 500 }
+//! tcp = { srtt_us = 20000, data_segs = 2, retrans_segs = 0 }     # optional
 //!
 //! [[overflow]]                            # traffic that found the flow map full
 //! from = 10
@@ -207,6 +208,24 @@ pub struct SimFlow {
     pub tx: DirCounters,
     /// Received per tick.
     pub rx: DirCounters,
+    /// TCP state the kernel would sample (RTT, segment counts); none: the
+    /// flow carries no TCP sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SimTcp>,
+}
+
+/// A flow's TCP state: a constant smoothed RTT and segment counts per tick
+/// (the kernel's cumulative counters are these times the counted ticks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTcp {
+    /// Smoothed RTT, µs (0: no measurement yet).
+    pub srtt_us: u32,
+    /// Data segments sent per tick, retransmissions included.
+    pub data_segs: u32,
+    /// Segments retransmitted per tick.
+    #[serde(default)]
+    pub retrans_segs: u32,
 }
 
 /// Overflow traffic over a tick range.
@@ -727,7 +746,27 @@ impl ScriptBuilder {
             to: *ticks.end(),
             tx,
             rx,
+            tcp: None,
         });
+        self
+    }
+
+    /// Gives the flow added last TCP state (see [`SimTcp`]).
+    ///
+    /// # Panics
+    /// When no flow was added yet (builder misuse in a test).
+    #[expect(
+        clippy::expect_used,
+        reason = "builder for tests and benchmarks: misuse is a bug in the caller"
+    )]
+    pub fn tcp(&mut self, tcp: SimTcp) -> &mut Self {
+        let flow = self
+            .script
+            .sockets
+            .last_mut()
+            .and_then(|s| s.flows.last_mut())
+            .expect("a flow was added");
+        flow.tcp = Some(tcp);
         self
     }
 
@@ -1006,6 +1045,15 @@ impl SimSource {
         let mut value = ff.base;
         value.tx = mul(f.tx, n);
         value.rx = mul(f.rx, n);
+        if let Some(t) = f.tcp {
+            let per = |x: u32| u32::try_from(u64::from(x).saturating_mul(n)).unwrap_or(u32::MAX);
+            value.tcp = netmon_common::TcpSample {
+                srtt_us8: t.srtt_us.saturating_mul(8),
+                total_retrans: per(t.retrans_segs),
+                data_segs_out: per(t.data_segs),
+                ..netmon_common::TcpSample::default()
+            };
+        }
         value.first_boottime_ns = lo
             .saturating_mul(self.script.tick_ms)
             .saturating_mul(1_000_000)

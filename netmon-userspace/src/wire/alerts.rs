@@ -12,7 +12,8 @@ pub struct AlertEvent {
     pub schema_version: u32,
     /// The rule's name.
     pub rule: String,
-    /// `volume`, `rate`, `quota`, `new_app`, `quality`.
+    /// `volume`, `rate`, `quota`, `new_app`, `quality`, `rtt_p95`,
+    /// `retrans_rate`.
     pub kind: String,
     /// `fired` (became true), `repeat` (still true), `cleared` (no longer
     /// true), `level` (a quota level reached), `projected` (the cycle's
@@ -68,6 +69,29 @@ pub struct AlertEvent {
     /// new_app: the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// rtt_p95: the 95th percentile (nearest rank) of the window's RTT
+    /// samples, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_p95_us: Option<u64>,
+    /// rtt_p95: the threshold, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_us: Option<u64>,
+    /// rtt_p95: RTT samples in the window (one per TCP flow and interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// retrans_rate: segments retransmitted in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrans_segs: Option<u64>,
+    /// retrans_rate: data segments sent in the window (retransmissions
+    /// included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_segs: Option<u64>,
+    /// retrans_rate: `retrans_segs` ÷ `data_segs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrans_rate: Option<f64>,
+    /// retrans_rate: the threshold, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_rate: Option<f64>,
 }
 
 /// A rule's stored state, as `netmon alerts` lists it.
@@ -137,6 +161,9 @@ pub struct Cost {
     pub until_unix_ms: u64,
     /// Currency code.
     pub currency: String,
+    /// The interface whose tariff this is (absent: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// Classes counted.
     pub classes: Vec<String>,
     /// IP bytes (both directions) so far in the period.
@@ -165,6 +192,9 @@ pub struct Quota {
     pub cycle_end: String,
     /// Cycle end, unix ms.
     pub cycle_end_unix_ms: u64,
+    /// The interface whose tariff this is (absent: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// Classes counted.
     pub classes: Vec<String>,
     /// The cap.
