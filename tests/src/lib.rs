@@ -25,6 +25,7 @@
 //! `SKIPPED: not root` and return, except under `CI=true`, where a kernel
 //! suite that quietly skips would be a defect, so they panic.
 
+pub mod bpf_sys;
 pub mod cgroup;
 pub mod check;
 pub mod cmd;

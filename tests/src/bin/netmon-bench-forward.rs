@@ -227,7 +227,7 @@ mod empty_tc {
     use std::{
         ffi::CString,
         io,
-        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        os::fd::{AsRawFd as _, OwnedFd},
         thread,
     };
 
@@ -308,23 +308,5 @@ mod empty_tc {
         }
     }
 
-    fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> io::Result<OwnedFd> {
-        // SAFETY: `attr` is a valid, writable `union bpf_attr` prefix of the
-        // size passed; the pointers in it (instructions, license) outlive the
-        // call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr.as_mut_ptr(),
-                attr.len() as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned a bad fd"))?;
-        // SAFETY: a new fd the kernel just returned, owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
+    use netmon_tests::bpf_sys::bpf;
 }
