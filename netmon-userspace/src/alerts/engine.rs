@@ -12,7 +12,12 @@
 //!   matching scope), then each rule updates its accumulator from its
 //!   scope's sum: a rolling window is a queue of (interval, bytes) with a
 //!   running sum, a period or cycle a running sum reset at its boundary, a
-//!   rate the start of the current run above the threshold.
+//!   rate the start of the current run above the threshold;
+//! - rules that read the store after the step (endpoint scopes, RTT and
+//!   retransmission windows) read what it committed: the current minute's
+//!   remote rows and the step's TCP samples, each row or sample matched
+//!   against its own process's scopes; sample windows are updated by
+//!   merging, never re-sorted (both below).
 //!
 //! # Exactly once across crashes
 //! Evaluation runs after the drain's commit, in its own durable
@@ -859,31 +864,20 @@ impl Engine {
         }
         for (ts, s) in raw {
             let Some(rk) = s.remote_key() else { continue };
-            let ip = remote_ip(&rk);
-            let ps = proc_scopes(
-                &mut self.cache,
-                &self.apps,
-                &self.scopes,
+            self.each_endpoint_scope(
                 store,
-                rk.process,
+                &rk,
+                rk.class,
                 facts,
-            )?;
-            for &sc in &*ps.scopes {
-                let si = sc as usize;
-                let Some(js) = by_scope.get(si).filter(|js| !js.is_empty()) else {
-                    continue;
-                };
-                let rf = &self.row_filters[si];
-                if !(rf.class_ok(rk.class) && rf.remote_ok(&rk) && self.scopes[si].nets_contain(ip))
-                {
-                    continue;
-                }
-                for &j in js {
-                    if ts >= rules[j].1 {
-                        push_sample(&mut out[j], ts, &s);
+                |si| by_scope.get(si).is_some_and(|js| !js.is_empty()),
+                |si| {
+                    for &j in &by_scope[si] {
+                        if ts >= rules[j].1 {
+                            push_sample(&mut out[j], ts, &s);
+                        }
                     }
-                }
-            }
+                },
+            )?;
         }
         Ok(out)
     }
@@ -938,33 +932,58 @@ impl Engine {
             is_endpoint[si] = true;
             out.insert(si, (bucket, 0, 0));
         }
-        // Each row is checked against its process's scopes only.
         for (rk, class, t) in rows {
-            let ip = remote_ip(&rk);
-            let ps = proc_scopes(
-                &mut self.cache,
-                &self.apps,
-                &self.scopes,
+            self.each_endpoint_scope(
                 store,
-                rk.process,
+                &rk,
+                class,
                 facts,
+                |si| is_endpoint.get(si).copied().unwrap_or(false),
+                |si| {
+                    if let Some(e) = out.get_mut(&si) {
+                        e.1 = e.1.saturating_add(t.tx.ip_bytes);
+                        e.2 = e.2.saturating_add(t.rx.ip_bytes);
+                    }
+                },
             )?;
-            for &sc in &*ps.scopes {
-                let si = sc as usize;
-                if !is_endpoint.get(si).copied().unwrap_or(false) {
-                    continue;
-                }
-                let rf = &self.row_filters[si];
-                if !rf.class_ok(class) || !rf.remote_ok(&rk) || !self.scopes[si].nets_contain(ip) {
-                    continue;
-                }
-                if let Some(e) = out.get_mut(&si) {
-                    e.1 = e.1.saturating_add(t.tx.ip_bytes);
-                    e.2 = e.2.saturating_add(t.rx.ip_bytes);
-                }
-            }
         }
         Ok(out)
+    }
+
+    /// Calls `f(scope)` for each scope of `rk`'s process that is `wanted`
+    /// and whose endpoint terms, networks and class pass the row (`rk`,
+    /// `class`): a row is checked against its process's scopes only, not
+    /// against every rule.
+    fn each_endpoint_scope(
+        &mut self,
+        store: &mut Store,
+        rk: &RemoteKey,
+        class: DestClass,
+        facts: &mut Option<Facts>,
+        wanted: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize),
+    ) -> Result<(), AlertError> {
+        let ip = remote_ip(rk);
+        let ps = proc_scopes(
+            &mut self.cache,
+            &self.apps,
+            &self.scopes,
+            store,
+            rk.process,
+            facts,
+        )?;
+        for &sc in &*ps.scopes {
+            let si = sc as usize;
+            let rf = &self.row_filters[si];
+            if wanted(si)
+                && rf.class_ok(class)
+                && rf.remote_ok(rk)
+                && self.scopes[si].nets_contain(ip)
+            {
+                f(si);
+            }
+        }
+        Ok(())
     }
 
     /// The per interface rows of `segments` that scope `si` passes
