@@ -145,14 +145,19 @@ enum Acc {
 
 /// The TCP samples of a rule's window: per drain time (for expiry), all
 /// their RTTs in one sorted Vec (the p95 is an index into it) and the
-/// running segment sums. A step merges its new RTTs in and the expired
-/// ones out in one pass each, O(window + step) instead of re-sorting the
-/// whole window.
+/// running segment sums. [`Self::extend`] stages a step's RTTs and
+/// [`Self::expire`] merges them in and the expired ones out in one pass,
+/// O(window + step) per step instead of re-sorting the whole window.
 #[derive(Clone, Debug, Default)]
 struct SampleWindow {
     steps: VecDeque<SampleStep>,
-    /// Every RTT of `steps`, ascending.
+    /// Every RTT of `steps`, ascending, once [`Self::expire`] ran since
+    /// the last [`Self::extend`].
     sorted: Vec<u32>,
+    /// RTTs of the steps added since, not yet in `sorted`.
+    staged: Vec<u32>,
+    /// The previous `sorted`'s buffer, reused by the next merge.
+    spare: Vec<u32>,
     retrans_segs: u64,
     data_segs: u64,
 }
@@ -160,37 +165,16 @@ struct SampleWindow {
 impl SampleWindow {
     /// Appends `new` steps (later than the ones held, in time order).
     fn extend(&mut self, new: VecDeque<SampleStep>) {
-        if new.is_empty() {
-            return;
-        }
-        let mut add: Vec<u32> = new.iter().flat_map(|s| s.rtts.iter().copied()).collect();
-        add.sort_unstable();
         for s in &new {
+            self.staged.extend_from_slice(&s.rtts);
             self.retrans_segs = self.retrans_segs.saturating_add(s.retrans_segs);
             self.data_segs = self.data_segs.saturating_add(s.data_segs);
         }
         self.steps.extend(new);
-        if add.is_empty() {
-            return;
-        }
-        let old = std::mem::take(&mut self.sorted);
-        let mut merged = Vec::with_capacity(old.len() + add.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() && j < add.len() {
-            if old[i] <= add[j] {
-                merged.push(old[i]);
-                i += 1;
-            } else {
-                merged.push(add[j]);
-                j += 1;
-            }
-        }
-        merged.extend_from_slice(&old[i..]);
-        merged.extend_from_slice(&add[j..]);
-        self.sorted = merged;
     }
 
-    /// Drops the steps that left the window `(ts − window, ts]`.
+    /// Drops the steps that left the window `(ts − window, ts]` and
+    /// brings `sorted` up to date.
     fn expire(&mut self, ts: TimeMs, window_ms: u64) {
         let mut del: Vec<u32> = Vec::new();
         while self
@@ -204,24 +188,48 @@ impl SampleWindow {
                 self.data_segs = self.data_segs.saturating_sub(s.data_segs);
             }
         }
-        if del.is_empty() {
+        if del.is_empty() && self.staged.is_empty() {
             return;
         }
         del.sort_unstable();
-        // Every value of `del` is in `sorted` (it came from a held step):
-        // keep the rest, one removal per occurrence.
-        let mut j = 0;
-        self.sorted.retain(|v| {
-            while j < del.len() && del[j] < *v {
-                j += 1;
+        let mut add = std::mem::take(&mut self.staged);
+        add.sort_unstable();
+        let old = std::mem::take(&mut self.sorted);
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        out.reserve(old.len() + add.len());
+        // Merge `old` and `add`; every value of `del` is in one of them (it
+        // came from a held or staged step): one removal per occurrence.
+        let (mut i, mut j, mut d) = (0, 0, 0);
+        loop {
+            let v = match (old.get(i), add.get(j)) {
+                (Some(a), Some(b)) if a <= b => {
+                    i += 1;
+                    *a
+                }
+                (_, Some(b)) => {
+                    j += 1;
+                    *b
+                }
+                (Some(a), None) => {
+                    i += 1;
+                    *a
+                }
+                (None, None) => break,
+            };
+            while del.get(d).is_some_and(|x| *x < v) {
+                d += 1;
             }
-            if j < del.len() && del[j] == *v {
-                j += 1;
-                false
+            if del.get(d) == Some(&v) {
+                d += 1;
             } else {
-                true
+                out.push(v);
             }
-        });
+        }
+        self.sorted = out;
+        self.spare = old;
+        add.clear();
+        self.staged = add;
     }
 }
 
@@ -1740,7 +1748,8 @@ mod tests {
 
     /// The incremental window (merge in, merge out, running sums) equals
     /// the window recomputed from scratch (all RTTs sorted, sums folded)
-    /// after every step, with repeated RTT values and empty steps.
+    /// after every expiry, with repeated RTT values, empty steps, and
+    /// steps that expire while still staged.
     #[test]
     fn sample_window_matches_a_full_recount() {
         let mut rng = fastrand::Rng::with_seed(12);
@@ -1748,7 +1757,8 @@ mod tests {
         let mut w = SampleWindow::default();
         let mut all: Vec<SampleStep> = Vec::new();
         for step in 0..400u64 {
-            let ts = 1_000 * step + rng.u64(0..900);
+            // Once, a gap longer than the window (step 201).
+            let ts = 1_000 * step + rng.u64(0..900) + if step > 200 { 9_000 } else { 0 };
             let n = rng.usize(0..6);
             let st = SampleStep {
                 ts,
@@ -1758,6 +1768,12 @@ mod tests {
             };
             all.push(st.clone());
             w.extend(VecDeque::from([st]));
+            // Steps are staged for several steps at times (as at start,
+            // when a whole window is added before the first expiry), and
+            // some expire before they were ever merged.
+            if rng.u8(0..4) == 0 {
+                continue;
+            }
             w.expire(ts, window_ms);
             let held: Vec<&SampleStep> = all.iter().filter(|s| s.ts + window_ms > ts).collect();
             let mut rtts: Vec<u32> = held.iter().flat_map(|s| s.rtts.clone()).collect();
