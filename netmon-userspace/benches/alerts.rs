@@ -142,10 +142,11 @@ fn tcp_script() -> Script {
 }
 
 /// A drain step with and without the engine's step after it (store reads
-/// of the current hour's endpoints and of the step's TCP samples, the
+/// of the current minute's endpoints and of the step's TCP samples, the
 /// evaluation, and a commit only when something fired): the difference is
-/// what these rules cost per interval. The windows fill during warm-up
-/// (5 minutes of 1 s ticks before measuring).
+/// what these rules cost per interval, and `alerts_step_only_...` times
+/// the engine's step alone (the drain runs untimed before each). The
+/// windows fill during warm-up (5 minutes of 1 s ticks before measuring).
 fn bench_store(c: &mut Criterion) {
     let text = store_config();
     let file = netmon::config::parse(&text, std::path::Path::new("bench.toml")).expect("parses");
@@ -188,6 +189,39 @@ fn bench_store(c: &mut Criterion) {
             });
         });
     }
+    // The engine's step alone, on the same store shape.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) =
+        Store::open(&dir.path().join("e.redb"), Retention::default()).expect("store");
+    let mut drain = Drain::new(&mut store).expect("drain");
+    let mut source = SimSource::new(Arc::new(script.clone()));
+    let mut resolver = SimResolver::new(&script);
+    let mut engine = Engine::start(&rules, AppRules::default(), &mut store, base).expect("engine");
+    let mut tick = 0u64;
+    let mut one = |tick: u64| -> std::time::Duration {
+        source.set_tick(tick);
+        let now = base + tick * 1000;
+        let report = drain
+            .step(&mut source, &mut resolver, &mut store, now, Vec::new())
+            .expect("step");
+        let t = std::time::Instant::now();
+        black_box(engine.step(&mut store, now, &report.per_process));
+        t.elapsed()
+    };
+    for _ in 0..300 {
+        one(tick);
+        tick += 1;
+    }
+    c.bench_function("alerts_step_only_100_store_rules_500_tcp_procs", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    tick += 1;
+                    one(tick)
+                })
+                .sum()
+        });
+    });
 }
 
 criterion_group! {

@@ -12,7 +12,12 @@
 //!   matching scope), then each rule updates its accumulator from its
 //!   scope's sum: a rolling window is a queue of (interval, bytes) with a
 //!   running sum, a period or cycle a running sum reset at its boundary, a
-//!   rate the start of the current run above the threshold.
+//!   rate the start of the current run above the threshold;
+//! - rules that read the store after the step (endpoint scopes, RTT and
+//!   retransmission windows) read what it committed: the current minute's
+//!   remote rows and the step's TCP samples, each row or sample matched
+//!   against its own process's scopes; sample windows are updated by
+//!   merging, never re-sorted (both below).
 //!
 //! # Exactly once across crashes
 //! Evaluation runs after the drain's commit, in its own durable
@@ -38,12 +43,14 @@
 //! # Scopes by endpoint
 //! A rule with a remote, port or protocol term (or a `remote=NET/LEN`
 //! network) counts the per endpoint rows, not its processes' deltas:
-//! after each step the engine reads the current hour's remote rows
+//! after each step the engine reads the current minute's remote rows
 //! (rows plus the snapshot's pending pieces, through the query layer's
-//! scan) and takes the difference from what it read the step before (a
-//! new hour starts from zero), so each step adds exactly the bytes the
-//! drain just committed for those endpoints. The cost is the current
-//! hour's endpoints, not the history. At start, cycles and periods are
+//! scan; the hour's while the minute tier does not cover it) and takes
+//! the difference from what it read the step before (a new minute starts
+//! from zero), so each step adds exactly the bytes the drain just
+//! committed for those endpoints (a step's pieces carry its drain
+//! minute). The cost is the current minute's endpoints, each checked
+//! against its process's scopes only, not the history. At start, cycles and periods are
 //! seeded from the remote rows resolved to the window
 //! ([`crate::query::edges`]); rolling windows also need each byte's time,
 //! which remote rows (kept per bucket) do not have, so each row's bytes
@@ -69,7 +76,10 @@
 //! [`crate::query::quality::scoped_samples`] and at start for the whole
 //! window. The p95 is the nearest rank over the window's RTT samples, as
 //! `netmon usage` reports `rtt_p95`; the retransmission rate is
-//! retransmitted over sent data segments. Below `min_samples` /
+//! retransmitted over sent data segments. The window is kept as a sorted
+//! Vec of its RTTs and running segment sums ([`SampleWindow`]): a step
+//! merges its samples in and the expired ones out, and each sample is
+//! matched against its process's scopes only. Below `min_samples` /
 //! `min_segments` the window says nothing and the rule keeps its state.
 //!
 //! # Throughput against its baseline
@@ -129,8 +139,98 @@ enum Acc {
         hour: Option<TimeMs>,
         baseline_bps: Option<u64>,
     },
-    /// TCP samples per drain time in the window, oldest first.
-    Samples { steps: VecDeque<SampleStep> },
+    /// TCP samples of the window, kept up to date step by step.
+    Samples(SampleWindow),
+}
+
+/// The TCP samples of a rule's window: per drain time (for expiry), all
+/// their RTTs in one sorted Vec (the p95 is an index into it) and the
+/// running segment sums. [`Self::extend`] stages a step's RTTs and
+/// [`Self::expire`] merges them in and the expired ones out in one pass,
+/// O(window + step) per step instead of re-sorting the whole window.
+#[derive(Clone, Debug, Default)]
+struct SampleWindow {
+    steps: VecDeque<SampleStep>,
+    /// Every RTT of `steps`, ascending, once [`Self::expire`] ran since
+    /// the last [`Self::extend`].
+    sorted: Vec<u32>,
+    /// RTTs of the steps added since, not yet in `sorted`.
+    staged: Vec<u32>,
+    /// The previous `sorted`'s buffer, reused by the next merge.
+    spare: Vec<u32>,
+    retrans_segs: u64,
+    data_segs: u64,
+}
+
+impl SampleWindow {
+    /// Appends `new` steps (later than the ones held, in time order).
+    fn extend(&mut self, new: VecDeque<SampleStep>) {
+        for s in &new {
+            self.staged.extend_from_slice(&s.rtts);
+            self.retrans_segs = self.retrans_segs.saturating_add(s.retrans_segs);
+            self.data_segs = self.data_segs.saturating_add(s.data_segs);
+        }
+        self.steps.extend(new);
+    }
+
+    /// Drops the steps that left the window `(ts − window, ts]` and
+    /// brings `sorted` up to date.
+    fn expire(&mut self, ts: TimeMs, window_ms: u64) {
+        let mut del: Vec<u32> = Vec::new();
+        while self
+            .steps
+            .front()
+            .is_some_and(|s| s.ts.saturating_add(window_ms) <= ts)
+        {
+            if let Some(s) = self.steps.pop_front() {
+                del.extend_from_slice(&s.rtts);
+                self.retrans_segs = self.retrans_segs.saturating_sub(s.retrans_segs);
+                self.data_segs = self.data_segs.saturating_sub(s.data_segs);
+            }
+        }
+        if del.is_empty() && self.staged.is_empty() {
+            return;
+        }
+        del.sort_unstable();
+        let mut add = std::mem::take(&mut self.staged);
+        add.sort_unstable();
+        let old = std::mem::take(&mut self.sorted);
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        out.reserve(old.len() + add.len());
+        // Merge `old` and `add`; every value of `del` is in one of them (it
+        // came from a held or staged step): one removal per occurrence.
+        let (mut i, mut j, mut d) = (0, 0, 0);
+        loop {
+            let v = match (old.get(i), add.get(j)) {
+                (Some(a), Some(b)) if a <= b => {
+                    i += 1;
+                    *a
+                }
+                (_, Some(b)) => {
+                    j += 1;
+                    *b
+                }
+                (Some(a), None) => {
+                    i += 1;
+                    *a
+                }
+                (None, None) => break,
+            };
+            while del.get(d).is_some_and(|x| *x < v) {
+                d += 1;
+            }
+            if del.get(d) == Some(&v) {
+                d += 1;
+            } else {
+                out.push(v);
+            }
+        }
+        self.sorted = out;
+        self.spare = old;
+        add.clear();
+        self.staged = add;
+    }
 }
 
 /// The TCP quality samples of one drain time that a rule's scope passes.
@@ -209,6 +309,9 @@ struct Live {
     dirty: bool,
 }
 
+/// A remote bucket: (start, width), ms.
+type Bucket = (TimeMs, TimeMs);
+
 /// Per scope sums of one step: (tx, rx) IP bytes.
 type Sums = Vec<(u64, u64)>;
 
@@ -231,10 +334,12 @@ pub struct Engine {
     row_filters: Vec<RowFilter>,
     /// Endpoint scopes whose bytes rules sum (volume, rate, quota).
     endpoint_scopes: Vec<usize>,
-    /// Per endpoint scope: (hour, tx, rx) read so far in that hour.
-    endpoint_hour: FxHashMap<usize, (TimeMs, u64, u64)>,
+    /// Per endpoint scope: (bucket, tx, rx) read so far in that bucket.
+    endpoint_hour: FxHashMap<usize, (Bucket, u64, u64)>,
     /// Per endpoint scope: this step's (tx, rx), set by [`Self::step`].
     endpoint_step: FxHashMap<usize, (u64, u64)>,
+    /// A read of the endpoint rows failed since the last good one.
+    endpoint_missed: bool,
     /// TCP samples are read up to (excluding) this drain time.
     samples_to: TimeMs,
     /// Interface scopes (their rules sum the per interface rows).
@@ -391,6 +496,28 @@ fn spread(
     Ok(out)
 }
 
+/// Process `id`'s names and scopes, cached in `cache` (`facts` loaded on
+/// a miss).
+fn proc_scopes<'a>(
+    cache: &'a mut FxHashMap<ProcessId, ProcScopes>,
+    apps: &AppRules,
+    scopes: &[Scope],
+    store: &mut Store,
+    id: ProcessId,
+    facts: &mut Option<Facts>,
+) -> Result<&'a ProcScopes, AlertError> {
+    match cache.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let f = match facts {
+                Some(f) => f,
+                None => facts.insert(Facts::load(store, apps)?),
+            };
+            Ok(v.insert(scopes_of(&f.get(id), scopes)))
+        }
+    }
+}
+
 fn fresh_state(rule: &Rule) -> RuleState {
     RuleState {
         kind: rule.condition.kind().to_owned(),
@@ -443,9 +570,9 @@ impl Engine {
                     hour: None,
                     baseline_bps: None,
                 },
-                Condition::RttP95 { .. } | Condition::RetransRate { .. } => Acc::Samples {
-                    steps: VecDeque::new(),
-                },
+                Condition::RttP95 { .. } | Condition::RetransRate { .. } => {
+                    Acc::Samples(SampleWindow::default())
+                }
             };
             live.push(Live {
                 rule: rule.clone(),
@@ -462,7 +589,7 @@ impl Engine {
             .collect();
         let mut endpoint_scopes: Vec<usize> = live
             .iter()
-            .filter(|l| scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples { .. }))
+            .filter(|l| scopes[l.scope].by_endpoint() && !matches!(l.acc, Acc::Samples(_)))
             .map(|l| l.scope)
             .collect();
         endpoint_scopes.sort_unstable();
@@ -493,6 +620,7 @@ impl Engine {
             endpoint_scopes,
             endpoint_hour: FxHashMap::default(),
             endpoint_step: FxHashMap::default(),
+            endpoint_missed: false,
             samples_to: last_ts.map_or(0, |t| t.saturating_add(1)),
             iface_scopes,
             iface_step: FxHashMap::default(),
@@ -527,7 +655,7 @@ impl Engine {
         for (li, l) in self.live.iter_mut().enumerate() {
             let endpoint = self.scopes[l.scope].by_endpoint();
             let range = match (&l.rule.condition, &l.acc) {
-                (_, Acc::Samples { .. }) => None,
+                (_, Acc::Samples(_)) => None,
                 (
                     Condition::Rolling { window_ms, .. } | Condition::Quality { window_ms, .. },
                     _,
@@ -567,10 +695,7 @@ impl Engine {
                 })
             }));
         }
-        let samples = self
-            .live
-            .iter()
-            .any(|l| matches!(l.acc, Acc::Samples { .. }));
+        let samples = self.live.iter().any(|l| matches!(l.acc, Acc::Samples(_)));
         for (li, range, fine) in iface_seed {
             let segs = if fine {
                 fine_plan(store, &range)?
@@ -676,7 +801,7 @@ impl Engine {
                                 add_minute(minutes, ts, b);
                             }
                         }
-                        Acc::Rate { .. } | Acc::Samples { .. } => {}
+                        Acc::Rate { .. } | Acc::Samples(_) => {}
                     }
                 }
             }
@@ -698,35 +823,13 @@ impl Engine {
             let range = from..self.samples_to.max(from);
             let got = self.read_samples(store, &rules, &range, &mut Some(facts))?;
             for ((i, _), steps) in rules.into_iter().zip(got) {
-                if let Acc::Samples { steps: s } = &mut self.live[i].acc {
-                    *s = steps;
+                if let Acc::Samples(w) = &mut self.live[i].acc {
+                    *w = SampleWindow::default();
+                    w.extend(steps);
                 }
             }
         }
         Ok(())
-    }
-
-    /// True when process `id` passes scope `si`'s process terms (cached;
-    /// `facts` loaded on a miss).
-    fn in_scope(
-        &mut self,
-        store: &mut Store,
-        id: ProcessId,
-        si: usize,
-        facts: &mut Option<Facts>,
-    ) -> Result<bool, AlertError> {
-        let key = u32::try_from(si).unwrap_or(u32::MAX);
-        if let Some(p) = self.cache.get(&id) {
-            return Ok(p.scopes.contains(&key));
-        }
-        let f = match facts {
-            Some(f) => f,
-            None => facts.insert(Facts::load(store, &self.apps)?),
-        };
-        let p = scopes_of(&f.get(id), &self.scopes);
-        let yes = p.scopes.contains(&key);
-        self.cache.insert(id, p);
-        Ok(yes)
     }
 
     /// Caches the scopes of this step's processes (from their own
@@ -761,68 +864,134 @@ impl Engine {
         crate::query::quality::scoped_samples(store, &[], None, range, |ts, s| {
             raw.push((ts, *s));
         })?;
+        // Per scope, the indices of `rules` it serves: each sample is
+        // checked against its process's scopes only, not every rule.
+        let mut by_scope: Vec<Vec<usize>> = vec![Vec::new(); self.scopes.len()];
+        for (j, &(i, _)) in rules.iter().enumerate() {
+            by_scope[self.live[i].scope].push(j);
+        }
         for (ts, s) in raw {
             let Some(rk) = s.remote_key() else { continue };
-            let ip = remote_ip(&rk);
-            for (&(i, from), steps) in rules.iter().zip(out.iter_mut()) {
-                let si = self.live[i].scope;
-                let rf = &self.row_filters[si];
-                if ts >= from
-                    && rf.class_ok(rk.class)
-                    && rf.remote_ok(&rk)
-                    && self.scopes[si].nets_contain(ip)
-                    && self.in_scope(store, rk.process, si, facts)?
-                {
-                    push_sample(steps, ts, &s);
-                }
-            }
+            self.each_endpoint_scope(
+                store,
+                &rk,
+                rk.class,
+                facts,
+                |si| by_scope.get(si).is_some_and(|js| !js.is_empty()),
+                |si| {
+                    for &j in &by_scope[si] {
+                        if ts >= rules[j].1 {
+                            push_sample(&mut out[j], ts, &s);
+                        }
+                    }
+                },
+            )?;
         }
         Ok(out)
     }
 
-    /// Per endpoint scope: (hour, tx, rx) of the remote rows of the hour of
-    /// `ts` (rows plus the snapshot's pending pieces, through the query
-    /// layer's scan), that the scope's filters pass.
+    /// Per endpoint scope: (bucket, tx, rx) of the remote rows of the
+    /// bucket of `ts` (rows plus the snapshot's pending pieces, through the
+    /// query layer's scan), that the scope's filters pass. The bucket is
+    /// the minute (the finest remote tier, so a step reads about one
+    /// minute's endpoints), or the hour while the minute tier does not
+    /// cover it yet (a store migrated in this hour).
     fn endpoint_cums(
         &mut self,
         store: &mut Store,
         ts: TimeMs,
         facts: &mut Option<Facts>,
-    ) -> Result<FxHashMap<usize, (TimeMs, u64, u64)>, AlertError> {
-        let mut out: FxHashMap<usize, (TimeMs, u64, u64)> = FxHashMap::default();
+    ) -> Result<FxHashMap<usize, (Bucket, u64, u64)>, AlertError> {
         if self.endpoint_scopes.is_empty() {
-            return Ok(out);
+            return Ok(FxHashMap::default());
         }
-        let hour = ts - ts % HOUR;
-        let (segs, _) = scan::plan_for(store, &(hour..hour + HOUR), Kind::Remote)?;
+        let minute = ts - ts % MINUTE;
+        let bucket = if minute >= store.remote_minute_from()?
+            && store.purged_before(Tier::Minute)? <= minute
+        {
+            (minute, MINUTE)
+        } else {
+            (ts - ts % HOUR, HOUR)
+        };
+        self.bucket_cums(store, bucket, facts)
+    }
+
+    /// Per endpoint scope: (bucket, tx, rx) of the remote rows of `bucket`
+    /// (see [`Self::endpoint_cums`]).
+    fn bucket_cums(
+        &mut self,
+        store: &mut Store,
+        bucket: Bucket,
+        facts: &mut Option<Facts>,
+    ) -> Result<FxHashMap<usize, (Bucket, u64, u64)>, AlertError> {
+        let mut out: FxHashMap<usize, (Bucket, u64, u64)> = FxHashMap::default();
+        let range = bucket.0..bucket.0 + bucket.1;
+        let (segs, _) = scan::plan_for(store, &range, Kind::Remote)?;
         let mut rows: Vec<(RemoteKey, DestClass, Traffic)> = Vec::new();
         scan::rows(store, &segs, Kind::Remote, |r| {
             if let Subject::Remote(rk) = r.subject
-                && r.tier.bucket(r.ts) >= hour
+                && r.tier.bucket(r.ts) >= bucket.0
             {
                 rows.push((rk, r.class, r.traffic));
             }
         })?;
-        for si in self.endpoint_scopes.clone() {
-            out.insert(si, (hour, 0, 0));
+        let mut is_endpoint = vec![false; self.scopes.len()];
+        for &si in &self.endpoint_scopes {
+            is_endpoint[si] = true;
+            out.insert(si, (bucket, 0, 0));
         }
         for (rk, class, t) in rows {
-            for si in self.endpoint_scopes.clone() {
-                let rf = &self.row_filters[si];
-                if !rf.class_ok(class)
-                    || !rf.remote_ok(&rk)
-                    || !self.scopes[si].nets_contain(remote_ip(&rk))
-                    || !self.in_scope(store, rk.process, si, facts)?
-                {
-                    continue;
-                }
-                if let Some(e) = out.get_mut(&si) {
-                    e.1 = e.1.saturating_add(t.tx.ip_bytes);
-                    e.2 = e.2.saturating_add(t.rx.ip_bytes);
-                }
-            }
+            self.each_endpoint_scope(
+                store,
+                &rk,
+                class,
+                facts,
+                |si| is_endpoint.get(si).copied().unwrap_or(false),
+                |si| {
+                    if let Some(e) = out.get_mut(&si) {
+                        e.1 = e.1.saturating_add(t.tx.ip_bytes);
+                        e.2 = e.2.saturating_add(t.rx.ip_bytes);
+                    }
+                },
+            )?;
         }
         Ok(out)
+    }
+
+    /// Calls `f(scope)` for each scope of `rk`'s process that is `wanted`
+    /// and whose endpoint terms, networks and class pass the row (`rk`,
+    /// `class`): a row is checked against its process's scopes only, not
+    /// against every rule.
+    fn each_endpoint_scope(
+        &mut self,
+        store: &mut Store,
+        rk: &RemoteKey,
+        class: DestClass,
+        facts: &mut Option<Facts>,
+        wanted: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize),
+    ) -> Result<(), AlertError> {
+        let ip = remote_ip(rk);
+        let ps = proc_scopes(
+            &mut self.cache,
+            &self.apps,
+            &self.scopes,
+            store,
+            rk.process,
+            facts,
+        )?;
+        for &sc in &*ps.scopes {
+            let si = sc as usize;
+            let rf = &self.row_filters[si];
+            if wanted(si)
+                && rf.class_ok(class)
+                && rf.remote_ok(rk)
+                && self.scopes[si].nets_contain(ip)
+            {
+                f(si);
+            }
+        }
+        Ok(())
     }
 
     /// The per interface rows of `segments` that scope `si` passes
@@ -887,22 +1056,38 @@ impl Engine {
         Ok(())
     }
 
-    /// This step's bytes of the endpoint scopes: the hour's sums now minus
-    /// those read at the previous step (a new hour starts from zero). On a
+    /// This step's bytes of the endpoint scopes: the bucket's sums now
+    /// minus those read at the previous step (a new bucket starts from
+    /// zero; after a failed read it first takes what the previous bucket
+    /// got since its last read). On a
     /// read error the step counts nothing for them and the next step's
     /// difference takes it in.
     fn read_endpoints(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
         self.endpoint_step.clear();
         let now = self.endpoint_cums(store, ts, &mut None)?;
-        for (si, (hour, tx, rx)) in &now {
-            let (ptx, prx) = match self.endpoint_hour.get(si) {
-                Some((h, ptx, prx)) if h == hour => (*ptx, *prx),
-                _ => (0, 0),
+        let prev = self.endpoint_hour.values().next().map(|e| e.0);
+        let tail = match prev {
+            Some(b) if self.endpoint_missed && now.values().next().is_some_and(|n| n.0 != b) => {
+                self.bucket_cums(store, b, &mut None)?
+            }
+            _ => FxHashMap::default(),
+        };
+        for (si, (bucket, tx, rx)) in &now {
+            let last = self.endpoint_hour.get(si).copied();
+            let (mut stx, mut srx) = match last {
+                Some((b, ptx, prx)) if b == *bucket => {
+                    (tx.saturating_sub(ptx), rx.saturating_sub(prx))
+                }
+                _ => (*tx, *rx),
             };
-            self.endpoint_step
-                .insert(*si, (tx.saturating_sub(ptx), rx.saturating_sub(prx)));
+            if let (Some((_, ttx, trx)), Some((_, ptx, prx))) = (tail.get(si), last) {
+                stx = stx.saturating_add(ttx.saturating_sub(ptx));
+                srx = srx.saturating_add(trx.saturating_sub(prx));
+            }
+            self.endpoint_step.insert(*si, (stx, srx));
         }
         self.endpoint_hour = now;
+        self.endpoint_missed = false;
         Ok(())
     }
 
@@ -912,13 +1097,13 @@ impl Engine {
     fn step_samples(&mut self, store: &mut Store, ts: TimeMs) -> Result<(), AlertError> {
         let range = self.samples_to..ts.saturating_add(1).max(self.samples_to);
         let rules: Vec<(usize, TimeMs)> = (0..self.live.len())
-            .filter(|i| matches!(self.live[*i].acc, Acc::Samples { .. }))
+            .filter(|i| matches!(self.live[*i].acc, Acc::Samples(_)))
             .map(|i| (i, 0))
             .collect();
         let got = self.read_samples(store, &rules, &range, &mut None)?;
         for ((i, _), new) in rules.into_iter().zip(got) {
-            if let Acc::Samples { steps } = &mut self.live[i].acc {
-                steps.extend(new);
+            if let Acc::Samples(w) = &mut self.live[i].acc {
+                w.extend(new);
             }
         }
         self.samples_to = range.end;
@@ -940,6 +1125,7 @@ impl Engine {
         }
         self.prime(per_process);
         if let Err(e) = self.read_endpoints(store, ts) {
+            self.endpoint_missed = true;
             tracing::warn!(error = %e, "reading the per endpoint rows failed; counted at the next interval");
         }
         if let Err(e) = self.read_ifaces(store, ts) {
@@ -1108,17 +1294,12 @@ impl Engine {
 impl Live {
     /// Drops the sample steps that left the window `(ts − window, ts]`
     /// and returns the rest (`None`: not a sample rule).
-    fn expire_samples(&mut self, ts: TimeMs, window_ms: u64) -> Option<&VecDeque<SampleStep>> {
-        let Acc::Samples { steps } = &mut self.acc else {
+    fn expire_samples(&mut self, ts: TimeMs, window_ms: u64) -> Option<&SampleWindow> {
+        let Acc::Samples(w) = &mut self.acc else {
             return None;
         };
-        while steps
-            .front()
-            .is_some_and(|s| s.ts.saturating_add(window_ms) <= ts)
-        {
-            steps.pop_front();
-        }
-        Some(steps)
+        w.expire(ts, window_ms);
+        Some(w)
     }
 
     fn event(&self, ts: TimeMs, transition: &str, message: String) -> AlertEvent {
@@ -1460,13 +1641,12 @@ impl Live {
                 let Some(w) = self.expire_samples(ts, window_ms) else {
                     return;
                 };
-                let mut rtts: Vec<u32> = w.iter().flat_map(|s| s.rtts.iter().copied()).collect();
-                let n = u64::try_from(rtts.len()).unwrap_or(u64::MAX);
+                let n = u64::try_from(w.sorted.len()).unwrap_or(u64::MAX);
                 // Too few samples say nothing: no transition either way.
                 if n < min_samples {
                     return;
                 }
-                let p95 = crate::query::quality::p95(&mut rtts).map_or(0, u64::from);
+                let p95 = crate::query::usage::percentile(&w.sorted, 95).map_or(0, u64::from);
                 let clear = p95 <= clear_at(over_us, self.rule.hysteresis);
                 self.threshold(
                     ts,
@@ -1504,12 +1684,7 @@ impl Live {
                 let Some(w) = self.expire_samples(ts, window_ms) else {
                     return;
                 };
-                let (re, sent) = w.iter().fold((0u64, 0u64), |(r, d), s| {
-                    (
-                        r.saturating_add(s.retrans_segs),
-                        d.saturating_add(s.data_segs),
-                    )
-                });
+                let (re, sent) = (w.retrans_segs, w.data_segs);
                 if sent < min_segments {
                     return;
                 }
@@ -1562,6 +1737,54 @@ impl Live {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SampleStep, SampleWindow};
+    use std::collections::VecDeque;
+
+    /// The incremental window (merge in, merge out, running sums) equals
+    /// the window recomputed from scratch (all RTTs sorted, sums folded)
+    /// after every expiry, with repeated RTT values, empty steps, and
+    /// steps that expire while still staged.
+    #[test]
+    fn sample_window_matches_a_full_recount() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let window_ms = 5_000;
+        let mut w = SampleWindow::default();
+        let mut all: Vec<SampleStep> = Vec::new();
+        for step in 0..400u64 {
+            // Once, a gap longer than the window (step 201).
+            let ts = 1_000 * step + rng.u64(0..900) + if step > 200 { 9_000 } else { 0 };
+            let n = rng.usize(0..6);
+            let st = SampleStep {
+                ts,
+                rtts: (0..n).map(|_| rng.u32(1..40)).collect(),
+                retrans_segs: rng.u64(0..3),
+                data_segs: rng.u64(0..50),
+            };
+            all.push(st.clone());
+            w.extend(VecDeque::from([st]));
+            // Steps are staged for several steps at times (as at start,
+            // when a whole window is added before the first expiry), and
+            // some expire before they were ever merged.
+            if rng.u8(0..4) == 0 {
+                continue;
+            }
+            w.expire(ts, window_ms);
+            let held: Vec<&SampleStep> = all.iter().filter(|s| s.ts + window_ms > ts).collect();
+            let mut rtts: Vec<u32> = held.iter().flat_map(|s| s.rtts.clone()).collect();
+            rtts.sort_unstable();
+            assert_eq!(w.sorted, rtts, "step {step}");
+            assert_eq!(
+                w.retrans_segs,
+                held.iter().map(|s| s.retrans_segs).sum::<u64>()
+            );
+            assert_eq!(w.data_segs, held.iter().map(|s| s.data_segs).sum::<u64>());
+            assert_eq!(w.steps.len(), held.len());
         }
     }
 }
