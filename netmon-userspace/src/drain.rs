@@ -1022,6 +1022,7 @@ impl Drain {
                 overflow: reading.overflow,
                 max_flows: reading.max_flows,
                 released_by,
+                names: std::collections::HashMap::new(),
             });
             if !resolved.is_empty() {
                 let mut moved = false;

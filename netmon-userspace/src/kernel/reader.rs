@@ -326,6 +326,7 @@ impl CounterSource for KernelSource {
             overflow: self.overflow().map_err(source_err)?,
             max_flows: self.max_flows,
             released_by,
+            names: std::collections::HashMap::new(),
         })
     }
 

@@ -46,6 +46,37 @@ pub struct Reading {
     /// The process that released each closed socket of `flows` (the last
     /// fd holder), by cookie, where the source knows it.
     pub released_by: HashMap<u64, SockOwner>,
+    /// Server names learned for flows of `flows` since the previous read,
+    /// each flow reported once (the drain keeps it for the flow's life).
+    ///
+    /// Contract: a flow that shows sent or received payload in a reading
+    /// has its name (if the source will ever know one) in that reading or
+    /// an earlier one, so the drain may decide a flow's name at the first
+    /// reading with payload (or at its close/retire) and never revise it.
+    pub names: HashMap<FlowKey, FlowName>,
+}
+
+/// The name a flow's server is known by, and how netmon learned it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct FlowName {
+    /// Lower-case host name without a trailing dot (e.g. `www.example.com`).
+    pub server_name: String,
+    /// Where the name came from.
+    pub source: NameSource,
+}
+
+/// Where a flow's server name came from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSource {
+    /// TLS ClientHello server name indication.
+    Sni,
+    /// HTTP/1 `Host` header.
+    Host,
+    /// SNI of a QUIC Initial packet (decrypted with the public Initial keys).
+    Quic,
+    /// A DNS answer the same process received for the remote address.
+    Dns,
 }
 
 /// Interface counters (the tc programs) read in one drain.

@@ -1106,6 +1106,7 @@ impl CounterSource for SimSource {
             overflow: self.overflow_at(tick),
             max_flows: self.script.max_flows,
             released_by: std::collections::HashMap::new(),
+            names: std::collections::HashMap::new(),
         })
     }
 
