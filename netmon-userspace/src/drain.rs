@@ -1424,6 +1424,7 @@ mod quality_tests {
                     rate_delivered: 10,
                     rate_interval_us: 1000,
                     mss_cache: 1448,
+                    ..netmon_common::TcpSample::default()
                 },
                 ..FlowValue::default()
             },

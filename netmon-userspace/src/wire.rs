@@ -159,6 +159,11 @@ pub struct TcpState {
     /// Smoothed RTT in microseconds (`tcpi_rtt`); null before the first
     /// measurement.
     pub srtt_us: Option<u32>,
+    /// The lowest RTT of the last five minutes in microseconds
+    /// (`tcpi_min_rtt`): the path's latency without queueing; null before
+    /// the first measurement.
+    #[serde(default)]
+    pub min_rtt_us: Option<u32>,
     /// Segments retransmitted since the start (`tcpi_total_retrans`).
     pub retrans_segs: u32,
     /// Data segments sent, retransmissions included
@@ -179,6 +184,7 @@ impl TcpState {
         }
         Some(Self {
             srtt_us: s.srtt_us(),
+            min_rtt_us: s.min_rtt_us(),
             retrans_segs: s.total_retrans,
             data_segs_out: s.data_segs_out,
             delivery_rate_bytes_per_sec: s.delivery_rate_bps(),
