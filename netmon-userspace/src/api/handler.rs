@@ -131,6 +131,10 @@ fn interface_names() -> HashMap<u32, String> {
     out
 }
 
+/// The key of the group of traffic without a server name (or, by
+/// service, without a catalogue entry).
+pub const NO_NAME: &str = "[no name]";
+
 /// A group's one-string key and identity fields.
 #[must_use]
 pub fn group_fields(
@@ -249,6 +253,27 @@ pub fn group_fields(
             crate::store::OVERFLOW_COMM.to_owned(),
             GroupFields {
                 comm: Some(crate::store::OVERFLOW_COMM.to_owned()),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::ServerName(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                server_name: n.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Domain(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                domain: n.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Service(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                service: n.clone(),
                 ..GroupFields::default()
             },
         ),

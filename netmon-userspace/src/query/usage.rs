@@ -161,12 +161,14 @@ pub(crate) struct RowFilter {
     ports: Vec<(Option<u8>, u16)>,
     protocols: Vec<u8>,
     ifaces: Vec<Option<u32>>,
+    names: crate::query::domains::NameTerms,
 }
 
 impl RowFilter {
     pub(crate) fn new(filters: &[FilterTerm], class: Option<DestClass>) -> Self {
         let mut f = Self {
             classes: class.into_iter().collect(),
+            names: crate::query::domains::NameTerms::new(filters),
             ..Self::default()
         };
         for t in filters {
@@ -194,6 +196,7 @@ impl RowFilter {
                 .iter()
                 .all(|(p, n)| *n == k.port && p.is_none_or(|p| p == k.protocol))
             && self.protocols.iter().all(|p| *p == k.protocol)
+            && self.names.ok(k.name)
     }
 
     /// True when a remote, port, protocol or interface term is set (rows
@@ -202,7 +205,8 @@ impl RowFilter {
         !(self.remotes.is_empty()
             && self.ports.is_empty()
             && self.protocols.is_empty()
-            && self.ifaces.is_empty())
+            && self.ifaces.is_empty()
+            && self.names.is_empty())
     }
 
     pub(crate) fn iface_ok(&self, ifindex: u32) -> bool {
@@ -311,6 +315,7 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
     let kind = kind_for(q.by, &q.filters)?;
     let rf = RowFilter::new(&q.filters, q.class);
     let mut procs = ProcCache::new(facts, &q.filters, q.by);
+    let names = crate::query::domains::NameCache::default();
     let mut acc: HashMap<GroupKey, Traffic> = HashMap::new();
     let mut add = |row: scan::Row| {
         if !rf.class_ok(row.class) {
@@ -346,6 +351,9 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                         dir: rk.dir,
                     },
                     Dimension::Protocol => GroupKey::Protocol(rk.protocol),
+                    by if by.is_name() => names
+                        .group(by, rk.name)
+                        .unwrap_or(GroupKey::Class(row.class)),
                     _ => pg.unwrap_or(GroupKey::Class(row.class)),
                 }
             }
@@ -390,7 +398,8 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         }
         coverage
     };
-    let mut quality = if kind == Kind::Interface {
+    // Quality samples carry no server name: no quality by or for names.
+    let mut quality = if kind == Kind::Interface || q.by.is_name() || !rf.names.is_empty() {
         HashMap::new()
     } else {
         quality_by_group(store, q, &rf, &mut procs)?
