@@ -369,7 +369,11 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 .groups
                 .iter()
                 .map(|g| {
-                    let (key, fields) = group_fields(&g.key, &facts, &ifnames);
+                    let (key, mut fields) = group_fields(&g.key, &facts, &ifnames);
+                    if let Some(first) = g.names.first() {
+                        fields.server_name = Some(first.clone());
+                        fields.server_names.clone_from(&g.names);
+                    }
                     let (tx, rx) = counters(&g.traffic);
                     let q = g.quality.as_ref();
                     let ms = |us: Option<u32>| us.map(|us| f64::from(us) / 1000.0);

@@ -63,6 +63,9 @@ pub struct UsageGroup {
     pub share: f64,
     /// Its TCP flows' quality in the window (`None`: no TCP sample).
     pub quality: Option<Quality>,
+    /// `--by remote`: the server names its traffic was opened to, most IP
+    /// bytes first (empty without any; other groupings: empty).
+    pub names: Vec<String>,
 }
 
 /// TCP connection quality of a group over a window.
@@ -306,6 +309,17 @@ fn quality_by_group(
         .collect())
 }
 
+/// Server names by IP bytes, most first (ties by name).
+fn names_by_bytes(m: Option<HashMap<crate::store::names::NameId, u64>>) -> Vec<String> {
+    let mut v: Vec<(u64, String)> = m
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, b)| Some((b, id.get()?.server_name.clone())))
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
 /// Answers a usage question.
 ///
 /// # Errors
@@ -317,6 +331,9 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
     let mut procs = ProcCache::new(facts, &q.filters, q.by);
     let names = crate::query::domains::NameCache::default();
     let mut acc: HashMap<GroupKey, Traffic> = HashMap::new();
+    // `--by remote`: IP bytes per server name of each remote.
+    let mut remote_names: HashMap<IpAddr, HashMap<crate::store::names::NameId, u64>> =
+        HashMap::new();
     let mut add = |row: scan::Row| {
         if !rf.class_ok(row.class) {
             return;
@@ -344,7 +361,17 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                     return;
                 };
                 match q.by {
-                    Dimension::Remote => GroupKey::Remote(remote_ip(&rk)),
+                    Dimension::Remote => {
+                        let ip = remote_ip(&rk);
+                        if !rk.name.is_none() {
+                            *remote_names
+                                .entry(ip)
+                                .or_default()
+                                .entry(rk.name)
+                                .or_default() += ip_total(&row.traffic);
+                        }
+                        GroupKey::Remote(ip)
+                    }
                     Dimension::Port => GroupKey::Port {
                         protocol: rk.protocol,
                         port: rk.port,
@@ -415,6 +442,10 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                 ip_total(&traffic) as f64 / grand as f64
             },
             quality: quality.remove(&key),
+            names: match &key {
+                GroupKey::Remote(ip) => names_by_bytes(remote_names.remove(ip)),
+                _ => Vec::new(),
+            },
             key,
             traffic,
         })

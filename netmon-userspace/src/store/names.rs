@@ -233,7 +233,7 @@ impl crate::store::Store {
     /// # Errors
     /// On storage errors.
     pub fn flow_names(&mut self) -> Result<HashMap<FlowKey, NameId>, StoreError> {
-        self.with_db(|db| read_flow_names(db))
+        self.with_db(read_flow_names)
     }
 }
 

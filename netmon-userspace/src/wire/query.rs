@@ -83,6 +83,10 @@ pub struct GroupFields {
     /// catalogue entry for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// `--by remote`: every server name of the remote's traffic, most
+    /// bytes first (`server_name` is the first); absent without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 /// `netmon usage`: totals over a window.
