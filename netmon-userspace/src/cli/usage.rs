@@ -17,7 +17,8 @@ pub struct UsageArgs {
     #[arg(long, value_enum, default_value = "process")]
     pub by: Dimension,
     /// Only rows matching KEY=VALUE (pid, app, comm, user, cgroup,
-    /// container, remote, port, protocol, interface, class); repeatable.
+    /// container, remote, port, protocol, interface, class, server_name,
+    /// domain: the name or any under it, service); repeatable.
     #[arg(long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<FilterTerm>,
     /// Only traffic to this destination class.

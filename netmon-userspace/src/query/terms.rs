@@ -36,14 +36,13 @@ pub enum Dimension {
     /// Destination class (loopback, lan, internet).
     Class,
     /// Server name the flows were opened to (TLS SNI, HTTP Host, QUIC,
-    /// DNS; see [`crate::store::names`]).
+    /// DNS).
     #[serde(rename = "server_name")]
     #[value(name = "server_name", alias = "server-name")]
     ServerName,
     /// Registered domain (eTLD+1) of the server name.
     Domain,
-    /// Service of the server name (the services catalogue,
-    /// [`crate::query::domains`]).
+    /// Service of the server name (the services catalogue).
     Service,
 }
 
