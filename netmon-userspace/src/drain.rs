@@ -75,7 +75,10 @@
 //!      vanished, reset: everything pending goes with the old entry), when
 //!      its owner, class, service port or direction changes (the pieces
 //!      belong to the old key), and when a third minute would be needed
-//!      (the older piece goes first).
+//!      (the older piece goes first);
+//!    - never in the background while the flow's server name is not
+//!      decided (no payload yet): its pieces wait for the name
+//!      (the `names` submodule).
 //!
 //!    Readers add the committed pending pieces to the remote rows
 //!    ([`crate::store::query::pending_remote_rows`]), so remote answers
