@@ -476,3 +476,55 @@ fn names_after_the_first_payload_are_ignored_and_disabled_names_store_nothing() 
         "no name kept"
     );
 }
+
+/// Names turned off on a restart: what was flushed named stays named (its
+/// retention), everything after, and the pieces still pending at the
+/// restart, is unnamed, and no flow name is kept.
+#[test]
+fn names_turned_off_at_a_restart_stop_at_once() {
+    let script = script();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) =
+        Store::open(&dir.path().join("h.redb"), Retention::default()).expect("store opens");
+    let mut source = SimSource::new(Arc::new(script.clone()));
+    let half = LAST / 2;
+    drain_into(&script, &mut store, &mut source, sim_tick, 0..=half, true);
+    assert!(!store.flow_names().expect("reads").is_empty());
+    drain_into(
+        &script,
+        &mut store,
+        &mut source,
+        sim_tick,
+        half + 1..=LAST + 2,
+        false,
+    );
+    assert!(
+        store.flow_names().expect("reads").is_empty(),
+        "no name kept"
+    );
+    let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
+    let got = groups(&ask(
+        &mut store,
+        &facts,
+        &(0..u64::MAX / 2),
+        Dimension::ServerName,
+        &[],
+    ));
+    // Ticks before `half` were flushed named (drains five minutes apart
+    // flush every finished minute at the next step); tick `half` was still
+    // pending when names went off.
+    let before = script.truth(0..=half - 1);
+    let all = script.truth(0..=u64::MAX);
+    let mut want = expected(Dimension::ServerName, &before);
+    want.remove(&GroupKey::NoEndpoint);
+    want.remove(&GroupKey::ServerName(None));
+    let named = sum(want.values());
+    let overflow = all.per_process.get(&OVERFLOW).copied().unwrap_or_default();
+    let rest = all
+        .total()
+        .checked_sub(named.add(overflow))
+        .expect("named is part of the total");
+    want.insert(GroupKey::ServerName(None), rest);
+    want.insert(GroupKey::NoEndpoint, overflow);
+    assert_eq!(got, want);
+}

@@ -46,6 +46,9 @@ pub(super) struct FlowNames {
     writes: Vec<(FlowKey, NameId)>,
     /// Minute of the last sweep of names of flows that left.
     swept: Option<TimeMs>,
+    /// The names put by the last batch: taken again by a reload (a failed
+    /// commit lost them, and the source reports a name once).
+    inflight: Vec<(FlowKey, NameId)>,
 }
 
 impl Default for FlowNames {
@@ -55,6 +58,7 @@ impl Default for FlowNames {
             flows: PeerMap::default(),
             writes: Vec::new(),
             swept: None,
+            inflight: Vec::new(),
         }
     }
 }
@@ -77,14 +81,19 @@ impl FlowNames {
     }
 
     /// After a (re)load: the committed names (`stored`) of flows in the
-    /// snapshot (`live`) are kept, the others deleted by the next commit.
+    /// snapshot (`live`) are kept, the others deleted by the next commit;
+    /// names taken since the last commit (which may have failed) are taken
+    /// again (returned, for their flows' pending pieces).
     pub(super) fn load(
         &mut self,
         stored: impl IntoIterator<Item = (FlowKey, NameId)>,
         live: impl Fn(&FlowKey) -> bool,
-    ) {
+    ) -> Vec<(FlowKey, NameId)> {
+        // Names not committed: those of the last batch and those of a step
+        // that failed before its batch.
+        let mut again = std::mem::take(&mut self.inflight);
+        again.extend(self.writes.drain(..).filter(|(_, n)| !n.is_none()));
         self.flows.clear();
-        self.writes.clear();
         self.swept = None;
         for (k, n) in stored {
             if self.enabled && live(&k) && !n.is_none() {
@@ -93,6 +102,15 @@ impl FlowNames {
                 self.writes.push((k, NameId::NONE));
             }
         }
+        if !self.enabled {
+            again.clear();
+        }
+        again.retain(|(k, n)| self.flows.get(k) != Some(n));
+        for (k, n) in &again {
+            self.flows.insert(*k, *n);
+            self.writes.push((*k, *n));
+        }
+        again
     }
 
     /// Takes the names of `reading`: accepts each for a flow that was not
@@ -151,7 +169,9 @@ impl FlowNames {
 
     /// The changes to commit with this step.
     pub(super) fn take_writes(&mut self) -> Vec<(FlowKey, NameId)> {
-        std::mem::take(&mut self.writes)
+        let w = std::mem::take(&mut self.writes);
+        self.inflight = w.iter().filter(|(_, n)| !n.is_none()).copied().collect();
+        w
     }
 
     /// Gives back memory after a burst of flows.
@@ -175,6 +195,18 @@ impl super::Drain {
     /// Stores server names or not (`[names] enabled`); on by default.
     pub fn set_names(&mut self, enabled: bool) {
         self.names.set_enabled(enabled);
+        self.unlabel_if_off();
+    }
+
+    /// With names off, no pending piece keeps a name (their rows are
+    /// deleted by the next commit; a failed one reloads and gets here
+    /// again).
+    fn unlabel_if_off(&mut self) {
+        if !self.names.enabled {
+            for s in self.slots.iter_mut().flatten() {
+                s.entry.pending.name = NameId::NONE;
+            }
+        }
     }
 
     /// Reloads the committed names of the snapshot's flows (after
@@ -185,7 +217,10 @@ impl super::Drain {
     ) -> Result<(), crate::store::StoreError> {
         let stored = store.flow_names()?;
         let index = &self.index;
-        self.names.load(stored, |k| index.contains_key(k));
+        for (key, id) in self.names.load(stored, |k| index.contains_key(k)) {
+            self.relabel(&key, id);
+        }
+        self.unlabel_if_off();
         Ok(())
     }
 
@@ -209,11 +244,16 @@ impl super::Drain {
                 .is_some_and(|s| has_payload(&s.entry.counters))
         };
         for (key, id) in self.names.observe(reading, decided) {
-            if let Some(s) = self.index.get(&key).copied()
-                && let Some(Some(slot)) = self.slots.get_mut(super::slot_index(s))
-            {
-                slot.entry.pending.name = id;
-            }
+            self.relabel(&key, id);
+        }
+    }
+
+    /// Labels the committed pending pieces of `key` with its name.
+    fn relabel(&mut self, key: &FlowKey, id: NameId) {
+        if let Some(s) = self.index.get(key).copied()
+            && let Some(Some(slot)) = self.slots.get_mut(super::slot_index(s))
+        {
+            slot.entry.pending.name = id;
         }
     }
 }
@@ -280,7 +320,15 @@ mod tests {
         assert!(!n.hold(&p, &t, true), "closed: decided");
         t.rx.payload_bytes = 1;
         assert!(!n.hold(&p, &t, false), "payload: decided");
-        n.load(
+        let x = NameId::of(&FlowName {
+            server_name: "x.example".to_owned(),
+            source: NameSource::Dns,
+        });
+        // The last batch put x for flow 3, and its commit failed: a reload
+        // takes it again.
+        n.writes.push((key(3), x));
+        assert_eq!(n.take_writes(), vec![(key(3), x)]);
+        let again = n.load(
             [
                 (
                     key(1),
@@ -293,8 +341,10 @@ mod tests {
             ],
             |k| k.cookie == 1,
         );
-        assert_eq!(n.take_writes(), vec![(key(2), NameId::NONE)]);
-        n.sweep(60_000, |_| false);
+        assert_eq!(again, vec![(key(3), x)]);
+        assert_eq!(n.of(&key(3)), x);
+        assert_eq!(n.take_writes(), vec![(key(2), NameId::NONE), (key(3), x)]);
+        n.sweep(60_000, |k| k.cookie == 3);
         assert_eq!(n.take_writes(), vec![(key(1), NameId::NONE)]);
         n.set_enabled(false);
         assert!(
