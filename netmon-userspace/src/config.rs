@@ -174,6 +174,10 @@ pub struct FileConfig {
     /// The dashboard's fleet view (`[fleet]`, see [`crate::http::fleet`]).
     #[serde(default)]
     pub fleet: crate::http::fleet::FleetConfig,
+    /// Server names and the services catalogue (`[names]`, see
+    /// [`crate::query::domains`]).
+    #[serde(default)]
+    pub names: crate::query::domains::NamesConfig,
 }
 
 /// `[interfaces]` of the file.

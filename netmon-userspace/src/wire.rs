@@ -150,6 +150,10 @@ pub struct SocketCounters {
     /// saw it; absent for other flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpState>,
+    /// The server name the flow was opened to (TLS SNI, HTTP Host, QUIC,
+    /// DNS), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// A TCP connection's quality as its latest packet saw it (the kernel's
