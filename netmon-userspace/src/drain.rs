@@ -1119,6 +1119,11 @@ impl Drain {
                 }),
             );
         }
+        // Per flow lists no later phase reads: freed now, before the
+        // commit's peak (the batch, the redb pages, the slot writes).
+        st.changed = Vec::new();
+        st.retire_idx = Vec::new();
+        st.reading.released_by = std::collections::HashMap::new();
     }
 
     /// Asks the resolver about the changed and retiring sockets with no
@@ -1255,6 +1260,7 @@ impl Drain {
                 }
             }
         }
+        st.to_retire = Vec::new();
         if !st.carry.is_empty() {
             let seen: PeerSet<FlowKey> = st.reading.flows.iter().map(|f| f.key).collect();
             for key in st.carry.keys() {
