@@ -90,6 +90,37 @@
 //!    remote key (a server's connections from one peer to one service
 //!    port) share it.
 //!
+//! # The step, phase by phase
+//!
+//! [`Drain::step`] runs these in this order (`step_inner` lists them in
+//! one short function; each is a method of [`Drain`] working on the
+//! step's `StepState`):
+//! 1. **begin**: reload after a failed commit (invariant 1), read the
+//!    source, pick this step's share of the background flush (8).
+//! 2. **carry**: values retired by a failed commit are counted now (3).
+//! 3. **diff**: each flow of the reading against its committed entry:
+//!    deltas (2), resets (4); closed quiescent flows listed to retire, if
+//!    their entry is durable (7).
+//! 4. **resolve**: owners of sockets with bytes and no cached owner; each
+//!    delta goes to the rows, its pending remote pieces (8) and its TCP
+//!    quality sample; its new entry becomes a slot write.
+//! 5. **vanish**: committed flows the source no longer holds leave (5).
+//! 6. **retire**: the listed flows are removed from the source, their
+//!    final values counted (3). Last before the commit, to keep the
+//!    retire→commit window short.
+//! 7. **flush**: finished minutes' remote pieces of untouched flows (8).
+//! 8. **batch**: overflow, events, the snapshot chunks the slot writes
+//!    touch ([`SnapshotChunks`], the store's byte format), lazy or durable
+//!    (7).
+//! 9. **commit**: one transaction (2); only after it succeeded are the slot
+//!    writes applied (1); a failure carries the retired values (3).
+//!
+//! Before `commit`, a phase adds to the step's state and its slot write
+//! list and touches only caches (owners, scratch marks, the flush queue):
+//! the in-memory snapshot (slots, index, overflow, commit numbers) changes
+//! in `commit` alone, so a failure in any phase leaves it as the last
+//! commit left it.
+//!
 //! # Cost per step (issue #3)
 //!
 //! Measured with `cargo bench -p netmon-userspace --bench drain` (numbers
@@ -150,16 +181,13 @@ type PeerSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use crate::ownership::{ProcessId, ProcessInfo, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
 use crate::store::class::classify_raw;
-use crate::store::layout::{
-    SNAP_CHUNK, encode_snap_keys_record, encode_snap_record, snap_keys_differ,
-};
 use crate::store::names::NameId;
 use crate::store::service::service_of;
 use crate::store::types::pseudo_process;
 use crate::store::{
     Batch, ConnDir, DaemonEvent, DestClass, OVERFLOW, OVERFLOW_COMM, QualitySample, RemoteKey,
-    RemotePending, SnapEntry, Store, StoreError, Tier, TimeMs, Traffic, UNATTRIBUTED,
-    UNATTRIBUTED_COMM,
+    RemotePending, SnapEntry, SnapshotChunks, Store, StoreError, Tier, TimeMs, Traffic,
+    UNATTRIBUTED, UNATTRIBUTED_COMM,
 };
 
 mod ifaces;
@@ -607,6 +635,52 @@ struct Changes {
     next_new: u32,
 }
 
+/// The working state of one step, handed from phase to phase
+/// ([`Drain::step_inner`]).
+struct StepState {
+    /// Time of the reading.
+    now: TimeMs,
+    /// [`Drain::step_no`] of this step (the stamp of its marks).
+    step: u64,
+    /// The UTC minute of `now` (invariant 8).
+    minute: TimeMs,
+    reading: Reading,
+    if_reading: crate::source::IfaceReading,
+    if_batch: crate::store::ifcount::IfBatch,
+    /// Events to record in this step's commit.
+    events: Vec<DaemonEvent>,
+    /// Rows for the store.
+    acc: Accum,
+    /// Slot writes, applied after the commit (invariant 1).
+    ch: Changes,
+    report: StepReport,
+    /// Flows taken as reset (invariant 4).
+    resets: u64,
+    /// Invariant 7: a closed, quiescent flow whose snapshot entry is not
+    /// durable yet is not retired; this commit is made durable instead,
+    /// and the next step retires it.
+    need_durable: bool,
+    /// Slots due the background flush this step (invariant 8).
+    flush_now: Vec<u32>,
+    /// Values retired by an earlier step whose commit failed (invariant 3).
+    carry: PeerMap<FlowKey, Carried>,
+    /// Flows of the reading with a delta.
+    changed: Vec<Changed>,
+    /// Closed, quiescent flows to retire, and their positions in the reading.
+    to_retire: Vec<FlowKey>,
+    retire_idx: Vec<usize>,
+    /// Reading flows found in the snapshot (invariant 5).
+    matched: usize,
+    /// The slot of each flow of the reading ([`Drain`]'s `hints` once
+    /// committed).
+    hints: Vec<u32>,
+    /// Flows retired by this step: final value and owner (carried if the
+    /// commit fails).
+    retired_now: Vec<(FlowKey, FlowValue, Option<ProcessId>)>,
+    /// Sockets with no flow left in the source once this step commits.
+    done_cookies: FxHashSet<u64>,
+}
+
 fn slot_index(s: u32) -> usize {
     usize::try_from(s).unwrap_or(usize::MAX)
 }
@@ -793,7 +867,7 @@ impl Drain {
         let idx = u32::try_from(ch.list.len()).unwrap_or(u32::MAX);
         let keys = match (self.entry(slot), &put) {
             (Some(old), Some(new)) => {
-                old.key != new.key || snap_keys_differ(&old.entry, &new.entry)
+                old.key != new.key || SnapshotChunks::keys_differ(&old.entry, &new.entry)
             }
             _ => true,
         };
@@ -817,73 +891,49 @@ impl Drain {
         }
     }
 
-    /// Encodes every chunk a change touches, from the snapshot and the
-    /// changes, in chunk order (an empty value deletes the chunk): the
-    /// `SNAPSHOT` rows, and the `SNAPSHOT_KEYS` rows of chunks where a key
-    /// record changed.
-    #[expect(clippy::type_complexity, reason = "the two row lists of store::Batch")]
-    fn encode_chunks(&self, ch: &Changes) -> (Vec<(u32, Vec<u8>)>, Vec<(u32, Vec<u8>)>) {
-        let mut chunks: Vec<(u32, bool)> = ch
-            .list
-            .iter()
-            .map(|c| (c.slot / SNAP_CHUNK, c.keys))
-            .collect();
-        // Per chunk, `keys` set if any change needs it (sorted last).
-        chunks.sort_unstable();
-        let mut merged: Vec<(u32, bool)> = Vec::with_capacity(chunks.len());
-        for (c, k) in chunks {
-            match merged.last_mut() {
-                Some(last) if last.0 == c => last.1 |= k,
-                _ => merged.push((c, k)),
-            }
+    /// The record slot `s` holds once this step's changes are applied
+    /// (invariant 1: the snapshot itself changes only after the commit).
+    fn record_after<'a>(&'a self, ch: &'a Changes, s: u32) -> Option<&'a Slot> {
+        let m = self.mark(s);
+        if m.changed == self.step_no {
+            ch.list[slot_index(m.change)].put.as_ref()
+        } else {
+            self.entry(s)
         }
-        let end = ch.next_new;
-        let mut hot_rows = Vec::with_capacity(merged.len());
-        let mut key_rows = Vec::new();
-        for (c, with_keys) in merged {
-            let first = c * SNAP_CHUNK;
-            let last = first.saturating_add(SNAP_CHUNK).min(end.max(first));
-            let mut hot = Vec::with_capacity(40 * slot_index(SNAP_CHUNK));
-            let mut keys = Vec::new();
-            if with_keys {
-                keys.reserve(40 * slot_index(SNAP_CHUNK));
-            }
-            for s in first..last {
-                let m = self.mark(s);
-                let rec = if m.changed == self.step_no {
-                    ch.list[slot_index(m.change)].put.as_ref()
-                } else {
-                    self.entry(s)
-                };
-                if let Some(r) = rec {
-                    encode_snap_record(&mut hot, &r.entry);
-                    if with_keys {
-                        // `s - first` < SNAP_CHUNK = 256.
-                        let off = u8::try_from(s - first).unwrap_or(u8::MAX);
-                        encode_snap_keys_record(&mut keys, off, &r.key, &r.entry);
-                    }
-                }
-            }
-            hot_rows.push((c, hot));
-            if with_keys {
-                key_rows.push((c, keys));
-            }
-        }
-        (hot_rows, key_rows)
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one linear sequence of the invariants' steps; splitting it hides the order"
-    )]
+    /// One step, phase by phase in the order the invariants (module doc)
+    /// give. Each phase reads and extends the step's [`StepState`]; nothing
+    /// reaches the in-memory snapshot before the commit succeeded.
     fn step_inner(
         &mut self,
         source: &mut dyn CounterSource,
         resolver: &mut dyn Resolver,
         store: &mut Store,
         now: TimeMs,
-        mut events: Vec<DaemonEvent>,
+        events: Vec<DaemonEvent>,
     ) -> Result<StepReport, DrainError> {
+        let mut st = self.begin(source, store, now, events)?; // read; pick the flush batch (8)
+        self.carry_in(&mut st); // 3: values retired by a failed commit
+        self.diff(&mut st); // 2, 4: deltas against the snapshot
+        self.resolve(&mut st, resolver); // owners of new sockets, deltas attributed
+        self.vanish(&mut st); // 5: committed flows the source no longer has
+        self.retire(&mut st, source)?; // 3: closed, quiescent flows leave the source
+        self.flush(&mut st); // 8: finished minutes' remote pieces, bounded
+        let batch = self.batch(&mut st); // events, snapshot chunks, durability (7)
+        self.commit(st, batch, source, resolver, store) // 1: applied only after Ok
+    }
+
+    /// Reloads after a failed commit, reads the source and, after a minute
+    /// change, lists the flows with pieces of an earlier minute; marks this
+    /// step's share of them (invariant 8).
+    fn begin(
+        &mut self,
+        source: &mut dyn CounterSource,
+        store: &mut Store,
+        now: TimeMs,
+        events: Vec<DaemonEvent>,
+    ) -> Result<StepState, DrainError> {
         if self.stale {
             self.load(store)?;
             self.stale = false;
@@ -901,25 +951,6 @@ impl Drain {
                 "interface counters reset (maps recreated): new values taken from zero"
             );
         }
-        let mut acc = Accum::default();
-        let mut ch = Changes {
-            list: Vec::with_capacity(reading.flows.len()),
-            used_free: 0,
-            next_new: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
-        };
-        let mut resets = 0u64;
-        let mut report = StepReport {
-            ts_ms: now,
-            flows_read: reading.flows.len(),
-            ..StepReport::default()
-        };
-        // Invariant 7: a closed, quiescent flow whose snapshot entry is not
-        // durable yet is not retired; this commit is made durable instead,
-        // and the next step retires it.
-        let mut need_durable = false;
-
-        // Invariant 8: after a minute change, list the flows with pieces of
-        // an earlier minute; flush a bounded batch of them each step.
         if self.flush_minute != Some(minute) {
             self.flush_queue = self
                 .slots
@@ -946,50 +977,83 @@ impl Drain {
         for s in &flush_now {
             self.mark_mut(*s).flush = step;
         }
+        let n = reading.flows.len();
+        Ok(StepState {
+            now,
+            step,
+            minute,
+            report: StepReport {
+                ts_ms: now,
+                flows_read: n,
+                ..StepReport::default()
+            },
+            reading,
+            if_reading,
+            if_batch,
+            events,
+            acc: Accum::default(),
+            ch: Changes {
+                list: Vec::with_capacity(n),
+                used_free: 0,
+                next_new: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+            },
+            resets: 0,
+            need_durable: false,
+            flush_now,
+            carry: std::mem::take(&mut self.carry),
+            changed: Vec::with_capacity(n),
+            to_retire: Vec::new(),
+            retire_idx: Vec::new(),
+            matched: 0,
+            hints: Vec::with_capacity(n),
+            retired_now: Vec::new(),
+            done_cookies: FxHashSet::default(),
+        })
+    }
 
-        // Retired in an earlier step whose commit failed (invariant 3).
-        let carry = std::mem::take(&mut self.carry);
-        for (key, c) in &carry {
+    /// Invariant 3: values retired in an earlier step whose commit failed
+    /// are counted now, with everything their snapshot entry had pending.
+    fn carry_in(&mut self, st: &mut StepState) {
+        for (key, c) in &st.carry {
             let prev = self.index.get(key).copied();
             let mut reset = false;
             let entry = prev.and_then(|s| self.entry(s)).map(|s| s.entry);
             let d = delta_of(entry.as_ref(), &c.value, &mut reset);
-            resets += u64::from(reset);
-            let rkey = acc
+            st.resets += u64::from(reset);
+            let rkey = st
+                .acc
                 .add_flow(key, &c.value, c.owner.as_ref(), d)
                 .named(self.names.of(key));
             if let (Some(s), Some(mut e)) = (prev, entry) {
-                acc.flush_all(&mut e.pending, key);
-                self.change(&mut ch, s, None);
+                st.acc.flush_all(&mut e.pending, key);
+                self.change(&mut st.ch, s, None);
             }
             let mut p = RemotePending::default();
-            acc.add_pending(&mut p, key, rkey, minute, d);
-            acc.flush_all(&mut p, key);
+            st.acc.add_pending(&mut p, key, rkey, st.minute, d);
+            st.acc.flush_all(&mut p, key);
         }
+    }
 
-        // Deltas against the snapshot (invariants 2 and 4).
-        let mut changed: Vec<Changed> = Vec::with_capacity(reading.flows.len());
-        let mut to_retire: Vec<FlowKey> = Vec::new();
-        let mut retire_idx: Vec<usize> = Vec::new();
-        // Reading flows found in the snapshot: when it is all of the
-        // snapshot, nothing vanished (a reading holds each key once: it is
-        // a dump of a hash map).
-        let mut matched = 0usize;
-        let mut hints: Vec<u32> = Vec::with_capacity(reading.flows.len());
-        for (i, f) in reading.flows.iter().enumerate() {
+    /// Invariants 2 and 4: each flow of the reading against its committed
+    /// entry. Flows with a delta are listed for `resolve`; closed flows
+    /// without one are listed to retire when their entry is durable
+    /// (invariant 7), else this commit is made durable so the next step can.
+    fn diff(&mut self, st: &mut StepState) {
+        let step = st.step;
+        for (i, f) in st.reading.flows.iter().enumerate() {
             let slot = self
                 .hints
                 .get(i)
                 .copied()
                 .filter(|h| self.entry(*h).is_some_and(|e| e.key == f.key))
                 .or_else(|| self.index.get(&f.key).copied());
-            hints.push(slot.unwrap_or(u32::MAX));
+            st.hints.push(slot.unwrap_or(u32::MAX));
             if let Some(s) = slot {
-                matched += 1;
+                st.matched += 1;
                 self.mark_mut(s).seen = step;
             }
             // A carried key seen again is a new entry: the old one was retired.
-            let prev = if carry.is_empty() || !carry.contains_key(&f.key) {
+            let prev = if st.carry.is_empty() || !st.carry.contains_key(&f.key) {
                 slot
             } else {
                 None
@@ -997,16 +1061,16 @@ impl Drain {
             let committed = prev.and_then(|s| self.entry(s));
             let mut reset = false;
             let d = delta_of(committed.map(|c| &c.entry), &f.value, &mut reset);
-            resets += u64::from(reset);
+            st.resets += u64::from(reset);
             if let Some(c) = committed
                 && d.is_zero()
             {
                 if f.closed {
                     if c.seq <= self.durable_seq {
-                        to_retire.push(f.key);
-                        retire_idx.push(i);
+                        st.to_retire.push(f.key);
+                        st.retire_idx.push(i);
                     } else {
-                        need_durable = true;
+                        st.need_durable = true;
                     }
                 }
                 continue;
@@ -1014,7 +1078,7 @@ impl Drain {
             let owner = committed
                 .and_then(|c| c.owner)
                 .or_else(|| self.owners.get(&f.key.cookie).copied());
-            changed.push(Changed {
+            st.changed.push(Changed {
                 i,
                 d,
                 prev,
@@ -1022,106 +1086,59 @@ impl Drain {
                 owner,
             });
         }
-        report.changed = changed.len();
+        st.report.changed = st.changed.len();
+    }
 
-        // Owners: only sockets with bytes to attribute and no cached owner
-        // are resolved; each owner's info is kept once.
-        let unknown: Vec<FlowReading> = changed
-            .iter()
-            .filter(|c| c.owner.is_none())
-            .map(|c| reading.flows[c.i])
-            .chain(
-                retire_idx
-                    .iter()
-                    .map(|i| reading.flows[*i])
-                    .filter(|f| !self.owners.contains_key(&f.key.cookie)),
-            )
-            .collect();
-        if !unknown.is_empty() {
-            let released_by = unknown
-                .iter()
-                .filter_map(|f| Some((f.key.cookie, *reading.released_by.get(&f.key.cookie)?)))
-                .collect();
-            let resolved = resolver.resolve(&Reading {
-                flows: unknown,
-                overflow: reading.overflow,
-                max_flows: reading.max_flows,
-                released_by,
-                names: std::collections::HashMap::new(),
-            });
-            if !resolved.is_empty() {
-                let mut moved = false;
-                let (by_cookie, infos) = resolved.into_parts();
-                for (cookie, id) in by_cookie {
-                    moved |= self.owners.insert(cookie, id).is_some_and(|old| old != id);
-                }
-                self.infos.extend(infos);
-                if moved {
-                    // A known socket got another owner (the resolver said
-                    // more than it was asked): drop every cached copy.
-                    for s in self.slots.iter_mut().flatten() {
-                        s.owner = None;
-                    }
-                    for c in &mut changed {
-                        c.owner = None;
-                    }
-                }
-                for c in changed.iter_mut().filter(|c| c.owner.is_none()) {
-                    c.owner = self.owners.get(&reading.flows[c.i].key.cookie).copied();
-                }
-            }
-        }
-        for Changed {
-            i,
-            d,
-            prev,
-            reset,
-            owner,
-        } in &changed
-        {
-            let f = &reading.flows[*i];
-            let owner = owner.and_then(|id| self.infos.get(&id));
-            let rkey = acc
-                .add_flow(&f.key, &f.value, owner, *d)
+    /// Owners of the sockets with bytes to attribute and none cached (each
+    /// owner's info kept once), then every delta added to the rows, the
+    /// flow's pending remote pieces (invariant 8) and its quality sample,
+    /// and its new entry listed as a slot write.
+    fn resolve(&mut self, st: &mut StepState, resolver: &mut dyn Resolver) {
+        self.resolve_owners(st, resolver);
+        for c in &st.changed {
+            let f = &st.reading.flows[c.i];
+            let owner = c.owner.and_then(|id| self.infos.get(&id));
+            let rkey = st
+                .acc
+                .add_flow(&f.key, &f.value, owner, c.d)
                 .named(self.names.of(&f.key));
-            let mut pending = prev
-                .and_then(|s| self.entry(s))
-                .map(|s| s.entry.pending)
-                .unwrap_or_default();
-            if *reset {
+            let committed = c.prev.and_then(|s| self.entry(s));
+            let mut pending = committed.map(|s| s.entry.pending).unwrap_or_default();
+            if c.reset {
                 // The old entry's bytes go with it (invariant 8).
-                acc.flush_all(&mut pending, &f.key);
+                st.acc.flush_all(&mut pending, &f.key);
             }
-            acc.add_pending(&mut pending, &f.key, rkey, minute, *d);
-            if let Some(s) = prev
-                && self.mark(*s).flush == step
+            st.acc
+                .add_pending(&mut pending, &f.key, rkey, st.minute, c.d);
+            if let Some(s) = c.prev
+                && self.mark(s).flush == st.step
                 && !self.names.hold(&pending, &Traffic::of(&f.value), f.closed)
             {
-                report.remote_flushed +=
-                    usize::from(acc.flush_before(&mut pending, &f.key, minute));
+                st.report.remote_flushed +=
+                    usize::from(st.acc.flush_before(&mut pending, &f.key, st.minute));
             }
-            let base = match prev.and_then(|s| self.entry(s)) {
-                Some(_) if *reset => Some((0, 0)),
+            let base = match committed {
+                Some(_) if c.reset => Some((0, 0)),
                 Some(e) => e.tcp,
                 None => Some((0, 0)),
             };
             let (sample, tcp) = quality_of(f, rkey, base);
-            acc.quality.extend(sample);
+            st.acc.quality.extend(sample);
             let entry = SnapEntry {
                 counters: Traffic::of(&f.value),
                 first_boottime_ns: f.value.first_boottime_ns,
                 pending,
             };
-            let slot = match prev {
-                Some(s) => *s,
+            let slot = match c.prev {
+                Some(s) => s,
                 None => {
-                    let s = self.alloc(&mut ch);
-                    hints[*i] = s;
+                    let s = self.alloc(&mut st.ch);
+                    st.hints[c.i] = s;
                     s
                 }
             };
             self.change(
-                &mut ch,
+                &mut st.ch,
                 slot,
                 Some(Slot {
                     key: f.key,
@@ -1132,49 +1149,110 @@ impl Drain {
                 }),
             );
         }
+        // Per flow lists no later phase reads: freed now, before the
+        // commit's peak (the batch, the redb pages, the slot writes).
+        st.changed = Vec::new();
+        st.retire_idx = Vec::new();
+        st.reading.released_by = std::collections::HashMap::new();
+    }
 
-        // Invariant 5.
-        let mut vanished = 0u64;
-        if !carry.is_empty() || matched != self.index.len() {
-            let gone: Vec<(u32, Slot)> = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| Some((u32::try_from(i).ok()?, (*s)?)))
-                .filter(|(s, e)| self.mark(*s).seen != step && !carry.contains_key(&e.key))
-                .collect();
-            for (s, mut e) in gone {
-                acc.flush_all(&mut e.entry.pending, &e.key);
-                self.change(&mut ch, s, None);
-                vanished += 1;
+    /// Asks the resolver about the changed and retiring sockets with no
+    /// cached owner, and caches its answer.
+    fn resolve_owners(&mut self, st: &mut StepState, resolver: &mut dyn Resolver) {
+        let flows = &st.reading.flows;
+        let unknown: Vec<FlowReading> = st
+            .changed
+            .iter()
+            .filter(|c| c.owner.is_none())
+            .map(|c| flows[c.i])
+            .chain(
+                st.retire_idx
+                    .iter()
+                    .map(|i| flows[*i])
+                    .filter(|f| !self.owners.contains_key(&f.key.cookie)),
+            )
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let released_by = unknown
+            .iter()
+            .filter_map(|f| Some((f.key.cookie, *st.reading.released_by.get(&f.key.cookie)?)))
+            .collect();
+        let resolved = resolver.resolve(&Reading {
+            flows: unknown,
+            overflow: st.reading.overflow,
+            max_flows: st.reading.max_flows,
+            released_by,
+            names: std::collections::HashMap::new(),
+        });
+        if resolved.is_empty() {
+            return;
+        }
+        let mut moved = false;
+        let (by_cookie, infos) = resolved.into_parts();
+        for (cookie, id) in by_cookie {
+            moved |= self.owners.insert(cookie, id).is_some_and(|old| old != id);
+        }
+        self.infos.extend(infos);
+        if moved {
+            // A known socket got another owner (the resolver said more
+            // than it was asked): drop every cached copy.
+            for s in self.slots.iter_mut().flatten() {
+                s.owner = None;
+            }
+            for c in &mut st.changed {
+                c.owner = None;
             }
         }
-        let seen: PeerSet<FlowKey> = if carry.is_empty() {
-            PeerSet::default()
-        } else {
-            reading.flows.iter().map(|f| f.key).collect()
-        };
+        for c in st.changed.iter_mut().filter(|c| c.owner.is_none()) {
+            c.owner = self.owners.get(&flows[c.i].key.cookie).copied();
+        }
+    }
 
-        // Overflow.
-        let (ov, failed_inserts, ov_reset) = overflow_delta(&reading.overflow, &self.overflow);
-        acc.add_overflow(ov);
-        let overflow_snapshot = (reading.overflow != self.overflow).then_some(reading.overflow);
+    /// Invariant 5: committed flows the reading lacks (and not carried)
+    /// leave the snapshot, their pending pieces flushed. Skipped when the
+    /// reading matched every committed flow (a reading holds each key
+    /// once: it is a dump of a hash map).
+    fn vanish(&mut self, st: &mut StepState) {
+        if st.carry.is_empty() && st.matched == self.index.len() {
+            return;
+        }
+        let gone: Vec<(u32, Slot)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((u32::try_from(i).ok()?, (*s)?)))
+            .filter(|(s, e)| self.mark(*s).seen != st.step && !st.carry.contains_key(&e.key))
+            .collect();
+        for (s, mut e) in gone {
+            st.acc.flush_all(&mut e.entry.pending, &e.key);
+            self.change(&mut st.ch, s, None);
+            st.report.vanished += 1;
+        }
+    }
 
-        // Retire quiescent closed flows (invariant 3), just before the commit.
-        // The retired flows' final values and owners: made into carried
-        // values (with a copy of the owner's info) only if the commit fails.
-        let mut retired_now: Vec<(FlowKey, FlowValue, Option<ProcessId>)> = Vec::new();
-        let mut done_cookies: FxHashSet<u64> = to_retire.iter().map(|k| k.cookie).collect();
-        if !to_retire.is_empty() {
-            let retired = match source.retire(&to_retire) {
+    /// Invariant 3: the closed, quiescent flows `diff` listed are removed
+    /// from the source, just before the commit; their final values' excess
+    /// is counted and their entries leave the snapshot. The retired values
+    /// become carried values only if the commit fails. Also decides which
+    /// sockets are done (no flow of theirs left in the source).
+    fn retire(
+        &mut self,
+        st: &mut StepState,
+        source: &mut dyn CounterSource,
+    ) -> Result<(), DrainError> {
+        st.done_cookies = st.to_retire.iter().map(|k| k.cookie).collect();
+        if !st.to_retire.is_empty() {
+            let retired = match source.retire(&st.to_retire) {
                 Ok(r) => r,
                 Err(e) => {
                     // Nothing committed: what was carried stays carried.
-                    self.carry = carry;
+                    self.carry = std::mem::take(&mut st.carry);
                     return Err(e.into());
                 }
             };
-            report.retired = retired.len();
+            st.report.retired = retired.len();
             for (key, value) in &retired {
                 let mut reset = false;
                 let entry = self
@@ -1183,56 +1261,75 @@ impl Drain {
                     .and_then(|s| self.entry(*s))
                     .map(|s| s.entry);
                 let d = delta_of(entry.as_ref(), value, &mut reset);
-                resets += u64::from(reset);
+                st.resets += u64::from(reset);
                 let owner = self
                     .owners
                     .get(&key.cookie)
                     .and_then(|id| self.infos.get(id));
-                let rkey = acc.add_flow(key, value, owner, d).named(self.names.of(key));
+                let rkey = st.acc.add_flow(key, value, owner, d).named(self.names.of(key));
                 let mut p = RemotePending::default();
-                acc.add_pending(&mut p, key, rkey, minute, d);
-                acc.flush_all(&mut p, key);
-                retired_now.push((*key, *value, owner.map(|o| o.id)));
+                st.acc.add_pending(&mut p, key, rkey, st.minute, d);
+                st.acc.flush_all(&mut p, key);
+                st.retired_now.push((*key, *value, owner.map(|o| o.id)));
             }
             // Retired, or already gone: either way out of the snapshot,
             // with everything pending (invariant 8).
-            for key in &to_retire {
+            for key in &st.to_retire {
                 if let Some(s) = self.index.get(key).copied()
                     && let Some(mut e) = self.entry(s).map(|s| s.entry)
                 {
-                    acc.flush_all(&mut e.pending, key);
-                    self.change(&mut ch, s, None);
+                    st.acc.flush_all(&mut e.pending, key);
+                    self.change(&mut st.ch, s, None);
                 }
             }
             // A cookie is done when none of its flows stays in the source.
-            let retiring: PeerSet<FlowKey> = to_retire.iter().copied().collect();
-            for f in &reading.flows {
+            let retiring: PeerSet<FlowKey> = st.to_retire.iter().copied().collect();
+            for f in &st.reading.flows {
                 if !retiring.contains(&f.key) {
-                    done_cookies.remove(&f.key.cookie);
+                    st.done_cookies.remove(&f.key.cookie);
                 }
             }
         }
-        for key in carry.keys() {
-            if !seen.contains(key) {
-                done_cookies.insert(key.cookie);
+        st.to_retire = Vec::new();
+        if !st.carry.is_empty() {
+            let seen: PeerSet<FlowKey> = st.reading.flows.iter().map(|f| f.key).collect();
+            for key in st.carry.keys() {
+                if !seen.contains(key) {
+                    st.done_cookies.insert(key.cookie);
+                }
             }
         }
+        Ok(())
+    }
 
-        // Invariant 8: the bounded background flush, for flows this step
-        // did not otherwise touch.
-        for s in &flush_now {
-            if self.mark(*s).changed == step {
+    /// Invariant 8: the bounded background flush, for the flows of this
+    /// step's share that no other phase touched.
+    fn flush(&mut self, st: &mut StepState) {
+        let flush_now = std::mem::take(&mut st.flush_now);
+        for s in flush_now {
+            if self.mark(s).changed == st.step {
                 continue;
             }
-            if let Some(mut e) = self.entry(*s).copied()
+            if let Some(mut e) = self.entry(s).copied()
                 && !self.names.hold(&e.entry.pending, &e.entry.counters, false)
-                && acc.flush_before(&mut e.entry.pending, &e.key, minute)
+                && st.acc.flush_before(&mut e.entry.pending, &e.key, st.minute)
             {
-                report.remote_flushed += 1;
-                self.change(&mut ch, *s, Some(e));
+                st.report.remote_flushed += 1;
+                self.change(&mut st.ch, s, Some(e));
             }
         }
+    }
 
+    /// The commit's contents: the overflow delta, the events the step saw,
+    /// the aggregated rows, the snapshot chunks the changes touch, and
+    /// whether it may be lazy (invariant 7: durable when the source lost
+    /// bytes it held, when a retire waits for it, when there is something
+    /// to record, and periodically).
+    fn batch(&mut self, st: &mut StepState) -> Batch {
+        let (ov, failed_inserts, ov_reset) = overflow_delta(&st.reading.overflow, &self.overflow);
+        st.acc.add_overflow(ov);
+        let mut events = std::mem::take(&mut st.events);
+        let resets = st.resets;
         if resets > 0 || ov_reset {
             tracing::warn!(
                 flows = resets,
@@ -1244,6 +1341,7 @@ impl Drain {
                 overflow: ov_reset,
             });
         }
+        let vanished = st.report.vanished;
         if vanished > 0 {
             tracing::warn!(flows = vanished, "committed flows vanished from the source");
             events.push(DaemonEvent::Vanished { flows: vanished });
@@ -1265,44 +1363,74 @@ impl Drain {
                 error: self.first_error.clone().unwrap_or_default(),
             });
         }
-        report.resets = resets;
-        report.vanished = vanished;
+        st.report.resets = resets;
 
-        let (snapshot_chunks, snapshot_key_chunks) = self.encode_chunks(&ch);
+        let chunks = SnapshotChunks::encode(
+            st.ch.list.iter().map(|c| (c.slot, c.keys)),
+            st.ch.next_new,
+            |s| self.record_after(&st.ch, s).map(|r| (&r.key, &r.entry)),
+        );
+        let acc = &mut st.acc;
+        let lazy = st.carry.is_empty()
+            && st.retired_now.is_empty()
+            && !st.need_durable
+            && events.is_empty()
+            && st.if_reading.gone.is_empty()
+            && self
+                .last_durable
+                .is_some_and(|t| st.now.saturating_sub(t) < DURABLE_EVERY_MS);
         let mut batch = Batch {
-            ts_ms: now,
+            ts_ms: st.now,
             processes: acc.processes.values().cloned().collect(),
             proc_rows: acc.procs.iter().map(|((id, c), t)| (*id, *c, *t)).collect(),
-            remote_rows: acc
-                .remotes
+            remote_rows: std::mem::take(&mut acc.remotes)
                 .into_iter()
                 .map(|((h, k), t)| (h, k, t))
                 .collect(),
-            iface_rows: acc
-                .ifaces
+            iface_rows: std::mem::take(&mut acc.ifaces)
                 .into_iter()
                 .map(|((i, c), t)| (i, c, t))
                 .collect(),
-            // Invariant 7: durable when the source lost bytes it held, when
-            // a retire waits for it, when there is something to record, and
-            // periodically.
-            lazy: carry.is_empty()
-                && retired_now.is_empty()
-                && !need_durable
-                && events.is_empty()
-                && if_reading.gone.is_empty()
-                && self
-                    .last_durable
-                    .is_some_and(|t| now.saturating_sub(t) < DURABLE_EVERY_MS),
-            snapshot_chunks,
-            snapshot_key_chunks,
-            overflow_snapshot,
+            lazy,
+            snapshot_chunks: chunks.rows,
+            snapshot_key_chunks: chunks.key_rows,
+            overflow_snapshot: (st.reading.overflow != self.overflow)
+                .then_some(st.reading.overflow),
             events,
-            quality: acc.quality,
-            ifcount: if_batch,
+            quality: std::mem::take(&mut acc.quality),
+            ifcount: std::mem::take(&mut st.if_batch),
             flow_names: self.names.take_writes(),
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
+        batch
+    }
+
+    /// Commits `batch` (invariant 2: rows and snapshot in one transaction),
+    /// then, only once it succeeded, advances the in-memory snapshot
+    /// (invariants 1 and 7), hands the reading to live readers and forgets
+    /// the sockets that are done. A failed commit leaves the snapshot as it
+    /// was and carries the retired values (invariant 3).
+    fn commit(
+        &mut self,
+        st: StepState,
+        mut batch: Batch,
+        source: &mut dyn CounterSource,
+        resolver: &mut dyn Resolver,
+        store: &mut Store,
+    ) -> Result<StepReport, DrainError> {
+        let StepState {
+            now,
+            reading,
+            if_reading,
+            acc,
+            ch,
+            mut report,
+            carry,
+            hints,
+            retired_now,
+            done_cookies,
+            ..
+        } = st;
         // Removed interfaces wait for every commit to be durable ([`ifaces`],
         // invariant 3): when nothing else is to be written, an empty
         // durable commit makes it so.
@@ -1318,7 +1446,6 @@ impl Drain {
             return Err(e.into());
         }
 
-        // Committed: advance the in-memory snapshot (invariants 1 and 7).
         if wrote {
             self.seq += 1;
         }

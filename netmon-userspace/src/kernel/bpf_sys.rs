@@ -124,13 +124,31 @@ pub fn sk_storage_create<V: Pod>(
 pub fn lookup_batch<K: Pod + Default, V: Pod + Default>(
     map: BorrowedFd<'_>,
 ) -> std::io::Result<Vec<(K, V)>> {
-    let mut chunk: u32 = 4096;
     let mut out = Vec::new();
+    lookup_batch_each(map, |k, v| out.push((k, v)))?;
+    Ok(out)
+}
+
+/// [`lookup_batch`] handing each entry to `f` as it is read, through one
+/// buffer of [`LOOKUP_CHUNK`] keys and values reused for every syscall: the
+/// caller keeps only what it needs, in the shape it needs, and a map of
+/// 100k flows is never held twice (a growing list of pairs, then its
+/// conversion).
+///
+/// # Errors
+/// Syscall failures other than the end of the map.
+pub fn lookup_batch_each<K: Pod + Default, V: Pod + Default>(
+    map: BorrowedFd<'_>,
+    mut f: impl FnMut(K, V),
+) -> std::io::Result<()> {
+    let mut chunk: u32 = LOOKUP_CHUNK;
+    let mut keys: Vec<K> = Vec::new();
+    let mut values: Vec<V> = Vec::new();
     let mut in_batch: u32 = 0;
     let mut first = true;
     loop {
-        let mut keys: Vec<K> = vec![K::default(); chunk as usize];
-        let mut values: Vec<V> = vec![V::default(); chunk as usize];
+        keys.resize(chunk as usize, K::default());
+        values.resize(chunk as usize, V::default());
         let mut out_batch: u32 = 0;
         let mut attr = BatchAttr {
             in_batch: if first {
@@ -150,8 +168,10 @@ pub fn lookup_batch<K: Pod + Default, V: Pod + Default>(
         match result {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                out.extend(keys.into_iter().zip(values).take(filled));
-                return Ok(out);
+                for (k, v) in keys.iter().zip(&values).take(filled) {
+                    f(*k, *v);
+                }
+                return Ok(());
             }
             // A bucket holds more entries than `chunk`: retry with more room.
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && chunk < (1 << 20) => {
@@ -160,11 +180,17 @@ pub fn lookup_batch<K: Pod + Default, V: Pod + Default>(
             }
             Err(e) => return Err(e),
         }
-        out.extend(keys.into_iter().zip(values).take(filled));
+        for (k, v) in keys.iter().zip(&values).take(filled) {
+            f(*k, *v);
+        }
         in_batch = out_batch;
         first = false;
     }
 }
+
+/// Entries read per `BPF_MAP_LOOKUP_BATCH` call (grown only when one hash
+/// bucket holds more).
+const LOOKUP_CHUNK: u32 = 4096;
 
 /// Deletes `keys` from a hash map with `BPF_MAP_DELETE_BATCH`, a few
 /// thousand a syscall; keys that are not there are skipped. Returns how many

@@ -33,6 +33,7 @@ pub mod retention;
 pub mod rollup;
 pub mod schema;
 pub mod service;
+pub mod snapchunks;
 pub mod sums;
 pub mod types;
 pub mod unit;
@@ -47,6 +48,7 @@ pub use class::DestClass;
 pub use retention::{PurgeReport, Retention, TierRows};
 pub use rollup::Tier;
 pub use service::{ConnDir, service_of};
+pub use snapchunks::SnapshotChunks;
 pub use types::{
     Batch, DaemonEvent, OVERFLOW, OVERFLOW_COMM, ProcessRecord, QualitySample, RemoteKey,
     RemotePending, SnapEntry, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
