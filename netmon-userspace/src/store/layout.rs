@@ -24,7 +24,7 @@
 use netmon_common::{FlowKey, OverflowCounters};
 use redb::TableDefinition;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::store::class::DestClass;
 use crate::store::service::ConnDir;
 use crate::store::types::{RemoteKey, SnapEntry, TimeMs, Traffic};

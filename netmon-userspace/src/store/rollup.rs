@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable as _, Table};
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::store::StoreError;
 use crate::store::class::DestClass;
 use crate::store::layout::{self, Bytes, IntervalIface, IntervalProc, IntervalRecord};
