@@ -537,7 +537,11 @@ fn tool(name: &str, args: &[&str]) -> Option<std::process::Output> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{name}: {e} (.ci/run installs it)"
             );
-            eprintln!("SKIPPED: the TLS test needs {name}: {e}");
+            // To the stderr fd: libtest captures `eprintln!` of passing tests.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("\n*** SKIPPED: the TLS test needs {name}: {e} ***\n").as_bytes(),
+            );
             None
         }
     }
