@@ -14,6 +14,7 @@
 //! app names) and filter by any of them.
 pub mod apps;
 pub mod edges;
+pub mod export;
 pub mod facts;
 pub mod ifaces;
 pub mod quality;

@@ -146,11 +146,10 @@ pub fn kind_for(by: Dimension, filters: &[FilterTerm]) -> Result<Kind, QueryErro
 /// this network namespace now).
 #[must_use]
 pub fn interface_index(value: &str) -> Option<u32> {
-    value.parse().ok().or_else(|| {
-        std::fs::read_to_string(format!("/sys/class/net/{value}/ifindex"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
+    value
+        .parse()
+        .ok()
+        .or_else(|| crate::kernel::sysfs::interface_index(value))
 }
 
 /// Row-level (non-process) filters, pre-parsed.
