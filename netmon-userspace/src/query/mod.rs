@@ -22,6 +22,7 @@ pub mod scan;
 pub mod series;
 pub mod sockets;
 pub mod terms;
+pub mod top;
 pub mod usage;
 pub mod window;
 

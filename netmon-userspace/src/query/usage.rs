@@ -212,7 +212,7 @@ impl RowFilter {
 /// A remote key's address.
 #[must_use]
 pub fn remote_ip(k: &RemoteKey) -> IpAddr {
-    crate::store::class::raw_to_ip(&k.addr, k.ip_version)
+    crate::model::raw_to_ip(&k.addr, k.ip_version)
 }
 
 /// Per process: passes the process filters, and its group.
@@ -257,7 +257,16 @@ fn remote_group(
         return None;
     }
     let pg = procs.get(rk.process)?;
-    Some(match by {
+    Some(endpoint_group(by, pg, rk))
+}
+
+/// The group of traffic to the endpoint `rk` when grouping by `by`, given
+/// its process's group `pg` (`None` when `by` is not a process dimension):
+/// the one flow → group rule of remote answers, quality samples and
+/// `top`'s live flows ([`crate::query::top`]).
+#[must_use]
+pub fn endpoint_group(by: Dimension, pg: Option<GroupKey>, rk: &RemoteKey) -> GroupKey {
+    match by {
         Dimension::Remote => GroupKey::Remote(remote_ip(rk)),
         Dimension::Port => GroupKey::Port {
             protocol: rk.protocol,
@@ -266,7 +275,7 @@ fn remote_group(
         },
         Dimension::Protocol => GroupKey::Protocol(rk.protocol),
         _ => pg.unwrap_or(GroupKey::Class(rk.class)),
-    })
+    }
 }
 
 /// Quality per group from the TCP samples of the window.
@@ -337,16 +346,8 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                 let Some(pg) = procs.get(rk.process) else {
                     return;
                 };
-                match q.by {
-                    Dimension::Remote => GroupKey::Remote(remote_ip(&rk)),
-                    Dimension::Port => GroupKey::Port {
-                        protocol: rk.protocol,
-                        port: rk.port,
-                        dir: rk.dir,
-                    },
-                    Dimension::Protocol => GroupKey::Protocol(rk.protocol),
-                    _ => pg.unwrap_or(GroupKey::Class(row.class)),
-                }
+                // A remote row's class is its key's.
+                endpoint_group(q.by, pg, &rk)
             }
             Subject::Interface(ifindex) => {
                 if !rf.iface_ok(ifindex) {
