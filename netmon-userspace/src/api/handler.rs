@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::clock::rfc3339_from_unix_ms;
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::facts::Facts;
 use crate::query::scan;
 use crate::query::series::{SeriesQuery, series};

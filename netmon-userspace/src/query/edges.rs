@@ -28,7 +28,7 @@
 //! answer's over the same window.
 use std::collections::{BTreeMap, HashMap};
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::scan::{self, Kind, Row, Subject};
 use crate::query::window::{Coverage, Widening, bucket_end};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use redb::ReadableTable as _;
 use rustc_hash::FxHashMap;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::window::{Coverage, coverage_of};
 use crate::store::layout::{self, IntervalRecord};

@@ -12,7 +12,7 @@
 use crate::clock::rfc3339_from_unix_ms;
 use crate::live::{Tapped, snapshot};
 use crate::model::unattributed;
-use crate::ownership::{ProcessId, ProcessInfo};
+use crate::model::{ProcessId, ProcessInfo};
 use crate::source::Reading;
 use crate::wire;
 

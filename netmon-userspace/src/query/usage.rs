@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::edges;
 use crate::query::facts::Facts;

@@ -57,7 +57,7 @@ pub struct RemotePending {
     pub process: ProcessId,
     /// Their destination class.
     pub class: DestClass,
-    /// Their service port ([`crate::store::service`]).
+    /// Their service port ([`crate::model::service`]).
     pub port: u16,
     /// Their direction.
     pub dir: ConnDir,
@@ -142,7 +142,7 @@ pub struct QualitySample {
     pub start_ticks: u64,
     /// Remote address, kernel encoding.
     pub addr: [u8; 16],
-    /// Service port ([`crate::store::service`]).
+    /// Service port ([`crate::model::service`]).
     pub port: u16,
     /// IP version.
     pub ip_version: u8,
@@ -192,7 +192,7 @@ pub struct RemoteKey {
     /// Remote address, kernel encoding (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
     /// Service port, host order: the local port of an inbound flow, the
-    /// remote port of an outbound one ([`crate::store::service`]).
+    /// remote port of an outbound one ([`crate::model::service`]).
     pub port: u16,
     /// Who connected.
     pub dir: ConnDir,
