@@ -25,13 +25,7 @@ fn rfc(ms: u64) -> String {
 }
 
 fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+    netmon::model::unix_ms_now()
 }
 
 /// Query-string escaping of a value (enough for times and KEY=VALUE).
