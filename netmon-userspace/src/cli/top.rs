@@ -11,7 +11,10 @@
 //!   start from the per process rows ([`crate::query::edges`]).
 //! - `kernel`: without a daemon, two consecutive readings of the pinned maps
 //!   (needs root), owners from the ownership resolver. Totals are the growth
-//!   of the per-flow counters since `top` started.
+//!   of the per-flow counters since `top` started. The feed ([`LiveFeed`])
+//!   reads through the drain's seams (`CounterSource`, `Resolver`) and
+//!   groups with the query code ([`crate::query::top`]), so
+//!   `tests/top_feed.rs` runs it on the simulated source.
 //!
 //! On a terminal: a full-screen view (ratatui), sortable by tx (`t`), rx
 //! (`r`) or both (`b`), `?` lists the keys and columns, quit with `q`;

@@ -181,3 +181,31 @@ pub fn remote_rows(
     }
     Ok(coverage)
 }
+
+/// Remote totals per key (process, address, service port, direction,
+/// protocol, class) over `range`, read as every remote answer reads them
+/// ([`remote_rows`]: rollups plus the snapshot's pending pieces, edges
+/// resolved to the window), and what they cover. Overflow traffic has no
+/// key and is not here.
+///
+/// # Errors
+/// On storage errors.
+pub fn remote_totals(
+    store: &mut Store,
+    range: &TimeRange,
+) -> Result<(BTreeMap<RemoteKey, Traffic>, Coverage), QueryError> {
+    let mut out: BTreeMap<RemoteKey, Traffic> = BTreeMap::new();
+    let coverage = remote_rows(
+        store,
+        range,
+        false,
+        |_| true,
+        |row| {
+            if let Subject::Remote(k) = row.subject {
+                let e = out.entry(k).or_default();
+                *e = e.add(row.traffic);
+            }
+        },
+    )?;
+    Ok((out, coverage))
+}

@@ -402,7 +402,6 @@ mod tests {
     use super::*;
     use crate::drain::Drain;
     use crate::model::{ProcessId, raw_to_ip};
-    use crate::query::scan::Subject;
     use crate::query::usage::{UsageQuery, usage};
     use crate::query::{AppRules, Dimension, Facts, GroupKey};
     use crate::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
@@ -475,29 +474,16 @@ mod tests {
 
     /// Per (process, address, port, protocol), directions summed: rows
     /// migrated without a direction and new ones with one add up. Read as
-    /// remote answers read them ([`crate::query::edges::remote_rows`]).
+    /// remote answers read them ([`crate::query::edges::remote_totals`]).
     fn by_remote(store: &mut Store) -> BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> {
         let mut out: BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> = BTreeMap::new();
-        crate::query::edges::remote_rows(
-            store,
-            &(0..u64::MAX / 2),
-            false,
-            |_| true,
-            |row| {
-                if let Subject::Remote(k) = row.subject {
-                    let e = out
-                        .entry((
-                            k.process,
-                            raw_to_ip(&k.addr, k.ip_version),
-                            k.port,
-                            k.protocol,
-                        ))
-                        .or_default();
-                    *e = e.add(row.traffic);
-                }
-            },
-        )
-        .expect("remote rows");
+        let (totals, _) =
+            crate::query::edges::remote_totals(store, &(0..u64::MAX / 2)).expect("remote rows");
+        for (k, t) in totals {
+            let ip = raw_to_ip(&k.addr, k.ip_version);
+            let e = out.entry((k.process, ip, k.port, k.protocol)).or_default();
+            *e = e.add(t);
+        }
         out
     }
 

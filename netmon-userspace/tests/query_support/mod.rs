@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use netmon::model::{DestClass, ProcessId, TimeRange, Traffic, raw_to_ip};
-use netmon::query::scan::Subject;
 use netmon::query::usage::{UsageAnswer, UsageQuery, usage};
 use netmon::query::{AppRules, Dimension, Facts, GroupKey};
 use netmon::store::{ConnDir, RemoteKey, Store};
@@ -38,28 +37,35 @@ pub fn usage_by(
     .expect("usage answers")
 }
 
-/// Totals per process (`--by process`), as `Truth::per_process`.
-pub fn by_process(store: &mut Store, range: &TimeRange) -> BTreeMap<ProcessId, Traffic> {
-    usage_by(store, range, Dimension::Process, None)
+/// The groups of `netmon usage --by BY` over `range`, keyed by `key`
+/// (which panics on a group it does not expect).
+fn groups_by<K: Ord>(
+    store: &mut Store,
+    range: &TimeRange,
+    by: Dimension,
+    key: impl Fn(GroupKey) -> K,
+) -> BTreeMap<K, Traffic> {
+    usage_by(store, range, by, None)
         .groups
         .into_iter()
-        .map(|g| match g.key {
-            GroupKey::Process(id) => (id, g.traffic),
-            k => panic!("unexpected group {k:?}"),
-        })
+        .map(|g| (key(g.key), g.traffic))
         .collect()
+}
+
+/// Totals per process (`--by process`), as `Truth::per_process`.
+pub fn by_process(store: &mut Store, range: &TimeRange) -> BTreeMap<ProcessId, Traffic> {
+    groups_by(store, range, Dimension::Process, |k| match k {
+        GroupKey::Process(id) => id,
+        k => panic!("unexpected group {k:?}"),
+    })
 }
 
 /// Totals per destination class (`--by class`), as `Truth::per_class`.
 pub fn by_class(store: &mut Store, range: &TimeRange) -> BTreeMap<DestClass, Traffic> {
-    usage_by(store, range, Dimension::Class, None)
-        .groups
-        .into_iter()
-        .map(|g| match g.key {
-            GroupKey::Class(c) => (c, g.traffic),
-            k => panic!("unexpected group {k:?}"),
-        })
-        .collect()
+    groups_by(store, range, Dimension::Class, |k| match k {
+        GroupKey::Class(c) => c,
+        k => panic!("unexpected group {k:?}"),
+    })
 }
 
 /// Totals per interface (`--by interface`), as `Truth::per_iface`, and the
@@ -68,41 +74,22 @@ pub fn by_interface(
     store: &mut Store,
     range: &TimeRange,
 ) -> (BTreeMap<u32, Traffic>, Option<Traffic>) {
-    let mut no_iface = None;
-    let per = usage_by(store, range, Dimension::Interface, None)
-        .groups
-        .into_iter()
-        .filter_map(|g| match g.key {
-            GroupKey::Interface(i) => Some((i, g.traffic)),
-            GroupKey::NoEndpoint => {
-                no_iface = Some(g.traffic);
-                None
-            }
-            k => panic!("unexpected group {k:?}"),
-        })
-        .collect();
+    let mut per = groups_by(store, range, Dimension::Interface, |k| match k {
+        GroupKey::Interface(i) => Some(i),
+        GroupKey::NoEndpoint => None,
+        k => panic!("unexpected group {k:?}"),
+    });
+    let no_iface = per.remove(&None);
+    let per = per.into_iter().filter_map(|(i, t)| Some((i?, t))).collect();
     (per, no_iface)
 }
 
-/// Every remote row of `range` as the remote answers read it
-/// ([`netmon::query::edges::remote_rows`]: rollups plus the snapshot's
-/// pending pieces, edges resolved to the window), per key.
+/// Every remote row of `range` as the remote answers read them
+/// ([`netmon::query::edges::remote_totals`]), per key.
 pub fn remote_rows(store: &mut Store, range: &TimeRange) -> BTreeMap<RemoteKey, Traffic> {
-    let mut out: BTreeMap<RemoteKey, Traffic> = BTreeMap::new();
-    netmon::query::edges::remote_rows(
-        store,
-        range,
-        false,
-        |_| true,
-        |row| {
-            if let Subject::Remote(k) = row.subject {
-                let e = out.entry(k).or_default();
-                *e = e.add(row.traffic);
-            }
-        },
-    )
-    .expect("remote rows read");
-    out
+    netmon::query::edges::remote_totals(store, range)
+        .expect("remote rows read")
+        .0
 }
 
 /// Remote totals keyed as `Truth::per_service`.
