@@ -1,13 +1,9 @@
 //! Wall-clock helpers for documents (RFC 3339 UTC + unix milliseconds), on
 //! `jiff` (well-kept, no hand-rolled calendar code).
-use std::time::{SystemTime, UNIX_EPOCH};
-
 /// Now as (RFC 3339 UTC, unix milliseconds).
 #[must_use]
 pub fn now_rfc3339() -> (String, u64) {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let ms = crate::model::unix_ms_now();
     (rfc3339_from_unix_ms(ms), ms)
 }
 

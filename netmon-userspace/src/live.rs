@@ -12,7 +12,6 @@
 //! snapshot --sockets` uses.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -22,7 +21,8 @@ use std::{
 use rustc_hash::FxHashMap;
 
 use crate::{
-    ownership::{Owners, ProcessId, ProcessInfo, Resolver},
+    model::{ProcessId, ProcessInfo, raw_to_ip},
+    ownership::{Owners, Resolver},
     source::Reading,
     wire::{self, Counters, Overflow, ProcessCounters, SocketCounters, Totals},
 };
@@ -110,33 +110,9 @@ pub fn protocol_name(number: u8) -> &'static str {
     }
 }
 
-/// A 16-byte address field as an IP address (IPv4 in the first 4 bytes).
-#[must_use]
-pub fn ip_addr(ip_version: u8, bytes: [u8; 16]) -> IpAddr {
-    if ip_version == 4 {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(bytes))
-    }
-}
-
-/// The owner used when a resolver has nothing for a cookie.
-#[must_use]
-pub fn unattributed() -> ProcessInfo {
-    ProcessInfo {
-        id: ProcessId {
-            pid: 0,
-            start_ticks: 0,
-        },
-        comm: "[unattributed]".to_owned(),
-        exe: None,
-        cmdline: None,
-        uid: 0,
-        user: None,
-        ppid: None,
-        cgroup: None,
-    }
-}
+/// The owner used when a resolver has nothing for a cookie (moved to
+/// [`crate::model`]).
+pub use crate::model::unattributed;
 
 /// Builds a snapshot document from one reading.
 #[must_use]
@@ -183,9 +159,9 @@ pub fn snapshot(
                 protocol: protocol_name(k.protocol).to_owned(),
                 protocol_number: k.protocol,
                 ip_version: k.ip_version,
-                local_addr: ip_addr(k.ip_version, v.local_addr),
+                local_addr: raw_to_ip(&v.local_addr, k.ip_version),
                 local_port: v.local_port,
-                remote_addr: ip_addr(k.ip_version, k.remote_addr),
+                remote_addr: raw_to_ip(&k.remote_addr, k.ip_version),
                 remote_port: k.remote_port,
                 ifindex: v.ifindex,
                 netns_cookie: v.owner.netns_cookie,
@@ -311,13 +287,5 @@ mod tests {
         assert_eq!(doc.totals.tx.payload_bytes, 305 + 900);
         assert_eq!(doc.totals.tx.ip_bytes, 305 + 3 * 52 + 1000);
         assert_eq!(doc.sockets.as_ref().map(Vec::len), Some(3));
-    }
-
-    #[test]
-    fn addresses() {
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&[10, 0, 0, 1]);
-        assert_eq!(ip_addr(4, b).to_string(), "10.0.0.1");
-        assert_eq!(ip_addr(6, Ipv6Addr::LOCALHOST.octets()).to_string(), "::1");
     }
 }

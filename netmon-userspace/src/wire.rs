@@ -50,6 +50,19 @@ impl From<netmon_common::DirCounters> for Counters {
     }
 }
 
+/// Back from a document to the kernel's counters (`app_bytes` is derived,
+/// so nothing is lost).
+impl From<&Counters> for netmon_common::DirCounters {
+    fn from(c: &Counters) -> Self {
+        Self {
+            packets: c.packets,
+            ip_bytes: c.ip_bytes,
+            payload_bytes: c.payload_bytes,
+            retrans_bytes: c.retrans_bytes,
+        }
+    }
+}
+
 impl Counters {
     /// Field-wise saturating sum.
     #[must_use]

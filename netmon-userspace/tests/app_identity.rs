@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use netmon::drain::Drain;
-use netmon::ownership::ProcessId;
+use netmon::model::ProcessId;
 use netmon::query::AppRules;
 use netmon::query::facts::Facts;
 use netmon::query::terms::{Dimension, FilterKey, FilterTerm, GroupKey};

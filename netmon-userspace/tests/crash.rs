@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netmon::query::scan::tier_sums;
 use netmon::source::sim::{Script, ScriptBuilder, SimSource, SimState, per_tick};
-use netmon::store::query::{Filter, Group, GroupBy, tier_sums};
 use netmon::store::{DaemonEvent, Retention, Store, Tier};
+
+mod query_support;
 
 const TICK_MS: u64 = 20;
 const KILLS: usize = 50;
@@ -163,35 +165,11 @@ fn sigkill_fifty_times_loses_and_doubles_nothing() {
 
     let (mut store, _) = Store::open(&db, Retention::default()).expect("store opens");
     let truth = script.truth(0..=u64::MAX);
-    let totals: std::collections::BTreeMap<_, _> = store
-        .totals(&(0..u64::MAX / 2), GroupBy::Process, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Process(id) => (id, r.traffic),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let totals = query_support::by_process(&mut store, &(0..u64::MAX / 2));
     assert_eq!(totals, truth.per_process, "totals after {KILLS} crashes");
     // Remote bytes go through the snapshot's pending pieces (drain
     // invariant 8): rows + pieces exact after the crashes too.
-    let remotes: std::collections::BTreeMap<_, _> = store
-        .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Remote(k) => (
-                (
-                    k.process,
-                    netmon::store::class::raw_to_ip(&k.addr, k.ip_version),
-                    k.port,
-                    k.protocol,
-                ),
-                r.traffic,
-            ),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let remotes = query_support::by_remote(&mut store, &(0..u64::MAX / 2));
     assert_eq!(
         remotes, truth.per_remote,
         "remote totals after {KILLS} crashes"

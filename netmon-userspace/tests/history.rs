@@ -8,13 +8,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use netmon::drain::Drain;
-use netmon::ownership::ProcessId;
+use netmon::model::{ConnDir, DestClass, OVERFLOW, ProcessId, TimeMs, Traffic, UNATTRIBUTED};
+use netmon::query::Dimension;
+use netmon::query::scan::tier_sums;
+use netmon::query::series::{SeriesQuery, series};
 use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
-use netmon::store::class::{DestClass, raw_to_ip};
-use netmon::store::query::{Filter, Group, GroupBy, tier_sums};
-use netmon::store::{
-    ConnDir, DaemonEvent, OVERFLOW, Retention, Store, Tier, TimeMs, Traffic, UNATTRIBUTED,
-};
+use netmon::store::{DaemonEvent, Retention, Store, Tier};
+
+mod query_support;
 
 /// 2024-03-09T23:13:20Z: not aligned to any bucket.
 const BASE: TimeMs = 1_710_026_000_000;
@@ -130,15 +131,7 @@ fn drive(run: &mut Run, ticks: std::ops::RangeInclusive<u64>) {
 }
 
 fn by_process(run: &mut Run, range: &std::ops::Range<TimeMs>) -> BTreeMap<ProcessId, Traffic> {
-    run.store
-        .totals(range, GroupBy::Process, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Process(id) => (id, r.traffic),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect()
+    query_support::by_process(&mut run.store, range)
 }
 
 #[test]
@@ -159,46 +152,25 @@ fn every_tier_and_grouping_equals_ground_truth() {
     let all = 0..u64::MAX / 2;
     assert_eq!(by_process(&mut run, &all), truth.per_process);
 
-    let classes: BTreeMap<DestClass, Traffic> = run
-        .store
-        .totals(&all, GroupBy::Class, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Class(c) => (c, r.traffic),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let classes = query_support::by_class(&mut run.store, &all);
     assert_eq!(classes, truth.per_class);
     assert!(classes.contains_key(&DestClass::Loopback) && classes.contains_key(&DestClass::Lan));
 
     assert_eq!(by_remote(&mut run, &all), truth.per_service);
 
-    let ifaces: BTreeMap<u32, Traffic> = run
-        .store
-        .totals(&all, GroupBy::Interface, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Interface(i) => (i, r.traffic),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let (ifaces, no_iface) = query_support::by_interface(&mut run.store, &all);
     assert_eq!(ifaces, truth.per_iface);
+    // Overflow has no interface: its own group, so the totals agree.
+    assert_eq!(no_iface, truth.per_process.get(&OVERFLOW).copied());
 
     // Internet only: no loopback or LAN bytes.
-    let internet = run
-        .store
-        .totals(
-            &all,
-            GroupBy::Total,
-            &Filter {
-                class: Some(DestClass::Internet),
-                ..Filter::default()
-            },
-        )
-        .expect("totals");
-    assert_eq!(internet[0].traffic, truth.per_class[&DestClass::Internet]);
+    let internet = query_support::usage_by(
+        &mut run.store,
+        &all,
+        Dimension::Class,
+        Some(DestClass::Internet),
+    );
+    assert_eq!(internet.total, truth.per_class[&DestClass::Internet]);
 
     // Every closed socket was retired once quiescent; the snapshot holds only
     // the sockets still open.
@@ -245,15 +217,34 @@ fn windows_at_arbitrary_times_are_exact() {
     }
     // Series at 1 h steps sum to the total.
     let range = Tier::Hour.bucket(BASE)..Tier::Hour.bucket(at(620)) + 3_600_000;
-    let series = run
-        .store
-        .series(&range, 3_600_000, &Filter::default())
-        .expect("series");
-    let total = series
-        .iter()
-        .fold(Traffic::default(), |a, p| a.add(p.traffic));
+    let facts = netmon::query::Facts::load(&mut run.store, &netmon::query::AppRules::default())
+        .expect("facts");
+    let series = series(
+        &mut run.store,
+        &facts,
+        &SeriesQuery {
+            range,
+            step_ms: Some(3_600_000),
+            filters: Vec::new(),
+            class: None,
+            now_ms: at(620),
+        },
+    )
+    .expect("series");
+    let total = series.points.iter().fold(Traffic::default(), |a, p| {
+        a.add(p.traffic.unwrap_or_default())
+    });
     assert_eq!(total, script.truth(0..=u64::MAX).total());
-    assert!(series.len() > 60 && series.iter().filter(|p| !p.traffic.is_zero()).count() > 60);
+    assert_eq!(series.total, total, "the answer's total is its points' sum");
+    assert!(
+        series.points.len() > 60
+            && series
+                .points
+                .iter()
+                .filter(|p| p.traffic.is_some_and(|t| !t.is_zero()))
+                .count()
+                > 60
+    );
 }
 
 #[test]
@@ -429,15 +420,7 @@ fn restart_resumes_from_the_committed_snapshot() {
             .expect("step");
     }
     let (mut store, _) = Store::open(&path, Retention::default()).expect("reopens");
-    let totals: BTreeMap<ProcessId, Traffic> = store
-        .totals(&(0..u64::MAX / 2), GroupBy::Process, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .filter_map(|r| match r.group {
-            Group::Process(id) => Some((id, r.traffic)),
-            _ => None,
-        })
-        .collect();
+    let totals = query_support::by_process(&mut store, &(0..u64::MAX / 2));
     assert_eq!(totals, script.truth(0..=u64::MAX).per_process);
 }
 
@@ -446,24 +429,7 @@ fn by_remote(
     run: &mut Run,
     range: &std::ops::Range<TimeMs>,
 ) -> BTreeMap<(ProcessId, IpAddr, u16, ConnDir, u8), Traffic> {
-    run.store
-        .totals(range, GroupBy::Remote, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Remote(k) => (
-                (
-                    k.process,
-                    raw_to_ip(&k.addr, k.ip_version),
-                    k.port,
-                    k.dir,
-                    k.protocol,
-                ),
-                r.traffic,
-            ),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect()
+    query_support::by_service(&mut run.store, range)
 }
 
 /// Remote rollups are written once an hour is over, from pending pieces in

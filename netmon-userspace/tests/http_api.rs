@@ -25,13 +25,7 @@ fn rfc(ms: u64) -> String {
 }
 
 fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+    netmon::model::unix_ms_now()
 }
 
 /// Query-string escaping of a value (enough for times and KEY=VALUE).
@@ -537,7 +531,11 @@ fn tool(name: &str, args: &[&str]) -> Option<std::process::Output> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{name}: {e} (.ci/run installs it)"
             );
-            eprintln!("SKIPPED: the TLS test needs {name}: {e}");
+            // To the stderr fd: libtest captures `eprintln!` of passing tests.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("\n*** SKIPPED: the TLS test needs {name}: {e} ***\n").as_bytes(),
+            );
             None
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use netmon::drain::Drain;
 use netmon::live::{TAP_KEEP_MS, Tap};
-use netmon::ownership::ProcessId;
+use netmon::model::ProcessId;
 use netmon::query::sockets::process_sockets;
 use netmon::source::sim::{ScriptBuilder, SimResolver, SimSource, per_tick};
 use netmon::store::{Retention, Store, TimeMs};

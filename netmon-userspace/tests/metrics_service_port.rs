@@ -467,13 +467,7 @@ fn cli_by_port(
 
 #[test]
 fn daemon_serves_service_port_series_equal_to_the_cli_across_a_sigkill() {
-    let now = TimeMs::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("ms");
+    let now: TimeMs = netmon::model::unix_ms_now();
     // Nine to ten minutes ago, on a minute: the history ends 8 minutes
     // later, a minute or more before now.
     let base = (now / 60_000 - 9) * 60_000;

@@ -153,13 +153,7 @@ fn an_unread_reply_closes_the_connection() {
     let s = Scenario::standard();
     let d = Daemon::start(&s, "");
     // A reply of several MB (60,000 points), never read.
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("ms");
+    let now = netmon::model::unix_ms_now();
     let req = format!(
         "{{\"method\":\"history\",\"from_ms\":{},\"until_ms\":{now},\"step_ms\":1}}\n",
         now - 60_000

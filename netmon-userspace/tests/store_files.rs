@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use netmon::drain::Drain;
 use netmon::source::sim::{ScriptBuilder, SimResolver, SimSource, per_tick};
-use netmon::store::query::{Filter, Group, GroupBy};
 use netmon::store::{DaemonEvent, Retention, Store, StoreError};
+
+mod query_support;
 
 #[path = "../src/testing.rs"]
 mod testing;
@@ -223,38 +224,14 @@ fn disk_full_loses_nothing_and_writing_resumes() {
         step(tick, &mut source, &mut store, &mut drain).expect("commits again once space is back");
     }
     let truth = script.truth(0..=tick);
-    let totals: std::collections::BTreeMap<_, _> = store
-        .totals(&(0..u64::MAX / 2), GroupBy::Process, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Process(id) => (id, r.traffic),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let totals = query_support::by_process(&mut store, &(0..u64::MAX / 2));
     assert_eq!(
         totals, truth.per_process,
         "nothing lost or doubled across the full disk"
     );
     // Remote bytes wait in the snapshot (drain invariant 8): rows plus
     // pending pieces are exact across the failed commits too.
-    let remotes: std::collections::BTreeMap<_, _> = store
-        .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
-        .expect("totals")
-        .into_iter()
-        .map(|r| match r.group {
-            Group::Remote(k) => (
-                (
-                    k.process,
-                    netmon::store::class::raw_to_ip(&k.addr, k.ip_version),
-                    k.port,
-                    k.protocol,
-                ),
-                r.traffic,
-            ),
-            g => panic!("unexpected group {g:?}"),
-        })
-        .collect();
+    let remotes = query_support::by_remote(&mut store, &(0..u64::MAX / 2));
     assert_eq!(
         remotes, truth.per_remote,
         "remote totals exact across the full disk"

@@ -87,7 +87,7 @@ fn batch(ts_ms: u64, tick: u64) -> Batch {
                 ip_version: 4,
                 protocol: 6,
                 class: DestClass::Internet as u8,
-                dir: netmon::store::service::ConnDir::Out as u8,
+                dir: netmon::model::ConnDir::Out as u8,
                 srtt_us: 1000 + i,
                 retrans_segs: i % 3,
                 data_segs: 10 + i,

@@ -64,6 +64,15 @@ pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
         })
 }
 
+/// Says loudly that a test did not run: written to the stderr file
+/// descriptor, because libtest captures `eprintln!` of passing tests and a
+/// skip must be seen. (Callers fail under `CI` before getting here.)
+#[cfg(test)]
+pub fn say_skipped(msg: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(format!("\n*** SKIPPED: {msg} ***\n").as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

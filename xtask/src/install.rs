@@ -659,7 +659,7 @@ pub mod tests {
                 std::env::var_os("CI").is_none(),
                 "systemd-sysusers is missing (.ci/run installs the `systemd` package)"
             );
-            eprintln!("SKIPPED: systemd-sysusers is not installed");
+            cmd::say_skipped("systemd-sysusers is not installed");
             return;
         };
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -697,7 +697,7 @@ pub mod tests {
                 std::env::var_os("CI").is_none(),
                 "systemd-analyze is missing (.ci/run installs the `systemd` package)"
             );
-            eprintln!("SKIPPED: systemd-analyze is not installed");
+            cmd::say_skipped("systemd-analyze is not installed");
             return;
         };
         let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

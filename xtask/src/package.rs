@@ -218,7 +218,7 @@ mod tests {
             return true;
         }
         assert!(std::env::var_os("CI").is_none(), "dpkg-deb is missing");
-        eprintln!("SKIPPED: dpkg-deb is not installed");
+        cmd::say_skipped("dpkg-deb is not installed");
         false
     }
 
@@ -274,7 +274,7 @@ mod tests {
         // SAFETY: geteuid(2) has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             assert!(std::env::var_os("CI").is_none(), "dpkg --root needs root");
-            eprintln!("SKIPPED: installing the .deb into a throwaway root needs root");
+            cmd::say_skipped("installing the .deb into a throwaway root needs root");
             return;
         }
         let root = scratch.path().join("root");

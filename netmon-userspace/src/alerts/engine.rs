@@ -99,7 +99,7 @@ use crate::alerts::config::{Compiled, Condition, Direction, Rule, Scope};
 use crate::alerts::cycle;
 use crate::alerts::state::{self, RuleState};
 use crate::clock::rfc3339_from_unix_ms;
-use crate::ownership::{ProcessId, ProcessInfo};
+use crate::model::{ProcessId, ProcessInfo};
 use crate::query::AppRules;
 use crate::query::edges;
 use crate::query::facts::{Facts, ProcFacts};

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::clock::rfc3339_from_unix_ms;
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::facts::Facts;
-use crate::query::scan::{self, Kind, Subject};
+use crate::query::scan;
 use crate::query::series::{SeriesQuery, series};
 use crate::query::terms::{Dimension, FilterTerm, GroupKey, parse_class, protocol_label};
 use crate::query::usage::{UsageQuery, ip_total, usage};
@@ -112,23 +112,6 @@ fn counters(t: &Traffic) -> (Counters, Counters) {
 fn totals(t: &Traffic) -> Totals {
     let (tx, rx) = counters(t);
     Totals { tx, rx }
-}
-
-/// Interface names of this network namespace, by index.
-fn interface_names() -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(i) = std::fs::read_to_string(e.path().join("ifindex"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                out.insert(i, name);
-            }
-        }
-    }
-    out
 }
 
 /// The key of the group of traffic without a server name (or, by
@@ -355,7 +338,7 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             let mut ifcounts = BTreeMap::new();
             let ifnames = if q.by == Dimension::Interface {
                 ifcounts = crate::query::ifaces::add_to_usage(store, &q, &mut a)?;
-                let mut names = interface_names();
+                let mut names = crate::kernel::sysfs::interface_names();
                 names.extend(
                     ifcounts
                         .iter()
@@ -610,71 +593,20 @@ fn export(
     filters: &[FilterTerm],
     class: Option<DestClass>,
 ) -> Result<Export, HandlerError> {
-    if filters
-        .iter()
-        .any(|t| t.key.needs_remote() || t.key == crate::query::FilterKey::Interface)
-    {
-        return Err(HandlerError::BadRequest(
-            "export rows are per process and class: filter by pid, app, comm, user, cgroup, container or class".to_owned(),
-        ));
-    }
     let facts = Facts::load(store, apps)?;
-    let (segments, _) = scan::plan_for(store, &(from..until), Kind::Process)?;
-    let mut keep: HashMap<ProcessId, bool> = HashMap::new();
-    let classes: Vec<DestClass> = class
+    let rows = crate::query::export::export(store, &facts, &(from..until), filters, class)?
         .into_iter()
-        .chain(
-            filters
-                .iter()
-                .filter(|t| t.key == crate::query::FilterKey::Class)
-                .filter_map(|t| parse_class(&t.value).ok()),
-        )
-        .collect();
-    let mut raw = Vec::new();
-    scan::rows(store, &segments, Kind::Process, |row| {
-        let Subject::Process(id) = row.subject else {
-            return;
-        };
-        let ok = *keep
-            .entry(id)
-            .or_insert_with(|| facts.get(id).passes(filters));
-        if ok && classes.iter().all(|c| *c == row.class) {
-            raw.push(row);
-        }
-    })?;
-    raw.sort_by_key(|r| {
-        let id = match r.subject {
-            Subject::Process(id) => id,
-            _ => ProcessId {
-                pid: 0,
-                start_ticks: 0,
-            },
-        };
-        (r.ts, r.tier, id, r.class)
-    });
-    let mut cache: HashMap<ProcessId, (String, String, String)> = HashMap::new();
-    let rows = raw
-        .into_iter()
-        .filter_map(|r| {
-            let Subject::Process(id) = r.subject else {
-                return None;
-            };
-            let (comm, app, user) = cache
-                .entry(id)
-                .or_insert_with(|| {
-                    let f = facts.get(id);
-                    (f.record.info.comm, f.app, f.user)
-                })
-                .clone();
-            Some(ExportRow {
+        .map(|e| {
+            let (r, id) = (e.row, e.id);
+            ExportRow {
                 time: rfc3339_from_unix_ms(r.ts),
                 time_unix_ms: r.ts,
                 tier: r.tier.name().to_owned(),
                 pid: id.pid,
                 start_ticks: id.start_ticks,
-                comm,
-                app,
-                user,
+                comm: e.comm,
+                app: e.app,
+                user: e.user,
                 class: r.class.name().to_owned(),
                 tx_packets: r.traffic.tx.packets,
                 tx_ip_bytes: r.traffic.tx.ip_bytes,
@@ -686,7 +618,7 @@ fn export(
                 rx_payload_bytes: r.traffic.rx.payload_bytes,
                 rx_app_bytes: r.traffic.rx.app_bytes(),
                 rx_retrans_bytes: r.traffic.rx.retrans_bytes,
-            })
+            }
         })
         .collect();
     Ok(Export {

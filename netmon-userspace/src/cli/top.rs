@@ -11,7 +11,10 @@
 //!   start from the per process rows ([`crate::query::edges`]).
 //! - `kernel`: without a daemon, two consecutive readings of the pinned maps
 //!   (needs root), owners from the ownership resolver. Totals are the growth
-//!   of the per-flow counters since `top` started.
+//!   of the per-flow counters since `top` started. The feed ([`LiveFeed`])
+//!   reads through the drain's seams (`CounterSource`, `Resolver`) and
+//!   groups with the query code ([`crate::query::top`]), so
+//!   `tests/top_feed.rs` runs it on the simulated source.
 //!
 //! On a terminal: a full-screen view (ratatui), sortable by tx (`t`), rx
 //! (`r`) or both (`b`), `?` lists the keys and columns, quit with `q`;
@@ -35,13 +38,11 @@ use crate::cli::output::{Format, OutputArgs, Table, human_bytes};
 use crate::cli::render;
 use crate::clock::now_rfc3339;
 use crate::kernel::reader::KernelSource;
-use crate::ownership::Resolver as _;
+use crate::model::Traffic;
+use crate::ownership::Resolver;
 use crate::query::AppRules;
-use crate::query::facts::Facts;
-use crate::query::terms::{Dimension, GroupKey};
-use crate::source::CounterSource as _;
-use crate::store::class::{classify_raw, raw_to_ip};
-use crate::store::{ProcessRecord, Traffic, unit_of_cgroup};
+use crate::query::terms::Dimension;
+use crate::source::CounterSource;
 use crate::wire::{self, Counters, GroupFields, Request, Top, TopRow, Usage};
 
 /// Where `top` reads from.
@@ -87,13 +88,63 @@ pub struct TopArgs {
 
 /// One cumulative group total.
 #[derive(Clone, Debug)]
-pub(crate) struct Cumulative {
-    pub(crate) fields: GroupFields,
-    pub(crate) traffic: Traffic,
+pub struct Cumulative {
+    /// The group's identity fields.
+    pub fields: GroupFields,
+    /// Its counters so far.
+    pub traffic: Traffic,
 }
 
 /// A reading: cumulative totals by group key, at a time (ms).
-pub(crate) type Reading = (u64, HashMap<String, Cumulative>);
+pub type Reading = (u64, HashMap<String, Cumulative>);
+
+/// `top`'s feed without a daemon: readings of a [`CounterSource`] (the
+/// pinned kernel maps, or the simulated source in tests) with owners from a
+/// [`Resolver`], the two seams the drain reads through, grouped by the
+/// query code ([`crate::query::top`]).
+pub struct LiveFeed<S, R> {
+    source: S,
+    resolver: R,
+    apps: AppRules,
+    by: Dimension,
+}
+
+impl<S: CounterSource, R: Resolver> LiveFeed<S, R> {
+    /// A feed grouping by `by`, app names by `apps`.
+    pub const fn new(source: S, resolver: R, apps: AppRules, by: Dimension) -> Self {
+        Self {
+            source,
+            resolver,
+            apps,
+            by,
+        }
+    }
+
+    /// The source (tests move a simulated one's clock).
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    /// Reads the counters now: every group's totals since its flows were
+    /// created, stamped `now_ms`.
+    ///
+    /// # Errors
+    /// When the source cannot be read.
+    pub fn read(&mut self, now_ms: u64) -> Result<Reading, crate::source::SourceError> {
+        let reading = self.source.read()?;
+        let owners = self.resolver.resolve(&reading);
+        let facts = crate::query::top::facts_of_owners(&owners, &self.apps);
+        let ifnames = HashMap::new();
+        let map = crate::query::top::flow_groups(&reading, &owners, &facts, self.by)
+            .into_iter()
+            .map(|(key, traffic)| {
+                let (name, fields) = group_fields(&key, &facts, &ifnames);
+                (name, Cumulative { fields, traffic })
+            })
+            .collect();
+        Ok((now_ms, map))
+    }
+}
 
 /// Something that gives cumulative totals.
 enum Feed {
@@ -102,19 +153,14 @@ enum Feed {
         since_ms: u64,
         by: Dimension,
     },
-    Kernel {
-        source: Box<KernelSource>,
-        resolver: Box<crate::ownership::kernel::KernelResolver>,
-        apps: AppRules,
-        by: Dimension,
-    },
+    Kernel(Box<LiveFeed<KernelSource, crate::ownership::kernel::KernelResolver>>),
 }
 
 impl Feed {
     fn name(&self) -> &'static str {
         match self {
             Self::Daemon { .. } => "daemon",
-            Self::Kernel { .. } => "kernel",
+            Self::Kernel(_) => "kernel",
         }
     }
 
@@ -153,74 +199,14 @@ impl Feed {
                     .collect();
                 Ok((now, map))
             }
-            Self::Kernel {
-                source,
-                resolver,
-                apps,
-                by,
-            } => {
-                let reading = source.read()?;
-                let now = now_rfc3339().1;
-                let owners = resolver.resolve(&reading);
-                let records: Vec<ProcessRecord> = owners
-                    .values()
-                    .map(|info| ProcessRecord {
-                        unit: info.cgroup.as_deref().and_then(unit_of_cgroup),
-                        info: info.clone(),
-                        first_seen_ms: 0,
-                        last_seen_ms: 0,
-                    })
-                    .collect();
-                let facts = Facts::from_records(records, apps);
-                let ifnames = HashMap::new();
-                let mut map: HashMap<String, Cumulative> = HashMap::new();
-                for flow in &reading.flows {
-                    let (k, v) = (&flow.key, &flow.value);
-                    let owner = owners
-                        .get(&k.cookie)
-                        .map_or(crate::store::UNATTRIBUTED, |o| o.id);
-                    let key = match by {
-                        Dimension::Remote => {
-                            GroupKey::Remote(raw_to_ip(&k.remote_addr, k.ip_version))
-                        }
-                        Dimension::Port => {
-                            let (dir, port) = crate::store::service_of(k, v);
-                            GroupKey::Port {
-                                protocol: k.protocol,
-                                port,
-                                dir,
-                            }
-                        }
-                        Dimension::Protocol => GroupKey::Protocol(k.protocol),
-                        Dimension::Interface => GroupKey::Interface(v.ifindex),
-                        Dimension::Class => {
-                            GroupKey::Class(classify_raw(&k.remote_addr, k.ip_version, v.ifindex))
-                        }
-                        _ => facts
-                            .get(owner)
-                            .group(*by)
-                            .unwrap_or(GroupKey::Process(owner)),
-                    };
-                    let (name, fields) = group_fields(&key, &facts, &ifnames);
-                    let e = map.entry(name).or_insert_with(|| Cumulative {
-                        fields,
-                        traffic: Traffic::default(),
-                    });
-                    e.traffic = e.traffic.add(Traffic { tx: v.tx, rx: v.rx });
-                }
-                Ok((now, map))
-            }
+            Self::Kernel(feed) => Ok(feed.read(now_rfc3339().1)?),
         }
     }
 }
 
+/// A document's counters as the kernel's.
 pub(crate) fn counters_back(c: &Counters) -> netmon_common::DirCounters {
-    netmon_common::DirCounters {
-        packets: c.packets,
-        ip_bytes: c.ip_bytes,
-        payload_bytes: c.payload_bytes,
-        retrans_bytes: c.retrans_bytes,
-    }
+    c.into()
 }
 
 fn sub(a: Traffic, b: Traffic) -> Traffic {
@@ -239,13 +225,15 @@ fn sub(a: Traffic, b: Traffic) -> Traffic {
 
 /// Turns successive cumulative readings into rows: totals since the first
 /// reading, rates since the previous one.
-pub(crate) struct Rates {
+pub struct Rates {
     base: HashMap<String, Traffic>,
     prev: Reading,
 }
 
 impl Rates {
-    pub(crate) fn new(first: Reading) -> Self {
+    /// Starts from `first`: totals count from it.
+    #[must_use]
+    pub fn new(first: Reading) -> Self {
         Self {
             base: first
                 .1
@@ -256,7 +244,9 @@ impl Rates {
         }
     }
 
-    pub(crate) fn step(&mut self, cur: Reading) -> (u64, Vec<TopRow>) {
+    /// The rows of `cur`: totals since the first reading, rates since the
+    /// previous one, busiest first; and the ms since the previous one.
+    pub fn step(&mut self, cur: Reading) -> (u64, Vec<TopRow>) {
         let dt_ms = cur.0.saturating_sub(self.prev.0);
         let secs = dt_ms as f64 / 1000.0;
         let mut rows: Vec<TopRow> = cur
@@ -362,14 +352,12 @@ fn open_feed(args: &TopArgs, since_ms: u64) -> anyhow::Result<Feed> {
     let apps = crate::config::load(args.conn.config.as_deref())
         .map(|f| f.apps)
         .unwrap_or_default();
-    Ok(Feed::Kernel {
-        source: Box::new(source),
-        resolver: Box::new(
-            crate::ownership::kernel::KernelResolver::new().with_exec_map(&args.pin_dir),
-        ),
+    Ok(Feed::Kernel(Box::new(LiveFeed::new(
+        source,
+        crate::ownership::kernel::KernelResolver::new().with_exec_map(&args.pin_dir),
         apps,
-        by: args.by,
-    })
+        args.by,
+    ))))
 }
 
 /// Runs `netmon top`.

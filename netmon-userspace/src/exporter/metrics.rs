@@ -8,7 +8,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::apps::AppRules;
 use crate::query::facts::{Facts, ProcFacts};
@@ -34,7 +34,7 @@ pub enum GroupLabel {
     /// cgroup v2 path.
     Cgroup,
     /// Service port and who connected, from the per remote rows (see
-    /// [`crate::store::service`]): three labels, `protocol` (`tcp`, `udp`,
+    /// [`crate::model::service`]): three labels, `protocol` (`tcp`, `udp`,
     /// ... as `netmon usage --by port` names it), `service_port` (the
     /// local port of an inbound flow, the remote port of an outbound one)
     /// and `port_dir` (`in`: a peer connected to this host, `out`: this

@@ -59,7 +59,7 @@
 //! `group_by` may include `service_port`: three labels, `protocol`,
 //! `service_port` and `port_dir` (`in`/`out`; `direction` is already the
 //! tx/rx label), the groups of `netmon usage --by port` (see
-//! [`crate::store::service`] for how the side is decided). The rows are
+//! [`crate::model::service`] for how the side is decided). The rows are
 //! then the per remote rows (minute, hour and day, completed by the
 //! snapshot's pending pieces, as every remote answer reads them) plus the
 //! process rows of traffic with no endpoint (labels `none`): the remote

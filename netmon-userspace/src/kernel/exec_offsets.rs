@@ -233,8 +233,9 @@ mod tests {
     /// fixed by the kernel's source are where that source puts them.
     #[test]
     fn reads_the_running_kernel() {
-        if !Path::new(VMLINUX_BTF).exists() {
-            eprintln!("skipped: {VMLINUX_BTF} absent (kernel without CONFIG_DEBUG_INFO_BTF)");
+        let btf = Path::new(VMLINUX_BTF).exists();
+        let what = format!("{VMLINUX_BTF} (a kernel with CONFIG_DEBUG_INFO_BTF)");
+        if !crate::testing::require(btf, "reads_the_running_kernel", &what) {
             return;
         }
         let o = exec_offsets().unwrap();

@@ -20,7 +20,6 @@ use std::{
     fs::File,
     os::fd::AsFd as _,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use aya::{
@@ -124,7 +123,7 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
         cgroup,
         max_flows: args.max_flows,
         max_closed: args.max_closed,
-        loaded_at_unix_ms: unix_ms(),
+        loaded_at_unix_ms: crate::model::unix_ms_now(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     // The state file only feeds `status`; failing to write it is not fatal.
@@ -160,12 +159,6 @@ fn staging_dir(pin_dir: &Path) -> PathBuf {
     // bpffs refuses names with a dot.
     name.push(format!("-loading-{}", std::process::id()));
     pin_dir.with_file_name(name)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), KernelError> {

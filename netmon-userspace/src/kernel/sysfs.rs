@@ -1,5 +1,7 @@
 //! Facts about the running system the loader checks before touching the
-//! kernel: root, cgroup v2 mount, bpffs, kernel version.
+//! kernel: root, cgroup v2 mount, bpffs, kernel version; and the network
+//! interfaces of this namespace (`/sys/class/net`), which answers name.
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, FsType, statfs};
@@ -14,6 +16,39 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// (5.9), bpf_link for cgroups (5.7), lookup-and-delete on hash maps (5.14),
 /// bpf_get_netns_cookie in cgroup_sock (5.8). Tested on 6.18.
 pub const MIN_KERNEL: (u32, u32) = (5, 15);
+
+/// Where the kernel lists this network namespace's interfaces.
+const SYS_CLASS_NET: &str = "/sys/class/net";
+
+/// Interface names of this network namespace, by index (empty when
+/// `/sys/class/net` cannot be read).
+#[must_use]
+pub fn interface_names() -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir(SYS_CLASS_NET) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(i) = std::fs::read_to_string(e.path().join("ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                out.insert(i, name);
+            }
+        }
+    }
+    out
+}
+
+/// The index of the interface named `name` in this network namespace now.
+#[must_use]
+pub fn interface_index(name: &str) -> Option<u32> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return None;
+    }
+    std::fs::read_to_string(Path::new(SYS_CLASS_NET).join(name).join("ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
 
 /// True if the effective user is root, or the process holds `CAP_BPF`
 /// (the systemd unit's `netmon` user; what else it needs is checked by
@@ -161,5 +196,18 @@ mod tests {
             check_cgroup2_dir(Path::new("/tmp")),
             Err(KernelError::NotACgroup(_))
         ));
+    }
+
+    #[test]
+    fn loopback_is_listed_by_name_and_index() {
+        let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex")
+            .expect("/sys/class/net/lo")
+            .trim()
+            .parse::<u32>()
+            .expect("an index");
+        assert_eq!(interface_index("lo"), Some(lo));
+        assert_eq!(interface_names().get(&lo).map(String::as_str), Some("lo"));
+        assert_eq!(interface_index("../lo"), None);
+        assert_eq!(interface_index("no-such-interface-0"), None);
     }
 }

@@ -81,7 +81,7 @@ use super::{Owners, ProcessId, ProcessInfo, Resolver};
 use crate::source::{FlowReading, Reading};
 
 /// `comm` of traffic no process could be found for.
-pub const UNATTRIBUTED_COMM: &str = "[unattributed]";
+pub use crate::model::UNATTRIBUTED_COMM;
 
 /// Resolves socket owners on the running kernel.
 pub struct KernelResolver {
@@ -461,17 +461,9 @@ impl KernelResolver {
 
     fn unattributed(&mut self, uid: Option<u32>) -> ProcessInfo {
         ProcessInfo {
-            id: ProcessId {
-                pid: 0,
-                start_ticks: 0,
-            },
-            comm: UNATTRIBUTED_COMM.to_owned(),
-            exe: None,
-            cmdline: None,
             uid: uid.unwrap_or(0),
             user: uid.and_then(|u| self.users.name(u)),
-            ppid: None,
-            cgroup: None,
+            ..crate::model::unattributed()
         }
     }
 }

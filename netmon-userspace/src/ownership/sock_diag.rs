@@ -22,7 +22,7 @@
 //! Packets are built and parsed with `netlink-packet-sock-diag` and sent with
 //! `netlink-sys` (the rust-netlink crates, MIT, kept current).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
@@ -321,17 +321,6 @@ impl SockDiag {
     }
 }
 
-/// The IP address stored in a flow's 16-byte array: IPv4 in the first 4
-/// bytes (network order), IPv6 in all 16.
-#[must_use]
-pub fn flow_addr(ip_version: u8, raw: [u8; 16]) -> IpAddr {
-    if ip_version == 4 {
-        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(raw))
-    }
-}
-
 /// An IPv4 address as the IPv6 socket of a dual-stack server sees it
 /// (`::ffff:a.b.c.d`); other addresses unchanged.
 #[must_use]
@@ -345,7 +334,7 @@ pub fn to_v6_mapped(addr: IpAddr) -> IpAddr {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests panic at the failing call")]
 pub(crate) mod tests {
-    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
     use std::os::fd::AsRawFd;
 
     use super::*;
@@ -406,14 +395,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn flow_addresses() {
-        let mut raw = [0u8; 16];
-        raw[..4].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(flow_addr(4, raw), IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(
-            flow_addr(6, Ipv6Addr::LOCALHOST.octets()),
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        );
+    fn v4_addresses_map_into_v6() {
         assert_eq!(
             to_v6_mapped(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string(),
             "::ffff:127.0.0.1"

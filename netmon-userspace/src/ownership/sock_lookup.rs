@@ -29,8 +29,9 @@ use netmon_common::FlowKey;
 use super::procfs::ProcFs;
 use super::sock_diag::{
     AF_INET, AF_INET6, DiagSocket, IPPROTO_TCP, IPPROTO_UDP, SockDiag, SockDiagError, SockQuery,
-    flow_addr, to_v6_mapped,
+    to_v6_mapped,
 };
+use crate::model::raw_to_ip;
 use crate::source::FlowReading;
 
 /// Key of the namespace netmon itself runs in, in the dump cache.
@@ -244,8 +245,8 @@ pub fn queries_for(flows: &[FlowReading]) -> Vec<SockQuery> {
         if !matches!(protocol, IPPROTO_TCP | IPPROTO_UDP) || !matches!(ip_version, 4 | 6) {
             continue;
         }
-        let local = flow_addr(ip_version, f.value.local_addr);
-        let remote = flow_addr(ip_version, remote_addr);
+        let local = raw_to_ip(&f.value.local_addr, ip_version);
+        let remote = raw_to_ip(&remote_addr, ip_version);
         let (lport, rport) = (f.value.local_port, remote_port);
         let family = if ip_version == 4 { AF_INET } else { AF_INET6 };
         let base = SockQuery {

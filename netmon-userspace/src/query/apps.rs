@@ -23,7 +23,7 @@
 //! A rule with several conditions needs all of them.
 use regex::Regex;
 
-use crate::ownership::ProcessInfo;
+use crate::model::ProcessInfo;
 
 /// One mapping rule (all present conditions must match).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -133,7 +133,7 @@ pub fn default_app(info: &ProcessInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ownership::ProcessId;
+    use crate::model::ProcessId;
 
     fn info(exe: &str, cmdline: &str, cgroup: &str) -> ProcessInfo {
         ProcessInfo {

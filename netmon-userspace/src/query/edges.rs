@@ -28,7 +28,7 @@
 //! answer's over the same window.
 use std::collections::{BTreeMap, HashMap};
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::scan::{self, Kind, Row, Subject};
 use crate::query::window::{Coverage, Widening, bucket_end};
@@ -180,4 +180,32 @@ pub fn remote_rows(
         })?;
     }
     Ok(coverage)
+}
+
+/// Remote totals per key (process, address, service port, direction,
+/// protocol, class) over `range`, read as every remote answer reads them
+/// ([`remote_rows`]: rollups plus the snapshot's pending pieces, edges
+/// resolved to the window), and what they cover. Overflow traffic has no
+/// key and is not here.
+///
+/// # Errors
+/// On storage errors.
+pub fn remote_totals(
+    store: &mut Store,
+    range: &TimeRange,
+) -> Result<(BTreeMap<RemoteKey, Traffic>, Coverage), QueryError> {
+    let mut out: BTreeMap<RemoteKey, Traffic> = BTreeMap::new();
+    let coverage = remote_rows(
+        store,
+        range,
+        false,
+        |_| true,
+        |row| {
+            if let Subject::Remote(k) = row.subject {
+                let e = out.entry(k).or_default();
+                *e = e.add(row.traffic);
+            }
+        },
+    )?;
+    Ok((out, coverage))
 }

@@ -2,7 +2,7 @@
 //! group and filter by (app, user, container), computed once per query.
 use std::collections::HashMap;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::apps::AppRules;
 use crate::query::terms::{Dimension, FilterKey, FilterTerm, GroupKey, parse_pid};
@@ -18,7 +18,7 @@ pub const NO_USER: &str = "-";
 /// The user name queries group and filter by: the name, else the uid as
 /// text, and [`NO_USER`] for the pseudo-processes (pid 0).
 #[must_use]
-pub fn user_of(info: &crate::ownership::ProcessInfo) -> String {
+pub fn user_of(info: &crate::model::ProcessInfo) -> String {
     if info.id.pid == 0 {
         return NO_USER.to_owned();
     }

@@ -122,14 +122,7 @@ pub fn interface_name(store: &mut Store, ifindex: u32) -> Result<Option<String>,
     if let Some(n) = store.ifcount_names()?.remove(&ifindex) {
         return Ok(Some(n));
     }
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-        return Ok(None);
-    };
-    Ok(dir.flatten().find_map(|e| {
-        let idx = std::fs::read_to_string(e.path().join("ifindex")).ok()?;
-        (idx.trim().parse::<u32>().ok()? == ifindex)
-            .then(|| e.file_name().to_string_lossy().into_owned())
-    }))
+    Ok(crate::kernel::sysfs::interface_names().remove(&ifindex))
 }
 
 /// For `usage --by interface`: the interface counters of `q`'s window, by

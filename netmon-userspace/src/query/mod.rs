@@ -3,16 +3,19 @@
 //! turning it into JSON documents is [`crate::api::handler`]'s job, and
 //! formatting text is the CLI's.
 //!
-//! Built on the store's public read pieces ([`crate::store::query::plan`],
-//! the table layouts in [`crate::store::layout`]) rather than on
-//! [`crate::store::Store::totals`]: the CLI groups by dimensions the store
-//! does not know (user, cgroup, container, port, protocol, config-mapped app
-//! names) and filters by any of them, so the scans here hand every row to a
-//! predicate ([`scan`]) and the grouping happens above it ([`usage`],
-//! [`series`]).
+//! This is the one read path: every reader (CLI, socket API, dashboard,
+//! exporter, alerts, and the tests that check answers against ground
+//! truth) answers through these functions. They are built on the store's
+//! read pieces ([`crate::store::query::plan`], the table layouts in
+//! [`crate::store::layout`]); the store itself groups nothing. The scans
+//! hand every row to a predicate ([`scan`]) and the grouping happens above
+//! it ([`usage`], [`series`]), so the CLI can group by dimensions the store
+//! does not know (user, cgroup, container, port, protocol, config-mapped
+//! app names) and filter by any of them.
 pub mod apps;
 pub mod domains;
 pub mod edges;
+pub mod export;
 pub mod facts;
 pub mod ifaces;
 pub mod quality;
@@ -20,6 +23,7 @@ pub mod scan;
 pub mod series;
 pub mod sockets;
 pub mod terms;
+pub mod top;
 pub mod usage;
 pub mod window;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use redb::ReadableTable as _;
 use rustc_hash::FxHashMap;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::window::{Coverage, coverage_of};
 use crate::store::layout::{self, IntervalRecord};
@@ -319,4 +319,29 @@ pub fn process_rows_summed(
         }
     }
     Ok(())
+}
+
+/// Sums of one tier's per process rows over all time, by process and class,
+/// read with [`rows`] (the scan every answer uses). For consistency checks
+/// and tests: "every tier holds the same bytes".
+///
+/// # Errors
+/// On storage errors.
+pub fn tier_sums(
+    store: &mut Store,
+    tier: Tier,
+) -> Result<std::collections::BTreeMap<(ProcessId, DestClass), Traffic>, QueryError> {
+    let mut out = std::collections::BTreeMap::<(ProcessId, DestClass), Traffic>::new();
+    let all = Segment {
+        tier,
+        from: 0,
+        to: u64::MAX,
+    };
+    rows(store, &[all], Kind::Process, |row| {
+        if let Subject::Process(id) = row.subject {
+            let e = out.entry((id, row.class)).or_default();
+            *e = e.add(row.traffic);
+        }
+    })?;
+    Ok(out)
 }

@@ -10,8 +10,9 @@
 //! tap, not the store; it is answered only by a running daemon.
 
 use crate::clock::rfc3339_from_unix_ms;
-use crate::live::{Tapped, snapshot, unattributed};
-use crate::ownership::{ProcessId, ProcessInfo};
+use crate::live::{Tapped, snapshot};
+use crate::model::unattributed;
+use crate::model::{ProcessId, ProcessInfo};
 use crate::source::Reading;
 use crate::wire;
 

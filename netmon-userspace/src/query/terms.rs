@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::store::{ConnDir, DestClass};
 
 /// What `usage` (and `top`) group by.

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::query::QueryError;
 use crate::query::edges;
 use crate::query::facts::Facts;
@@ -149,11 +149,10 @@ pub fn kind_for(by: Dimension, filters: &[FilterTerm]) -> Result<Kind, QueryErro
 /// this network namespace now).
 #[must_use]
 pub fn interface_index(value: &str) -> Option<u32> {
-    value.parse().ok().or_else(|| {
-        std::fs::read_to_string(format!("/sys/class/net/{value}/ifindex"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
+    value
+        .parse()
+        .ok()
+        .or_else(|| crate::kernel::sysfs::interface_index(value))
 }
 
 /// Row-level (non-process) filters, pre-parsed.
@@ -220,7 +219,7 @@ impl RowFilter {
 /// A remote key's address.
 #[must_use]
 pub fn remote_ip(k: &RemoteKey) -> IpAddr {
-    crate::store::class::raw_to_ip(&k.addr, k.ip_version)
+    crate::model::raw_to_ip(&k.addr, k.ip_version)
 }
 
 /// Per process: passes the process filters, and its group.
@@ -265,7 +264,16 @@ fn remote_group(
         return None;
     }
     let pg = procs.get(rk.process)?;
-    Some(match by {
+    Some(endpoint_group(by, pg, rk))
+}
+
+/// The group of traffic to the endpoint `rk` when grouping by `by`, given
+/// its process's group `pg` (`None` when `by` is not a process dimension):
+/// the one flow → group rule of remote answers, quality samples and
+/// `top`'s live flows ([`crate::query::top`]).
+#[must_use]
+pub fn endpoint_group(by: Dimension, pg: Option<GroupKey>, rk: &RemoteKey) -> GroupKey {
+    match by {
         Dimension::Remote => GroupKey::Remote(remote_ip(rk)),
         Dimension::Port => GroupKey::Port {
             protocol: rk.protocol,
@@ -274,7 +282,7 @@ fn remote_group(
         },
         Dimension::Protocol => GroupKey::Protocol(rk.protocol),
         _ => pg.unwrap_or(GroupKey::Class(rk.class)),
-    })
+    }
 }
 
 /// Quality per group from the TCP samples of the window.
@@ -360,28 +368,20 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                 let Some(pg) = procs.get(rk.process) else {
                     return;
                 };
-                match q.by {
-                    Dimension::Remote => {
-                        let ip = remote_ip(&rk);
-                        if !rk.name.is_none() {
-                            *remote_names
-                                .entry(ip)
-                                .or_default()
-                                .entry(rk.name)
-                                .or_default() += ip_total(&row.traffic);
-                        }
-                        GroupKey::Remote(ip)
-                    }
-                    Dimension::Port => GroupKey::Port {
-                        protocol: rk.protocol,
-                        port: rk.port,
-                        dir: rk.dir,
-                    },
-                    Dimension::Protocol => GroupKey::Protocol(rk.protocol),
-                    by if by.is_name() => names
-                        .group(by, rk.name)
-                        .unwrap_or(GroupKey::Class(row.class)),
-                    _ => pg.unwrap_or(GroupKey::Class(row.class)),
+                if q.by == Dimension::Remote && !rk.name.is_none() {
+                    *remote_names
+                        .entry(remote_ip(&rk))
+                        .or_default()
+                        .entry(rk.name)
+                        .or_default() += ip_total(&row.traffic);
+                }
+                if q.by.is_name() {
+                    names
+                        .group(q.by, rk.name)
+                        .unwrap_or(GroupKey::Class(row.class))
+                } else {
+                    // A remote row's class is its key's.
+                    endpoint_group(q.by, pg, &rk)
                 }
             }
             Subject::Interface(ifindex) => {

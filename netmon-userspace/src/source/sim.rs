@@ -83,15 +83,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use netmon_common::{DirCounters, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters, SockOwner};
 
-use crate::ownership::{Owners, ProcessId, ProcessInfo, Resolver};
+use crate::model::{
+    ConnDir, DestClass, OVERFLOW, ProcessId, ProcessInfo, Traffic, UNATTRIBUTED, classify_raw,
+    unix_ms_now,
+};
+use crate::ownership::{Owners, Resolver};
 use crate::source::{CounterSource, FlowReading, Reading, SourceError};
-use crate::store::class::{DestClass, classify_raw};
-use crate::store::service::ConnDir;
-use crate::store::types::{OVERFLOW, Traffic, UNATTRIBUTED};
 
 /// Clock ticks per second of `/proc/PID/stat` start times (USER_HZ).
 const USER_HZ: u64 = 100;
@@ -943,12 +943,6 @@ pub struct SimSource {
     named: HashMap<usize, u64>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl SimSource {
     /// A source whose tick the caller sets (starts at 0).
     #[must_use]
@@ -1014,7 +1008,7 @@ impl SimSource {
                 })?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                me.state.start_ms = now_ms();
+                me.state.start_ms = unix_ms_now();
                 me.save_state()?;
             }
             Err(source) => {
@@ -1046,7 +1040,7 @@ impl SimSource {
     pub fn tick(&self) -> u64 {
         match self.ticker {
             Ticker::Manual(t) => t,
-            Ticker::Wall => now_ms().saturating_sub(self.state.start_ms) / self.script.tick_ms,
+            Ticker::Wall => unix_ms_now().saturating_sub(self.state.start_ms) / self.script.tick_ms,
         }
     }
 

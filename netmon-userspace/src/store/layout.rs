@@ -24,9 +24,9 @@
 use netmon_common::{FlowKey, OverflowCounters};
 use redb::TableDefinition;
 
-use crate::ownership::ProcessId;
-use crate::store::class::DestClass;
-use crate::store::service::ConnDir;
+use crate::model::ConnDir;
+use crate::model::DestClass;
+use crate::model::ProcessId;
 use crate::store::types::{RemoteKey, SnapEntry, TimeMs, Traffic};
 
 /// A byte table.
@@ -174,7 +174,7 @@ pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
 /// width, so a remote, port or protocol answer resolves a window at the
 /// same granularity as a process answer (down to the minute; see
 /// `crate::query::edges` for edges inside a minute). Keyed by the service
-/// port, not the ephemeral one ([`crate::store::service`]): rows grow with
+/// port, not the ephemeral one ([`crate::model::service`]): rows grow with
 /// services and peers, not with connections.
 /// Keyed by the server name too (schema 5): the rows of one endpoint
 /// split by the name its flows were opened to ([`crate::store::names`]).

@@ -6,7 +6,8 @@
 //! - [`rollup`]: tiers, and how a [`Batch`] is added to all of them;
 //! - [`retention`]: bounded purge;
 //! - [`query`]: the read API (plain data, no formatting);
-//! - [`class`]: destination classes; [`unit`]: service/container names.
+//! - [`unit`]: service/container names (destination classes and service
+//!   ports are in [`crate::model`]).
 //!
 //! Invariants this module keeps:
 //! 1. [`Store::commit`] writes a whole [`Batch`] — interval row, every
@@ -24,7 +25,6 @@
 //!    handle; the store drops it and reopens on the next call, so a later
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
-pub mod class;
 pub mod ifcount;
 pub mod layout;
 pub mod names;
@@ -32,11 +32,13 @@ pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
-pub mod service;
 pub mod snapchunks;
 pub mod sums;
 pub mod types;
 pub mod unit;
+
+/// Moved to [`crate::model`]; re-exported at their old paths.
+pub use crate::model::{class, service};
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

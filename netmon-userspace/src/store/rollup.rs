@@ -21,9 +21,9 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable as _, Table};
 
-use crate::ownership::ProcessId;
+use crate::model::DestClass;
+use crate::model::ProcessId;
 use crate::store::StoreError;
-use crate::store::class::DestClass;
 use crate::store::layout::{self, Bytes, IntervalIface, IntervalProc, IntervalRecord};
 use crate::store::types::{Batch, RemoteKey, TimeMs, Traffic};
 

@@ -437,10 +437,10 @@ mod tests {
 
     use super::*;
     use crate::drain::Drain;
-    use crate::ownership::ProcessId;
+    use crate::model::{ProcessId, raw_to_ip};
+    use crate::query::usage::{UsageQuery, usage};
+    use crate::query::{AppRules, Dimension, Facts, GroupKey};
     use crate::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, per_tick};
-    use crate::store::class::raw_to_ip;
-    use crate::store::query::{Filter, Group, GroupBy};
     use crate::store::{Retention, Store, TimeMs, Traffic};
 
     const BASE: TimeMs = 1_710_026_000_000;
@@ -487,37 +487,38 @@ mod tests {
         b.build().expect("valid script")
     }
 
+    /// `netmon usage --by process` over all time.
     fn by_process(store: &mut Store) -> BTreeMap<ProcessId, Traffic> {
-        store
-            .totals(&(0..u64::MAX / 2), GroupBy::Process, &Filter::default())
-            .expect("totals")
+        let facts = Facts::load(store, &AppRules::default()).expect("facts");
+        let q = UsageQuery {
+            range: 0..u64::MAX / 2,
+            by: Dimension::Process,
+            filters: Vec::new(),
+            class: None,
+            limit: None,
+        };
+        usage(store, &facts, &q)
+            .expect("usage")
+            .groups
             .into_iter()
-            .filter_map(|r| match r.group {
-                Group::Process(id) => Some((id, r.traffic)),
+            .filter_map(|g| match g.key {
+                GroupKey::Process(id) => Some((id, g.traffic)),
                 _ => None,
             })
             .collect()
     }
 
     /// Per (process, address, port, protocol), directions summed: rows
-    /// migrated without a direction and new ones with one add up.
+    /// migrated without a direction and new ones with one add up. Read as
+    /// remote answers read them ([`crate::query::edges::remote_totals`]).
     fn by_remote(store: &mut Store) -> BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> {
         let mut out: BTreeMap<(ProcessId, IpAddr, u16, u8), Traffic> = BTreeMap::new();
-        for r in store
-            .totals(&(0..u64::MAX / 2), GroupBy::Remote, &Filter::default())
-            .expect("totals")
-        {
-            if let Group::Remote(k) = r.group {
-                let e = out
-                    .entry((
-                        k.process,
-                        raw_to_ip(&k.addr, k.ip_version),
-                        k.port,
-                        k.protocol,
-                    ))
-                    .or_default();
-                *e = e.add(r.traffic);
-            }
+        let (totals, _) =
+            crate::query::edges::remote_totals(store, &(0..u64::MAX / 2)).expect("remote rows");
+        for (k, t) in totals {
+            let ip = raw_to_ip(&k.addr, k.ip_version);
+            let e = out.entry((k.process, ip, k.port, k.protocol)).or_default();
+            *e = e.add(t);
         }
         out
     }

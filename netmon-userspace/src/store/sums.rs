@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::ownership::ProcessId;
+use crate::model::ProcessId;
 use crate::store::{DestClass, Tier, TimeMs, Traffic};
 
 /// Most summed rows kept (about 48 bytes each).

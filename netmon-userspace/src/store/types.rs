@@ -1,98 +1,13 @@
 //! Plain data types the store takes and returns. No formatting here: the CLI
 //! and other readers render them.
-use std::ops::Range;
+use netmon_common::FlowKey;
 
-use netmon_common::{DirCounters, FlowKey, FlowValue};
-
-use crate::ownership::{ProcessId, ProcessInfo};
-use crate::store::class::DestClass;
+use crate::model::{ConnDir, DestClass, ProcessId, ProcessInfo};
+pub use crate::model::{
+    OVERFLOW, OVERFLOW_COMM, TimeMs, TimeRange, Traffic, UNATTRIBUTED, UNATTRIBUTED_COMM,
+    pseudo_process,
+};
 use crate::store::names::NameId;
-use crate::store::service::ConnDir;
-
-/// Milliseconds since the Unix epoch (UTC). Every time in the store is one.
-pub type TimeMs = u64;
-
-/// A half-open time range `[start, end)` in ms since the epoch.
-pub type TimeRange = Range<TimeMs>;
-
-/// Both directions of some traffic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Traffic {
-    /// Sent.
-    pub tx: DirCounters,
-    /// Received.
-    pub rx: DirCounters,
-}
-
-impl Traffic {
-    /// Field-wise saturating sum.
-    #[must_use]
-    pub const fn add(self, other: Self) -> Self {
-        Self {
-            tx: self.tx.saturating_add(other.tx),
-            rx: self.rx.saturating_add(other.rx),
-        }
-    }
-
-    /// `self - earlier`, or `None` if any counter went backwards.
-    #[must_use]
-    pub const fn checked_sub(self, earlier: Self) -> Option<Self> {
-        match (
-            self.tx.checked_sub(earlier.tx),
-            self.rx.checked_sub(earlier.rx),
-        ) {
-            (Some(tx), Some(rx)) => Some(Self { tx, rx }),
-            _ => None,
-        }
-    }
-
-    /// True when every counter is zero.
-    #[must_use]
-    pub const fn is_zero(&self) -> bool {
-        self.tx.is_zero() && self.rx.is_zero()
-    }
-
-    /// The counters of a flow value.
-    #[must_use]
-    pub const fn of(value: &FlowValue) -> Self {
-        Self {
-            tx: value.tx,
-            rx: value.rx,
-        }
-    }
-}
-
-/// The pseudo-process traffic with no known owner is stored under.
-pub const UNATTRIBUTED: ProcessId = ProcessId {
-    pid: 0,
-    start_ticks: 0,
-};
-/// `comm` of [`UNATTRIBUTED`].
-pub const UNATTRIBUTED_COMM: &str = "[unattributed]";
-/// The pseudo-process the kernel's overflow counters (traffic that found the
-/// flow map full) are stored under. Same pid as [`UNATTRIBUTED`]; the start
-/// time tells them apart.
-pub const OVERFLOW: ProcessId = ProcessId {
-    pid: 0,
-    start_ticks: u64::MAX,
-};
-/// `comm` of [`OVERFLOW`].
-pub const OVERFLOW_COMM: &str = "[overflow]";
-
-/// A pseudo-process's info.
-#[must_use]
-pub fn pseudo_process(id: ProcessId, comm: &str) -> ProcessInfo {
-    ProcessInfo {
-        id,
-        comm: comm.to_owned(),
-        exe: None,
-        cmdline: None,
-        uid: 0,
-        user: None,
-        ppid: None,
-        cgroup: None,
-    }
-}
 
 /// A stored process: what the resolver knew plus when it was seen.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -143,7 +58,7 @@ pub struct RemotePending {
     pub process: ProcessId,
     /// Their destination class.
     pub class: DestClass,
-    /// Their service port ([`crate::store::service`]).
+    /// Their service port ([`crate::model::service`]).
     pub port: u16,
     /// Their direction.
     pub dir: ConnDir,
@@ -234,7 +149,7 @@ pub struct QualitySample {
     pub start_ticks: u64,
     /// Remote address, kernel encoding.
     pub addr: [u8; 16],
-    /// Service port ([`crate::store::service`]).
+    /// Service port ([`crate::model::service`]).
     pub port: u16,
     /// IP version.
     pub ip_version: u8,
@@ -285,7 +200,7 @@ pub struct RemoteKey {
     /// Remote address, kernel encoding (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
     /// Service port, host order: the local port of an inbound flow, the
-    /// remote port of an outbound one ([`crate::store::service`]).
+    /// remote port of an outbound one ([`crate::model::service`]).
     pub port: u16,
     /// Who connected.
     pub dir: ConnDir,

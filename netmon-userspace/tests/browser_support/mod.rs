@@ -60,7 +60,11 @@ pub async fn browser(what: &str, width: u32, height: u32) -> Option<(Driver, Cli
             "{what} needs {missing:?} (apt-get install chromium chromium-driver; .ci/run does)"
         );
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+        // To the stderr fd: libtest captures `eprintln!` of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n*** SKIPPED: {msg} ***\n").as_bytes(),
+        );
         return None;
     }
     let port = free_port();

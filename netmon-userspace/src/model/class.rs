@@ -201,6 +201,19 @@ mod tests {
     }
 
     #[test]
+    fn raw_addresses_decode() {
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(raw_to_ip(&raw, 4), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        raw[..4].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(raw_to_ip(&raw, 4).to_string(), "10.0.0.1");
+        assert_eq!(
+            raw_to_ip(&Ipv6Addr::LOCALHOST.octets(), 6),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
+    }
+
+    #[test]
     fn raw_v6_decodes_all_bytes() {
         let ip: Ipv6Addr = "fe80::1".parse().expect("test address");
         assert_eq!(classify_raw(&ip.octets(), 6, 3), DestClass::Lan);
