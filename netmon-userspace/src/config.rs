@@ -22,6 +22,11 @@
 //! prometheus = "http://127.0.0.1:9090"   # the dashboard's Hosts page
 //! [interfaces]                           # tc interface counting
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
+//! lan = ["lan*"]                         # LAN interfaces: devices counted
+//! [devices]                              # see crate::devices
+//! leases = ["/var/lib/misc/dnsmasq.leases"]
+//! names = { "aa:bb:cc:dd:ee:01" = "printer" }
+//! merge = { "phone" = ["da:00:00:00:00:01", "da:00:00:00:00:02"] }
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -174,6 +179,9 @@ pub struct FileConfig {
     /// The dashboard's fleet view (`[fleet]`, see [`crate::http::fleet`]).
     #[serde(default)]
     pub fleet: crate::http::fleet::FleetConfig,
+    /// Device names (`[devices]`, see [`crate::devices`]).
+    #[serde(default)]
+    pub devices: crate::devices::DevicesConfig,
 }
 
 /// `[interfaces]` of the file.
@@ -183,6 +191,8 @@ pub struct InterfacesFile {
     /// Interface name globs; absent: every up interface except loopback;
     /// `[]`: none.
     pub watch: Option<Vec<String>>,
+    /// LAN interface globs (`crate::kernel::devices`).
+    pub lan: Option<Vec<String>>,
 }
 
 /// The effective configuration.
@@ -305,6 +315,7 @@ impl FileConfig {
                 kernel.max_closed
             },
             watch: kernel.watch.clone().or(self.interfaces.watch),
+            lan: kernel.lan.clone().or(self.interfaces.lan),
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

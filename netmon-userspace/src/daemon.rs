@@ -150,6 +150,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     };
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
+    crate::devices::set_config(file.devices.clone());
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
     // loop (a clean stop after the first drain), not fatal half-way.
@@ -276,7 +277,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         if let Some(l) = &mut links
             && l.changed()
         {
-            crate::kernel::tc::rescan(&cfg.kernel.pin_dir, cfg.kernel.watch.as_deref());
+            crate::kernel::tc::rescan(
+                &cfg.kernel.pin_dir,
+                cfg.kernel.watch.as_deref(),
+                cfg.kernel.lan.as_deref(),
+            );
         }
         let started = Instant::now();
         let ok = step(

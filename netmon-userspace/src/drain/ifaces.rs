@@ -1,6 +1,8 @@
 //! The interface counters' part of a drain step: deltas of the tc
-//! programs' per interface counters against the committed snapshot
-//! ([`crate::store::ifcount`]), committed in the step's own transaction.
+//! programs' per interface and per device counters against the committed
+//! snapshot ([`crate::store::ifcount`], [`crate::store::devcount`]),
+//! committed in the step's own transaction. Device keys follow the same
+//! invariants as interface keys (they go with their interface).
 //!
 //! The drain's invariants apply as they do to flows:
 //! - (1) [`IfDrain`]'s `committed` equals the stored snapshot: it is
@@ -21,9 +23,12 @@
 //! between the reading that found the old one gone and the removal: what
 //! the new interface counted in those milliseconds is lost. The kernel
 //! allocates indexes upwards, so that needs the index counter to wrap.
-use netmon_common::iface::{IfaceCounters, IfaceKey};
+use std::collections::BTreeMap;
+
+use netmon_common::iface::IfaceCounters;
 
 use crate::source::IfaceReading;
+use crate::store::devcount::DevRow;
 use crate::store::ifcount::{IfBatch, IfRow, IfSnapshot};
 use crate::store::{Store, StoreError};
 
@@ -48,6 +53,45 @@ fn delta(now: IfaceCounters, prev: Option<&IfaceCounters>) -> (IfaceCounters, bo
     }
 }
 
+/// Deltas of `now` against `committed` (non-zero ones), the snapshot
+/// writes (changed keys, and `None` for committed keys `now` lacks), and
+/// how many keys were taken as reset (invariant 4).
+type Deltas<K> = (
+    Vec<(K, IfaceCounters)>,
+    Vec<(K, Option<IfaceCounters>)>,
+    u64,
+);
+
+fn deltas<K: Ord + Copy>(
+    now: &[(K, IfaceCounters)],
+    committed: &BTreeMap<K, IfaceCounters>,
+) -> Deltas<K> {
+    let mut rows = Vec::new();
+    let mut snapshot = Vec::new();
+    let mut resets = 0;
+    let mut seen: Vec<K> = Vec::with_capacity(now.len());
+    for (key, value) in now {
+        seen.push(*key);
+        let prev = committed.get(key);
+        if prev == Some(value) {
+            continue;
+        }
+        let (d, reset) = delta(*value, prev);
+        resets += u64::from(reset);
+        if d.packets != 0 || d.bytes != 0 {
+            rows.push((*key, d));
+        }
+        snapshot.push((*key, Some(*value)));
+    }
+    seen.sort_unstable();
+    for key in committed.keys() {
+        if seen.binary_search(key).is_err() {
+            snapshot.push((*key, None));
+        }
+    }
+    (rows, snapshot, resets)
+}
+
 impl IfDrain {
     /// Loads the committed snapshot.
     pub(super) fn load(store: &mut Store) -> Result<Self, StoreError> {
@@ -56,37 +100,36 @@ impl IfDrain {
         })
     }
 
-    /// The interface part of a batch for `reading`, and how many keys were
-    /// taken as reset.
+    /// The interface part of a batch for `reading` (device counters
+    /// included), and how many keys were taken as reset.
     pub(super) fn step(&self, reading: &IfaceReading) -> (IfBatch, u64) {
         let mut batch = IfBatch::default();
-        let mut resets = 0;
-        let mut seen: Vec<IfaceKey> = Vec::with_capacity(reading.counters.len());
-        for (key, value) in &reading.counters {
-            seen.push(*key);
-            let prev = self.committed.counters.get(key);
-            if prev == Some(value) {
-                continue;
-            }
-            let (d, reset) = delta(*value, prev);
-            resets += u64::from(reset);
-            if d.packets != 0 || d.bytes != 0 {
-                batch.rows.push(IfRow {
-                    ifindex: key.ifindex,
-                    direction: key.direction,
-                    class: key.class,
-                    packets: d.packets,
-                    bytes: d.bytes,
-                });
-            }
-            batch.snapshot.push((*key, Some(*value)));
-        }
-        seen.sort_unstable();
-        for key in self.committed.counters.keys() {
-            if seen.binary_search(key).is_err() {
-                batch.snapshot.push((*key, None));
-            }
-        }
+        let (rows, snapshot, mut resets) = deltas(&reading.counters, &self.committed.counters);
+        batch.rows = rows
+            .into_iter()
+            .map(|(key, d)| IfRow {
+                ifindex: key.ifindex,
+                direction: key.direction,
+                class: key.class,
+                packets: d.packets,
+                bytes: d.bytes,
+            })
+            .collect();
+        batch.snapshot = snapshot;
+        let (rows, snapshot, dev_resets) = deltas(&reading.devices, &self.committed.devices);
+        resets += dev_resets;
+        batch.devices.rows = rows
+            .into_iter()
+            .map(|(key, d)| DevRow {
+                ifindex: key.ifindex,
+                mac: key.mac,
+                direction: key.direction,
+                class: key.class,
+                packets: d.packets,
+                bytes: d.bytes,
+            })
+            .collect();
+        batch.devices.snapshot = snapshot;
         for (i, name) in &reading.names {
             if self.committed.names.get(i) != Some(name) {
                 batch.names.push((*i, name.clone()));
@@ -103,6 +146,12 @@ impl IfDrain {
                 None => self.committed.counters.remove(&key),
             };
         }
+        for (key, value) in batch.devices.snapshot {
+            match value {
+                Some(v) => self.committed.devices.insert(key, v),
+                None => self.committed.devices.remove(&key),
+            };
+        }
         self.committed.names.extend(batch.names);
     }
 }
@@ -110,6 +159,7 @@ impl IfDrain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netmon_common::iface::IfaceKey;
 
     fn key(ifindex: u32, class: u8) -> IfaceKey {
         IfaceKey {
@@ -153,6 +203,7 @@ mod tests {
                 counters: self.now.clone(),
                 names: vec![(2, "eth0".to_owned())],
                 gone: self.gone.clone(),
+                devices: Vec::new(),
             })
         }
         fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), crate::source::SourceError> {
@@ -232,6 +283,7 @@ mod tests {
             counters: vec![(key(2, 0), c(2, 200)), (key(3, 1), c(1, 60))],
             names: vec![(2, "eth0".to_owned())],
             gone: vec![],
+            devices: vec![],
         };
         let (b, resets) = d.step(&r1);
         assert_eq!(resets, 0);
@@ -249,6 +301,7 @@ mod tests {
             ],
             names: vec![(2, "eth0".to_owned())],
             gone: vec![],
+            devices: vec![],
         };
         let (b, resets) = d.step(&r2);
         assert_eq!(resets, 1);

@@ -35,6 +35,9 @@ pub enum Dimension {
     Protocol,
     /// Destination class (loopback, lan, internet).
     Class,
+    /// LAN device (MAC) on a gateway: answered with the device table
+    /// (`Request::Devices`, see [`crate::query::devices`]).
+    Device,
 }
 
 impl Dimension {
@@ -52,6 +55,7 @@ impl Dimension {
             Self::Interface => "interface",
             Self::Protocol => "protocol",
             Self::Class => "class",
+            Self::Device => "device",
         }
     }
 

@@ -66,7 +66,9 @@ pub struct FlowName {
 }
 
 /// Where a flow's server name came from, best first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NameSource {
     /// TLS ClientHello server name indication.
@@ -93,6 +95,9 @@ pub struct IfaceReading {
     /// Indexes in `counters` (or with baselines only) whose interface no
     /// longer exists.
     pub gone: Vec<u32>,
+    /// Per-device counters of LAN interfaces, summed over CPUs (monotonic
+    /// like `counters`; removed with their interface).
+    pub devices: Vec<(netmon_common::device::DeviceKey, IfaceCounters)>,
 }
 
 /// Errors reading or changing a counter source.

@@ -25,6 +25,7 @@
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
 pub mod class;
+pub mod devcount;
 pub mod ifcount;
 pub mod layout;
 pub mod query;

@@ -536,6 +536,16 @@ pub enum Request {
         #[serde(default)]
         limit: Option<u64>,
     },
+    /// Answered with [`super::Devices`]: LAN devices over a window.
+    Devices {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Only the device with this name, MAC or address.
+        #[serde(default)]
+        device: Option<String>,
+    },
 }
 
 /// The answer to a [`Request`]: `{"ok": DOCUMENT}` or

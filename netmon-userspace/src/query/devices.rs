@@ -1,0 +1,139 @@
+//! LAN devices over a window: the device counters
+//! ([`crate::store::devcount`]) read from the same segments as the
+//! interface counters ([`crate::query::scan::plan_for`] with
+//! [`Kind::Interface`]), one row per device (MAC, or the MACs a `[devices]
+//! merge` entry groups), named as [`crate::devices`] says.
+//!
+//! Per LAN interface and direction the rows (overflow included) add up to
+//! the interface's counters over the same window: every frame has exactly
+//! one source and one destination MAC.
+use std::collections::{BTreeMap, BTreeSet};
+
+use netmon_common::device::{
+    DEV_CLASS_FWD_INTERNET, DEV_CLASS_FWD_LOCAL, DEV_CLASS_HOST, DEV_CLASS_NOT_IP,
+    DEVICE_OVERFLOW_MAC,
+};
+use netmon_common::iface::IFACE_DIR_EGRESS;
+
+use crate::devices::{Naming, format_mac, is_group, is_randomised};
+use crate::query::QueryError;
+use crate::query::scan::{self, Kind};
+use crate::store::devcount::DevRow;
+use crate::store::{Store, TimeRange};
+use crate::wire::{DeviceDirection, DeviceRow, Devices};
+
+/// The device id of the overflow row.
+pub const OVERFLOW: &str = "overflow";
+
+fn add(row: &mut DeviceRow, r: &DevRow) {
+    let d = if r.direction == IFACE_DIR_EGRESS {
+        &mut row.rx
+    } else {
+        &mut row.tx
+    };
+    let class = match r.class {
+        DEV_CLASS_HOST => &mut d.host,
+        DEV_CLASS_FWD_LOCAL => &mut d.forwarded_local,
+        DEV_CLASS_FWD_INTERNET => &mut d.forwarded_internet,
+        DEV_CLASS_NOT_IP => &mut d.not_ip,
+        _ => return,
+    };
+    class.add(r.packets, r.bytes);
+    d.total.add(r.packets, r.bytes);
+}
+
+fn total(d: &DeviceDirection) -> u64 {
+    d.total.frame_bytes
+}
+
+/// True when `row` answers to `wanted`: its id, name, a MAC or an address.
+fn matches(row: &DeviceRow, wanted: &str) -> bool {
+    let w = wanted.to_ascii_lowercase();
+    row.device.eq_ignore_ascii_case(&w)
+        || row
+            .name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(&w))
+        || row.macs.iter().any(|m| *m == w)
+        || row.addresses.iter().any(|a| a.to_string() == w)
+}
+
+/// The device table for `range`, named with `naming`, only `device` if
+/// given.
+///
+/// # Errors
+/// On storage errors.
+pub fn devices(
+    store: &mut Store,
+    range: &TimeRange,
+    naming: &Naming,
+    device: Option<&str>,
+) -> Result<Devices, QueryError> {
+    let (segments, coverage) = scan::plan_for(store, range, Kind::Interface)?;
+    let ifnames = store.ifcount_names()?;
+    let mut rows: BTreeMap<String, DeviceRow> = BTreeMap::new();
+    let mut ifaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut macs: BTreeMap<String, BTreeSet<[u8; 6]>> = BTreeMap::new();
+    store.devcount_rows(&segments, |_, r| {
+        let id = if r.mac == DEVICE_OVERFLOW_MAC {
+            OVERFLOW.to_owned()
+        } else {
+            naming
+                .merged(&r.mac)
+                .map_or_else(|| format_mac(&r.mac), str::to_owned)
+        };
+        let row = rows.entry(id.clone()).or_insert_with(|| DeviceRow {
+            device: id.clone(),
+            ..DeviceRow::default()
+        });
+        add(row, &r);
+        if r.mac != DEVICE_OVERFLOW_MAC {
+            macs.entry(id.clone()).or_default().insert(r.mac);
+        }
+        ifaces.entry(id).or_default().insert(
+            ifnames
+                .get(&r.ifindex)
+                .cloned()
+                .unwrap_or_else(|| r.ifindex.to_string()),
+        );
+    })?;
+    let mut out: Vec<DeviceRow> = rows
+        .into_values()
+        .map(|mut row| {
+            let own = macs.remove(&row.device).unwrap_or_default();
+            let mut addrs = BTreeSet::new();
+            for mac in &own {
+                if row.name.is_none()
+                    && let Some((name, source)) = naming.name(mac)
+                {
+                    row.name = Some(name.clone());
+                    row.name_source = Some(*source);
+                }
+                row.randomised |= is_randomised(mac);
+                row.group |= is_group(mac);
+                addrs.extend(naming.addrs(mac));
+            }
+            row.macs = own.iter().map(format_mac).collect();
+            row.addresses = addrs.into_iter().collect();
+            row.interfaces = ifaces
+                .remove(&row.device)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            row
+        })
+        .filter(|row| device.is_none_or(|d| matches(row, d)))
+        .collect();
+    out.sort_by(|a, b| {
+        (total(&b.tx) + total(&b.rx))
+            .cmp(&(total(&a.tx) + total(&a.rx)))
+            .then_with(|| a.device.cmp(&b.device))
+    });
+    Ok(Devices {
+        schema_version: crate::wire::SCHEMA_VERSION,
+        from_unix_ms: range.start,
+        until_unix_ms: range.end,
+        exact: coverage.exact(),
+        devices: out,
+    })
+}
