@@ -159,7 +159,31 @@ impl IfDrain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netmon_common::device::DeviceKey;
     use netmon_common::iface::IfaceKey;
+
+    fn dev(ifindex: u32, last: u8) -> DeviceKey {
+        DeviceKey {
+            ifindex,
+            mac: [2, 0, 0, 0, 0, last],
+            direction: 0,
+            class: 2,
+        }
+    }
+
+    /// Device id → tx frame bytes over `range`.
+    fn device_bytes(
+        store: &mut Store,
+        range: std::ops::Range<u64>,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let doc =
+            crate::query::devices::devices(store, &range, &crate::devices::Naming::default(), None)
+                .expect("query");
+        doc.devices
+            .into_iter()
+            .map(|d| (d.device, d.tx.total.frame_bytes))
+            .collect()
+    }
 
     fn key(ifindex: u32, class: u8) -> IfaceKey {
         IfaceKey {
@@ -178,6 +202,7 @@ mod tests {
     #[derive(Default)]
     struct IfSource {
         now: Vec<(IfaceKey, IfaceCounters)>,
+        devs: Vec<(DeviceKey, IfaceCounters)>,
         gone: Vec<u32>,
         forgotten: Vec<u32>,
     }
@@ -203,12 +228,13 @@ mod tests {
                 counters: self.now.clone(),
                 names: vec![(2, "eth0".to_owned())],
                 gone: self.gone.clone(),
-                devices: Vec::new(),
+                devices: self.devs.clone(),
             })
         }
         fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), crate::source::SourceError> {
             self.forgotten.extend_from_slice(ifindexes);
             self.now.retain(|(k, _)| !ifindexes.contains(&k.ifindex));
+            self.devs.retain(|(k, _)| !ifindexes.contains(&k.ifindex));
             self.gone.clear();
             Ok(())
         }
@@ -243,8 +269,12 @@ mod tests {
         };
         // eth0 (2) counts 1000 B, then 1500 more; eth1 (3) 64 B.
         src.now = vec![(key(2, 0), c(10, 1000)), (key(3, 3), c(1, 64))];
+        // Devices: one on eth0 (2) sends 700 B then 300 more, one on eth1
+        // (3) 42 B.
+        src.devs = vec![(dev(2, 1), c(7, 700)), (dev(3, 2), c(1, 42))];
         at(&mut drain, &mut src, &mut store, t0);
         src.now[0].1 = c(25, 2500);
+        src.devs[0].1 = c(10, 1000);
         at(&mut drain, &mut src, &mut store, t0 + 1000);
         // A restart: a new drain on the same store must not count again.
         let mut drain = Drain::new(&mut store).expect("reloads");
@@ -257,6 +287,13 @@ mod tests {
         assert_eq!(
             window_bytes(&mut store, t0 + 1000..t0 + 3000).get(&2),
             Some(&1500)
+        );
+        let devs = device_bytes(&mut store, t0..t0 + 4000);
+        assert_eq!(devs.get("02:00:00:00:00:01"), Some(&1000), "{devs:?}");
+        assert_eq!(devs.get("02:00:00:00:00:02"), Some(&42), "{devs:?}");
+        assert_eq!(
+            device_bytes(&mut store, t0 + 1000..t0 + 3000).get("02:00:00:00:00:01"),
+            Some(&300)
         );
         // eth1 is removed: forgotten after a durable commit of its final
         // value, then gone from the snapshot; its history stays. The last
@@ -274,6 +311,12 @@ mod tests {
         let all = window_bytes(&mut store, t0..t0 + 6000);
         assert_eq!(all.get(&3), Some(&64));
         assert_eq!(all.get(&2), Some(&2700));
+        assert!(
+            snap.devices.keys().all(|k| k.ifindex == 2),
+            "eth1's devices leave the snapshot with it: {snap:?}"
+        );
+        let devs = device_bytes(&mut store, t0..t0 + 6000);
+        assert_eq!(devs.get("02:00:00:00:00:02"), Some(&42), "history stays");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! `NETMON_DEVICES`, and reading that map summed over CPUs.
 //!
 //! Flags: a watched interface matching a LAN glob gets
-//! [`LAN_COUNT`] (count its devices) when it is Ethernet
-//! (`/sys/class/net/NAME/type` = 1: the programs read MAC addresses at
-//! offsets 0 and 6 of the frame), and [`LAN_LOCAL`] (traffic forwarded
-//! to or from it is local); the bridge it is a port of
-//! (`/sys/class/net/NAME/master`) gets [`LAN_LOCAL`] too, so traffic routed
-//! through the bridge's address to another LAN device stays local.
+//! [`LAN_COUNT`] (count its devices) when it is Ethernet (link type
+//! `ARPHRD_ETHER`: the programs read MAC addresses at offsets 0 and 6 of
+//! the frame), and [`LAN_LOCAL`] (traffic forwarded to or from it is
+//! local); the bridge it is a port of (its master) gets [`LAN_LOCAL`] too,
+//! so traffic routed through the bridge's address to another LAN device
+//! stays local. Link types and masters come from a `RTM_GETLINK` netlink
+//! dump of the current network namespace (sysfs shows the namespace it was
+//! mounted in, which is not this one under `nsenter --net`).
 use aya::maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues};
 use netmon_common::{
     device::{DEV_CLASSES, DEVICE_OVERFLOW_MAC, DeviceKey, LAN_COUNT, LAN_LOCAL},
@@ -30,15 +32,110 @@ fn map_err(op: &'static str, map: &'static str, e: impl ToString) -> KernelError
     }
 }
 
-/// The `NETMON_LAN` entries for `interfaces` given the LAN globs:
-/// `(ifindex, flags)`, masters included. `sys` is `/sys/class/net`.
+/// One link of a `RTM_GETLINK` dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub ifindex: u32,
+    /// `ARPHRD_*` link type (1: Ethernet).
+    pub kind: u16,
+    /// The master's index (the bridge of a port), if any.
+    pub master: Option<u32>,
+}
+
+const ARPHRD_ETHER: u16 = 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+const IFLA_MASTER: u16 = 10;
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parses the messages of one `recv` of a link dump into `out`; true when
+/// the dump is done.
+fn parse_links(mut buf: &[u8], out: &mut Vec<Link>) -> bool {
+    while buf.len() >= 16 {
+        let (Some(len), Some(kind)) = (u32_at(buf, 0), u16_at(buf, 4)) else {
+            return true;
+        };
+        let len = len as usize;
+        if len < 16 || len > buf.len() {
+            return true;
+        }
+        match kind {
+            NLMSG_DONE | NLMSG_ERROR => return true,
+            RTM_NEWLINK if len >= 32 => {
+                let msg = &buf[..len];
+                let mut link = Link {
+                    ifindex: u32_at(msg, 20).unwrap_or(0),
+                    kind: u16_at(msg, 18).unwrap_or(0),
+                    master: None,
+                };
+                let mut at = 32;
+                while let (Some(alen), Some(atype)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
+                    let alen = usize::from(alen);
+                    if alen < 4 {
+                        break;
+                    }
+                    if atype & 0x3fff == IFLA_MASTER {
+                        link.master = u32_at(msg, at + 4);
+                    }
+                    at += (alen + 3) & !3;
+                }
+                out.push(link);
+            }
+            _ => {}
+        }
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    false
+}
+
+/// Every link of this thread's network namespace.
+///
+/// # Errors
+/// Netlink socket failures.
+pub fn links() -> Result<Vec<Link>, KernelError> {
+    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+    let io = |what: &str, e| KernelError::io(format!("netlink link dump: {what}"), e);
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| io("socket", e))?;
+    socket.bind_auto().map_err(|e| io("bind", e))?;
+    let mut req = [0u8; 32];
+    req[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    // NLM_F_REQUEST | NLM_F_DUMP.
+    req[6..8].copy_from_slice(&0x0301u16.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    socket
+        .send_to(&req, &SocketAddr::new(0, 0), 0)
+        .map_err(|e| io("send", e))?;
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        let n = socket.recv(&mut buf, 0).map_err(|e| io("recv", e))?;
+        if n == 0 || parse_links(&buf, &mut out) {
+            return Ok(out);
+        }
+    }
+}
+
+/// The `NETMON_LAN` entries for `interfaces` given the LAN globs and the
+/// namespace's `links`: `(ifindex, flags)`, masters included.
 ///
 /// # Errors
 /// A LAN pattern that is not a valid glob.
 pub fn lan_flags(
     interfaces: &[Watched],
     lan: Option<&[String]>,
-    sys: &std::path::Path,
+    links: &[Link],
 ) -> Result<Vec<(u32, u32)>, KernelError> {
     let Some(lan) = lan.filter(|l| !l.is_empty()) else {
         return Ok(Vec::new());
@@ -49,9 +146,8 @@ pub fn lan_flags(
     )?;
     let mut out: Vec<(u32, u32)> = Vec::new();
     for w in interfaces.iter().filter(|w| names.contains(&w.name)) {
-        let dir = sys.join(&w.name);
-        let ethernet = std::fs::read_to_string(dir.join("type")).is_ok_and(|t| t.trim() == "1");
-        let flags = if ethernet {
+        let link = links.iter().find(|l| l.ifindex == w.ifindex);
+        let flags = if link.is_some_and(|l| l.kind == ARPHRD_ETHER) {
             LAN_COUNT | LAN_LOCAL
         } else {
             tracing::warn!(
@@ -61,12 +157,8 @@ pub fn lan_flags(
             LAN_LOCAL
         };
         out.push((w.ifindex, flags));
-        if let Ok(master) = std::fs::read_link(dir.join("master"))
-            && let Some(name) = master.file_name()
-            && let Ok(index) = std::fs::read_to_string(sys.join(name).join("ifindex"))
-            && let Ok(index) = index.trim().parse::<u32>()
-        {
-            out.push((index, LAN_LOCAL));
+        if let Some(master) = link.and_then(|l| l.master) {
+            out.push((master, LAN_LOCAL));
         }
     }
     out.sort_unstable();
@@ -92,10 +184,10 @@ pub fn prepare(
     interfaces: &[Watched],
     lan: Option<&[String]>,
 ) -> Result<(), KernelError> {
-    let flags = lan_flags(interfaces, lan, std::path::Path::new("/sys/class/net"))?;
-    if flags.is_empty() {
+    if lan.is_none_or(<[String]>::is_empty) {
         return Ok(());
     }
+    let flags = lan_flags(interfaces, lan, &links()?)?;
     let open = |name: &'static str| {
         let path = paths.map(name);
         MapData::from_pin(&path).map_err(|e| KernelError::PinnedMap {
@@ -215,33 +307,37 @@ mod tests {
 
     #[test]
     fn lan_ports_count_and_their_bridge_is_local() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mk = |name: &str, ty: &str, index: u32| {
-            let d = dir.path().join(name);
-            std::fs::create_dir(&d).expect("mkdir");
-            std::fs::write(d.join("type"), format!("{ty}\n")).expect("type");
-            std::fs::write(d.join("ifindex"), format!("{index}\n")).expect("ifindex");
+        let link = |ifindex, kind, master| Link {
+            ifindex,
+            kind,
+            master,
         };
-        mk("br0", "1", 5);
-        mk("lan1", "1", 6);
-        mk("wg0", "65534", 7);
-        mk("wan", "1", 8);
-        std::os::unix::fs::symlink("../br0", dir.path().join("lan1/master")).expect("link");
+        let links = [
+            link(5, 1, None),
+            link(6, 1, Some(5)),
+            link(7, 65534, None),
+            link(8, 1, None),
+        ];
         let w = |name: &str, ifindex| Watched {
             name: name.to_owned(),
             ifindex,
         };
         let watched = [w("lan1", 6), w("wg0", 7), w("wan", 8)];
         let lan = ["lan*".to_owned(), "wg0".to_owned()];
-        let flags = lan_flags(&watched, Some(&lan), dir.path()).expect("flags");
+        let flags = lan_flags(&watched, Some(&lan), &links).expect("flags");
         assert_eq!(
             flags,
             vec![(5, LAN_LOCAL), (6, LAN_COUNT | LAN_LOCAL), (7, LAN_LOCAL)]
         );
+        assert!(lan_flags(&watched, None, &links).expect("none").is_empty());
+    }
+
+    #[test]
+    fn this_namespace_has_loopback() {
+        let links = links().expect("dump");
         assert!(
-            lan_flags(&watched, None, dir.path())
-                .expect("none")
-                .is_empty()
+            links.iter().any(|l| l.ifindex == 1 && l.kind == 772),
+            "{links:?}"
         );
     }
 }

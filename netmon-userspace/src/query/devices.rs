@@ -137,3 +137,83 @@ pub fn devices(
         devices: out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::DevicesConfig;
+    use crate::store::devcount::DevBatch;
+    use crate::store::ifcount::IfBatch;
+    use crate::store::{Batch, Retention};
+
+    fn row(last: u8, direction: u8, class: u8, bytes: u64) -> DevRow {
+        DevRow {
+            ifindex: 4,
+            mac: if last == 0 {
+                DEVICE_OVERFLOW_MAC
+            } else {
+                [0xda, 0, 0, 0, 0, last]
+            },
+            direction,
+            class,
+            packets: 1,
+            bytes,
+        }
+    }
+
+    /// Two random MACs merged by name add up into one device; the
+    /// overflow row is its own; a device filter picks by name; classes add
+    /// up to the total.
+    #[test]
+    fn merged_macs_are_one_device_and_overflow_is_its_own_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) =
+            Store::open(&dir.path().join("h.redb"), Retention::default()).expect("opens");
+        let t0: u64 = 1_800_000_000_000;
+        store
+            .commit(&Batch {
+                ts_ms: t0,
+                ifcount: IfBatch {
+                    names: vec![(4, "lan0".to_owned())],
+                    devices: DevBatch {
+                        rows: vec![
+                            row(1, 0, DEV_CLASS_FWD_INTERNET, 100),
+                            row(2, 0, DEV_CLASS_HOST, 10),
+                            row(2, IFACE_DIR_EGRESS, DEV_CLASS_FWD_LOCAL, 5),
+                            row(0, 0, DEV_CLASS_NOT_IP, 60),
+                        ],
+                        snapshot: Vec::new(),
+                    },
+                    ..IfBatch::default()
+                },
+                ..Batch::default()
+            })
+            .expect("commit");
+        let config = DevicesConfig {
+            merge: [(
+                "phone".to_owned(),
+                vec![
+                    "da:00:00:00:00:01".to_owned(),
+                    "da:00:00:00:00:02".to_owned(),
+                ],
+            )]
+            .into(),
+            ..DevicesConfig::default()
+        };
+        let naming = Naming::load(&config, "");
+        let doc = devices(&mut store, &(t0..t0 + 1000), &naming, None).expect("query");
+        assert_eq!(doc.devices.len(), 2, "{doc:?}");
+        let phone = &doc.devices[0];
+        assert_eq!(phone.device, "phone");
+        assert_eq!(phone.macs, vec!["da:00:00:00:00:01", "da:00:00:00:00:02"]);
+        assert!(phone.randomised);
+        assert_eq!(phone.interfaces, vec!["lan0"]);
+        assert_eq!(phone.tx.total.frame_bytes, 110);
+        assert_eq!(phone.tx.forwarded_internet.frame_bytes, 100);
+        assert_eq!(phone.rx.forwarded_local.frame_bytes, 5);
+        assert_eq!(doc.devices[1].device, OVERFLOW);
+        assert_eq!(doc.devices[1].tx.not_ip.frame_bytes, 60);
+        let only = devices(&mut store, &(t0..t0 + 1000), &naming, Some("PHONE")).expect("query");
+        assert_eq!(only.devices.len(), 1);
+    }
+}
