@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(parse_mac("aa:bb:cc:00:00"), None);
         assert_eq!(parse_mac("aa:bb:cc:00:00:01:02"), None);
         assert!(is_randomised(&[0xda, 0, 0, 0, 0, 1]));
-        assert!(!is_randomised(&[0x00, 0x1b, 0x63, 0, 0, 1]), "a vendor (OUI) address");
+        assert!(
+            !is_randomised(&[0x00, 0x1b, 0x63, 0, 0, 1]),
+            "a vendor (OUI) address"
+        );
         assert!(is_group(&[0xff; 6]));
     }
 

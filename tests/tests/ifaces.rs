@@ -8,8 +8,9 @@
 //! (`ip -s -j link`, stats64) and the workloads' own datagram counts.
 //! - forwarded UDP A → B and UDP A → a socket in R: per interface and
 //!   direction, netmon's totals equal the interface counters to the byte and
-//!   packet; forwarded bytes on `nmrb` egress and local-socket bytes on
-//!   `nmra` ingress equal the datagrams' frame sizes (payload + 28 + 14);
+//!   packet; forwarded bytes on `nmra` ingress and `nmrb` egress and
+//!   local-socket bytes on `nmra` ingress equal the datagrams' frame sizes
+//!   (payload + 28 + 14);
 //! - frames injected with an `AF_PACKET` socket on `nmra`: counted as
 //!   other-socket (not a local socket), exact, and reconciled;
 //! - an interface added after the load is picked up by the next `netmon
@@ -306,6 +307,11 @@ fn forwarded_and_local_traffic_reconciles_with_interface_counters() {
         delta((&n0, &n1), "nmra", "rx", "local_socket"),
         frames(&local),
         "A → R's socket arriving on nmra"
+    );
+    assert_eq!(
+        delta((&n0, &n1), "nmra", "rx", "forwarded"),
+        frames(&fwd),
+        "A → B arriving on nmra: the FIB forwards it"
     );
     assert_eq!(
         delta((&n0, &n1), "nmrb", "tx", "local_socket"),

@@ -41,6 +41,8 @@ pub enum Answer {
     Alerts(wire::Alerts),
     /// To [`Request::Devices`].
     Devices(wire::Devices),
+    /// To [`Request::DeviceHistory`].
+    DeviceHistory(wire::DeviceHistory),
 }
 
 /// Why a request got no document.
@@ -298,6 +300,9 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
     }
     | Request::Devices {
         from_ms, until_ms, ..
+    }
+    | Request::DeviceHistory {
+        from_ms, until_ms, ..
     } = req
         && until_ms < from_ms
     {
@@ -491,6 +496,18 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             )
             .map(Answer::Devices)
             .map_err(HandlerError::Query)
+        }
+        Request::DeviceHistory {
+            from_ms,
+            until_ms,
+            step_ms,
+            device,
+        } => {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
+            crate::query::devices::series(store, &(*from_ms..*until_ms), *step_ms, &naming, device)
+                .map(Answer::DeviceHistory)
+                .map_err(HandlerError::Query)
         }
     }
 }

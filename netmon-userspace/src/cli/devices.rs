@@ -2,7 +2,7 @@
 //! of a window, from the history (see [`crate::query::devices`]).
 use crate::cli::conn::{Backend, ConnArgs, WindowArgs};
 use crate::cli::output::{Format, OutputArgs, Table, human_bytes, print_json};
-use crate::wire::{Devices, Request};
+use crate::wire::{DeviceHistory, Devices, Request};
 
 /// `netmon devices` arguments.
 #[derive(Debug, clap::Args)]
@@ -53,6 +53,51 @@ pub fn show(
     match output.resolve() {
         Format::Table => {
             print!("{}", table(&doc, output.bytes));
+            Ok(())
+        }
+        _ => print_json(&doc),
+    }
+}
+
+/// `netmon history --device`: asks for the device's series and prints it.
+///
+/// # Errors
+/// Connection, query and output errors.
+pub fn history(
+    from_ms: u64,
+    until_ms: u64,
+    step_ms: u64,
+    device: String,
+    conn: &ConnArgs,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let req = Request::DeviceHistory {
+        from_ms,
+        until_ms,
+        step_ms,
+        device,
+    };
+    let doc: DeviceHistory = Backend::connect(conn)?.call(&req)?;
+    match output.resolve() {
+        Format::Table => {
+            let mut t = Table::new(
+                &["TIME", "TX", "RX", "INTERNET", "LOCAL", "HOST"],
+                &[false, true, true, true, true, true],
+            );
+            for p in &doc.points {
+                let both = |f: fn(&crate::wire::DeviceDirection) -> u64| {
+                    human_bytes(f(&p.tx).saturating_add(f(&p.rx)), output.bytes)
+                };
+                t.row(vec![
+                    crate::clock::rfc3339_from_unix_ms(p.start_unix_ms),
+                    human_bytes(p.tx.total.frame_bytes, output.bytes),
+                    human_bytes(p.rx.total.frame_bytes, output.bytes),
+                    both(|x| x.forwarded_internet.frame_bytes),
+                    both(|x| x.forwarded_local.frame_bytes),
+                    both(|x| x.host.frame_bytes),
+                ]);
+            }
+            print!("{}", t.render());
             Ok(())
         }
         _ => print_json(&doc),

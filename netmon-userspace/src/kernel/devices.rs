@@ -260,6 +260,12 @@ impl DeviceMap {
         Ok(Some(Self { map }))
     }
 
+    /// Keys in the map (overflow rows included).
+    #[must_use]
+    pub fn key_count(&self) -> usize {
+        self.map.keys().filter(Result::is_ok).count()
+    }
+
     /// Every key summed over CPUs (overflow rows with zero counts left out).
     ///
     /// # Errors

@@ -20,7 +20,7 @@ use crate::query::QueryError;
 use crate::query::scan::{self, Kind};
 use crate::store::devcount::DevRow;
 use crate::store::{Store, TimeRange};
-use crate::wire::{DeviceDirection, DeviceRow, Devices};
+use crate::wire::{DeviceDirection, DeviceHistory, DevicePoint, DeviceRow, Devices};
 
 /// The device id of the overflow row.
 pub const OVERFLOW: &str = "overflow";
@@ -138,6 +138,62 @@ pub fn devices(
     })
 }
 
+/// True when the device of `mac` answers to `wanted` (its device id, name,
+/// MAC or a current address).
+fn mac_matches(mac: &[u8; 6], naming: &Naming, wanted: &str) -> bool {
+    let w = wanted.to_ascii_lowercase();
+    naming
+        .merged(mac)
+        .is_some_and(|m| m.eq_ignore_ascii_case(&w))
+        || naming
+            .name(mac)
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case(&w))
+        || format_mac(mac) == w
+        || naming.addrs(mac).iter().any(|a| a.to_string() == w)
+}
+
+/// One device's traffic per `step_ms` over `range` (`netmon history
+/// --device`): a point per step that has rows, times the step starts.
+///
+/// # Errors
+/// [`QueryError::Invalid`] for a zero step; storage errors.
+pub fn series(
+    store: &mut Store,
+    range: &TimeRange,
+    step_ms: u64,
+    naming: &Naming,
+    device: &str,
+) -> Result<DeviceHistory, QueryError> {
+    if step_ms == 0 {
+        return Err(QueryError::Invalid("step must be > 0".to_owned()));
+    }
+    let (segments, coverage) = scan::plan_for(store, range, Kind::Interface)?;
+    let mut points: BTreeMap<u64, DeviceRow> = BTreeMap::new();
+    store.devcount_rows(&segments, |ts, r| {
+        if r.mac == DEVICE_OVERFLOW_MAC || !mac_matches(&r.mac, naming, device) {
+            return;
+        }
+        let start = range.start + (ts.saturating_sub(range.start) / step_ms) * step_ms;
+        add(points.entry(start).or_default(), &r);
+    })?;
+    Ok(DeviceHistory {
+        schema_version: crate::wire::SCHEMA_VERSION,
+        device: device.to_owned(),
+        from_unix_ms: range.start,
+        until_unix_ms: range.end,
+        step_ms,
+        exact: coverage.exact(),
+        points: points
+            .into_iter()
+            .map(|(start_unix_ms, row)| DevicePoint {
+                start_unix_ms,
+                tx: row.tx,
+                rx: row.rx,
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +271,9 @@ mod tests {
         assert_eq!(doc.devices[1].tx.not_ip.frame_bytes, 60);
         let only = devices(&mut store, &(t0..t0 + 1000), &naming, Some("PHONE")).expect("query");
         assert_eq!(only.devices.len(), 1);
+        let h = series(&mut store, &(t0..t0 + 1000), 500, &naming, "phone").expect("series");
+        assert_eq!(h.points.len(), 1);
+        assert_eq!(h.points[0].start_unix_ms, t0);
+        assert_eq!(h.points[0].tx.total.frame_bytes, 110, "{h:?}");
     }
 }

@@ -71,3 +71,33 @@ pub struct Devices {
     /// Devices, largest total first.
     pub devices: Vec<DeviceRow>,
 }
+
+/// One step of [`DeviceHistory`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePoint {
+    /// Step start, unix ms.
+    pub start_unix_ms: u64,
+    /// What the device sent in the step.
+    pub tx: DeviceDirection,
+    /// What the device received in the step.
+    pub rx: DeviceDirection,
+}
+
+/// The answer to `Request::DeviceHistory`: one device's traffic per step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHistory {
+    /// [`super::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The device asked for (name, MAC or address).
+    pub device: String,
+    /// Window start, unix ms.
+    pub from_unix_ms: u64,
+    /// Window end, unix ms.
+    pub until_unix_ms: u64,
+    /// Step, ms.
+    pub step_ms: u64,
+    /// The rows read cover exactly the window.
+    pub exact: bool,
+    /// Steps with traffic, oldest first.
+    pub points: Vec<DevicePoint>,
+}

@@ -546,6 +546,17 @@ pub enum Request {
         #[serde(default)]
         device: Option<String>,
     },
+    /// Answered with [`super::DeviceHistory`]: one LAN device per step.
+    DeviceHistory {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Step.
+        step_ms: u64,
+        /// The device: name, MAC or address.
+        device: String,
+    },
 }
 
 /// The answer to a [`Request`]: `{"ok": DOCUMENT}` or
