@@ -4,7 +4,12 @@
 //! parallel runs do not collide); R is `.1` on both, A and B `.2` with a
 //! default route through R. Neighbours are static (no ARP), IPv4 forwarding
 //! is on in R. Namespaces go with the value.
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    thread,
+    time::{Duration, Instant},
+};
 
 use crate::{cmd, netns::Netns};
 
@@ -342,4 +347,59 @@ impl Lan {
         let second = self.net.saturating_add(1);
         Ipv4Addr::new(10, second, self.subnet, host).into()
     }
+}
+
+/// (rx bytes, rx packets, tx bytes, tx packets) of an interface's own counters.
+pub type Stats = [u64; 4];
+
+/// Every interface of `ns` and its own counters (`ip -s -j link`, stats64).
+#[must_use]
+pub fn link_stats(ns: &Netns) -> HashMap<String, Stats> {
+    let text = ns.ip(&["-s", "-j", "link", "show"]);
+    let links: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j: {e}:\n{text}"));
+    let get = |l: &serde_json::Value, dir: &str, what: &str| {
+        l["stats64"][dir][what]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats64.{dir}.{what} in {l}"))
+    };
+    links
+        .as_array()
+        .unwrap_or_else(|| panic!("ip -j: not a list:\n{text}"))
+        .iter()
+        .map(|l| {
+            (
+                l["ifname"].as_str().unwrap_or_default().to_owned(),
+                [
+                    get(l, "rx", "bytes"),
+                    get(l, "rx", "packets"),
+                    get(l, "tx", "bytes"),
+                    get(l, "tx", "packets"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Waits until the namespace's interface counters stop moving (300 ms unchanged, at
+/// most 10 s) and returns them.
+#[must_use]
+pub fn quiet(ns: &Netns) -> HashMap<String, Stats> {
+    let start = Instant::now();
+    let mut last = link_stats(ns);
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(300) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "interfaces of {} never went quiet",
+            ns.name()
+        );
+        thread::sleep(Duration::from_millis(50));
+        let now = link_stats(ns);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
 }

@@ -5,16 +5,22 @@
 //! WAN namespace (`gww`): see `netmon_tests::router::Lan`. netmon is loaded
 //! inside R watching `gw*` with `gwl*` as LAN interfaces, and a daemon in R
 //! drains into a history, naming devices from a dnsmasq lease file the test
-//! writes. Traffic: device 1 → WAN (masqueraded), device 2 → device 3
-//! (bridged), R's socket → device 1, device 3 → R's socket, then device 1
-//! changes its address and sends to the WAN again.
+//! writes. Traffic: device 1 → WAN (masqueraded UDP), device 2 ↔ WAN (a
+//! masqueraded TCP connection, both ways), device 2 → device 3 (bridged),
+//! R's socket → device 1, device 3 → R's socket, then device 1 changes its
+//! address and sends to the WAN again.
 //!
 //! Ground truth netmon never computes: each device namespace's own IP MIB
 //! counters (`IpExt.OutOctets`/`Ip.OutRequests` for what it sent,
 //! `IpExt.InOctets`/`Ip.InReceives` for what it received) and the
 //! workloads' own datagram counts. Per device, netmon's IP frames (bytes
 //! minus the 14-byte Ethernet header per packet) equal the MIB to the byte
-//! and packet; per class, the bytes equal the datagrams' frames.
+//! and packet; per class, the bytes equal the datagrams' frames; per LAN
+//! port and direction, the device rows add up to the port's own counters
+//! (`ip -s link`). NAT, measured: the TCP replies reach R's WAN interface
+//! addressed to R (before conntrack undoes the masquerade), so its ingress
+//! counts them `no_socket`, never `forwarded`; their frames are exactly
+//! device 2's `forwarded_internet` receipts on the LAN side.
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -30,7 +36,7 @@ use netmon_tests::{
     mib::wait_quiet,
     netmon::{NETMON_TIMEOUT, netmon_bin},
     require_root,
-    router::Lan,
+    router::{Lan, quiet},
     scenario, workload_exe,
 };
 
@@ -107,6 +113,24 @@ fn drained(socket: &std::path::Path) -> u64 {
         }
     }
     now_ms()
+}
+
+/// `netmon usage --by interface --json` of the last hour, through the
+/// daemon.
+fn by_interface(socket: &std::path::Path) -> serde_json::Value {
+    let mut c = Command::new(netmon_bin());
+    c.args([
+        "usage",
+        "--since",
+        "1h",
+        "--by",
+        "interface",
+        "--json",
+        "--socket",
+    ])
+    .arg(socket);
+    let text = cmd::run(&mut c);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("usage --by interface: {e}\n{text}"))
 }
 
 /// `row[dir][class][what]`, 0 for a device not there.
@@ -195,7 +219,9 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
 
     let [d1, d2, d3] = &lan.devices;
     let mib0 = wait_quiet(&[d1, d2, d3]);
+    let ports0 = quiet(&lan.r);
     let t0 = drained(&paths.socket);
+    let ifaces0 = by_interface(&paths.socket);
 
     let to_wan = scenario::udp_burst(
         workload_exe!(),
@@ -206,6 +232,15 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         1,
         ROUNDS,
         SIZES,
+    );
+    let _tcp = scenario::tcp_exchange(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d2,
+        200_000,
+        2_000_000,
     );
     let bridged = scenario::udp_burst(workload_exe!(), &cg, d3, lan.addr(13), d2, 1, ROUNDS, SIZES);
     let host_to_d1 = scenario::udp_burst(
@@ -263,8 +298,75 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     );
 
     let mib1 = wait_quiet(&[d1, d2, d3]);
+    let ports1 = quiet(&lan.r);
     let t1 = drained(&paths.socket);
     let doc = devices(&paths.socket, Some((t0, t1)));
+    let ifaces1 = by_interface(&paths.socket);
+
+    // Per direction: the device rows add up to the LAN ports' own counters
+    // (a device is behind one port: static forwarding entries; a broadcast,
+    // such as device 1's gratuitous ARP when its address changed, is one
+    // group row on every port it went out of).
+    for (i, (dir, what)) in [
+        ("tx", "frame_bytes"),
+        ("tx", "packets"),
+        ("rx", "frame_bytes"),
+        ("rx", "packets"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let counted: u64 = doc
+            .values()
+            .map(|d| {
+                let ports = d["interfaces"].as_array().map_or(0, Vec::len);
+                assert!(ports == 1 || d["group"] == true, "one port per device: {d}");
+                d[dir]["total"][what]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{d}"))
+            })
+            .sum();
+        // Device tx is a port's rx (index 0, 1), device rx its tx (2, 3).
+        let truth: u64 = ["gwl1", "gwl2", "gwl3"]
+            .iter()
+            .map(|p| ports1[*p][i] - ports0[*p][i])
+            .sum();
+        assert_eq!(
+            counted, truth,
+            "devices' {dir} {what} {counted}, the LAN ports' {truth}"
+        );
+    }
+
+    // NAT: the masqueraded replies are `no_socket` at the WAN interface's
+    // ingress, and exactly device 2's forwarded receipts from the internet.
+    let wan_rx = |doc: &serde_json::Value, class: &str| {
+        doc["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["interface"] == "gww"))
+            .map_or(0, |r| {
+                r["interface_counters"]["rx"][class]["frame_bytes"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{r}"))
+            })
+    };
+    let replies = wan_rx(&ifaces1, "no_socket") - wan_rx(&ifaces0, "no_socket");
+    assert_eq!(
+        wan_rx(&ifaces1, "forwarded") - wan_rx(&ifaces0, "forwarded"),
+        0,
+        "nothing arriving on the WAN side is addressed past R"
+    );
+    assert_eq!(
+        replies,
+        get(
+            &doc,
+            &lan.mac(12),
+            "rx",
+            "forwarded_internet",
+            "frame_bytes"
+        ),
+        "the WAN interface's no-socket ingress is the masqueraded replies device 2 received"
+    );
+    eprintln!("gateway: {replies} B of masqueraded replies counted no_socket on the WAN ingress");
 
     // Per device: IP frames equal the device's own MIB counters.
     for (i, ns_mib) in mib0.iter().zip(&mib1).enumerate() {

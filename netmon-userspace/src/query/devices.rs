@@ -109,7 +109,7 @@ pub fn devices(
                     row.name = Some(name.clone());
                     row.name_source = Some(*source);
                 }
-                row.randomised |= is_randomised(mac);
+                row.randomised |= is_randomised(mac) && !is_group(mac);
                 row.group |= is_group(mac);
                 addrs.extend(naming.addrs(mac));
             }

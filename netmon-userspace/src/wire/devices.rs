@@ -43,7 +43,8 @@ pub struct DeviceRow {
     pub name_source: Option<crate::devices::NameSource>,
     /// Its MAC addresses.
     pub macs: Vec<String>,
-    /// A MAC has the locally administered bit (randomised address).
+    /// A (unicast) MAC has the locally administered bit (randomised
+    /// address).
     pub randomised: bool,
     /// Broadcast or multicast address: not one device.
     pub group: bool,
