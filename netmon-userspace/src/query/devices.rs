@@ -54,7 +54,7 @@ fn matches(row: &DeviceRow, wanted: &str) -> bool {
             .name
             .as_deref()
             .is_some_and(|n| n.eq_ignore_ascii_case(&w))
-        || row.macs.iter().any(|m| *m == w)
+        || row.macs.contains(&w)
         || row.addresses.iter().any(|a| a.to_string() == w)
 }
 
