@@ -25,6 +25,10 @@
 //!   `bpf_sk_lookup_udp`, the interface's network namespace): found → local
 //!   socket, otherwise no socket. Only IPv4 and IPv6 without extension
 //!   headers, TCP and UDP, first fragments are looked up for sockets.
+//!   The lookup passes `BPF_FIB_LOOKUP_SKIP_NEIGH` (Linux 6.5+, no
+//!   neighbour lookup per packet); a kernel that refuses the flag answers
+//!   with an error, read as "not forwarded" (ingress then splits local
+//!   socket / no socket only, as before the FIB lookup).
 //!
 //! tc ingress runs before netfilter: the FIB sees the packet's addresses
 //! before any DNAT. A reply to a masqueraded (SNAT) connection is addressed

@@ -461,13 +461,14 @@ pub struct DirectionCounts {
     pub total: Count,
     /// Local IP sockets: what the cgroup hooks attribute to processes.
     pub local_socket: Count,
-    /// Forwarded by the host (egress only).
+    /// Forwarded by the host (egress: came in elsewhere; ingress: the FIB
+    /// routes it on, before NAT).
     pub forwarded: Count,
     /// Sockets without a recorded owner (`AF_PACKET`, the kernel's control
     /// sockets, sockets opened before the load), egress only.
     pub other_socket: Count,
-    /// No local socket (kernel-generated on egress; on ingress everything
-    /// not matched, forwarded traffic included).
+    /// No local socket (kernel-generated on egress; on ingress addressed
+    /// to the host with no socket matched, masqueraded replies included).
     pub no_socket: Count,
     /// The interface's own counters (`/proc/net/dev`) since the load, when
     /// the baseline and the interface are both there.
