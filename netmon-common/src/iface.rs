@@ -26,8 +26,10 @@ pub const IFACE_DIR_EGRESS: u8 = 1;
 /// packet's addresses and ports found a socket in the interface's network
 /// namespace.
 pub const IFACE_CLASS_LOCAL_SOCKET: u8 = 0;
-/// Egress only: no socket, and the packet came in on another interface
-/// (`skb->skb_iif` set): the host forwarded it.
+/// Forwarded. Egress: no socket, and the packet came in on another
+/// interface (`skb->skb_iif` set). Ingress: the FIB routes (or bridges) it
+/// out of an interface, before any DNAT (so a reply to a masqueraded
+/// connection, addressed to the host, is [`IFACE_CLASS_NO_SOCKET`]).
 pub const IFACE_CLASS_FORWARDED: u8 = 1;
 /// Egress only: a socket without a recorded owner: `AF_PACKET` sockets
 /// injecting frames (tcpdump, DHCP clients), the kernel's own control
@@ -35,8 +37,9 @@ pub const IFACE_CLASS_FORWARDED: u8 = 1;
 /// opened before the load.
 pub const IFACE_CLASS_OTHER_SOCKET: u8 = 2;
 /// No local socket. Egress: sent by the kernel without a socket (ARP,
-/// neighbour discovery). Ingress: everything the lookup did not match — forwarded
-/// traffic, ARP, ICMP, packets for no socket, non-first fragments.
+/// neighbour discovery). Ingress: not forwarded and no socket matched —
+/// ARP, ICMP, packets for no socket, non-first fragments, replies to
+/// masqueraded connections (de-NATed and forwarded after tc).
 pub const IFACE_CLASS_NO_SOCKET: u8 = 3;
 /// Number of classes (classes are `0..IFACE_CLASSES`).
 pub const IFACE_CLASSES: u8 = 4;

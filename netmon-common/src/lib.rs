@@ -10,6 +10,7 @@
 //! impls; the eBPF build leaves it off and stays `no_std`.
 #![no_std]
 
+pub mod device;
 pub mod flow;
 pub mod iface;
 pub mod names;

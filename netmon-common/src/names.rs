@@ -87,7 +87,19 @@ pub const TRACEPOINT_UDP_DROP: &str = "udp_fail_queue_rcv_skb";
 /// socket side's list.
 pub const MAP_IFACES: &str = "NETMON_IFACES";
 /// Maps of the interface side, pinned like [`MAPS`].
-pub const IFACE_MAPS: [&str; 1] = [MAP_IFACES];
+pub const IFACE_MAPS: [&str; 3] = [MAP_IFACES, MAP_DEVICES, MAP_LAN];
+/// Per-device counters of the tc programs on LAN interfaces: a per-CPU hash
+/// of [`crate::device::DeviceKey`] → [`crate::iface::IfaceCounters`].
+pub const MAP_DEVICES: &str = "NETMON_DEVICES";
+/// LAN interfaces: a hash of ifindex (u32) → `crate::device::LAN_*` flags,
+/// written by the loader.
+pub const MAP_LAN: &str = "NETMON_LAN";
+/// Capacity of [`MAP_DEVICES`]: 2 directions × 4 classes per device and
+/// interface (most devices use 3–5 keys), so about 1000 devices; the rest
+/// goes to the overflow keys (`crate::device::DEVICE_OVERFLOW_MAC`).
+pub const DEFAULT_MAX_DEVICE_KEYS: u32 = 8192;
+/// Capacity of [`MAP_LAN`].
+pub const MAX_LAN_IFACES: u32 = 1024;
 /// tc (tcx) program counting what a watched interface receives.
 pub const PROG_TC_INGRESS: &str = "netmon_tc_ingress";
 /// tc (tcx) program counting what a watched interface sends.

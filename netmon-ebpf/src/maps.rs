@@ -158,3 +158,16 @@ pub static NETMON_IFACES: aya_ebpf::btf_maps::PerCpuHashMap<
     netmon_common::iface::IfaceCounters,
     { netmon_common::names::DEFAULT_MAX_IFACE_KEYS as usize },
 > = aya_ebpf::btf_maps::PerCpuHashMap::new();
+/// Per-device counters of the tc programs on LAN interfaces, per CPU (see
+/// `netmon_common::device`).
+#[btf_map]
+pub static NETMON_DEVICES: aya_ebpf::btf_maps::PerCpuHashMap<
+    netmon_common::device::DeviceKey,
+    netmon_common::iface::IfaceCounters,
+    { netmon_common::names::DEFAULT_MAX_DEVICE_KEYS as usize },
+> = aya_ebpf::btf_maps::PerCpuHashMap::new();
+/// LAN interfaces: ifindex → `netmon_common::device::LAN_*` flags, written
+/// by the loader; read by the tc programs.
+#[btf_map]
+pub static NETMON_LAN: HashMap<u32, u32, { netmon_common::names::MAX_LAN_IFACES as usize }> =
+    HashMap::new();

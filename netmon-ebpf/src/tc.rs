@@ -1,11 +1,14 @@
 //! `netmon_tc_ingress` / `netmon_tc_egress`: count everything a watched
 //! interface moves, socket or not (forwarded, `AF_PACKET`, kernel-generated),
 //! into `NETMON_IFACES` (see `netmon_common::iface` for what the bytes
-//! include).
+//! include), and on LAN interfaces per device into `NETMON_DEVICES` (see
+//! `netmon_common::device`).
 //!
-//! Per packet: classify, one per-CPU hash lookup, two plain adds (the value
-//! is this CPU's own, so no atomics and no locks). An interface's first
-//! packet of a class on a CPU inserts the entry.
+//! Per packet: one hash lookup of the interface's LAN flags, classify, one
+//! per-CPU hash lookup, two plain adds (the value is this CPU's own, so no
+//! atomics and no locks); on a LAN interface one more per-CPU lookup and two
+//! adds for the device. An interface's (device's) first packet of a class
+//! on a CPU inserts the entry.
 //!
 //! Classification:
 //! - egress: `skb->sk` an `AF_INET`/`AF_INET6` full socket (or a request
@@ -14,11 +17,26 @@
 //!   kernel's own control sockets, sockets opened before the load) → other
 //!   socket; no socket and `skb->skb_iif` set →
 //!   forwarded; no socket otherwise → no socket (kernel-generated).
-//! - ingress: `skb->sk` is not set yet at tc ingress, so the packet's
+//! - ingress: IPv4/IPv6 packets are looked up in the FIB
+//!   (`bpf_fib_lookup`, the route the stack will take, with the
+//!   interface's forwarding setting): routed or bridged out of another
+//!   interface → forwarded. Otherwise (addressed to the host) the packet's
 //!   addresses and ports are looked up (`bpf_skc_lookup_tcp`,
 //!   `bpf_sk_lookup_udp`, the interface's network namespace): found → local
 //!   socket, otherwise no socket. Only IPv4 and IPv6 without extension
-//!   headers, TCP and UDP, first fragments are looked up.
+//!   headers, TCP and UDP, first fragments are looked up for sockets.
+//!   The lookup passes `BPF_FIB_LOOKUP_SKIP_NEIGH` (Linux 6.5+, no
+//!   neighbour lookup per packet); a kernel that refuses the flag answers
+//!   with an error, read as "not forwarded" (ingress then splits local
+//!   socket / no socket only, as before the FIB lookup).
+//!
+//! tc ingress runs before netfilter: the FIB sees the packet's addresses
+//! before any DNAT. A reply to a masqueraded (SNAT) connection is addressed
+//! to the host and is classed no socket on the interface it arrives on,
+//! although conntrack then rewrites and forwards it; so is a packet to a
+//! DNAT port forward. Its forwarding is exact on the egress side (the
+//! interface it leaves by counts it forwarded) and on the LAN side's device
+//! rows.
 //!
 //! Both programs return `TCX_NEXT` (-1, `TC_ACT_UNSPEC` under clsact): netmon
 //! observes, it never changes a verdict.
@@ -26,22 +44,27 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        __sk_buff, BPF_F_CURRENT_NETNS, bpf_hdr_start_off::BPF_HDR_START_NET, bpf_sock,
-        bpf_sock_tuple,
+        __sk_buff, BPF_F_CURRENT_NETNS, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup as FibParams,
+        bpf_hdr_start_off::BPF_HDR_START_NET, bpf_sock, bpf_sock_tuple,
     },
     helpers::generated::{
-        bpf_get_listener_sock, bpf_sk_fullsock, bpf_sk_lookup_udp, bpf_sk_release,
+        bpf_fib_lookup, bpf_get_listener_sock, bpf_sk_fullsock, bpf_sk_lookup_udp, bpf_sk_release,
         bpf_sk_storage_get, bpf_skb_load_bytes_relative, bpf_skc_lookup_tcp,
     },
     macros::classifier,
     programs::TcContext,
+};
+use netmon_common::device::{
+    DEV_CLASS_FWD_INTERNET, DEV_CLASS_FWD_LOCAL, DEV_CLASS_HOST, DEV_CLASS_NOT_IP,
+    DEVICE_OVERFLOW_MAC, DeviceKey, LAN_COUNT, LAN_LOCAL,
 };
 use netmon_common::iface::{
     IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
     IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters, IfaceKey,
 };
 
-use crate::maps::{NETMON_IFACES, NETMON_OWNERS};
+use crate::maps::{NETMON_DEVICES, NETMON_IFACES, NETMON_LAN, NETMON_OWNERS};
 
 /// `TCX_NEXT`: let the next program (or the stack) decide.
 const TCX_NEXT: i32 = -1;
@@ -49,15 +72,49 @@ const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+/// `ETH_P_IP` / `ETH_P_IPV6` as `skb->protocol` holds them (big-endian).
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// The network header of an ingress packet.
+enum L3 {
+    V4([u8; 20]),
+    V6([u8; 40]),
+    Other,
+}
+
+/// Where the FIB sends an ingress packet.
+enum Route {
+    /// Not IP.
+    NotIp,
+    /// Delivered to the host (or dropped by it).
+    Host,
+    /// Routed or bridged out of this interface.
+    Forwarded(u32),
+}
 
 #[classifier]
 pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
-    let class = if ingress_has_socket(&ctx) {
-        IFACE_CLASS_LOCAL_SOCKET
-    } else {
-        IFACE_CLASS_NO_SOCKET
+    let skb = skb(&ctx);
+    // SAFETY: reading fields of this program's context.
+    let (ifindex, protocol) = unsafe { ((*skb).ifindex, (*skb).protocol) };
+    let l3 = network_header(&ctx, protocol);
+    let route = route(&ctx, ifindex, &l3);
+    let class = match route {
+        Route::Forwarded(_) => IFACE_CLASS_FORWARDED,
+        _ if ingress_has_socket(&ctx, &l3) => IFACE_CLASS_LOCAL_SOCKET,
+        _ => IFACE_CLASS_NO_SOCKET,
     };
     count(&ctx, IFACE_DIR_INGRESS, class);
+    if lan_flags(ifindex) & LAN_COUNT != 0 {
+        let device_class = match route {
+            Route::NotIp => DEV_CLASS_NOT_IP,
+            Route::Host => DEV_CLASS_HOST,
+            Route::Forwarded(out) => forwarded_class(out),
+        };
+        // The sender: the source MAC.
+        count_device(&ctx, 6, IFACE_DIR_INGRESS, device_class);
+    }
     TCX_NEXT
 }
 
@@ -65,7 +122,144 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
 pub fn netmon_tc_egress(ctx: TcContext) -> i32 {
     let class = egress_class(&ctx);
     count(&ctx, IFACE_DIR_EGRESS, class);
+    let skb = skb(&ctx);
+    // SAFETY: reading fields of this program's context.
+    let (ifindex, protocol, iif) =
+        unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).ingress_ifindex) };
+    if lan_flags(ifindex) & LAN_COUNT != 0 {
+        let proto = u16::from_be(protocol as u16);
+        let device_class = if proto != ETH_P_IP && proto != ETH_P_IPV6 {
+            DEV_CLASS_NOT_IP
+        } else if class == IFACE_CLASS_FORWARDED {
+            forwarded_class(iif)
+        } else {
+            DEV_CLASS_HOST
+        };
+        // The receiver: the destination MAC.
+        count_device(&ctx, 0, IFACE_DIR_EGRESS, device_class);
+    }
     TCX_NEXT
+}
+
+/// The `NETMON_LAN` flags of `ifindex` (0 for an interface not listed).
+#[inline(always)]
+fn lan_flags(ifindex: u32) -> u32 {
+    // SAFETY: the value is copied out at once; the loader writes the map
+    // only when interfaces are attached, and a torn read of a u32 is
+    // impossible.
+    unsafe { NETMON_LAN.get(&ifindex) }.copied().unwrap_or(0)
+}
+
+/// The device class of traffic forwarded to or from `ifindex`.
+#[inline(always)]
+fn forwarded_class(ifindex: u32) -> u8 {
+    if lan_flags(ifindex) & LAN_LOCAL != 0 {
+        DEV_CLASS_FWD_LOCAL
+    } else {
+        DEV_CLASS_FWD_INTERNET
+    }
+}
+
+/// Adds the packet to the device whose MAC is at `mac_offset` in the frame,
+/// or to the interface's overflow row when the map is full.
+#[inline(always)]
+fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8) {
+    let skb = skb(ctx);
+    // SAFETY: reading fields of this program's context.
+    let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
+    let mac: [u8; 6] = ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC);
+    let mut key = DeviceKey {
+        ifindex,
+        mac,
+        direction,
+        class,
+    };
+    if let Some(value) = NETMON_DEVICES.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU value, as in `count`.
+        unsafe {
+            (*value).packets += 1;
+            (*value).bytes += u64::from(len);
+        }
+        return;
+    }
+    let first = IfaceCounters {
+        packets: 1,
+        bytes: u64::from(len),
+    };
+    if NETMON_DEVICES.insert(&key, &first, 0).is_ok() {
+        return;
+    }
+    // Full: the overflow row, inserted by the loader for every LAN
+    // interface, direction and class.
+    key.mac = DEVICE_OVERFLOW_MAC;
+    if let Some(value) = NETMON_DEVICES.get_ptr_mut(&key) {
+        // SAFETY: as above.
+        unsafe {
+            (*value).packets += 1;
+            (*value).bytes += u64::from(len);
+        }
+    }
+}
+
+/// The IPv4 or IPv6 header of a packet whose `skb->protocol` says so.
+#[inline(always)]
+fn network_header(ctx: &TcContext, protocol: u32) -> L3 {
+    match u16::from_be(protocol as u16) {
+        ETH_P_IP => load::<20>(ctx, 0).map_or(L3::Other, L3::V4),
+        ETH_P_IPV6 => load::<40>(ctx, 0).map_or(L3::Other, L3::V6),
+        _ => L3::Other,
+    }
+}
+
+/// The FIB's answer for an ingress packet (see the module docs).
+#[inline(always)]
+fn route(ctx: &TcContext, ifindex: u32, l3: &L3) -> Route {
+    // SAFETY: a zeroed parameter block is a valid value of this plain-data
+    // struct.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.ifindex = ifindex;
+    match l3 {
+        L3::Other => return Route::NotIp,
+        L3::V4(ip) => {
+            p.family = AF_INET as u8;
+            // Writing a union field is safe; these are the IPv4 arms.
+            p.__bindgen_anon_2.tos = ip[1];
+            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        }
+        L3::V6(ip) => {
+            p.family = AF_INET6 as u8;
+            // SAFETY: writing the IPv6 arms of the zeroed unions.
+            unsafe {
+                let mut i = 0;
+                while i < 4 {
+                    let s = 8 + i * 4;
+                    let d = 24 + i * 4;
+                    p.__bindgen_anon_3.ipv6_src[i] =
+                        u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+                    p.__bindgen_anon_4.ipv6_dst[i] =
+                        u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+                    i += 1;
+                }
+            }
+        }
+    }
+    // SAFETY: the context and a parameter block of the size given, as the
+    // helper expects.
+    let ret = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &raw mut p,
+            size_of::<FibParams>() as i32,
+            BPF_FIB_LOOKUP_SKIP_NEIGH,
+        )
+    };
+    match u32::try_from(ret) {
+        Ok(BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED) => {
+            Route::Forwarded(p.ifindex)
+        }
+        _ => Route::Host,
+    }
 }
 
 #[inline(always)]
@@ -169,17 +363,11 @@ fn load<const N: usize>(ctx: &TcContext, offset: u32) -> Option<[u8; N]> {
 }
 
 #[inline(always)]
-fn ingress_has_socket(ctx: &TcContext) -> bool {
-    let Some([first]) = load::<1>(ctx, 0) else {
-        return false;
-    };
+fn ingress_has_socket(ctx: &TcContext, l3: &L3) -> bool {
     // SAFETY: a zeroed tuple is a valid value of this plain-data union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let (protocol, size) = match first >> 4 {
-        4 => {
-            let Some(ip) = load::<20>(ctx, 0) else {
-                return false;
-            };
+    let (protocol, size) = match l3 {
+        L3::V4(ip) => {
             // Non-first fragments carry no ports.
             if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
                 return false;
@@ -198,10 +386,7 @@ fn ingress_has_socket(ctx: &TcContext) -> bool {
             }
             (ip[9], 12u32)
         }
-        6 => {
-            let Some(ip) = load::<40>(ctx, 0) else {
-                return false;
-            };
+        L3::V6(ip) => {
             let Some(ports) = load::<4>(ctx, 40) else {
                 return false;
             };
@@ -221,7 +406,7 @@ fn ingress_has_socket(ctx: &TcContext) -> bool {
             }
             (ip[6], 36u32)
         }
-        _ => return false,
+        L3::Other => return false,
     };
     #[expect(clippy::cast_sign_loss, reason = "the helper takes -1 as u64")]
     let netns = BPF_F_CURRENT_NETNS as u64;

@@ -22,6 +22,11 @@
 //! prometheus = "http://127.0.0.1:9090"   # the dashboard's Hosts page
 //! [interfaces]                           # tc interface counting
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
+//! lan = ["lan*"]                         # LAN interfaces: devices counted
+//! [devices]                              # see crate::devices
+//! leases = ["/var/lib/misc/dnsmasq.leases"]
+//! names = { "aa:bb:cc:dd:ee:01" = "printer" }
+//! merge = { "phone" = ["da:00:00:00:00:01", "da:00:00:00:00:02"] }
 //! ```
 //!
 //! Every key is optional; unknown keys are errors (a typo must not be
@@ -178,6 +183,9 @@ pub struct FileConfig {
     /// [`crate::query::domains`]).
     #[serde(default)]
     pub names: crate::query::domains::NamesConfig,
+    /// Device names (`[devices]`, see [`crate::devices`]).
+    #[serde(default)]
+    pub devices: crate::devices::DevicesConfig,
 }
 
 /// `[interfaces]` of the file.
@@ -187,6 +195,8 @@ pub struct InterfacesFile {
     /// Interface name globs; absent: every up interface except loopback;
     /// `[]`: none.
     pub watch: Option<Vec<String>>,
+    /// LAN interface globs (`crate::kernel::devices`).
+    pub lan: Option<Vec<String>>,
 }
 
 /// The effective configuration.
@@ -309,6 +319,7 @@ impl FileConfig {
                 kernel.max_closed
             },
             watch: kernel.watch.clone().or(self.interfaces.watch),
+            lan: kernel.lan.clone().or(self.interfaces.lan),
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

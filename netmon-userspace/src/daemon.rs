@@ -154,6 +154,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         &file.names,
     )?);
     let names_enabled = file.names.enabled;
+    crate::devices::set_config(file.devices.clone());
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
     // loop (a clean stop after the first drain), not fatal half-way.
@@ -281,7 +282,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         if let Some(l) = &mut links
             && l.changed()
         {
-            crate::kernel::tc::rescan(&cfg.kernel.pin_dir, cfg.kernel.watch.as_deref());
+            crate::kernel::tc::rescan(
+                &cfg.kernel.pin_dir,
+                cfg.kernel.watch.as_deref(),
+                cfg.kernel.lan.as_deref(),
+            );
         }
         let started = Instant::now();
         let ok = step(

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod drain;
 pub mod exporter;
 pub mod http;

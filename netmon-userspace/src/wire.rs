@@ -16,6 +16,8 @@ mod http;
 pub use http::*;
 mod report;
 pub use report::*;
+mod devices;
+pub use devices::*;
 
 /// Version of the JSON documents.
 pub const SCHEMA_VERSION: u32 = 1;

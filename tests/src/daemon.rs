@@ -65,6 +65,23 @@ impl Daemon {
         Self::start_with(c, paths)
     }
 
+    /// [`Daemon::start_in_netns`] with the config file `config`.
+    #[track_caller]
+    #[must_use]
+    pub fn start_in_netns_with_config(paths: &DaemonPaths, netns: &Path, config: &Path) -> Self {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", netns.display()))
+            .arg(netmon_bin())
+            .arg("daemon")
+            .arg("--pin-dir")
+            .arg(&paths.pin_dir)
+            .arg("--cgroup")
+            .arg(&paths.cgroup)
+            .arg("--config")
+            .arg(config);
+        Self::spawn(c, paths)
+    }
+
     /// Starts `c` (netmon, or a wrapper that execs it) with the daemon's
     /// arguments and waits for its socket.
     #[track_caller]

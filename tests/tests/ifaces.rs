@@ -8,8 +8,9 @@
 //! (`ip -s -j link`, stats64) and the workloads' own datagram counts.
 //! - forwarded UDP A → B and UDP A → a socket in R: per interface and
 //!   direction, netmon's totals equal the interface counters to the byte and
-//!   packet; forwarded bytes on `nmrb` egress and local-socket bytes on
-//!   `nmra` ingress equal the datagrams' frame sizes (payload + 28 + 14);
+//!   packet; forwarded bytes on `nmra` ingress and `nmrb` egress and
+//!   local-socket bytes on `nmra` ingress equal the datagrams' frame sizes
+//!   (payload + 28 + 14);
 //! - frames injected with an `AF_PACKET` socket on `nmra`: counted as
 //!   other-socket (not a local socket), exact, and reconciled;
 //! - an interface added after the load is picked up by the next `netmon
@@ -31,7 +32,7 @@ use netmon_tests::{
     netmon::{NETMON_TIMEOUT, netmon_bin},
     netns::Netns,
     require_root,
-    router::Router,
+    router::{Router, Stats, quiet},
     scenario, workload_exe,
 };
 
@@ -132,58 +133,6 @@ impl Drop for Loaded {
             eprintln!("netmon-tests: {e}");
         }
     }
-}
-
-/// (rx bytes, rx packets, tx bytes, tx packets) of an interface's own counters.
-type Stats = [u64; 4];
-
-fn link_stats(ns: &Netns) -> HashMap<String, Stats> {
-    let text = ns.ip(&["-s", "-j", "link", "show"]);
-    let links: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j: {e}:\n{text}"));
-    let get = |l: &serde_json::Value, dir: &str, what: &str| {
-        l["stats64"][dir][what]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no stats64.{dir}.{what} in {l}"))
-    };
-    links
-        .as_array()
-        .unwrap_or_else(|| panic!("ip -j: not a list:\n{text}"))
-        .iter()
-        .map(|l| {
-            (
-                l["ifname"].as_str().unwrap_or_default().to_owned(),
-                [
-                    get(l, "rx", "bytes"),
-                    get(l, "rx", "packets"),
-                    get(l, "tx", "bytes"),
-                    get(l, "tx", "packets"),
-                ],
-            )
-        })
-        .collect()
-}
-
-/// Waits until R's interface counters stop moving (300 ms unchanged, at
-/// most 10 s) and returns them.
-fn quiet(ns: &Netns) -> HashMap<String, Stats> {
-    let start = Instant::now();
-    let mut last = link_stats(ns);
-    let mut since = Instant::now();
-    while since.elapsed() < Duration::from_millis(300) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "interfaces of {} never went quiet",
-            ns.name()
-        );
-        thread::sleep(Duration::from_millis(50));
-        let now = link_stats(ns);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
-    }
-    last
 }
 
 /// `doc[dir][class][what]` as u64.
@@ -306,6 +255,11 @@ fn forwarded_and_local_traffic_reconciles_with_interface_counters() {
         delta((&n0, &n1), "nmra", "rx", "local_socket"),
         frames(&local),
         "A → R's socket arriving on nmra"
+    );
+    assert_eq!(
+        delta((&n0, &n1), "nmra", "rx", "forwarded"),
+        frames(&fwd),
+        "A → B arriving on nmra: the FIB forwards it"
     );
     assert_eq!(
         delta((&n0, &n1), "nmrb", "tx", "local_socket"),

@@ -39,6 +39,10 @@ pub enum Answer {
     Events(wire::Events),
     /// To [`Request::Alerts`].
     Alerts(wire::Alerts),
+    /// To [`Request::Devices`].
+    Devices(wire::Devices),
+    /// To [`Request::DeviceHistory`].
+    DeviceHistory(wire::DeviceHistory),
 }
 
 /// Why a request got no document.
@@ -301,6 +305,12 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
     | Request::Procs { from_ms, until_ms }
     | Request::Export {
         from_ms, until_ms, ..
+    }
+    | Request::Devices {
+        from_ms, until_ms, ..
+    }
+    | Request::DeviceHistory {
+        from_ms, until_ms, ..
     } = req
         && until_ms < from_ms
     {
@@ -482,6 +492,34 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                     }
                     e => HandlerError::BadRequest(e.to_string()),
                 })
+        }
+        Request::Devices {
+            from_ms,
+            until_ms,
+            device,
+        } => {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
+            crate::query::devices::devices(
+                store,
+                &(*from_ms..*until_ms),
+                &naming,
+                device.as_deref(),
+            )
+            .map(Answer::Devices)
+            .map_err(HandlerError::Query)
+        }
+        Request::DeviceHistory {
+            from_ms,
+            until_ms,
+            step_ms,
+            device,
+        } => {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
+            crate::query::devices::series(store, &(*from_ms..*until_ms), *step_ms, &naming, device)
+                .map(Answer::DeviceHistory)
+                .map_err(HandlerError::Query)
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct HistoryArgs {
     /// Only traffic to this remote address (steps of whole minutes).
     #[arg(long, value_name = "ADDR", group = "subject")]
     pub remote: Option<IpAddr>,
+    /// Only this LAN device (name, MAC or address; see `netmon devices`).
+    #[arg(long, value_name = "NAME", group = "subject")]
+    pub device: Option<String>,
     /// Further KEY=VALUE filters (as `usage --filter`).
     #[arg(long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<FilterTerm>,
@@ -71,6 +74,28 @@ impl HistoryArgs {
 /// Connection, query and output errors.
 pub fn run(args: &HistoryArgs) -> anyhow::Result<()> {
     let (from_ms, until_ms) = args.window.resolve()?;
+    if let Some(device) = &args.device {
+        if !args.filters.is_empty() || args.class.is_some() {
+            anyhow::bail!(crate::cli::UsageError(
+                "--device takes no --filter or --class".to_owned()
+            ));
+        }
+        // A screenful of whole minutes by default.
+        let step = args.step.unwrap_or_else(|| {
+            (until_ms.saturating_sub(from_ms) / 60)
+                .div_ceil(60_000)
+                .max(1)
+                * 60_000
+        });
+        return crate::cli::devices::history(
+            from_ms,
+            until_ms,
+            step,
+            device.clone(),
+            &args.conn,
+            &args.output,
+        );
+    }
     if let Some(pid) = &args.pid {
         crate::query::terms::parse_pid(pid).map_err(anyhow::Error::msg)?;
     }

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod completions;
 pub mod conn;
+pub mod devices;
 pub mod events;
 pub mod export;
 pub mod history;
@@ -86,6 +87,10 @@ pub enum Command {
     /// the tc programs, split by local socket, forwarded, other socket and
     /// no socket (live, since the load).
     Interfaces(interfaces::InterfacesArgs),
+    /// LAN devices (MAC addresses) on a gateway over a window: bytes they
+    /// sent and received through this host, by class, with names from
+    /// DHCP leases, the neighbour table and the config.
+    Devices(devices::DevicesArgs),
 }
 
 /// `netmon load`.
@@ -168,6 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Interfaces(args) => interfaces::run(&args),
+        Command::Devices(args) => devices::run(&args),
     }
 }
 

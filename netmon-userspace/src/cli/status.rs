@@ -234,23 +234,37 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
             }
         };
         let max_closed = source.max_closed()?;
+        let mut maps = vec![
+            MapStatus {
+                name: MAP_FLOWS.to_owned(),
+                entries: flows,
+                max_entries: source.max_flows(),
+                fill: fill(flows, source.max_flows()),
+                gone: gone_flows,
+            },
+            MapStatus {
+                name: MAP_CLOSED.to_owned(),
+                entries: closed,
+                max_entries: max_closed,
+                fill: fill(closed, max_closed),
+                gone: gone_marks,
+            },
+        ];
+        // The device map (LAN interfaces): when full, new devices go to
+        // their interface's overflow row.
+        if let Ok(Some(devices)) = crate::kernel::devices::DeviceMap::open(&paths) {
+            let max = netmon_common::names::DEFAULT_MAX_DEVICE_KEYS;
+            let entries = devices.key_count() as u64;
+            maps.push(MapStatus {
+                name: netmon_common::names::MAP_DEVICES.to_owned(),
+                entries,
+                max_entries: max,
+                fill: fill(entries, max),
+                gone: 0,
+            });
+        }
         (
-            vec![
-                MapStatus {
-                    name: MAP_FLOWS.to_owned(),
-                    entries: flows,
-                    max_entries: source.max_flows(),
-                    fill: fill(flows, source.max_flows()),
-                    gone: gone_flows,
-                },
-                MapStatus {
-                    name: MAP_CLOSED.to_owned(),
-                    entries: closed,
-                    max_entries: max_closed,
-                    fill: fill(closed, max_closed),
-                    gone: gone_marks,
-                },
-            ],
+            maps,
             Overflow {
                 tx: o.tx.into(),
                 rx: o.rx.into(),

@@ -47,6 +47,15 @@ pub fn class_parser(s: &str) -> Result<DestClass, String> {
 /// Connection, query and output errors.
 pub fn run(args: &UsageArgs) -> anyhow::Result<()> {
     let (from_ms, until_ms) = args.window.resolve()?;
+    if args.by == Dimension::Device {
+        if !args.filters.is_empty() || args.class.is_some() {
+            anyhow::bail!(crate::cli::UsageError(
+                "--by device takes no --filter or --class: use `netmon devices --device NAME`"
+                    .to_owned()
+            ));
+        }
+        return crate::cli::devices::show(from_ms, until_ms, None, &args.conn, &args.output);
+    }
     let req = Request::Usage {
         from_ms,
         until_ms,

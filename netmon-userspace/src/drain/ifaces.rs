@@ -1,6 +1,8 @@
 //! The interface counters' part of a drain step: deltas of the tc
-//! programs' per interface counters against the committed snapshot
-//! ([`crate::store::ifcount`]), committed in the step's own transaction.
+//! programs' per interface and per device counters against the committed
+//! snapshot ([`crate::store::ifcount`], [`crate::store::devcount`]),
+//! committed in the step's own transaction. Device keys follow the same
+//! invariants as interface keys (they go with their interface).
 //!
 //! The drain's invariants apply as they do to flows:
 //! - (1) [`IfDrain`]'s `committed` equals the stored snapshot: it is
@@ -21,9 +23,12 @@
 //! between the reading that found the old one gone and the removal: what
 //! the new interface counted in those milliseconds is lost. The kernel
 //! allocates indexes upwards, so that needs the index counter to wrap.
-use netmon_common::iface::{IfaceCounters, IfaceKey};
+use std::collections::BTreeMap;
+
+use netmon_common::iface::IfaceCounters;
 
 use crate::source::IfaceReading;
+use crate::store::devcount::DevRow;
 use crate::store::ifcount::{IfBatch, IfRow, IfSnapshot};
 use crate::store::{Store, StoreError};
 
@@ -48,6 +53,45 @@ fn delta(now: IfaceCounters, prev: Option<&IfaceCounters>) -> (IfaceCounters, bo
     }
 }
 
+/// Deltas of `now` against `committed` (non-zero ones), the snapshot
+/// writes (changed keys, and `None` for committed keys `now` lacks), and
+/// how many keys were taken as reset (invariant 4).
+type Deltas<K> = (
+    Vec<(K, IfaceCounters)>,
+    Vec<(K, Option<IfaceCounters>)>,
+    u64,
+);
+
+fn deltas<K: Ord + Copy>(
+    now: &[(K, IfaceCounters)],
+    committed: &BTreeMap<K, IfaceCounters>,
+) -> Deltas<K> {
+    let mut rows = Vec::new();
+    let mut snapshot = Vec::new();
+    let mut resets = 0;
+    let mut seen: Vec<K> = Vec::with_capacity(now.len());
+    for (key, value) in now {
+        seen.push(*key);
+        let prev = committed.get(key);
+        if prev == Some(value) {
+            continue;
+        }
+        let (d, reset) = delta(*value, prev);
+        resets += u64::from(reset);
+        if d.packets != 0 || d.bytes != 0 {
+            rows.push((*key, d));
+        }
+        snapshot.push((*key, Some(*value)));
+    }
+    seen.sort_unstable();
+    for key in committed.keys() {
+        if seen.binary_search(key).is_err() {
+            snapshot.push((*key, None));
+        }
+    }
+    (rows, snapshot, resets)
+}
+
 impl IfDrain {
     /// Loads the committed snapshot.
     pub(super) fn load(store: &mut Store) -> Result<Self, StoreError> {
@@ -56,37 +100,36 @@ impl IfDrain {
         })
     }
 
-    /// The interface part of a batch for `reading`, and how many keys were
-    /// taken as reset.
+    /// The interface part of a batch for `reading` (device counters
+    /// included), and how many keys were taken as reset.
     pub(super) fn step(&self, reading: &IfaceReading) -> (IfBatch, u64) {
         let mut batch = IfBatch::default();
-        let mut resets = 0;
-        let mut seen: Vec<IfaceKey> = Vec::with_capacity(reading.counters.len());
-        for (key, value) in &reading.counters {
-            seen.push(*key);
-            let prev = self.committed.counters.get(key);
-            if prev == Some(value) {
-                continue;
-            }
-            let (d, reset) = delta(*value, prev);
-            resets += u64::from(reset);
-            if d.packets != 0 || d.bytes != 0 {
-                batch.rows.push(IfRow {
-                    ifindex: key.ifindex,
-                    direction: key.direction,
-                    class: key.class,
-                    packets: d.packets,
-                    bytes: d.bytes,
-                });
-            }
-            batch.snapshot.push((*key, Some(*value)));
-        }
-        seen.sort_unstable();
-        for key in self.committed.counters.keys() {
-            if seen.binary_search(key).is_err() {
-                batch.snapshot.push((*key, None));
-            }
-        }
+        let (rows, snapshot, mut resets) = deltas(&reading.counters, &self.committed.counters);
+        batch.rows = rows
+            .into_iter()
+            .map(|(key, d)| IfRow {
+                ifindex: key.ifindex,
+                direction: key.direction,
+                class: key.class,
+                packets: d.packets,
+                bytes: d.bytes,
+            })
+            .collect();
+        batch.snapshot = snapshot;
+        let (rows, snapshot, dev_resets) = deltas(&reading.devices, &self.committed.devices);
+        resets += dev_resets;
+        batch.devices.rows = rows
+            .into_iter()
+            .map(|(key, d)| DevRow {
+                ifindex: key.ifindex,
+                mac: key.mac,
+                direction: key.direction,
+                class: key.class,
+                packets: d.packets,
+                bytes: d.bytes,
+            })
+            .collect();
+        batch.devices.snapshot = snapshot;
         for (i, name) in &reading.names {
             if self.committed.names.get(i) != Some(name) {
                 batch.names.push((*i, name.clone()));
@@ -103,6 +146,12 @@ impl IfDrain {
                 None => self.committed.counters.remove(&key),
             };
         }
+        for (key, value) in batch.devices.snapshot {
+            match value {
+                Some(v) => self.committed.devices.insert(key, v),
+                None => self.committed.devices.remove(&key),
+            };
+        }
         self.committed.names.extend(batch.names);
     }
 }
@@ -110,6 +159,31 @@ impl IfDrain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netmon_common::device::DeviceKey;
+    use netmon_common::iface::IfaceKey;
+
+    fn dev(ifindex: u32, last: u8) -> DeviceKey {
+        DeviceKey {
+            ifindex,
+            mac: [2, 0, 0, 0, 0, last],
+            direction: 0,
+            class: 2,
+        }
+    }
+
+    /// Device id → tx frame bytes over `range`.
+    fn device_bytes(
+        store: &mut Store,
+        range: std::ops::Range<u64>,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let doc =
+            crate::query::devices::devices(store, &range, &crate::devices::Naming::default(), None)
+                .expect("query");
+        doc.devices
+            .into_iter()
+            .map(|d| (d.device, d.tx.total.frame_bytes))
+            .collect()
+    }
 
     fn key(ifindex: u32, class: u8) -> IfaceKey {
         IfaceKey {
@@ -128,6 +202,7 @@ mod tests {
     #[derive(Default)]
     struct IfSource {
         now: Vec<(IfaceKey, IfaceCounters)>,
+        devs: Vec<(DeviceKey, IfaceCounters)>,
         gone: Vec<u32>,
         forgotten: Vec<u32>,
     }
@@ -153,11 +228,13 @@ mod tests {
                 counters: self.now.clone(),
                 names: vec![(2, "eth0".to_owned())],
                 gone: self.gone.clone(),
+                devices: self.devs.clone(),
             })
         }
         fn forget_ifaces(&mut self, ifindexes: &[u32]) -> Result<(), crate::source::SourceError> {
             self.forgotten.extend_from_slice(ifindexes);
             self.now.retain(|(k, _)| !ifindexes.contains(&k.ifindex));
+            self.devs.retain(|(k, _)| !ifindexes.contains(&k.ifindex));
             self.gone.clear();
             Ok(())
         }
@@ -192,8 +269,12 @@ mod tests {
         };
         // eth0 (2) counts 1000 B, then 1500 more; eth1 (3) 64 B.
         src.now = vec![(key(2, 0), c(10, 1000)), (key(3, 3), c(1, 64))];
+        // Devices: one on eth0 (2) sends 700 B then 300 more, one on eth1
+        // (3) 42 B.
+        src.devs = vec![(dev(2, 1), c(7, 700)), (dev(3, 2), c(1, 42))];
         at(&mut drain, &mut src, &mut store, t0);
         src.now[0].1 = c(25, 2500);
+        src.devs[0].1 = c(10, 1000);
         at(&mut drain, &mut src, &mut store, t0 + 1000);
         // A restart: a new drain on the same store must not count again.
         let mut drain = Drain::new(&mut store).expect("reloads");
@@ -206,6 +287,13 @@ mod tests {
         assert_eq!(
             window_bytes(&mut store, t0 + 1000..t0 + 3000).get(&2),
             Some(&1500)
+        );
+        let devs = device_bytes(&mut store, t0..t0 + 4000);
+        assert_eq!(devs.get("02:00:00:00:00:01"), Some(&1000), "{devs:?}");
+        assert_eq!(devs.get("02:00:00:00:00:02"), Some(&42), "{devs:?}");
+        assert_eq!(
+            device_bytes(&mut store, t0 + 1000..t0 + 3000).get("02:00:00:00:00:01"),
+            Some(&300)
         );
         // eth1 is removed: forgotten after a durable commit of its final
         // value, then gone from the snapshot; its history stays. The last
@@ -223,6 +311,12 @@ mod tests {
         let all = window_bytes(&mut store, t0..t0 + 6000);
         assert_eq!(all.get(&3), Some(&64));
         assert_eq!(all.get(&2), Some(&2700));
+        assert!(
+            snap.devices.keys().all(|k| k.ifindex == 2),
+            "eth1's devices leave the snapshot with it: {snap:?}"
+        );
+        let devs = device_bytes(&mut store, t0..t0 + 6000);
+        assert_eq!(devs.get("02:00:00:00:00:02"), Some(&42), "history stays");
     }
 
     #[test]
@@ -232,6 +326,7 @@ mod tests {
             counters: vec![(key(2, 0), c(2, 200)), (key(3, 1), c(1, 60))],
             names: vec![(2, "eth0".to_owned())],
             gone: vec![],
+            devices: vec![],
         };
         let (b, resets) = d.step(&r1);
         assert_eq!(resets, 0);
@@ -249,6 +344,7 @@ mod tests {
             ],
             names: vec![(2, "eth0".to_owned())],
             gone: vec![],
+            devices: vec![],
         };
         let (b, resets) = d.step(&r2);
         assert_eq!(resets, 1);

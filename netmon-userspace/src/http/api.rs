@@ -280,6 +280,23 @@ pub async fn usage(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
+/// `GET /api/v1/devices?since&until&device`: the LAN device table.
+pub async fn devices(State(state): State<AppState>, uri: Uri) -> Response {
+    let req = (|| {
+        let p = Params::parse(&uri, &["since", "until", "device"])?;
+        let (from_ms, until_ms) = p.window()?;
+        Ok::<_, ApiFailure>(Request::Devices {
+            from_ms,
+            until_ms,
+            device: p.get("device").map(ToOwned::to_owned),
+        })
+    })();
+    match req {
+        Ok(r) => answer(state.query(r).await),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `GET /api/v1/history?since&until&step&pid&app&user&cgroup&remote&filter&class`.
 pub async fn history(State(state): State<AppState>, uri: Uri) -> Response {
     let req = (|| {

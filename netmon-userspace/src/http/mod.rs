@@ -313,6 +313,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/export", get(api::export))
         .route("/api/v1/live", get(live::stream))
         .route("/api/v1/sockets", get(api::sockets))
+        .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))

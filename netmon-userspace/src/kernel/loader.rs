@@ -90,7 +90,7 @@ pub fn attach(args: &KernelArgs) -> Result<AttachOutcome, KernelError> {
     let cgroup = preflight(args)?;
     if paths.is_loaded() {
         adopt_existing(&paths);
-        for iface in super::tc::attach_new(&paths, args.watch.as_deref())? {
+        for iface in super::tc::attach_new(&paths, args.watch.as_deref(), args.lan.as_deref())? {
             tracing::info!("tc programs attached to new interface {}", iface.name);
         }
         return Ok(AttachOutcome::AlreadyLoaded);
@@ -262,7 +262,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
             message: e.to_string(),
         })?;
     }
-    super::tc::attach(&mut ebpf, paths, args.watch.as_deref())?;
+    super::tc::attach(&mut ebpf, paths, args.watch.as_deref(), args.lan.as_deref())?;
     Ok(())
 }
 

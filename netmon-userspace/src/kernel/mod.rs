@@ -11,6 +11,7 @@
 //! daemon; a restarted daemon re-opens the same maps, so no byte is lost or
 //! counted twice across restarts.
 pub mod bpf_sys;
+pub mod devices;
 pub mod error;
 pub mod exec_offsets;
 pub mod execs;
@@ -48,6 +49,11 @@ pub struct KernelArgs {
     /// Default: every interface that is up, except loopback.
     #[arg(long = "watch-interface", value_name = "GLOB")]
     pub watch: Option<Vec<String>>,
+    /// LAN interfaces (glob, repeatable; among the watched ones): their
+    /// devices (MAC addresses) are counted, and traffic forwarded to or
+    /// from them is local.
+    #[arg(long = "lan-interface", value_name = "GLOB")]
+    pub lan: Option<Vec<String>>,
 }
 
 impl Default for KernelArgs {
@@ -58,6 +64,7 @@ impl Default for KernelArgs {
             max_flows: DEFAULT_MAX_FLOWS,
             max_closed: DEFAULT_MAX_CLOSED,
             watch: None,
+            lan: None,
         }
     }
 }

@@ -133,6 +133,7 @@ pub fn attach(
     ebpf: &mut Ebpf,
     paths: &PinPaths,
     watch: Option<&[String]>,
+    lan: Option<&[String]>,
 ) -> Result<Vec<Watched>, KernelError> {
     for name in IFACE_MAPS {
         let path = paths.map(name);
@@ -151,6 +152,7 @@ pub fn attach(
             PerCpuHashMap::try_from(map).map_err(|e| pin_err(MAP_IFACES, &path, e))?;
         write_baselines(&mut map, &interfaces)?;
     }
+    super::devices::prepare(paths, &interfaces, lan)?;
     let mut attached = Vec::new();
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         let verifier = |source| KernelError::Verifier {
@@ -227,7 +229,11 @@ fn attach_links(
 ///
 /// # Errors
 /// Pinned map or program that cannot be opened, map writes, pin failures.
-pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watched>, KernelError> {
+pub fn attach_new(
+    paths: &PinPaths,
+    watch: Option<&[String]>,
+    lan: Option<&[String]>,
+) -> Result<Vec<Watched>, KernelError> {
     let prog_paths = [PROG_TC_INGRESS, PROG_TC_EGRESS].map(|n| paths.prog(n));
     if prog_paths.iter().any(|p| !p.exists()) || !paths.map(MAP_IFACES).exists() {
         return Ok(Vec::new());
@@ -251,6 +257,9 @@ pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watc
         PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data))
             .map_err(|e| pin_err(MAP_IFACES, &path, e))?;
     write_baselines(&mut map, &new)?;
+    if paths.map(netmon_common::names::MAP_LAN).exists() {
+        super::devices::prepare(paths, &new, lan)?;
+    }
     let mut attached = Vec::new();
     for (name, prog_path) in [PROG_TC_INGRESS, PROG_TC_EGRESS]
         .into_iter()
@@ -272,9 +281,9 @@ pub fn attach_new(paths: &PinPaths, watch: Option<&[String]>) -> Result<Vec<Watc
 /// [`crate::privilege::reloading`]) and removes the link pins of
 /// interfaces that are gone (the kernel detached their links with them).
 /// Failures are logged: counting goes on for the interfaces attached.
-pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>) {
+pub fn rescan(pin_dir: &std::path::Path, watch: Option<&[String]>, lan: Option<&[String]>) {
     let paths = PinPaths::new(pin_dir);
-    match crate::privilege::reloading(|| attach_new(&paths, watch)) {
+    match crate::privilege::reloading(|| attach_new(&paths, watch, lan)) {
         Ok(Ok(new)) => {
             for iface in new {
                 tracing::info!(
@@ -452,13 +461,14 @@ pub struct DirectionCounts {
     pub total: Count,
     /// Local IP sockets: what the cgroup hooks attribute to processes.
     pub local_socket: Count,
-    /// Forwarded by the host (egress only).
+    /// Forwarded by the host (egress: came in elsewhere; ingress: the FIB
+    /// routes it on, before NAT).
     pub forwarded: Count,
     /// Sockets without a recorded owner (`AF_PACKET`, the kernel's control
     /// sockets, sockets opened before the load), egress only.
     pub other_socket: Count,
-    /// No local socket (kernel-generated on egress; on ingress everything
-    /// not matched, forwarded traffic included).
+    /// No local socket (kernel-generated on egress; on ingress addressed
+    /// to the host with no socket matched, masqueraded replies included).
     pub no_socket: Count,
     /// The interface's own counters (`/proc/net/dev`) since the load, when
     /// the baseline and the interface are both there.
@@ -580,6 +590,7 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
 /// The pinned interface map, opened once for the drain.
 pub struct IfaceMap {
     map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+    devices: Option<super::devices::DeviceMap>,
 }
 
 impl IfaceMap {
@@ -600,7 +611,8 @@ impl IfaceMap {
         let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
         let map =
             PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
-        Ok(Some(Self { map }))
+        let devices = super::devices::DeviceMap::open(paths)?;
+        Ok(Some(Self { map, devices }))
     }
 
     /// Every key summed over CPUs, baselines included.
@@ -640,6 +652,10 @@ impl IfaceMap {
                 .into_iter()
                 .filter(|(k, _)| k.class != IFACE_BASELINE)
                 .collect(),
+            devices: match &self.devices {
+                Some(d) => d.entries()?,
+                None => Vec::new(),
+            },
             ..crate::source::IfaceReading::default()
         };
         for i in indexes {
@@ -659,6 +675,9 @@ impl IfaceMap {
     /// # Errors
     /// Map read or delete failures.
     pub fn forget(&mut self, ifindexes: &[u32]) -> Result<usize, KernelError> {
+        if let Some(d) = &mut self.devices {
+            d.forget(ifindexes)?;
+        }
         let keys: Vec<IfaceKey> = self
             .map
             .keys()

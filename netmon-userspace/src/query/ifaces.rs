@@ -206,6 +206,7 @@ mod tests {
                         ],
                         names: vec![(7, "wan0".to_owned())],
                         snapshot: Vec::new(),
+                        devices: crate::store::devcount::DevBatch::default(),
                     },
                     ..Batch::default()
                 })

@@ -14,6 +14,7 @@
 //! app names) and filter by any of them.
 pub mod apps;
 pub mod domains;
+pub mod devices;
 pub mod edges;
 pub mod export;
 pub mod facts;

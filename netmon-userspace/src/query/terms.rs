@@ -44,6 +44,9 @@ pub enum Dimension {
     Domain,
     /// Service of the server name (the services catalogue).
     Service,
+    /// LAN device (MAC) on a gateway: answered with the device table
+    /// (`Request::Devices`, see [`crate::query::devices`]).
+    Device,
 }
 
 impl Dimension {
@@ -64,6 +67,7 @@ impl Dimension {
             Self::ServerName => "server_name",
             Self::Domain => "domain",
             Self::Service => "service",
+            Self::Device => "device",
         }
     }
 

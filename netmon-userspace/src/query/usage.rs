@@ -127,6 +127,13 @@ pub const fn ip_total(t: &Traffic) -> u64 {
 /// # Errors
 /// [`QueryError::Invalid`] for combinations the stored rows cannot answer.
 pub fn kind_for(by: Dimension, filters: &[FilterTerm]) -> Result<Kind, QueryError> {
+    if by == Dimension::Device {
+        return Err(QueryError::Invalid(
+            "devices have their own table: the `devices` request (`netmon devices`, \
+             `netmon usage --by device`, GET /api/v1/devices)"
+                .to_owned(),
+        ));
+    }
     let iface = by == Dimension::Interface || filters.iter().any(|t| t.key == FilterKey::Interface);
     let remote = by.needs_remote() || filters.iter().any(|t| t.key.needs_remote());
     if iface {

@@ -95,6 +95,9 @@ pub struct IfaceReading {
     /// Indexes in `counters` (or with baselines only) whose interface no
     /// longer exists.
     pub gone: Vec<u32>,
+    /// Per-device counters of LAN interfaces, summed over CPUs (monotonic
+    /// like `counters`; removed with their interface).
+    pub devices: Vec<(netmon_common::device::DeviceKey, IfaceCounters)>,
 }
 
 /// Errors reading or changing a counter source.

@@ -99,13 +99,18 @@ pub struct IfBatch {
     pub snapshot: Vec<(IfaceKey, Option<IfaceCounters>)>,
     /// Names that changed.
     pub names: Vec<(u32, String)>,
+    /// The per-device part ([`crate::store::devcount`]).
+    pub devices: crate::store::devcount::DevBatch,
 }
 
 impl IfBatch {
     /// True when committing it would change nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.snapshot.is_empty() && self.names.is_empty()
+        self.rows.is_empty()
+            && self.snapshot.is_empty()
+            && self.names.is_empty()
+            && self.devices.is_empty()
     }
 }
 
@@ -116,6 +121,8 @@ pub struct IfSnapshot {
     pub counters: BTreeMap<IfaceKey, IfaceCounters>,
     /// Names as last committed.
     pub names: BTreeMap<u32, String>,
+    /// Device counters as last committed ([`crate::store::devcount`]).
+    pub devices: BTreeMap<netmon_common::device::DeviceKey, IfaceCounters>,
 }
 
 fn snap_key(k: &IfaceKey) -> [u8; 6] {
@@ -150,14 +157,14 @@ fn decode_key6(b: &[u8], table: &'static str) -> Result<IfaceKey, LayoutError> {
     })
 }
 
-fn encode_counts(c: &IfaceCounters) -> [u8; 16] {
+pub(crate) fn encode_counts(c: &IfaceCounters) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[0..8].copy_from_slice(&c.packets.to_be_bytes());
     out[8..16].copy_from_slice(&c.bytes.to_be_bytes());
     out
 }
 
-fn decode_counts(b: &[u8], table: &'static str) -> Result<IfaceCounters, LayoutError> {
+pub(crate) fn decode_counts(b: &[u8], table: &'static str) -> Result<IfaceCounters, LayoutError> {
     let err = || LayoutError::Key {
         table,
         len: b.len(),
@@ -171,10 +178,13 @@ fn decode_counts(b: &[u8], table: &'static str) -> Result<IfaceCounters, LayoutE
 }
 
 /// A byte table opened for reading.
-type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+pub(crate) type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 /// Opens `def` for reading; `None` when the store has never written it.
-fn open_read(txn: &redb::ReadTransaction, def: Bytes) -> Result<Option<ReadTable>, StoreError> {
+pub(crate) fn open_read(
+    txn: &redb::ReadTransaction,
+    def: Bytes,
+) -> Result<Option<ReadTable>, StoreError> {
     match txn.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -191,6 +201,7 @@ pub fn write(txn: &redb::WriteTransaction, ts: TimeMs, batch: &IfBatch) -> Resul
     if batch.is_empty() {
         return Ok(());
     }
+    crate::store::devcount::write(txn, ts, &batch.devices)?;
     if !batch.rows.is_empty() {
         let mut t = txn.open_table(IFCOUNT_INTERVAL)?;
         let key = layout::time_key(ts);
@@ -287,6 +298,7 @@ impl Store {
         Ok(IfSnapshot {
             counters,
             names: read_names(&txn)?,
+            devices: crate::store::devcount::read_snapshot(&txn)?,
         })
     }
 

@@ -25,6 +25,7 @@
 //!    handle; the store drops it and reopens on the next call, so a later
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
+pub mod devcount;
 pub mod ifcount;
 pub mod layout;
 pub mod names;

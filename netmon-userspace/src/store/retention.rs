@@ -194,6 +194,7 @@ pub fn tables_of(tier: Tier) -> Vec<Bytes> {
         .collect(),
     };
     out.push(crate::store::ifcount::table_of(tier));
+    out.push(crate::store::devcount::table_of(tier));
     out
 }
 

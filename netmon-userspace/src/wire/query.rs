@@ -550,6 +550,27 @@ pub enum Request {
         #[serde(default)]
         limit: Option<u64>,
     },
+    /// Answered with [`super::Devices`]: LAN devices over a window.
+    Devices {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Only the device with this name, MAC or address.
+        #[serde(default)]
+        device: Option<String>,
+    },
+    /// Answered with [`super::DeviceHistory`]: one LAN device per step.
+    DeviceHistory {
+        /// Window start.
+        from_ms: u64,
+        /// Window end (exclusive).
+        until_ms: u64,
+        /// Step.
+        step_ms: u64,
+        /// The device: name, MAC or address.
+        device: String,
+    },
 }
 
 /// The answer to a [`Request`]: `{"ok": DOCUMENT}` or

@@ -10,7 +10,9 @@
 //!   ingress and egress of both interfaces: the floor any tc counter pays;
 //! - **netmon**: `netmon load --watch-interface 'nmf*'` inside R (its
 //!   cgroup programs on an empty cgroup, so only the tc programs see the
-//!   traffic).
+//!   traffic);
+//! - **netmon lan**: the same with `--lan-interface nmfa`: A is a LAN
+//!   device, counted per MAC on ingress (its datagrams) and egress.
 //!
 //! Reported: medians of datagrams sent and delivered per second, and the
 //! ratios netmon / unattached, empty / unattached and netmon / empty (the
@@ -49,16 +51,23 @@ enum Mode {
     Unattached,
     EmptyTc,
     Netmon,
+    NetmonLan,
 }
 
 impl Mode {
-    const ALL: [Self; 3] = [Self::Unattached, Self::EmptyTc, Self::Netmon];
+    const ALL: [Self; 4] = [
+        Self::Unattached,
+        Self::EmptyTc,
+        Self::Netmon,
+        Self::NetmonLan,
+    ];
 
     const fn name(self) -> &'static str {
         match self {
             Self::Unattached => "unattached",
             Self::EmptyTc => "empty tc",
             Self::Netmon => "netmon",
+            Self::NetmonLan => "netmon lan",
         }
     }
 }
@@ -69,7 +78,7 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(router: &Router, cgroup: &Path) -> anyhow::Result<Self> {
+    fn new(router: &Router, cgroup: &Path, lan: bool) -> anyhow::Result<Self> {
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/netmon-bench-forward-{}",
             std::process::id()
@@ -79,6 +88,11 @@ impl Loaded {
             .arg(netmon_bin())
             .args(["load", "--watch-interface", "nmf*", "--pin-dir"])
             .arg(&pin_dir)
+            .args(if lan {
+                &["--lan-interface", "nmfa"][..]
+            } else {
+                &[]
+            })
             .arg(format!("--cgroup={}", cgroup.display()))
             .status()
             .context("netmon load")?;
@@ -176,13 +190,14 @@ fn main() -> anyhow::Result<()> {
     // see the forwarded traffic.
     let idle = CgroupGuard::new("bench-fwd-idle");
     let router = Router::new("nmf", 220, "fw");
-    let mut sent: [Vec<f64>; 3] = Default::default();
-    let mut delivered: [Vec<f64>; 3] = Default::default();
+    let mut sent: [Vec<f64>; 4] = Default::default();
+    let mut delivered: [Vec<f64>; 4] = Default::default();
     for round in 0..args.rounds {
         for k in 0..Mode::ALL.len() {
             let mode = Mode::ALL[(round + k) % Mode::ALL.len()];
             let loaded = match mode {
-                Mode::Netmon => Some(Loaded::new(&router, idle.path())?),
+                Mode::Netmon => Some(Loaded::new(&router, idle.path(), false)?),
+                Mode::NetmonLan => Some(Loaded::new(&router, idle.path(), true)?),
                 _ => None,
             };
             let empty = match mode {
@@ -210,11 +225,13 @@ fn main() -> anyhow::Result<()> {
     for (name, v) in [("sent", &sent), ("delivered", &delivered)] {
         let m = |mode: Mode| median(&v[mode as usize]);
         let (u, e, n) = (m(Mode::Unattached), m(Mode::EmptyTc), m(Mode::Netmon));
+        let l = m(Mode::NetmonLan);
         println!(
-            "  {name:<9} kpps: unattached {u:8.1}  empty tc {e:8.1}  netmon {n:8.1}   netmon/unattached {:.3}  empty/unattached {:.3}  netmon/empty {:.3}",
+            "  {name:<9} kpps: unattached {u:8.1}  empty tc {e:8.1}  netmon {n:8.1}  netmon lan {l:8.1}   netmon/unattached {:.3}  empty/unattached {:.3}  netmon/empty {:.3}  netmon lan/empty {:.3}",
             n / u,
             e / u,
-            n / e
+            n / e,
+            l / e
         );
     }
     Ok(())

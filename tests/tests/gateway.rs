@@ -1,0 +1,460 @@
+//! Per-device accounting on a gateway (tc programs on LAN interfaces).
+//!
+//! A router namespace R with a LAN bridge `gwbr` (ports `gwl1..3`) and
+//! three device namespaces behind it, routing with nftables masquerade to a
+//! WAN namespace (`gww`): see `netmon_tests::router::Lan`. netmon is loaded
+//! inside R watching `gw*` with `gwl*` as LAN interfaces, and a daemon in R
+//! drains into a history, naming devices from a dnsmasq lease file the test
+//! writes. Traffic: device 1 → WAN (masqueraded UDP), device 2 ↔ WAN (a
+//! masqueraded TCP connection, both ways), device 2 → device 3 (bridged),
+//! R's socket → device 1, device 3 → R's socket, then device 1 changes its
+//! address and sends to the WAN again.
+//!
+//! Ground truth netmon never computes: each device namespace's own IP MIB
+//! counters (`IpExt.OutOctets`/`Ip.OutRequests` for what it sent,
+//! `IpExt.InOctets`/`Ip.InReceives` for what it received) and the
+//! workloads' own datagram counts. Per device, netmon's IP frames (bytes
+//! minus the 14-byte Ethernet header per packet) equal the MIB to the byte
+//! and packet; per class, the bytes equal the datagrams' frames; per LAN
+//! port and direction, the device rows add up to the port's own counters
+//! (`ip -s link`). NAT, measured: the TCP replies reach R's WAN interface
+//! addressed to R (before conntrack undoes the masquerade), so its ingress
+//! counts them `no_socket`, never `forwarded`; their frames are exactly
+//! device 2's `forwarded_internet` receipts on the LAN side.
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use netmon_tests::{
+    cgroup::CgroupGuard,
+    check::UDP4_OVERHEAD,
+    cmd,
+    mib::wait_quiet,
+    netmon::{NETMON_TIMEOUT, netmon_bin},
+    require_root,
+    router::{Lan, quiet},
+    scenario, workload_exe,
+};
+
+/// Ethernet header on veth.
+const ETH: u64 = 14;
+const ROUNDS: u64 = 300;
+const SIZES: &str = "1,64,512,1000,1400";
+
+fn rfc3339(ms: u64) -> String {
+    cmd::run_args(
+        "date",
+        &[
+            "-u",
+            "-d",
+            &format!("@{}.{:03}", ms / 1000, ms % 1000),
+            "+%Y-%m-%dT%H:%M:%S.%3NZ",
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// `netmon devices --json` through the daemon over `[from, until)` (the
+/// last hour for `None`): device id → row.
+fn devices(
+    socket: &std::path::Path,
+    window: Option<(u64, u64)>,
+) -> HashMap<String, serde_json::Value> {
+    let mut c = Command::new(netmon_bin());
+    c.args(["devices", "--json", "--socket"]).arg(socket);
+    match window {
+        Some((from, until)) => c.args(["--since", &rfc3339(from), "--until", &rfc3339(until)]),
+        None => c.args(["--since", "1h"]),
+    };
+    let text = cmd::run(&mut c);
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("netmon devices: bad JSON ({e}):\n{text}"));
+    doc["devices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("netmon devices: no list:\n{text}"))
+        .iter()
+        .filter_map(|d| Some((d["device"].as_str()?.to_owned(), d.clone())))
+        .collect()
+}
+
+/// Waits until the history stops changing over several drains; the time
+/// after that.
+fn drained(socket: &std::path::Path) -> u64 {
+    let start = Instant::now();
+    let mut last = devices(socket, None);
+    let mut same = 0;
+    while same < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon's device history never settled"
+        );
+        thread::sleep(Duration::from_millis(300));
+        let now = devices(socket, None);
+        if now == last {
+            same += 1;
+        } else {
+            same = 0;
+            last = now;
+        }
+    }
+    now_ms()
+}
+
+/// `netmon usage --by interface --json` of the last hour, through the
+/// daemon.
+fn by_interface(socket: &std::path::Path) -> serde_json::Value {
+    let mut c = Command::new(netmon_bin());
+    c.args([
+        "usage",
+        "--since",
+        "1h",
+        "--by",
+        "interface",
+        "--json",
+        "--socket",
+    ])
+    .arg(socket);
+    let text = cmd::run(&mut c);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("usage --by interface: {e}\n{text}"))
+}
+
+/// `row[dir][class][what]`, 0 for a device not there.
+fn get(
+    doc: &HashMap<String, serde_json::Value>,
+    id: &str,
+    dir: &str,
+    class: &str,
+    what: &str,
+) -> u64 {
+    doc.get(id).map_or(0, |d| {
+        d[dir][class][what]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {dir}.{class}.{what} in {d}"))
+    })
+}
+
+/// netmon loaded in R; unloaded on drop.
+struct Loaded {
+    pin_dir: PathBuf,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let mut c = Command::new(netmon_bin());
+        c.arg("unload").arg("--pin-dir").arg(&self.pin_dir);
+        if let Err(e) = cmd::try_run(&mut c, NETMON_TIMEOUT) {
+            eprintln!("netmon-tests: {e}");
+        }
+    }
+}
+
+#[test]
+fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
+    if !require_root("per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway") {
+        return;
+    }
+    let cg = CgroupGuard::new("gateway");
+    let lan = Lan::new("gw", 230, "gw");
+    let loaded = Loaded {
+        pin_dir: PathBuf::from(format!(
+            "/sys/fs/bpf/netmon-test-gateway-{}",
+            netmon_tests::unique_suffix()
+        )),
+    };
+    let mut load = Command::new("nsenter");
+    load.arg(format!("--net={}", lan.r.path().display()))
+        .arg(netmon_bin())
+        .args([
+            "load",
+            "--watch-interface",
+            "gw*",
+            "--lan-interface",
+            "gwl*",
+        ])
+        .arg(format!("--cgroup={}", cg.path().display()))
+        .arg("--pin-dir")
+        .arg(&loaded.pin_dir);
+    let _said = cmd::run(&mut load);
+
+    let dir = tempfile::Builder::new()
+        .prefix("netmon-test-gateway-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let leases = dir.path().join("dnsmasq.leases");
+    let names = ["alpha", "bravo", "charlie"];
+    let write_leases = |first: std::net::IpAddr| {
+        let mut text = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let host = 11 + u8::try_from(i).unwrap_or(0);
+            let ip = if i == 0 { first } else { lan.addr(host) };
+            text.push_str(&format!("0 {} {ip} {name} *\n", lan.mac(host)));
+        }
+        std::fs::write(&leases, text).unwrap_or_else(|e| panic!("lease file: {e}"));
+    };
+    write_leases(lan.addr(11));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[devices]\nleases = [{:?}]\n", leases.display().to_string()),
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
+    let paths = netmon_tests::daemon::paths_in(dir.path(), &loaded.pin_dir, &cg);
+    let mut daemon =
+        netmon_tests::daemon::Daemon::start_in_netns_with_config(&paths, &lan.r.path(), &config);
+
+    let [d1, d2, d3] = &lan.devices;
+    let mib0 = wait_quiet(&[d1, d2, d3]);
+    let ports0 = quiet(&lan.r);
+    let t0 = drained(&paths.socket);
+    let ifaces0 = by_interface(&paths.socket);
+
+    let to_wan = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d1,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let _tcp = scenario::tcp_exchange(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d2,
+        200_000,
+        2_000_000,
+    );
+    let bridged = scenario::udp_burst(workload_exe!(), &cg, d3, lan.addr(13), d2, 1, ROUNDS, SIZES);
+    let host_to_d1 = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        d1,
+        lan.addr(11),
+        &lan.r,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let d3_to_host = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.r,
+        lan.addr(1),
+        d3,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    // Device 1 moves to a new address (a new lease): still the same device.
+    let moved = lan.addr(21);
+    d1.ip(&["addr", "flush", "dev", "nm0"]);
+    d1.ip(&["addr", "add", &format!("{moved}/24"), "dev", "nm0"]);
+    d1.ip(&[
+        "route",
+        "replace",
+        "default",
+        "via",
+        &lan.addr(1).to_string(),
+    ]);
+    lan.r.ip(&[
+        "neigh",
+        "replace",
+        &moved.to_string(),
+        "lladdr",
+        &lan.mac(11),
+        "dev",
+        "gwbr",
+        "nud",
+        "permanent",
+    ]);
+    write_leases(moved);
+    let to_wan_again = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d1,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+
+    let mib1 = wait_quiet(&[d1, d2, d3]);
+    let ports1 = quiet(&lan.r);
+    let t1 = drained(&paths.socket);
+    let doc = devices(&paths.socket, Some((t0, t1)));
+    let ifaces1 = by_interface(&paths.socket);
+
+    // Per direction: the device rows add up to the LAN ports' own counters
+    // (a device is behind one port: static forwarding entries; a broadcast,
+    // such as device 1's gratuitous ARP when its address changed, is one
+    // group row on every port it went out of).
+    for (i, (dir, what)) in [
+        ("tx", "frame_bytes"),
+        ("tx", "packets"),
+        ("rx", "frame_bytes"),
+        ("rx", "packets"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let counted: u64 = doc
+            .values()
+            .map(|d| {
+                let ports = d["interfaces"].as_array().map_or(0, Vec::len);
+                assert!(ports == 1 || d["group"] == true, "one port per device: {d}");
+                d[dir]["total"][what]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{d}"))
+            })
+            .sum();
+        // Device tx is a port's rx (index 0, 1), device rx its tx (2, 3).
+        let truth: u64 = ["gwl1", "gwl2", "gwl3"]
+            .iter()
+            .map(|p| ports1[*p][i] - ports0[*p][i])
+            .sum();
+        assert_eq!(
+            counted, truth,
+            "devices' {dir} {what} {counted}, the LAN ports' {truth}"
+        );
+    }
+
+    // NAT: the masqueraded replies are `no_socket` at the WAN interface's
+    // ingress, and exactly device 2's forwarded receipts from the internet.
+    let wan_rx = |doc: &serde_json::Value, class: &str| {
+        doc["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["interface"] == "gww"))
+            .map_or(0, |r| {
+                r["interface_counters"]["rx"][class]["frame_bytes"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{r}"))
+            })
+    };
+    let replies = wan_rx(&ifaces1, "no_socket") - wan_rx(&ifaces0, "no_socket");
+    assert_eq!(
+        wan_rx(&ifaces1, "forwarded") - wan_rx(&ifaces0, "forwarded"),
+        0,
+        "nothing arriving on the WAN side is addressed past R"
+    );
+    assert_eq!(
+        replies,
+        get(
+            &doc,
+            &lan.mac(12),
+            "rx",
+            "forwarded_internet",
+            "frame_bytes"
+        ),
+        "the WAN interface's no-socket ingress is the masqueraded replies device 2 received"
+    );
+    eprintln!("gateway: {replies} B of masqueraded replies counted no_socket on the WAN ingress");
+
+    // Per device: IP frames equal the device's own MIB counters.
+    for (i, ns_mib) in mib0.iter().zip(&mib1).enumerate() {
+        let (before, after) = ns_mib;
+        let id = lan.mac(11 + u8::try_from(i).unwrap_or(0));
+        for (dir, octets, packets) in [
+            ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
+            ("rx", "IpExt.InOctets", "Ip.InReceives"),
+        ] {
+            let ip_packets =
+                get(&doc, &id, dir, "total", "packets") - get(&doc, &id, dir, "not_ip", "packets");
+            let ip_frames = get(&doc, &id, dir, "total", "frame_bytes")
+                - get(&doc, &id, dir, "not_ip", "frame_bytes");
+            let truth_packets = after.delta(before, packets);
+            let truth_bytes = after.delta(before, octets);
+            assert_eq!(
+                ip_packets,
+                truth_packets,
+                "device {} ({id}) {dir} packets: netmon {ip_packets}, the device's {packets} {truth_packets}",
+                i + 1
+            );
+            assert_eq!(
+                ip_frames - ETH * ip_packets,
+                truth_bytes,
+                "device {} ({id}) {dir} IP bytes: netmon {}, the device's {octets} {truth_bytes}",
+                i + 1,
+                ip_frames - ETH * ip_packets
+            );
+        }
+    }
+
+    // Per class: the workloads' own datagrams.
+    let frames = |runs: &[&scenario::UdpRun]| {
+        runs.iter().fold((0, 0), |(p, b), run| {
+            (
+                p + run.sender.datagrams_sent,
+                b + run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
+            )
+        })
+    };
+    let class = |host: u8, dir: &str, class: &str| {
+        let id = lan.mac(host);
+        (
+            get(&doc, &id, dir, class, "packets"),
+            get(&doc, &id, dir, class, "frame_bytes"),
+        )
+    };
+    assert_eq!(
+        class(11, "tx", "forwarded_internet"),
+        frames(&[&to_wan, &to_wan_again]),
+        "device 1 → WAN (masqueraded), across its address change"
+    );
+    assert_eq!(
+        class(11, "rx", "host"),
+        frames(&[&host_to_d1]),
+        "R → device 1"
+    );
+    assert_eq!(
+        class(12, "tx", "forwarded_local"),
+        frames(&[&bridged]),
+        "device 2 → 3 sent"
+    );
+    assert_eq!(
+        class(13, "rx", "forwarded_local"),
+        frames(&[&bridged]),
+        "device 2 → 3 received"
+    );
+    assert_eq!(
+        class(13, "tx", "host"),
+        frames(&[&d3_to_host]),
+        "device 3 → R"
+    );
+
+    // Names from the lease file; the address change kept the device.
+    let d1_row = &doc[&lan.mac(11)];
+    assert_eq!(d1_row["name"], "alpha", "{d1_row}");
+    assert_eq!(d1_row["name_source"], "lease", "{d1_row}");
+    let addrs: Vec<String> = d1_row["addresses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no addresses in {d1_row}"))
+        .iter()
+        .filter_map(|a| a.as_str().map(ToOwned::to_owned))
+        .collect();
+    assert!(addrs.contains(&moved.to_string()), "{d1_row}");
+    assert_eq!(doc[&lan.mac(12)]["name"], "bravo");
+    assert!(
+        !doc.contains_key("overflow"),
+        "three devices fit the map: {doc:?}"
+    );
+    daemon.stop();
+}
