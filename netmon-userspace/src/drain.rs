@@ -1266,7 +1266,10 @@ impl Drain {
                     .owners
                     .get(&key.cookie)
                     .and_then(|id| self.infos.get(id));
-                let rkey = st.acc.add_flow(key, value, owner, d).named(self.names.of(key));
+                let rkey = st
+                    .acc
+                    .add_flow(key, value, owner, d)
+                    .named(self.names.of(key));
                 let mut p = RemotePending::default();
                 st.acc.add_pending(&mut p, key, rkey, st.minute, d);
                 st.acc.flush_all(&mut p, key);

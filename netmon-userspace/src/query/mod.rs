@@ -13,8 +13,8 @@
 //! does not know (user, cgroup, container, port, protocol, config-mapped
 //! app names) and filter by any of them.
 pub mod apps;
-pub mod domains;
 pub mod devices;
+pub mod domains;
 pub mod edges;
 pub mod export;
 pub mod facts;
