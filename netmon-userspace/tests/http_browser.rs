@@ -166,6 +166,31 @@ async fn dashboard_in_headless_chromium() {
             assert_eq!(lo, hi, "{key} finished");
         }
     }
+    // Domains next to the remote hosts: the API's groups, labelled as the
+    // API names them (this scenario has no server names: "[no name]").
+    wait_for(
+        &c,
+        "return document.querySelectorAll('#domains-table tbody tr td.num').length > 0",
+        "the domains table",
+    )
+    .await;
+    let domains = eval(&c, "return Array.from(document.querySelectorAll('#domains-table tbody tr')).map(r => r.cells[0].textContent)").await;
+    let api: Value = http_support::get(port, "/api/v1/usage?since=1h&by=domain&limit=20").json();
+    let want: Vec<Value> = api["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!(
+                r["domain"]
+                    .as_str()
+                    .or(r["comm"].as_str())
+                    .unwrap_or("[no name]")
+            )
+        })
+        .collect();
+    assert!(want.contains(&json!("[no name]")), "{api}");
+    assert_eq!(domains, Value::Array(want));
     // Sorting and filtering work from the keyboard-reachable buttons.
     click(&c, "#top-table th[data-col='name'] button").await;
     let sorted = eval(&c, "return document.querySelector('#top-table th[data-col=\"name\"]').getAttribute('aria-sort')").await;

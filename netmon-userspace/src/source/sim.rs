@@ -818,23 +818,13 @@ impl ScriptBuilder {
     ///
     /// # Panics
     /// When no flow was added yet (builder misuse in a test).
-    #[expect(
-        clippy::expect_used,
-        reason = "builder for tests and benchmarks: misuse is a bug in the caller"
-    )]
     pub fn name(
         &mut self,
         server_name: &str,
         source: crate::source::NameSource,
         after: u64,
     ) -> &mut Self {
-        let flow = self
-            .script
-            .sockets
-            .last_mut()
-            .and_then(|s| s.flows.last_mut())
-            .expect("a flow was added");
-        flow.name = Some(SimName {
+        self.last_flow().name = Some(SimName {
             server_name: server_name.to_owned(),
             source,
             after,
@@ -846,19 +836,22 @@ impl ScriptBuilder {
     ///
     /// # Panics
     /// When no flow was added yet (builder misuse in a test).
+    pub fn tcp(&mut self, tcp: SimTcp) -> &mut Self {
+        self.last_flow().tcp = Some(tcp);
+        self
+    }
+
+    /// The flow added last.
     #[expect(
         clippy::expect_used,
         reason = "builder for tests and benchmarks: misuse is a bug in the caller"
     )]
-    pub fn tcp(&mut self, tcp: SimTcp) -> &mut Self {
-        let flow = self
-            .script
+    fn last_flow(&mut self) -> &mut SimFlow {
+        self.script
             .sockets
             .last_mut()
             .and_then(|s| s.flows.last_mut())
-            .expect("a flow was added");
-        flow.tcp = Some(tcp);
-        self
+            .expect("a flow was added")
     }
 
     /// Maps are recreated just before `tick`.

@@ -250,26 +250,10 @@ fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         (layout::REMOTE_HOUR_V2, layout::REMOTE_TABLES_V3[1].0),
         (layout::REMOTE_DAY_V2, layout::REMOTE_TABLES_V3[2].0),
     ] {
-        {
-            let from = match txn.open_table(old) {
-                Ok(t) => Some(t),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut to = txn.open_table(new)?;
-            for row in from.iter().flat_map(|t| t.iter()).flatten() {
-                let (k, v) = row?;
-                let (bucket, rk) = layout::decode_remote_key_v2(k.value())?;
-                to.insert(
-                    layout::encode_remote_key_v3(bucket, &rk).as_slice(),
-                    v.value(),
-                )?;
-            }
-        }
-        match txn.delete_table(old) {
-            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        rekey_table(txn, old, new, |k| {
+            let (bucket, rk) = layout::decode_remote_key_v2(k)?;
+            Ok(layout::encode_remote_key_v3(bucket, &rk).to_vec())
+        })?;
     }
     copy_table(txn, layout::QUALITY_V1, layout::QUALITY, |v| {
         let old: Vec<layout::QualitySampleV1> = layout::decode(v)?;
@@ -303,27 +287,38 @@ fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// `remote.*.v3` row is copied under its key with the "no name" byte
 /// appended, and the old table deleted.
 fn v4_to_v5(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    use redb::ReadableTable as _;
     for (old, new) in layout::REMOTE_TABLES_V3 {
-        {
-            let from = match txn.open_table(old) {
-                Ok(t) => Some(t),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut to = txn.open_table(new)?;
-            for row in from.iter().flat_map(|t| t.iter()).flatten() {
-                let (k, v) = row?;
-                let (bucket, rk) = layout::decode_remote_key_v3(k.value())?;
-                to.insert(layout::encode_remote_key(bucket, &rk).as_slice(), v.value())?;
-            }
-        }
-        match txn.delete_table(old) {
-            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        rekey_table(txn, old, new, |k| {
+            let (bucket, rk) = layout::decode_remote_key_v3(k)?;
+            Ok(layout::encode_remote_key(bucket, &rk))
+        })?;
     }
     txn.open_table(crate::store::names::FLOW_NAMES)?;
+    Ok(())
+}
+
+/// Copies every row of `old` (if it exists) into `new` under the key
+/// `rekey` makes of its key, value unchanged, and deletes `old`.
+fn rekey_table(
+    txn: &redb::WriteTransaction,
+    old: layout::Bytes,
+    new: layout::Bytes,
+    rekey: impl Fn(&[u8]) -> Result<Vec<u8>, layout::LayoutError>,
+) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    {
+        let from = match txn.open_table(old) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = txn.open_table(new)?;
+        for row in from.iter()? {
+            let (k, v) = row?;
+            to.insert(rekey(k.value())?.as_slice(), v.value())?;
+        }
+    }
+    txn.delete_table(old)?;
     Ok(())
 }
 
