@@ -35,8 +35,8 @@ pub enum Dimension {
     Protocol,
     /// Destination class (loopback, lan, internet).
     Class,
-    /// LAN device (MAC) on a gateway: answered with the device table
-    /// (`Request::Devices`, see [`crate::query::devices`]).
+    /// LAN device (MAC) on a gateway: `usage` shows the device table
+    /// (as `netmon devices`).
     Device,
 }
 
