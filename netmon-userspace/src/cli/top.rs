@@ -365,6 +365,12 @@ fn open_feed(args: &TopArgs, since_ms: u64) -> anyhow::Result<Feed> {
 /// # Errors
 /// No source, read errors, output errors.
 pub fn run(args: &TopArgs) -> anyhow::Result<()> {
+    if args.by == Dimension::Device {
+        anyhow::bail!(crate::cli::UsageError(
+            "top has no device view: use `netmon devices` or `netmon history --device NAME`"
+                .to_owned()
+        ));
+    }
     let since_ms = now_rfc3339().1;
     let mut feed = open_feed(args, since_ms)?;
     // Piped without --format: one compact document per refresh.

@@ -44,8 +44,8 @@ pub enum Dimension {
     Domain,
     /// Service of the server name (the services catalogue).
     Service,
-    /// LAN device (MAC) on a gateway: answered with the device table
-    /// (`Request::Devices`, see [`crate::query::devices`]).
+    /// LAN device (MAC) on a gateway: `usage` shows the device table
+    /// (as `netmon devices`).
     Device,
 }
 
