@@ -10,13 +10,14 @@
 //! impls; the eBPF build leaves it off and stays `no_std`.
 #![no_std]
 
+pub mod capture;
 pub mod flow;
 pub mod iface;
 pub mod names;
 
 pub use flow::{
-    ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters,
-    SockOwner, TaskOffsets, TcpSample,
+    ClosedSock, DirCounters, FLOW_F_CAPTURED, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue,
+    OverflowCounters, SockOwner, TaskOffsets, TcpSample,
 };
 
 /// Process identity recorded at `exec` ([`exec::ExecIdentity`]).

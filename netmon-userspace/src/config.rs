@@ -305,6 +305,7 @@ impl FileConfig {
                 kernel.max_closed
             },
             watch: kernel.watch.clone().or(self.interfaces.watch),
+            names: kernel.names,
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

@@ -17,6 +17,7 @@ pub mod exporter;
 pub mod http;
 pub mod kernel;
 pub mod live;
+pub mod names;
 pub mod ownership;
 pub mod privilege;
 pub mod query;

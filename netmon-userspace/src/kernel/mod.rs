@@ -11,6 +11,7 @@
 //! daemon; a restarted daemon re-opens the same maps, so no byte is lost or
 //! counted twice across restarts.
 pub mod bpf_sys;
+pub mod capture;
 pub mod error;
 pub mod exec_offsets;
 pub mod execs;
@@ -48,6 +49,10 @@ pub struct KernelArgs {
     /// Default: every interface that is up, except loopback.
     #[arg(long = "watch-interface", value_name = "GLOB")]
     pub watch: Option<Vec<String>>,
+    /// Capture server names (`[names] enabled`): the daemon turns the
+    /// kernel's name capture on and reads it (see [`capture`]).
+    #[arg(skip = true)]
+    pub names: bool,
 }
 
 impl Default for KernelArgs {
@@ -58,6 +63,7 @@ impl Default for KernelArgs {
             max_flows: DEFAULT_MAX_FLOWS,
             max_closed: DEFAULT_MAX_CLOSED,
             watch: None,
+            names: true,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct KernelSource {
     /// The interface map (`None` when the load counts no interfaces).
     /// Opened with the others, before the daemon drops its privileges.
     ifaces: Option<super::tc::IfaceMap>,
+    /// The name capture ring, opened by the daemon only (`None` in
+    /// `snapshot`/`status`, or with `[names] enabled = false`).
+    names: Option<super::capture::NameCapture>,
 }
 
 impl KernelSource {
@@ -52,7 +55,8 @@ impl KernelSource {
         // before the load fails on the first.
         crate::privilege::require(crate::privilege::LOAD_CAPS)?;
         let outcome = loader::attach(args)?;
-        let source = Self::open(&args.pin_dir)?;
+        let mut source = Self::open(&args.pin_dir)?;
+        source.names = super::capture::NameCapture::open(&source.paths, args.names)?;
         Ok((source, outcome))
     }
 
@@ -122,6 +126,7 @@ impl KernelSource {
             max_flows,
             flowless: HashSet::new(),
             ifaces,
+            names: None,
         })
     }
 
@@ -321,12 +326,18 @@ impl CounterSource for KernelSource {
             .iter()
             .filter_map(|f| Some((f.key.cookie, closed.get(&f.key.cookie)?.released_by)))
             .collect();
+        // The capture ring is drained after the flows were read.
+        let names = self
+            .names
+            .as_mut()
+            .map(|n| n.names(&flows))
+            .unwrap_or_default();
         Ok(Reading {
             flows,
             overflow: self.overflow().map_err(source_err)?,
             max_flows: self.max_flows,
+            names,
             released_by,
-            names: std::collections::HashMap::new(),
         })
     }
 
