@@ -153,9 +153,20 @@ fn copy(ctx: &SkBuffContext, h: &Headers, key: &FlowKey, payload: u32, kind: u8)
     let Some(rec) = NETMON_CAPTURE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let mut len = payload;
-    if len > CAPTURE_MAX as u32 {
-        len = CAPTURE_MAX as u32;
+    let mut len = u64::from(payload);
+    // SAFETY: a register move (`rX = rX`) that only hides the value from LLVM, so it
+    // keeps the bounds checks below (it proves `payload != 0` from the
+    // callers and would drop them; the verifier needs to see them).
+    unsafe {
+        core::arch::asm!("{len} = {len}", len = inout(reg) len, options(pure, nomem, nostack))
+    };
+    if len > CAPTURE_MAX as u64 {
+        len = CAPTURE_MAX as u64;
+    }
+    // The verifier wants a non-zero length for `bpf_skb_load_bytes` (the
+    // caller's payload check is out of its sight).
+    if len == 0 {
+        return;
     }
     let (tgid, start) = match crate::cgroup_skb::owner_of(ctx) {
         // SAFETY: the owner points into the socket's storage, valid while
@@ -177,7 +188,7 @@ fn copy(ctx: &SkBuffContext, h: &Headers, key: &FlowKey, payload: u32, kind: u8)
         core::ptr::addr_of_mut!((*hd)._pad).write(0);
         core::ptr::addr_of_mut!((*hd).len).write(len as u16);
         let data = core::ptr::addr_of_mut!((*rec).data).cast::<core::ffi::c_void>();
-        if bpf_skb_load_bytes(ctx.as_ptr(), h.header_len, data, len) != 0 {
+        if bpf_skb_load_bytes(ctx.as_ptr(), h.header_len, data, len as u32) != 0 {
             return;
         }
     }

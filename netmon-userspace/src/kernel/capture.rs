@@ -125,7 +125,18 @@ impl NameCapture {
                 self.namer.ingest(&header, payload);
             }
         }
-        self.namer.name_flows(flows, boottime_ns())
+        let names = self.namer.name_flows(flows, boottime_ns());
+        for (key, name) in &names {
+            tracing::debug!(
+                cookie = key.cookie,
+                remote = %crate::names::remote_ip(key),
+                port = key.remote_port,
+                server_name = %name.server_name,
+                source = ?name.source,
+                "flow named"
+            );
+        }
+        names
     }
 }
 
