@@ -119,11 +119,16 @@ impl NameCapture {
         &mut self,
         flows: &[FlowReading],
     ) -> std::collections::HashMap<netmon_common::FlowKey, crate::source::FlowName> {
+        let mut records = 0;
         for _ in 0..MAX_RECORDS_PER_READ {
             let Some(item) = self.ring.next() else { break };
+            records += 1;
             if let Some((header, payload)) = split_record(&item) {
                 self.namer.ingest(&header, payload);
             }
+        }
+        if records != 0 {
+            tracing::debug!(records, stats = ?self.namer.stats(), "capture records read");
         }
         let names = self.namer.name_flows(flows, boottime_ns());
         for (key, name) in &names {

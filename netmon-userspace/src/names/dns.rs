@@ -111,6 +111,11 @@ const PER_ADDRESS: usize = 4;
 /// MB in practice.
 pub const DEFAULT_DNS_TABLE: usize = 65_536;
 
+/// Seconds an answer is used at least, whatever its TTL: a TTL of 0 (which
+/// local resolvers such as dnsmasq give their own records by default) still
+/// names the connection the program opens right after asking.
+pub const MIN_TTL_S: u32 = 10;
+
 /// How long past its TTL an answer stays in the table: flows are named at
 /// the first drain after they started (a drain interval later), by the
 /// answer that was valid when they started.
@@ -133,7 +138,8 @@ impl DnsTable {
 
     /// Remembers that `process` received `answer` at `at_ns`.
     pub fn insert(&mut self, process: ProcessKey, answer: Answer, at_ns: u64) {
-        let expires_ns = at_ns.saturating_add(u64::from(answer.ttl).saturating_mul(1_000_000_000));
+        let ttl = u64::from(answer.ttl.max(MIN_TTL_S));
+        let expires_ns = at_ns.saturating_add(ttl.saturating_mul(1_000_000_000));
         let entry = Entry {
             name: answer.name,
             at_ns,
@@ -288,7 +294,7 @@ pub(crate) mod tests {
             ttl,
         };
         t.insert(p, answer("old.example", 10), 10 * s);
-        t.insert(p, answer("new.example", 10), 30 * s);
+        t.insert(p, answer("new.example", 0), 30 * s);
         // Before any answer, or for another process (or a reused pid): none.
         assert_eq!(t.lookup(p, addr, 5 * s), None);
         assert_eq!(t.lookup((100, 6), addr, 12 * s), None);
@@ -297,6 +303,9 @@ pub(crate) mod tests {
         // old expired at 20 s; new from 30 s.
         assert_eq!(t.lookup(p, addr, 25 * s), None);
         assert_eq!(t.lookup(p, addr, 31 * s).as_deref(), Some("new.example"));
+        // A TTL of 0 is used for MIN_TTL_S.
+        assert_eq!(t.lookup(p, addr, 39 * s).as_deref(), Some("new.example"));
+        assert_eq!(t.lookup(p, addr, 41 * s), None);
         t.expire(40 * s + KEEP_PAST_TTL_NS + 1);
         assert!(t.is_empty());
     }
