@@ -215,13 +215,15 @@ fn assert_names(
     }
 }
 
+/// Dropped in field order: the daemon before the load, the load before
+/// the namespaces and the cgroup.
 struct Setup {
-    cg: CgroupGuard,
-    pair: NetnsPair,
-    _netmon: Netmon,
-    _dir: tempfile::TempDir,
-    paths: DaemonPaths,
     daemon: Daemon,
+    paths: DaemonPaths,
+    _dir: tempfile::TempDir,
+    _netmon: Netmon,
+    pair: NetnsPair,
+    cg: CgroupGuard,
 }
 
 fn setup(tag: &str) -> Setup {
@@ -235,12 +237,12 @@ fn setup(tag: &str) -> Setup {
     let paths = daemon::paths_in(dir.path(), netmon.pin_dir(), &cg);
     let daemon = Daemon::start(&paths);
     Setup {
-        cg,
-        pair,
-        _netmon: netmon,
-        _dir: dir,
-        paths,
         daemon,
+        paths,
+        _dir: dir,
+        _netmon: netmon,
+        pair,
+        cg,
     }
 }
 
