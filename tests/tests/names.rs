@@ -3,7 +3,7 @@
 //! the DNS answers each process receives.
 //!
 //! Everything runs in a pair of test namespaces: a DNS server (Debian's
-//! dnsmasq, with CNAME chains), a TCP sink and the client
+//! dnsmasq, A and AAAA records, CNAME chains), a TCP sink and the client
 //! (`netmon-names-client`, which resolves with its own queries, sends real
 //! rustls ClientHellos, HTTP/1 requests and quinn Initials, and reports
 //! its own byte counts: the ground truth). netmon's answer is
@@ -102,7 +102,7 @@ fn client(cg: &CgroupGuard, ns: &Netns, args: &[String]) -> Report {
 
 /// A TCP sink in `ns` on `ip`: reads each connection to EOF, answers
 /// `reply` bytes. Returns it and its port.
-fn sink(cg: &CgroupGuard, ns: &Netns, ip: IpAddr, reply: u64) -> (Workload, u16) {
+fn start_sink(cg: &CgroupGuard, ns: &Netns, ip: IpAddr, reply: u64) -> (Workload, u16) {
     let listen = SocketAddr::new(ip, 0).to_string();
     let reply = reply.to_string();
     let mut w = Workload::spawn(
@@ -265,6 +265,8 @@ fn dns_names_direct_and_through_a_loopback_stub() {
         "--cname=mid.cdn.test,edge.cdn.test".to_owned(),
         format!("--host-record=api.names.test,{server}"),
         format!("--host-record=stub.names.test,{server}"),
+        format!("--host-record=edge6.cdn.test,{}", s.pair.b.v6()),
+        "--cname=six.names.test,edge6.cdn.test".to_owned(),
         "--local-ttl=300".to_owned(),
     ];
     let _dns = dnsmasq(&dnsmasq_exe, &s.cg, &s.pair.b, server, &records);
@@ -276,8 +278,9 @@ fn dns_names_direct_and_through_a_loopback_stub() {
         stub_ip,
         &[format!("--server={server}")],
     );
-    let (mut sink, port) = sink(&s.cg, &s.pair.b, server, 1_500);
+    let (mut sink, port) = start_sink(&s.cg, &s.pair.b, server, 1_500);
     let port = port.to_string();
+    let (mut sink6, port6) = start_sink(&s.cg, &s.pair.b, s.pair.b.v6().into(), 800);
 
     // Directly: www (a CNAME chain) then api, same address.
     let direct = client(
@@ -291,6 +294,10 @@ fn dns_names_direct_and_through_a_loopback_stub() {
             "tcp:none:4000".into(),
             "resolve:api.names.test".into(),
             "tcp:none:5000".into(),
+            // AAAA through a CNAME.
+            "resolve6:six.names.test".into(),
+            format!("port:{port6}"),
+            "tcp:none:2500".into(),
         ],
     );
     // Through the stub on loopback.
@@ -310,12 +317,14 @@ fn dns_names_direct_and_through_a_loopback_stub() {
             Some("www.names.test"),
             Some("www.names.test"),
             Some("api.names.test"),
+            Some("six.names.test"),
         ],
     );
     let want_stub = expected(&stubbed, &[Some("stub.names.test")]);
     let got_direct = settle(&s.paths, direct.pid, &want_direct);
     let got_stub = settle(&s.paths, stubbed.pid, &want_stub);
     sink.send_line("stop");
+    sink6.send_line("stop");
     assert_names(&got_direct, &want_direct, true);
     assert_names(&got_stub, &want_stub, true);
     s.daemon.stop();
@@ -331,7 +340,7 @@ fn sni_host_and_quic_names_split_one_address() {
     }
     let mut s = setup("names-sni");
     let server: IpAddr = s.pair.b.v4().into();
-    let (mut sink, port) = sink(&s.cg, &s.pair.b, server, 700);
+    let (mut sink, port) = start_sink(&s.cg, &s.pair.b, server, 700);
     let report = client(
         &s.cg,
         &s.pair.a,
@@ -383,7 +392,7 @@ fn ttl_expiry_and_address_reuse() {
         "--local-ttl=1".to_owned(),
     ];
     let _dns = dnsmasq(&dnsmasq_exe, &s.cg, &s.pair.b, server, &records);
-    let (mut sink, port) = sink(&s.cg, &s.pair.b, server, 100);
+    let (mut sink, port) = start_sink(&s.cg, &s.pair.b, server, 100);
     let report = client(
         &s.cg,
         &s.pair.a,

@@ -5,9 +5,11 @@
 //! `read`: bytes read back), the tests' ground truth.
 //!
 //! Steps (positional arguments):
-//! - `resolve:NAME`: asks the DNS server (`--dns`, over UDP) for NAME's A
-//!   record (hickory-proto encodes the query and decodes the answer); the
-//!   address becomes the target of the next connections;
+//! - `resolve:NAME`, `resolve6:NAME`: asks the DNS server (`--dns`, over
+//!   UDP) for NAME's A (AAAA) record (hickory-proto encodes the query and
+//!   decodes the answer); the address becomes the target of the next
+//!   connections;
+//! - `port:P`: the TCP port of the next `tcp:` steps (`--port` first);
 //! - `tcp:PREFIX:N`: connects to the target at `--port`, writes the prefix
 //!   (`none`, `tls=SNI`: a real rustls ClientHello for SNI, `http=HOST`: an
 //!   HTTP/1 request line and `Host` header), then N bytes, shuts down its
@@ -62,21 +64,28 @@ fn main() {
 
 fn run(a: &Args) -> anyhow::Result<()> {
     let mut target = a.target;
+    let mut port = a.port;
     let mut done = Report::new(DONE);
     let start = Instant::now();
     for step in &a.steps {
         let (kind, rest) = step.split_once(':').unwrap_or((step, ""));
         match kind {
-            "resolve" => {
+            "resolve" | "resolve6" => {
                 let dns = a.dns.context("resolve: needs --dns")?;
-                target = Some(resolve(dns, rest)?);
+                let kind = if kind == "resolve" {
+                    RecordType::A
+                } else {
+                    RecordType::AAAA
+                };
+                target = Some(resolve(dns, rest, kind)?);
             }
+            "port" => port = rest.parse().context("port:P")?,
             "tcp" => {
                 let ip = target.context("tcp: needs a target")?;
                 let (prefix, n) = rest.rsplit_once(':').context("tcp:PREFIX:N")?;
                 let n: u64 = n.parse().context("tcp: N")?;
                 done.conns
-                    .push(tcp(SocketAddr::new(ip, a.port), &prefix_bytes(prefix)?, n)?);
+                    .push(tcp(SocketAddr::new(ip, port), &prefix_bytes(prefix)?, n)?);
             }
             "quic" => {
                 let ip = target.context("quic: needs a target")?;
@@ -94,13 +103,13 @@ fn run(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first A record the server gives for `name`.
-fn resolve(dns: SocketAddr, name: &str) -> anyhow::Result<IpAddr> {
+/// The first A (or AAAA) record the server gives for `name`.
+fn resolve(dns: SocketAddr, name: &str, kind: RecordType) -> anyhow::Result<IpAddr> {
     let mut q = Message::new();
     q.set_id(0x4e4d)
         .set_message_type(MessageType::Query)
         .set_recursion_desired(true);
-    q.add_query(Query::query(Name::from_str(name)?, RecordType::A));
+    q.add_query(Query::query(Name::from_str(name)?, kind));
     let sock = UdpSocket::bind(SocketAddr::new(
         if dns.is_ipv4() {
             Ipv4Addr::UNSPECIFIED.into()
@@ -119,10 +128,11 @@ fn resolve(dns: SocketAddr, name: &str) -> anyhow::Result<IpAddr> {
         .answers()
         .iter()
         .find_map(|r| match r.data() {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::A(a) if kind == RecordType::A => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) if kind == RecordType::AAAA => Some(IpAddr::V6(a.0)),
             _ => None,
         })
-        .ok_or_else(|| anyhow!("no A record for {name}: {answer:?}"))
+        .ok_or_else(|| anyhow!("no {kind} record for {name}: {answer:?}"))
 }
 
 fn prefix_bytes(prefix: &str) -> anyhow::Result<Vec<u8>> {
