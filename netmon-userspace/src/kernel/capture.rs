@@ -145,6 +145,13 @@ impl NameCapture {
     }
 }
 
+impl NameCapture {
+    /// Forgets retired flows (see [`Namer::forget`]).
+    pub fn forget(&mut self, keys: &[netmon_common::FlowKey]) {
+        self.namer.forget(keys);
+    }
+}
+
 /// A record's header and payload; `None` for a record shorter than it
 /// claims.
 fn split_record(bytes: &[u8]) -> Option<(CaptureHeader, &[u8])> {

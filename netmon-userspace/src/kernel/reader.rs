@@ -357,6 +357,9 @@ impl CounterSource for KernelSource {
                 out.push((*key, value));
             }
         }
+        if let Some(names) = &mut self.names {
+            names.forget(keys);
+        }
         Ok(out)
     }
 

@@ -116,8 +116,9 @@ pub struct Namer {
     /// Names from captures whose flow has not been read yet, with the
     /// readings waited so far.
     pending: HashMap<FlowKey, (FlowName, u8)>,
-    /// Flows whose name (or lack of one) was decided, among the flows of
-    /// the last reading.
+    /// Flows whose name (or lack of one) was decided, until their flow is
+    /// retired ([`Self::forget`]): at most the flows in the kernel map,
+    /// whether a reading holds all of them or a batch.
     decided: HashSet<FlowKey>,
     last_expire_ns: u64,
     stats: NamerStats,
@@ -182,6 +183,21 @@ impl Namer {
         }
     }
 
+    /// Forgets flows removed from the source (retired): their keys (the
+    /// socket cookie is never reused) will not come back.
+    pub fn forget(&mut self, keys: &[FlowKey]) {
+        for k in keys {
+            self.decided.remove(k);
+            self.pending.remove(k);
+        }
+    }
+
+    /// Flows decided and not yet forgotten.
+    #[must_use]
+    pub fn decided_len(&self) -> usize {
+        self.decided.len()
+    }
+
     /// The names of `flows` decided in this reading (see the module doc),
     /// after every capture record up to now was ingested. `now_ns`: the
     /// current CLOCK_BOOTTIME, for dropping stale DNS answers.
@@ -217,8 +233,6 @@ impl Namer {
                 );
             }
         }
-        let live: HashSet<FlowKey> = flows.iter().map(|f| f.key).collect();
-        self.decided.retain(|k| live.contains(k));
         self.pending.retain(|_, (_, age)| {
             *age += 1;
             *age <= PENDING_READS
@@ -350,8 +364,13 @@ mod tests {
         );
         assert_eq!(names.get(&other_proc), None, "another process's answer");
         assert_eq!(names.get(&dns_flow), None);
-        // Reported once.
+        // Reported once, also when a reading holds only some of the flows.
+        assert!(n.name_flows(&flows[..2], 4 * S).is_empty());
         assert!(n.name_flows(&flows, 4 * S).is_empty());
+        // Retired flows are forgotten.
+        assert_eq!(n.decided_len(), flows.len());
+        n.forget(&[tls_a, plain]);
+        assert_eq!(n.decided_len(), flows.len() - 2);
     }
 
     /// A flow is decided at its first reading with payload; a flow without
@@ -403,10 +422,10 @@ mod tests {
         let mut n = Namer::default();
         n.ingest(
             &header(d, CAPTURE_DNS, 1, 1),
-            &dns::tests::response("first.example.", &[], &[(IpAddr::from(ip), 2)]),
+            &dns::tests::response("first.example.", &[], &[(IpAddr::from(ip), 12)]),
         );
         n.ingest(
-            &header(d, CAPTURE_DNS, 1, 5),
+            &header(d, CAPTURE_DNS, 1, 20),
             &dns::tests::response("second.example.", &[], &[(IpAddr::from(ip), 60)]),
         );
         let early = key(21, ip, 9000, IPPROTO_TCP);
@@ -415,16 +434,16 @@ mod tests {
         let names = n.name_flows(
             &[
                 flow(early, 1, 2, 1),
-                flow(expired, 1, 4, 1),
-                flow(late, 1, 6, 1),
+                flow(expired, 1, 15, 1),
+                flow(late, 1, 21, 1),
             ],
-            7 * S,
+            22 * S,
         );
         assert_eq!(
             names.get(&early),
             Some(&named("first.example", NameSource::Dns))
         );
-        assert_eq!(names.get(&expired), None, "TTL of 2 s ran out at 3 s");
+        assert_eq!(names.get(&expired), None, "TTL of 12 s ran out at 13 s");
         assert_eq!(
             names.get(&late),
             Some(&named("second.example", NameSource::Dns))
