@@ -170,19 +170,25 @@ pub struct FlowKey {
 
 /// Value of the flow map.
 ///
-/// `tx`/`rx` are changed only by atomic adds; every other field is written
-/// once, when the cgroup_skb program inserts the entry, except the
-/// [`FLOW_F_CLOSED`] bit of `flags`, set once by `sock_release`.
+/// `tx`/`rx` are changed only by adds (atomic, or plain where the socket
+/// lock serializes the writers: a connected TCP socket's own
+/// transmissions); every other field is written once, when the cgroup_skb
+/// program inserts the entry, except the [`FLOW_F_CLOSED`] bit of `flags`,
+/// set once by `sock_release`, and the TCP sample, stored by the ingress
+/// program.
+///
+/// Field order is a cost: the sending side (`tx`) and the receiving side
+/// (`rx` and the TCP sample, both written by the ingress program) often run
+/// on different CPUs (a bulk sender and the softirq that processes its
+/// peer's ACKs), so they sit more than a cache line apart, with the
+/// write-once fields between them, and no packet makes the line the other
+/// side writes bounce between CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowValue {
     /// Sent by the socket (egress hook).
     pub tx: DirCounters,
-    /// Delivered to the socket (ingress hook).
-    pub rx: DirCounters,
-    /// The socket's owner, valid when `flags & FLOW_F_OWNED`.
-    pub owner: SockOwner,
     /// Local IP address, same encoding as [`FlowKey::remote_addr`].
     pub local_addr: [u8; 16],
     /// Local port, host byte order.
@@ -193,14 +199,19 @@ pub struct FlowValue {
     pub ifindex: u32,
     /// When the first packet was seen, ns since boot (CLOCK_BOOTTIME).
     pub first_boottime_ns: u64,
-    /// TCP only: the socket's state as its latest packet saw it.
+    /// The socket's owner, valid when `flags & FLOW_F_OWNED`.
+    pub owner: SockOwner,
+    /// Delivered to the socket (ingress hook).
+    pub rx: DirCounters,
+    /// TCP only: the socket's state as its latest received packet saw it.
     pub tcp: TcpSample,
 }
 
 /// The last TCP state a flow's packets saw (`struct bpf_tcp_sock` at the
-/// hook, before the kernel processed the packet), written with plain stores
-/// on every packet an established TCP socket receives and every one with
-/// payload it sends; all zero for other flows.
+/// ingress hook, before the kernel processed the packet), written with
+/// plain stores on every packet an established TCP socket receives (the
+/// ACKs of what it sent included, so the send-side counts are current as of
+/// the latest ACK); all zero for other flows.
 /// Userspace reads it at each drain: the RTT is a gauge, the two segment
 /// counts are monotonic for the life of the socket.
 #[repr(C)]
@@ -222,6 +233,14 @@ pub struct TcpSample {
     /// `tcp_sock.mss_cache`: the MSS, bytes (rate = delivered x mss /
     /// interval, as `tcpi_delivery_rate` computes it).
     pub mss_cache: u32,
+    /// `tcp_sock.rtt_min`'s current minimum: the lowest RTT seen in the
+    /// last five minutes, in microseconds (`tcpi_min_rtt`, the path's base
+    /// latency without queueing). `mdev_us` (`tcpi_rttvar`) is not among
+    /// the fields `bpf_tcp_sock` exposes; the RTT's spread comes from the
+    /// samples instead (p50/p95 per window).
+    pub rtt_min_us: u32,
+    /// Zero.
+    pub _pad: u32,
 }
 
 impl TcpSample {
@@ -233,6 +252,17 @@ impl TcpSample {
             None
         } else {
             Some(self.srtt_us8 >> 3)
+        }
+    }
+
+    /// The lowest RTT of the last five minutes in microseconds
+    /// (`tcpi_min_rtt`), `None` before the first RTT measurement.
+    #[must_use]
+    pub const fn min_rtt_us(&self) -> Option<u32> {
+        if self.srtt_us8 == 0 || self.rtt_min_us == 0 || self.rtt_min_us == u32::MAX {
+            None
+        } else {
+            Some(self.rtt_min_us)
         }
     }
 
@@ -297,8 +327,10 @@ const _: () = {
     assert!(size_of::<DirCounters>() == 32);
     assert!(size_of::<SockOwner>() == 72);
     assert!(size_of::<FlowKey>() == 32);
-    assert!(size_of::<TcpSample>() == 24);
-    assert!(size_of::<FlowValue>() == 64 + 72 + 16 + 8 + 8 + 24);
+    assert!(size_of::<TcpSample>() == 32);
+    assert!(size_of::<FlowValue>() == 64 + 72 + 16 + 8 + 8 + 32);
+    // The two sides' counters are more than a cache line apart.
+    assert!(core::mem::offset_of!(FlowValue, rx) - core::mem::offset_of!(FlowValue, tx) >= 64 + 32);
     assert!(size_of::<ClosedSock>() == 8 + 72);
     assert!(size_of::<OverflowCounters>() == 72);
     assert!(size_of::<TaskOffsets>() == 8);

@@ -174,6 +174,10 @@ pub struct FileConfig {
     /// The dashboard's fleet view (`[fleet]`, see [`crate::http::fleet`]).
     #[serde(default)]
     pub fleet: crate::http::fleet::FleetConfig,
+    /// Server names and the services catalogue (`[names]`, see
+    /// [`crate::query::domains`]).
+    #[serde(default)]
+    pub names: crate::query::domains::NamesConfig,
 }
 
 /// `[interfaces]` of the file.
@@ -305,7 +309,8 @@ impl FileConfig {
                 kernel.max_closed
             },
             watch: kernel.watch.clone().or(self.interfaces.watch),
-            names: kernel.names,
+            // `[names] enabled = false` also turns the kernel copy off.
+            names: kernel.names && self.names.enabled,
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

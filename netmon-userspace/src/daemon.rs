@@ -150,6 +150,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     };
     let alert_rules = crate::alerts::config::compile(&file.alerts, file.tariff.as_ref(), "")
         .map_err(anyhow::Error::msg)?;
+    crate::query::domains::set_catalogue(crate::query::domains::Catalogue::from_config(
+        &file.names,
+    )?);
+    let names_enabled = file.names.enabled;
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
     // loop (a clean stop after the first drain), not fatal half-way.
@@ -210,6 +214,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         pin_dir: cfg.kernel.pin_dir.clone(),
     })?;
     let mut drain = Drain::new(&mut lock())?;
+    drain.set_names(names_enabled);
     undo.disarm();
     let handle = crate::api::Handle::new(std::sync::Arc::clone(&shared), apps);
     drain.set_tap(handle.live.clone());

@@ -75,7 +75,10 @@
 //!      vanished, reset: everything pending goes with the old entry), when
 //!      its owner, class, service port or direction changes (the pieces
 //!      belong to the old key), and when a third minute would be needed
-//!      (the older piece goes first).
+//!      (the older piece goes first);
+//!    - never in the background while the flow's server name is not
+//!      decided (no payload yet): its pieces wait for the name
+//!      (the `names` submodule).
 //!
 //!    Readers add the committed pending pieces to the remote rows
 //!    ([`crate::store::query::pending_remote_rows`]), so remote answers
@@ -127,6 +130,15 @@ struct Who {
     class: DestClass,
     port: u16,
     dir: ConnDir,
+    /// The flow's server name ([`names`]).
+    name: NameId,
+}
+
+impl Who {
+    /// With the flow's server name.
+    const fn named(self, name: NameId) -> Self {
+        Self { name, ..self }
+    }
 }
 
 /// A map keyed by something a remote peer chooses (its address and port):
@@ -141,6 +153,7 @@ use crate::store::class::classify_raw;
 use crate::store::layout::{
     SNAP_CHUNK, encode_snap_keys_record, encode_snap_record, snap_keys_differ,
 };
+use crate::store::names::NameId;
 use crate::store::service::service_of;
 use crate::store::types::pseudo_process;
 use crate::store::{
@@ -150,6 +163,7 @@ use crate::store::{
 };
 
 mod ifaces;
+mod names;
 
 /// A durable commit is made at least this often (ms of drain time); the
 /// commits between are lazy (invariant 7).
@@ -334,6 +348,8 @@ pub struct Drain {
     tap: Option<crate::live::Tap>,
     /// The committed interface counters ([`ifaces`]).
     ifc: ifaces::IfDrain,
+    /// Server names of flows ([`names`]).
+    names: names::FlowNames,
 }
 
 /// [`Drain::trim`] leaves a slab shorter than this alone.
@@ -373,6 +389,7 @@ impl Accum {
             class,
             port,
             dir,
+            name: NameId::NONE,
         };
         if delta.is_zero() {
             return who;
@@ -456,7 +473,8 @@ impl Accum {
             && (p.process != who.id
                 || p.class != who.class
                 || p.port != who.port
-                || p.dir != who.dir)
+                || p.dir != who.dir
+                || p.name != who.name)
         {
             self.flush_all(p, flow);
         }
@@ -465,6 +483,7 @@ impl Accum {
             p.class = who.class;
             p.port = who.port;
             p.dir = who.dir;
+            p.name = who.name;
         }
         if p.newer.is_zero() {
             if !p.older.is_zero() && p.older_minute == minute {
@@ -621,6 +640,7 @@ impl Drain {
             last_lazy: false,
             tap: None,
             ifc: ifaces::IfDrain::default(),
+            names: names::FlowNames::default(),
         };
         me.load(store)?;
         Ok(me)
@@ -659,6 +679,7 @@ impl Drain {
             .collect();
         self.overflow = snapshot.overflow;
         self.ifc = ifaces::IfDrain::load(store)?;
+        self.load_names(store)?;
         self.seq = 1;
         self.durable_seq = 0;
         self.last_durable = None;
@@ -744,6 +765,7 @@ impl Drain {
         self.owners.shrink_to_fit();
         self.infos.shrink_to_fit();
         self.carry.shrink_to_fit();
+        self.names.shrink();
         true
     }
 
@@ -870,6 +892,7 @@ impl Drain {
         let step = self.step_no;
         let minute = Tier::Minute.bucket(now);
         let reading = source.read()?;
+        self.take_names(&reading, minute);
         let if_reading = source.read_ifaces()?;
         let (if_batch, if_resets) = self.ifc.step(&if_reading);
         if if_resets > 0 {
@@ -932,7 +955,9 @@ impl Drain {
             let entry = prev.and_then(|s| self.entry(s)).map(|s| s.entry);
             let d = delta_of(entry.as_ref(), &c.value, &mut reset);
             resets += u64::from(reset);
-            let rkey = acc.add_flow(key, &c.value, c.owner.as_ref(), d);
+            let rkey = acc
+                .add_flow(key, &c.value, c.owner.as_ref(), d)
+                .named(self.names.of(key));
             if let (Some(s), Some(mut e)) = (prev, entry) {
                 acc.flush_all(&mut e.pending, key);
                 self.change(&mut ch, s, None);
@@ -1056,7 +1081,9 @@ impl Drain {
         {
             let f = &reading.flows[*i];
             let owner = owner.and_then(|id| self.infos.get(&id));
-            let rkey = acc.add_flow(&f.key, &f.value, owner, *d);
+            let rkey = acc
+                .add_flow(&f.key, &f.value, owner, *d)
+                .named(self.names.of(&f.key));
             let mut pending = prev
                 .and_then(|s| self.entry(s))
                 .map(|s| s.entry.pending)
@@ -1068,6 +1095,7 @@ impl Drain {
             acc.add_pending(&mut pending, &f.key, rkey, minute, *d);
             if let Some(s) = prev
                 && self.mark(*s).flush == step
+                && !self.names.hold(&pending, &Traffic::of(&f.value), f.closed)
             {
                 report.remote_flushed +=
                     usize::from(acc.flush_before(&mut pending, &f.key, minute));
@@ -1160,7 +1188,7 @@ impl Drain {
                     .owners
                     .get(&key.cookie)
                     .and_then(|id| self.infos.get(id));
-                let rkey = acc.add_flow(key, value, owner, d);
+                let rkey = acc.add_flow(key, value, owner, d).named(self.names.of(key));
                 let mut p = RemotePending::default();
                 acc.add_pending(&mut p, key, rkey, minute, d);
                 acc.flush_all(&mut p, key);
@@ -1197,6 +1225,7 @@ impl Drain {
                 continue;
             }
             if let Some(mut e) = self.entry(*s).copied()
+                && !self.names.hold(&e.entry.pending, &e.entry.counters, false)
                 && acc.flush_before(&mut e.entry.pending, &e.key, minute)
             {
                 report.remote_flushed += 1;
@@ -1271,6 +1300,7 @@ impl Drain {
             events,
             quality: acc.quality,
             ifcount: if_batch,
+            flow_names: self.names.take_writes(),
         };
         batch.proc_rows.sort_by_key(|(id, c, _)| (*id, *c));
         // Removed interfaces wait for every commit to be durable ([`ifaces`],
@@ -1326,7 +1356,7 @@ impl Drain {
                 .collect();
             tap.publish(crate::live::Tapped {
                 ts_ms: now,
-                reading,
+                reading: self.names.label(reading),
                 owners,
                 infos,
             });
@@ -1424,6 +1454,7 @@ mod quality_tests {
                     rate_delivered: 10,
                     rate_interval_us: 1000,
                     mss_cache: 1448,
+                    ..netmon_common::TcpSample::default()
                 },
                 ..FlowValue::default()
             },
@@ -1439,6 +1470,7 @@ mod quality_tests {
         class: DestClass::Lan,
         port: 443,
         dir: ConnDir::Out,
+        name: NameId::NONE,
     };
 
     #[test]

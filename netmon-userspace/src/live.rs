@@ -193,6 +193,7 @@ pub fn snapshot(
                 tx,
                 rx,
                 tcp: wire::TcpState::of(&v.tcp),
+                server_name: reading.names.get(k).map(|n| n.server_name.clone()),
             });
         }
     }

@@ -150,6 +150,10 @@ pub struct SocketCounters {
     /// saw it; absent for other flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpState>,
+    /// The server name the flow was opened to (TLS SNI, HTTP Host, QUIC,
+    /// DNS), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// A TCP connection's quality as its latest packet saw it (the kernel's
@@ -159,6 +163,11 @@ pub struct TcpState {
     /// Smoothed RTT in microseconds (`tcpi_rtt`); null before the first
     /// measurement.
     pub srtt_us: Option<u32>,
+    /// The lowest RTT of the last five minutes in microseconds
+    /// (`tcpi_min_rtt`): the path's latency without queueing; null before
+    /// the first measurement.
+    #[serde(default)]
+    pub min_rtt_us: Option<u32>,
     /// Segments retransmitted since the start (`tcpi_total_retrans`).
     pub retrans_segs: u32,
     /// Data segments sent, retransmissions included
@@ -179,6 +188,7 @@ impl TcpState {
         }
         Some(Self {
             srtt_us: s.srtt_us(),
+            min_rtt_us: s.min_rtt_us(),
             retrans_segs: s.total_retrans,
             data_segs_out: s.data_segs_out,
             delivery_rate_bytes_per_sec: s.delivery_rate_bps(),

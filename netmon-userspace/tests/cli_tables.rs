@@ -334,6 +334,7 @@ fn snapshot_doc() -> Snapshot {
         tx: c(5, 7_000),
         rx: c(9, 800_000),
         tcp: None,
+        server_name: None,
     };
     Snapshot {
         schema_version: 1,

@@ -56,7 +56,14 @@ impl Netmon {
     #[track_caller]
     #[must_use]
     pub fn load_with(cgroup: &CgroupGuard, extra: &[&str]) -> Self {
-        let bin = netmon_bin();
+        Self::load_bin(netmon_bin(), cgroup, extra)
+    }
+
+    /// [`Self::load_with`] with another `netmon` binary (the kernel bench's
+    /// `--compare` build).
+    #[track_caller]
+    #[must_use]
+    pub fn load_bin(bin: PathBuf, cgroup: &CgroupGuard, extra: &[&str]) -> Self {
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/netmon-test-{}",
             crate::unique_suffix()

@@ -52,6 +52,9 @@ pub struct Report {
     pub tcp_rtt_us: u64,
     /// TCP: `tcpi_rttvar`, its mean deviation in microseconds.
     pub tcp_rttvar_us: u64,
+    /// TCP: `tcpi_min_rtt`, the lowest RTT of the last five minutes in
+    /// microseconds.
+    pub tcp_min_rtt_us: u64,
     /// TCP client with `--rtt-every-ms`: median of the `tcpi_rtt` samples
     /// taken during the exchange, microseconds.
     pub tcp_rtt_p50_us: u64,

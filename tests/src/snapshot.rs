@@ -161,6 +161,9 @@ pub struct Socket {
 pub struct TcpSample {
     /// Smoothed RTT in microseconds (null before the first measurement).
     pub srtt_us: Option<u32>,
+    /// Lowest RTT of the last five minutes in microseconds.
+    #[serde(default)]
+    pub min_rtt_us: Option<u32>,
     /// Segments retransmitted.
     pub retrans_segs: u32,
     /// Data segments sent, retransmissions included.

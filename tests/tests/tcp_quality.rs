@@ -79,6 +79,16 @@ fn upload(name: &str, bytes: u64, rate_mbit: Option<u32>) -> Option<(Report, Tcp
         .srtt_us
         .unwrap_or_else(|| panic!("no RTT in the sender's sample {sample:?}"));
     assert_close("sender srtt (µs)", f64::from(srtt), c.tcp_rtt_us as f64);
+    // The path's base latency (`tcpi_min_rtt`), same bound as srtt: the
+    // last ACK netmon saw and the workload's read can differ by one sample.
+    let min_rtt = sample
+        .min_rtt_us
+        .unwrap_or_else(|| panic!("no minimum RTT in the sender's sample {sample:?}"));
+    assert_close(
+        "sender min RTT (µs)",
+        f64::from(min_rtt),
+        c.tcp_min_rtt_us as f64,
+    );
     assert_eq!(
         (
             u64::from(sample.retrans_segs),

@@ -291,18 +291,22 @@
     d.hidden = false;
     $("#drill-h").textContent = "Details: " + title;
     const filter = ["filter", sel[0] + "=" + sel[1]];
-    const [h, remotes, ports] = await Promise.all([
+    const [h, remotes, ports, domains, services] = await Promise.all([
       api("/api/v1/history?" + q(windowParams().concat([sel]))),
       api("/api/v1/usage?" + q(windowParams().concat([["by", "remote"], filter, ["limit", "20"]]))),
       api("/api/v1/usage?" + q(windowParams().concat([["by", "port"], filter, ["limit", "20"]]))),
+      api("/api/v1/usage?" + q(windowParams().concat([["by", "domain"], filter, ["limit", "20"]]))),
+      api("/api/v1/usage?" + q(windowParams().concat([["by", "service"], filter, ["limit", "20"]]))),
     ]);
     const stepS = h.step_ms / 1000;
     chart("drill-chart", $("#drill-chart"), [
       { label: "sent", stroke: COLORS[0], width: 2, value: (u, v) => (v == null ? "–" : rate(v)) },
       { label: "received", stroke: COLORS[1], width: 2, dash: [6, 4], value: (u, v) => (v == null ? "–" : rate(v)) },
     ], [h.points.map((p) => p.time_unix_ms / 1000), h.points.map((p) => (p.tx ? p.tx.payload_bytes / stepS : null)), h.points.map((p) => (p.rx ? p.rx.payload_bytes / stepS : null))], "bytes/s (binary units)");
-    fillPairs("#drill-remotes", remotes.rows, (x) => x.remote_addr);
+    fillPairs("#drill-remotes", remotes.rows, remoteName);
     fillPairs("#drill-ports", ports.rows, (x) => x.protocol + "/" + (x.service_port ?? x.remote_port) + (x.direction ? " " + x.direction : ""));
+    fillPairs("#drill-domains", domains.rows, (x) => x.domain ?? x.comm ?? "[no name]");
+    fillPairs("#drill-services", services.rows, (x) => x.service ?? x.comm ?? "[no name]");
     d.dataset.key = r.key;
     d.focus();
     // Sockets now: a process's live sockets (apps have no single owner).
@@ -310,6 +314,8 @@
     state.drillPid = r.pid != null ? r.pid + ":" + r.start_ticks : null;
     if (state.drillPid) await refreshSockets(state.drillPid, r.key);
   }
+  // A remote host with its busiest server name, if it has one.
+  function remoteName(x) { return x.remote_addr != null && x.server_name ? x.remote_addr + " (" + x.server_name + ")" : x.remote_addr; }
   function endpoint(addr, port) { return (String(addr).includes(":") ? "[" + addr + "]" : addr) + ":" + port; }
   async function refreshSockets(pid, key) {
     const s = await api("/api/v1/sockets?" + q([["pid", pid], ["limit", "50"]]));
@@ -319,7 +325,7 @@
     for (const x of s.rows) {
       const rtt = x.tcp && x.tcp.srtt_us != null ? (x.tcp.srtt_us / 1000).toFixed(2) + " ms" : "–";
       const state = (x.closed ? "closed" : "open") + (x.tcp ? ", " + x.tcp.retrans_segs + " retrans" : "");
-      const row = tr([cell(x.protocol), cell(endpoint(x.local_addr, x.local_port)), cell(endpoint(x.remote_addr, x.remote_port)), cell(state),
+      const row = tr([cell(x.protocol), cell(endpoint(x.local_addr, x.local_port)), cell(endpoint(x.remote_addr, x.remote_port) + (x.server_name ? " (" + x.server_name + ")" : "")), cell(state),
         num(rtt, x.tcp && x.tcp.srtt_us != null ? x.tcp.srtt_us : ""), num(bytes(x.tx.payload_bytes), x.tx.payload_bytes), num(bytes(x.rx.payload_bytes), x.rx.payload_bytes)]);
       row.dataset.cookie = String(x.cookie);
       body.append(row);
@@ -332,10 +338,12 @@
 
   // ---- where ----
   async function refreshWhere() {
-    const [cls, remotes, ports] = await Promise.all([
+    const [cls, remotes, ports, domains, services] = await Promise.all([
       api("/api/v1/usage?" + q(windowParams().concat([["by", "class"]]))),
       api("/api/v1/usage?" + q(windowParams().concat([["by", "remote"], ["limit", "20"]]))),
       api("/api/v1/usage?" + q(windowParams().concat([["by", "port"], ["limit", "20"]]))),
+      api("/api/v1/usage?" + q(windowParams().concat([["by", "domain"], ["limit", "20"]]))),
+      api("/api/v1/usage?" + q(windowParams().concat([["by", "service"], ["limit", "20"]]))),
     ]);
     const body = $("#class-table tbody");
     body.textContent = "";
@@ -347,8 +355,10 @@
       wrap.append(fill, txt); share.append(wrap);
       body.append(tr([cell(r.class), num(bytes(r.tx.payload_bytes), r.tx.payload_bytes), num(bytes(r.rx.payload_bytes), r.rx.payload_bytes), share]));
     }
-    fillPairs("#remotes-table", remotes.rows, (x) => x.remote_addr);
+    fillPairs("#remotes-table", remotes.rows, remoteName);
     fillPairs("#ports-table", ports.rows, (x) => x.protocol + "/" + (x.service_port ?? x.remote_port) + (x.direction ? " " + x.direction : ""));
+    fillPairs("#domains-table", domains.rows, (x) => x.domain ?? x.comm ?? "[no name]");
+    fillPairs("#services-table", services.rows, (x) => x.service ?? x.comm ?? "[no name]");
   }
 
   // ---- window controls ----

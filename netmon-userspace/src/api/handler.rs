@@ -131,6 +131,10 @@ fn interface_names() -> HashMap<u32, String> {
     out
 }
 
+/// The key of the group of traffic without a server name (or, by
+/// service, without a catalogue entry).
+pub const NO_NAME: &str = "[no name]";
+
 /// A group's one-string key and identity fields.
 #[must_use]
 pub fn group_fields(
@@ -252,6 +256,27 @@ pub fn group_fields(
                 ..GroupFields::default()
             },
         ),
+        GroupKey::ServerName(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                server_name: n.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Domain(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                domain: n.clone(),
+                ..GroupFields::default()
+            },
+        ),
+        GroupKey::Service(n) => (
+            n.clone().unwrap_or_else(|| NO_NAME.to_owned()),
+            GroupFields {
+                service: n.clone(),
+                ..GroupFields::default()
+            },
+        ),
     }
 }
 
@@ -344,7 +369,11 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                 .groups
                 .iter()
                 .map(|g| {
-                    let (key, fields) = group_fields(&g.key, &facts, &ifnames);
+                    let (key, mut fields) = group_fields(&g.key, &facts, &ifnames);
+                    if let Some(first) = g.names.first() {
+                        fields.server_name = Some(first.clone());
+                        fields.server_names.clone_from(&g.names);
+                    }
                     let (tx, rx) = counters(&g.traffic);
                     let q = g.quality.as_ref();
                     let ms = |us: Option<u32>| us.map(|us| f64::from(us) / 1000.0);

@@ -164,6 +164,10 @@ impl Backend {
     pub fn connect(args: &ConnArgs) -> anyhow::Result<Self> {
         let file = crate::config::load(args.config.as_deref())?;
         let apps = file.apps.clone();
+        // Reading the file here: services as the daemon would name them.
+        crate::query::domains::set_catalogue(crate::query::domains::Catalogue::from_config(
+            &file.names,
+        )?);
         let retention = |db: &Path| {
             file.clone()
                 .resolve(

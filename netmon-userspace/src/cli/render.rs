@@ -72,7 +72,7 @@ pub fn csv(
 }
 
 /// CSV columns of [`GroupFields`].
-pub const GROUP_COLUMNS: [&str; 15] = [
+pub const GROUP_COLUMNS: [&str; 18] = [
     "pid",
     "start_ticks",
     "comm",
@@ -88,6 +88,9 @@ pub const GROUP_COLUMNS: [&str; 15] = [
     "ifindex",
     "interface",
     "class",
+    "server_name",
+    "domain",
+    "service",
 ];
 
 /// CSV columns of a tx/rx pair (the app/retrans pairs appended last, so
@@ -128,6 +131,9 @@ pub fn group_cells(f: &GroupFields) -> Vec<String> {
         opt(f.ifindex.as_ref()),
         opt(f.interface.as_ref()),
         opt(f.class.as_ref()),
+        opt(f.server_name.as_ref()),
+        opt(f.domain.as_ref()),
+        opt(f.service.as_ref()),
     ]
 }
 

@@ -95,6 +95,7 @@ pub fn write(
         (Format::Csv, Some(sockets)) => {
             let mut header = SOCKET_COLUMNS.to_vec();
             header.extend(COUNTER_COLUMNS);
+            header.push("server_name");
             let rows = sockets.iter().map(|f| {
                 let mut cells = vec![
                     f.cookie.to_string(),
@@ -113,6 +114,7 @@ pub fn write(
                     f.closed.to_string(),
                 ];
                 cells.extend(render::counter_cells(&f.tx, &f.rx));
+                cells.push(f.server_name.clone().unwrap_or_default());
                 cells
             });
             render::csv(out, &header, rows)
@@ -194,7 +196,10 @@ pub fn table(doc: &wire::Snapshot, raw: bool, width: Option<usize>) -> String {
                 f.comm.clone(),
                 f.protocol.clone(),
                 endpoint(f.local_addr, f.local_port),
-                endpoint(f.remote_addr, f.remote_port),
+                match &f.server_name {
+                    Some(n) => format!("{} ({n})", endpoint(f.remote_addr, f.remote_port)),
+                    None => endpoint(f.remote_addr, f.remote_port),
+                },
                 if f.closed { "closed" } else { "open" }.to_owned(),
                 human_bytes(f.tx.payload_bytes, raw),
                 human_bytes(f.rx.payload_bytes, raw),

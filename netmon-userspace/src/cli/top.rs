@@ -456,7 +456,7 @@ pub fn write(out: &mut dyn Write, doc: &Top, format: Format, raw: bool) -> anyho
 fn label(r: &TopRow) -> String {
     match (&r.fields.pid, &r.fields.comm) {
         (Some(pid), Some(comm)) => format!("{pid} {comm}"),
-        _ => r.key.clone(),
+        _ => crate::cli::usage::remote_cell(&r.key, &r.fields),
     }
 }
 

@@ -17,7 +17,8 @@ pub struct UsageArgs {
     #[arg(long, value_enum, default_value = "process")]
     pub by: Dimension,
     /// Only rows matching KEY=VALUE (pid, app, comm, user, cgroup,
-    /// container, remote, port, protocol, interface, class); repeatable.
+    /// container, remote, port, protocol, interface, class, server_name,
+    /// domain: the name or any under it, service); repeatable.
     #[arg(long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<FilterTerm>,
     /// Only traffic to this destination class.
@@ -129,7 +130,7 @@ pub fn table(doc: &Usage, raw: bool, width: Option<usize>) -> String {
                 r.fields.app.clone().unwrap_or_default(),
             ]
         } else {
-            vec![r.key.clone()]
+            vec![remote_cell(&r.key, &r.fields)]
         };
         cells.extend([
             human_bytes(r.tx.payload_bytes, raw),
@@ -173,6 +174,18 @@ pub fn table(doc: &Usage, raw: bool, width: Option<usize>) -> String {
     s
 }
 
+/// A group's cell; a remote's with its busiest server name (and how many
+/// more it has): `93.184.216.34 (www.example.com +1)`.
+pub(crate) fn remote_cell(key: &str, f: &crate::wire::GroupFields) -> String {
+    match (f.remote_addr, f.server_names.first()) {
+        (Some(_), Some(name)) if f.server_names.len() > 1 => {
+            format!("{key} ({name} +{})", f.server_names.len() - 1)
+        }
+        (Some(_), Some(name)) => format!("{key} ({name})"),
+        _ => key.to_owned(),
+    }
+}
+
 fn first_column(by: &str) -> &'static str {
     match by {
         "app" => "APP",
@@ -184,6 +197,9 @@ fn first_column(by: &str) -> &'static str {
         "interface" => "INTERFACE",
         "protocol" => "PROTOCOL",
         "class" => "CLASS",
+        "server_name" => "SERVER NAME",
+        "domain" => "DOMAIN",
+        "service" => "SERVICE",
         _ => "GROUP",
     }
 }

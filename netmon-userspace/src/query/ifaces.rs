@@ -168,6 +168,7 @@ pub fn add_to_usage(
                 key,
                 traffic: crate::store::Traffic::default(),
                 share: 0.0,
+                names: Vec::new(),
                 quality: None,
             });
         }

@@ -11,6 +11,7 @@
 //! predicate ([`scan`]) and the grouping happens above it ([`usage`],
 //! [`series`]).
 pub mod apps;
+pub mod domains;
 pub mod edges;
 pub mod facts;
 pub mod ifaces;

@@ -75,6 +75,7 @@ pub fn process_sockets(tapped: &Tapped, process: ProcessId, limit: usize) -> wir
         });
     let mine = Reading {
         flows,
+        names: tapped.reading.names.clone(),
         ..Reading::default()
     };
     let mut owners = crate::ownership::Owners::default();

@@ -35,6 +35,15 @@ pub enum Dimension {
     Protocol,
     /// Destination class (loopback, lan, internet).
     Class,
+    /// Server name the flows were opened to (TLS SNI, HTTP Host, QUIC,
+    /// DNS).
+    #[serde(rename = "server_name")]
+    #[value(name = "server_name", alias = "server-name")]
+    ServerName,
+    /// Registered domain (eTLD+1) of the server name.
+    Domain,
+    /// Service of the server name (the services catalogue).
+    Service,
 }
 
 impl Dimension {
@@ -52,13 +61,30 @@ impl Dimension {
             Self::Interface => "interface",
             Self::Protocol => "protocol",
             Self::Class => "class",
+            Self::ServerName => "server_name",
+            Self::Domain => "domain",
+            Self::Service => "service",
         }
     }
 
     /// Needs the per remote endpoint rollups.
     #[must_use]
     pub const fn needs_remote(self) -> bool {
-        matches!(self, Self::Remote | Self::Port | Self::Protocol)
+        matches!(
+            self,
+            Self::Remote
+                | Self::Port
+                | Self::Protocol
+                | Self::ServerName
+                | Self::Domain
+                | Self::Service
+        )
+    }
+
+    /// Groups by something derived from the server name.
+    #[must_use]
+    pub const fn is_name(self) -> bool {
+        matches!(self, Self::ServerName | Self::Domain | Self::Service)
     }
 }
 
@@ -96,6 +122,13 @@ pub enum GroupKey {
     /// Traffic with no remote endpoint (counted while the flow map was
     /// full), in remote, port and protocol answers.
     NoEndpoint,
+    /// A server name (`None`: traffic of flows without one).
+    ServerName(Option<String>),
+    /// A registered domain (`None`: no server name).
+    Domain(Option<String>),
+    /// A service of the catalogue (`None`: no server name, or a name no
+    /// catalogue entry matches).
+    Service(Option<String>),
 }
 
 /// Keys a `--filter KEY=VALUE` can name.
@@ -123,13 +156,33 @@ pub enum FilterKey {
     Interface,
     /// `class=internet|lan|loopback`.
     Class,
+    /// `server_name=NAME` (exact, case ignored).
+    ServerName,
+    /// `domain=NAME`: server names equal to NAME or ending in `.NAME`.
+    Domain,
+    /// `service=NAME` (a catalogue service, case ignored).
+    Service,
 }
 
 impl FilterKey {
     /// Needs the per remote endpoint rollups.
     #[must_use]
     pub const fn needs_remote(self) -> bool {
-        matches!(self, Self::Remote | Self::Port | Self::Protocol)
+        matches!(
+            self,
+            Self::Remote
+                | Self::Port
+                | Self::Protocol
+                | Self::ServerName
+                | Self::Domain
+                | Self::Service
+        )
+    }
+
+    /// Matches on the server name.
+    #[must_use]
+    pub const fn is_name(self) -> bool {
+        matches!(self, Self::ServerName | Self::Domain | Self::Service)
     }
 
     /// Is a property of a process (and so cannot filter interface rows).
@@ -180,9 +233,12 @@ impl FromStr for FilterTerm {
             "protocol" | "proto" => FilterKey::Protocol,
             "interface" | "iface" => FilterKey::Interface,
             "class" => FilterKey::Class,
+            "server_name" | "server-name" | "sni" => FilterKey::ServerName,
+            "domain" => FilterKey::Domain,
+            "service" => FilterKey::Service,
             _ => {
                 return Err(err(
-                    "unknown key (pid, app, comm, user, cgroup, container, remote, port, protocol, interface, class)",
+                    "unknown key (pid, app, comm, user, cgroup, container, remote, port, protocol, interface, class, server_name, domain, service)",
                 ));
             }
         };
@@ -207,6 +263,9 @@ impl fmt::Display for FilterTerm {
             FilterKey::Protocol => "protocol",
             FilterKey::Interface => "interface",
             FilterKey::Class => "class",
+            FilterKey::ServerName => "server_name",
+            FilterKey::Domain => "domain",
+            FilterKey::Service => "service",
         };
         write!(f, "{k}={}", self.value)
     }

@@ -63,6 +63,9 @@ pub struct UsageGroup {
     pub share: f64,
     /// Its TCP flows' quality in the window (`None`: no TCP sample).
     pub quality: Option<Quality>,
+    /// `--by remote`: the server names its traffic was opened to, most IP
+    /// bytes first (empty without any; other groupings: empty).
+    pub names: Vec<String>,
 }
 
 /// TCP connection quality of a group over a window.
@@ -161,12 +164,14 @@ pub(crate) struct RowFilter {
     ports: Vec<(Option<u8>, u16)>,
     protocols: Vec<u8>,
     ifaces: Vec<Option<u32>>,
+    names: crate::query::domains::NameTerms,
 }
 
 impl RowFilter {
     pub(crate) fn new(filters: &[FilterTerm], class: Option<DestClass>) -> Self {
         let mut f = Self {
             classes: class.into_iter().collect(),
+            names: crate::query::domains::NameTerms::new(filters),
             ..Self::default()
         };
         for t in filters {
@@ -194,6 +199,7 @@ impl RowFilter {
                 .iter()
                 .all(|(p, n)| *n == k.port && p.is_none_or(|p| p == k.protocol))
             && self.protocols.iter().all(|p| *p == k.protocol)
+            && self.names.ok(k.name)
     }
 
     /// True when a remote, port, protocol or interface term is set (rows
@@ -202,7 +208,8 @@ impl RowFilter {
         !(self.remotes.is_empty()
             && self.ports.is_empty()
             && self.protocols.is_empty()
-            && self.ifaces.is_empty())
+            && self.ifaces.is_empty()
+            && self.names.is_empty())
     }
 
     pub(crate) fn iface_ok(&self, ifindex: u32) -> bool {
@@ -302,6 +309,17 @@ fn quality_by_group(
         .collect())
 }
 
+/// Server names by IP bytes, most first (ties by name).
+fn names_by_bytes(m: Option<HashMap<crate::store::names::NameId, u64>>) -> Vec<String> {
+    let mut v: Vec<(u64, String)> = m
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, b)| Some((b, id.get()?.server_name.clone())))
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
 /// Answers a usage question.
 ///
 /// # Errors
@@ -311,7 +329,11 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
     let kind = kind_for(q.by, &q.filters)?;
     let rf = RowFilter::new(&q.filters, q.class);
     let mut procs = ProcCache::new(facts, &q.filters, q.by);
+    let names = crate::query::domains::NameCache::default();
     let mut acc: HashMap<GroupKey, Traffic> = HashMap::new();
+    // `--by remote`: IP bytes per server name of each remote.
+    let mut remote_names: HashMap<IpAddr, HashMap<crate::store::names::NameId, u64>> =
+        HashMap::new();
     let mut add = |row: scan::Row| {
         if !rf.class_ok(row.class) {
             return;
@@ -339,13 +361,26 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                     return;
                 };
                 match q.by {
-                    Dimension::Remote => GroupKey::Remote(remote_ip(&rk)),
+                    Dimension::Remote => {
+                        let ip = remote_ip(&rk);
+                        if !rk.name.is_none() {
+                            *remote_names
+                                .entry(ip)
+                                .or_default()
+                                .entry(rk.name)
+                                .or_default() += ip_total(&row.traffic);
+                        }
+                        GroupKey::Remote(ip)
+                    }
                     Dimension::Port => GroupKey::Port {
                         protocol: rk.protocol,
                         port: rk.port,
                         dir: rk.dir,
                     },
                     Dimension::Protocol => GroupKey::Protocol(rk.protocol),
+                    by if by.is_name() => names
+                        .group(by, rk.name)
+                        .unwrap_or(GroupKey::Class(row.class)),
                     _ => pg.unwrap_or(GroupKey::Class(row.class)),
                 }
             }
@@ -390,7 +425,8 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
         }
         coverage
     };
-    let mut quality = if kind == Kind::Interface {
+    // Quality samples carry no server name: no quality by or for names.
+    let mut quality = if kind == Kind::Interface || q.by.is_name() || !rf.names.is_empty() {
         HashMap::new()
     } else {
         quality_by_group(store, q, &rf, &mut procs)?
@@ -406,6 +442,10 @@ pub fn usage(store: &mut Store, facts: &Facts, q: &UsageQuery) -> Result<UsageAn
                 ip_total(&traffic) as f64 / grand as f64
             },
             quality: quality.remove(&key),
+            names: match &key {
+                GroupKey::Remote(ip) => names_by_bytes(remote_names.remove(ip)),
+                _ => Vec::new(),
+            },
             key,
             traffic,
         })

@@ -38,6 +38,11 @@
 //! tx = { packets = 2, ip_bytes = 1080, payload_bytes = 1000 }   # per tick
 //! rx = { packets = 1, ip_bytes = 540, payload_bytes = 500 }
 //! tcp = { srtt_us = 20000, data_segs = 2, retrans_segs = 0 }     # optional
+//! name = { server_name = "www.example.org", source = "sni", after = 2 } # optional:
+//!                                         # the server name, reported once per kernel entry
+//!                                         # in the first reading at tick >= from + after;
+//!                                         # the first `after` ticks carry headers only
+//!                                         # (tx/rx with payload and retrans bytes 0)
 //!
 //! [[overflow]]                            # traffic that found the flow map full
 //! from = 10
@@ -212,6 +217,56 @@ pub struct SimFlow {
     /// flow carries no TCP sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<SimTcp>,
+    /// The flow's server name, as the name capture would report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<SimName>,
+}
+
+/// A simulated flow's server name. Honours the source contract
+/// ([`Reading::names`]): the first `after` ticks of the flow carry no
+/// payload (a handshake), and the name is reported in the first reading
+/// at a tick of at least `from + after`, once per kernel entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimName {
+    /// The name.
+    pub server_name: String,
+    /// How it was learned.
+    pub source: crate::source::NameSource,
+    /// Header-only ticks before the name (and the first payload).
+    #[serde(default)]
+    pub after: u64,
+}
+
+impl SimFlow {
+    /// Its traffic over the ticks `[lo, hi]`: header-only ticks (see
+    /// [`SimName::after`]) without payload.
+    #[must_use]
+    pub fn traffic(&self, lo: u64, hi: u64) -> Traffic {
+        let after = self.name.as_ref().map_or(0, |n| n.after);
+        let first_payload = self.from.saturating_add(after);
+        let headers =
+            overlap(self.from, first_payload.saturating_sub(1), lo, hi) * u64::from(after > 0);
+        let full = overlap(first_payload.max(self.from), self.to, lo, hi);
+        let bare = |d: DirCounters| DirCounters {
+            payload_bytes: 0,
+            retrans_bytes: 0,
+            ..d
+        };
+        Traffic {
+            tx: mul(self.tx, full).saturating_add(mul(bare(self.tx), headers)),
+            rx: mul(self.rx, full).saturating_add(mul(bare(self.rx), headers)),
+        }
+    }
+
+    /// The flow's name as the source reports it.
+    #[must_use]
+    pub fn flow_name(&self) -> Option<crate::source::FlowName> {
+        self.name.as_ref().map(|n| crate::source::FlowName {
+            server_name: n.server_name.clone(),
+            source: n.source,
+        })
+    }
 }
 
 /// A flow's TCP state: a constant smoothed RTT and segment counts per tick
@@ -411,11 +466,14 @@ impl Script {
                 if n == 0 {
                     continue;
                 }
-                let traffic = Traffic {
-                    tx: mul(f.tx, n),
-                    rx: mul(f.rx, n),
-                };
+                let traffic = f.traffic(*ticks.start(), *ticks.end());
                 let raw = raw_addr(f.remote);
+                add(
+                    t.per_name
+                        .entry((owner, f.name.as_ref().map(|n| n.server_name.clone())))
+                        .or_default(),
+                    traffic,
+                );
                 let class = classify_raw(&raw, ip_version(f.remote), f.ifindex);
                 add(t.per_process.entry(owner).or_default(), traffic);
                 add(
@@ -525,6 +583,9 @@ pub struct Truth {
     pub per_class: BTreeMap<DestClass, Traffic>,
     /// Per interface (overflow has none).
     pub per_iface: BTreeMap<u32, Traffic>,
+    /// Per (process, server name as the script gives it; `None`: the flow
+    /// has none). Overflow has no name and is not here.
+    pub per_name: BTreeMap<(ProcessId, Option<String>), Traffic>,
     /// Failed flow inserts.
     pub failed_inserts: u64,
 }
@@ -747,6 +808,36 @@ impl ScriptBuilder {
             tx,
             rx,
             tcp: None,
+            name: None,
+        });
+        self
+    }
+
+    /// Gives the flow added last a server name, reported after `after`
+    /// header-only ticks (see [`SimName`]).
+    ///
+    /// # Panics
+    /// When no flow was added yet (builder misuse in a test).
+    #[expect(
+        clippy::expect_used,
+        reason = "builder for tests and benchmarks: misuse is a bug in the caller"
+    )]
+    pub fn name(
+        &mut self,
+        server_name: &str,
+        source: crate::source::NameSource,
+        after: u64,
+    ) -> &mut Self {
+        let flow = self
+            .script
+            .sockets
+            .last_mut()
+            .and_then(|s| s.flows.last_mut())
+            .expect("a flow was added");
+        flow.name = Some(SimName {
+            server_name: server_name.to_owned(),
+            source,
+            after,
         });
         self
     }
@@ -847,6 +938,9 @@ pub struct SimSource {
     state_path: Option<PathBuf>,
     /// Retire calls that removed something (for tests).
     pub retire_calls: u64,
+    /// Per flow: the kernel entry (`first_boottime_ns`) whose name was
+    /// reported.
+    named: HashMap<usize, u64>,
 }
 
 fn now_ms() -> u64 {
@@ -898,6 +992,7 @@ impl SimSource {
             ticker: Ticker::Manual(0),
             state_path: None,
             retire_calls: 0,
+            named: HashMap::new(),
         }
     }
 
@@ -1043,8 +1138,9 @@ impl SimSource {
             return None;
         }
         let mut value = ff.base;
-        value.tx = mul(f.tx, n);
-        value.rx = mul(f.rx, n);
+        let t = f.traffic(lo, tick);
+        value.tx = t.tx;
+        value.rx = t.rx;
         if let Some(t) = f.tcp {
             let per = |x: u32| u32::try_from(u64::from(x).saturating_mul(n)).unwrap_or(u32::MAX);
             value.tcp = netmon_common::TcpSample {
@@ -1089,8 +1185,19 @@ impl CounterSource for SimSource {
         let tick = self.tick();
         let reset = self.reset_epoch(tick);
         let mut flows = Vec::with_capacity(self.flows.len());
+        let mut names = HashMap::new();
         for i in 0..self.flows.len() {
             if let Some(value) = self.value_at(i, tick, reset) {
+                let ff = &self.flows[i];
+                let f = &self.script.sockets[ff.socket].flows[ff.flow];
+                if let Some(n) = &f.name
+                    && tick >= f.from.saturating_add(n.after)
+                    && self.named.get(&i) != Some(&value.first_boottime_ns)
+                    && let Some(name) = f.flow_name()
+                {
+                    self.named.insert(i, value.first_boottime_ns);
+                    names.insert(ff.key, name);
+                }
                 let closed = self.script.sockets[self.flows[i].socket]
                     .closed_at
                     .is_some_and(|c| c <= tick);
@@ -1106,7 +1213,7 @@ impl CounterSource for SimSource {
             overflow: self.overflow_at(tick),
             max_flows: self.script.max_flows,
             released_by: std::collections::HashMap::new(),
-            names: std::collections::HashMap::new(),
+            names,
         })
     }
 

@@ -176,15 +176,27 @@ pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
 /// `crate::query::edges` for edges inside a minute). Keyed by the service
 /// port, not the ephemeral one ([`crate::store::service`]): rows grow with
 /// services and peers, not with connections.
-/// - key (42 bytes): [`encode_remote_key`] — bucket start u64 BE, pid u32 BE,
-///   start_ticks u64 BE, remote address 16 bytes, service port u16 BE,
-///   [`ConnDir`] u8, ip_version u8, protocol u8, [`DestClass`] u8.
+/// Keyed by the server name too (schema 5): the rows of one endpoint
+/// split by the name its flows were opened to ([`crate::store::names`]).
+/// - key (43 bytes + name): [`encode_remote_key`] — bucket start u64 BE,
+///   pid u32 BE, start_ticks u64 BE, remote address 16 bytes, service port
+///   u16 BE, [`ConnDir`] u8, ip_version u8, protocol u8, [`DestClass`] u8,
+///   then the server name ([`crate::store::names::encode_name`]: source
+///   byte, 0 for none, and the name's bytes to the end of the key).
 /// - value: postcard [`Traffic`].
-pub const REMOTE_MINUTE: Bytes = TableDefinition::new("remote.minute.v3");
+pub const REMOTE_MINUTE: Bytes = TableDefinition::new("remote.minute.v4");
 /// See [`REMOTE_MINUTE`].
-pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v3");
+pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v4");
 /// See [`REMOTE_MINUTE`].
-pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v3");
+pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v4");
+
+/// Schema 4's remote tiers: 42-byte keys ([`decode_remote_key_v3`], no
+/// server name); read only by the migration to schema 5.
+pub const REMOTE_TABLES_V3: [(Bytes, Bytes); 3] = [
+    (TableDefinition::new("remote.minute.v3"), REMOTE_MINUTE),
+    (TableDefinition::new("remote.hour.v3"), REMOTE_HOUR),
+    (TableDefinition::new("remote.day.v3"), REMOTE_DAY),
+];
 
 /// Schema 3's hour rollups per (process, remote endpoint): 41-byte keys
 /// ([`decode_remote_key_v2`]: the remote port, no direction); read only by
@@ -298,7 +310,7 @@ impl From<QualitySampleV1> for crate::store::QualitySample {
 }
 
 /// Every table a fresh store creates.
-pub const ALL_BYTE_TABLES: [Bytes; 18] = [
+pub const ALL_BYTE_TABLES: [Bytes; 19] = [
     SNAPSHOT,
     SNAPSHOT_KEYS,
     PROCESSES,
@@ -317,6 +329,7 @@ pub const ALL_BYTE_TABLES: [Bytes; 18] = [
     MACHINE_HOUR,
     MACHINE_DAY,
     QUALITY,
+    crate::store::names::FLOW_NAMES,
 ];
 
 /// The value of an [`INTERVAL`] row (postcard: a varint length, then each
@@ -995,11 +1008,21 @@ pub fn decode_proc_key(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), Layou
     Ok((be_u64(&b[0..8]), decode_process(&b[8..20])?, class))
 }
 
-/// `REMOTE_*` key (42 bytes): bucket u64 BE | pid u32 BE | start_ticks u64 BE
-/// | remote_addr \[16\] | service port u16 BE | direction u8 | ip_version u8
-/// | protocol u8 | class u8.
+/// `REMOTE_*` key (43 bytes and the name): bucket u64 BE | pid u32 BE |
+/// start_ticks u64 BE | remote_addr \[16\] | service port u16 BE |
+/// direction u8 | ip_version u8 | protocol u8 | class u8 | name
+/// ([`crate::store::names::encode_name`]).
 #[must_use]
-pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
+pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&encode_remote_key_v3(bucket, k));
+    crate::store::names::encode_name(&mut out, k.name);
+    out
+}
+
+/// Schema 4's 42-byte remote key: [`encode_remote_key`] without the name.
+#[must_use]
+pub fn encode_remote_key_v3(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
     let mut out = [0u8; 42];
     out[0..8].copy_from_slice(&bucket.to_be_bytes());
     out[8..20].copy_from_slice(&encode_process(k.process));
@@ -1015,10 +1038,26 @@ pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
 /// Inverse of [`encode_remote_key`].
 ///
 /// # Errors
-/// On a wrong length, direction or class byte.
+/// On a wrong length, direction, class or name.
 pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
+    if b.len() < 43 {
+        return Err(LayoutError::Key {
+            table: "remote",
+            len: b.len(),
+        });
+    }
+    let (ts, mut rk) = decode_remote_key_v3(&b[..42])?;
+    rk.name = crate::store::names::decode_name(&b[42..], "remote")?;
+    Ok((ts, rk))
+}
+
+/// Decodes a schema 4 remote key ([`REMOTE_TABLES_V3`], 42 bytes, no name).
+///
+/// # Errors
+/// On a wrong length, direction or class byte.
+pub fn decode_remote_key_v3(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
     let err = || LayoutError::Key {
-        table: "remote",
+        table: "remote.v3",
         len: b.len(),
     };
     if b.len() != 42 {
@@ -1038,6 +1077,7 @@ pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
             ip_version: b[39],
             protocol: b[40],
             class,
+            name: crate::store::names::NameId::NONE,
         },
     ))
 }
@@ -1069,6 +1109,7 @@ pub fn decode_remote_key_v2(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError
             ip_version: b[38],
             protocol: b[39],
             class,
+            name: crate::store::names::NameId::NONE,
         },
     ))
 }
@@ -1182,9 +1223,24 @@ mod tests {
             ip_version: 6,
             protocol: 17,
             class: DestClass::Internet,
+            name: crate::store::names::NameId::NONE,
         };
         assert_eq!(
             decode_remote_key(&encode_remote_key(5, &rk)).expect("decodes"),
+            (5, rk)
+        );
+        let named = RemoteKey {
+            name: crate::store::names::NameId::of(&crate::source::FlowName {
+                server_name: "dns.example".to_owned(),
+                source: crate::source::NameSource::Dns,
+            }),
+            ..rk
+        };
+        let k = encode_remote_key(5, &named);
+        assert_eq!(&k[..42], encode_remote_key_v3(5, &rk).as_slice());
+        assert_eq!(decode_remote_key(&k).expect("decodes"), (5, named));
+        assert_eq!(
+            decode_remote_key_v3(&encode_remote_key_v3(5, &rk)).expect("decodes"),
             (5, rk)
         );
         assert_eq!(
@@ -1247,6 +1303,7 @@ mod tests {
                         older: t(1),
                         port: 8443,
                         dir: ConnDir::In,
+                        name: crate::store::names::NameId::NONE,
                         older_minute: 60_000 * 28_333_320,
                         newer: t(2),
                         newer_minute: 60_000 * 28_333_321,

@@ -27,6 +27,7 @@
 pub mod class;
 pub mod ifcount;
 pub mod layout;
+pub mod names;
 pub mod query;
 pub mod retention;
 pub mod rollup;
@@ -379,7 +380,9 @@ impl Store {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let mut flows = Vec::new();
-            read_snapshot(&txn, |slot, key, entry| {
+            let names = names::read_flow_names_in(&txn)?;
+            read_snapshot(&txn, |slot, key, mut entry| {
+                entry.pending.name = names.get(&key).copied().unwrap_or_default();
                 flows.push(SnapRecord { slot, key, entry });
             })?;
             let meta = txn.open_table(layout::META)?;
@@ -410,6 +413,7 @@ impl Store {
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;
             ifcount::write(&txn, batch.ts_ms, &batch.ifcount)?;
+            names::write_flow_names(&txn, &batch.flow_names)?;
             txn.commit()?;
             Ok(())
         })

@@ -534,8 +534,10 @@ pub fn pending_remote_rows(
     txn: &redb::ReadTransaction,
 ) -> Result<Vec<(TimeMs, RemoteKey, Traffic)>, StoreError> {
     let mut out = Vec::new();
+    let names = crate::store::names::read_flow_names_in(txn)?;
     crate::store::read_snapshot(txn, |_, key, e| {
-        let rk = e.pending.remote_key(&key);
+        let mut rk = e.pending.remote_key(&key);
+        rk.name = names.get(&key).copied().unwrap_or_default();
         out.extend(e.pending.pieces().map(|(h, t)| (h, rk, t)));
     })?;
     Ok(out)

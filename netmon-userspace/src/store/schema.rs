@@ -40,7 +40,11 @@ use crate::store::types::DaemonEvent;
 ///   after the last interval sample the old file held
 ///   ([`layout::META_REMOTE_MINUTE_FROM`]; earlier remote bytes are in the
 ///   hour and day tiers).
-pub const CURRENT: u32 = 4;
+/// - 5: remote rollups keyed by the server name too (`remote.*.v4`: the
+///   42-byte key, then the name, see [`crate::store::names`]), and the
+///   snapshot flows' names (`snapshot.names.v1`). Older rows have no name
+///   (the "no name" byte is appended to their keys).
+pub const CURRENT: u32 = 5;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
@@ -48,7 +52,7 @@ pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>
 /// Migration steps, in order. A step that changes a layout writes
 /// `*.v<N+1>` tables from the old ones and deletes them (see [`layout`]'s
 /// conventions).
-pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3), (3, v3_to_v4)];
+pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3), (3, v3_to_v4), (4, v4_to_v5)];
 
 /// 1 → 2: `snapshot.v1` (one row per flow) → snapshot chunks. Flows take
 /// slots in key order. Schema 1 wrote every delta to the remote rollups at
@@ -241,9 +245,10 @@ fn convert_snapshot(
 /// snapshot pieces with the service, quality samples with a direction.
 fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     use redb::ReadableTable as _;
+    // Into schema 4's tables (42-byte keys): the next step adds names.
     for (old, new) in [
-        (layout::REMOTE_HOUR_V2, layout::REMOTE_HOUR),
-        (layout::REMOTE_DAY_V2, layout::REMOTE_DAY),
+        (layout::REMOTE_HOUR_V2, layout::REMOTE_TABLES_V3[1].0),
+        (layout::REMOTE_DAY_V2, layout::REMOTE_TABLES_V3[2].0),
     ] {
         {
             let from = match txn.open_table(old) {
@@ -255,7 +260,10 @@ fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             for row in from.iter().flat_map(|t| t.iter()).flatten() {
                 let (k, v) = row?;
                 let (bucket, rk) = layout::decode_remote_key_v2(k.value())?;
-                to.insert(layout::encode_remote_key(bucket, &rk).as_slice(), v.value())?;
+                to.insert(
+                    layout::encode_remote_key_v3(bucket, &rk).as_slice(),
+                    v.value(),
+                )?;
             }
         }
         match txn.delete_table(old) {
@@ -288,6 +296,34 @@ fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             from.to_be_bytes().as_slice(),
         )?;
     }
+    Ok(())
+}
+
+/// 4 → 5: remote rows gain a server name (none for every old row): each
+/// `remote.*.v3` row is copied under its key with the "no name" byte
+/// appended, and the old table deleted.
+fn v4_to_v5(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    for (old, new) in layout::REMOTE_TABLES_V3 {
+        {
+            let from = match txn.open_table(old) {
+                Ok(t) => Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut to = txn.open_table(new)?;
+            for row in from.iter().flat_map(|t| t.iter()).flatten() {
+                let (k, v) = row?;
+                let (bucket, rk) = layout::decode_remote_key_v3(k.value())?;
+                to.insert(layout::encode_remote_key(bucket, &rk).as_slice(), v.value())?;
+            }
+        }
+        match txn.delete_table(old) {
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    txn.open_table(crate::store::names::FLOW_NAMES)?;
     Ok(())
 }
 
@@ -501,7 +537,8 @@ mod tests {
             vec![
                 DaemonEvent::Migration { from: 1, to: 2 },
                 DaemonEvent::Migration { from: 2, to: 3 },
-                DaemonEvent::Migration { from: 3, to: 4 }
+                DaemonEvent::Migration { from: 3, to: 4 },
+                DaemonEvent::Migration { from: 4, to: 5 }
             ]
         );
         let truth = script.truth(0..=40);
@@ -541,6 +578,71 @@ mod tests {
         drop(store);
 
         // Reopening the migrated file migrates nothing.
+        let (_, events) = Store::open(&path, Retention::default()).expect("reopens");
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// `tests/fixtures/store-v4.redb` was written by the schema 4 drain
+    /// (commit f3ebc55) from [`fixture_script`], ticks 0..=40 at `BASE +
+    /// k * STEP + 1234`, and not touched since: its remote rows (and the
+    /// pending pieces of its snapshot) gain the "no name" byte; every
+    /// answer is the script's ground truth, nothing is named.
+    #[test]
+    fn a_schema_4_file_migrates_to_named_remote_rows() {
+        use crate::query::AppRules;
+        use crate::query::facts::Facts;
+        use crate::query::terms::{Dimension, GroupKey};
+        use crate::query::usage::{UsageQuery, usage};
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v4.redb");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v4.redb");
+        std::fs::copy(&fixture, &path).expect("copy fixture");
+        let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
+        assert_eq!(events, vec![DaemonEvent::Migration { from: 4, to: 5 }]);
+        let truth = fixture_script().truth(0..=40);
+        assert_eq!(by_process(&mut store), truth.per_process);
+        assert_eq!(by_remote(&mut store), truth.per_remote);
+        let snapshot = store.load_snapshot().expect("snapshot");
+        assert!(
+            snapshot.flows.iter().any(|r| !r.entry.pending.is_empty()),
+            "the fixture has pending pieces"
+        );
+        let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
+        let answer = usage(
+            &mut store,
+            &facts,
+            &UsageQuery {
+                range: 0..u64::MAX / 2,
+                by: Dimension::ServerName,
+                filters: Vec::new(),
+                class: None,
+                limit: None,
+            },
+        )
+        .expect("usage");
+        let total = truth
+            .per_process
+            .values()
+            .fold(Traffic::default(), |a, t| a.add(*t));
+        assert_eq!(answer.groups.len(), 1);
+        assert_eq!(answer.groups[0].key, GroupKey::ServerName(None));
+        assert_eq!(answer.groups[0].traffic, total);
+        {
+            use redb::ReadableDatabase as _;
+            let db = store.db().expect("db");
+            let txn = db.begin_read().expect("read");
+            for (old, _) in layout::REMOTE_TABLES_V3 {
+                assert!(
+                    matches!(
+                        txn.open_table(old),
+                        Err(redb::TableError::TableDoesNotExist(_))
+                    ),
+                    "{old} left behind"
+                );
+            }
+        }
+        drop(store);
         let (_, events) = Store::open(&path, Retention::default()).expect("reopens");
         assert!(events.is_empty(), "{events:?}");
     }
@@ -646,7 +748,8 @@ mod tests {
             events,
             vec![
                 DaemonEvent::Migration { from: 2, to: 3 },
-                DaemonEvent::Migration { from: 3, to: 4 }
+                DaemonEvent::Migration { from: 3, to: 4 },
+                DaemonEvent::Migration { from: 4, to: 5 }
             ]
         );
         let snapshot = store.load_snapshot().expect("snapshot");

@@ -6,6 +6,7 @@ use netmon_common::{DirCounters, FlowKey, FlowValue};
 
 use crate::ownership::{ProcessId, ProcessInfo};
 use crate::store::class::DestClass;
+use crate::store::names::NameId;
 use crate::store::service::ConnDir;
 
 /// Milliseconds since the Unix epoch (UTC). Every time in the store is one.
@@ -146,6 +147,10 @@ pub struct RemotePending {
     pub port: u16,
     /// Their direction.
     pub dir: ConnDir,
+    /// Their server name: the flow's name (`NameId::NONE` until it has
+    /// one). Not in the snapshot chunks: kept in
+    /// [`crate::store::names::FLOW_NAMES`] per flow.
+    pub name: NameId,
     /// Bytes of minute `older_minute` (zero unless a minute ended since the
     /// last flush while `newer` held bytes).
     pub older: Traffic,
@@ -167,6 +172,7 @@ impl Default for RemotePending {
             class: DestClass::Unknown,
             port: 0,
             dir: ConnDir::Out,
+            name: NameId::NONE,
             older: Traffic::default(),
             older_minute: 0,
             newer: Traffic::default(),
@@ -201,6 +207,7 @@ impl RemotePending {
             ip_version: flow.ip_version,
             protocol: flow.protocol,
             class: self.class,
+            name: self.name,
         }
     }
 
@@ -263,6 +270,7 @@ impl QualitySample {
             ip_version: self.ip_version,
             protocol: self.protocol,
             class: DestClass::from_byte(self.class)?,
+            name: NameId::NONE,
         })
     }
 }
@@ -287,6 +295,10 @@ pub struct RemoteKey {
     pub protocol: u8,
     /// Destination class of `addr`.
     pub class: DestClass,
+    /// The server name the flows were opened to ([`crate::store::names`]);
+    /// `NameId::NONE` when unknown (and in quality samples, which carry no
+    /// name).
+    pub name: NameId,
 }
 
 /// Something the daemon wants remembered. Stored as JSON (see
@@ -394,6 +406,9 @@ pub struct Batch {
     pub events: Vec<DaemonEvent>,
     /// TCP flows' quality over the interval ending at `ts_ms`.
     pub quality: Vec<QualitySample>,
+    /// Server names of snapshot flows to store or (`NameId::NONE`) delete
+    /// ([`crate::store::names::FLOW_NAMES`]).
+    pub flow_names: Vec<(FlowKey, NameId)>,
     /// Interface counters (tc programs): deltas, snapshot and names
     /// ([`crate::store::ifcount`]).
     pub ifcount: crate::store::ifcount::IfBatch,
@@ -419,5 +434,6 @@ impl Batch {
             && self.events.is_empty()
             && self.quality.is_empty()
             && self.ifcount.is_empty()
+            && self.flow_names.is_empty()
     }
 }

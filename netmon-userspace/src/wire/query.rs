@@ -73,6 +73,20 @@ pub struct GroupFields {
     /// Command line (`--by process`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+    /// Server name (`--by server_name`; absent for traffic without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Registered domain (`--by domain`; absent without a server name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Service (`--by service`; absent without a server name or a
+    /// catalogue entry for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// `--by remote`: every server name of the remote's traffic, most
+    /// bytes first (`server_name` is the first); absent without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 /// `netmon usage`: totals over a window.

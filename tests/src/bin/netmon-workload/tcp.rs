@@ -581,6 +581,7 @@ fn add_tcp_info(report: &mut Report, stream: &TcpStream) -> anyhow::Result<()> {
     report.tcp_data_segs_out += u64::from(info.tcpi_data_segs_out);
     report.tcp_rtt_us = u64::from(info.tcpi_rtt);
     report.tcp_rttvar_us = u64::from(info.tcpi_rttvar);
+    report.tcp_min_rtt_us = u64::from(info.tcpi_min_rtt);
     Ok(())
 }
 
