@@ -7,7 +7,8 @@
 //!    ([`quic`]);
 //! 2. else the DNS answer the same process (pid and start time) received
 //!    for the flow's remote address, the latest that had arrived and not
-//!    expired when the flow's first packet was seen ([`dns`]);
+//!    expired when the flow's first packet was seen ([`dns`]); flows to
+//!    port 53 (the DNS traffic itself) are not named this way;
 //! 3. else none. netmon makes no reverse DNS lookups (a lookup leaving the
 //!    machine for every remote); an opt-in for remotes without a name is
 //!    left for later.
@@ -37,6 +38,7 @@ use crate::source::{FlowName, FlowReading, NameSource};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const DNS_PORT: u16 = 53;
 
 /// Longest DNS name (RFC 1035), in its dotted text form.
 const MAX_NAME: usize = 253;
@@ -216,7 +218,10 @@ impl Namer {
                 continue;
             }
             self.decided.insert(f.key);
-            if f.value.flags & FLOW_F_OWNED == 0 {
+            // The DNS traffic itself is not named after what it resolved
+            // (a server answering for its own address would otherwise name
+            // the queries that follow).
+            if f.value.flags & FLOW_F_OWNED == 0 || f.key.remote_port == DNS_PORT {
                 continue;
             }
             let process = (f.value.owner.tgid, f.value.owner.start_boottime_ns);
@@ -328,6 +333,8 @@ mod tests {
         let tls_a = key(2, ip, 443, IPPROTO_TCP);
         let tls_b = key(3, ip, 443, IPPROTO_TCP);
         let plain = key(4, ip, 80, IPPROTO_TCP);
+        // A query to a DNS server on the answered address.
+        let query = key(6, ip, 53, IPPROTO_UDP);
         let other_proc = key(5, ip, 80, IPPROTO_TCP);
         n.ingest(
             &header(tls_a, CAPTURE_FIRST_PAYLOAD, 10, 2),
@@ -348,6 +355,7 @@ mod tests {
             flow(tls_b, 10, 2, 500),
             flow(plain, 10, 2, 7),
             flow(other_proc, 11, 2, 7),
+            flow(query, 10, 2, 30),
         ];
         let names = n.name_flows(&flows, 3 * S);
         assert_eq!(
@@ -364,6 +372,7 @@ mod tests {
         );
         assert_eq!(names.get(&other_proc), None, "another process's answer");
         assert_eq!(names.get(&dns_flow), None);
+        assert_eq!(names.get(&query), None, "DNS traffic is not DNS-named");
         // Reported once, also when a reading holds only some of the flows.
         assert!(n.name_flows(&flows[..2], 4 * S).is_empty());
         assert!(n.name_flows(&flows, 4 * S).is_empty());
