@@ -221,12 +221,17 @@ struct Setup {
     daemon: Daemon,
     paths: DaemonPaths,
     _dir: tempfile::TempDir,
-    _netmon: Netmon,
+    netmon: Netmon,
     pair: NetnsPair,
     cg: CgroupGuard,
 }
 
 fn setup(tag: &str) -> Setup {
+    setup_with(tag, None)
+}
+
+/// [`setup`] with the daemon reading `config` (TOML text).
+fn setup_with(tag: &str, config: Option<&str>) -> Setup {
     let cg = CgroupGuard::new(tag);
     let pair = NetnsPair::new(tag);
     let netmon = Netmon::load(&cg);
@@ -235,12 +240,19 @@ fn setup(tag: &str) -> Setup {
         .tempdir()
         .expect("temp dir");
     let paths = daemon::paths_in(dir.path(), netmon.pin_dir(), &cg);
-    let daemon = Daemon::start(&paths);
+    let daemon = match config {
+        None => Daemon::start(&paths),
+        Some(text) => {
+            let file = dir.path().join("config.toml");
+            std::fs::write(&file, text).expect("write config");
+            Daemon::start_with_config(&paths, &file)
+        }
+    };
     Setup {
         daemon,
         paths,
         _dir: dir,
-        _netmon: netmon,
+        netmon,
         pair,
         cg,
     }
@@ -414,5 +426,39 @@ fn ttl_expiry_and_address_reuse() {
     let got = settle(&s.paths, report.pid, &want);
     sink.send_line("stop");
     assert_names(&got, &want, true);
+    s.daemon.stop();
+}
+
+/// `[names] enabled = false`: the kernel copies nothing (the capture ring
+/// stays empty, `netmon status` says so) and no flow gets a name.
+#[test]
+fn names_off_copies_nothing() {
+    if !require_root("names_off_copies_nothing") {
+        return;
+    }
+    let mut s = setup_with("names-off", Some("[names]\nenabled = false\n"));
+    let server: IpAddr = s.pair.b.v4().into();
+    let (mut sink, port) = start_sink(&s.cg, &s.pair.b, server, 300);
+    let report = client(
+        &s.cg,
+        &s.pair.a,
+        &[
+            format!("--target={server}"),
+            format!("--port={port}"),
+            "tcp:tls=off.names.test:4000".into(),
+            "tcp:http=off2.names.test:1000".into(),
+        ],
+    );
+    let want = expected(&report, &[None, None]);
+    let got = settle(&s.paths, report.pid, &want);
+    sink.send_line("stop");
+    assert_eq!(got, want, "no names with [names] enabled = false");
+    let status = s.netmon.status();
+    assert_eq!(
+        status["name_capture"]["records"].as_u64(),
+        Some(0),
+        "nothing copied: {}",
+        status["name_capture"]
+    );
     s.daemon.stop();
 }
