@@ -134,6 +134,16 @@ pub const FLOW_F_OWNED: u16 = 1;
 /// map was full; the only write to a flow value besides the counters.
 pub const FLOW_F_CLOSED: u16 = 2;
 
+/// Bit in [`FlowValue::flags`]: the flow's first outgoing payload was
+/// looked at for name capture (copied to the capture ring, or skipped while
+/// capture is off), see [`crate::capture`]. Set by the egress program with
+/// an atomic OR on the 64-bit word holding `local_port`, `flags` and
+/// `ifindex`, after
+/// the record is submitted; `sock_release`'s plain store of
+/// [`FLOW_F_CLOSED`] can at worst drop this bit (the next payload is then
+/// copied once more, a duplicate userspace ignores), never lose its own.
+pub const FLOW_F_CAPTURED: u16 = 4;
+
 /// Key of the flow map: one socket talking to one remote endpoint.
 ///
 /// A connected socket has one flow; an unconnected UDP or raw socket has one

@@ -11,13 +11,14 @@
 #![no_std]
 
 pub mod device;
+pub mod capture;
 pub mod flow;
 pub mod iface;
 pub mod names;
 
 pub use flow::{
-    ClosedSock, DirCounters, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, OverflowCounters,
-    SockOwner, TaskOffsets, TcpSample,
+    ClosedSock, DirCounters, FLOW_F_CAPTURED, FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue,
+    OverflowCounters, SockOwner, TaskOffsets, TcpSample,
 };
 
 /// Process identity recorded at `exec` ([`exec::ExecIdentity`]).

@@ -120,7 +120,18 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
         crate::udp_drop::remember(ctx, &key, payload);
     }
 
-    if let Some(value) = NETMON_FLOWS.get_ptr_mut(&key) {
+    let existing = NETMON_FLOWS.get_ptr_mut(&key);
+    // Name capture, before the packet is counted (see `capture`).
+    let value_or_null = existing.unwrap_or(core::ptr::null_mut());
+    crate::capture::packet(
+        ctx,
+        &h,
+        &key,
+        payload,
+        direction == Direction::Egress,
+        value_or_null,
+    );
+    if let Some(value) = existing {
         if direction == Direction::Egress && !tp.is_null() && state != TCP_SYN_RECV {
             // SAFETY: `value` is a live map entry; this is a connected TCP
             // socket's own transmission, serialized by its socket lock
@@ -434,7 +445,7 @@ unsafe fn zero_words<const N: usize>(p: *mut u64) {
 /// The owner recorded at socket creation (or cloned from the listener): a
 /// pointer into the socket's storage, valid while this program runs.
 #[inline(always)]
-fn owner_of(ctx: &SkBuffContext) -> Option<*const SockOwner> {
+pub(crate) fn owner_of(ctx: &SkBuffContext) -> Option<*const SockOwner> {
     // SAFETY: reading `__sk_buff.sk` of this program's own context; the
     // verifier types it as a nullable socket pointer.
     let sk = unsafe { (*skb(ctx)).__bindgen_anon_2.sk };

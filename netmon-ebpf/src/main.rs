@@ -8,6 +8,10 @@
 //! - [`exec`]: `netmon_exec` records each new program's exe path and
 //!   arguments at exec, so processes that exit before a drain keep a name.
 //!
+//! - [`capture`]: called from the cgroup_skb programs, copies each flow's
+//!   first outgoing payload and every DNS answer to a ring buffer, so
+//!   userspace can name flows.
+//!
 //! - [`udp_drop`]: `netmon_udp_drop` moves UDP datagrams the kernel drops
 //!   for a full receive buffer (already counted at ingress) into the flow's
 //!   rx `retrans_bytes`.
@@ -25,6 +29,7 @@
 #![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
+mod capture;
 mod cgroup_skb;
 mod exec;
 mod headers;

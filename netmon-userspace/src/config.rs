@@ -320,6 +320,8 @@ impl FileConfig {
             },
             watch: kernel.watch.clone().or(self.interfaces.watch),
             lan: kernel.lan.clone().or(self.interfaces.lan),
+            // `[names] enabled = false` also turns the kernel copy off.
+            names: kernel.names && self.names.enabled,
         };
         if kernel.max_flows == 0 || kernel.max_closed == 0 {
             return Err(ConfigError::Invalid(

@@ -19,6 +19,7 @@ pub mod http;
 pub mod kernel;
 pub mod live;
 pub mod model;
+pub mod names;
 pub mod ownership;
 pub mod privilege;
 pub mod query;

@@ -257,6 +257,20 @@ pub struct Status {
     /// (`netmon status --sample SECONDS`); null without `--sample`.
     #[serde(default)]
     pub sample: Option<StatsSample>,
+    /// The name capture's ring counters since load (null for a load
+    /// without name capture).
+    #[serde(default)]
+    pub name_capture: Option<NameCaptureStatus>,
+}
+
+/// Name capture counters of `netmon status`, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameCaptureStatus {
+    /// Records (first payloads, DNS answers) written to the capture ring.
+    pub records: u64,
+    /// Records lost because the ring was full (the daemon drained it too
+    /// late, or no daemon was reading while capture was on).
+    pub lost: u64,
 }
 
 /// Program runs measured over a window with the kernel's BPF run-time

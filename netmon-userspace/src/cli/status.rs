@@ -285,6 +285,10 @@ pub fn status(pin_dir: &std::path::Path) -> anyhow::Result<wire::Status> {
         overflow,
         loaded_at_unix_ms: state.map(|s| s.loaded_at_unix_ms),
         sample: None,
+        name_capture: crate::kernel::capture::stats(&paths)?.map(|s| wire::NameCaptureStatus {
+            records: s.records,
+            lost: s.lost,
+        }),
     })
 }
 
@@ -392,5 +396,11 @@ fn print_table(doc: &wire::Status) -> anyhow::Result<()> {
         "\noverflow: {} failed inserts, tx {} B, rx {} B",
         doc.overflow.failed_inserts, doc.overflow.tx.ip_bytes, doc.overflow.rx.ip_bytes
     );
+    if let Some(c) = doc.name_capture {
+        println!(
+            "name capture: {} records, {} lost (ring full)",
+            c.records, c.lost
+        );
+    }
     Ok(())
 }

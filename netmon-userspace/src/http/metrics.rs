@@ -167,6 +167,7 @@ mod tests {
             },
             loaded_at_unix_ms: None,
             sample: None,
+            name_capture: None,
         };
         let text = render(
             snap,

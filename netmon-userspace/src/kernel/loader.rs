@@ -38,6 +38,7 @@ use netmon_common::{
     },
 };
 use netmon_common::{
+    capture::CAPTURE_MAPS,
     exec::ExecOffsets,
     names::{
         GLOBAL_EXEC_OFFSETS, PROG_EXEC, PROG_FORK, PROG_UDP_DROP, TRACEPOINT_EXEC, TRACEPOINT_FORK,
@@ -178,7 +179,7 @@ fn load_into(args: &KernelArgs, cgroup: &Path, paths: &PinPaths) -> Result<(), K
         .load(EBPF_OBJECT)
         .map_err(KernelError::Load)?;
 
-    for name in MAPS {
+    for name in MAPS.into_iter().chain(CAPTURE_MAPS) {
         let path = paths.map(name);
         let map = ebpf.map(name).ok_or_else(|| KernelError::Pin {
             what: name.to_owned(),
@@ -377,7 +378,7 @@ fn remove_pins(paths: &PinPaths) {
         let _ = std::fs::remove_file(paths.link(name));
         let _ = std::fs::remove_file(paths.prog(name));
     }
-    for name in MAPS {
+    for name in MAPS.into_iter().chain(CAPTURE_MAPS) {
         let _ = std::fs::remove_file(paths.map(name));
     }
     for dir in ["links", "progs", "maps"] {

@@ -12,6 +12,7 @@
 //! counted twice across restarts.
 pub mod bpf_sys;
 pub mod devices;
+pub mod capture;
 pub mod error;
 pub mod exec_offsets;
 pub mod execs;
@@ -54,6 +55,10 @@ pub struct KernelArgs {
     /// from them is local.
     #[arg(long = "lan-interface", value_name = "GLOB")]
     pub lan: Option<Vec<String>>,
+    /// Capture server names (`[names] enabled`): the daemon turns the
+    /// kernel's name capture on and reads it (see [`capture`]).
+    #[arg(skip = true)]
+    pub names: bool,
 }
 
 impl Default for KernelArgs {
@@ -65,6 +70,7 @@ impl Default for KernelArgs {
             max_closed: DEFAULT_MAX_CLOSED,
             watch: None,
             lan: None,
+            names: true,
         }
     }
 }

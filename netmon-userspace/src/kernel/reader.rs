@@ -38,6 +38,9 @@ pub struct KernelSource {
     /// sized from them, so they are allocated once, not grown by doubling
     /// (a list of 100k flows is 23 MB; growing it held up to 1.5 times that).
     last_len: (usize, usize),
+    /// The name capture ring, opened by the daemon only (`None` in
+    /// `snapshot`/`status`, or with `[names] enabled = false`).
+    names: Option<super::capture::NameCapture>,
 }
 
 impl KernelSource {
@@ -56,7 +59,8 @@ impl KernelSource {
         // before the load fails on the first.
         crate::privilege::require(crate::privilege::LOAD_CAPS)?;
         let outcome = loader::attach(args)?;
-        let source = Self::open(&args.pin_dir)?;
+        let mut source = Self::open(&args.pin_dir)?;
+        source.names = super::capture::NameCapture::open(&source.paths, args.names)?;
         Ok((source, outcome))
     }
 
@@ -127,6 +131,7 @@ impl KernelSource {
             flowless: HashSet::new(),
             ifaces,
             last_len: (0, 0),
+            names: None,
         })
     }
 
@@ -355,12 +360,18 @@ impl CounterSource for KernelSource {
             .iter()
             .filter_map(|f| Some((f.key.cookie, *mark(f.key.cookie)?)))
             .collect();
+        // The capture ring is drained after the flows were read.
+        let names = self
+            .names
+            .as_mut()
+            .map(|n| n.names(&flows))
+            .unwrap_or_default();
         Ok(Reading {
             flows,
             overflow: self.overflow().map_err(source_err)?,
             max_flows: self.max_flows,
+            names,
             released_by,
-            names: std::collections::HashMap::new(),
         })
     }
 
@@ -379,6 +390,9 @@ impl CounterSource for KernelSource {
             if let Some(value) = removed {
                 out.push((*key, value));
             }
+        }
+        if let Some(names) = &mut self.names {
+            names.forget(keys);
         }
         Ok(out)
     }
