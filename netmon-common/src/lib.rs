@@ -10,8 +10,8 @@
 //! impls; the eBPF build leaves it off and stays `no_std`.
 #![no_std]
 
-pub mod device;
 pub mod capture;
+pub mod device;
 pub mod flow;
 pub mod iface;
 pub mod names;

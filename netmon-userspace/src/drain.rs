@@ -147,8 +147,6 @@
 //! Attribution: each flow's delta goes to the [`ProcessInfo`] the
 //! [`Resolver`] gives for its cookie, or to [`UNATTRIBUTED`]; overflow
 //! counters go to [`OVERFLOW`] with class [`DestClass::Unknown`].
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use netmon_common::{FlowKey, FlowValue, OverflowCounters};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -226,9 +224,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> TimeMs {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        crate::model::unix_ms_now()
     }
 }
 

@@ -11,8 +11,8 @@
 //! daemon; a restarted daemon re-opens the same maps, so no byte is lost or
 //! counted twice across restarts.
 pub mod bpf_sys;
-pub mod devices;
 pub mod capture;
+pub mod devices;
 pub mod error;
 pub mod exec_offsets;
 pub mod execs;
