@@ -322,3 +322,42 @@ pub fn paths_in(dir: &Path, pin_dir: &Path, cgroup: &CgroupGuard) -> DaemonPaths
         socket: dir.join("netmon.sock"),
     }
 }
+
+/// Milliseconds since the Unix epoch, by the wall clock the daemon uses.
+#[must_use]
+pub fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// Polls `read` (a daemon answer) until it stays the same over three reads
+/// 300 ms apart, i.e. over several drain intervals, so everything counted
+/// before the call is committed; the wall-clock time after that.
+///
+/// # Panics
+/// When the answer still changes after 30 s (`what` names it).
+pub fn settled<T: PartialEq>(what: &str, mut read: impl FnMut() -> T) -> u64 {
+    let start = Instant::now();
+    let mut last = read();
+    let mut same = 0;
+    while same < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon's {what} never settled"
+        );
+        thread::sleep(Duration::from_millis(300));
+        let now = read();
+        if now == last {
+            same += 1;
+        } else {
+            same = 0;
+            last = now;
+        }
+    }
+    now_ms()
+}

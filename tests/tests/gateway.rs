@@ -25,8 +25,6 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     process::Command,
-    thread,
-    time::{Duration, Instant},
 };
 
 use netmon_tests::{
@@ -59,16 +57,6 @@ fn rfc3339(ms: u64) -> String {
     .to_owned()
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
 /// `netmon devices --json` through the daemon over `[from, until)` (the
 /// last hour for `None`): device id → row.
 fn devices(
@@ -95,24 +83,7 @@ fn devices(
 /// Waits until the history stops changing over several drains; the time
 /// after that.
 fn drained(socket: &std::path::Path) -> u64 {
-    let start = Instant::now();
-    let mut last = devices(socket, None);
-    let mut same = 0;
-    while same < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the daemon's device history never settled"
-        );
-        thread::sleep(Duration::from_millis(300));
-        let now = devices(socket, None);
-        if now == last {
-            same += 1;
-        } else {
-            same = 0;
-            last = now;
-        }
-    }
-    now_ms()
+    netmon_tests::daemon::settled("device history", || devices(socket, None))
 }
 
 /// `netmon usage --by interface --json` of the last hour, through the

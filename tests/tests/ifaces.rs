@@ -435,38 +435,11 @@ fn history(
         .collect()
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
 /// Waits until the daemon's history of the last hour stops changing over
 /// several drain intervals (everything the quiet interfaces counted is
 /// committed), and returns the time after that.
 fn drained(paths: &netmon_tests::daemon::DaemonPaths) -> u64 {
-    let start = Instant::now();
-    let mut last = history(paths, None);
-    let mut same = 0;
-    while same < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the daemon's interface history never settled"
-        );
-        thread::sleep(Duration::from_millis(300));
-        let now = history(paths, None);
-        if now == last {
-            same += 1;
-        } else {
-            same = 0;
-            last = now;
-        }
-    }
-    now_ms()
+    netmon_tests::daemon::settled("interface history", || history(paths, None))
 }
 
 /// `doc[ifname][dir][class][what]` as u64 (0 for an interface not there).

@@ -23,7 +23,7 @@ use netmon_common::iface::IfaceCounters;
 use redb::{ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::store::ifcount::{decode_counts, encode_counts, open_read};
+use crate::store::ifcount::{decode_counts, encode_counts, open_read, tier_rows};
 use crate::store::layout::{self, Bytes, LayoutError};
 use crate::store::query::Segment;
 use crate::store::rollup::Tier;
@@ -215,37 +215,23 @@ impl Store {
         mut f: impl FnMut(TimeMs, DevRow),
     ) -> Result<(), StoreError> {
         let txn = self.reader()?.begin_read()?;
-        for seg in segments {
-            let Some(t) = open_read(&txn, table_of(seg.tier))? else {
-                continue;
-            };
-            let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
-            for row in t.range(from.as_slice()..to.as_slice())? {
-                let (k, v) = row?;
-                let ts = layout::key_time(k.value())?;
-                if seg.tier == Tier::Interval {
-                    let rows: Vec<DevRow> = layout::decode(v.value())?;
-                    for r in rows {
-                        f(ts, r);
-                    }
-                } else {
-                    let key = decode_key(&k.value()[8..], "devcount rollup")?;
-                    let c = decode_counts(v.value(), "devcount rollup")?;
-                    f(
-                        ts,
-                        DevRow {
-                            ifindex: key.ifindex,
-                            mac: key.mac,
-                            direction: key.direction,
-                            class: key.class,
-                            packets: c.packets,
-                            bytes: c.bytes,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(())
+        tier_rows(
+            &txn,
+            segments,
+            table_of,
+            |key, c| {
+                let key = decode_key(key, "devcount rollup")?;
+                Ok(DevRow {
+                    ifindex: key.ifindex,
+                    mac: key.mac,
+                    direction: key.direction,
+                    class: key.class,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            },
+            &mut f,
+        )
     }
 }
 

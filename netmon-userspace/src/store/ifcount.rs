@@ -322,37 +322,62 @@ impl Store {
         mut f: impl FnMut(TimeMs, IfRow),
     ) -> Result<(), StoreError> {
         let txn = self.reader()?.begin_read()?;
-        for seg in segments {
-            let Some(t) = open_read(&txn, table_of(seg.tier))? else {
-                continue;
-            };
-            let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
-            for row in t.range(from.as_slice()..to.as_slice())? {
-                let (k, v) = row?;
-                let ts = layout::key_time(k.value())?;
-                if seg.tier == Tier::Interval {
-                    let rows: Vec<IfRow> = layout::decode(v.value())?;
-                    for r in rows {
-                        f(ts, r);
-                    }
-                } else {
-                    let key = decode_key6(&k.value()[8..], "ifcount rollup")?;
-                    let c = decode_counts(v.value(), "ifcount rollup")?;
-                    f(
-                        ts,
-                        IfRow {
-                            ifindex: key.ifindex,
-                            direction: key.direction,
-                            class: key.class,
-                            packets: c.packets,
-                            bytes: c.bytes,
-                        },
-                    );
+        tier_rows(
+            &txn,
+            segments,
+            table_of,
+            |key, c| {
+                let key = decode_key6(key, "ifcount rollup")?;
+                Ok(IfRow {
+                    ifindex: key.ifindex,
+                    direction: key.direction,
+                    class: key.class,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            },
+            &mut f,
+        )
+    }
+}
+
+/// Walks the counter tiers of `segments` in one read transaction, shared by
+/// the interface and device counters: interval rows are a postcard list of
+/// `R`; rollup rows are built by `rollup` from the key (after its 8-byte
+/// time) and the counts.
+///
+/// # Errors
+/// On storage errors or rows that don't decode.
+pub(crate) fn tier_rows<R: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    segments: &[Segment],
+    table_of: fn(Tier) -> Bytes,
+    rollup: impl Fn(&[u8], IfaceCounters) -> Result<R, LayoutError>,
+    f: &mut impl FnMut(TimeMs, R),
+) -> Result<(), StoreError> {
+    for seg in segments {
+        let Some(t) = open_read(txn, table_of(seg.tier))? else {
+            continue;
+        };
+        let (from, to) = (layout::time_key(seg.from), layout::time_key(seg.to));
+        for row in t.range(from.as_slice()..to.as_slice())? {
+            let (k, v) = row?;
+            let ts = layout::key_time(k.value())?;
+            if seg.tier == Tier::Interval {
+                let rows: Vec<R> = layout::decode(v.value())?;
+                for r in rows {
+                    f(ts, r);
                 }
+            } else {
+                let key = k.value().get(8..).unwrap_or_default();
+                f(
+                    ts,
+                    rollup(key, decode_counts(v.value(), "counter rollup")?)?,
+                );
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]
