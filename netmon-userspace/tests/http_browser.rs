@@ -348,11 +348,9 @@ async fn device_panel_in_headless_chromium() {
     else {
         return;
     };
-    let leases = tempfile::tempdir().unwrap();
-    let extra = device_support::config(&leases.path().join("dnsmasq.leases"));
     let mut rows = Vec::new();
-    let (d, port) = http_support::daemon_with(&Scenario::standard(), &extra, |dir| {
-        rows = device_support::fill(&dir.join("db.redb"), device_support::now_ms());
+    let (d, port) = http_support::daemon_with(&Scenario::standard(), "", |dir| {
+        rows = device_support::prepare(dir);
     });
     let truth = device_support::truth(&rows, device_support::device_id);
 
@@ -517,7 +515,10 @@ async fn device_panel_in_headless_chromium() {
     shot(&c, "devices").await;
     let errors = severe_logs(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    // Leave the page before its daemon stops (the live stream would break).
+    c.goto("about:blank").await.unwrap();
     drop(d);
+    severe_logs(&c).await;
 
     // No LAN interface: the panel says how to enable device counting.
     let (plain, port) = http_support::daemon(&Scenario::standard(), "");

@@ -154,13 +154,10 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
     };
     let dir_a = tempfile::tempdir().expect("tmp");
     let dir_b = tempfile::tempdir().expect("tmp");
-    let leases = dir_a.path().join("dnsmasq.leases");
     let mut device_rows = Vec::new();
-    let (a, port_a) = daemon_with(
-        &s,
-        &(tokens(&dir_a.path().display().to_string()) + &device_support::config(&leases)),
-        |dir| device_rows = device_support::fill(&dir.join("db.redb"), device_support::now_ms()),
-    );
+    let (a, port_a) = daemon_with(&s, &tokens(&dir_a.path().display().to_string()), |dir| {
+        device_rows = device_support::prepare(dir);
+    });
     let (mut b, port_b) = daemon(&s, &tokens(&dir_b.path().display().to_string()));
     let (tok_a, tok_b) = (token(&a), token(&b));
     // Without the token: 401.

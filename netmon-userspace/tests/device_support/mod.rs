@@ -66,11 +66,15 @@ pub fn label(m: &[u8; 6]) -> String {
 /// The class names, by `DEV_CLASS_*` value.
 pub const CLASSES: [&str; 4] = ["host", "forwarded_local", "forwarded_internet", "not_ip"];
 
-/// Config lines (new tables, after `[http]`): LAN interfaces, the static
-/// name, the lease file `leases` (written here) and the merge.
-pub fn config(leases: &Path) -> String {
+/// Prepares a daemon's directory `dir` before it starts: the lease file
+/// (in the daemon's own directory, which its sandboxed query threads may
+/// read), the config tables appended to its `config.toml` (LAN
+/// interfaces, the static name, the lease file, the merge) and the device
+/// history in its `db.redb` ([`fill`]). Returns the rows written.
+pub fn prepare(dir: &Path) -> Rows {
+    let leases = dir.join("dnsmasq.leases");
     std::fs::write(
-        leases,
+        &leases,
         format!(
             "1999999999 {} 192.168.1.23 phone 01:da:11:22:33:44:02\n1999999999 {} 192.168.1.10 * *\n",
             mac(&PHONE),
@@ -78,13 +82,17 @@ pub fn config(leases: &Path) -> String {
         ),
     )
     .expect("leases");
-    format!(
+    let config = dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text += &format!(
         "\n[interfaces]\nlan = [\"lan*\"]\n[devices]\nleases = [\"{}\"]\nnames = {{ \"{}\" = \"nas\" }}\nmerge = {{ \"tablet\" = [\"{}\", \"{}\"] }}\n",
         leases.display(),
         mac(&NAS),
         mac(&TABLET[0]),
         mac(&TABLET[1])
-    )
+    );
+    std::fs::write(&config, text).expect("config");
+    fill(&dir.join("db.redb"), now_ms())
 }
 
 /// The rows written: `(time, row)`.
