@@ -353,6 +353,12 @@ async fn device_panel_in_headless_chromium() {
         rows = device_support::prepare(dir);
     });
     let truth = device_support::truth(&rows, device_support::device_id);
+    // The API the panel reads: the configured LAN globs in the status, a
+    // device history needs its device.
+    let st: Value = http_support::get(port, "/api/v1/status").json();
+    assert_eq!(st["lan_interfaces"], json!(["lan*"]), "{st}");
+    let r = http_support::get(port, "/api/v1/devices/history?since=1h");
+    assert_eq!((r.status, r.error_kind()), (400, "bad_request".to_owned()));
 
     c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
     wait_for(

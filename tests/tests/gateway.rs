@@ -374,34 +374,13 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     eprintln!("gateway: {replies} B of masqueraded replies counted no_socket on the WAN ingress");
 
     // Per device: IP frames equal the device's own MIB counters.
-    for (i, ns_mib) in mib0.iter().zip(&mib1).enumerate() {
-        let (before, after) = ns_mib;
-        let id = lan.mac(11 + u8::try_from(i).unwrap_or(0));
-        for (dir, octets, packets) in [
-            ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
-            ("rx", "IpExt.InOctets", "Ip.InReceives"),
-        ] {
-            let ip_packets =
-                get(&doc, &id, dir, "total", "packets") - get(&doc, &id, dir, "not_ip", "packets");
-            let ip_frames = get(&doc, &id, dir, "total", "frame_bytes")
-                - get(&doc, &id, dir, "not_ip", "frame_bytes");
-            let truth_packets = after.delta(before, packets);
-            let truth_bytes = after.delta(before, octets);
-            assert_eq!(
-                ip_packets,
-                truth_packets,
-                "device {} ({id}) {dir} packets: netmon {ip_packets}, the device's {packets} {truth_packets}",
-                i + 1
-            );
-            assert_eq!(
-                ip_frames - ETH * ip_packets,
-                truth_bytes,
-                "device {} ({id}) {dir} IP bytes: netmon {}, the device's {octets} {truth_bytes}",
-                i + 1,
-                ip_frames - ETH * ip_packets
-            );
-        }
-    }
+    ip_equals_mib("netmon devices", &lan, (&mib0, &mib1), |id, dir| {
+        (
+            get(&doc, id, dir, "total", "packets") - get(&doc, id, dir, "not_ip", "packets"),
+            get(&doc, id, dir, "total", "frame_bytes")
+                - get(&doc, id, dir, "not_ip", "frame_bytes"),
+        )
+    });
 
     // Per class: the workloads' own datagrams.
     let frames = |runs: &[&scenario::UdpRun]| {
@@ -461,7 +440,13 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         !doc.contains_key("overflow"),
         "three devices fit the map: {doc:?}"
     );
-    metrics_equal_the_mib(&lan, (&metrics0, &metrics1), (&mib0, &mib1));
+    // The exporter's counters moved by exactly the devices' MIB counters.
+    ip_equals_mib("/metrics", &lan, (&mib0, &mib1), |mac, dir| {
+        ["host", "forwarded_local", "forwarded_internet"]
+            .iter()
+            .map(|c| metric_delta(&metrics0, &metrics1, mac, dir, c))
+            .fold((0, 0), |(p, b), (dp, db)| (p + dp, b + db))
+    });
     assert_eq!(
         metric_delta(
             &metrics0,
@@ -551,36 +536,35 @@ fn metric_delta(
     (a.0 - b.0, a.1 - b.1)
 }
 
-/// Per device and direction, the exporter's counters moved by exactly the
-/// device namespace's own IP MIB counters over the same period (IP frames:
-/// every class but `not_ip`, less the Ethernet header).
-fn metrics_equal_the_mib(
+/// Per device and direction, `(IP packets, IP frame bytes)` as `what`
+/// counted them (`counted(MAC, direction)`) equal the device namespace's
+/// own IP MIB counters over the same period (frames less the Ethernet
+/// header).
+fn ip_equals_mib(
+    what: &str,
     lan: &Lan,
-    (m0, m1): (&DeviceMetrics, &DeviceMetrics),
     (mib0, mib1): (&[netmon_tests::mib::Mib], &[netmon_tests::mib::Mib]),
+    counted: impl Fn(&str, &str) -> (u64, u64),
 ) {
     for (i, (before, after)) in mib0.iter().zip(mib1).enumerate() {
-        let mac = lan.mac(11 + u8::try_from(i).unwrap_or(0));
+        let id = lan.mac(11 + u8::try_from(i).unwrap_or(0));
         for (dir, octets, packets) in [
             ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
             ("rx", "IpExt.InOctets", "Ip.InReceives"),
         ] {
-            let (ip_packets, ip_frames) = ["host", "forwarded_local", "forwarded_internet"]
-                .iter()
-                .map(|c| metric_delta(m0, m1, &mac, dir, c))
-                .fold((0, 0), |(p, b), (dp, db)| (p + dp, b + db));
+            let (ip_packets, ip_frames) = counted(&id, dir);
             let truth_packets = after.delta(before, packets);
             let truth_bytes = after.delta(before, octets);
             assert_eq!(
                 ip_packets,
                 truth_packets,
-                "/metrics: device {} ({mac}) {dir} packets {ip_packets}, the device's {packets} {truth_packets}",
+                "{what}: device {} ({id}) {dir} packets {ip_packets}, the device's {packets} {truth_packets}",
                 i + 1
             );
             assert_eq!(
                 ip_frames - ETH * ip_packets,
                 truth_bytes,
-                "/metrics: device {} ({mac}) {dir} IP bytes {}, the device's {octets} {truth_bytes}",
+                "{what}: device {} ({id}) {dir} IP bytes {}, the device's {octets} {truth_bytes}",
                 i + 1,
                 ip_frames - ETH * ip_packets
             );

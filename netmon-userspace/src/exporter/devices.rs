@@ -31,7 +31,7 @@
 //! MAC) first seen later in the same epoch takes its place. Renaming a
 //! device (a new lease, a `[devices]` edit) changes its `device` label:
 //! the series with the new label starts at the device's whole total.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use netmon_common::device::{
     DEV_CLASS_FWD_INTERNET, DEV_CLASS_FWD_LOCAL, DEV_CLASS_HOST, DEV_CLASS_NOT_IP,
@@ -170,7 +170,7 @@ impl DeviceState {
         let mut ranked: Vec<(u64, u32, [u8; 6])> =
             self.first.iter().map(|((i, m), e)| (*e, *i, *m)).collect();
         ranked.sort_unstable();
-        let members: std::collections::HashSet<(u32, [u8; 6])> = ranked
+        let members: HashSet<(u32, [u8; 6])> = ranked
             .into_iter()
             .take(cap)
             .map(|(_, i, m)| (i, m))
@@ -216,6 +216,9 @@ impl DeviceState {
     }
 }
 
+/// A family: name (without unit and `_total`), HELP, unit, value.
+type Family<'a> = (&'a str, &'a str, Option<&'a Unit>, fn(&DeviceSeries) -> u64);
+
 /// Writes the two device families (nothing when there are no devices).
 ///
 /// # Errors
@@ -224,7 +227,7 @@ pub fn encode(enc: &mut DescriptorEncoder, series: &[DeviceSeries]) -> Result<()
     if series.is_empty() {
         return Ok(());
     }
-    let families: [(&str, &str, Option<&Unit>, fn(&DeviceSeries) -> u64); 2] = [
+    let families: [Family; 2] = [
         (
             "netmon_device",
             "Frame bytes (link-layer header included) per LAN device, interface, direction (tx: the device sent) and class (host, forwarded_local, forwarded_internet, not_ip); devices the kernel map could not hold are device=\"overflow\".",
@@ -255,28 +258,29 @@ pub fn encode(enc: &mut DescriptorEncoder, series: &[DeviceSeries]) -> Result<()
     Ok(())
 }
 
-/// Per (device, direction, class): frame bytes, summed over MACs and
-/// interfaces (what a `sum by (device, direction, class)` gives).
-#[must_use]
-pub fn bytes_by_device(series: &[DeviceSeries]) -> BTreeMap<(String, String, String), u64> {
-    let mut out = BTreeMap::new();
-    for s in series {
-        *out.entry((s.device.clone(), s.direction.to_owned(), s.class.to_owned()))
-            .or_default() += s.bytes;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::devices::DevicesConfig;
+    use crate::query::devices::tests::row;
     use crate::store::devcount::{DevBatch, DevRow};
     use crate::store::ifcount::IfBatch;
     use crate::store::{Batch, Retention};
     use netmon_common::iface::IFACE_DIR_INGRESS;
+    use std::collections::BTreeMap;
 
     const BASE: u64 = 1_700_000_000_000;
+
+    /// Per (device, direction, class): frame bytes, summed over MACs and
+    /// interfaces (what a `sum by (device, direction, class)` gives).
+    fn bytes_by_device(series: &[DeviceSeries]) -> BTreeMap<(String, String, String), u64> {
+        let mut out = BTreeMap::new();
+        for s in series {
+            *out.entry((s.device.clone(), s.direction.to_owned(), s.class.to_owned()))
+                .or_default() += s.bytes;
+        }
+        out
+    }
 
     /// Commits one drain: the device rows and, as every drain on a
     /// gateway has, a process row (the drain's time in the history).
@@ -304,21 +308,6 @@ mod tests {
                 ..Batch::default()
             })
             .expect("commit");
-    }
-
-    fn row(last: u8, direction: u8, class: u8, bytes: u64) -> DevRow {
-        DevRow {
-            ifindex: 4,
-            mac: if last == 0 {
-                DEVICE_OVERFLOW_MAC
-            } else {
-                [0xda, 0, 0, 0, 0, last]
-            },
-            direction,
-            class,
-            packets: 1,
-            bytes,
-        }
     }
 
     fn cfg() -> ExporterConfig {

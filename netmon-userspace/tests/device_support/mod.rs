@@ -125,7 +125,7 @@ pub fn fill(db: &Path, now_ms: u64) -> Rows {
                     if *m == BROADCAST && direction == DIR_INGRESS {
                         continue;
                     }
-                    if (i + u64::from(class) + step) % 3 == 0 {
+                    if (i + u64::from(class) + step).is_multiple_of(3) {
                         continue;
                     }
                     let packets = 1 + (i * 7 + u64::from(class) * 3 + step) % 11;
