@@ -230,6 +230,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             interval: cfg.interval,
             started_unix_ms,
             pin_dir: cfg.kernel.pin_dir.clone(),
+            lan: cfg.kernel.lan.clone().unwrap_or_default(),
         };
         let state =
             crate::http::AppState::new(&http.config, http.loopback_only, handle.clone(), info);

@@ -5,7 +5,8 @@
 //! live chart moves while simulated traffic flows, and that a drill-down
 //! opens with the process's remotes and its sockets now (the API's rows);
 //! saves a screenshot of each view under
-//! `target/tmp/dashboard/` for a person to look at.
+//! `target/tmp/dashboard/` for a person to look at. The Devices panel is
+//! checked on simulated device history against the rows the test wrote.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! them the test says so and passes, except under `CI=true`, where a missing
@@ -17,6 +18,7 @@
 
 mod browser_support;
 mod cli_support;
+mod device_support;
 mod http_support;
 
 use std::path::{Path, PathBuf};
@@ -331,4 +333,225 @@ async fn dashboard_in_headless_chromium() {
     assert_eq!(shown_error, json!(""), "the page shows no error");
     c.close().await.unwrap();
     drop(d);
+}
+
+/// The Devices panel on simulated device history (`device_support`): every
+/// number in the table is the sum of the rows the test wrote, per device,
+/// direction and class; names come from the config and the lease, the
+/// randomised MACs are marked, two MACs merged by name are one row,
+/// sorting works, and a device's history chart adds up to its totals. A
+/// daemon with no LAN interface says how to enable device counting
+/// instead of showing an empty table.
+#[tokio::test(flavor = "current_thread")]
+async fn device_panel_in_headless_chromium() {
+    let Some((_driver, c)) = browser_support::browser("the device panel test", 1400, 2400).await
+    else {
+        return;
+    };
+    let mut rows = Vec::new();
+    let (d, port) = http_support::daemon_with(&Scenario::standard(), "", |dir| {
+        rows = device_support::prepare(dir);
+    });
+    let truth = device_support::truth(&rows, device_support::device_id);
+    // The API the panel reads: the configured LAN globs in the status, a
+    // device history needs its device.
+    let st: Value = http_support::get(port, "/api/v1/status").json();
+    assert_eq!(st["lan_interfaces"], json!(["lan*"]), "{st}");
+    let r = http_support::get(port, "/api/v1/devices/history?since=1h");
+    assert_eq!((r.status, r.error_kind()), (400, "bad_request".to_owned()));
+
+    c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+    wait_for(
+        &c,
+        "return document.body.dataset.ready === 'true' && document.querySelectorAll('#devices-table tbody tr').length > 0",
+        "the device table",
+    )
+    .await;
+    assert_eq!(
+        eval(&c, "return document.getElementById('devices-off').hidden").await,
+        json!(true),
+        "LAN interfaces configured: no hint"
+    );
+    let shown = eval(&c, "return Array.from(document.querySelectorAll('#devices-table tbody tr')).map(r => [r.dataset.device, r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent, Array.from(r.cells).slice(3).map(c => Number(c.dataset.value))])").await;
+    let shown = shown.as_array().unwrap();
+    let devices: std::collections::BTreeSet<String> = truth.keys().map(|k| k.0.clone()).collect();
+    assert_eq!(shown.len(), devices.len(), "one row per device: {shown:?}");
+    for r in shown {
+        let id = r[0].as_str().unwrap();
+        let numbers: Vec<u64> = r[4]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let mut want = Vec::new();
+        for dir in ["tx", "rx"] {
+            let mut total = 0;
+            for class in device_support::CLASSES {
+                let b = truth
+                    .get(&(id.to_owned(), dir.to_owned(), class.to_owned()))
+                    .map_or(0, |v| v.1);
+                total += b;
+                want.push(b);
+            }
+            want.push(total);
+        }
+        assert_eq!(
+            numbers, want,
+            "{id}: host, fwd LAN, fwd internet, not IP, total (sent, received)"
+        );
+        let (name, macs, addrs) = (
+            r[1].as_str().unwrap(),
+            r[2].as_str().unwrap(),
+            r[3].as_str().unwrap(),
+        );
+        match id {
+            "00:11:22:33:44:01" => {
+                assert_eq!(name, "nas", "config name");
+                assert_eq!(macs, id, "not randomised");
+                assert_eq!(addrs, "192.168.1.10", "lease address");
+            }
+            "da:11:22:33:44:02" => {
+                assert_eq!(name, "phone", "lease name");
+                assert_eq!(macs, "da:11:22:33:44:02randomised");
+                assert_eq!(addrs, "192.168.1.23");
+            }
+            "tablet" => {
+                assert_eq!(name, "tablet");
+                assert_eq!(macs, "de:ad:00:00:00:05, de:ad:00:00:00:06randomised");
+            }
+            "ff:ff:ff:ff:ff:ff" => assert!(name.ends_with("broadcast/multicast"), "{name}"),
+            "overflow" => assert!(name.starts_with("overflow"), "{name}"),
+            _ => assert_eq!(name, id),
+        }
+    }
+    // Default order: largest total first; sorting by name, then by what
+    // the devices sent to the internet.
+    let order = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ids = "return Array.from(document.querySelectorAll('#devices-table tbody tr')).map(r => r.dataset.device)";
+    let total_of = |id: &str| -> u64 {
+        truth
+            .iter()
+            .filter(|(k, _)| k.0 == id)
+            .map(|(_, v)| v.1)
+            .sum()
+    };
+    let got = order(eval(&c, ids).await);
+    let mut want = got.clone();
+    want.sort_by(|a, b| total_of(b).cmp(&total_of(a)).then(a.cmp(b)));
+    assert_eq!(got, want, "largest total first");
+    click(
+        &c,
+        "#devices-table th[data-col='tx.forwarded_internet'] button",
+    )
+    .await;
+    let got = order(eval(&c, ids).await);
+    let fwd = |id: &str| {
+        truth
+            .get(&(
+                id.to_owned(),
+                "tx".to_owned(),
+                "forwarded_internet".to_owned(),
+            ))
+            .map_or(0, |v| v.1)
+    };
+    assert!(
+        got.windows(2).all(|w| fwd(&w[0]) >= fwd(&w[1])),
+        "sorted by sent to the internet: {got:?}"
+    );
+    assert_eq!(
+        eval(&c, "return document.querySelector('#devices-table th[data-col=\"tx.forwarded_internet\"]').getAttribute('aria-sort')").await,
+        json!("descending")
+    );
+
+    // The phone's history: the chart's points add up to its totals.
+    click(
+        &c,
+        "#devices-table tbody tr[data-device='da:11:22:33:44:02'] button.open",
+    )
+    .await;
+    let sums = wait_for(
+        &c,
+        "const e = document.getElementById('device-chart'); return e.dataset.device === 'da:11:22:33:44:02' ? [Number(e.dataset.txBytes), Number(e.dataset.rxBytes), Number(e.dataset.points)] : null",
+        "the device history chart",
+    )
+    .await;
+    let phone = device_support::mac(&device_support::PHONE);
+    let dir_total = |dir: &str| -> u64 {
+        truth
+            .iter()
+            .filter(|(k, _)| k.0 == phone && k.1 == dir)
+            .map(|(_, v)| v.1)
+            .sum()
+    };
+    assert_eq!(
+        sums[0].as_u64(),
+        Some(dir_total("tx")),
+        "sent over the window"
+    );
+    assert_eq!(
+        sums[1].as_u64(),
+        Some(dir_total("rx")),
+        "received over the window"
+    );
+    assert!(sums[2].as_u64().unwrap() > 1, "a point per step: {sums}");
+    assert!(
+        eval(
+            &c,
+            "return document.querySelectorAll('#device-chart .u-series').length"
+        )
+        .await
+        .as_u64()
+        .unwrap()
+            >= 3,
+        "time + sent + received"
+    );
+    c.execute(
+        "document.getElementById('devices-section').scrollIntoView(); return 1",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "devices").await;
+    let errors = severe_logs(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    // Leave the page before its daemon stops (the live stream would break).
+    c.goto("about:blank").await.unwrap();
+    drop(d);
+    severe_logs(&c).await;
+
+    // No LAN interface: the panel says how to enable device counting.
+    let (plain, port) = http_support::daemon(&Scenario::standard(), "");
+    c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+    wait_for(
+        &c,
+        "return document.body.dataset.ready === 'true' && Number(document.getElementById('devices-table').dataset.loads) > 0",
+        "the device panel",
+    )
+    .await;
+    let hint = eval(&c, "const o = document.getElementById('devices-off'); return [o.hidden, o.textContent, document.getElementById('devices-wrap').hidden]").await;
+    assert_eq!(hint[0], json!(false), "the hint is shown: {hint}");
+    assert!(
+        hint[1].as_str().unwrap().contains("lan = [")
+            && hint[1].as_str().unwrap().contains("--lan-interface"),
+        "says how to enable it: {hint}"
+    );
+    assert_eq!(hint[2], json!(true), "no empty table");
+    c.execute(
+        "document.getElementById('devices-section').scrollIntoView(); return 1",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "devices-off").await;
+    let errors = severe_logs(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.close().await.unwrap();
+    drop(plain);
 }

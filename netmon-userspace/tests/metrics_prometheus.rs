@@ -8,7 +8,10 @@
 //! every series and each app's increase over the period equals `netmon
 //! usage` for that period, per app, class and direction; the deploy/ rules
 //! load (`promtool check rules`, and Prometheus evaluates them); the Grafana
-//! JSON parses and names only metrics the exporter emits.
+//! JSON parses and names only metrics the exporter emits. Host A also has
+//! simulated LAN device history (`device_support`): Prometheus's
+//! `netmon_device_bytes_total` and `netmon_device_packets_total` per
+//! device, direction and class equal the rows the test wrote.
 //!
 //! The fleet view against the same kind of setup: the Hosts page of one
 //! daemon (`[fleet] prometheus`), in headless Chromium (Debian's
@@ -17,6 +20,7 @@
 //! host's per-app breakdown equal to its usage per app (top 2 + `other`).
 mod browser_support;
 mod cli_support;
+mod device_support;
 mod http_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use browser_support::{severe_logs, wait_for};
 use cli_support::{Scenario, UsageDoc, run_with};
-use http_support::{daemon, free_port, request};
+use http_support::{daemon, daemon_with, free_port, request};
 use netmon_tests::prometheus::{self, Prometheus};
 
 const METRICS: &str = "top = 2\ngroup_by = [\"app\"]\nepoch_secs = 1\nrank_epochs = 3600\n";
@@ -150,7 +154,10 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
     };
     let dir_a = tempfile::tempdir().expect("tmp");
     let dir_b = tempfile::tempdir().expect("tmp");
-    let (a, port_a) = daemon(&s, &tokens(&dir_a.path().display().to_string()));
+    let mut device_rows = Vec::new();
+    let (a, port_a) = daemon_with(&s, &tokens(&dir_a.path().display().to_string()), |dir| {
+        device_rows = device_support::prepare(dir);
+    });
     let (mut b, port_b) = daemon(&s, &tokens(&dir_b.path().display().to_string()));
     let (tok_a, tok_b) = (token(&a), token(&b));
     // Without the token: 401.
@@ -231,6 +238,7 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
     assert!(resets[0].1 == 0.0, "resets: {resets:?}");
     let series = prom.query("count by (host) (netmon_ip_bytes_total)");
     assert_eq!(series.len(), 2, "both hosts scraped: {series:?}");
+    devices_equal_the_rows_written(&prom, &device_rows);
 
     // The rules evaluate: the recording rule exists for both hosts.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -282,6 +290,83 @@ fn prometheus_scrapes_two_hosts_exactly_across_a_sigkill() {
         }
     }
     drop(a);
+}
+
+/// Prometheus's own sums of the device counters of host h0 equal the
+/// device rows the test wrote, per device label, direction and class;
+/// one series per MAC, interface, direction and class; h1 has none.
+fn devices_equal_the_rows_written(prom: &Prometheus, rows: &device_support::Rows) {
+    let truth = device_support::truth(rows, device_support::label);
+    let want_bytes: BTreeMap<Vec<String>, u64> = truth
+        .iter()
+        .map(|((d, dir, c), v)| (vec![d.clone(), dir.clone(), c.clone()], v.1))
+        .collect();
+    let want_packets: BTreeMap<Vec<String>, u64> = truth
+        .iter()
+        .map(|((d, dir, c), v)| (vec![d.clone(), dir.clone(), c.clone()], v.0))
+        .collect();
+    let keys = ["device", "direction", "class"];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bytes = loop {
+        let got = prom.by(
+            "sum by (device, direction, class) (netmon_device_bytes_total{host=\"h0\"})",
+            &keys,
+        );
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        bytes, want_bytes,
+        "device bytes: Prometheus vs the rows written"
+    );
+    let packets = prom.by(
+        "sum by (device, direction, class) (netmon_device_packets_total{host=\"h0\"})",
+        &keys,
+    );
+    assert_eq!(
+        packets, want_packets,
+        "device packets: Prometheus vs the rows written"
+    );
+    let per_mac: BTreeSet<(String, String, u8, u8)> = rows
+        .iter()
+        .map(|(_, r)| {
+            (
+                device_support::mac(&r.mac),
+                if r.ifindex == 4 { "lan0" } else { "lan1" }.to_owned(),
+                r.direction,
+                r.class,
+            )
+        })
+        .collect();
+    let series = prom.query("netmon_device_bytes_total{host=\"h0\"}");
+    assert_eq!(
+        series.len(),
+        per_mac.len(),
+        "one series per MAC, interface, direction and class"
+    );
+    let printer = prom.by(
+        "sum by (interface) (netmon_device_bytes_total{host=\"h0\",mac=\"00:11:22:33:44:03\"})",
+        &["interface"],
+    );
+    assert_eq!(
+        printer.keys().collect::<Vec<_>>(),
+        [&vec!["lan1".to_owned()]],
+        "the interface label"
+    );
+    let overflow = prom.query(
+        "netmon_device_bytes_total{host=\"h0\",device=\"overflow\",mac=\"00:00:00:00:00:00\"}",
+    );
+    assert!(
+        !overflow.is_empty(),
+        "overflow rows are device=\"overflow\""
+    );
+    assert!(
+        prom.query("netmon_device_bytes_total{host=\"h1\"}")
+            .is_empty(),
+        "no devices, no series"
+    );
 }
 
 fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {

@@ -181,7 +181,10 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        format!("[devices]\nleases = [{:?}]\n", leases.display().to_string()),
+        format!(
+            "[devices]\nleases = [{:?}]\n[http]\nlisten = \"127.0.0.1:{HTTP_PORT}\"\n",
+            leases.display().to_string()
+        ),
     )
     .unwrap_or_else(|e| panic!("config: {e}"));
     let paths = netmon_tests::daemon::paths_in(dir.path(), &loaded.pin_dir, &cg);
@@ -193,6 +196,7 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     let ports0 = quiet(&lan.r);
     let t0 = drained(&paths.socket);
     let ifaces0 = by_interface(&paths.socket);
+    let metrics0 = device_metrics(&lan.r);
 
     let to_wan = scenario::udp_burst(
         workload_exe!(),
@@ -273,6 +277,8 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     let t1 = drained(&paths.socket);
     let doc = devices(&paths.socket, Some((t0, t1)));
     let ifaces1 = by_interface(&paths.socket);
+    let metrics1 = device_metrics(&lan.r);
+    assert!(!metrics1.is_empty(), "no device counters on /metrics");
 
     // Per direction: the device rows add up to the LAN ports' own counters
     // (a device is behind one port: static forwarding entries; a broadcast,
@@ -340,34 +346,13 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     eprintln!("gateway: {replies} B of masqueraded replies counted no_socket on the WAN ingress");
 
     // Per device: IP frames equal the device's own MIB counters.
-    for (i, ns_mib) in mib0.iter().zip(&mib1).enumerate() {
-        let (before, after) = ns_mib;
-        let id = lan.mac(11 + u8::try_from(i).unwrap_or(0));
-        for (dir, octets, packets) in [
-            ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
-            ("rx", "IpExt.InOctets", "Ip.InReceives"),
-        ] {
-            let ip_packets =
-                get(&doc, &id, dir, "total", "packets") - get(&doc, &id, dir, "not_ip", "packets");
-            let ip_frames = get(&doc, &id, dir, "total", "frame_bytes")
-                - get(&doc, &id, dir, "not_ip", "frame_bytes");
-            let truth_packets = after.delta(before, packets);
-            let truth_bytes = after.delta(before, octets);
-            assert_eq!(
-                ip_packets,
-                truth_packets,
-                "device {} ({id}) {dir} packets: netmon {ip_packets}, the device's {packets} {truth_packets}",
-                i + 1
-            );
-            assert_eq!(
-                ip_frames - ETH * ip_packets,
-                truth_bytes,
-                "device {} ({id}) {dir} IP bytes: netmon {}, the device's {octets} {truth_bytes}",
-                i + 1,
-                ip_frames - ETH * ip_packets
-            );
-        }
-    }
+    ip_equals_mib("netmon devices", &lan, (&mib0, &mib1), |id, dir| {
+        (
+            get(&doc, id, dir, "total", "packets") - get(&doc, id, dir, "not_ip", "packets"),
+            get(&doc, id, dir, "total", "frame_bytes")
+                - get(&doc, id, dir, "not_ip", "frame_bytes"),
+        )
+    });
 
     // Per class: the workloads' own datagrams.
     let frames = |runs: &[&scenario::UdpRun]| {
@@ -427,5 +412,133 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         !doc.contains_key("overflow"),
         "three devices fit the map: {doc:?}"
     );
+    // The exporter's counters moved by exactly the devices' MIB counters.
+    ip_equals_mib("/metrics", &lan, (&mib0, &mib1), |mac, dir| {
+        ["host", "forwarded_local", "forwarded_internet"]
+            .iter()
+            .map(|c| metric_delta(&metrics0, &metrics1, mac, dir, c))
+            .fold((0, 0), |(p, b), (dp, db)| (p + dp, b + db))
+    });
+    assert_eq!(
+        metric_delta(
+            &metrics0,
+            &metrics1,
+            &lan.mac(11),
+            "tx",
+            "forwarded_internet"
+        ),
+        frames(&[&to_wan, &to_wan_again]),
+        "/metrics: device 1 → WAN (masqueraded), across its address change"
+    );
+    assert_eq!(
+        metric_delta(&metrics0, &metrics1, &lan.mac(12), "tx", "forwarded_local"),
+        frames(&[&bridged]),
+        "/metrics: device 2 → 3 sent"
+    );
     daemon.stop();
+}
+
+/// The daemon's HTTP port in R (R's own namespace: nothing else listens).
+const HTTP_PORT: u16 = 9790;
+
+/// Per (MAC, direction, class): (packets, frame bytes).
+type DeviceMetrics = HashMap<(String, String, String), (u64, u64)>;
+
+/// The `netmon_device_*_total` counters of the daemon's `/metrics`, asked
+/// with curl inside R, summed per MAC, direction and class (over the
+/// `device` and `interface` labels); empty before any device was counted.
+fn device_metrics(r: &netmon_tests::netns::Netns) -> DeviceMetrics {
+    let text = r.exec(&[
+        "curl",
+        "-sSf",
+        "--max-time",
+        "20",
+        &format!("http://127.0.0.1:{HTTP_PORT}/metrics"),
+    ]);
+    let mut out = DeviceMetrics::new();
+    for line in text.lines() {
+        let (packets, rest) = if let Some(rest) = line.strip_prefix("netmon_device_packets_total{")
+        {
+            (true, rest)
+        } else if let Some(rest) = line.strip_prefix("netmon_device_bytes_total{") {
+            (false, rest)
+        } else {
+            continue;
+        };
+        let (labels, value) = rest
+            .rsplit_once("} ")
+            .unwrap_or_else(|| panic!("bad sample: {line}"));
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value ({e}): {line}"));
+        let label = |name: &str| -> String {
+            let at = labels
+                .find(&format!("{name}=\""))
+                .unwrap_or_else(|| panic!("no {name} in {line}"));
+            let v = &labels[at + name.len() + 2..];
+            v[..v.find('"').unwrap_or(v.len())].to_owned()
+        };
+        let e = out
+            .entry((label("mac"), label("direction"), label("class")))
+            .or_default();
+        if packets {
+            e.0 += value;
+        } else {
+            e.1 += value;
+        }
+    }
+    out
+}
+
+/// `after - before` of `(packets, frame bytes)` for one MAC, direction and
+/// class (0 where absent).
+fn metric_delta(
+    before: &DeviceMetrics,
+    after: &DeviceMetrics,
+    mac: &str,
+    dir: &str,
+    class: &str,
+) -> (u64, u64) {
+    let key = (mac.to_owned(), dir.to_owned(), class.to_owned());
+    let (b, a) = (
+        before.get(&key).copied().unwrap_or_default(),
+        after.get(&key).copied().unwrap_or_default(),
+    );
+    (a.0 - b.0, a.1 - b.1)
+}
+
+/// Per device and direction, `(IP packets, IP frame bytes)` as `what`
+/// counted them (`counted(MAC, direction)`) equal the device namespace's
+/// own IP MIB counters over the same period (frames less the Ethernet
+/// header).
+fn ip_equals_mib(
+    what: &str,
+    lan: &Lan,
+    (mib0, mib1): (&[netmon_tests::mib::Mib], &[netmon_tests::mib::Mib]),
+    counted: impl Fn(&str, &str) -> (u64, u64),
+) {
+    for (i, (before, after)) in mib0.iter().zip(mib1).enumerate() {
+        let id = lan.mac(11 + u8::try_from(i).unwrap_or(0));
+        for (dir, octets, packets) in [
+            ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
+            ("rx", "IpExt.InOctets", "Ip.InReceives"),
+        ] {
+            let (ip_packets, ip_frames) = counted(&id, dir);
+            let truth_packets = after.delta(before, packets);
+            let truth_bytes = after.delta(before, octets);
+            assert_eq!(
+                ip_packets,
+                truth_packets,
+                "{what}: device {} ({id}) {dir} packets {ip_packets}, the device's {packets} {truth_packets}",
+                i + 1
+            );
+            assert_eq!(
+                ip_frames - ETH * ip_packets,
+                truth_bytes,
+                "{what}: device {} ({id}) {dir} IP bytes {}, the device's {octets} {truth_bytes}",
+                i + 1,
+                ip_frames - ETH * ip_packets
+            );
+        }
+    }
 }

@@ -5,7 +5,8 @@
   const $ = (sel) => document.querySelector(sel);
   const COLORS = ["#1f5fbf", "#d1495b", "#2a9d8f", "#e9a23b", "#6a4c93", "#6c757d", "#3d8b37"];
   const DASHES = [[], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3], [10, 4], [4, 4]];
-  const state = { range: { since: "1h", until: null, label: "1 h" }, topRows: [], sort: { col: "share", dir: -1 }, charts: {}, live: null };
+  const state = { range: { since: "1h", until: null, label: "1 h" }, topRows: [], sort: { col: "share", dir: -1 }, charts: {}, live: null,
+    lan: [], devRows: [], devSort: { col: "total", dir: -1 }, device: null };
 
   // ---- formatting (binary units) ----
   const { bytes, rate } = window.netmonFormat; // format.js
@@ -115,6 +116,7 @@
   async function refreshStatus() {
     const s = await api("/api/v1/status");
     $("#host").textContent = "on " + s.host;
+    state.lan = s.lan_interfaces || [];
     const last = s.latest_sample_unix_ms ? "last drain " + ago(Date.now() - s.latest_sample_unix_ms) + " ago" : "no drain yet";
     $("#daemon").textContent = "v" + s.version + ", " + s.source + ", up " + ago(s.uptime_ms) + ", every " + (s.interval_ms / 1000) + " s, " + last;
     if (s.kernel) {
@@ -361,10 +363,106 @@
     fillPairs("#services-table", services.rows, (x) => x.service ?? x.comm ?? "[no name]");
   }
 
+  // ---- devices (LAN interfaces) ----
+  const DEV_CLASSES = ["host", "forwarded_local", "forwarded_internet", "not_ip", "total"];
+  function devName(r) { return r.device === "overflow" ? "overflow (devices the full map could not hold)" : (r.name || r.device); }
+  function devTotal(r) { return r.tx.total.frame_bytes + r.rx.total.frame_bytes; }
+  function devSortValue(r, col) {
+    if (col === "name") return devName(r).toLowerCase();
+    if (col === "mac") return r.macs.join(",");
+    if (col === "addr") return r.addresses.join(",");
+    if (col === "total") return devTotal(r);
+    const [dir, cls] = col.split(".");
+    return r[dir][cls].frame_bytes;
+  }
+  function renderDevices() {
+    const { col, dir } = state.devSort;
+    const rows = state.devRows.slice().sort((a, b) => {
+      const x = devSortValue(a, col), y = devSortValue(b, col);
+      return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.device < b.device ? -1 : 1);
+    });
+    for (const th of document.querySelectorAll("#devices-table th[data-col]")) th.setAttribute("aria-sort", th.dataset.col === col ? (dir > 0 ? "ascending" : "descending") : "none");
+    const body = $("#devices-table tbody");
+    body.textContent = "";
+    for (const r of rows) {
+      const name = document.createElement("td");
+      if (r.device === "overflow") {
+        name.textContent = devName(r);
+      } else {
+        const open = document.createElement("button");
+        open.type = "button"; open.className = "open"; open.textContent = devName(r);
+        open.setAttribute("aria-label", "History of " + devName(r));
+        open.addEventListener("click", () => guard(deviceHistory(r)));
+        name.append(open);
+      }
+      if (r.group) { const t = document.createElement("span"); t.className = "tag"; t.textContent = "broadcast/multicast"; name.append(t); }
+      const mac = cell(r.macs.length ? r.macs.join(", ") : "–", "mac");
+      if (r.randomised) { const t = document.createElement("span"); t.className = "tag"; t.textContent = "randomised"; t.title = "locally administered address"; mac.append(t); }
+      const cells = [name, mac, cell(r.addresses.length ? r.addresses.join(", ") : "–", "addr")];
+      for (const d of ["tx", "rx"]) for (const c of DEV_CLASSES) cells.push(num(bytes(r[d][c].frame_bytes), r[d][c].frame_bytes));
+      const row = tr(cells);
+      row.dataset.device = r.device;
+      row.dataset.randomised = String(r.randomised);
+      body.append(row);
+    }
+  }
+  async function refreshDevices() {
+    const d = await api("/api/v1/devices?" + q(windowParams()));
+    state.devRows = d.devices;
+    const off = state.lan.length === 0 && d.devices.length === 0;
+    $("#devices-off").hidden = !off;
+    $("#devices-wrap").hidden = off;
+    $("#devices-note").textContent = (state.lan.length ? "LAN interfaces: " + state.lan.join(", ") : "No LAN interface is configured now; these devices are from the history") +
+      ". Window " + state.range.label + ": " + d.devices.length + " device row" + (d.devices.length === 1 ? "" : "s") + (d.exact ? "." : " (the rows read cover a wider window than asked).");
+    renderDevices();
+    const t = $("#devices-table");
+    t.dataset.loads = String(Number(t.dataset.loads || 0) + 1);
+    if (state.device && !$("#device-detail").hidden) {
+      const again = d.devices.find((r) => r.device === state.device);
+      if (again) await deviceHistory(again);
+    }
+  }
+  for (const th of document.querySelectorAll("#devices-table th[data-col]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const col = th.dataset.col;
+      const numeric = !["name", "mac", "addr"].includes(col);
+      state.devSort = { col, dir: state.devSort.col === col ? -state.devSort.dir : (numeric ? -1 : 1) };
+      renderDevices();
+    });
+  }
+  async function deviceHistory(r) {
+    state.device = r.device;
+    const box = $("#device-detail");
+    box.hidden = false;
+    $("#device-h").textContent = "History: " + devName(r);
+    const h = await api("/api/v1/devices/history?" + q(windowParams().concat([["device", r.device]])));
+    if (state.device !== r.device) return; // another device opened meanwhile
+    const stepS = h.step_ms / 1000;
+    // Every step of the window, zero where the device moved nothing.
+    const at = new Map(h.points.map((p) => [p.start_unix_ms, p]));
+    const times = [], tx = [], rx = [];
+    for (let t = h.from_unix_ms; t < h.until_unix_ms; t += h.step_ms) {
+      const p = at.get(t);
+      times.push(t / 1000);
+      tx.push(p ? p.tx.total.frame_bytes / stepS : 0);
+      rx.push(p ? p.rx.total.frame_bytes / stepS : 0);
+    }
+    chart("device-chart", $("#device-chart"), [
+      { label: "sent", stroke: COLORS[0], width: 2, value: (u, v) => (v == null ? "–" : rate(v)) },
+      { label: "received", stroke: COLORS[1], width: 2, dash: [6, 4], value: (u, v) => (v == null ? "–" : rate(v)) },
+    ], [times, tx, rx], "bytes/s (binary units)");
+    const el = $("#device-chart");
+    el.dataset.device = r.device;
+    el.dataset.txBytes = String(h.points.reduce((a, p) => a + p.tx.total.frame_bytes, 0));
+    el.dataset.rxBytes = String(h.points.reduce((a, p) => a + p.rx.total.frame_bytes, 0));
+    el.dataset.points = String(times.length);
+  }
+  $("#device-close").addEventListener("click", () => { $("#device-detail").hidden = true; state.device = null; });
+
   // ---- window controls ----
   function refreshWindow() {
     showError("");
-    return Promise.all([guard(refreshHistory()), guard(refreshTop()), guard(refreshWhere())]);
+    return Promise.all([guard(refreshHistory()), guard(refreshTop()), guard(refreshWhere()), guard(refreshDevices())]);
   }
   for (const b of document.querySelectorAll("#ranges button")) {
     b.addEventListener("click", () => {

@@ -57,6 +57,7 @@ pub fn serve_filled() -> Served {
         interval: Duration::from_secs(1),
         started_unix_ms: now,
         pin_dir: "/nonexistent".into(),
+        lan: Vec::new(),
     };
     let state = AppState::new(&cfg, bound.loopback_only, handle, info);
     {

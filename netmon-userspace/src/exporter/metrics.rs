@@ -187,12 +187,13 @@ impl ExporterConfig {
         g
     }
 
-    fn epoch_ms(&self) -> u64 {
+    /// One epoch, ms.
+    pub(crate) fn epoch_ms(&self) -> u64 {
         self.epoch_secs.saturating_mul(1_000).max(1)
     }
 
     /// The coarsest tier whose buckets fit in one epoch.
-    fn tier(&self) -> Tier {
+    pub(crate) fn tier(&self) -> Tier {
         let ms = self.epoch_ms();
         if ms.is_multiple_of(3_600_000) {
             Tier::Hour
@@ -223,6 +224,9 @@ pub struct Snapshot {
     /// (since it was last retired), and for `other` the start of the first
     /// epoch in history.
     pub created: BTreeMap<Group, TimeMs>,
+    /// LAN device series ([`Exporter::device_series`]; the scrape fills
+    /// them in, [`Exporter::snapshot`] leaves them empty).
+    pub devices: Vec<crate::exporter::devices::DeviceSeries>,
 }
 
 impl Snapshot {
@@ -284,6 +288,7 @@ impl State {
 pub struct Exporter {
     cfg: ExporterConfig,
     state: std::sync::Mutex<State>,
+    devices: std::sync::Mutex<crate::exporter::devices::DeviceState>,
 }
 
 impl Exporter {
@@ -293,7 +298,24 @@ impl Exporter {
         Self {
             cfg,
             state: std::sync::Mutex::new(State::default()),
+            devices: std::sync::Mutex::new(crate::exporter::devices::DeviceState::default()),
         }
+    }
+
+    /// The LAN device series as of the newest committed drain
+    /// ([`crate::exporter::devices`]), named with `naming`.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn device_series(
+        &self,
+        store: &mut Store,
+        naming: &crate::devices::Naming,
+    ) -> Result<Vec<crate::exporter::devices::DeviceSeries>, QueryError> {
+        self.devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .series(store, &self.cfg, naming)
     }
 
     /// The configuration.
@@ -438,6 +460,7 @@ impl Exporter {
             latest_ms: Some(latest),
             members: members.len(),
             created,
+            devices: Vec::new(),
         })
     }
 
@@ -466,7 +489,7 @@ impl Exporter {
 /// than one epoch: tiers coarser than `tier` are used only where `tier`
 /// was purged (for remote rows: or not yet kept, see
 /// [`Store::remote_minute_from`]).
-fn segments(
+pub(crate) fn segments(
     store: &mut Store,
     range: &Range<TimeMs>,
     tier: Tier,

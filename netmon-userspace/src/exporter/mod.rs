@@ -70,6 +70,14 @@
 //! the minute tier existed is read from the hour rows, each counted in the
 //! epoch where its hour starts, and carries `port_dir="unknown"` where no
 //! direction was recorded (its port is the remote port as stored).
+//!
+//! # LAN devices
+//!
+//! On a gateway with LAN interfaces, `netmon_device_bytes_total` and
+//! `netmon_device_packets_total` count per device MAC, interface,
+//! direction and class, from the device history, with the same
+//! never-reset rule and their own bound ([`devices`]).
+pub mod devices;
 pub mod drain;
 pub mod host;
 pub mod kernel;

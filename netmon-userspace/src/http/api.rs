@@ -297,6 +297,57 @@ pub async fn devices(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
+/// `GET /api/v1/devices/history?since&until&step&device`: one LAN
+/// device's traffic per step (`netmon history --device`). `device` is
+/// required (name, MAC or address); without `step`, the smallest of 1 s,
+/// 10 s, 1 min, 5 min, 15 min, 1 h, 6 h and 1 d giving at most
+/// [`DEVICE_POINTS`] points.
+pub async fn device_history(State(state): State<AppState>, uri: Uri) -> Response {
+    let req = (|| {
+        let p = Params::parse(&uri, &["since", "until", "step", "device"])?;
+        let (from_ms, until_ms) = p.window()?;
+        let device = p
+            .get("device")
+            .ok_or_else(|| ApiFailure::bad("device: required (name, MAC or address)"))?
+            .to_owned();
+        let span = until_ms.saturating_sub(from_ms);
+        let step_ms = match p.get("step") {
+            Some(s) => parse_step(s).map_err(|e| ApiFailure::bad(format!("step: {e}")))?,
+            None => default_device_step(span),
+        };
+        if step_ms == 0 || span / step_ms > MAX_POINTS {
+            return Err(ApiFailure::bad(format!(
+                "step: more than {MAX_POINTS} points; use a larger step"
+            )));
+        }
+        Ok(Request::DeviceHistory {
+            from_ms,
+            until_ms,
+            step_ms,
+            device,
+        })
+    })();
+    match req {
+        Ok(r) => answer(state.query(r).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Most points a device history has when no `step` is given.
+pub const DEVICE_POINTS: u64 = 240;
+
+/// The step of a device history over `span_ms` when none is given.
+#[must_use]
+pub fn default_device_step(span_ms: u64) -> u64 {
+    const STEPS: [u64; 8] = [
+        1_000, 10_000, 60_000, 300_000, 900_000, 3_600_000, 21_600_000, 86_400_000,
+    ];
+    STEPS
+        .into_iter()
+        .find(|s| span_ms.div_ceil(*s) <= DEVICE_POINTS)
+        .unwrap_or(86_400_000)
+}
+
 /// `GET /api/v1/history?since&until&step&pid&app&user&cgroup&remote&filter&class`.
 pub async fn history(State(state): State<AppState>, uri: Uri) -> Response {
     let req = (|| {
@@ -488,6 +539,7 @@ pub async fn status(State(state): State<AppState>, uri: Uri) -> Response {
         latest_sample_unix_ms: pong.latest_sample_unix_ms,
         kernel,
         kernel_error,
+        lan_interfaces: state.info().lan.clone(),
     })
 }
 
@@ -514,6 +566,17 @@ pub async fn method_not_allowed() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device history without `step` has at most [`DEVICE_POINTS`]
+    /// points, with the finest step that allows it.
+    #[test]
+    fn device_steps() {
+        assert_eq!(default_device_step(60_000), 1_000);
+        assert_eq!(default_device_step(3_600_000), 60_000);
+        assert_eq!(default_device_step(86_400_000), 900_000);
+        assert_eq!(default_device_step(30 * 86_400_000), 21_600_000);
+        assert_eq!(default_device_step(u64::MAX), 86_400_000);
+    }
 
     #[test]
     fn params() {

@@ -31,6 +31,7 @@ struct Scrape {
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         crate::exporter::metrics::encode(&mut enc, &self.snap, &self.cfg)?;
+        crate::exporter::devices::encode(&mut enc, &self.snap.devices)?;
         if let Some(k) = &self.kernel {
             crate::exporter::kernel::encode(&mut enc, k)?;
         }
@@ -85,10 +86,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let kernel = (info.source == "kernel")
             .then(|| crate::cli::status::status(&info.pin_dir).ok())
             .flatten();
+        // Device names and addresses: read before taking the store lock.
+        let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+        let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
         let (snap, path) = {
             let mut store = h.store.lock().unwrap_or_else(PoisonError::into_inner);
             let path = store.path().to_owned();
-            (exporter.snapshot(&mut store, &h.apps), path)
+            let snap = exporter.snapshot(&mut store, &h.apps).and_then(|mut s| {
+                s.devices = exporter.device_series(&mut store, &naming)?;
+                Ok(s)
+            });
+            (snap, path)
         };
         snap.map_err(|e| e.to_string()).and_then(|s| {
             render(s, exporter.config().clone(), path, kernel).map_err(|e| e.to_string())

@@ -231,6 +231,9 @@ pub struct DaemonInfo {
     pub started_unix_ms: u64,
     /// bpffs pin directory (kernel source).
     pub pin_dir: PathBuf,
+    /// LAN interface globs (`[interfaces] lan`, `--lan-interface`): devices
+    /// are counted on them; empty: none.
+    pub lan: Vec<String>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -314,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/live", get(live::stream))
         .route("/api/v1/sockets", get(api::sockets))
         .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/devices/history", get(api::device_history))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))

@@ -195,14 +195,15 @@ pub fn series(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::devices::DevicesConfig;
     use crate::store::devcount::DevBatch;
     use crate::store::ifcount::IfBatch;
     use crate::store::{Batch, Retention};
 
-    fn row(last: u8, direction: u8, class: u8, bytes: u64) -> DevRow {
+    /// A row on interface 4 for MAC `da:00:00:00:00:LAST` (0: overflow).
+    pub(crate) fn row(last: u8, direction: u8, class: u8, bytes: u64) -> DevRow {
         DevRow {
             ifindex: 4,
             mac: if last == 0 {

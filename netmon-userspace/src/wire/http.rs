@@ -35,6 +35,10 @@ pub struct DaemonStatus {
     /// Why `kernel` is null for the kernel source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_error: Option<String>,
+    /// LAN interface globs devices are counted on (`[interfaces] lan`);
+    /// empty: device counting is off.
+    #[serde(default)]
+    pub lan_interfaces: Vec<String>,
 }
 
 /// `POST /api/v1/login` body.

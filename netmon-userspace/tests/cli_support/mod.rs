@@ -280,9 +280,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(scenario: &Scenario, config: &str) -> Self {
+        Self::start_with(scenario, config, |_| {})
+    }
+
+    /// As [`Self::start`], after `fill` prepared the daemon's directory
+    /// (e.g. wrote history into its `db.redb`).
+    pub fn start_with(scenario: &Scenario, config: &str, fill: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("script.toml"), scenario.toml()).expect("script");
         std::fs::write(dir.path().join("config.toml"), with_http_off(config)).expect("config");
+        fill(dir.path());
         let mut d = Self { dir, child: None };
         d.spawn();
         d

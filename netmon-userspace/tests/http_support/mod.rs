@@ -22,11 +22,21 @@ pub fn free_port() -> u16 {
 /// A daemon serving HTTP on a fresh loopback port, with `extra` config
 /// lines under `[http]`.
 pub fn daemon(scenario: &Scenario, extra: &str) -> (Daemon, u16) {
+    daemon_with(scenario, extra, |_| {})
+}
+
+/// As [`daemon`], after `fill` prepared the daemon's directory (e.g. wrote
+/// history into its `db.redb`).
+pub fn daemon_with(
+    scenario: &Scenario,
+    extra: &str,
+    fill: impl FnOnce(&std::path::Path),
+) -> (Daemon, u16) {
     let port = free_port();
     let config = format!(
         "[[apps.rule]]\nname = \"web\"\nunit = \"web.service\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}"
     );
-    (Daemon::start(scenario, &config), port)
+    (Daemon::start_with(scenario, &config, fill), port)
 }
 
 /// One response.
