@@ -24,7 +24,7 @@
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! lan = ["lan*"]                         # LAN interfaces: devices counted
 //! [devices]                              # see crate::devices
-//! leases = ["/var/lib/misc/dnsmasq.leases"]
+//! leases = ["/var/lib/misc/dnsmasq.leases", "/var/lib/systemd/network/dhcp-server-lease"]
 //! names = { "aa:bb:cc:dd:ee:01" = "printer" }
 //! merge = { "phone" = ["da:00:00:00:00:01", "da:00:00:00:00:02"] }
 //! ```
