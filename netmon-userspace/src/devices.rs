@@ -21,8 +21,12 @@
 //!      `Address` and `Hostname` only. The MAC is `HardwareAddress`, or
 //!      the `ClientId` when it is of type 1 (Ethernet: type byte then the
 //!      MAC); a lease with neither (a DUID client id) is skipped;
-//! 3. the IPv4 neighbour table (`/proc/net/arp`) gives addresses, not
-//!    names. IPv6 neighbours are not read (the procfs table has IPv4 only).
+//! 3. the neighbour table, IPv4 and IPv6 (a netlink dump,
+//!    [`crate::kernel::neigh`]; `/proc/net/arp`, IPv4 only, if netlink
+//!    fails) gives addresses, not names;
+//! 4. with `[names] reverse_lookup = true`, the PTR name of one of the
+//!    device's addresses, looked up when a query shows the device
+//!    ([`crate::names::ptr`]; the API handler adds it).
 //!
 //! A device is its MAC: an address change (a new lease, a new neighbour
 //! entry) never makes a new device. A MAC with the locally administered bit
@@ -299,6 +303,9 @@ pub enum NameSource {
     Config,
     /// A DHCP lease.
     Lease,
+    /// The PTR name of one of its addresses (`[names] reverse_lookup`,
+    /// [`crate::names::ptr`]), where no config or lease names it.
+    Ptr,
 }
 
 /// Names and addresses of MACs, as known now.
@@ -337,6 +344,33 @@ impl Naming {
             }
         }
         out
+    }
+
+    /// The naming a question is answered with now: the configured names
+    /// and lease files, and the neighbour table (IPv4 and IPv6, one
+    /// netlink dump, [`crate::kernel::neigh`]; `/proc/net/arp` if netlink
+    /// fails).
+    #[must_use]
+    pub fn now() -> Self {
+        match crate::kernel::neigh::neighbours() {
+            Ok(neigh) => {
+                let mut n = Self::load(&config(), "");
+                n.add_neighbours(&neigh);
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "neighbour table over netlink; reading /proc/net/arp");
+                let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+                Self::load(&config(), &arp)
+            }
+        }
+    }
+
+    /// Adds neighbour entries (address, MAC): addresses only, no names.
+    pub fn add_neighbours(&mut self, neigh: &[(IpAddr, [u8; 6])]) {
+        for (addr, mac) in neigh {
+            self.addrs.entry(*mac).or_default().insert(*addr);
+        }
     }
 
     /// Adds leases (names do not replace config names).
