@@ -23,8 +23,12 @@
 //! [interfaces]                           # tc interface counting
 //! watch = ["eth*", "wg0"]                # globs; default: every up non-loopback
 //! lan = ["lan*"]                         # LAN interfaces: devices counted
+//! [names]                                # see crate::query::domains
+//! enabled = true                         # false: no server names at all
+//! reverse_lookup = false                 # PTR names for unnamed remotes/devices
+//! resolver = "192.168.1.1"               # for it; default /etc/resolv.conf's
 //! [devices]                              # see crate::devices
-//! leases = ["/var/lib/misc/dnsmasq.leases"]
+//! leases = ["/var/lib/misc/dnsmasq.leases", "/var/lib/systemd/network/dhcp-server-lease"]
 //! names = { "aa:bb:cc:dd:ee:01" = "printer" }
 //! merge = { "phone" = ["da:00:00:00:00:01", "da:00:00:00:00:02"] }
 //! ```

@@ -154,6 +154,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         &file.names,
     )?);
     let names_enabled = file.names.enabled;
+    if names_enabled && file.names.reverse_lookup {
+        crate::names::ptr::install(crate::names::ptr::resolver(file.names.resolver.as_deref())?)?;
+    }
     crate::devices::set_config(file.devices.clone());
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the

@@ -10,13 +10,23 @@
 //!      hostname),
 //!    - ISC dhcpd (`lease IP { ... hardware ethernet MAC; client-hostname
 //!      "NAME"; }`; the last block of a MAC wins),
-//!    - Kea memfile CSV (header `address,hwaddr,...,hostname,...`).
-//!
-//!    systemd-networkd's DHCP server keeps its leases in a binary-ish
-//!    per-interface state file whose format changed between releases: not
-//!    read;
-//! 3. the IPv4 neighbour table (`/proc/net/arp`) gives addresses, not
-//!    names. IPv6 neighbours are not read (the procfs table has IPv4 only).
+//!    - Kea memfile CSV (header `address,hwaddr,...,hostname,...`),
+//!    - systemd-networkd's DHCP server (`[DHCPServer] PersistLeases=`,
+//!      one JSON file per interface, `/var/lib/systemd/network/
+//!      dhcp-server-lease/IFNAME`, a runtime copy under
+//!      `/run/systemd/netif/dhcp-server-lease/`): since systemd 256 an
+//!      object with a `Leases` array whose entries carry `HardwareAddress`
+//!      (bytes), `Address` (bytes) or `AddressString`, `Hostname` and
+//!      `ClientId`; systemd 255 wrote the bare array with `ClientId`,
+//!      `Address` and `Hostname` only. The MAC is `HardwareAddress`, or
+//!      the `ClientId` when it is of type 1 (Ethernet: type byte then the
+//!      MAC); a lease with neither (a DUID client id) is skipped;
+//! 3. the neighbour table, IPv4 and IPv6 (a netlink dump,
+//!    [`crate::kernel::neigh`]; `/proc/net/arp`, IPv4 only, if netlink
+//!    fails) gives addresses, not names;
+//! 4. with `[names] reverse_lookup = true`, the PTR name of one of the
+//!    device's addresses, looked up when a query shows the device
+//!    ([`crate::names::ptr`]; the API handler adds it).
 //!
 //! A device is its MAC: an address change (a new lease, a new neighbour
 //! entry) never makes a new device. A MAC with the locally administered bit
@@ -32,7 +42,8 @@ use std::sync::OnceLock;
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesConfig {
-    /// DHCP lease files to read names and addresses from.
+    /// DHCP lease files (or directories of them) to read names and
+    /// addresses from.
     #[serde(default)]
     pub leases: Vec<PathBuf>,
     /// Static names: MAC → name.
@@ -176,10 +187,74 @@ pub fn parse_kea_csv(text: &str) -> Vec<Lease> {
         .collect()
 }
 
+/// One lease of systemd-networkd's DHCP server lease file (see the
+/// module docs; unknown keys ignored).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkdLease {
+    #[serde(default)]
+    client_id: Vec<u8>,
+    #[serde(default)]
+    hardware_address: Vec<u8>,
+    #[serde(default)]
+    address: Vec<u8>,
+    #[serde(default)]
+    address_string: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+}
+
+/// The file: an object with `Leases` (systemd >= 256) or the bare array
+/// (systemd 255).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum NetworkdFile {
+    Object {
+        #[serde(rename = "Leases", default)]
+        leases: Vec<NetworkdLease>,
+    },
+    Array(Vec<NetworkdLease>),
+}
+
+/// systemd-networkd's DHCP server lease file (JSON; an unreadable file
+/// gives no leases).
+#[must_use]
+pub fn parse_networkd(text: &str) -> Vec<Lease> {
+    let leases = match serde_json::from_str::<NetworkdFile>(text) {
+        Ok(NetworkdFile::Object { leases } | NetworkdFile::Array(leases)) => leases,
+        Err(e) => {
+            tracing::warn!(error = %e, "systemd-networkd lease file");
+            return Vec::new();
+        }
+    };
+    leases
+        .into_iter()
+        .filter_map(|l| {
+            let mac: [u8; 6] = match (l.hardware_address.len(), l.client_id.as_slice()) {
+                (6, _) => l.hardware_address.as_slice().try_into().ok()?,
+                (_, [1, mac @ ..]) => mac.try_into().ok()?,
+                _ => return None,
+            };
+            let addr = match <[u8; 4]>::try_from(l.address.as_slice()) {
+                Ok(b) => IpAddr::from(b),
+                Err(_) => l.address_string.as_deref()?.parse().ok()?,
+            };
+            Some(Lease {
+                mac,
+                addr,
+                hostname: l.hostname.as_deref().and_then(hostname),
+            })
+        })
+        .collect()
+}
+
 /// Any of the lease formats, told apart by the content.
 #[must_use]
 pub fn parse_leases(text: &str) -> Vec<Lease> {
-    if text.starts_with("address,") {
+    let json = text.trim_start();
+    if json.starts_with('{') || json.starts_with('[') {
+        parse_networkd(text)
+    } else if text.starts_with("address,") {
         parse_kea_csv(text)
     } else if text.contains("lease ") && text.contains('{') {
         parse_isc(text)
@@ -202,6 +277,24 @@ pub fn parse_arp(text: &str) -> Vec<(IpAddr, [u8; 6])> {
         .collect()
 }
 
+/// The files of a `[devices] leases` entry: the path itself, or every
+/// file in it when it is a directory (systemd-networkd keeps one file per
+/// interface in `/var/lib/systemd/network/dhcp-server-lease/`), sorted.
+fn lease_files(path: &std::path::Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(dir) => {
+            let mut files: Vec<PathBuf> = dir
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            files
+        }
+        Err(_) => vec![path.to_path_buf()],
+    }
+}
+
 /// Where a device's name came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -210,6 +303,9 @@ pub enum NameSource {
     Config,
     /// A DHCP lease.
     Lease,
+    /// The PTR name of one of its addresses (`[names] reverse_lookup`,
+    /// [`crate::names::ptr`]), where no config or lease names it.
+    Ptr,
 }
 
 /// Names and addresses of MACs, as known now.
@@ -227,8 +323,8 @@ impl Naming {
     #[must_use]
     pub fn load(config: &DevicesConfig, arp: &str) -> Self {
         let mut out = Self::default();
-        for path in &config.leases {
-            match std::fs::read_to_string(path) {
+        for path in config.leases.iter().flat_map(|p| lease_files(p)) {
+            match std::fs::read_to_string(&path) {
                 Ok(text) => out.add_leases(&parse_leases(&text)),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "lease file"),
             }
@@ -248,6 +344,33 @@ impl Naming {
             }
         }
         out
+    }
+
+    /// The naming a question is answered with now: the configured names
+    /// and lease files, and the neighbour table (IPv4 and IPv6, one
+    /// netlink dump, [`crate::kernel::neigh`]; `/proc/net/arp` if netlink
+    /// fails).
+    #[must_use]
+    pub fn now() -> Self {
+        match crate::kernel::neigh::neighbours() {
+            Ok(neigh) => {
+                let mut n = Self::load(&config(), "");
+                n.add_neighbours(&neigh);
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "neighbour table over netlink; reading /proc/net/arp");
+                let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+                Self::load(&config(), &arp)
+            }
+        }
+    }
+
+    /// Adds neighbour entries (address, MAC): addresses only, no names.
+    pub fn add_neighbours(&mut self, neigh: &[(IpAddr, [u8; 6])]) {
+        for (addr, mac) in neigh {
+            self.addrs.entry(*mac).or_default().insert(*addr);
+        }
     }
 
     /// Adds leases (names do not replace config names).
@@ -330,6 +453,72 @@ mod tests {
         let kea = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n\
                    192.168.1.30,aa:bb:cc:00:00:01,,3600,1700000000,1,0,0,printer,0\n";
         assert_eq!(parse_leases(kea)[0].hostname.as_deref(), Some("printer"));
+    }
+
+    /// systemd-networkd's lease file as systemd 256+ writes it (keys and
+    /// value shapes of `dhcp_server_lease_append_json`), and as 255 wrote
+    /// it (a bare array, the MAC only in an Ethernet client id).
+    #[test]
+    fn networkd_lease_files() {
+        let v256 = r#"{
+  "BootID" : "d7f5041316de4f1f992a8a2822218a71",
+  "Address" : [ 192, 168, 124, 1 ],
+  "PrefixLength" : 24,
+  "Leases" : [
+    {
+      "ClientId" : [ 1, 170, 187, 204, 0, 0, 1 ],
+      "Address" : [ 192, 168, 124, 26 ],
+      "AddressString" : "192.168.124.26",
+      "Hostname" : "laptop",
+      "HardwareAddressType" : 1,
+      "HardwareAddressLength" : 6,
+      "HardwareAddress" : [ 170, 187, 204, 0, 0, 1 ],
+      "ExpirationUSec" : 86163519771,
+      "ExpirationRealtimeUSec" : 1785791504658855
+    },
+    {
+      "ClientId" : [ 255, 1, 2, 3, 4, 0, 4, 1, 2, 3, 4, 5, 6, 7, 8 ],
+      "Address" : [ 192, 168, 124, 27 ],
+      "AddressString" : "192.168.124.27",
+      "HardwareAddressType" : 1,
+      "HardwareAddressLength" : 6,
+      "HardwareAddress" : [ 170, 187, 204, 0, 0, 2 ],
+      "ExpirationUSec" : 86163519771
+    },
+    {
+      "ClientId" : [ 255, 1, 2, 3, 4 ],
+      "AddressString" : "192.168.124.28",
+      "Hostname" : "duid-only"
+    }
+  ]
+}
+"#;
+        let l = parse_leases(v256);
+        assert_eq!(
+            l,
+            vec![
+                Lease {
+                    mac: A,
+                    addr: "192.168.124.26".parse().expect("ip"),
+                    hostname: Some("laptop".to_owned())
+                },
+                Lease {
+                    mac: [0xaa, 0xbb, 0xcc, 0, 0, 2],
+                    addr: "192.168.124.27".parse().expect("ip"),
+                    hostname: None
+                },
+            ]
+        );
+        let v255 = r#"[{"ClientId":[1,170,187,204,0,0,1],"Address":[10,0,0,9],"Hostname":"nas","ExpirationUSec":5000000}]"#;
+        assert_eq!(
+            parse_leases(v255),
+            vec![Lease {
+                mac: A,
+                addr: "10.0.0.9".parse().expect("ip"),
+                hostname: Some("nas".to_owned())
+            }]
+        );
+        assert!(parse_leases("{ \"Leases\": [").is_empty(), "a torn file");
     }
 
     #[test]

@@ -202,6 +202,7 @@ fn export_table() {
             tx_retrans_bytes: 0,
             rx_app_bytes: 65_000 * (k + 1),
             rx_retrans_bytes: 0,
+            remote: None,
         })
         .collect();
     let doc = Export {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use netmon::drain::Drain;
 use netmon::query::AppRules;
 use netmon::query::domains::{Catalogue, set_catalogue};
+use netmon::query::export::export_remote;
 use netmon::query::facts::Facts;
 use netmon::query::terms::{Dimension, FilterTerm, GroupKey};
 use netmon::query::usage::{UsageAnswer, UsageQuery, usage};
@@ -527,4 +528,96 @@ fn names_turned_off_at_a_restart_stop_at_once() {
     want.insert(GroupKey::ServerName(None), rest);
     want.insert(GroupKey::NoEndpoint, overflow);
     assert_eq!(got, want);
+}
+
+/// `netmon export --remote`: every remote row carries the server name its
+/// flows were opened to, with the registered domain and service a person
+/// reads for it (the `NAMES` table); over the whole history the rows
+/// summed per name equal the script's bytes per name, to the byte, and
+/// over random whole-minute windows they equal `usage --by server_name`'s
+/// groups.
+#[test]
+fn export_remote_rows_carry_names_domains_and_services() {
+    let script = script();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) =
+        Store::open(&dir.path().join("h.redb"), Retention::default()).expect("store opens");
+    let mut source = SimSource::new(Arc::new(script.clone()));
+    drain_into(
+        &script,
+        &mut store,
+        &mut source,
+        sim_tick,
+        0..=LAST + 2,
+        true,
+    );
+    let facts = Facts::load(&mut store, &AppRules::default()).expect("facts");
+    let mut rng = fastrand::Rng::with_seed(16);
+    for round in 0..20 {
+        let window = if round == 0 {
+            0..u64::MAX / 2
+        } else {
+            // Whole minutes: export rows are whole buckets (a window
+            // edge inside a minute reads that minute's row whole).
+            let a = rng.u64(BASE - 3_600_000..at(LAST)) / 60_000 * 60_000;
+            a..a + rng.u64(0..3 * 60) * 60_000
+        };
+        let truth = truth_of(&script, &window);
+        let mut want: BTreeMap<Option<String>, Traffic> = BTreeMap::new();
+        for ((_, name), t) in &truth.per_name {
+            if !t.is_zero() {
+                let e = want.entry(name.clone()).or_default();
+                *e = e.add(*t);
+            }
+        }
+        let rows = export_remote(&mut store, &facts, &window, &[], None).expect("export");
+        let mut got: BTreeMap<Option<String>, Traffic> = BTreeMap::new();
+        for r in &rows {
+            let n = r.names.as_ref().expect("remote rows carry names");
+            let listed = n
+                .server_name
+                .as_deref()
+                .map(|s| NAMES.iter().find(|r| r.0 == s).expect("a listed name"));
+            assert_eq!(n.domain.as_deref(), listed.map(|l| l.1), "{n:?}");
+            assert_eq!(n.service.as_deref(), listed.and_then(|l| l.2), "{n:?}");
+            let e = got.entry(n.server_name.clone()).or_default();
+            *e = e.add(r.row.traffic);
+        }
+        got.retain(|_, t| !t.is_zero());
+        if round == 0 {
+            // The whole history: the script's own bytes per name.
+            assert_eq!(got, want, "export --remote per name, whole history");
+        }
+        // Any window: the same rows `usage --by server_name` reads.
+        let by_name: BTreeMap<Option<String>, Traffic> = groups(&ask(
+            &mut store,
+            &facts,
+            &window,
+            Dimension::ServerName,
+            &[],
+        ))
+        .into_iter()
+        .filter_map(|(k, t)| match k {
+            GroupKey::ServerName(n) => Some((n, t)),
+            _ => None,
+        })
+        .collect();
+        assert_eq!(got, by_name, "export --remote per name over {window:?}");
+        // A name filter keeps exactly that name's rows.
+        let netflix = export_remote(
+            &mut store,
+            &facts,
+            &window,
+            &["service=Netflix".parse::<FilterTerm>().expect("filter")],
+            None,
+        )
+        .expect("export");
+        assert_eq!(
+            sum(netflix.iter().map(|r| &r.row.traffic)),
+            got.get(&Some("www.netflix.com".to_owned()))
+                .copied()
+                .unwrap_or_default(),
+            "service=Netflix over {window:?}"
+        );
+    }
 }

@@ -134,6 +134,225 @@ impl Drop for Loaded {
     }
 }
 
+/// Device names and addresses from the sources beyond dnsmasq leases, on
+/// a smaller gateway (net 240, interfaces `dn*`):
+/// - device 1 gets an IPv6 address and sends to the router over IPv6: its
+///   row lists that address (the neighbour table read over netlink);
+/// - device 2 is named by a systemd-networkd DHCP server lease file (JSON,
+///   in a directory named in `[devices] leases`);
+/// - device 3 has no lease: with `[names] reverse_lookup = true` it is
+///   named by the PTR record a dnsmasq in the router namespace serves for
+///   its address (`name_source: "ptr"`), and the bytes under that name
+///   equal device 3's own IP MIB counters, to the byte and packet.
+#[test]
+fn device_names_from_networkd_leases_ptr_and_ipv6_neighbours() {
+    if !require_root("device_names_from_networkd_leases_ptr_and_ipv6_neighbours") {
+        return;
+    }
+    let dnsmasq_exe = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let Some(dnsmasq_exe) = dnsmasq_exe else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "dnsmasq is missing (Debian's dnsmasq-base; .ci/run installs it)"
+        );
+        eprintln!(
+            "\n*** SKIPPED: no dnsmasq: device_names_from_networkd_leases_ptr_and_ipv6_neighbours did not run. ***"
+        );
+        return;
+    };
+    let cg = CgroupGuard::new("devnames");
+    let lan = Lan::new("dn", 240, "dn");
+    let [d1, d2, d3] = &lan.devices;
+    // IPv6 on the router's bridge and device 1 only (no DAD: at once).
+    let r6 = format!("fd00:240:{}::1", lan.subnet);
+    let d1_6 = format!("fd00:240:{}::11", lan.subnet);
+    for (ns, dev, addr) in [(&lan.r, "dnbr", &r6), (d1, "nm0", &d1_6)] {
+        ns.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+        ]);
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+    }
+    let loaded = Loaded {
+        pin_dir: PathBuf::from(format!(
+            "/sys/fs/bpf/netmon-test-devnames-{}",
+            netmon_tests::unique_suffix()
+        )),
+    };
+    let mut load = Command::new("nsenter");
+    load.arg(format!("--net={}", lan.r.path().display()))
+        .arg(netmon_bin())
+        .args([
+            "load",
+            "--watch-interface",
+            "dn*",
+            "--lan-interface",
+            "dnl*",
+        ])
+        .arg(format!("--cgroup={}", cg.path().display()))
+        .arg("--pin-dir")
+        .arg(&loaded.pin_dir);
+    let _said = cmd::run(&mut load);
+
+    // The PTR record of device 3, served in R on its loopback.
+    let _dns = netmon_tests::workload::Workload::spawn(
+        &dnsmasq_exe,
+        [
+            "--keep-in-foreground".to_owned(),
+            "--no-resolv".to_owned(),
+            "--no-hosts".to_owned(),
+            "--no-poll".to_owned(),
+            "--bind-interfaces".to_owned(),
+            "--pid-file=".to_owned(),
+            "--user=root".to_owned(),
+            "--listen-address=127.0.0.1".to_owned(),
+            "--port=53".to_owned(),
+            format!("--host-record=charlie.ptr.test,{}", lan.addr(13)),
+        ],
+        &cg,
+        Some(&lan.r),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lan
+        .r
+        .exec(&["ss", "-Hlun", "sport", "=", ":53"])
+        .contains("127.0.0.1")
+    {
+        assert!(Instant::now() < deadline, "dnsmasq did not listen in R");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let dir = tempfile::Builder::new()
+        .prefix("netmon-test-devnames-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    // systemd-networkd's per-interface lease file, in its directory.
+    let leases = dir.path().join("dhcp-server-lease");
+    std::fs::create_dir(&leases).unwrap_or_else(|e| panic!("lease dir: {e}"));
+    let mac2: Vec<String> = lan
+        .mac(12)
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap_or(0).to_string())
+        .collect();
+    let ip2: Vec<String> = lan
+        .addr(12)
+        .to_string()
+        .split('.')
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(
+        leases.join("dnbr"),
+        format!(
+            "{{\"BootID\":\"00\",\"Address\":[10,240,{s},1],\"PrefixLength\":24,\"Leases\":[{{\"ClientId\":[1,{m}],\"Address\":[{a}],\"AddressString\":\"{ip}\",\"Hostname\":\"bravo-nd\",\"HardwareAddressType\":1,\"HardwareAddressLength\":6,\"HardwareAddress\":[{m}],\"ExpirationUSec\":86163519771}}]}}\n",
+            s = lan.subnet,
+            m = mac2.join(","),
+            a = ip2.join(","),
+            ip = lan.addr(12),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("lease file: {e}"));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[devices]\nleases = [{:?}]\n[names]\nreverse_lookup = true\nresolver = \"127.0.0.1:53\"\n",
+            leases.display().to_string()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
+    let paths = netmon_tests::daemon::paths_in(dir.path(), &loaded.pin_dir, &cg);
+    let mut daemon =
+        netmon_tests::daemon::Daemon::start_in_netns_with_config(&paths, &lan.r.path(), &config);
+
+    let mib0 = wait_quiet(&[d3]);
+    let t0 = drained(&paths.socket);
+    let v6: std::net::IpAddr = r6.parse().unwrap_or_else(|e| panic!("{r6}: {e}"));
+    let _d1_v6 = scenario::udp_burst(workload_exe!(), &cg, &lan.r, v6, d1, 1, 20, SIZES);
+    let _d2 = scenario::udp_burst(workload_exe!(), &cg, &lan.r, lan.addr(1), d2, 1, 20, SIZES);
+    let d3_sent = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.r,
+        lan.addr(1),
+        d3,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let mib1 = wait_quiet(&[d3]);
+    let t1 = drained(&paths.socket);
+    // The first answer queues device 3's PTR lookup; a later one has it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut doc = devices(&paths.socket, Some((t0, t1)));
+    while doc.get(&lan.mac(13)).is_none_or(|d| d["name"].is_null()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(300));
+        doc = devices(&paths.socket, Some((t0, t1)));
+    }
+
+    let row = |host: u8| {
+        doc.get(&lan.mac(host))
+            .unwrap_or_else(|| panic!("no row for device {host}: {doc:?}"))
+    };
+    let d1_addrs: Vec<&str> = row(11)["addresses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no addresses in {}", row(11)))
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let d1_6_parsed: std::net::IpAddr = d1_6.parse().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        d1_addrs.contains(&d1_6_parsed.to_string().as_str()),
+        "device 1's IPv6 address from the neighbour table: {}",
+        row(11)
+    );
+    assert_eq!(row(12)["name"], "bravo-nd", "{}", row(12));
+    assert_eq!(row(12)["name_source"], "lease", "{}", row(12));
+    assert_eq!(row(13)["name"], "charlie.ptr.test", "{}", row(13));
+    assert_eq!(row(13)["name_source"], "ptr", "{}", row(13));
+    let id3 = lan.mac(13);
+    let (before, after) = (&mib0[0], &mib1[0]);
+    for (dir, octets, packets) in [
+        ("tx", "IpExt.OutOctets", "Ip.OutRequests"),
+        ("rx", "IpExt.InOctets", "Ip.InReceives"),
+    ] {
+        let ip_packets =
+            get(&doc, &id3, dir, "total", "packets") - get(&doc, &id3, dir, "not_ip", "packets");
+        let ip_frames = get(&doc, &id3, dir, "total", "frame_bytes")
+            - get(&doc, &id3, dir, "not_ip", "frame_bytes");
+        assert_eq!(
+            ip_packets,
+            after.delta(before, packets),
+            "device 3 {dir} packets"
+        );
+        assert_eq!(
+            ip_frames - ETH * ip_packets,
+            after.delta(before, octets),
+            "device 3 ({}) {dir} IP bytes",
+            row(13)["name"]
+        );
+    }
+    assert_eq!(
+        get(&doc, &id3, "tx", "host", "packets"),
+        d3_sent.sender.datagrams_sent,
+        "device 3 → R datagrams"
+    );
+    daemon.stop();
+}
+
 #[test]
 fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     if !require_root("per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway") {

@@ -234,6 +234,11 @@ fn setup(tag: &str) -> Setup {
 fn setup_with(tag: &str, config: Option<&str>) -> Setup {
     let cg = CgroupGuard::new(tag);
     let pair = NetnsPair::new(tag);
+    setup_in(tag, cg, pair, config)
+}
+
+/// [`setup_with`] in a cgroup and namespace pair made before.
+fn setup_in(tag: &str, cg: CgroupGuard, pair: NetnsPair, config: Option<&str>) -> Setup {
     let netmon = Netmon::load(&cg);
     let dir = tempfile::Builder::new()
         .prefix(&format!("netmon-test-{tag}-"))
@@ -461,4 +466,189 @@ fn names_off_copies_nothing() {
         status["name_capture"]
     );
     s.daemon.stop();
+}
+
+/// A dnsmasq in the test's own (root) namespace on 127.0.0.1 and a free
+/// port, logging every query it gets to `log`; `records` are
+/// dnsmasq options. The daemon runs in the root namespace, so this is
+/// where its reverse lookups go (`[names] resolver`).
+fn dnsmasq_on_loopback(
+    exe: &Path,
+    cg: &CgroupGuard,
+    log: &Path,
+    records: &[String],
+) -> (Workload, u16) {
+    // A port free now (tests run in parallel in one process).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let mut args = vec![
+        "--keep-in-foreground".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--no-poll".to_owned(),
+        "--bind-interfaces".to_owned(),
+        "--pid-file=".to_owned(),
+        "--user=root".to_owned(),
+        "--listen-address=127.0.0.1".to_owned(),
+        format!("--port={port}"),
+        "--log-queries".to_owned(),
+        format!("--log-facility={}", log.display()),
+    ];
+    args.extend(records.iter().cloned());
+    let w = Workload::spawn(exe, &args, cg, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = cmd::try_run(
+            std::process::Command::new("ss").args(["-Hlun", "sport", "=", &format!(":{port}")]),
+            NETMON_TIMEOUT,
+        )
+        .unwrap_or_default();
+        if out.contains("127.0.0.1") {
+            break (w, port);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `netmon usage --by remote` rows of `pid` to `remote`: (server_name,
+/// name_source, tx app bytes, rx app bytes) summed.
+fn by_remote(
+    paths: &DaemonPaths,
+    pid: u32,
+    remote: IpAddr,
+) -> (Option<String>, Option<String>, u64, u64) {
+    let mut c = std::process::Command::new(netmon_bin());
+    c.args([
+        "usage", "--since", "1h", "--json", "--by", "remote", "--filter",
+    ])
+    .arg(format!("pid={pid}"))
+    .arg("--socket")
+    .arg(&paths.socket);
+    let out = cmd::try_run(&mut c, NETMON_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("usage --by remote JSON: {e}\n{out}"));
+    let mut got = (None, None, 0, 0);
+    for row in v["rows"].as_array().expect("rows") {
+        if row["remote_addr"].as_str() != Some(remote.to_string().as_str()) {
+            continue;
+        }
+        got.0 = row["server_name"].as_str().map(str::to_owned);
+        got.1 = row["name_source"].as_str().map(str::to_owned);
+        got.2 += row["tx"]["app_bytes"].as_u64().expect("tx app_bytes");
+        got.3 += row["rx"]["app_bytes"].as_u64().expect("rx app_bytes");
+    }
+    got
+}
+
+/// PTR questions dnsmasq logged for `remote`.
+fn ptr_queries(log: &Path, remote: IpAddr) -> usize {
+    let IpAddr::V4(v4) = remote else {
+        panic!("an IPv4 remote")
+    };
+    let [a, b, c, d] = v4.octets();
+    let qname = format!("{d}.{c}.{b}.{a}.in-addr.arpa");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("query[PTR]") && l.contains(&qname))
+        .count()
+}
+
+/// The opt-in reverse lookup, off and on: a client connects to a literal
+/// address without SNI (no name of its own). Off (the default, here with
+/// the resolver configured anyway), netmon sends no PTR question, however
+/// often the remote is shown; on, the remote's `--by remote` row is
+/// labelled with its PTR name (`name_source: "ptr"`) after a first query
+/// queued the lookup, and the bytes under it equal the client's own counts.
+fn reverse_lookup(tag: &str, on: bool) {
+    let Some(dnsmasq_exe) = require_dnsmasq(tag) else {
+        return;
+    };
+    let log_dir = tempfile::tempdir().expect("temp dir");
+    let log = log_dir.path().join("dnsmasq.log");
+    // The pair first (its address goes in dnsmasq's record), dnsmasq next
+    // (its port goes in the daemon's config), the daemon last.
+    let cg = CgroupGuard::new(tag);
+    let pair = NetnsPair::new(tag);
+    let server: IpAddr = pair.b.v4().into();
+    // Its own cgroup, dropped after it (locals drop in reverse order).
+    let cg_dns = CgroupGuard::new(&format!("{tag}-dns"));
+    let (_dns, port) = dnsmasq_on_loopback(
+        &dnsmasq_exe,
+        &cg_dns,
+        &log,
+        &[
+            format!("--host-record=sink.ptr.test,{server}"),
+            "--local-ttl=300".to_owned(),
+        ],
+    );
+    let config = format!("[names]\nreverse_lookup = {on}\nresolver = \"127.0.0.1:{port}\"\n");
+    let mut s = setup_in(tag, cg, pair, Some(&config));
+    let (mut sink, sport) = start_sink(&s.cg, &s.pair.b, server, 900);
+    let report = client(
+        &s.cg,
+        &s.pair.a,
+        &[
+            format!("--target={server}"),
+            format!("--port={sport}"),
+            "tcp:none:7000".into(),
+            "tcp:none:3000".into(),
+        ],
+    );
+    let want = expected(&report, &[None, None]);
+    let got = settle(&s.paths, report.pid, &want);
+    sink.send_line("stop");
+    assert_eq!(got, want, "the flows themselves stay unnamed");
+    let (tx, rx) = want[&None];
+    // Ask for the remote repeatedly (bounded): on, the label arrives.
+    let deadline = Instant::now() + Duration::from_secs(if on { 20 } else { 5 });
+    let mut row = by_remote(&s.paths, report.pid, server);
+    while Instant::now() < deadline && (row.0.is_none() || !on) {
+        std::thread::sleep(Duration::from_millis(300));
+        row = by_remote(&s.paths, report.pid, server);
+    }
+    if on {
+        assert_eq!(
+            row,
+            (
+                Some("sink.ptr.test".to_owned()),
+                Some("ptr".to_owned()),
+                tx,
+                rx
+            ),
+            "the remote's PTR label and the client's bytes"
+        );
+        assert!(ptr_queries(&log, server) >= 1, "asked dnsmasq");
+    } else {
+        assert_eq!(row, (None, None, tx, rx), "no label with the lookup off");
+        assert_eq!(
+            ptr_queries(&log, server),
+            0,
+            "no PTR question with reverse_lookup off: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    s.daemon.stop();
+}
+
+#[test]
+fn reverse_lookup_off_sends_nothing() {
+    if !require_root("reverse_lookup_off_sends_nothing") {
+        return;
+    }
+    reverse_lookup("names-ptr-off", false);
+}
+
+#[test]
+fn reverse_lookup_on_labels_the_remote() {
+    if !require_root("reverse_lookup_on_labels_the_remote") {
+        return;
+    }
+    reverse_lookup("names-ptr-on", true);
 }

@@ -366,6 +366,12 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
                     if let Some(first) = g.names.first() {
                         fields.server_name = Some(first.clone());
                         fields.server_names.clone_from(&g.names);
+                    } else if let Some(name) = fields.remote_addr.and_then(crate::names::ptr::label)
+                    {
+                        // A remote without a stored name: its PTR name, a
+                        // query-time label (`[names] reverse_lookup`).
+                        fields.server_name = Some(name);
+                        fields.name_source = Some("ptr".to_owned());
                     }
                     let (tx, rx) = counters(&g.traffic);
                     let q = g.quality.as_ref();
@@ -471,13 +477,14 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             until_ms,
             filters,
             class,
+            remote,
         } => export(
             store,
             apps,
-            *from_ms,
-            *until_ms,
+            *from_ms..*until_ms,
             &filters_of(filters)?,
             class_of(class.as_ref())?,
+            *remote,
         )
         .map(Answer::Export),
         Request::Events { from_ms, until_ms } => {
@@ -498,15 +505,17 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             until_ms,
             device,
         } => {
-            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-            let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
+            let naming = crate::devices::Naming::now();
             crate::query::devices::devices(
                 store,
                 &(*from_ms..*until_ms),
                 &naming,
                 device.as_deref(),
             )
-            .map(Answer::Devices)
+            .map(|mut d| {
+                ptr_device_names(&mut d);
+                Answer::Devices(d)
+            })
             .map_err(HandlerError::Query)
         }
         Request::DeviceHistory {
@@ -515,11 +524,26 @@ pub fn answer(store: &mut Store, apps: &AppRules, req: &Request) -> Result<Answe
             step_ms,
             device,
         } => {
-            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-            let naming = crate::devices::Naming::load(&crate::devices::config(), &arp);
+            let naming = crate::devices::Naming::now();
             crate::query::devices::series(store, &(*from_ms..*until_ms), *step_ms, &naming, device)
                 .map(Answer::DeviceHistory)
                 .map_err(HandlerError::Query)
+        }
+    }
+}
+
+/// Devices without a configured or leased name: the PTR name of one of
+/// their addresses, a query-time label (`[names] reverse_lookup`,
+/// [`crate::names::ptr`]); nothing when the lookup is off.
+fn ptr_device_names(d: &mut wire::Devices) {
+    for row in d.devices.iter_mut().filter(|r| r.name.is_none()) {
+        if let Some(name) = row
+            .addresses
+            .iter()
+            .find_map(|a| crate::names::ptr::label(*a))
+        {
+            row.name = Some(name);
+            row.name_source = Some(crate::devices::NameSource::Ptr);
         }
     }
 }
@@ -626,15 +650,33 @@ fn procs(
 fn export(
     store: &mut Store,
     apps: &AppRules,
-    from: TimeMs,
-    until: TimeMs,
+    range: std::ops::Range<TimeMs>,
     filters: &[FilterTerm],
     class: Option<DestClass>,
+    remote: bool,
 ) -> Result<Export, HandlerError> {
+    let (from, until) = (range.start, range.end);
     let facts = Facts::load(store, apps)?;
-    let rows = crate::query::export::export(store, &facts, &(from..until), filters, class)?
+    let rows = if remote {
+        crate::query::export::export_remote(store, &facts, &range, filters, class)?
+    } else {
+        crate::query::export::export(store, &facts, &range, filters, class)?
+    };
+    let rows = rows
         .into_iter()
         .map(|e| {
+            let remote = match (e.row.subject, &e.names) {
+                (crate::query::scan::Subject::Remote(k), Some(n)) => Some(wire::ExportRemote {
+                    remote_addr: crate::query::usage::remote_ip(&k),
+                    service_port: k.port,
+                    direction: k.dir.label().map(str::to_owned),
+                    protocol: crate::query::terms::protocol_label(k.protocol),
+                    server_name: n.server_name.clone(),
+                    domain: n.domain.clone(),
+                    service: n.service.clone(),
+                }),
+                _ => None,
+            };
             let (r, id) = (e.row, e.id);
             ExportRow {
                 time: rfc3339_from_unix_ms(r.ts),
@@ -656,6 +698,7 @@ fn export(
                 rx_payload_bytes: r.traffic.rx.payload_bytes,
                 rx_app_bytes: r.traffic.rx.app_bytes(),
                 rx_retrans_bytes: r.traffic.rx.retrans_bytes,
+                remote,
             }
         })
         .collect();

@@ -22,6 +22,12 @@ pub struct ExportArgs {
     /// Only traffic to this destination class.
     #[arg(long, value_parser = class_parser)]
     pub class: Option<DestClass>,
+    /// Per process and remote endpoint rows (minute, hour and day
+    /// rollups) with the remote address, service port, direction,
+    /// protocol, server name, domain and service; filters may then also
+    /// be remote, port, protocol, server_name, domain and service.
+    #[arg(long)]
+    pub remote: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Output format. Default: NDJSON, one row per line (raw rows are for
@@ -59,6 +65,18 @@ pub const COLUMNS: [&str; 19] = [
     "rx_retrans_bytes",
 ];
 
+/// Extra CSV columns of `--remote` rows, in [`crate::wire::ExportRemote`]
+/// field order, after [`COLUMNS`].
+pub const REMOTE_COLUMNS: [&str; 7] = [
+    "remote_addr",
+    "service_port",
+    "direction",
+    "protocol",
+    "server_name",
+    "domain",
+    "service",
+];
+
 /// Runs `netmon export`.
 ///
 /// # Errors
@@ -70,6 +88,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         until_ms,
         filters: args.filters.iter().map(ToString::to_string).collect(),
         class: args.class.map(|c| c.name().to_owned()),
+        remote: args.remote,
     };
     let doc: Export = Backend::connect(&args.conn)?.call(&req)?;
     // Raw rows are for tools: NDJSON unless asked otherwise.
@@ -108,6 +127,25 @@ fn cells(r: &ExportRow) -> Vec<String> {
     ]
 }
 
+/// [`cells`] and, for a remote row, its endpoint and names.
+fn remote_cells(r: &ExportRow) -> Vec<String> {
+    let mut c = cells(r);
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    match &r.remote {
+        Some(e) => c.extend([
+            e.remote_addr.to_string(),
+            e.service_port.to_string(),
+            opt(&e.direction),
+            e.protocol.clone(),
+            opt(&e.server_name),
+            opt(&e.domain),
+            opt(&e.service),
+        ]),
+        None => c.extend(std::iter::repeat_n(String::new(), REMOTE_COLUMNS.len())),
+    }
+    c
+}
+
 /// Writes the document in `format`.
 ///
 /// # Errors
@@ -116,6 +154,10 @@ pub fn write(out: &mut dyn Write, doc: &Export, format: Format, raw: bool) -> an
     match format {
         Format::Json => render::json(out, doc),
         Format::Ndjson => render::ndjson_rows(out, &doc.rows),
+        Format::Csv if doc.rows.iter().any(|r| r.remote.is_some()) => {
+            let columns: Vec<&str> = COLUMNS.iter().chain(&REMOTE_COLUMNS).copied().collect();
+            render::csv(out, &columns, doc.rows.iter().map(remote_cells))
+        }
         Format::Csv => render::csv(out, &COLUMNS, doc.rows.iter().map(cells)),
         Format::Table => write_table(out, doc, raw, terminal_width()),
     }

@@ -191,6 +191,10 @@ pub(crate) fn remote_cell(key: &str, f: &crate::wire::GroupFields) -> String {
             format!("{key} ({name} +{})", f.server_names.len() - 1)
         }
         (Some(_), Some(name)) => format!("{key} ({name})"),
+        (Some(_), None) => match (&f.server_name, f.name_source.as_deref()) {
+            (Some(name), Some("ptr")) => format!("{key} (ptr {name})"),
+            _ => key.to_owned(),
+        },
         _ => key.to_owned(),
     }
 }

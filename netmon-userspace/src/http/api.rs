@@ -404,11 +404,11 @@ pub async fn procs(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
-/// `GET /api/v1/export?since&until&filter&class` (windows up to
+/// `GET /api/v1/export?since&until&filter&class&remote` (windows up to
 /// [`MAX_EXPORT_WINDOW_MS`]; the JSON document, not NDJSON).
 pub async fn export(State(state): State<AppState>, uri: Uri) -> Response {
     let req = (|| {
-        let p = Params::parse(&uri, &["since", "until", "filter", "class"])?;
+        let p = Params::parse(&uri, &["since", "until", "filter", "class", "remote"])?;
         let (from_ms, until_ms) = p.window()?;
         if until_ms - from_ms > MAX_EXPORT_WINDOW_MS {
             return Err(ApiFailure::bad(
@@ -420,6 +420,7 @@ pub async fn export(State(state): State<AppState>, uri: Uri) -> Response {
             until_ms,
             filters: p.all("filter"),
             class: p.get("class").map(ToOwned::to_owned),
+            remote: p.get("remote").is_some_and(|v| v == "true" || v == "1"),
         })
     })();
     match req {

@@ -18,6 +18,7 @@ pub mod exec_offsets;
 pub mod execs;
 pub mod linkwatch;
 pub mod loader;
+pub mod neigh;
 pub mod pins;
 pub mod reader;
 pub mod sysfs;

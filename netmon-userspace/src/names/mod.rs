@@ -9,9 +9,10 @@
 //!    for the flow's remote address, the latest that had arrived and not
 //!    expired when the flow's first packet was seen ([`dns`]); flows to
 //!    port 53 (the DNS traffic itself) are not named this way;
-//! 3. else none. netmon makes no reverse DNS lookups (a lookup leaving the
-//!    machine for every remote); an opt-in for remotes without a name is
-//!    left for later.
+//! 3. else none. By default netmon makes no reverse DNS lookups (a lookup
+//!    leaving the machine for every remote); `[names] reverse_lookup =
+//!    true` labels remotes without a name with their PTR name at query
+//!    time ([`ptr`]), which never becomes a flow's name.
 //!
 //! [`Namer::name_flows`] decides a flow's name once, at the first reading
 //! in which the flow shows payload (the kernel writes a flow's capture to
@@ -21,6 +22,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod ptr;
 pub mod quic;
 pub mod tls;
 

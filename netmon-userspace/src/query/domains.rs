@@ -39,6 +39,15 @@ pub struct NamesConfig {
     /// may be missing; a file named here must exist).
     #[serde(default)]
     pub services: Option<PathBuf>,
+    /// Look up PTR names for remotes and LAN devices that have no better
+    /// name (default false: nothing leaves the machine;
+    /// [`crate::names::ptr`]). Needs `enabled`.
+    #[serde(default)]
+    pub reverse_lookup: bool,
+    /// Where the reverse lookup asks (`IP` or `IP:PORT`; default the
+    /// first `nameserver` of `/etc/resolv.conf`).
+    #[serde(default)]
+    pub resolver: Option<String>,
 }
 
 const fn yes() -> bool {
@@ -50,6 +59,8 @@ impl Default for NamesConfig {
         Self {
             enabled: true,
             services: None,
+            reverse_lookup: false,
+            resolver: None,
         }
     }
 }

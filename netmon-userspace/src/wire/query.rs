@@ -87,6 +87,12 @@ pub struct GroupFields {
     /// bytes first (`server_name` is the first); absent without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_names: Vec<String>,
+    /// `ptr` when `server_name` is the remote's PTR name (`--by remote`
+    /// rows without a stored name, `[names] reverse_lookup = true`): a
+    /// label of the address looked up at query time, not a name any flow
+    /// was opened to; absent for stored names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<String>,
 }
 
 /// `netmon usage`: totals over a window.
@@ -428,6 +434,37 @@ pub struct ExportRow {
     pub rx_app_bytes: u64,
     /// Duplicate payload bytes received.
     pub rx_retrans_bytes: u64,
+    /// `netmon export --remote`: the row's remote endpoint and names
+    /// (absent in per process rows).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<ExportRemote>,
+}
+
+/// The endpoint fields of a remote [`ExportRow`] (`netmon export
+/// --remote`): flat in JSON, extra CSV columns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRemote {
+    /// Remote address.
+    pub remote_addr: IpAddr,
+    /// Service port: the remote port of outbound flows, the local one of
+    /// inbound ones.
+    pub service_port: u16,
+    /// `in` or `out`; absent for history recorded before directions were
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Protocol name.
+    pub protocol: String,
+    /// The server name the flows were opened to (SNI, Host, QUIC, DNS);
+    /// absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Its registered domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Its service (services catalogue); absent without a match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// `netmon top`: one refresh.
@@ -528,12 +565,17 @@ pub enum Request {
         from_ms: u64,
         /// Window end (exclusive).
         until_ms: u64,
-        /// `KEY=VALUE` filters (process-level keys and class).
+        /// `KEY=VALUE` filters (process-level keys and class; with
+        /// `remote` also remote, port, protocol and name keys).
         #[serde(default)]
         filters: Vec<String>,
         /// Destination class.
         #[serde(default)]
         class: Option<String>,
+        /// Per process and remote endpoint rows, with their names
+        /// ([`ExportRemote`]), instead of per process and class.
+        #[serde(default)]
+        remote: bool,
     },
     /// Answered with [`Events`].
     Events {
