@@ -158,6 +158,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         crate::names::ptr::install(crate::names::ptr::resolver(file.names.resolver.as_deref())?)?;
     }
     crate::devices::set_config(file.devices.clone());
+    let lease_dirs = crate::devices::lease_dirs(&file.devices);
     let cfg = file.resolve(args.interval, args.db.clone(), &args.kernel)?;
     // Handlers first: a SIGTERM or SIGINT during start-up is kept for the
     // loop (a clean stop after the first drain), not fatal half-way.
@@ -216,6 +217,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| config::DEFAULT_CONFIG.into()),
         pin_dir: cfg.kernel.pin_dir.clone(),
+        extra_read_only: lease_dirs,
     })?;
     let mut drain = Drain::new(&mut lock())?;
     drain.set_names(names_enabled);

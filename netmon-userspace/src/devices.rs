@@ -295,6 +295,30 @@ fn lease_files(path: &std::path::Path) -> Vec<PathBuf> {
     }
 }
 
+/// The directories the daemon's sandboxed query threads must be able to
+/// read for `config`'s lease entries: a directory entry itself, a file's
+/// parent (a DHCP server replaces its lease file by rename, so a rule on
+/// the file alone would stop matching).
+#[must_use]
+pub fn lease_dirs(config: &DevicesConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = config
+        .leases
+        .iter()
+        .filter_map(|p| {
+            if p.is_dir() {
+                Some(p.clone())
+            } else {
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map(std::path::Path::to_path_buf)
+            }
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// Where a device's name came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

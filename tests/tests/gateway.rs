@@ -25,6 +25,8 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     process::Command,
+    thread,
+    time::{Duration, Instant},
 };
 
 use netmon_tests::{
@@ -241,7 +243,11 @@ fn device_names_from_networkd_leases_ptr_and_ipv6_neighbours() {
         .tempdir()
         .unwrap_or_else(|e| panic!("temp dir: {e}"));
     // systemd-networkd's per-interface lease file, in its directory.
-    let leases = dir.path().join("dhcp-server-lease");
+    let lease_root = tempfile::Builder::new()
+        .prefix("netmon-test-devnames-leases-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let leases = lease_root.path().join("dhcp-server-lease");
     std::fs::create_dir(&leases).unwrap_or_else(|e| panic!("lease dir: {e}"));
     let mac2: Vec<String> = lan
         .mac(12)
@@ -385,7 +391,13 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         .prefix("netmon-test-gateway-")
         .tempdir()
         .unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let leases = dir.path().join("dnsmasq.leases");
+    // Outside the daemon's own directories, as on a real gateway: the
+    // sandboxed query threads must still read it.
+    let lease_dir = tempfile::Builder::new()
+        .prefix("netmon-test-gateway-leases-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let leases = lease_dir.path().join("dnsmasq.leases");
     let names = ["alpha", "bravo", "charlie"];
     let write_leases = |first: std::net::IpAddr| {
         let mut text = String::new();

@@ -175,6 +175,10 @@ pub struct Sandbox {
     pub config: PathBuf,
     /// The bpffs pin directory (read-only).
     pub pin_dir: PathBuf,
+    /// More read-only paths the query threads read from: the directories of
+    /// the configured DHCP lease files (the directory, not the file: a DHCP
+    /// server replaces its lease file by rename).
+    pub extra_read_only: Vec<PathBuf>,
 }
 
 impl Sandbox {
@@ -196,6 +200,7 @@ impl Sandbox {
 
     fn read_only(&self) -> Vec<PathBuf> {
         let mut v = vec![self.config.clone(), self.pin_dir.clone()];
+        v.extend(self.extra_read_only.iter().cloned());
         v.extend(
             [
                 "/proc",
