@@ -49,8 +49,8 @@ use aya_ebpf::{
         bpf_hdr_start_off::BPF_HDR_START_NET, bpf_sock, bpf_sock_tuple,
     },
     helpers::generated::{
-        bpf_fib_lookup, bpf_get_listener_sock, bpf_sk_fullsock, bpf_sk_lookup_udp, bpf_sk_release,
-        bpf_sk_storage_get, bpf_skb_load_bytes_relative, bpf_skc_lookup_tcp,
+        bpf_fib_lookup, bpf_get_listener_sock, bpf_jiffies64, bpf_sk_fullsock, bpf_sk_lookup_udp,
+        bpf_sk_release, bpf_sk_storage_get, bpf_skb_load_bytes_relative, bpf_skc_lookup_tcp,
     },
     macros::classifier,
     programs::TcContext,
@@ -99,21 +99,18 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
     // SAFETY: reading fields of this program's context.
     let (ifindex, protocol) = unsafe { ((*skb).ifindex, (*skb).protocol) };
     let l3 = network_header(&ctx, protocol);
-    let route = route(&ctx, ifindex, &l3);
-    let class = match route {
-        Route::Forwarded(_) => IFACE_CLASS_FORWARDED,
-        _ if ingress_has_socket(&ctx, &l3) => IFACE_CLASS_LOCAL_SOCKET,
-        _ => IFACE_CLASS_NO_SOCKET,
+    let route = remembered_route(&ctx, ifindex, &l3);
+    let class = if route.forwarded {
+        IFACE_CLASS_FORWARDED
+    } else if ingress_has_socket(&ctx, &l3) {
+        IFACE_CLASS_LOCAL_SOCKET
+    } else {
+        IFACE_CLASS_NO_SOCKET
     };
     count(&ctx, IFACE_DIR_INGRESS, class);
-    if lan_flags(ifindex) & LAN_COUNT != 0 {
-        let device_class = match route {
-            Route::NotIp => DEV_CLASS_NOT_IP,
-            Route::Host => DEV_CLASS_HOST,
-            Route::Forwarded(out) => forwarded_class(out),
-        };
+    if route.in_flags & LAN_COUNT != 0 {
         // The sender: the source MAC.
-        count_device(&ctx, 6, IFACE_DIR_INGRESS, device_class);
+        count_device(&ctx, 6, IFACE_DIR_INGRESS, route.device_class);
     }
     TCX_NEXT
 }
@@ -208,6 +205,143 @@ fn network_header(ctx: &TcContext, protocol: u32) -> L3 {
         ETH_P_IP => load::<20>(ctx, 0).map_or(L3::Other, L3::V4),
         ETH_P_IPV6 => load::<40>(ctx, 0).map_or(L3::Other, L3::V6),
         _ => L3::Other,
+    }
+}
+
+/// What the ingress program needs from the FIB for one packet.
+struct IngressRoute {
+    /// The FIB routes or bridges it out of an interface.
+    forwarded: bool,
+    /// Its `DEV_CLASS_*` for device counting.
+    device_class: u8,
+    /// The `NETMON_LAN` flags of the interface it arrived on.
+    in_flags: u32,
+}
+
+/// Slots of [`NETMON_ROUTE_MEMO`] per CPU (a power of two).
+const MEMO_SLOTS: u32 = 256;
+
+/// One remembered FIB answer: the lookup's inputs, the clock tick it was
+/// made in, and what the ingress program derived from it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RouteMemo {
+    /// `jiffies` when the FIB answered (0: empty slot).
+    jiffies: u64,
+    /// The interface the packet arrived on (0: empty slot).
+    ifindex: u32,
+    /// `family << 8 | tos` of the lookup.
+    family_tos: u32,
+    /// Source address (IPv4 in the first word).
+    src: [u32; 4],
+    /// Destination address (IPv4 in the first word).
+    dst: [u32; 4],
+    /// [`IngressRoute::in_flags`].
+    in_flags: u32,
+    /// [`IngressRoute::device_class`], and 0x100 when forwarded.
+    class: u32,
+}
+
+/// The last FIB answers of this CPU, direct-mapped by a hash of the
+/// lookup's inputs (see [`remembered_route`]).
+#[aya_ebpf::macros::btf_map]
+pub static NETMON_ROUTE_MEMO: aya_ebpf::btf_maps::PerCpuArray<RouteMemo, { MEMO_SLOTS as usize }> =
+    aya_ebpf::btf_maps::PerCpuArray::new();
+
+/// The FIB's answer for an ingress packet, remembered per CPU for the rest
+/// of the clock tick (`jiffies`, 1/`CONFIG_HZ` s: 4 ms at HZ 250) and for
+/// the same interface, addresses and TOS: a FIB lookup costs more than the
+/// rest of the program, and a stream of packets asks it the same question.
+/// A route or address change is seen by the next tick at the latest, where
+/// a lookup per packet sees it a few microseconds before the stack does.
+#[inline(always)]
+fn remembered_route(ctx: &TcContext, ifindex: u32, l3: &L3) -> IngressRoute {
+    let (family_tos, src, dst) = match l3 {
+        L3::Other => {
+            return IngressRoute {
+                forwarded: false,
+                device_class: DEV_CLASS_NOT_IP,
+                in_flags: lan_flags(ifindex),
+            };
+        }
+        L3::V4(ip) => (
+            (AF_INET << 8) | u32::from(ip[1]),
+            [
+                u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+                0,
+                0,
+                0,
+            ],
+            [
+                u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                0,
+                0,
+                0,
+            ],
+        ),
+        L3::V6(ip) => {
+            let word = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+            (
+                AF_INET6 << 8,
+                [word(8), word(12), word(16), word(20)],
+                [word(24), word(28), word(32), word(36)],
+            )
+        }
+    };
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_jiffies64() };
+    let slot = (dst[0] ^ dst[3] ^ src[0].rotate_left(16) ^ src[3] ^ ifindex)
+        .wrapping_mul(0x9e37_79b1)
+        >> (32 - MEMO_SLOTS.trailing_zeros());
+    let memo = NETMON_ROUTE_MEMO.get_ptr_mut(slot);
+    if let Some(m) = memo {
+        // SAFETY: this CPU's own slot, valid for this program run; no
+        // other program run on this CPU interleaves with this one (tc
+        // programs run with migration and softirqs disabled).
+        let m = unsafe { &*m };
+        if m.jiffies == now
+            && m.ifindex == ifindex
+            && m.family_tos == family_tos
+            && m.src == src
+            && m.dst == dst
+        {
+            return IngressRoute {
+                forwarded: m.class & 0x100 != 0,
+                device_class: m.class as u8,
+                in_flags: m.in_flags,
+            };
+        }
+    }
+    let in_flags = lan_flags(ifindex);
+    let (forwarded, device_class) = match route(ctx, ifindex, l3) {
+        Route::Forwarded(out) => (
+            true,
+            if in_flags & LAN_COUNT != 0 {
+                forwarded_class(out)
+            } else {
+                DEV_CLASS_FWD_INTERNET
+            },
+        ),
+        _ => (false, DEV_CLASS_HOST),
+    };
+    if let Some(m) = memo {
+        // SAFETY: as above.
+        unsafe {
+            *m = RouteMemo {
+                jiffies: now,
+                ifindex,
+                family_tos,
+                src,
+                dst,
+                in_flags,
+                class: u32::from(device_class) | if forwarded { 0x100 } else { 0 },
+            };
+        }
+    }
+    IngressRoute {
+        forwarded,
+        device_class,
+        in_flags,
     }
 }
 
