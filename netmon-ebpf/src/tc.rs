@@ -4,9 +4,10 @@
 //! include), and on LAN interfaces per device into `NETMON_DEVICES` (see
 //! `netmon_common::device`).
 //!
-//! Per packet: one hash lookup of the interface's LAN flags, classify, one
-//! per-CPU hash lookup, two plain adds (the value is this CPU's own, so no
-//! atomics and no locks); on a LAN interface one more per-CPU lookup and two
+//! Per packet: classify, one per-CPU hash lookup, two plain adds (the value
+//! is this CPU's own, so no atomics and no locks); one hash lookup of the
+//! interface's LAN flags (on ingress only when the FIB's answer is not
+//! remembered, below); on a LAN interface one more per-CPU lookup and two
 //! adds for the device. An interface's (device's) first packet of a class
 //! on a CPU inserts the entry.
 //!
@@ -29,6 +30,12 @@
 //!   neighbour lookup per packet); a kernel that refuses the flag answers
 //!   with an error, read as "not forwarded" (ingress then splits local
 //!   socket / no socket only, as before the FIB lookup).
+//!   The FIB lookup costs more than the rest of the program (58 of 82 ns
+//!   per forwarded 64-byte packet, `bpftool prog run`), so its answer is
+//!   remembered per CPU for the rest of the clock tick, keyed by the
+//!   lookup's inputs (interface, family, TOS, addresses) in a direct-mapped
+//!   per-CPU array (`NETMON_ROUTE_MEMO`, see `remembered_route`): a route or
+//!   address change shows by the next tick (1/`CONFIG_HZ` s) at the latest.
 //!
 //! tc ingress runs before netfilter: the FIB sees the packet's addresses
 //! before any DNAT. A reply to a masqueraded (SNAT) connection is addressed
@@ -164,7 +171,18 @@ fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8) {
     let skb = skb(ctx);
     // SAFETY: reading fields of this program's context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
-    let mac: [u8; 6] = ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    // The Ethernet header is in the linear data of every frame the stack
+    // builds or receives; read it directly (no helper call) when it is, and
+    // through the helper otherwise.
+    let mac: [u8; 6] = if data + 14 <= data_end {
+        // SAFETY: the check above, visible to the verifier, proves the
+        // frame's first 14 bytes are readable packet data, and
+        // `mac_offset` is 0 or 6.
+        unsafe { core::ptr::read_unaligned((data + mac_offset) as *const [u8; 6]) }
+    } else {
+        ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC)
+    };
     let mut key = DeviceKey {
         ifindex,
         mac,
