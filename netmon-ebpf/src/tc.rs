@@ -4,12 +4,14 @@
 //! include), and on LAN interfaces per device into `NETMON_DEVICES` (see
 //! `netmon_common::device`).
 //!
-//! Per packet: classify, one per-CPU hash lookup, two plain adds (the value
-//! is this CPU's own, so no atomics and no locks); one hash lookup of the
-//! interface's LAN flags (on ingress only when the FIB's answer is not
-//! remembered, below); on a LAN interface one more per-CPU lookup and two
-//! adds for the device. An interface's (device's) first packet of a class
-//! on a CPU inserts the entry.
+//! Per packet: classify, one per-CPU array lookup (the interface's slot in
+//! `NETMON_IFACE_SLOTS`, which also holds its LAN flags) and two plain adds
+//! (the value is this CPU's own, so no atomics and no locks); on a LAN
+//! interface one per-CPU hash lookup and two adds for the device. An
+//! interface without a slot (see `netmon_common::iface`) is counted in the
+//! per-CPU hash `NETMON_IFACES` and its LAN flags read from `NETMON_LAN`.
+//! An interface's (device's) first packet of a class on a CPU inserts the
+//! hash entry.
 //!
 //! Classification:
 //! - egress: `skb->sk` an `AF_INET`/`AF_INET6` full socket (or a request
@@ -68,7 +70,8 @@ use netmon_common::device::{
 };
 use netmon_common::iface::{
     IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
-    IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters, IfaceKey,
+    IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IFACE_SLOTS, IfaceCounters,
+    IfaceKey, IfaceSlot,
 };
 
 use crate::maps::{NETMON_DEVICES, NETMON_IFACES, NETMON_LAN, NETMON_OWNERS};
@@ -114,7 +117,7 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
     } else {
         IFACE_CLASS_NO_SOCKET
     };
-    count(&ctx, IFACE_DIR_INGRESS, class);
+    count(&ctx, iface_slot(ifindex), IFACE_DIR_INGRESS, class);
     if route.in_flags & LAN_COUNT != 0 {
         // The sender: the source MAC.
         count_device(&ctx, 6, IFACE_DIR_INGRESS, route.device_class);
@@ -125,12 +128,18 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netmon_tc_egress(ctx: TcContext) -> i32 {
     let class = egress_class(&ctx);
-    count(&ctx, IFACE_DIR_EGRESS, class);
     let skb = skb(&ctx);
     // SAFETY: reading fields of this program's context.
     let (ifindex, protocol, iif) =
         unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).ingress_ifindex) };
-    if lan_flags(ifindex) & LAN_COUNT != 0 {
+    let slot = iface_slot(ifindex);
+    count(&ctx, slot, IFACE_DIR_EGRESS, class);
+    let flags = match slot {
+        // SAFETY: this CPU's slot, as in `count`.
+        Some(s) => unsafe { (*s).lan_flags },
+        None => lan_flags(ifindex),
+    };
+    if flags & LAN_COUNT != 0 {
         let proto = u16::from_be(protocol as u16);
         let device_class = if proto != ETH_P_IP && proto != ETH_P_IPV6 {
             DEV_CLASS_NOT_IP
@@ -235,6 +244,13 @@ struct IngressRoute {
     /// The `NETMON_LAN` flags of the interface it arrived on.
     in_flags: u32,
 }
+
+/// Interface counters in slots (see `netmon_common::iface`), per CPU.
+#[aya_ebpf::macros::btf_map]
+pub static NETMON_IFACE_SLOTS: aya_ebpf::btf_maps::PerCpuArray<
+    IfaceSlot,
+    { IFACE_SLOTS as usize },
+> = aya_ebpf::btf_maps::PerCpuArray::new();
 
 /// Slots of [`NETMON_ROUTE_MEMO`] per CPU (a power of two).
 const MEMO_SLOTS: u32 = 256;
@@ -419,12 +435,33 @@ fn skb(ctx: &TcContext) -> *mut __sk_buff {
     ctx.as_ptr().cast()
 }
 
+/// The interface array's slot of `ifindex` on this CPU, if the loader gave
+/// it one.
 #[inline(always)]
-fn count(ctx: &TcContext, direction: u8, class: u8) {
+fn iface_slot(ifindex: u32) -> Option<*mut IfaceSlot> {
+    let slot = NETMON_IFACE_SLOTS.get_ptr_mut(ifindex % IFACE_SLOTS)?;
+    // SAFETY: this CPU's value of an array slot, valid for this program run.
+    (unsafe { (*slot).ifindex } == ifindex).then_some(slot)
+}
+
+#[inline(always)]
+fn count(ctx: &TcContext, slot: Option<*mut IfaceSlot>, direction: u8, class: u8) {
     let skb = skb(ctx);
     // SAFETY: `skb` is this program's context; reading its fields is what
     // the verifier allows for sched_cls programs.
     let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
+    if let Some(s) = slot {
+        // SAFETY: a per-CPU value: only this CPU writes it (the loader
+        // writes a slot only before attaching to its interface), and the
+        // pointer is valid for this program run. The masks keep the
+        // indexes in bounds (directions are 0..2, classes 0..4).
+        unsafe {
+            let c = &mut (*s).counters[usize::from(direction & 1)][usize::from(class & 3)];
+            c.packets += 1;
+            c.bytes += u64::from(len);
+        }
+        return;
+    }
     let key = IfaceKey {
         ifindex,
         direction,
