@@ -1,8 +1,8 @@
 //! `netmon_tc_ingress` / `netmon_tc_egress`: count everything a watched
 //! interface moves, socket or not (forwarded, `AF_PACKET`, kernel-generated),
-//! into `NETMON_IFACES` (see `netmon_common::iface` for what the bytes
-//! include), and on LAN interfaces per device into `NETMON_DEVICES` (see
-//! `netmon_common::device`).
+//! into `NETMON_IFACE_SLOTS` / `NETMON_IFACES` (see `netmon_common::iface`
+//! for what the bytes include), and on LAN interfaces per device into
+//! `NETMON_DEVICES` (see `netmon_common::device`).
 //!
 //! Per packet: classify, one per-CPU array lookup (the interface's slot in
 //! `NETMON_IFACE_SLOTS`, which also holds its LAN flags) and two plain adds
