@@ -19,7 +19,9 @@
 //!
 //! Reported: medians of datagrams sent and delivered per second, and the
 //! ratios netmon / unattached, empty / unattached and netmon / empty (the
-//! issue's target: netmon ≥ 0.97 of the empty program). It measures and
+//! issue's target: netmon ≥ 0.97 of the empty program); then the median
+//! over rounds of each mode / the empty program of the same round, steadier
+//! when the machine's rate drifts between rounds. It measures and
 //! reports; it never asserts. On veth the whole forwarding path runs in the
 //! sender's context, so the sender's rate includes every hook.
 use std::{
@@ -267,6 +269,25 @@ fn main() -> anyhow::Result<()> {
                 cl / e
             );
         }
+        // On a shared machine the rate drifts from round to round more than
+        // the programs cost: each mode against the empty program of the
+        // same round is the steadier figure.
+        let paired: Vec<String> = modes
+            .iter()
+            .filter(|m| **m != Mode::EmptyTc)
+            .map(|&mode| {
+                let ratios: Vec<f64> = v[mode as usize]
+                    .iter()
+                    .zip(&v[Mode::EmptyTc as usize])
+                    .map(|(x, e)| x / e)
+                    .collect();
+                format!("{}/empty {:.3}", mode.name(), median(&ratios))
+            })
+            .collect();
+        println!(
+            "  {name:<9} median of per-round ratios: {}",
+            paired.join("  ")
+        );
     }
     Ok(())
 }
