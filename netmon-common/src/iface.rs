@@ -13,6 +13,12 @@
 //!
 //! Map layout: a per-CPU hash of [`IfaceKey`] → [`IfaceCounters`]; per-CPU so
 //! the per-packet path adds without atomics. Userspace sums the CPUs.
+//! In front of it, a per-CPU array of [`IFACE_SLOTS`] [`IfaceSlot`]s: the
+//! loader gives a watched interface the slot `ifindex % IFACE_SLOTS` when
+//! that slot is free, before attaching the programs to it, and the programs
+//! then count it there (an array lookup, where the hash costs a hash and a
+//! key compare per packet); an interface without a slot is counted in the
+//! hash. A key's counts are the sum of both (the reader adds them).
 
 /// Traffic received by the interface (tc ingress).
 pub const IFACE_DIR_INGRESS: u8 = 0;
@@ -77,17 +83,40 @@ pub struct IfaceCounters {
     pub bytes: u64,
 }
 
+/// Slots of the interface array.
+pub const IFACE_SLOTS: u32 = 64;
+
+/// One interface's slot in the per-CPU interface array, on one CPU.
+///
+/// Layout (136 bytes): `ifindex` u32 (0: free), `lan_flags` u32, then the
+/// counters per direction (`IFACE_DIR_*`) and class (`IFACE_CLASS_*`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceSlot {
+    /// The interface counted here (0: the slot is free).
+    pub ifindex: u32,
+    /// The interface's `crate::device::LAN_*` flags when the loader gave it
+    /// the slot; the programs read only `LAN_COUNT` from here.
+    pub lan_flags: u32,
+    /// Counters per direction and class.
+    pub counters: [[IfaceCounters; IFACE_CLASSES as usize]; 2],
+}
+
 const _: () = {
     assert!(size_of::<IfaceKey>() == 8);
     assert!(size_of::<IfaceCounters>() == 16);
+    assert!(size_of::<IfaceSlot>() == 136);
 };
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{IfaceCounters, IfaceKey};
+    use super::{IfaceCounters, IfaceKey, IfaceSlot};
     // SAFETY: `#[repr(C)]`, fixed-width fields, padding explicit: every bit
     // pattern is valid and there are no uninitialised bytes.
     unsafe impl aya::Pod for IfaceKey {}
     // SAFETY: as above, two u64 fields.
     unsafe impl aya::Pod for IfaceCounters {}
+    // SAFETY: `#[repr(C)]`, two u32 then u64 counters (no padding, size
+    // checked above): every bit pattern is valid.
+    unsafe impl aya::Pod for IfaceSlot {}
 }

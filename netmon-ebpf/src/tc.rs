@@ -1,14 +1,17 @@
 //! `netmon_tc_ingress` / `netmon_tc_egress`: count everything a watched
 //! interface moves, socket or not (forwarded, `AF_PACKET`, kernel-generated),
-//! into `NETMON_IFACES` (see `netmon_common::iface` for what the bytes
-//! include), and on LAN interfaces per device into `NETMON_DEVICES` (see
-//! `netmon_common::device`).
+//! into `NETMON_IFACE_SLOTS` / `NETMON_IFACES` (see `netmon_common::iface`
+//! for what the bytes include), and on LAN interfaces per device into
+//! `NETMON_DEVICES` (see `netmon_common::device`).
 //!
-//! Per packet: one hash lookup of the interface's LAN flags, classify, one
-//! per-CPU hash lookup, two plain adds (the value is this CPU's own, so no
-//! atomics and no locks); on a LAN interface one more per-CPU lookup and two
-//! adds for the device. An interface's (device's) first packet of a class
-//! on a CPU inserts the entry.
+//! Per packet: classify, one per-CPU array lookup (the interface's slot in
+//! `NETMON_IFACE_SLOTS`, which also holds its LAN flags) and two plain adds
+//! (the value is this CPU's own, so no atomics and no locks); on a LAN
+//! interface one per-CPU hash lookup and two adds for the device. An
+//! interface without a slot (see `netmon_common::iface`) is counted in the
+//! per-CPU hash `NETMON_IFACES` and its LAN flags read from `NETMON_LAN`.
+//! An interface's (device's) first packet of a class on a CPU inserts the
+//! hash entry.
 //!
 //! Classification:
 //! - egress: `skb->sk` an `AF_INET`/`AF_INET6` full socket (or a request
@@ -29,6 +32,12 @@
 //!   neighbour lookup per packet); a kernel that refuses the flag answers
 //!   with an error, read as "not forwarded" (ingress then splits local
 //!   socket / no socket only, as before the FIB lookup).
+//!   The FIB lookup costs more than the rest of the program (58 of 82 ns
+//!   per forwarded 64-byte packet, `bpftool prog run`), so its answer is
+//!   remembered per CPU for the rest of the clock tick, keyed by the
+//!   lookup's inputs (interface, family, TOS, addresses) in a direct-mapped
+//!   per-CPU array (`NETMON_ROUTE_MEMO`, see `remembered_route`): a route or
+//!   address change shows by the next tick (1/`CONFIG_HZ` s) at the latest.
 //!
 //! tc ingress runs before netfilter: the FIB sees the packet's addresses
 //! before any DNAT. A reply to a masqueraded (SNAT) connection is addressed
@@ -49,8 +58,8 @@ use aya_ebpf::{
         bpf_hdr_start_off::BPF_HDR_START_NET, bpf_sock, bpf_sock_tuple,
     },
     helpers::generated::{
-        bpf_fib_lookup, bpf_get_listener_sock, bpf_sk_fullsock, bpf_sk_lookup_udp, bpf_sk_release,
-        bpf_sk_storage_get, bpf_skb_load_bytes_relative, bpf_skc_lookup_tcp,
+        bpf_fib_lookup, bpf_get_listener_sock, bpf_jiffies64, bpf_sk_fullsock, bpf_sk_lookup_udp,
+        bpf_sk_release, bpf_sk_storage_get, bpf_skb_load_bytes_relative, bpf_skc_lookup_tcp,
     },
     macros::classifier,
     programs::TcContext,
@@ -61,7 +70,8 @@ use netmon_common::device::{
 };
 use netmon_common::iface::{
     IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
-    IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters, IfaceKey,
+    IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IFACE_SLOTS, IfaceCounters,
+    IfaceKey, IfaceSlot,
 };
 
 use crate::maps::{NETMON_DEVICES, NETMON_IFACES, NETMON_LAN, NETMON_OWNERS};
@@ -99,21 +109,18 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
     // SAFETY: reading fields of this program's context.
     let (ifindex, protocol) = unsafe { ((*skb).ifindex, (*skb).protocol) };
     let l3 = network_header(&ctx, protocol);
-    let route = route(&ctx, ifindex, &l3);
-    let class = match route {
-        Route::Forwarded(_) => IFACE_CLASS_FORWARDED,
-        _ if ingress_has_socket(&ctx, &l3) => IFACE_CLASS_LOCAL_SOCKET,
-        _ => IFACE_CLASS_NO_SOCKET,
+    let route = remembered_route(&ctx, ifindex, &l3);
+    let class = if route.forwarded {
+        IFACE_CLASS_FORWARDED
+    } else if ingress_has_socket(&ctx, &l3) {
+        IFACE_CLASS_LOCAL_SOCKET
+    } else {
+        IFACE_CLASS_NO_SOCKET
     };
-    count(&ctx, IFACE_DIR_INGRESS, class);
-    if lan_flags(ifindex) & LAN_COUNT != 0 {
-        let device_class = match route {
-            Route::NotIp => DEV_CLASS_NOT_IP,
-            Route::Host => DEV_CLASS_HOST,
-            Route::Forwarded(out) => forwarded_class(out),
-        };
+    count(&ctx, iface_slot(ifindex), IFACE_DIR_INGRESS, class);
+    if route.in_flags & LAN_COUNT != 0 {
         // The sender: the source MAC.
-        count_device(&ctx, 6, IFACE_DIR_INGRESS, device_class);
+        count_device(&ctx, 6, IFACE_DIR_INGRESS, route.device_class);
     }
     TCX_NEXT
 }
@@ -121,12 +128,18 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netmon_tc_egress(ctx: TcContext) -> i32 {
     let class = egress_class(&ctx);
-    count(&ctx, IFACE_DIR_EGRESS, class);
     let skb = skb(&ctx);
     // SAFETY: reading fields of this program's context.
     let (ifindex, protocol, iif) =
         unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).ingress_ifindex) };
-    if lan_flags(ifindex) & LAN_COUNT != 0 {
+    let slot = iface_slot(ifindex);
+    count(&ctx, slot, IFACE_DIR_EGRESS, class);
+    let flags = match slot {
+        // SAFETY: this CPU's slot, as in `count`.
+        Some(s) => unsafe { (*s).lan_flags },
+        None => lan_flags(ifindex),
+    };
+    if flags & LAN_COUNT != 0 {
         let proto = u16::from_be(protocol as u16);
         let device_class = if proto != ETH_P_IP && proto != ETH_P_IPV6 {
             DEV_CLASS_NOT_IP
@@ -167,7 +180,18 @@ fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8) {
     let skb = skb(ctx);
     // SAFETY: reading fields of this program's context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
-    let mac: [u8; 6] = ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    // The Ethernet header is in the linear data of every frame the stack
+    // builds or receives; read it directly (no helper call) when it is, and
+    // through the helper otherwise.
+    let mac: [u8; 6] = if data + 14 <= data_end {
+        // SAFETY: the check above, visible to the verifier, proves the
+        // frame's first 14 bytes are readable packet data, and
+        // `mac_offset` is 0 or 6.
+        unsafe { core::ptr::read_unaligned((data + mac_offset) as *const [u8; 6]) }
+    } else {
+        ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC)
+    };
     let mut key = DeviceKey {
         ifindex,
         mac,
@@ -208,6 +232,150 @@ fn network_header(ctx: &TcContext, protocol: u32) -> L3 {
         ETH_P_IP => load::<20>(ctx, 0).map_or(L3::Other, L3::V4),
         ETH_P_IPV6 => load::<40>(ctx, 0).map_or(L3::Other, L3::V6),
         _ => L3::Other,
+    }
+}
+
+/// What the ingress program needs from the FIB for one packet.
+struct IngressRoute {
+    /// The FIB routes or bridges it out of an interface.
+    forwarded: bool,
+    /// Its `DEV_CLASS_*` for device counting.
+    device_class: u8,
+    /// The `NETMON_LAN` flags of the interface it arrived on.
+    in_flags: u32,
+}
+
+/// Interface counters in slots (see `netmon_common::iface`), per CPU.
+#[aya_ebpf::macros::btf_map]
+pub static NETMON_IFACE_SLOTS: aya_ebpf::btf_maps::PerCpuArray<
+    IfaceSlot,
+    { IFACE_SLOTS as usize },
+> = aya_ebpf::btf_maps::PerCpuArray::new();
+
+/// Slots of [`NETMON_ROUTE_MEMO`] per CPU (a power of two).
+const MEMO_SLOTS: u32 = 256;
+
+/// One remembered FIB answer: the lookup's inputs, the clock tick it was
+/// made in, and what the ingress program derived from it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RouteMemo {
+    /// `jiffies` when the FIB answered (0: empty slot).
+    jiffies: u64,
+    /// The interface the packet arrived on (0: empty slot).
+    ifindex: u32,
+    /// `family << 8 | tos` of the lookup.
+    family_tos: u32,
+    /// Source address (IPv4 in the first word).
+    src: [u32; 4],
+    /// Destination address (IPv4 in the first word).
+    dst: [u32; 4],
+    /// [`IngressRoute::in_flags`].
+    in_flags: u32,
+    /// [`IngressRoute::device_class`], and 0x100 when forwarded.
+    class: u32,
+}
+
+/// The last FIB answers of this CPU, direct-mapped by a hash of the
+/// lookup's inputs (see [`remembered_route`]).
+#[aya_ebpf::macros::btf_map]
+pub static NETMON_ROUTE_MEMO: aya_ebpf::btf_maps::PerCpuArray<RouteMemo, { MEMO_SLOTS as usize }> =
+    aya_ebpf::btf_maps::PerCpuArray::new();
+
+/// The FIB's answer for an ingress packet, remembered per CPU for the rest
+/// of the clock tick (`jiffies`, 1/`CONFIG_HZ` s: 4 ms at HZ 250) and for
+/// the same interface, addresses and TOS: a FIB lookup costs more than the
+/// rest of the program, and a stream of packets asks it the same question.
+/// A route or address change is seen by the next tick at the latest, where
+/// a lookup per packet sees it a few microseconds before the stack does.
+#[inline(always)]
+fn remembered_route(ctx: &TcContext, ifindex: u32, l3: &L3) -> IngressRoute {
+    let (family_tos, src, dst) = match l3 {
+        L3::Other => {
+            return IngressRoute {
+                forwarded: false,
+                device_class: DEV_CLASS_NOT_IP,
+                in_flags: lan_flags(ifindex),
+            };
+        }
+        L3::V4(ip) => (
+            (AF_INET << 8) | u32::from(ip[1]),
+            [
+                u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+                0,
+                0,
+                0,
+            ],
+            [
+                u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                0,
+                0,
+                0,
+            ],
+        ),
+        L3::V6(ip) => {
+            let word = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+            (
+                AF_INET6 << 8,
+                [word(8), word(12), word(16), word(20)],
+                [word(24), word(28), word(32), word(36)],
+            )
+        }
+    };
+    // SAFETY: a helper without arguments or side effects.
+    let now = unsafe { bpf_jiffies64() };
+    let slot = (dst[0] ^ dst[3] ^ src[0].rotate_left(16) ^ src[3] ^ ifindex)
+        .wrapping_mul(0x9e37_79b1)
+        >> (32 - MEMO_SLOTS.trailing_zeros());
+    let memo = NETMON_ROUTE_MEMO.get_ptr_mut(slot);
+    if let Some(m) = memo {
+        // SAFETY: this CPU's own slot, valid for this program run; no
+        // other program run on this CPU interleaves with this one (tc
+        // programs run with migration and softirqs disabled).
+        let m = unsafe { &*m };
+        if m.jiffies == now
+            && m.ifindex == ifindex
+            && m.family_tos == family_tos
+            && m.src == src
+            && m.dst == dst
+        {
+            return IngressRoute {
+                forwarded: m.class & 0x100 != 0,
+                device_class: m.class as u8,
+                in_flags: m.in_flags,
+            };
+        }
+    }
+    let in_flags = lan_flags(ifindex);
+    let (forwarded, device_class) = match route(ctx, ifindex, l3) {
+        Route::Forwarded(out) => (
+            true,
+            if in_flags & LAN_COUNT != 0 {
+                forwarded_class(out)
+            } else {
+                DEV_CLASS_FWD_INTERNET
+            },
+        ),
+        _ => (false, DEV_CLASS_HOST),
+    };
+    if let Some(m) = memo {
+        // SAFETY: as above.
+        unsafe {
+            *m = RouteMemo {
+                jiffies: now,
+                ifindex,
+                family_tos,
+                src,
+                dst,
+                in_flags,
+                class: u32::from(device_class) | if forwarded { 0x100 } else { 0 },
+            };
+        }
+    }
+    IngressRoute {
+        forwarded,
+        device_class,
+        in_flags,
     }
 }
 
@@ -267,12 +435,33 @@ fn skb(ctx: &TcContext) -> *mut __sk_buff {
     ctx.as_ptr().cast()
 }
 
+/// The interface array's slot of `ifindex` on this CPU, if the loader gave
+/// it one.
 #[inline(always)]
-fn count(ctx: &TcContext, direction: u8, class: u8) {
+fn iface_slot(ifindex: u32) -> Option<*mut IfaceSlot> {
+    let slot = NETMON_IFACE_SLOTS.get_ptr_mut(ifindex % IFACE_SLOTS)?;
+    // SAFETY: this CPU's value of an array slot, valid for this program run.
+    (unsafe { (*slot).ifindex } == ifindex).then_some(slot)
+}
+
+#[inline(always)]
+fn count(ctx: &TcContext, slot: Option<*mut IfaceSlot>, direction: u8, class: u8) {
     let skb = skb(ctx);
     // SAFETY: `skb` is this program's context; reading its fields is what
     // the verifier allows for sched_cls programs.
     let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
+    if let Some(s) = slot {
+        // SAFETY: a per-CPU value: only this CPU writes it (the loader
+        // writes a slot only before attaching to its interface), and the
+        // pointer is valid for this program run. The masks keep the
+        // indexes in bounds (directions are 0..2, classes 0..4).
+        unsafe {
+            let c = &mut (*s).counters[usize::from(direction & 1)][usize::from(class & 3)];
+            c.packets += 1;
+            c.bytes += u64::from(len);
+        }
+        return;
+    }
     let key = IfaceKey {
         ifindex,
         direction,

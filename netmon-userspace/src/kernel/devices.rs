@@ -175,7 +175,8 @@ pub fn lan_flags(
 
 /// Writes the LAN flags of `interfaces` into the pinned `NETMON_LAN` and
 /// the overflow rows of each counted one into `NETMON_DEVICES` (absent
-/// rows only). Nothing to do without LAN globs.
+/// rows only), and returns the flags written. Nothing to do without LAN
+/// globs.
 ///
 /// # Errors
 /// A bad glob, pinned maps that cannot be opened or written.
@@ -183,9 +184,9 @@ pub fn prepare(
     paths: &PinPaths,
     interfaces: &[Watched],
     lan: Option<&[String]>,
-) -> Result<(), KernelError> {
+) -> Result<Vec<(u32, u32)>, KernelError> {
     if lan.is_none_or(<[String]>::is_empty) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let flags = lan_flags(interfaces, lan, &links()?)?;
     let open = |name: &'static str| {
@@ -204,7 +205,7 @@ pub fn prepare(
     let cpus = aya::util::nr_cpus()
         .map_err(|(what, e)| KernelError::io(what, e))?
         .get() as usize;
-    for (ifindex, f) in flags {
+    for &(ifindex, f) in &flags {
         let old = lan_map.get(&ifindex, 0).unwrap_or(0);
         lan_map
             .insert(&ifindex, &(old | f), 0)
@@ -231,7 +232,7 @@ pub fn prepare(
             }
         }
     }
-    Ok(())
+    Ok(flags)
 }
 
 /// The pinned device map, opened once for the drain.

@@ -23,15 +23,18 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuHashMap, PerCpuValues},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{SchedClassifier, TcAttachType, links::FdLink, links::PinnedLink},
 };
 use netmon_common::{
     iface::{
         IFACE_BASELINE, IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
-        IFACE_CLASS_OTHER_SOCKET, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters, IfaceKey,
+        IFACE_CLASS_OTHER_SOCKET, IFACE_CLASSES, IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IFACE_SLOTS,
+        IfaceCounters, IfaceKey, IfaceSlot,
     },
-    names::{IFACE_MAPS, MAP_IFACES, PROG_TC_EGRESS, PROG_TC_INGRESS, TC_LINK_PREFIX},
+    names::{
+        IFACE_MAPS, MAP_IFACE_SLOTS, MAP_IFACES, PROG_TC_EGRESS, PROG_TC_INGRESS, TC_LINK_PREFIX,
+    },
 };
 use serde::Serialize;
 
@@ -152,7 +155,8 @@ pub fn attach(
             PerCpuHashMap::try_from(map).map_err(|e| pin_err(MAP_IFACES, &path, e))?;
         write_baselines(&mut map, &interfaces)?;
     }
-    super::devices::prepare(paths, &interfaces, lan)?;
+    let flags = super::devices::prepare(paths, &interfaces, lan)?;
+    write_slots(paths, &interfaces, &flags)?;
     let mut attached = Vec::new();
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         let verifier = |source| KernelError::Verifier {
@@ -257,9 +261,12 @@ pub fn attach_new(
         PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data))
             .map_err(|e| pin_err(MAP_IFACES, &path, e))?;
     write_baselines(&mut map, &new)?;
-    if paths.map(netmon_common::names::MAP_LAN).exists() {
-        super::devices::prepare(paths, &new, lan)?;
-    }
+    let flags = if paths.map(netmon_common::names::MAP_LAN).exists() {
+        super::devices::prepare(paths, &new, lan)?
+    } else {
+        Vec::new()
+    };
+    write_slots(paths, &new, &flags)?;
     let mut attached = Vec::new();
     for (name, prog_path) in [PROG_TC_INGRESS, PROG_TC_EGRESS]
         .into_iter()
@@ -403,6 +410,86 @@ fn write_baselines<T: std::borrow::BorrowMut<MapData>>(
         }
     }
     Ok(())
+}
+
+/// Gives each of `interfaces` (about to be attached) the slot
+/// `ifindex % IFACE_SLOTS` of the pinned interface array when the slot is
+/// free, with its LAN `flags` and zero counters on every CPU. A slot that
+/// already holds the interface is left as it is (its counters are live); one
+/// held by another interface leaves this one to the hash. Nothing to do for
+/// a load without the array (an older netmon's).
+///
+/// # Errors
+/// A pinned array that cannot be opened, read or written.
+fn write_slots(
+    paths: &PinPaths,
+    interfaces: &[Watched],
+    flags: &[(u32, u32)],
+) -> Result<(), KernelError> {
+    let Some(mut slots) = open_slots(paths)? else {
+        return Ok(());
+    };
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(what, e)| KernelError::io(what, e))?
+        .get() as usize;
+    for iface in interfaces {
+        let index = iface.ifindex % IFACE_SLOTS;
+        let held = slots
+            .get(&index, 0)
+            .map_err(|e| slot_err("read", e))?
+            .iter()
+            .map(|s| s.ifindex)
+            .max()
+            .unwrap_or(0);
+        if held != 0 {
+            if held != iface.ifindex {
+                tracing::debug!(
+                    interface = %iface.name,
+                    other = held,
+                    "interface slot taken: counted in the hash"
+                );
+            }
+            continue;
+        }
+        let slot = IfaceSlot {
+            ifindex: iface.ifindex,
+            lan_flags: flags
+                .iter()
+                .find(|(i, _)| *i == iface.ifindex)
+                .map_or(0, |(_, f)| *f),
+            ..IfaceSlot::default()
+        };
+        let values = PerCpuValues::try_from(vec![slot; cpus])
+            .map_err(|e| KernelError::io("per-CPU slot", e))?;
+        slots
+            .set(index, values, 0)
+            .map_err(|e| slot_err("write", e))?;
+    }
+    Ok(())
+}
+
+fn slot_err(op: &'static str, e: impl ToString) -> KernelError {
+    KernelError::MapOp {
+        op,
+        map: MAP_IFACE_SLOTS,
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// The pinned interface array; `None` for a load without one.
+fn open_slots(paths: &PinPaths) -> Result<Option<PerCpuArray<MapData, IfaceSlot>>, KernelError> {
+    let path = paths.map(MAP_IFACE_SLOTS);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |e: &dyn std::fmt::Display| KernelError::PinnedMap {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
+    PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+        .map(Some)
+        .map_err(|e| err(&e))
 }
 
 /// Unpins every tc link (detaching it), the tc programs and the interface
@@ -590,6 +677,7 @@ pub fn read(pin_dir: &std::path::Path) -> Result<Vec<InterfaceCounts>, KernelErr
 /// The pinned interface map, opened once for the drain.
 pub struct IfaceMap {
     map: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+    slots: Option<PerCpuArray<MapData, IfaceSlot>>,
     devices: Option<super::devices::DeviceMap>,
 }
 
@@ -611,30 +699,48 @@ impl IfaceMap {
         let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
         let map =
             PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
+        let slots = open_slots(paths)?;
         let devices = super::devices::DeviceMap::open(paths)?;
-        Ok(Some(Self { map, devices }))
+        Ok(Some(Self {
+            map,
+            slots,
+            devices,
+        }))
     }
 
-    /// Every key summed over CPUs, baselines included.
+    /// Every key summed over CPUs, baselines included: the hash's keys
+    /// plus the slots' counters (a key in both is one entry, the sum).
     ///
     /// # Errors
     /// Map read failures.
     pub fn entries(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, KernelError> {
-        let mut entries = Vec::new();
+        let mut entries: BTreeMap<IfaceKey, IfaceCounters> = BTreeMap::new();
+        let mut add = |key: IfaceKey, c: &IfaceCounters| {
+            let sum = entries.entry(key).or_default();
+            sum.packets = sum.packets.saturating_add(c.packets);
+            sum.bytes = sum.bytes.saturating_add(c.bytes);
+        };
         for item in self.map.iter() {
             let (key, values) = item.map_err(|e| KernelError::MapOp {
                 op: "iterate",
                 map: MAP_IFACES,
                 source: std::io::Error::other(e.to_string()),
             })?;
-            let mut sum = IfaceCounters::default();
+            // A key inserted and not yet counted on any CPU still shows.
+            add(key, &IfaceCounters::default());
             for v in values.iter() {
-                sum.packets = sum.packets.saturating_add(v.packets);
-                sum.bytes = sum.bytes.saturating_add(v.bytes);
+                add(key, v);
             }
-            entries.push((key, sum));
         }
-        Ok(entries)
+        if let Some(slots) = &self.slots {
+            for index in 0..IFACE_SLOTS {
+                let values = slots.get(&index, 0).map_err(|e| slot_err("read", e))?;
+                for (key, c) in slot_entries(values.iter()) {
+                    add(key, &c);
+                }
+            }
+        }
+        Ok(entries.into_iter().collect())
     }
 
     /// The drain's reading: traffic keys, the names of the interfaces that
@@ -678,6 +784,17 @@ impl IfaceMap {
         if let Some(d) = &mut self.devices {
             d.forget(ifindexes)?;
         }
+        if let Some(slots) = &mut self.slots {
+            for &ifindex in ifindexes {
+                let index = ifindex % IFACE_SLOTS;
+                let values = slots.get(&index, 0).map_err(|e| slot_err("read", e))?;
+                if values.iter().any(|s| s.ifindex == ifindex) {
+                    let free = PerCpuValues::try_from(vec![IfaceSlot::default(); values.len()])
+                        .map_err(|e| KernelError::io("per-CPU slot", e))?;
+                    slots.set(index, free, 0).map_err(|e| slot_err("free", e))?;
+                }
+            }
+        }
         let keys: Vec<IfaceKey> = self
             .map
             .keys()
@@ -700,9 +817,95 @@ impl IfaceMap {
     }
 }
 
+/// The counters of one slot (its per-CPU values) as interface keys: per
+/// direction and class with traffic, summed over CPUs; nothing for a free
+/// slot.
+fn slot_entries<'a>(values: impl Iterator<Item = &'a IfaceSlot>) -> Vec<(IfaceKey, IfaceCounters)> {
+    let mut ifindex = 0;
+    let mut sums = [[IfaceCounters::default(); IFACE_CLASSES as usize]; 2];
+    for v in values {
+        ifindex = ifindex.max(v.ifindex);
+        for (sum, cpu) in sums.iter_mut().flatten().zip(v.counters.iter().flatten()) {
+            sum.packets = sum.packets.saturating_add(cpu.packets);
+            sum.bytes = sum.bytes.saturating_add(cpu.bytes);
+        }
+    }
+    if ifindex == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (direction, classes) in [IFACE_DIR_INGRESS, IFACE_DIR_EGRESS].into_iter().zip(sums) {
+        for (class, c) in (0..IFACE_CLASSES).zip(classes) {
+            if c.packets != 0 {
+                let key = IfaceKey {
+                    ifindex,
+                    direction,
+                    class,
+                    _pad: [0; 2],
+                };
+                out.push((key, c));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_counters_become_keys_summed_over_cpus() {
+        let mut a = IfaceSlot {
+            ifindex: 9,
+            ..IfaceSlot::default()
+        };
+        let mut b = a;
+        a.counters[usize::from(IFACE_DIR_EGRESS)][usize::from(IFACE_CLASS_FORWARDED)] =
+            IfaceCounters {
+                packets: 2,
+                bytes: 200,
+            };
+        b.counters[usize::from(IFACE_DIR_EGRESS)][usize::from(IFACE_CLASS_FORWARDED)] =
+            IfaceCounters {
+                packets: 1,
+                bytes: 60,
+            };
+        b.counters[usize::from(IFACE_DIR_INGRESS)][usize::from(IFACE_CLASS_NO_SOCKET)] =
+            IfaceCounters {
+                packets: 4,
+                bytes: 4,
+            };
+        let key = |direction, class| IfaceKey {
+            ifindex: 9,
+            direction,
+            class,
+            _pad: [0; 2],
+        };
+        assert_eq!(
+            slot_entries([a, b].iter()),
+            vec![
+                (
+                    key(IFACE_DIR_INGRESS, IFACE_CLASS_NO_SOCKET),
+                    IfaceCounters {
+                        packets: 4,
+                        bytes: 4
+                    }
+                ),
+                (
+                    key(IFACE_DIR_EGRESS, IFACE_CLASS_FORWARDED),
+                    IfaceCounters {
+                        packets: 3,
+                        bytes: 260
+                    }
+                ),
+            ]
+        );
+        assert!(
+            slot_entries([IfaceSlot::default(); 2].iter()).is_empty(),
+            "a free slot is no interface"
+        );
+    }
 
     #[test]
     fn an_index_no_interface_has_has_no_name() {

@@ -12,11 +12,16 @@
 //!   cgroup programs on an empty cgroup, so only the tc programs see the
 //!   traffic);
 //! - **netmon lan**: the same with `--lan-interface nmfa`: A is a LAN
-//!   device, counted per MAC on ingress (its datagrams) and egress.
+//!   device, counted per MAC on ingress (its datagrams) and egress;
+//! - with `--compare BIN`, **compare** and **compare lan**: the same two
+//!   with another netmon build, in the same rotation, so a change is judged
+//!   side by side on the same machine at the same time.
 //!
 //! Reported: medians of datagrams sent and delivered per second, and the
 //! ratios netmon / unattached, empty / unattached and netmon / empty (the
-//! issue's target: netmon ≥ 0.97 of the empty program). It measures and
+//! issue's target: netmon ≥ 0.97 of the empty program); then the median
+//! over rounds of each mode / the empty program of the same round, steadier
+//! when the machine's rate drifts between rounds. It measures and
 //! reports; it never asserts. On veth the whole forwarding path runs in the
 //! sender's context, so the sender's rate includes every hook.
 use std::{
@@ -44,6 +49,10 @@ struct Args {
     /// UDP payload size in bytes.
     #[arg(long, default_value_t = 64)]
     udp_size: usize,
+    /// Another netmon binary, measured as two more modes (`compare`,
+    /// `compare lan`) in the same rotation.
+    #[arg(long, value_name = "BIN")]
+    compare: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +61,18 @@ enum Mode {
     EmptyTc,
     Netmon,
     NetmonLan,
+    Compare,
+    CompareLan,
 }
 
 impl Mode {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 6] = [
         Self::Unattached,
         Self::EmptyTc,
         Self::Netmon,
         Self::NetmonLan,
+        Self::Compare,
+        Self::CompareLan,
     ];
 
     const fn name(self) -> &'static str {
@@ -68,24 +81,27 @@ impl Mode {
             Self::EmptyTc => "empty tc",
             Self::Netmon => "netmon",
             Self::NetmonLan => "netmon lan",
+            Self::Compare => "compare",
+            Self::CompareLan => "compare lan",
         }
     }
 }
 
 /// netmon loaded inside R; unloaded on drop.
 struct Loaded {
+    bin: PathBuf,
     pin_dir: PathBuf,
 }
 
 impl Loaded {
-    fn new(router: &Router, cgroup: &Path, lan: bool) -> anyhow::Result<Self> {
+    fn new(bin: &Path, router: &Router, cgroup: &Path, lan: bool) -> anyhow::Result<Self> {
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/netmon-bench-forward-{}",
             std::process::id()
         ));
         let status = Command::new("nsenter")
             .arg(format!("--net={}", router.r.path().display()))
-            .arg(netmon_bin())
+            .arg(bin)
             .args(["load", "--watch-interface", "nmf*", "--pin-dir"])
             .arg(&pin_dir)
             .args(if lan {
@@ -99,13 +115,16 @@ impl Loaded {
         if !status.success() {
             bail!("netmon load in R: {status}");
         }
-        Ok(Self { pin_dir })
+        Ok(Self {
+            bin: bin.to_path_buf(),
+            pin_dir,
+        })
     }
 }
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        let res = Command::new(netmon_bin())
+        let res = Command::new(&self.bin)
             .arg("unload")
             .arg("--pin-dir")
             .arg(&self.pin_dir)
@@ -190,14 +209,23 @@ fn main() -> anyhow::Result<()> {
     // see the forwarded traffic.
     let idle = CgroupGuard::new("bench-fwd-idle");
     let router = Router::new("nmf", 220, "fw");
-    let mut sent: [Vec<f64>; 4] = Default::default();
-    let mut delivered: [Vec<f64>; 4] = Default::default();
+    let netmon = netmon_bin();
+    let modes: Vec<Mode> = Mode::ALL
+        .into_iter()
+        .filter(|m| args.compare.is_some() || !matches!(m, Mode::Compare | Mode::CompareLan))
+        .collect();
+    let mut sent: [Vec<f64>; 6] = Default::default();
+    let mut delivered: [Vec<f64>; 6] = Default::default();
     for round in 0..args.rounds {
-        for k in 0..Mode::ALL.len() {
-            let mode = Mode::ALL[(round + k) % Mode::ALL.len()];
-            let loaded = match mode {
-                Mode::Netmon => Some(Loaded::new(&router, idle.path(), false)?),
-                Mode::NetmonLan => Some(Loaded::new(&router, idle.path(), true)?),
+        for k in 0..modes.len() {
+            let mode = modes[(round + k) % modes.len()];
+            let loaded = match (mode, &args.compare) {
+                (Mode::Netmon, _) => Some(Loaded::new(&netmon, &router, idle.path(), false)?),
+                (Mode::NetmonLan, _) => Some(Loaded::new(&netmon, &router, idle.path(), true)?),
+                (Mode::Compare, Some(bin)) => Some(Loaded::new(bin, &router, idle.path(), false)?),
+                (Mode::CompareLan, Some(bin)) => {
+                    Some(Loaded::new(bin, &router, idle.path(), true)?)
+                }
                 _ => None,
             };
             let empty = match mode {
@@ -210,7 +238,7 @@ fn main() -> anyhow::Result<()> {
             sent[mode as usize].push(s);
             delivered[mode as usize].push(d);
             eprintln!(
-                "round {}/{} {:<10}  forwarded UDP sent {s:8.1} kpps  delivered {d:8.1} kpps",
+                "round {}/{} {:<11}  forwarded UDP sent {s:8.1} kpps  delivered {d:8.1} kpps",
                 round + 1,
                 args.rounds,
                 mode.name()
@@ -232,6 +260,33 @@ fn main() -> anyhow::Result<()> {
             e / u,
             n / e,
             l / e
+        );
+        if args.compare.is_some() {
+            let (c, cl) = (m(Mode::Compare), m(Mode::CompareLan));
+            println!(
+                "  {name:<9} kpps: compare {c:8.1}  compare lan {cl:8.1}   compare/empty {:.3}  compare lan/empty {:.3}",
+                c / e,
+                cl / e
+            );
+        }
+        // On a shared machine the rate drifts from round to round more than
+        // the programs cost: each mode against the empty program of the
+        // same round is the steadier figure.
+        let paired: Vec<String> = modes
+            .iter()
+            .filter(|m| **m != Mode::EmptyTc)
+            .map(|&mode| {
+                let ratios: Vec<f64> = v[mode as usize]
+                    .iter()
+                    .zip(&v[Mode::EmptyTc as usize])
+                    .map(|(x, e)| x / e)
+                    .collect();
+                format!("{}/empty {:.3}", mode.name(), median(&ratios))
+            })
+            .collect();
+        println!(
+            "  {name:<9} median of per-round ratios: {}",
+            paired.join("  ")
         );
     }
     Ok(())
