@@ -303,11 +303,14 @@ struct Mark {
 }
 
 /// A slot write of this step, applied after the commit (invariant 1).
+/// 12 bytes: the new records are in [`Changes::puts`], so the frees (half
+/// the writes under connection churn) take no room for a record.
 #[derive(Clone, Copy, Debug)]
 struct Change {
     slot: u32,
-    /// `None`: the slot is freed. (`seq` is set when applied.)
-    put: Option<Slot>,
+    /// Index of the new record in [`Changes::puts`]; [`Change::FREE`]: the
+    /// slot is freed. (`seq` is set when applied.)
+    put: u32,
     /// The slot's `SNAPSHOT_KEYS` record changes too (a flow comes or
     /// goes, is reset or changes owner), not only its counters.
     keys: bool,
@@ -622,13 +625,31 @@ struct Changed {
     owner: Option<ProcessId>,
 }
 
+impl Change {
+    /// [`Change::put`] of a freed slot.
+    const FREE: u32 = u32::MAX;
+}
+
 /// The slot writes of one step, and the slots they take.
 struct Changes {
     list: Vec<Change>,
+    /// The records the writes of `list` put.
+    puts: Vec<Slot>,
     /// Free slots taken (from the end of [`Drain::free`]).
     used_free: usize,
     /// The next slot past the end of [`Drain::slots`] to hand out.
     next_new: u32,
+}
+
+impl Changes {
+    /// The record `c` puts (`None`: `c` frees its slot).
+    fn put(&self, c: &Change) -> Option<&Slot> {
+        if c.put == Change::FREE {
+            None
+        } else {
+            self.puts.get(slot_index(c.put))
+        }
+    }
 }
 
 /// The working state of one step, handed from phase to phase
@@ -672,7 +693,9 @@ struct StepState {
     hints: Vec<u32>,
     /// Flows retired by this step: final value and owner (carried if the
     /// commit fails).
-    retired_now: Vec<(FlowKey, FlowValue, Option<ProcessId>)>,
+    retired_now: Vec<(FlowKey, FlowValue)>,
+    /// Owners of `retired_now`, in the same order.
+    retired_owners: Vec<Option<ProcessId>>,
     /// Sockets with no flow left in the source once this step commits.
     done_cookies: FxHashSet<u64>,
 }
@@ -872,6 +895,13 @@ impl Drain {
         debug_assert!(m.changed != step, "one change per slot and step");
         m.changed = step;
         m.change = idx;
+        let put = match put {
+            Some(p) => {
+                ch.puts.push(p);
+                u32::try_from(ch.puts.len() - 1).unwrap_or(Change::FREE)
+            }
+            None => Change::FREE,
+        };
         ch.list.push(Change { slot, put, keys });
     }
 
@@ -892,7 +922,7 @@ impl Drain {
     fn record_after<'a>(&'a self, ch: &'a Changes, s: u32) -> Option<&'a Slot> {
         let m = self.mark(s);
         if m.changed == self.step_no {
-            ch.list[slot_index(m.change)].put.as_ref()
+            ch.put(&ch.list[slot_index(m.change)])
         } else {
             self.entry(s)
         }
@@ -990,6 +1020,7 @@ impl Drain {
             acc: Accum::default(),
             ch: Changes {
                 list: Vec::with_capacity(n),
+                puts: Vec::new(),
                 used_free: 0,
                 next_new: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
             },
@@ -1003,6 +1034,7 @@ impl Drain {
             matched: 0,
             hints: Vec::with_capacity(n),
             retired_now: Vec::new(),
+            retired_owners: Vec::new(),
             done_cookies: FxHashSet::default(),
         })
     }
@@ -1091,6 +1123,7 @@ impl Drain {
     /// and its new entry listed as a slot write.
     fn resolve(&mut self, st: &mut StepState, resolver: &mut dyn Resolver) {
         self.resolve_owners(st, resolver);
+        st.ch.puts.reserve_exact(st.changed.len());
         for c in &st.changed {
             let f = &st.reading.flows[c.i];
             let owner = c.owner.and_then(|id| self.infos.get(&id));
@@ -1148,8 +1181,7 @@ impl Drain {
         // Per flow lists no later phase reads: freed now, before the
         // commit's peak (the batch, the redb pages, the slot writes).
         st.changed = Vec::new();
-        st.retire_idx = Vec::new();
-        st.reading.released_by = std::collections::HashMap::new();
+        st.reading.released_by = FxHashMap::default();
     }
 
     /// Asks the resolver about the changed and retiring sockets with no
@@ -1249,6 +1281,7 @@ impl Drain {
                 }
             };
             st.report.retired = retired.len();
+            st.retired_owners.reserve_exact(retired.len());
             for (key, value) in &retired {
                 let mut reset = false;
                 let entry = self
@@ -1269,8 +1302,11 @@ impl Drain {
                 let mut p = RemotePending::default();
                 st.acc.add_pending(&mut p, key, rkey, st.minute, d);
                 st.acc.flush_all(&mut p, key);
-                st.retired_now.push((*key, *value, owner.map(|o| o.id)));
+                st.retired_owners.push(owner.map(|o| o.id));
             }
+            // The source's list itself, not a copy: under churn it is the
+            // largest list of a step after the reading.
+            st.retired_now = retired;
             // Retired, or already gone: either way out of the snapshot,
             // with everything pending (invariant 8).
             for key in &st.to_retire {
@@ -1282,14 +1318,17 @@ impl Drain {
                 }
             }
             // A cookie is done when none of its flows stays in the source.
-            let retiring: PeerSet<FlowKey> = st.to_retire.iter().copied().collect();
-            for f in &st.reading.flows {
-                if !retiring.contains(&f.key) {
+            // `retire_idx` lists the retiring flows' positions in the
+            // reading, ascending: a merge walk, no set of keys.
+            let mut retiring = st.retire_idx.iter().copied().peekable();
+            for (i, f) in st.reading.flows.iter().enumerate() {
+                if retiring.next_if_eq(&i).is_none() {
                     st.done_cookies.remove(&f.key.cookie);
                 }
             }
         }
         st.to_retire = Vec::new();
+        st.retire_idx = Vec::new();
         if !st.carry.is_empty() {
             let seen: PeerSet<FlowKey> = st.reading.flows.iter().map(|f| f.key).collect();
             for key in st.carry.keys() {
@@ -1427,6 +1466,7 @@ impl Drain {
             carry,
             hints,
             retired_now,
+            retired_owners,
             done_cookies,
             ..
         } = st;
@@ -1438,7 +1478,7 @@ impl Drain {
         if wrote && let Err(e) = store.commit(&batch) {
             // Not committed: what was carried stays carried (invariant 3).
             self.carry = carry;
-            for (key, value, owner) in retired_now {
+            for ((key, value), owner) in retired_now.into_iter().zip(retired_owners) {
                 let owner = owner.and_then(|id| self.infos.get(&id)).cloned();
                 self.carry.insert(key, Carried { value, owner });
             }
@@ -1517,7 +1557,7 @@ impl Drain {
             self.slots.resize(end, None);
         }
         let mut freed = Vec::new();
-        for c in ch.list.iter().filter(|c| c.put.is_none()) {
+        for c in ch.list.iter().filter(|c| c.put == Change::FREE) {
             if let Some(old) = self.slots[slot_index(c.slot)].take()
                 && self.index.get(&old.key) == Some(&c.slot)
             {
@@ -1526,7 +1566,7 @@ impl Drain {
             freed.push(c.slot);
         }
         for c in &ch.list {
-            if let Some(mut new) = c.put {
+            if let Some(mut new) = ch.put(c).copied() {
                 new.seq = seq;
                 let slot = &mut self.slots[slot_index(c.slot)];
                 // The index already holds a flow that keeps its slot.

@@ -1,15 +1,12 @@
 //! [`KernelSource`]: the [`CounterSource`] backed by the pinned eBPF maps.
-use std::{
-    collections::{HashMap, HashSet},
-    os::fd::AsFd,
-    path::Path,
-};
+use std::{collections::HashMap, os::fd::AsFd, path::Path};
 
 use aya::maps::{MapData, PerCpuArray};
 use netmon_common::{
     ClosedSock, FLOW_F_CLOSED, FlowKey, FlowValue, OverflowCounters, SockOwner,
     names::{MAP_CLOSED, MAP_FLOWS, MAP_OVERFLOW},
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
     KernelArgs, KernelError, bpf_sys,
@@ -30,7 +27,7 @@ pub struct KernelSource {
     overflow: PerCpuArray<MapData, OverflowCounters>,
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
-    flowless: HashSet<u64>,
+    flowless: FxHashSet<u64>,
     /// The interface map (`None` when the load counts no interfaces).
     /// Opened with the others, before the daemon drops its privileges.
     ifaces: Option<super::tc::IfaceMap>,
@@ -128,7 +125,7 @@ impl KernelSource {
             closed,
             overflow,
             max_flows,
-            flowless: HashSet::new(),
+            flowless: FxHashSet::default(),
             ifaces,
             last_len: (0, 0),
             names: None,
@@ -280,17 +277,16 @@ fn source_err(e: KernelError) -> SourceError {
     SourceError::Other(e.to_string())
 }
 
-/// Closed marks with no flow, split by whether they were flowless in the
-/// previous read too (those are freed).
+/// Closed marks with no flow (`has_flow[i]` false for `closed[i]`), split
+/// by whether they were flowless in the previous read too (those are freed).
 fn flowless_marks(
     closed: &[(u64, SockOwner)],
-    flows: &[FlowReading],
-    before: &HashSet<u64>,
-) -> (Vec<u64>, HashSet<u64>) {
-    let with_flows: HashSet<u64> = flows.iter().map(|f| f.key.cookie).collect();
+    has_flow: &[bool],
+    before: &FxHashSet<u64>,
+) -> (Vec<u64>, FxHashSet<u64>) {
     let mut free = Vec::new();
-    let mut now = HashSet::new();
-    for (cookie, _) in closed.iter().filter(|(c, _)| !with_flows.contains(c)) {
+    let mut now = FxHashSet::default();
+    for ((cookie, _), _) in closed.iter().zip(has_flow).filter(|(_, has)| !**has) {
         if before.contains(cookie) {
             free.push(*cookie);
         } else {
@@ -319,21 +315,22 @@ impl CounterSource for KernelSource {
             })
         })?;
         closed.sort_unstable_by_key(|(c, _)| *c);
-        let mark = |cookie: u64| {
-            closed
-                .binary_search_by_key(&cookie, |(c, _)| *c)
-                .ok()
-                .map(|i| &closed[i].1)
-        };
+        // Which marks have a flow: one binary search per flow, no hashing
+        // (under churn the reading and the marks are tens of thousands).
+        let mut has_flow = vec![false; closed.len()];
         // Read straight into the reading, one buffer of a few thousand
         // flows reused per syscall (no list of pairs converted afterwards).
         let mut flows: Vec<FlowReading> =
             Vec::with_capacity(last_flows.saturating_add(last_flows / 8));
         bpf_sys::lookup_batch_each::<FlowKey, FlowValue>(self.flows.fd().as_fd(), |key, value| {
+            let mark = closed.binary_search_by_key(&key.cookie, |(c, _)| *c).ok();
+            if let Some(i) = mark {
+                has_flow[i] = true;
+            }
             flows.push(FlowReading {
                 key,
                 value,
-                closed: value.flags & FLOW_F_CLOSED != 0 || mark(key.cookie).is_some(),
+                closed: value.flags & FLOW_F_CLOSED != 0 || mark.is_some(),
             });
         })
         .map_err(|source| {
@@ -351,14 +348,16 @@ impl CounterSource for KernelSource {
         // that had no packet by then gets none later (it is unhashed). The
         // mark is freed when a second read still finds no flow, one drain
         // interval of margin on top.
-        let (free, flowless) = flowless_marks(&closed, &flows, &self.flowless);
+        let (free, flowless) = flowless_marks(&closed, &has_flow, &self.flowless);
         self.flowless = flowless;
         if !free.is_empty() {
             self.forget_closed(&free)?;
         }
-        let released_by = flows
+        let released_by: FxHashMap<u64, SockOwner> = closed
             .iter()
-            .filter_map(|f| Some((f.key.cookie, *mark(f.key.cookie)?)))
+            .zip(&has_flow)
+            .filter(|(_, has)| **has)
+            .map(|(mark, _)| *mark)
             .collect();
         // The capture ring is drained after the flows were read.
         let names = self
@@ -431,20 +430,7 @@ impl CounterSource for KernelSource {
 
 #[cfg(test)]
 mod tests {
-    use netmon_common::{FlowKey, FlowValue};
-
     use super::*;
-
-    fn flow(cookie: u64) -> FlowReading {
-        FlowReading {
-            key: FlowKey {
-                cookie,
-                ..FlowKey::default()
-            },
-            value: FlowValue::default(),
-            closed: true,
-        }
-    }
 
     /// A closed mark is freed at its second flowless read, never while its
     /// socket has a flow (the retire frees those).
@@ -454,13 +440,12 @@ mod tests {
             .into_iter()
             .map(|c| (c, SockOwner::default()))
             .collect();
-        let flows = [flow(1)];
-        let (free, seen) = flowless_marks(&closed, &flows, &HashSet::new());
+        // Cookie 1 has a flow.
+        let (free, seen) = flowless_marks(&closed, &[true, false, false], &FxHashSet::default());
         assert!(free.is_empty());
-        assert_eq!(seen, HashSet::from([2, 3]));
+        assert_eq!(seen, FxHashSet::from_iter([2, 3]));
         // Cookie 3 got a flow meanwhile: kept for the retire.
-        let flows = [flow(1), flow(3)];
-        let (mut free, seen) = flowless_marks(&closed, &flows, &seen);
+        let (mut free, seen) = flowless_marks(&closed, &[true, false, true], &seen);
         free.sort_unstable();
         assert_eq!(free, vec![2]);
         assert!(seen.is_empty());

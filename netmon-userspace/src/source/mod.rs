@@ -44,8 +44,10 @@ pub struct Reading {
     /// Capacity of the flow map (for fill level reporting).
     pub max_flows: u32,
     /// The process that released each closed socket of `flows` (the last
-    /// fd holder), by cookie, where the source knows it.
-    pub released_by: HashMap<u64, SockOwner>,
+    /// fd holder), by cookie, where the source knows it. Keyed by kernel
+    /// socket cookies (nobody outside picks them): FxHash, the cheapest
+    /// hash for a map rebuilt at every read under connection churn.
+    pub released_by: rustc_hash::FxHashMap<u64, SockOwner>,
     /// Server names learned for flows of `flows` since the previous read,
     /// each flow reported once (the drain keeps it for the flow's life).
     ///

@@ -1199,7 +1199,7 @@ impl CounterSource for SimSource {
             flows,
             overflow: self.overflow_at(tick),
             max_flows: self.script.max_flows,
-            released_by: std::collections::HashMap::new(),
+            released_by: rustc_hash::FxHashMap::default(),
             names,
         })
     }
