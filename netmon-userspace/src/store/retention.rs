@@ -114,6 +114,34 @@ pub fn tier_rows(txn: &redb::ReadTransaction) -> Result<Vec<TierRows>, crate::st
     Ok(out)
 }
 
+/// Bytes of every tier's tables (redb's own table statistics: stored,
+/// metadata and fragmented bytes of their pages), finest first: where the
+/// file's space goes (the rest is the snapshot, processes, events and
+/// free pages).
+///
+/// # Errors
+/// On storage errors.
+pub fn tier_bytes(
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<(Tier, u64)>, crate::store::StoreError> {
+    use redb::ReadableTableMetadata as _;
+    let mut out = Vec::new();
+    for tier in Tier::ALL {
+        let mut bytes = 0u64;
+        for def in tables_of(tier) {
+            let table = match txn.open_table(def) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let s = table.stats()?;
+            bytes += s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        }
+        out.push((tier, bytes));
+    }
+    Ok(out)
+}
+
 /// Where the size cap cuts: the finest tier reaching back further than its
 /// floor (else the finest with rows), and a cutoff a quarter of its span
 /// after its oldest row, aligned to its buckets and past at least one.
@@ -182,7 +210,7 @@ impl Retention {
 #[must_use]
 pub fn tables_of(tier: Tier) -> Vec<Bytes> {
     let mut out: Vec<Bytes> = match tier {
-        Tier::Interval => vec![layout::INTERVAL, layout::QUALITY],
+        Tier::Interval => vec![layout::INTERVAL],
         _ => [
             tier.proc_table(),
             tier.remote_table(),
@@ -195,6 +223,7 @@ pub fn tables_of(tier: Tier) -> Vec<Bytes> {
     };
     out.push(crate::store::ifcount::table_of(tier));
     out.push(crate::store::devcount::table_of(tier));
+    out.push(crate::store::quality::table_of(tier));
     out
 }
 
