@@ -22,7 +22,8 @@
 //! empty):
 //! - [`QUALITY_INTERVAL`]: one row per drain with a sample, key drain time
 //!   u64 BE, value postcard `Vec<`[`QualityRow`]`>`: a varint length, then
-//!   per row pid varint, start_ticks varint, address 16 bytes, service port
+//!   per row pid varint, start_ticks varint, address (varint length, then
+//!   the address bytes up to the last non-zero one), service port
 //!   varint, ip_version u8, protocol u8, [`crate::model::DestClass`] u8,
 //!   [`crate::model::ConnDir`] u8, then [`QualityStats`]: samples varint,
 //!   retrans_segs varint, data_segs varint, RTT min varint, RTT max
@@ -152,7 +153,10 @@ impl RttHist {
         self.min_us = self.min_us.min(other.min_us);
         self.max_us = self.max_us.max(other.max_us);
         let mut out = Vec::with_capacity(self.buckets.len() + other.buckets.len());
-        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        let (mut a, mut b) = (
+            self.buckets.iter().peekable(),
+            other.buckets.iter().peekable(),
+        );
         loop {
             match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.0 == y.0 => {
@@ -258,7 +262,9 @@ pub struct QualityRow {
     pub pid: u32,
     /// Owner start time, clock ticks.
     pub start_ticks: u64,
-    /// Remote address, kernel encoding.
+    /// Remote address, kernel encoding; stored without its trailing zero
+    /// bytes ([`trimmed`]: an IPv4 address takes 5 bytes, not 16).
+    #[serde(with = "trimmed")]
     pub addr: [u8; 16],
     /// Service port ([`crate::model::service`]).
     pub port: u16,
@@ -272,6 +278,40 @@ pub struct QualityRow {
     pub dir: u8,
     /// The stats.
     pub stats: QualityStats,
+}
+
+/// A 16-byte address as postcard bytes without its trailing zero bytes (a
+/// varint length 0..=16, then the bytes); read back zero-padded, so every
+/// address round-trips (IPv4 in the kernel encoding takes 5 bytes).
+mod trimmed {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(a: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        let len = a.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        s.serialize_bytes(&a[..len])
+    }
+
+    struct V;
+
+    impl de::Visitor<'_> for V {
+        type Value = [u8; 16];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("at most 16 address bytes")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            let mut a = [0u8; 16];
+            a.get_mut(..v.len())
+                .ok_or_else(|| E::invalid_length(v.len(), &self))?
+                .copy_from_slice(v);
+            Ok(a)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        d.deserialize_bytes(V)
+    }
 }
 
 impl QualityRow {
@@ -334,7 +374,7 @@ impl QualityAcc {
     /// The rows, in key order; the accumulator is left empty.
     pub fn take_rows(&mut self) -> Vec<QualityRow> {
         let mut v: Vec<(RemoteKey, QualityStats)> = self.by_key.drain().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.sort_unstable_by_key(|a| a.0);
         v.into_iter().map(|(k, s)| QualityRow::of(&k, s)).collect()
     }
 }
@@ -344,7 +384,11 @@ impl QualityAcc {
 ///
 /// # Errors
 /// On storage errors.
-pub fn write(txn: &redb::WriteTransaction, ts: TimeMs, rows: &[QualityRow]) -> Result<(), StoreError> {
+pub fn write(
+    txn: &redb::WriteTransaction,
+    ts: TimeMs,
+    rows: &[QualityRow],
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -363,9 +407,14 @@ pub fn write(txn: &redb::WriteTransaction, ts: TimeMs, rows: &[QualityRow]) -> R
         let bucket = tier.bucket(ts);
         let mut keyed: Vec<([u8; 42], &QualityStats)> = rows
             .iter()
-            .filter_map(|r| Some((layout::encode_remote_key_v3(bucket, &r.remote_key()?), &r.stats)))
+            .filter_map(|r| {
+                Some((
+                    layout::encode_remote_key_v3(bucket, &r.remote_key()?),
+                    &r.stats,
+                ))
+            })
             .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keyed.sort_unstable_by_key(|a| a.0);
         for (k, s) in keyed {
             let mut old: QualityStats = match t.get(k.as_slice())? {
                 Some(v) => layout::decode(v.value())?,
@@ -432,7 +481,10 @@ mod tests {
             assert!(i == last || i == last + 1, "{v}: bucket {i} after {last}");
             let (lo, w) = bucket_range(i);
             assert!(lo <= v && v - lo < w, "{v} not in bucket {i} ({lo}, {w})");
-            assert!(u64::from(w) * 64 <= u64::from(lo).max(64), "{v}: width {w} at {lo}");
+            assert!(
+                u64::from(w) * 64 <= u64::from(lo).max(64),
+                "{v}: width {w} at {lo}"
+            );
             last = i;
             v = if v < 100_000 { v + 1 } else { v + v / 1000 };
         }
@@ -491,5 +543,29 @@ mod tests {
         let back: QualityStats =
             layout::decode(&layout::encode(&s).expect("encodes")).expect("decodes");
         assert_eq!(back, s);
+        for addr in [
+            [0u8; 16],
+            [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0xfe; 16],
+        ] {
+            let row = QualityRow {
+                pid: 1,
+                start_ticks: 2,
+                addr,
+                port: 443,
+                ip_version: 4,
+                protocol: 6,
+                class: 1,
+                dir: 1,
+                stats: s.clone(),
+            };
+            let bytes = layout::encode(&row).expect("encodes");
+            let back: QualityRow = layout::decode(&bytes).expect("decodes");
+            assert_eq!(back, row);
+            if addr[1] == 0 && addr[0] == 10 {
+                // pid, ticks, then 4 address bytes after their length.
+                assert_eq!(&bytes[2..7], &[4, 10, 0, 0, 1]);
+            }
+        }
     }
 }

@@ -641,7 +641,13 @@ mod tests {
                 });
         }
         b.socket(20, Some(curl), Some(25))
-            .flow(20, "1.1.1.1:443", 2..=24, per_tick(2, 500), per_tick(4, 4000))
+            .flow(
+                20,
+                "1.1.1.1:443",
+                2..=24,
+                per_tick(2, 500),
+                per_tick(4, 4000),
+            )
             .tcp(SimTcp {
                 srtt_us: 45_000,
                 data_segs: 7,
@@ -751,7 +757,10 @@ mod tests {
                 let tcp = f.tcp.expect("every fixture flow is TCP");
                 let n = f.to.min(40) + 1 - f.from;
                 let e = truth.entry(f.remote).or_default();
-                e.0.extend(std::iter::repeat_n(tcp.srtt_us, usize::try_from(n).expect("small")));
+                e.0.extend(std::iter::repeat_n(
+                    tcp.srtt_us,
+                    usize::try_from(n).expect("small"),
+                ));
                 e.1 += u64::from(tcp.retrans_segs) * n;
                 e.2 += u64::from(tcp.data_segs) * n;
             }
