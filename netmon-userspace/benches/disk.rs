@@ -18,12 +18,14 @@
 //! - `web`: a web server (one process, inbound port 443) taking short
 //!   connections (one interval each: connect, 1 KB each way, close) from
 //!   1,000 client addresses, at 10,000 and at 1,000 connections per
-//!   second, 120 s each, side by side: bytes written per interval and file
-//!   growth after a 30 s warm-up. Rows follow (owners × services × peers),
+//!   second, 240 s each, side by side: bytes written per interval and file
+//!   growth after a 60 s warm-up. Rows follow (owners × services × peers),
 //!   so both rates should write about the same.
-//! - `webday`: one simulated day of that web server at 1,000 connections
-//!   per second (every client every second: the same rows as 10,000/s,
-//!   see `web`): file size per tier and bytes written per day.
+//! - `webday`: one simulated day of that web server, every client
+//!   connecting every interval (the same rows as 10,000/s, see `web`): 23
+//!   hours drained once a minute, the last hour at 1 s (1,000
+//!   connections/s); file size per tier, and the interval tier's bytes and
+//!   the bytes written in that hour, times 24 for a day at 1 s.
 //!
 //! Run: `NETMON_DISK=steady50,steady500,web,webday cargo bench -p
 //! netmon-userspace --bench disk`
@@ -181,6 +183,37 @@ fn steady(procs: u32) {
     );
 }
 
+/// Bytes per tier per unit of time for `procs` always-active processes:
+/// one day drained once a minute (the minute, hour and day tiers' bytes per
+/// day), then one hour at 1 s (the interval tier's bytes per hour): what
+/// each tier's retention costs, to choose defaults from.
+fn rates(procs: u32) {
+    let script = Arc::new(steady_script(procs));
+    let mut source = SimSource::new(script.clone());
+    let mut resolver = SimResolver::new(&script);
+    let mut rig = Rig::new();
+    let mut tick = 0u64;
+    while tick < DAY_S {
+        source.set_tick(tick);
+        rig.step(&mut source, &mut resolver, BASE + tick * 1000);
+        tick += 60;
+    }
+    rig.report(&format!("{procs} processes, one day drained once a minute"));
+    let w0 = wchar();
+    for _ in 0..3600 {
+        source.set_tick(tick);
+        rig.step(&mut source, &mut resolver, BASE + tick * 1000);
+        tick += 1;
+    }
+    let written = wchar() - w0;
+    rig.report(&format!("{procs} processes, then one hour at 1 s"));
+    println!(
+        "{procs} processes: {} written in the hour at 1 s ({} a day)",
+        mb(written),
+        mb(written * 24)
+    );
+}
+
 /// Client addresses of the web server.
 const CLIENTS: u64 = 1_000;
 
@@ -322,20 +355,21 @@ impl Resolver for WebResolver {
 }
 
 /// `seconds` of the web server at `rate` connections a second: bytes
-/// written per interval and file growth after a 30 s warm-up.
+/// written per interval and file growth after a 60 s warm-up (the live
+/// and not yet retired flows fill the snapshot first).
 fn web_run(rate: u64, seconds: u64) -> (u64, u64, u64) {
     let mut source = WebSource::new(rate);
     let mut resolver = WebResolver::new();
     let mut rig = Rig::new();
     let mut measured = (0, 0);
     for s in 0..seconds {
-        if s == 30 {
+        if s == 60 {
             measured = (wchar(), rig.store.file_size().unwrap_or(0));
         }
         source.advance();
         rig.step(&mut source, &mut resolver, BASE + s * 1000);
     }
-    let n = seconds - 30;
+    let n = seconds - 60;
     let size = rig.store.file_size().unwrap_or(0);
     (
         (wchar() - measured.0) / n,
@@ -347,11 +381,11 @@ fn web_run(rate: u64, seconds: u64) -> (u64, u64, u64) {
 fn web() {
     for rate in [10_000, 1_000] {
         let started = Instant::now();
-        let (per_interval, growth, size) = web_run(rate, 150);
+        let (per_interval, growth, size) = web_run(rate, 240);
         println!(
             "web server, {rate} connections/s from {CLIENTS} clients: {per_interval} bytes written per interval, file grew {growth} bytes per interval (file {}, {} connections, {:?})",
             mb(size),
-            rate * 150,
+            rate * 240,
             started.elapsed()
         );
     }
@@ -363,18 +397,38 @@ fn webday() {
     let mut rig = Rig::new();
     let started = Instant::now();
     let w0 = wchar();
-    for s in 0..DAY_S {
+    // 23 hours drained once a minute (every client connects each time:
+    // the same minute, hour and day rows as every second), then an hour at
+    // 1 s.
+    let mut s = 0u64;
+    while s < DAY_S - 3600 {
         source.advance();
         rig.step(&mut source, &mut resolver, BASE + s * 1000);
+        s += 60;
     }
-    let written = wchar() - w0;
+    let w1 = wchar();
+    let before = rig.store.tier_bytes().unwrap_or_default();
+    while s < DAY_S {
+        source.advance();
+        rig.step(&mut source, &mut resolver, BASE + s * 1000);
+        s += 1;
+    }
+    let hour = wchar() - w1;
+    let after = rig.store.tier_bytes().unwrap_or_default();
     rig.report(&format!(
-        "web server, one day at {CLIENTS} connections/s from {CLIENTS} clients"
+        "web server, a day ({CLIENTS} clients, every one connecting every interval of the last hour)"
     ));
+    let interval_hour = after
+        .first()
+        .map_or(0, |a| a.1)
+        .saturating_sub(before.first().map_or(0, |b| b.1));
     println!(
-        "web server day: {} written ({} connections; {:?} to simulate)",
-        mb(written),
-        CLIENTS * DAY_S,
+        "web server day: the last hour at 1 s wrote {} ({} a day at that rate; the 23 h drained once a minute wrote {}); the interval tier took {} in that hour ({} a day); {:?} to simulate",
+        mb(hour),
+        mb(hour * 24),
+        mb(w1 - w0),
+        mb(interval_hour),
+        mb(interval_hour * 24),
         started.elapsed()
     );
 }
@@ -385,6 +439,8 @@ fn main() {
         match s.trim() {
             "steady50" => steady(50),
             "steady500" => steady(500),
+            "rates50" => rates(50),
+            "rates500" => rates(500),
             "web" => web(),
             "webday" => webday(),
             other => eprintln!(
