@@ -10,8 +10,8 @@
 //! db_cache_mib = 4                       # redb page cache limit, MiB (>= 1)
 //!
 //! [retention]                            # "forever" or a duration
-//! interval = "1h"
-//! minute = "2days"
+//! interval = "2h"
+//! minute = "1day"
 //! hour = "90days"
 //! day = "forever"
 //! max_size = "500MB"                     # cap on the file (default none)

@@ -25,9 +25,9 @@ use crate::store::types::TimeMs;
 /// How long each tier is kept; `None` keeps forever.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
-    /// Interval samples (default 1 h).
+    /// Interval samples (default 2 h).
     pub interval: Option<Duration>,
-    /// Minute rollups (default 2 days).
+    /// Minute rollups (default 1 day).
     pub minute: Option<Duration>,
     /// Hour rollups (default 90 days).
     pub hour: Option<Duration>,
@@ -41,18 +41,18 @@ pub struct Retention {
 /// The defaults keep the file of a machine with 50 always-active
 /// processes under 150 MB and with 500 under 1 GiB after 30 days (the disk
 /// benchmark, `benches/disk.rs`): at a 1 s interval each always-active
-/// process adds about 0.25 MB of interval rows an hour (traffic and
+/// process adds about 0.18–0.25 MB of interval rows an hour (traffic and
 /// quality) and 0.5 MB of minute rows a day, so 48 h of intervals and 30
 /// days of minutes (the earlier defaults) took about 600 and 780 MB for 50
-/// processes. An hour of 1 s samples, two days of minutes and 90 days of
-/// hours answer recent windows at full precision and older ones at the
-/// hour.
+/// processes. Two hours of 1 s samples (so "the last hour at 1 s" is
+/// always there), a day of minutes and 90 days of hours answer recent
+/// windows at full precision and older ones at the hour.
 impl Default for Retention {
     fn default() -> Self {
         const DAY: u64 = 86_400;
         Self {
-            interval: Some(Duration::from_secs(3_600)),
-            minute: Some(Duration::from_secs(2 * DAY)),
+            interval: Some(Duration::from_secs(2 * 3_600)),
+            minute: Some(Duration::from_secs(DAY)),
             hour: Some(Duration::from_secs(90 * DAY)),
             day: None,
             max_size: None,
@@ -338,14 +338,14 @@ mod tests {
     fn cutoff_keeps_partial_buckets() {
         let r = Retention::default();
         let now = 10 * 86_400_000 + 30 * 60_000 + 5;
-        // 1 h back lands mid-hour; the minute cutoff is aligned down.
+        // 2 h back lands mid-hour; the minute cutoff is aligned down.
         let c = r.cutoff(Tier::Interval, now).expect("interval expires");
-        assert_eq!(c, now - 3_600_000);
+        assert_eq!(c, now - 2 * 3_600_000);
         let m = r
             .cutoff(Tier::Minute, 40 * 86_400_000 + 90_001)
             .expect("minutes expire");
         assert_eq!(m % 60_000, 0);
-        assert!(m <= 40 * 86_400_000 + 90_001 - 2 * 86_400_000);
+        assert!(m <= 40 * 86_400_000 + 90_001 - 86_400_000);
         assert_eq!(r.cutoff(Tier::Day, now), None);
     }
 }
