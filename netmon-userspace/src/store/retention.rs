@@ -27,7 +27,7 @@ use crate::store::types::TimeMs;
 pub struct Retention {
     /// Interval samples (default 2 h).
     pub interval: Option<Duration>,
-    /// Minute rollups (default 1 day).
+    /// Minute rollups (default 2 days).
     pub minute: Option<Duration>,
     /// Hour rollups (default 90 days).
     pub hour: Option<Duration>,
