@@ -11,7 +11,7 @@
 //!
 //! [retention]                            # "forever" or a duration
 //! interval = "2h"
-//! minute = "1day"
+//! minute = "2days"
 //! hour = "90days"
 //! day = "forever"
 //! max_size = "500MB"                     # cap on the file (default none)

@@ -45,14 +45,14 @@ pub struct Retention {
 /// quality) and 0.5 MB of minute rows a day, so 48 h of intervals and 30
 /// days of minutes (the earlier defaults) took about 600 and 780 MB for 50
 /// processes. Two hours of 1 s samples (so "the last hour at 1 s" is
-/// always there), a day of minutes and 90 days of hours answer recent
+/// always there), two days of minutes and 90 days of hours answer recent
 /// windows at full precision and older ones at the hour.
 impl Default for Retention {
     fn default() -> Self {
         const DAY: u64 = 86_400;
         Self {
             interval: Some(Duration::from_secs(2 * 3_600)),
-            minute: Some(Duration::from_secs(DAY)),
+            minute: Some(Duration::from_secs(2 * DAY)),
             hour: Some(Duration::from_secs(90 * DAY)),
             day: None,
             max_size: None,
@@ -345,7 +345,7 @@ mod tests {
             .cutoff(Tier::Minute, 40 * 86_400_000 + 90_001)
             .expect("minutes expire");
         assert_eq!(m % 60_000, 0);
-        assert!(m <= 40 * 86_400_000 + 90_001 - 86_400_000);
+        assert!(m <= 40 * 86_400_000 + 90_001 - 2 * 86_400_000);
         assert_eq!(r.cutoff(Tier::Day, now), None);
     }
 }
