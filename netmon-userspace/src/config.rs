@@ -10,9 +10,9 @@
 //! db_cache_mib = 4                       # redb page cache limit, MiB (>= 1)
 //!
 //! [retention]                            # "forever" or a duration
-//! interval = "48h"
-//! minute = "30days"
-//! hour = "400days"
+//! interval = "2h"
+//! minute = "2days"
+//! hour = "90days"
 //! day = "forever"
 //! max_size = "500MB"                     # cap on the file (default none)
 //!

@@ -103,7 +103,9 @@
 //!    their entry is durable (7).
 //! 4. **resolve**: owners of sockets with bytes and no cached owner; each
 //!    delta goes to the rows, its pending remote pieces (8) and its TCP
-//!    quality sample; its new entry becomes a slot write.
+//!    quality sample (aggregated per remote key: the store gets one
+//!    quality row per key, not per connection); its new entry becomes a
+//!    slot write.
 //! 5. **vanish**: committed flows the source no longer holds leave (5).
 //! 6. **retire**: the listed flows are removed from the source, their
 //!    final values counted (3). Last before the commit, to keep the
@@ -395,7 +397,9 @@ struct Accum {
     procs: FxHashMap<(ProcessId, DestClass), Traffic>,
     ifaces: FxHashMap<(u32, DestClass), Traffic>,
     remotes: RemoteAcc,
-    quality: Vec<QualitySample>,
+    /// TCP flows' samples, aggregated per remote key before the store
+    /// sees them (rows follow keys, not connections).
+    quality: crate::store::quality::QualityAcc,
 }
 
 impl Accum {
@@ -1152,7 +1156,9 @@ impl Drain {
                 None => Some((0, 0)),
             };
             let (sample, tcp) = quality_of(f, rkey, base);
-            st.acc.quality.extend(sample);
+            if let Some(s) = &sample {
+                st.acc.quality.add(s);
+            }
             let entry = SnapEntry {
                 counters: Traffic::of(&f.value),
                 first_boottime_ns: f.value.first_boottime_ns,
@@ -1435,7 +1441,7 @@ impl Drain {
             overflow_snapshot: (st.reading.overflow != self.overflow)
                 .then_some(st.reading.overflow),
             events,
-            quality: std::mem::take(&mut acc.quality),
+            quality: acc.quality.take_rows(),
             ifcount: std::mem::take(&mut st.if_batch),
             flow_names: self.names.take_writes(),
         };

@@ -49,7 +49,7 @@ struct StatusDoc {
 
 /// Rows per tier, counted in the file: a table belongs to the
 /// tier its name says (`proc.minute.v1` → minute), the interval tier holds
-/// the per drain tables (`interval.*`, `quality.*`); snapshot, metadata and
+/// the per drain tables (`interval.*`, `quality.interval.*`); snapshot, metadata and
 /// process tables belong to no tier.
 fn rows_by_name(db: &std::path::Path) -> BTreeMap<String, u64> {
     let db = redb::Database::open(db).expect("open the history file with redb");
@@ -61,13 +61,13 @@ fn rows_by_name(db: &std::path::Path) -> BTreeMap<String, u64> {
     for handle in txn.list_tables().expect("list tables") {
         let name = handle.name().to_owned();
         let parts: Vec<&str> = name.split('.').collect();
-        let tier = if matches!(parts[0], "interval" | "quality") {
-            "interval"
-        } else if let Some(t) = parts
+        let tier = if let Some(t) = parts
             .iter()
-            .find(|p| matches!(**p, "minute" | "hour" | "day"))
+            .find(|p| matches!(**p, "interval" | "minute" | "hour" | "day"))
         {
             t
+        } else if parts[0] == "quality" {
+            "interval"
         } else {
             continue;
         };

@@ -11,6 +11,7 @@
 //! sample.
 
 use netmon::ownership::{ProcessId, ProcessInfo};
+use netmon::store::quality::{QualityAcc, QualityRow};
 use netmon::store::{Batch, DestClass, QualitySample, Retention, Store, Tier, Traffic};
 use netmon_common::DirCounters;
 
@@ -32,6 +33,13 @@ fn info(pid: u32) -> ProcessInfo {
         ppid: Some(1),
         cgroup: None,
     }
+}
+
+/// Flow samples as the drain stores them: aggregated per remote key.
+fn quality_rows(samples: impl Iterator<Item = QualitySample>) -> Vec<QualityRow> {
+    let mut acc = QualityAcc::default();
+    samples.for_each(|s| acc.add(&s));
+    acc.take_rows()
 }
 
 fn batch(ts_ms: u64, tick: u64) -> Batch {
@@ -61,39 +69,37 @@ fn batch(ts_ms: u64, tick: u64) -> Batch {
                 )
             })
             .collect(),
-        quality: (0..800u32)
-            .map(|i| QualitySample {
-                pid: 1000 + i % PROCS,
-                start_ticks: 7,
-                addr: [
-                    10,
-                    0,
-                    (i >> 8) as u8,
-                    i as u8,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
-                port: 443,
-                ip_version: 4,
-                protocol: 6,
-                class: DestClass::Internet as u8,
-                dir: netmon::model::ConnDir::Out as u8,
-                srtt_us: 1000 + i,
-                retrans_segs: i % 3,
-                data_segs: 10 + i,
-                delivery_rate: 1_000_000 + u64::from(i),
-            })
-            .collect(),
+        quality: quality_rows((0..800u32).map(|i| QualitySample {
+            pid: 1000 + i % PROCS,
+            start_ticks: 7,
+            addr: [
+                10,
+                0,
+                (i >> 8) as u8,
+                i as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            port: 443,
+            ip_version: 4,
+            protocol: 6,
+            class: DestClass::Internet as u8,
+            dir: netmon::model::ConnDir::Out as u8,
+            srtt_us: 1000 + i,
+            retrans_segs: i % 3,
+            data_segs: 10 + i,
+            delivery_rate: 1_000_000 + u64::from(i),
+        })),
         lazy: !tick.is_multiple_of(10),
         ..Batch::default()
     }

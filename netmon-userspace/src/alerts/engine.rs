@@ -72,7 +72,9 @@
 //! `rtt_p95` and `retrans_rate` rules keep, per drain time in their window,
 //! the TCP quality samples their scope passes (one per TCP flow with
 //! packets in the interval: its smoothed RTT, and its retransmitted and
-//! sent data segments), read after each step through
+//! sent data segments; stored per remote key, each RTT as its histogram
+//! bucket reports it, see [`crate::store::quality`]), read after each step
+//! through
 //! [`crate::query::quality::scoped_samples`] and at start for the whole
 //! window. The p95 is the nearest rank over the window's RTT samples, as
 //! `netmon usage` reports `rtt_p95`; the retransmission rate is
@@ -105,6 +107,7 @@ use crate::query::edges;
 use crate::query::facts::{Facts, ProcFacts};
 use crate::query::scan::{self, Kind, Subject};
 use crate::query::usage::{RowFilter, remote_ip};
+use crate::store::quality::QualityStats;
 use crate::store::query::Segment;
 use crate::store::{DestClass, ProcessRecord, RemoteKey, Store, Tier, TimeMs, TimeRange, Traffic};
 use crate::wire::{AlertEvent, SCHEMA_VERSION};
@@ -244,17 +247,20 @@ struct SampleStep {
 }
 
 impl SampleStep {
-    fn add(&mut self, s: &crate::store::QualitySample) {
-        if s.srtt_us > 0 {
-            self.rtts.push(s.srtt_us);
+    /// Adds one key's row: each RTT sample as its histogram reports it
+    /// (within 1.6 %, see [`crate::store::quality`]).
+    fn add(&mut self, s: &QualityStats) {
+        for (v, n) in s.rtt.values() {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            self.rtts.extend(std::iter::repeat_n(v, n));
         }
-        self.retrans_segs += u64::from(s.retrans_segs);
-        self.data_segs += u64::from(s.data_segs);
+        self.retrans_segs = self.retrans_segs.saturating_add(s.retrans_segs);
+        self.data_segs = self.data_segs.saturating_add(s.data_segs);
     }
 }
 
-/// Appends sample `s` of drain time `ts` to `steps` (in time order).
-fn push_sample(steps: &mut VecDeque<SampleStep>, ts: TimeMs, s: &crate::store::QualitySample) {
+/// Appends the row `s` of drain time `ts` to `steps` (in time order).
+fn push_sample(steps: &mut VecDeque<SampleStep>, ts: TimeMs, s: &QualityStats) {
     match steps.back_mut() {
         Some(last) if last.ts == ts => last.add(s),
         _ => {
@@ -860,9 +866,9 @@ impl Engine {
         if rules.is_empty() || range.start >= range.end {
             return Ok(out);
         }
-        let mut raw: Vec<(TimeMs, crate::store::QualitySample)> = Vec::new();
-        crate::query::quality::scoped_samples(store, &[], None, range, |ts, s| {
-            raw.push((ts, *s));
+        let mut raw: Vec<(TimeMs, RemoteKey, QualityStats)> = Vec::new();
+        crate::query::quality::scoped_samples(store, &[], None, range, |ts, rk, s| {
+            raw.push((ts, *rk, s.clone()));
         })?;
         // Per scope, the indices of `rules` it serves: each sample is
         // checked against its process's scopes only, not every rule.
@@ -870,8 +876,7 @@ impl Engine {
         for (j, &(i, _)) in rules.iter().enumerate() {
             by_scope[self.live[i].scope].push(j);
         }
-        for (ts, s) in raw {
-            let Some(rk) = s.remote_key() else { continue };
+        for (ts, rk, s) in raw {
             self.each_endpoint_scope(
                 store,
                 &rk,

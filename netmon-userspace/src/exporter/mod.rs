@@ -46,7 +46,7 @@
 //! traffic that is `top + 1` label sets per direction and class.
 //!
 //! Limits, written down: an epoch's rows are read from the finest tier no
-//! coarser than the epoch (hour rollups for 1 h epochs, kept 400 days by
+//! coarser than the epoch (hour rollups for 1 h epochs, kept 90 days by
 //! default); history older than that tier's retention is read from coarser
 //! rollups and each of its buckets counts in the epoch where it starts, so
 //! when rows age past that retention, member series can move between

@@ -17,12 +17,13 @@
 //!   refused.
 //!
 //! Connection quality (RTT percentiles, retransmissions) comes from the
-//! per interval TCP samples ([`crate::store::layout::QUALITY`], kept as long
-//! as the interval rows): each TCP flow with packets in an interval gives
-//! one sample, grouped like its remote rows. The RTT percentiles are over
-//! those samples (one per flow and interval, nearest rank), the
-//! retransmission rate is retransmitted over sent data segments in the
-//! window.
+//! quality rows ([`crate::store::quality`]: per remote key, in the same
+//! tiers as the per process rows, so the window resolves the same way):
+//! each TCP flow with packets in an interval gives one sample, aggregated
+//! per remote key and grouped like its remote rows. The RTT percentiles
+//! are over those samples (one per flow and interval, nearest rank, from
+//! the merged histograms: within 1.6 %), the retransmission rate is
+//! retransmitted over sent data segments in the window.
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -292,33 +293,33 @@ pub fn endpoint_group(by: Dimension, pg: Option<GroupKey>, rk: &RemoteKey) -> Gr
     }
 }
 
-/// Quality per group from the TCP samples of the window.
+/// Quality per group from the quality rows of the window, read from the
+/// same tiers as the per process rows ([`scan::plan_for`]): per key
+/// stats merged per group, the percentiles from the merged RTT histogram.
 fn quality_by_group(
     store: &mut Store,
     q: &UsageQuery,
     rf: &RowFilter,
     procs: &mut ProcCache<'_>,
 ) -> Result<HashMap<GroupKey, Quality>, QueryError> {
-    let mut rtts: HashMap<GroupKey, (Vec<u32>, Quality)> = HashMap::new();
-    crate::store::query::quality_samples(store, &q.range, |s| {
-        let Some(rk) = s.remote_key() else { return };
-        let Some(key) = remote_group(q.by, rf, procs, &rk) else {
-            return;
-        };
-        let (v, qual) = rtts.entry(key).or_default();
-        if s.srtt_us > 0 {
-            v.push(s.srtt_us);
+    use crate::store::quality::QualityStats;
+    let (segments, _) = scan::plan_for(store, &q.range, Kind::Process)?;
+    let mut acc: HashMap<GroupKey, QualityStats> = HashMap::new();
+    store.quality_rows(&segments, |_, rk, s| {
+        if let Some(key) = remote_group(q.by, rf, procs, rk) {
+            acc.entry(key).or_default().merge(s);
         }
-        qual.samples += 1;
-        qual.retrans_segs += u64::from(s.retrans_segs);
-        qual.data_segs += u64::from(s.data_segs);
     })?;
-    Ok(rtts
+    Ok(acc
         .into_iter()
-        .map(|(k, (mut v, mut qual))| {
-            v.sort_unstable();
-            qual.rtt_p50_us = percentile(&v, 50);
-            qual.rtt_p95_us = percentile(&v, 95);
+        .map(|(k, s)| {
+            let qual = Quality {
+                rtt_p50_us: s.rtt.percentile(50),
+                rtt_p95_us: s.rtt.percentile(95),
+                samples: s.samples,
+                retrans_segs: s.retrans_segs,
+                data_segs: s.data_segs,
+            };
             (k, qual)
         })
         .collect())

@@ -249,16 +249,16 @@ pub const TRAFFIC_TABLES_V2: [(Bytes, Bytes); 11] = [
 /// Schema 2's [`INTERVAL`]: postcard [`IntervalRecord2`] values.
 pub const INTERVAL_V1: Bytes = TableDefinition::new("interval.v1");
 
-/// TCP connection quality per interval: one row per drain with a sample
-/// of every TCP flow that had packets in the interval (kept as long as
-/// [`INTERVAL`]).
+/// Schema 5's TCP connection quality per interval: one row per drain with
+/// a sample of every TCP flow that had packets in the interval; read only
+/// by the migration to schema 6 (per key rows, [`crate::store::quality`]).
 /// - key (8 bytes): drain time u64 BE.
 /// - value: postcard `Vec<`[`crate::store::QualitySample`]`>` (a varint length, then
 ///   each sample's fields in order; the address as 16 bytes; `port` is the
 ///   service port, `dir` the [`ConnDir`] byte).
-pub const QUALITY: Bytes = TableDefinition::new("quality.v2");
+pub const QUALITY_V2: Bytes = TableDefinition::new("quality.v2");
 
-/// Schema 3's [`QUALITY`]: samples without `dir` and with the remote port
+/// Schema 3's [`QUALITY_V2`]: samples without `dir` and with the remote port
 /// ([`QualitySampleV1`]); read only by the migration to schema 4.
 pub const QUALITY_V1: Bytes = TableDefinition::new("quality.v1");
 
@@ -310,7 +310,7 @@ impl From<QualitySampleV1> for crate::store::QualitySample {
 }
 
 /// Every table a fresh store creates.
-pub const ALL_BYTE_TABLES: [Bytes; 19] = [
+pub const ALL_BYTE_TABLES: [Bytes; 18] = [
     SNAPSHOT,
     SNAPSHOT_KEYS,
     PROCESSES,
@@ -328,7 +328,6 @@ pub const ALL_BYTE_TABLES: [Bytes; 19] = [
     MACHINE_MINUTE,
     MACHINE_HOUR,
     MACHINE_DAY,
-    QUALITY,
     crate::store::names::FLOW_NAMES,
 ];
 

@@ -29,6 +29,7 @@ pub mod devcount;
 pub mod ifcount;
 pub mod layout;
 pub mod names;
+pub mod quality;
 pub mod query;
 pub mod retention;
 pub mod rollup;
@@ -413,7 +414,7 @@ impl Store {
                     .map_err(|e| StoreError::Db(e.into()))?;
             }
             rollup::apply(&txn, batch)?;
-            rollup::write_quality(&txn, batch)?;
+            quality::write(&txn, batch.ts_ms, &batch.quality)?;
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;
@@ -475,6 +476,15 @@ impl Store {
     pub fn tier_rows(&mut self) -> Result<Vec<TierRows>, StoreError> {
         let txn = self.reader()?.begin_read()?;
         retention::tier_rows(&txn)
+    }
+
+    /// Bytes per tier ([`retention::tier_bytes`]), for the disk benchmark.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn tier_bytes(&mut self) -> Result<Vec<(Tier, u64)>, StoreError> {
+        let txn = self.reader()?.begin_read()?;
+        retention::tier_bytes(&txn)
     }
 
     /// Where the size cap last cut `tier`: its rows before this time were

@@ -1,5 +1,5 @@
 //! The store's read pieces: the plan of a time range over the tiers
-//! ([`plan`]), process records, daemon events, TCP quality samples and the
+//! ([`plan`]), process records, daemon events and the
 //! snapshot's pending remote pieces. Returns plain data; grouping, filters
 //! and windows are [`crate::query`]'s (the one read path every reader
 //! takes: CLI, socket API, dashboard, exporter, alerts and the tests).
@@ -173,28 +173,6 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-/// Calls `f` with every TCP quality sample ([`layout::QUALITY`]) whose
-/// drain time lies in `range`, in one read transaction.
-///
-/// # Errors
-/// On storage errors.
-pub fn quality_samples(
-    store: &mut Store,
-    range: &TimeRange,
-    mut f: impl FnMut(&crate::store::QualitySample),
-) -> Result<(), StoreError> {
-    let db = store.reader()?;
-    let txn = db.begin_read()?;
-    let table = txn.open_table(layout::QUALITY)?;
-    let (from, to) = (layout::time_key(range.start), layout::time_key(range.end));
-    for row in table.range(from.as_slice()..to.as_slice())? {
-        let (_, v) = row?;
-        let samples: Vec<crate::store::QualitySample> = layout::decode(v.value())?;
-        samples.iter().for_each(&mut f);
-    }
-    Ok(())
 }
 
 /// The pending remote bytes of the committed snapshot: `(UTC minute start,

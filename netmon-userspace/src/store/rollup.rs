@@ -214,22 +214,6 @@ pub fn apply(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Inserts (or, for a repeated drain time, merges into) the quality row.
-pub(crate) fn write_quality(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
-    if batch.quality.is_empty() {
-        return Ok(());
-    }
-    let mut t = txn.open_table(layout::QUALITY)?;
-    let key = layout::time_key(batch.ts_ms);
-    let mut rows: Vec<crate::store::QualitySample> = match t.get(key.as_slice())? {
-        Some(v) => layout::decode(v.value())?,
-        None => Vec::new(),
-    };
-    rows.extend_from_slice(&batch.quality);
-    t.insert(key.as_slice(), layout::encode(&rows)?.as_slice())?;
-    Ok(())
-}
-
 /// Inserts (or, for a repeated drain time, merges into) the interval row.
 fn write_interval(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
     if batch.proc_rows.is_empty() && batch.iface_rows.is_empty() {

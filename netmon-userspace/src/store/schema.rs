@@ -44,7 +44,14 @@ use crate::store::types::DaemonEvent;
 ///   42-byte key, then the name, see [`crate::store::names`]), and the
 ///   snapshot flows' names (`snapshot.names.v1`). Older rows have no name
 ///   (the "no name" byte is appended to their keys).
-pub const CURRENT: u32 = 5;
+/// - 6: TCP quality aggregated per remote key (no server name) instead of
+///   one sample per flow and interval, with rollup tiers
+///   (`quality.{interval,minute,hour,day}.v3`, see
+///   [`crate::store::quality`]): schema 5's `quality.v2` rows are
+///   aggregated per key and drain time into the interval tier and added to
+///   the rollups; the RTTs become histograms (within 1.6 %), the counts
+///   stay exact.
+pub const CURRENT: u32 = 6;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
@@ -52,7 +59,13 @@ pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>
 /// Migration steps, in order. A step that changes a layout writes
 /// `*.v<N+1>` tables from the old ones and deletes them (see [`layout`]'s
 /// conventions).
-pub const MIGRATIONS: &[Migration] = &[(1, v1_to_v2), (2, v2_to_v3), (3, v3_to_v4), (4, v4_to_v5)];
+pub const MIGRATIONS: &[Migration] = &[
+    (1, v1_to_v2),
+    (2, v2_to_v3),
+    (3, v3_to_v4),
+    (4, v4_to_v5),
+    (5, v5_to_v6),
+];
 
 /// 1 → 2: `snapshot.v1` (one row per flow) → snapshot chunks. Flows take
 /// slots in key order. Schema 1 wrote every delta to the remote rollups at
@@ -255,7 +268,7 @@ fn v3_to_v4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             Ok(layout::encode_remote_key_v3(bucket, &rk).to_vec())
         })?;
     }
-    copy_table(txn, layout::QUALITY_V1, layout::QUALITY, |v| {
+    copy_table(txn, layout::QUALITY_V1, layout::QUALITY_V2, |v| {
         let old: Vec<layout::QualitySampleV1> = layout::decode(v)?;
         let new: Vec<crate::store::QualitySample> = old.into_iter().map(Into::into).collect();
         layout::encode(&new)
@@ -294,6 +307,31 @@ fn v4_to_v5(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         })?;
     }
     txn.open_table(crate::store::names::FLOW_NAMES)?;
+    Ok(())
+}
+
+/// 5 → 6: per flow quality samples (`quality.v2`) aggregated per remote
+/// key and drain time, written to every quality tier as the drain writes
+/// them ([`crate::store::quality::write`]), and the old table deleted.
+fn v5_to_v6(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use crate::store::quality::{self, QualityAcc};
+    use redb::ReadableTable as _;
+    {
+        let old = match txn.open_table(layout::QUALITY_V2) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut acc = QualityAcc::default();
+        for row in old.iter()? {
+            let (k, v) = row?;
+            let ts = layout::key_time(k.value())?;
+            let samples: Vec<crate::store::QualitySample> = layout::decode(v.value())?;
+            samples.iter().for_each(|s| acc.add(s));
+            quality::write(txn, ts, &acc.take_rows())?;
+        }
+    }
+    txn.delete_table(layout::QUALITY_V2)?;
     Ok(())
 }
 
@@ -534,7 +572,8 @@ mod tests {
                 DaemonEvent::Migration { from: 1, to: 2 },
                 DaemonEvent::Migration { from: 2, to: 3 },
                 DaemonEvent::Migration { from: 3, to: 4 },
-                DaemonEvent::Migration { from: 4, to: 5 }
+                DaemonEvent::Migration { from: 4, to: 5 },
+                DaemonEvent::Migration { from: 5, to: 6 }
             ]
         );
         let truth = script.truth(0..=40);
@@ -578,6 +617,45 @@ mod tests {
         assert!(events.is_empty(), "{events:?}");
     }
 
+    /// The script `tests/fixtures/store-v5.redb` was written from (do not
+    /// change): TCP flows whose quality samples (one per flow and tick)
+    /// the schema 5 drain stored one by one.
+    fn quality_fixture_script() -> Script {
+        use crate::source::sim::SimTcp;
+        let mut b = ScriptBuilder::new(1000);
+        let web = b.process(300, 7_000, "web", 0..=u64::MAX);
+        let curl = b.process(400, 8_000, "curl", 0..=u64::MAX);
+        // web: three connections to one service (one key), two RTTs.
+        for (cookie, remote, ticks, srtt, data, retrans) in [
+            (10, "93.184.216.34:443", 0..=40, 20_000, 100, 0),
+            (11, "93.184.216.34:443", 5..=30, 20_000, 50, 1),
+            (12, "93.184.216.34:443", 10..=20, 300_000, 80, 40),
+            (13, "192.168.1.20:8080", 0..=40, 1_500, 10, 0),
+        ] {
+            b.socket(cookie, Some(web), None)
+                .flow(cookie, remote, ticks, per_tick(3, 1400), per_tick(2, 100))
+                .tcp(SimTcp {
+                    srtt_us: srtt,
+                    data_segs: data,
+                    retrans_segs: retrans,
+                });
+        }
+        b.socket(20, Some(curl), Some(25))
+            .flow(
+                20,
+                "1.1.1.1:443",
+                2..=24,
+                per_tick(2, 500),
+                per_tick(4, 4000),
+            )
+            .tcp(SimTcp {
+                srtt_us: 45_000,
+                data_segs: 7,
+                retrans_segs: 2,
+            });
+        b.build().expect("valid script")
+    }
+
     /// `tests/fixtures/store-v4.redb` was written by the schema 4 drain
     /// (commit f3ebc55) from [`fixture_script`], ticks 0..=40 at `BASE +
     /// k * STEP + 1234`, and not touched since: its remote rows (and the
@@ -595,7 +673,13 @@ mod tests {
         let path = dir.path().join("v4.redb");
         std::fs::copy(&fixture, &path).expect("copy fixture");
         let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
-        assert_eq!(events, vec![DaemonEvent::Migration { from: 4, to: 5 }]);
+        assert_eq!(
+            events,
+            vec![
+                DaemonEvent::Migration { from: 4, to: 5 },
+                DaemonEvent::Migration { from: 5, to: 6 }
+            ]
+        );
         let truth = fixture_script().truth(0..=40);
         assert_eq!(by_process(&mut store), truth.per_process);
         assert_eq!(by_remote(&mut store), truth.per_remote);
@@ -637,6 +721,105 @@ mod tests {
                     "{old} left behind"
                 );
             }
+        }
+        drop(store);
+        let (_, events) = Store::open(&path, Retention::default()).expect("reopens");
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// `tests/fixtures/store-v5.redb` was written by the schema 5 drain
+    /// (commit f24b3ca) from [`quality_fixture_script`], ticks 0..=40 at
+    /// `BASE + k * STEP + 1234`, one quality sample per TCP flow and tick,
+    /// and not touched since. Migrated to per key rows, `usage` gives per
+    /// group what the script says: segment counts exact, the RTT median
+    /// and 95th percentile of the samples (one per flow and tick it had
+    /// packets: here one RTT value per flow, so exact), for windows read
+    /// from the interval tier and from the rollups alike.
+    #[test]
+    fn a_schema_5_file_migrates_quality_to_per_key_rows() {
+        use crate::query::usage::Quality;
+        use crate::store::quality;
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v5.redb");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v5.redb");
+        std::fs::copy(&fixture, &path).expect("copy fixture");
+        let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
+        assert_eq!(events, vec![DaemonEvent::Migration { from: 5, to: 6 }]);
+        let script = quality_fixture_script();
+
+        // The truth per remote address, from the script alone: per flow
+        // (ticks it had packets within 0..=40) samples of its RTT and
+        // that many ticks' segments.
+        let mut truth: BTreeMap<IpAddr, (Vec<u32>, u64, u64)> = BTreeMap::new();
+        for s in &script.sockets {
+            for f in &s.flows {
+                let tcp = f.tcp.expect("every fixture flow is TCP");
+                let n = f.to.min(40) + 1 - f.from;
+                let e = truth.entry(f.remote).or_default();
+                e.0.extend(std::iter::repeat_n(
+                    tcp.srtt_us,
+                    usize::try_from(n).expect("small"),
+                ));
+                e.1 += u64::from(tcp.retrans_segs) * n;
+                e.2 += u64::from(tcp.data_segs) * n;
+            }
+        }
+        let check = |store: &mut Store, range: std::ops::Range<TimeMs>, what: &str| {
+            let facts = Facts::load(store, &AppRules::default()).expect("facts");
+            let answer = usage(
+                store,
+                &facts,
+                &UsageQuery {
+                    range,
+                    by: Dimension::Remote,
+                    filters: Vec::new(),
+                    class: None,
+                    limit: None,
+                },
+            )
+            .expect("usage");
+            assert_eq!(answer.groups.len(), truth.len(), "{what}: {answer:?}");
+            for g in &answer.groups {
+                let GroupKey::Remote(ip) = g.key else {
+                    panic!("{what}: {:?}", g.key)
+                };
+                let (rtts, re, sent) = &truth[&ip];
+                let mut rtts = rtts.clone();
+                rtts.sort_unstable();
+                let want = Quality {
+                    rtt_p50_us: crate::query::usage::percentile(&rtts, 50),
+                    rtt_p95_us: crate::query::usage::percentile(&rtts, 95),
+                    samples: rtts.len() as u64,
+                    retrans_segs: *re,
+                    data_segs: *sent,
+                };
+                assert_eq!(g.quality.as_ref(), Some(&want), "{what}: {ip}");
+            }
+        };
+        // From the interval rows (the window ends inside the last minute)
+        // and from the day rollups (whole days).
+        let last = BASE + 40 * STEP + 1234;
+        check(&mut store, BASE..last + 1, "interval tier");
+        check(&mut store, 0..u64::MAX / 2, "rollups");
+        {
+            use redb::ReadableDatabase as _;
+            let db = store.db().expect("db");
+            let txn = db.begin_read().expect("read");
+            assert!(
+                matches!(
+                    txn.open_table(layout::QUALITY_V2),
+                    Err(redb::TableError::TableDoesNotExist(_))
+                ),
+                "quality.v2 left behind"
+            );
+            use redb::ReadableTableMetadata as _;
+            let rows = txn
+                .open_table(quality::QUALITY_INTERVAL)
+                .expect("interval tier")
+                .len()
+                .expect("len");
+            assert_eq!(rows, 41, "one row per drain with a TCP sample");
         }
         drop(store);
         let (_, events) = Store::open(&path, Retention::default()).expect("reopens");
@@ -745,7 +928,8 @@ mod tests {
             vec![
                 DaemonEvent::Migration { from: 2, to: 3 },
                 DaemonEvent::Migration { from: 3, to: 4 },
-                DaemonEvent::Migration { from: 4, to: 5 }
+                DaemonEvent::Migration { from: 4, to: 5 },
+                DaemonEvent::Migration { from: 5, to: 6 }
             ]
         );
         let snapshot = store.load_snapshot().expect("snapshot");

@@ -138,9 +138,10 @@ impl RemotePending {
 }
 
 /// One TCP flow's connection quality over one interval, as the drain saw
-/// it (see `store::layout::QUALITY`): who and where (the remote rollups'
-/// key fields), the smoothed RTT at the end of the interval, and the
-/// segments sent and retransmitted within it.
+/// it: who and where (the remote rollups' key fields), the smoothed RTT at
+/// the end of the interval, and the segments sent and retransmitted within
+/// it. The drain aggregates them per key ([`crate::store::quality`]);
+/// schema 5 stored them one by one (`store::layout::QUALITY_V2`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QualitySample {
     /// Owner pid (0: unattributed).
@@ -319,8 +320,9 @@ pub struct Batch {
     pub overflow_snapshot: Option<netmon_common::OverflowCounters>,
     /// Events to record at `ts_ms`.
     pub events: Vec<DaemonEvent>,
-    /// TCP flows' quality over the interval ending at `ts_ms`.
-    pub quality: Vec<QualitySample>,
+    /// TCP flows' quality over the interval ending at `ts_ms`, one row
+    /// per remote key ([`crate::store::quality`]).
+    pub quality: Vec<crate::store::quality::QualityRow>,
     /// Server names of snapshot flows to store or (`NameId::NONE`) delete
     /// ([`crate::store::names::FLOW_NAMES`]).
     pub flow_names: Vec<(FlowKey, NameId)>,
