@@ -189,26 +189,7 @@ fn device_names_from_networkd_leases_ptr_and_ipv6_neighbours() {
             "nodad",
         ]);
     }
-    let loaded = Loaded {
-        pin_dir: PathBuf::from(format!(
-            "/sys/fs/bpf/netmon-test-devnames-{}",
-            netmon_tests::unique_suffix()
-        )),
-    };
-    let mut load = Command::new("nsenter");
-    load.arg(format!("--net={}", lan.r.path().display()))
-        .arg(netmon_bin())
-        .args([
-            "load",
-            "--watch-interface",
-            "dn*",
-            "--lan-interface",
-            "dnl*",
-        ])
-        .arg(format!("--cgroup={}", cg.path().display()))
-        .arg("--pin-dir")
-        .arg(&loaded.pin_dir);
-    let _said = cmd::run(&mut load);
+    let loaded = load_in_router(&lan, &cg, "devnames", "dn");
 
     // The PTR record of device 3, served in R on its loopback.
     let _dns = netmon_tests::workload::Workload::spawn(
@@ -366,26 +347,7 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     }
     let cg = CgroupGuard::new("gateway");
     let lan = Lan::new("gw", 230, "gw");
-    let loaded = Loaded {
-        pin_dir: PathBuf::from(format!(
-            "/sys/fs/bpf/netmon-test-gateway-{}",
-            netmon_tests::unique_suffix()
-        )),
-    };
-    let mut load = Command::new("nsenter");
-    load.arg(format!("--net={}", lan.r.path().display()))
-        .arg(netmon_bin())
-        .args([
-            "load",
-            "--watch-interface",
-            "gw*",
-            "--lan-interface",
-            "gwl*",
-        ])
-        .arg(format!("--cgroup={}", cg.path().display()))
-        .arg("--pin-dir")
-        .arg(&loaded.pin_dir);
-    let _said = cmd::run(&mut load);
+    let loaded = load_in_router(&lan, &cg, "gateway", "gw");
 
     let dir = tempfile::Builder::new()
         .prefix("netmon-test-gateway-")
@@ -772,4 +734,31 @@ fn ip_equals_mib(
             );
         }
     }
+}
+
+/// `netmon load` run in R's namespace, watching R's interfaces named
+/// `{prefix}*` with those named `{prefix}l*` as LAN, pinned in a pin
+/// directory unique to this test (`tag`); unloaded when dropped.
+fn load_in_router(lan: &Lan, cg: &CgroupGuard, tag: &str, prefix: &str) -> Loaded {
+    let loaded = Loaded {
+        pin_dir: PathBuf::from(format!(
+            "/sys/fs/bpf/netmon-test-{tag}-{}",
+            netmon_tests::unique_suffix()
+        )),
+    };
+    let mut load = Command::new("nsenter");
+    load.arg(format!("--net={}", lan.r.path().display()))
+        .arg(netmon_bin())
+        .args([
+            "load",
+            "--watch-interface",
+            &format!("{prefix}*"),
+            "--lan-interface",
+            &format!("{prefix}l*"),
+        ])
+        .arg(format!("--cgroup={}", cg.path().display()))
+        .arg("--pin-dir")
+        .arg(&loaded.pin_dir);
+    let _said = cmd::run(&mut load);
+    loaded
 }
