@@ -320,14 +320,18 @@ fn daemon_with_the_units_capabilities_counts_exactly_and_drops_privileges() {
         BYTES,
         BYTES / 2,
     );
-    // Several drain intervals.
-    thread::sleep(Duration::from_millis(1000));
     let paths = DaemonPaths {
         pin_dir: pins.0.clone(),
         cgroup: cg.path().to_path_buf(),
         db: dir.path().join("netmon.redb"),
         socket: dir.path().join("netmon.sock"),
     };
+    // Until the history stops changing: a fixed wait was too short on a
+    // loaded CI machine (the drain's last interval had not run yet).
+    daemon::settled("usage totals", || {
+        let t = daemon::usage(&paths).total;
+        (t.tx.payload_bytes, t.rx.payload_bytes)
+    });
     let usage = daemon::usage(&paths);
     let (client, server) = (&run.client, &run.server);
     assert_eq!(
