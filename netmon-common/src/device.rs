@@ -20,6 +20,26 @@
 //! - [`DEV_CLASS_FWD_INTERNET`]: forwarded to/from any other interface;
 //! - [`DEV_CLASS_NOT_IP`]: not IPv4/IPv6 (ARP, LLDP, ...).
 //!
+//! Map layout: a per-CPU array of [`DEVICE_SLOTS`] [`DeviceSlot`]s in front
+//! of a per-CPU hash of [`DeviceKey`] → `IfaceCounters`, as for interfaces
+//! (see `crate::iface`). On a LAN interface flagged [`LAN_SLOTS`], a
+//! device's packet goes to the slot [`device_slot_index`] of the CPU it runs
+//! on: the first device to reach a free slot on a CPU claims it there for
+//! good, and a device whose slot another device holds on that CPU is counted
+//! in the hash. A CPU's slot is only ever written by that CPU (no atomics,
+//! no locks), and per CPU each device is counted in exactly one place, so a
+//! key's count is the slots' sum plus the hash's sum (the reader adds them).
+//! A slot costs an array lookup and two compares per packet, where the hash
+//! costs a hash of the key, a bucket walk and a key compare.
+//!
+//! The slots of a removed interface cannot be freed (userspace writes a
+//! per-CPU slot on every CPU at once, which would race with live devices in
+//! the same slot on other CPUs). Instead the loader marks the interface
+//! [`LAN_RETIRED`] in `NETMON_LAN` once its final counts are committed, and
+//! the reader leaves out every slot of a retired interface; an interface
+//! that later reuses the index is counted in the hash only (no
+//! [`LAN_SLOTS`]), so a retired slot never counts again.
+//!
 //! Bound: the map holds `DEFAULT_MAX_DEVICE_KEYS` keys. The loader inserts
 //! per LAN interface the eight [`DEVICE_OVERFLOW_MAC`] keys up front; a
 //! device whose key cannot be inserted (map full) is counted there, so no
@@ -34,6 +54,13 @@ pub const LAN_COUNT: u32 = 1;
 /// `NETMON_LAN` flag: traffic forwarded to/from this interface is local
 /// (a LAN interface, or the bridge a LAN port belongs to).
 pub const LAN_LOCAL: u32 = 2;
+
+/// `NETMON_LAN` flag: devices of this interface may use the slots of
+/// `NETMON_DEVICE_SLOTS` (see the module docs).
+pub const LAN_SLOTS: u32 = 4;
+/// `NETMON_LAN` flag: the interface is gone and its final counts are
+/// committed: the reader leaves out its slots.
+pub const LAN_RETIRED: u32 = 8;
 
 /// Exchanged with the host itself.
 pub const DEV_CLASS_HOST: u8 = 0;
@@ -66,9 +93,63 @@ pub struct DeviceKey {
 
 const _: () = assert!(size_of::<DeviceKey>() == 12);
 
+/// Slots of the per-CPU device array (a power of two).
+pub const DEVICE_SLOTS: u32 = 512;
+
+/// One device's slot in the per-CPU device array, on one CPU.
+///
+/// Layout (144 bytes): `mac` u64 (the MAC's six bytes, little-endian, in
+/// the low 48 bits), `ifindex` u32 (0: the slot is free), 4 bytes of zero
+/// padding, then the counters per direction (`crate::iface::IFACE_DIR_*`)
+/// and class (`DEV_CLASS_*`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSlot {
+    /// The device's MAC, see [`mac_word`].
+    pub mac: u64,
+    /// The LAN interface (0: the slot is free).
+    pub ifindex: u32,
+    /// Always zero.
+    pub _pad: u32,
+    /// Counters per direction and class.
+    pub counters: [[crate::iface::IfaceCounters; DEV_CLASSES as usize]; 2],
+}
+
+const _: () = {
+    assert!(size_of::<DeviceSlot>() == 144);
+    assert!(DEVICE_SLOTS.is_power_of_two());
+};
+
+/// A MAC address as the low 48 bits of a u64 (little-endian bytes).
+#[inline(always)]
+#[must_use]
+pub const fn mac_word(mac: [u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
+}
+
+/// The MAC address of a [`mac_word`].
+#[must_use]
+pub const fn word_mac(word: u64) -> [u8; 6] {
+    let b = word.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// The slot of the device `mac` (a [`mac_word`]) on interface `ifindex`: a
+/// multiplicative hash of both, so devices of one vendor (same upper
+/// bytes) and of several interfaces spread over the array.
+#[inline(always)]
+#[must_use]
+pub const fn device_slot_index(ifindex: u32, mac: u64) -> u32 {
+    let x = (mac ^ ((ifindex as u64) << 48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> (64 - DEVICE_SLOTS.trailing_zeros())) as u32
+}
+
 #[cfg(feature = "user")]
 mod user {
-    use super::DeviceKey;
+    use super::{DeviceKey, DeviceSlot};
+    // SAFETY: `#[repr(C)]`, u64 + two u32 + u64 counters, no padding (size
+    // checked above): every bit pattern is valid.
+    unsafe impl aya::Pod for DeviceSlot {}
     // SAFETY: `#[repr(C)]`, fixed-width fields, no padding (12 bytes, align
     // 4, checked above): every bit pattern is valid.
     unsafe impl aya::Pod for DeviceKey {}

@@ -87,12 +87,23 @@ pub const TRACEPOINT_UDP_DROP: &str = "udp_fail_queue_rcv_skb";
 /// socket side's list.
 pub const MAP_IFACES: &str = "NETMON_IFACES";
 /// Maps of the interface side, pinned like [`MAPS`].
-pub const IFACE_MAPS: [&str; 4] = [MAP_IFACES, MAP_DEVICES, MAP_LAN, MAP_IFACE_SLOTS];
+pub const IFACE_MAPS: [&str; 5] = [
+    MAP_IFACES,
+    MAP_DEVICES,
+    MAP_LAN,
+    MAP_IFACE_SLOTS,
+    MAP_DEVICE_SLOTS,
+];
 /// Interface counters in slots: a per-CPU array of
 /// [`crate::iface::IFACE_SLOTS`] [`crate::iface::IfaceSlot`]s, the fast path
 /// in front of [`MAP_IFACES`] (see `crate::iface`). A load by an older
 /// netmon has none.
 pub const MAP_IFACE_SLOTS: &str = "NETMON_IFACE_SLOTS";
+/// Per-device counters in slots: a per-CPU array of
+/// [`crate::device::DEVICE_SLOTS`] [`crate::device::DeviceSlot`]s, the fast
+/// path in front of [`MAP_DEVICES`] (see `crate::device`). A load by an
+/// older netmon has none.
+pub const MAP_DEVICE_SLOTS: &str = "NETMON_DEVICE_SLOTS";
 /// Per-device counters of the tc programs on LAN interfaces: a per-CPU hash
 /// of [`crate::device::DeviceKey`] → [`crate::iface::IfaceCounters`].
 pub const MAP_DEVICES: &str = "NETMON_DEVICES";

@@ -7,11 +7,13 @@
 //! Per packet: classify, one per-CPU array lookup (the interface's slot in
 //! `NETMON_IFACE_SLOTS`, which also holds its LAN flags) and two plain adds
 //! (the value is this CPU's own, so no atomics and no locks); on a LAN
-//! interface one per-CPU hash lookup and two adds for the device. An
+//! interface the same for the device: one per-CPU array lookup (its slot in
+//! `NETMON_DEVICE_SLOTS`, see `netmon_common::device`) and two adds. An
 //! interface without a slot (see `netmon_common::iface`) is counted in the
-//! per-CPU hash `NETMON_IFACES` and its LAN flags read from `NETMON_LAN`.
-//! An interface's (device's) first packet of a class on a CPU inserts the
-//! hash entry.
+//! per-CPU hash `NETMON_IFACES` and its LAN flags read from `NETMON_LAN`; a
+//! device whose slot another device holds on this CPU, in the per-CPU hash
+//! `NETMON_DEVICES`. An interface's (device's) first packet of a class on a
+//! CPU inserts the hash entry.
 //!
 //! Classification:
 //! - egress: `skb->sk` an `AF_INET`/`AF_INET6` full socket (or a request
@@ -66,7 +68,8 @@ use aya_ebpf::{
 };
 use netmon_common::device::{
     DEV_CLASS_FWD_INTERNET, DEV_CLASS_FWD_LOCAL, DEV_CLASS_HOST, DEV_CLASS_NOT_IP,
-    DEVICE_OVERFLOW_MAC, DeviceKey, LAN_COUNT, LAN_LOCAL,
+    DEVICE_OVERFLOW_MAC, DEVICE_SLOTS, DeviceKey, DeviceSlot, LAN_COUNT, LAN_LOCAL, LAN_SLOTS,
+    device_slot_index, mac_word,
 };
 use netmon_common::iface::{
     IFACE_CLASS_FORWARDED, IFACE_CLASS_LOCAL_SOCKET, IFACE_CLASS_NO_SOCKET,
@@ -120,7 +123,13 @@ pub fn netmon_tc_ingress(ctx: TcContext) -> i32 {
     count(&ctx, iface_slot(ifindex), IFACE_DIR_INGRESS, class);
     if route.in_flags & LAN_COUNT != 0 {
         // The sender: the source MAC.
-        count_device(&ctx, 6, IFACE_DIR_INGRESS, route.device_class);
+        count_device(
+            &ctx,
+            6,
+            IFACE_DIR_INGRESS,
+            route.device_class,
+            route.in_flags,
+        );
     }
     TCX_NEXT
 }
@@ -149,7 +158,7 @@ pub fn netmon_tc_egress(ctx: TcContext) -> i32 {
             DEV_CLASS_HOST
         };
         // The receiver: the destination MAC.
-        count_device(&ctx, 0, IFACE_DIR_EGRESS, device_class);
+        count_device(&ctx, 0, IFACE_DIR_EGRESS, device_class, flags);
     }
     TCX_NEXT
 }
@@ -173,10 +182,19 @@ fn forwarded_class(ifindex: u32) -> u8 {
     }
 }
 
-/// Adds the packet to the device whose MAC is at `mac_offset` in the frame,
-/// or to the interface's overflow row when the map is full.
+/// Device counters in slots (see `netmon_common::device`), per CPU.
+#[aya_ebpf::macros::btf_map]
+pub static NETMON_DEVICE_SLOTS: aya_ebpf::btf_maps::PerCpuArray<
+    DeviceSlot,
+    { DEVICE_SLOTS as usize },
+> = aya_ebpf::btf_maps::PerCpuArray::new();
+
+/// Adds the packet to the device whose MAC is at `mac_offset` in the frame:
+/// in its slot on this CPU when the interface's `flags` allow slots and the
+/// slot is free or the device's, otherwise in the hash, or in the
+/// interface's overflow row when the hash is full.
 #[inline(always)]
-fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8) {
+fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8, flags: u32) {
     let skb = skb(ctx);
     // SAFETY: reading fields of this program's context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, (*skb).len) };
@@ -192,6 +210,28 @@ fn count_device(ctx: &TcContext, mac_offset: usize, direction: u8, class: u8) {
     } else {
         ctx.load(mac_offset).unwrap_or(DEVICE_OVERFLOW_MAC)
     };
+    if flags & LAN_SLOTS != 0 {
+        let word = mac_word(mac);
+        if let Some(s) = NETMON_DEVICE_SLOTS.get_ptr_mut(device_slot_index(ifindex, word)) {
+            // SAFETY: this CPU's value of an array slot, valid for this
+            // program run; only this CPU writes it (userspace only reads the
+            // slots, see `netmon_common::device`), and tc programs do not
+            // nest on a CPU. The masks keep the indexes in bounds
+            // (directions are 0..2, classes 0..4).
+            unsafe {
+                if (*s).ifindex == 0 {
+                    (*s).mac = word;
+                    (*s).ifindex = ifindex;
+                }
+                if (*s).ifindex == ifindex && (*s).mac == word {
+                    let c = &mut (*s).counters[usize::from(direction & 1)][usize::from(class & 3)];
+                    c.packets += 1;
+                    c.bytes += u64::from(len);
+                    return;
+                }
+            }
+        }
+    }
     let mut key = DeviceKey {
         ifindex,
         mac,

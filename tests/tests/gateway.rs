@@ -631,6 +631,126 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     daemon.stop();
 }
 
+/// A LAN port removed while the daemon runs (a USB adapter unplugged, a
+/// container's veth deleted), on a gateway of its own (net 250, interfaces
+/// `gr*`): device 3 sends known datagrams to R through port `grl3` and
+/// device 1 to the WAN; then `grl3` is deleted, so the drain commits its
+/// final counts and forgets the interface (its device slots retired,
+/// see `netmon_common::device`), and device 1 sends again. After several
+/// more drains, device 3's totals still equal its own IP MIB counters to
+/// the byte (a retired slot read again would count them a second time) and
+/// device 1's both bursts.
+#[test]
+fn removed_lan_port_keeps_its_device_counted_once() {
+    if !require_root("removed_lan_port_keeps_its_device_counted_once") {
+        return;
+    }
+    let cg = CgroupGuard::new("gwremove");
+    let lan = Lan::new("gr", 250, "gr");
+    let loaded = load_in_router(&lan, &cg, "gwremove", "gr");
+    let dir = tempfile::Builder::new()
+        .prefix("netmon-test-gwremove-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap_or_else(|e| panic!("config: {e}"));
+    let paths = netmon_tests::daemon::paths_in(dir.path(), &loaded.pin_dir, &cg);
+    let mut daemon =
+        netmon_tests::daemon::Daemon::start_in_netns_with_config(&paths, &lan.r.path(), &config);
+
+    let [d1, _, d3] = &lan.devices;
+    let mib0 = wait_quiet(&[d3]);
+    let t0 = drained(&paths.socket);
+    let to_host = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.r,
+        lan.addr(1),
+        d3,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let to_wan = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d1,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    let mib1 = wait_quiet(&[d3]);
+    let before = devices(&paths.socket, Some((t0, drained(&paths.socket))));
+    let d3_id = lan.mac(13);
+    assert!(
+        get(&before, &d3_id, "tx", "host", "packets") > 0,
+        "device 3 counted before its port goes: {before:?}"
+    );
+
+    lan.r.ip(&["link", "del", "grl3"]);
+    // Several drains see the port gone, commit, forget it.
+    let again = scenario::udp_burst(
+        workload_exe!(),
+        &cg,
+        &lan.wan,
+        lan.wan_addr(2),
+        d1,
+        1,
+        ROUNDS,
+        SIZES,
+    );
+    thread::sleep(Duration::from_secs(3));
+    let t1 = drained(&paths.socket);
+    let doc = devices(&paths.socket, Some((t0, t1)));
+
+    let frames = |runs: &[&scenario::UdpRun]| {
+        runs.iter().fold((0, 0), |(p, b), run| {
+            (
+                p + run.sender.datagrams_sent,
+                b + run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
+            )
+        })
+    };
+    let class = |doc: &HashMap<String, serde_json::Value>, host: u8, dir: &str, class: &str| {
+        let id = lan.mac(host);
+        (
+            get(doc, &id, dir, class, "packets"),
+            get(doc, &id, dir, class, "frame_bytes"),
+        )
+    };
+    assert_eq!(
+        class(&doc, 13, "tx", "host"),
+        frames(&[&to_host]),
+        "device 3 → R, counted once after its port was removed"
+    );
+    assert_eq!(
+        class(&doc, 13, "tx", "host"),
+        class(&before, 13, "tx", "host"),
+        "device 3 unchanged by the removal"
+    );
+    let ip_packets =
+        get(&doc, &d3_id, "tx", "total", "packets") - get(&doc, &d3_id, "tx", "not_ip", "packets");
+    let ip_bytes = get(&doc, &d3_id, "tx", "total", "frame_bytes")
+        - get(&doc, &d3_id, "tx", "not_ip", "frame_bytes")
+        - ETH * ip_packets;
+    assert_eq!(
+        (ip_packets, ip_bytes),
+        (
+            mib1[0].delta(&mib0[0], "Ip.OutRequests"),
+            mib1[0].delta(&mib0[0], "IpExt.OutOctets")
+        ),
+        "device 3's IP packets and bytes, its own MIB's"
+    );
+    assert_eq!(
+        class(&doc, 11, "tx", "forwarded_internet"),
+        frames(&[&to_wan, &again]),
+        "device 1 → WAN, before and after the other port went"
+    );
+    daemon.stop();
+}
+
 /// The daemon's HTTP port in R (R's own namespace: nothing else listens).
 const HTTP_PORT: u16 = 9790;
 

@@ -188,6 +188,56 @@ pub fn lookup_batch_each<K: Pod + Default, V: Pod + Default>(
     }
 }
 
+/// Reads every element of a per-CPU array of `len` elements with
+/// `BPF_MAP_LOOKUP_BATCH`, a few syscalls where a lookup per index costs
+/// `len`. Returns the values flat, index-major: element `i` on CPU `c` is at
+/// `i * cpus + c`, `cpus` being the possible CPUs (`aya::util::nr_cpus`).
+///
+/// `V`'s size must be a multiple of 8 (the kernel lays per-CPU values out
+/// at 8-byte strides).
+///
+/// # Errors
+/// Syscall failures other than the end of the array.
+pub fn lookup_percpu_array<V: Pod + Default>(
+    map: BorrowedFd<'_>,
+    len: u32,
+    cpus: usize,
+) -> std::io::Result<Vec<V>> {
+    const { assert!(size_of::<V>() % 8 == 0) };
+    let mut out: Vec<V> = vec![V::default(); len as usize * cpus];
+    let mut keys: Vec<u32> = vec![0; len as usize];
+    let mut done: usize = 0;
+    let mut in_batch: u32 = 0;
+    while done < len as usize {
+        let mut out_batch: u32 = 0;
+        let want = len as usize - done;
+        let mut attr = BatchAttr {
+            in_batch: if done == 0 {
+                0
+            } else {
+                std::ptr::from_ref(&in_batch) as u64
+            },
+            out_batch: std::ptr::from_mut(&mut out_batch) as u64,
+            keys: keys[done..].as_mut_ptr() as u64,
+            values: out[done * cpus..].as_mut_ptr() as u64,
+            count: want as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        done += (attr.count as usize).min(want);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(e),
+        }
+        in_batch = out_batch;
+    }
+    // An array's batch walks its indexes in order from 0.
+    out.truncate(done * cpus);
+    Ok(out)
+}
+
 /// Entries read per `BPF_MAP_LOOKUP_BATCH` call (grown only when one hash
 /// bucket holds more).
 const LOOKUP_CHUNK: u32 = 4096;

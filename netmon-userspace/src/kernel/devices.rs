@@ -1,7 +1,8 @@
 //! The device side of the tc programs: which watched interfaces are LAN
 //! interfaces (`--lan-interface GLOB` or `[interfaces] lan = [...]`), the
 //! flags the programs read from `NETMON_LAN`, the overflow rows of
-//! `NETMON_DEVICES`, and reading that map summed over CPUs.
+//! `NETMON_DEVICES`, and reading the device counters (the slots of
+//! `NETMON_DEVICE_SLOTS` plus that map) summed over CPUs.
 //!
 //! Flags: a watched interface matching a LAN glob gets
 //! [`LAN_COUNT`] (count its devices) when it is Ethernet (link type
@@ -9,14 +10,20 @@
 //! the frame), and [`LAN_LOCAL`] (traffic forwarded to or from it is
 //! local); the bridge it is a port of (its master) gets [`LAN_LOCAL`] too,
 //! so traffic routed through the bridge's address to another LAN device
-//! stays local. Link types and masters come from a `RTM_GETLINK` netlink
+//! stays local. A counted interface gets [`LAN_SLOTS`] too unless its index
+//! was retired before (see `netmon_common::device`). Link types and masters come from a `RTM_GETLINK` netlink
 //! dump of the current network namespace (sysfs shows the namespace it was
 //! mounted in, which is not this one under `nsenter --net`).
+use std::collections::BTreeMap;
+
 use aya::maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues};
 use netmon_common::{
-    device::{DEV_CLASSES, DEVICE_OVERFLOW_MAC, DeviceKey, LAN_COUNT, LAN_LOCAL},
+    device::{
+        DEV_CLASSES, DEVICE_OVERFLOW_MAC, DEVICE_SLOTS, DeviceKey, DeviceSlot, LAN_COUNT,
+        LAN_LOCAL, LAN_RETIRED, LAN_SLOTS, word_mac,
+    },
     iface::{IFACE_DIR_EGRESS, IFACE_DIR_INGRESS, IfaceCounters},
-    names::{MAP_DEVICES, MAP_LAN},
+    names::{MAP_DEVICE_SLOTS, MAP_DEVICES, MAP_LAN},
 };
 
 use super::{KernelError, pins::PinPaths, tc::Watched};
@@ -173,6 +180,22 @@ pub fn lan_flags(
     Ok(out)
 }
 
+/// The flags to write for an interface whose entry in `NETMON_LAN` is
+/// `old` (0 when absent) and whose computed flags are `new`: a counted
+/// interface may use the device slots, unless its index was retired (then
+/// its old slots stay left out, and it counts in the hash only).
+#[must_use]
+pub fn merged_flags(old: u32, new: u32) -> u32 {
+    let flags = old | new;
+    if flags & LAN_RETIRED != 0 {
+        flags & !LAN_SLOTS
+    } else if flags & LAN_COUNT != 0 {
+        flags | LAN_SLOTS
+    } else {
+        flags
+    }
+}
+
 /// Writes the LAN flags of `interfaces` into the pinned `NETMON_LAN` and
 /// the overflow rows of each counted one into `NETMON_DEVICES` (absent
 /// rows only), and returns the flags written. Nothing to do without LAN
@@ -205,11 +228,14 @@ pub fn prepare(
     let cpus = aya::util::nr_cpus()
         .map_err(|(what, e)| KernelError::io(what, e))?
         .get() as usize;
+    let mut written = Vec::with_capacity(flags.len());
     for &(ifindex, f) in &flags {
         let old = lan_map.get(&ifindex, 0).unwrap_or(0);
+        let f = merged_flags(old, f);
         lan_map
-            .insert(&ifindex, &(old | f), 0)
+            .insert(&ifindex, &f, 0)
             .map_err(|e| map_err("insert", MAP_LAN, e))?;
+        written.push((ifindex, f));
         if f & LAN_COUNT == 0 {
             continue;
         }
@@ -232,12 +258,19 @@ pub fn prepare(
             }
         }
     }
-    Ok(flags)
+    Ok(written)
 }
 
-/// The pinned device map, opened once for the drain.
+/// The pinned device counters (hash, slots, LAN flags), opened once for
+/// the drain.
 pub struct DeviceMap {
     map: PerCpuHashMap<MapData, DeviceKey, IfaceCounters>,
+    /// The slot array; `None` for a load without one (an older netmon's).
+    slots: Option<MapData>,
+    /// `NETMON_LAN`, for the retired interfaces.
+    lan: Option<HashMap<MapData, u32, u32>>,
+    /// Possible CPUs: the per-CPU values per slot.
+    cpus: usize,
 }
 
 impl DeviceMap {
@@ -251,6 +284,18 @@ impl DeviceMap {
         if !path.exists() {
             return Ok(None);
         }
+        let pinned = |name: &str| -> Result<Option<MapData>, KernelError> {
+            let path = paths.map(name);
+            if !path.exists() {
+                return Ok(None);
+            }
+            MapData::from_pin(&path)
+                .map(Some)
+                .map_err(|e| KernelError::PinnedMap {
+                    path,
+                    message: e.to_string(),
+                })
+        };
         let err = |e: &dyn std::fmt::Display| KernelError::PinnedMap {
             path: path.clone(),
             message: e.to_string(),
@@ -258,7 +303,22 @@ impl DeviceMap {
         let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
         let map =
             PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
-        Ok(Some(Self { map }))
+        let lan = match pinned(MAP_LAN)? {
+            Some(data) => Some(
+                HashMap::try_from(aya::maps::Map::HashMap(data))
+                    .map_err(|e| map_err("open", MAP_LAN, e))?,
+            ),
+            None => None,
+        };
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| KernelError::io(what, e))?
+            .get() as usize;
+        Ok(Some(Self {
+            map,
+            slots: pinned(MAP_DEVICE_SLOTS)?,
+            lan,
+            cpus,
+        }))
     }
 
     /// Keys in the map (overflow rows included).
@@ -267,31 +327,67 @@ impl DeviceMap {
         self.map.keys().filter(Result::is_ok).count()
     }
 
-    /// Every key summed over CPUs (overflow rows with zero counts left out).
+    /// Every key summed over CPUs and over slots and hash (overflow rows
+    /// with zero counts left out, slots of retired interfaces too).
     ///
     /// # Errors
     /// Map read failures.
     pub fn entries(&self) -> Result<Vec<(DeviceKey, IfaceCounters)>, KernelError> {
-        let mut entries = Vec::new();
+        let mut hash = Vec::new();
         for item in self.map.iter() {
             let (key, values) = item.map_err(|e| map_err("iterate", MAP_DEVICES, e))?;
-            let mut sum = IfaceCounters::default();
-            for v in values.iter() {
-                sum.packets = sum.packets.saturating_add(v.packets);
-                sum.bytes = sum.bytes.saturating_add(v.bytes);
-            }
-            if sum.packets != 0 {
-                entries.push((key, sum));
-            }
+            hash.extend(values.iter().map(|v| (key, *v)));
         }
-        Ok(entries)
+        let slots = match &self.slots {
+            Some(data) => {
+                use std::os::fd::AsFd as _;
+                super::bpf_sys::lookup_percpu_array::<DeviceSlot>(
+                    data.fd().as_fd(),
+                    DEVICE_SLOTS,
+                    self.cpus,
+                )
+                .map_err(|e| KernelError::MapOp {
+                    op: "read",
+                    map: MAP_DEVICE_SLOTS,
+                    source: e,
+                })?
+            }
+            None => Vec::new(),
+        };
+        let retired = self.retired();
+        Ok(merge(hash, &slots, |ifindex| retired.contains(&ifindex)))
     }
 
-    /// Removes every key of `ifindexes`. Returns the keys removed.
+    /// The LAN interfaces marked [`LAN_RETIRED`].
+    fn retired(&self) -> Vec<u32> {
+        self.lan.as_ref().map_or_else(Vec::new, |lan| {
+            lan.iter()
+                .filter_map(Result::ok)
+                .filter(|(_, f)| f & LAN_RETIRED != 0)
+                .map(|(i, _)| i)
+                .collect()
+        })
+    }
+
+    /// Forgets the devices of `ifindexes` (interfaces gone, their final
+    /// counts committed): removes their hash keys and marks those whose
+    /// devices used slots [`LAN_RETIRED`], so their slots are left out from
+    /// now on. Returns the hash keys removed.
     ///
     /// # Errors
-    /// Map delete failures.
+    /// Map delete or write failures.
     pub fn forget(&mut self, ifindexes: &[u32]) -> Result<usize, KernelError> {
+        if let Some(lan) = &mut self.lan {
+            for &ifindex in ifindexes {
+                let Ok(flags) = lan.get(&ifindex, 0) else {
+                    continue;
+                };
+                if flags & LAN_SLOTS != 0 && flags & LAN_RETIRED == 0 {
+                    lan.insert(&ifindex, &((flags | LAN_RETIRED) & !LAN_SLOTS), 0)
+                        .map_err(|e| map_err("retire", MAP_LAN, e))?;
+                }
+            }
+        }
         let keys: Vec<DeviceKey> = self
             .map
             .keys()
@@ -306,6 +402,48 @@ impl DeviceMap {
         }
         Ok(keys.len())
     }
+}
+
+/// Sums per-CPU device counters by key: `hash` holds the hash map's
+/// (key, one CPU's value) pairs, `slots` every CPU's value of every slot
+/// (any order: a slot names its device itself); slots of interfaces
+/// `retired` says so are left out, and so are keys that counted no packet
+/// (the overflow rows before any overflow).
+#[must_use]
+pub fn merge(
+    hash: impl IntoIterator<Item = (DeviceKey, IfaceCounters)>,
+    slots: &[DeviceSlot],
+    retired: impl Fn(u32) -> bool,
+) -> Vec<(DeviceKey, IfaceCounters)> {
+    let mut sums: BTreeMap<DeviceKey, IfaceCounters> = BTreeMap::new();
+    let mut add = |key: DeviceKey, c: &IfaceCounters| {
+        if c.packets == 0 {
+            return;
+        }
+        let sum = sums.entry(key).or_default();
+        sum.packets = sum.packets.saturating_add(c.packets);
+        sum.bytes = sum.bytes.saturating_add(c.bytes);
+    };
+    for (key, c) in hash {
+        add(key, &c);
+    }
+    for slot in slots
+        .iter()
+        .filter(|s| s.ifindex != 0 && !retired(s.ifindex))
+    {
+        for (direction, classes) in (0u8..).zip(&slot.counters) {
+            for (class, c) in (0u8..).zip(classes) {
+                let key = DeviceKey {
+                    ifindex: slot.ifindex,
+                    mac: word_mac(slot.mac),
+                    direction,
+                    class,
+                };
+                add(key, c);
+            }
+        }
+    }
+    sums.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -337,6 +475,77 @@ mod tests {
             vec![(5, LAN_LOCAL), (6, LAN_COUNT | LAN_LOCAL), (7, LAN_LOCAL)]
         );
         assert!(lan_flags(&watched, None, &links).expect("none").is_empty());
+    }
+
+    #[test]
+    fn slots_and_hash_add_up_per_device_and_cpu() {
+        use netmon_common::device::{DEV_CLASS_FWD_INTERNET, DEV_CLASS_HOST, mac_word};
+        let a = [2, 0, 0, 0, 0, 0xa];
+        let b = [2, 0, 0, 0, 0, 0xb];
+        let c = |packets, bytes| IfaceCounters { packets, bytes };
+        let key = |ifindex, mac, direction, class| DeviceKey {
+            ifindex,
+            mac,
+            direction,
+            class,
+        };
+        let slot = |ifindex, mac, dir: usize, class: usize, count: IfaceCounters| {
+            let mut s = DeviceSlot {
+                mac: mac_word(mac),
+                ifindex,
+                ..DeviceSlot::default()
+            };
+            s.counters[dir][class] = count;
+            s
+        };
+        // Two CPUs, two slots: on CPU 0 `a` holds slot 0 and `b` counts in
+        // the hash; on CPU 1 `b` holds it and `a` counts in the hash. Slot 1
+        // belongs to interface 9, retired, on CPU 0, and is free on CPU 1.
+        let slots = [
+            slot(5, a, 0, 2, c(3, 300)),
+            slot(5, b, 0, 2, c(4, 400)),
+            slot(9, a, 1, 0, c(100, 10_000)),
+            DeviceSlot::default(),
+        ];
+        let hash = [
+            (key(5, b, 0, 2), c(1, 64)),
+            (key(5, a, 0, 2), c(2, 128)),
+            (key(5, a, 1, 0), c(0, 0)),
+            (key(5, DEVICE_OVERFLOW_MAC, 0, 0), c(0, 0)),
+        ];
+        let merged = merge(hash, &slots, |i| i == 9);
+        assert_eq!(
+            merged,
+            vec![
+                (
+                    key(5, a, IFACE_DIR_INGRESS, DEV_CLASS_FWD_INTERNET),
+                    c(5, 428)
+                ),
+                (
+                    key(5, b, IFACE_DIR_INGRESS, DEV_CLASS_FWD_INTERNET),
+                    c(5, 464)
+                ),
+            ]
+        );
+        // Not retired, interface 9's slot counts, as its own device key.
+        let merged = merge([], &slots, |_| false);
+        assert!(merged.contains(&(key(9, a, IFACE_DIR_EGRESS, DEV_CLASS_HOST), c(100, 10_000))));
+        assert_eq!(merged.len(), 3);
+    }
+
+    #[test]
+    fn retired_interfaces_never_use_slots_again() {
+        assert_eq!(
+            merged_flags(0, LAN_COUNT | LAN_LOCAL),
+            LAN_COUNT | LAN_LOCAL | LAN_SLOTS
+        );
+        assert_eq!(merged_flags(0, LAN_LOCAL), LAN_LOCAL);
+        let retired = LAN_COUNT | LAN_LOCAL | LAN_RETIRED;
+        assert_eq!(merged_flags(retired, LAN_COUNT | LAN_LOCAL), retired);
+        assert_eq!(
+            merged_flags(LAN_COUNT | LAN_SLOTS, LAN_COUNT),
+            LAN_COUNT | LAN_SLOTS
+        );
     }
 
     #[test]
