@@ -121,6 +121,44 @@ fn get(
     })
 }
 
+/// A UDP burst from `from` to `addr` in `to` ([`ROUNDS`] rounds of
+/// [`SIZES`]), its workloads in `cg`.
+fn burst(
+    cg: &CgroupGuard,
+    to: &netmon_tests::netns::Netns,
+    addr: std::net::IpAddr,
+    from: &netmon_tests::netns::Netns,
+) -> scenario::UdpRun {
+    scenario::udp_burst(workload_exe!(), cg, to, addr, from, 1, ROUNDS, SIZES)
+}
+
+/// `(packets, frame bytes)` of UDP datagrams as the workloads sent them,
+/// over `runs`: each payload plus its UDP/IPv4 and Ethernet headers.
+fn frames(runs: &[&scenario::UdpRun]) -> (u64, u64) {
+    runs.iter().fold((0, 0), |(p, b), run| {
+        (
+            p + run.sender.datagrams_sent,
+            b + run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
+        )
+    })
+}
+
+/// `(packets, frame bytes)` of device `host` of `lan` in `doc`, for one
+/// direction and class.
+fn class_of(
+    doc: &HashMap<String, serde_json::Value>,
+    lan: &Lan,
+    host: u8,
+    dir: &str,
+    class: &str,
+) -> (u64, u64) {
+    let id = lan.mac(host);
+    (
+        get(doc, &id, dir, class, "packets"),
+        get(doc, &id, dir, class, "frame_bytes"),
+    )
+}
+
 /// netmon loaded in R; unloaded on drop.
 struct Loaded {
     pin_dir: PathBuf,
@@ -270,16 +308,7 @@ fn device_names_from_networkd_leases_ptr_and_ipv6_neighbours() {
     let v6: std::net::IpAddr = r6.parse().unwrap_or_else(|e| panic!("{r6}: {e}"));
     let _d1_v6 = scenario::udp_burst(workload_exe!(), &cg, &lan.r, v6, d1, 1, 20, SIZES);
     let _d2 = scenario::udp_burst(workload_exe!(), &cg, &lan.r, lan.addr(1), d2, 1, 20, SIZES);
-    let d3_sent = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.r,
-        lan.addr(1),
-        d3,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let d3_sent = burst(&cg, &lan.r, lan.addr(1), d3);
     let mib1 = wait_quiet(&[d3]);
     let t1 = drained(&paths.socket);
     // The first answer queues device 3's PTR lookup; a later one has it.
@@ -391,16 +420,7 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     let ifaces0 = by_interface(&paths.socket);
     let metrics0 = device_metrics(&lan.r);
 
-    let to_wan = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.wan,
-        lan.wan_addr(2),
-        d1,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let to_wan = burst(&cg, &lan.wan, lan.wan_addr(2), d1);
     let _tcp = scenario::tcp_exchange(
         workload_exe!(),
         &cg,
@@ -410,27 +430,9 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         200_000,
         2_000_000,
     );
-    let bridged = scenario::udp_burst(workload_exe!(), &cg, d3, lan.addr(13), d2, 1, ROUNDS, SIZES);
-    let host_to_d1 = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        d1,
-        lan.addr(11),
-        &lan.r,
-        1,
-        ROUNDS,
-        SIZES,
-    );
-    let d3_to_host = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.r,
-        lan.addr(1),
-        d3,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let bridged = burst(&cg, d3, lan.addr(13), d2);
+    let host_to_d1 = burst(&cg, d1, lan.addr(11), &lan.r);
+    let d3_to_host = burst(&cg, &lan.r, lan.addr(1), d3);
     // Device 1 moves to a new address (a new lease): still the same device.
     let moved = lan.addr(21);
     d1.ip(&["addr", "flush", "dev", "nm0"]);
@@ -454,16 +456,7 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
         "permanent",
     ]);
     write_leases(moved);
-    let to_wan_again = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.wan,
-        lan.wan_addr(2),
-        d1,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let to_wan_again = burst(&cg, &lan.wan, lan.wan_addr(2), d1);
 
     let mib1 = wait_quiet(&[d1, d2, d3]);
     let ports1 = quiet(&lan.r);
@@ -548,21 +541,7 @@ fn per_device_bytes_equal_each_devices_ip_mib_through_a_nat_gateway() {
     });
 
     // Per class: the workloads' own datagrams.
-    let frames = |runs: &[&scenario::UdpRun]| {
-        runs.iter().fold((0, 0), |(p, b), run| {
-            (
-                p + run.sender.datagrams_sent,
-                b + run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
-            )
-        })
-    };
-    let class = |host: u8, dir: &str, class: &str| {
-        let id = lan.mac(host);
-        (
-            get(&doc, &id, dir, class, "packets"),
-            get(&doc, &id, dir, class, "frame_bytes"),
-        )
-    };
+    let class = |host: u8, dir: &str, class: &str| class_of(&doc, &lan, host, dir, class);
     assert_eq!(
         class(11, "tx", "forwarded_internet"),
         frames(&[&to_wan, &to_wan_again]),
@@ -661,26 +640,8 @@ fn removed_lan_port_keeps_its_device_counted_once() {
     let [d1, _, d3] = &lan.devices;
     let mib0 = wait_quiet(&[d3]);
     let t0 = drained(&paths.socket);
-    let to_host = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.r,
-        lan.addr(1),
-        d3,
-        1,
-        ROUNDS,
-        SIZES,
-    );
-    let to_wan = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.wan,
-        lan.wan_addr(2),
-        d1,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let to_host = burst(&cg, &lan.r, lan.addr(1), d3);
+    let to_wan = burst(&cg, &lan.wan, lan.wan_addr(2), d1);
     let mib1 = wait_quiet(&[d3]);
     let before = devices(&paths.socket, Some((t0, drained(&paths.socket))));
     let d3_id = lan.mac(13);
@@ -691,34 +652,13 @@ fn removed_lan_port_keeps_its_device_counted_once() {
 
     lan.r.ip(&["link", "del", "grl3"]);
     // Several drains see the port gone, commit, forget it.
-    let again = scenario::udp_burst(
-        workload_exe!(),
-        &cg,
-        &lan.wan,
-        lan.wan_addr(2),
-        d1,
-        1,
-        ROUNDS,
-        SIZES,
-    );
+    let again = burst(&cg, &lan.wan, lan.wan_addr(2), d1);
     thread::sleep(Duration::from_secs(3));
     let t1 = drained(&paths.socket);
     let doc = devices(&paths.socket, Some((t0, t1)));
 
-    let frames = |runs: &[&scenario::UdpRun]| {
-        runs.iter().fold((0, 0), |(p, b), run| {
-            (
-                p + run.sender.datagrams_sent,
-                b + run.sender.written + run.sender.datagrams_sent * (UDP4_OVERHEAD + ETH),
-            )
-        })
-    };
     let class = |doc: &HashMap<String, serde_json::Value>, host: u8, dir: &str, class: &str| {
-        let id = lan.mac(host);
-        (
-            get(doc, &id, dir, class, "packets"),
-            get(doc, &id, dir, class, "frame_bytes"),
-        )
+        class_of(doc, &lan, host, dir, class)
     };
     assert_eq!(
         class(&doc, 13, "tx", "host"),

@@ -30,19 +30,6 @@ pub struct NameCapture {
     namer: Namer,
 }
 
-fn pinned(paths: &PinPaths, name: &'static str) -> Result<Option<MapData>, KernelError> {
-    let path = paths.map(name);
-    if !path.exists() {
-        return Ok(None);
-    }
-    MapData::from_pin(&path)
-        .map(Some)
-        .map_err(|e| KernelError::PinnedMap {
-            path,
-            message: e.to_string(),
-        })
-}
-
 fn map_err(path: &Path, e: impl std::fmt::Display) -> KernelError {
     KernelError::PinnedMap {
         path: path.to_path_buf(),
@@ -56,7 +43,7 @@ fn map_err(path: &Path, e: impl std::fmt::Display) -> KernelError {
 /// # Errors
 /// When the pinned config map cannot be opened or written.
 pub fn set_enabled(paths: &PinPaths, enabled: bool) -> Result<bool, KernelError> {
-    let Some(map) = pinned(paths, MAP_CAPTURE_CONFIG)? else {
+    let Some(map) = paths.pinned_map(MAP_CAPTURE_CONFIG)? else {
         return Ok(false);
     };
     let path = paths.map(MAP_CAPTURE_CONFIG);
@@ -76,7 +63,7 @@ pub fn set_enabled(paths: &PinPaths, enabled: bool) -> Result<bool, KernelError>
 /// # Errors
 /// When the pinned stats map cannot be read.
 pub fn stats(paths: &PinPaths) -> Result<Option<CaptureStats>, KernelError> {
-    let Some(map) = pinned(paths, MAP_CAPTURE_STATS)? else {
+    let Some(map) = paths.pinned_map(MAP_CAPTURE_STATS)? else {
         return Ok(None);
     };
     let path = paths.map(MAP_CAPTURE_STATS);
@@ -102,7 +89,7 @@ impl NameCapture {
         if !set_enabled(paths, enabled)? || !enabled {
             return Ok(None);
         }
-        let Some(map) = pinned(paths, MAP_CAPTURE_RING)? else {
+        let Some(map) = paths.pinned_map(MAP_CAPTURE_RING)? else {
             return Ok(None);
         };
         let path = paths.map(MAP_CAPTURE_RING);

@@ -280,30 +280,12 @@ impl DeviceMap {
     /// # Errors
     /// A pinned map that cannot be opened.
     pub fn open(paths: &PinPaths) -> Result<Option<Self>, KernelError> {
-        let path = paths.map(MAP_DEVICES);
-        if !path.exists() {
+        let Some(data) = paths.pinned_map(MAP_DEVICES)? else {
             return Ok(None);
-        }
-        let pinned = |name: &str| -> Result<Option<MapData>, KernelError> {
-            let path = paths.map(name);
-            if !path.exists() {
-                return Ok(None);
-            }
-            MapData::from_pin(&path)
-                .map(Some)
-                .map_err(|e| KernelError::PinnedMap {
-                    path,
-                    message: e.to_string(),
-                })
         };
-        let err = |e: &dyn std::fmt::Display| KernelError::PinnedMap {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
-        let map =
-            PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data)).map_err(|e| err(&e))?;
-        let lan = match pinned(MAP_LAN)? {
+        let map = PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(data))
+            .map_err(|e| map_err("open", MAP_DEVICES, e))?;
+        let lan = match paths.pinned_map(MAP_LAN)? {
             Some(data) => Some(
                 HashMap::try_from(aya::maps::Map::HashMap(data))
                     .map_err(|e| map_err("open", MAP_LAN, e))?,
@@ -315,7 +297,7 @@ impl DeviceMap {
             .get() as usize;
         Ok(Some(Self {
             map,
-            slots: pinned(MAP_DEVICE_SLOTS)?,
+            slots: paths.pinned_map(MAP_DEVICE_SLOTS)?,
             lan,
             cpus,
         }))

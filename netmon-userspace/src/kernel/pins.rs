@@ -33,6 +33,24 @@ impl PinPaths {
         self.root.join("maps").join(name)
     }
 
+    /// Opens the map pinned as `name`; `None` when this load has none (a
+    /// load by an older netmon, or a feature turned off).
+    ///
+    /// # Errors
+    /// A pinned map that cannot be opened.
+    pub fn pinned_map(&self, name: &str) -> Result<Option<aya::maps::MapData>, KernelError> {
+        let path = self.map(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        aya::maps::MapData::from_pin(&path)
+            .map(Some)
+            .map_err(|e| KernelError::PinnedMap {
+                path,
+                message: e.to_string(),
+            })
+    }
+
     /// Pin of program `name`.
     #[must_use]
     pub fn prog(&self, name: &str) -> PathBuf {
