@@ -203,7 +203,7 @@ pub fn lookup_percpu_array<V: Pod + Default>(
     len: u32,
     cpus: usize,
 ) -> std::io::Result<Vec<V>> {
-    const { assert!(size_of::<V>() % 8 == 0) };
+    const { assert!(size_of::<V>().is_multiple_of(8)) };
     let mut out: Vec<V> = vec![V::default(); len as usize * cpus];
     let mut keys: Vec<u32> = vec![0; len as usize];
     let mut done: usize = 0;
