@@ -572,7 +572,11 @@ impl Pending {
         until: TimeMs,
     ) -> Result<(), StoreError> {
         let until = until.div_ceil(60_000).saturating_mul(60_000);
-        if self.minutes.first_key_value().is_none_or(|(m, _)| *m >= until) {
+        if self
+            .minutes
+            .first_key_value()
+            .is_none_or(|(m, _)| *m >= until)
+        {
             return Ok(());
         }
         let later = self.minutes.split_off(&until);
