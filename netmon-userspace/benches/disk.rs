@@ -1,8 +1,9 @@
 //! Disk figures of the history: file size per tier and bytes written per
 //! day, through the real drain and store, on simulated sources with a
 //! fast-forwarded clock (1 s drain interval, the daemon's default; default
-//! retention; purge and the size cap as the daemon runs them: every 60 s
-//! of drain time, `PURGE_BATCH` rows a transaction).
+//! retention; purge, the size cap and compaction as the daemon runs them:
+//! every 60 s of drain time, `PURGE_BATCH` rows a transaction, compaction
+//! looked at once an hour).
 //!
 //! Scenarios (`NETMON_DISK`, comma separated; default `web`):
 //! - `steady50`, `steady500`: 30 days of N always-active processes, each
@@ -36,6 +37,7 @@ use netmon::drain::Drain;
 use netmon::ownership::{Owners, ProcessId, ProcessInfo, Resolver};
 use netmon::source::sim::{Script, ScriptBuilder, SimResolver, SimSource, SimTcp, per_tick};
 use netmon::source::{CounterSource, FlowReading, Reading, SourceError};
+use netmon::store::compact::Compaction;
 use netmon::store::{Retention, Store};
 use netmon_common::{FLOW_F_CLOSED, FLOW_F_OWNED, FlowKey, FlowValue, SockOwner, TcpSample};
 use rustc_hash::FxHashMap;
@@ -67,6 +69,8 @@ struct Rig {
     store: Store,
     drain: Drain,
     last_purge: u64,
+    /// Compactions so far (`netmon::store::compact`).
+    compactions: Vec<Compaction>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,6 +85,7 @@ impl Rig {
             store,
             drain,
             last_purge: 0,
+            compactions: Vec::new(),
             _dir: dir,
         }
     }
@@ -101,6 +106,13 @@ impl Rig {
             self.store
                 .enforce_max_size(now)
                 .unwrap_or_else(|e| panic!("max size: {e}"));
+            if let Some(c) = self
+                .store
+                .compact_if_sparse(now)
+                .unwrap_or_else(|e| panic!("compact: {e}"))
+            {
+                self.compactions.push(c);
+            }
         }
     }
 
@@ -120,6 +132,17 @@ impl Rig {
             tiers.join(", "),
             mb(size.saturating_sub(in_tiers))
         );
+        if let Some(last) = self.compactions.last() {
+            let slowest = self.compactions.iter().map(|c| c.took).max();
+            println!(
+                "  {} compactions; the last: {} -> {} ({} in use); slowest took {:?}",
+                self.compactions.len(),
+                mb(last.before),
+                mb(last.after),
+                mb(last.in_use),
+                slowest.unwrap_or_default()
+            );
+        }
     }
 }
 

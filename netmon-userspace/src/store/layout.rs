@@ -211,6 +211,11 @@ pub const REMOTE_DAY_V2: Bytes = TableDefinition::new("remote.day.v2");
 /// beginning.
 pub const META_REMOTE_MINUTE_FROM: &str = "remote_minute_from";
 
+/// [`META`] key: quality interval rows at or after this time (`u64` BE ms)
+/// are not yet in the quality rollup tiers, every earlier one is
+/// ([`crate::store::quality`], schema 7). Absent: 0 (nothing rolled yet).
+pub const META_QUALITY_ROLLED: &str = "quality_rolled_until";
+
 /// Per interface rollups.
 /// - key (13 bytes): bucket start u64 BE, ifindex u32 BE, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].

@@ -5,6 +5,7 @@
 //! - [`schema`]: version check and migrations on open;
 //! - [`rollup`]: tiers, and how a [`Batch`] is added to all of them;
 //! - [`retention`]: bounded purge;
+//! - [`compact`]: giving free pages back after the purge;
 //! - [`query`]: the read API (plain data, no formatting);
 //! - [`unit`]: service/container names (destination classes and service
 //!   ports are in [`crate::model`]).
@@ -25,6 +26,7 @@
 //!    handle; the store drops it and reopens on the next call, so a later
 //!    commit succeeds once space returns. The failed transaction left the
 //!    file as of the last successful commit.
+pub mod compact;
 pub mod devcount;
 pub mod ifcount;
 pub mod layout;
@@ -166,6 +168,12 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 /// ([`crate::config`]).
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
+/// redb's page cache of a read-only open ([`Store::open_read_only`]: a
+/// query command reading the file while no daemon runs). A query reads
+/// each page it needs about once; redb's own default (1 GiB) would let one
+/// `--since 30d` question keep the pages it read for as long as it runs.
+pub const READ_ONLY_CACHE_BYTES: usize = 4 << 20;
+
 /// The history store.
 pub struct Store {
     path: PathBuf,
@@ -178,6 +186,11 @@ pub struct Store {
     cache_bytes: usize,
     /// Readers' sums of closed segments ([`sums`]), told of every commit.
     sums: sums::SegmentSums,
+    /// The quality rows not yet rolled up, as committed through `db`
+    /// (`None`: not loaded; see [`Store::with_quality`]).
+    quality: Option<quality::Pending>,
+    /// Drain time of the last look at the free pages ([`compact`]).
+    compact_checked: Option<TimeMs>,
 }
 
 impl std::fmt::Debug for Store {
@@ -244,6 +257,8 @@ impl Store {
                 retention,
                 cache_bytes,
                 sums: sums::SegmentSums::default(),
+                quality: None,
+                compact_checked: None,
             },
             events,
         ))
@@ -292,7 +307,9 @@ impl Store {
                 path: path.to_owned(),
             }));
         }
-        let db = redb::ReadOnlyDatabase::open(path)
+        let db = redb::Builder::new()
+            .set_cache_size(READ_ONLY_CACHE_BYTES)
+            .open_read_only(path)
             .map_err(|e| match e {
                 redb::DatabaseError::RepairAborted => StoreError::NeedsRecovery,
                 e => StoreError::Db(e.into()),
@@ -304,8 +321,10 @@ impl Store {
             db: None,
             read_only: Some(db),
             retention,
-            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_bytes: READ_ONLY_CACHE_BYTES,
             sums: sums::SegmentSums::default(),
+            quality: None,
+            compact_checked: None,
         })
     }
 
@@ -357,6 +376,8 @@ impl Store {
             });
         }
         if self.db.is_none() {
+            // What the old handle committed lazily may be gone.
+            self.quality = None;
             let db = open_db(&self.path, self.cache_bytes)?;
             schema::prepare(&db)?;
             self.db = Some(db);
@@ -374,6 +395,24 @@ impl Store {
             && e.is_io()
         {
             self.db = None;
+        }
+        result
+    }
+
+    /// [`Self::with_db`] with the pending quality rows ([`quality::Pending`])
+    /// for `f` to read and change in its transaction: kept when `f`
+    /// succeeds (its transaction committed), dropped otherwise (reloaded
+    /// from the file by the next caller).
+    fn with_quality<T>(
+        &mut self,
+        f: impl FnOnce(&redb::Database, &mut Option<quality::Pending>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Open (or reopen, which drops the held rows) before taking them.
+        self.db()?;
+        let mut pending = self.quality.take();
+        let result = self.with_db(|db| f(db, &mut pending));
+        if result.is_ok() {
+            self.quality = pending;
         }
         result
     }
@@ -407,14 +446,14 @@ impl Store {
     pub fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         // Before the write: a failed commit may still have written rows.
         self.sums.written(batch.ts_ms);
-        self.with_db(|db| {
+        self.with_quality(|db, pending| {
             let mut txn = db.begin_write()?;
             if batch.lazy {
                 txn.set_durability(redb::Durability::None)
                     .map_err(|e| StoreError::Db(e.into()))?;
             }
             rollup::apply(&txn, batch)?;
-            quality::write(&txn, batch.ts_ms, &batch.quality)?;
+            quality::Pending::of(pending, &txn)?.commit(&txn, batch.ts_ms, &batch.quality)?;
             write_processes(&txn, batch)?;
             write_snapshot(&txn, batch)?;
             write_events(&txn, batch.ts_ms, &batch.events)?;
@@ -448,8 +487,11 @@ impl Store {
     /// On storage errors.
     pub fn purge(&mut self, now: TimeMs, max_rows: u64) -> Result<PurgeReport, StoreError> {
         let retention = self.retention;
-        self.with_db(|db| {
+        self.with_quality(|db, pending| {
             let txn = db.begin_write()?;
+            if let Some(cutoff) = retention.cutoff(Tier::Interval, now) {
+                quality::Pending::of(pending, &txn)?.flush_before(&txn, cutoff)?;
+            }
             let report = retention::purge(&txn, &retention, now, max_rows)?;
             {
                 let mut meta = txn.open_table(layout::META)?;
@@ -526,8 +568,11 @@ impl Store {
         let Some((tier, cutoff)) = retention::size_cut(&tiers, now) else {
             return Ok(None);
         };
-        let deleted = self.with_db(|db| {
+        let deleted = self.with_quality(|db, pending| {
             let txn = db.begin_write()?;
+            if tier == Tier::Interval {
+                quality::Pending::of(pending, &txn)?.flush_before(&txn, cutoff)?;
+            }
             let deleted = retention::delete_before(&txn, tier, cutoff)?;
             {
                 let mut meta = txn.open_table(layout::META)?;
@@ -538,10 +583,9 @@ impl Store {
             txn.commit()?;
             Ok(deleted)
         })?;
-        if let Some(db) = self.db.as_mut()
-            && let Err(e) = db.compact()
-        {
-            tracing::info!(error = %e, "compaction after the size cap deferred");
+        if let Err(e) = self.compact() {
+            // The cut is committed; the freed pages are reused meanwhile.
+            tracing::warn!(error = %e, "compaction after the size cap failed");
         }
         Ok(Some((tier, cutoff, deleted)))
     }

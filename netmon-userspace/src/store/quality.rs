@@ -36,11 +36,31 @@
 //!   BE, direction u8, ip_version u8, protocol u8, class u8), value
 //!   postcard [`QualityStats`]; read-modify-write, in key order.
 //!
+//! **Rollups once a minute** (schema 7): a commit writes the interval row
+//! only; the rollup tiers get a minute's rows once the minute is over
+//! (the first commit of a later minute), so a key's minute, hour and day
+//! rows are rewritten once a minute instead of every interval. The
+//! interval rows not yet rolled up are the pending state, crash-safe by
+//! construction: [`crate::store::layout::META_QUALITY_ROLLED`] says that
+//! every interval row before it is in the rollups and none at or after
+//! it, and a flush adds rows to the rollups and moves that mark in one
+//! transaction, so after a crash (or a lazy commit rolled back with the
+//! rows it wrote) each row is in the rollups exactly once. The writer
+//! keeps the pending rows aggregated per minute in memory ([`Pending`],
+//! loaded from the interval rows at the mark when a handle opens);
+//! readers add the pending interval rows to the rollup rows of their
+//! buckets in the same read transaction ([`Store::quality_rows`]), as
+//! remote answers add the snapshot's pending pieces. A row at a time
+//! before the mark (the wall clock set back) goes to every tier at once;
+//! rows about to be purged or cut by the size cap are flushed first.
+//!
 //! Every tier is written in the same transaction as the rest of the step
 //! and purged with the per process tiers of the same width
 //! ([`crate::store::retention::tables_of`]), so a window resolves to the
 //! same segments ([`crate::query::scan::plan_for`]) for traffic and
 //! quality.
+use std::collections::BTreeMap;
+
 use redb::{ReadableTable as _, TableDefinition};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -379,8 +399,9 @@ impl QualityAcc {
     }
 }
 
-/// Writes `rows` (one drain's, at `ts`) in `txn`: the interval row (merged
-/// with one already at `ts`) and every rollup tier.
+/// Writes `rows` (one drain's, at `ts`) in `txn` straight into every
+/// tier: the interval row (merged with one already at `ts`) and the
+/// rollups (schema 6's write, which the migration from schema 5 makes).
 ///
 /// # Errors
 /// On storage errors.
@@ -389,48 +410,193 @@ pub fn write(
     ts: TimeMs,
     rows: &[QualityRow],
 ) -> Result<(), StoreError> {
+    write_interval(txn, ts, rows)?;
+    let mut minute = PerMinute::new();
+    add_rows(&mut minute, ts, rows);
+    add_to_rollups(txn, &minute)
+}
+
+/// Stats per UTC minute start and remote key.
+type PerMinute = BTreeMap<TimeMs, FxHashMap<RemoteKey, QualityStats>>;
+
+fn add_rows(acc: &mut PerMinute, ts: TimeMs, rows: &[QualityRow]) {
+    let m = acc.entry(Tier::Minute.bucket(ts)).or_default();
+    for r in rows {
+        if let Some(k) = r.remote_key() {
+            m.entry(k).or_default().merge(&r.stats);
+        }
+    }
+}
+
+/// Inserts (or merges into the one already at `ts`) the interval row.
+fn write_interval(
+    txn: &redb::WriteTransaction,
+    ts: TimeMs,
+    rows: &[QualityRow],
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    {
-        let mut t = txn.open_table(QUALITY_INTERVAL)?;
-        let key = layout::time_key(ts);
-        let mut all: Vec<QualityRow> = match t.get(key.as_slice())? {
-            Some(v) => layout::decode(v.value())?,
-            None => Vec::new(),
-        };
-        all.extend_from_slice(rows);
-        t.insert(key.as_slice(), layout::encode(&all)?.as_slice())?;
+    let mut t = txn.open_table(QUALITY_INTERVAL)?;
+    let key = layout::time_key(ts);
+    let mut all: Vec<QualityRow> = match t.get(key.as_slice())? {
+        Some(v) => layout::decode(v.value())?,
+        None => Vec::new(),
+    };
+    all.extend_from_slice(rows);
+    t.insert(key.as_slice(), layout::encode(&all)?.as_slice())?;
+    Ok(())
+}
+
+/// Adds `minutes` to the minute, hour and day rows (read-modify-write,
+/// in key order, each row once).
+fn add_to_rollups(txn: &redb::WriteTransaction, minutes: &PerMinute) -> Result<(), StoreError> {
+    if minutes.values().all(FxHashMap::is_empty) {
+        return Ok(());
     }
     for tier in Tier::ROLLUPS {
+        let mut keyed: BTreeMap<[u8; 42], QualityStats> = BTreeMap::new();
+        for (minute, keys) in minutes {
+            let bucket = tier.bucket(*minute);
+            for (k, s) in keys {
+                keyed
+                    .entry(layout::encode_remote_key_v3(bucket, k))
+                    .or_default()
+                    .merge(s);
+            }
+        }
         let mut t = txn.open_table(table_of(tier))?;
-        let bucket = tier.bucket(ts);
-        let mut keyed: Vec<([u8; 42], &QualityStats)> = rows
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    layout::encode_remote_key_v3(bucket, &r.remote_key()?),
-                    &r.stats,
-                ))
-            })
-            .collect();
-        keyed.sort_unstable_by_key(|a| a.0);
         for (k, s) in keyed {
             let mut old: QualityStats = match t.get(k.as_slice())? {
                 Some(v) => layout::decode(v.value())?,
                 None => QualityStats::default(),
             };
-            old.merge(s);
+            old.merge(&s);
             t.insert(k.as_slice(), layout::encode(&old)?.as_slice())?;
         }
     }
     Ok(())
 }
 
+/// The mark ([`layout::META_QUALITY_ROLLED`]) as committed in `meta`.
+fn read_mark(
+    meta: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+) -> Result<TimeMs, StoreError> {
+    Ok(meta
+        .get(layout::META_QUALITY_ROLLED)?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// The quality interval rows not yet in the rollups (see the module
+/// docs): the writer's in-memory copy of what the interval rows at or
+/// after the mark hold, aggregated per minute. Valid only for the handle
+/// and committed state it was loaded or updated with: the store drops it
+/// when a transaction that changed it fails and when it reopens the file.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Interval rows at or after this time are pending.
+    mark: TimeMs,
+    /// Their stats per minute and key.
+    minutes: PerMinute,
+}
+
+impl Pending {
+    /// Loads the pending rows as committed (in a write transaction, so
+    /// nothing commits in between).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn load(txn: &redb::WriteTransaction) -> Result<Self, StoreError> {
+        let mark = read_mark(&txn.open_table(layout::META)?)?;
+        let mut minutes = PerMinute::new();
+        let t = txn.open_table(QUALITY_INTERVAL)?;
+        for row in t.range(layout::time_key(mark).as_slice()..)? {
+            let (k, v) = row?;
+            let rows: Vec<QualityRow> = layout::decode(v.value())?;
+            add_rows(&mut minutes, layout::key_time(k.value())?, &rows);
+        }
+        Ok(Self { mark, minutes })
+    }
+
+    /// The pending rows of `slot`, loaded in `txn` unless already held.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn of<'a>(
+        slot: &'a mut Option<Self>,
+        txn: &redb::WriteTransaction,
+    ) -> Result<&'a mut Self, StoreError> {
+        if slot.is_none() {
+            *slot = Some(Self::load(txn)?);
+        }
+        slot.as_mut().ok_or(StoreError::NotNetmon)
+    }
+
+    /// One drain's rows at `ts`: flushes the minutes before `ts`'s (they
+    /// are over), writes the interval row, and holds the rows until their
+    /// minute is over; rows before the mark go to every tier at once.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn commit(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        ts: TimeMs,
+        rows: &[QualityRow],
+    ) -> Result<(), StoreError> {
+        self.flush_before(txn, Tier::Minute.bucket(ts))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if ts < self.mark {
+            return write(txn, ts, rows);
+        }
+        write_interval(txn, ts, rows)?;
+        add_rows(&mut self.minutes, ts, rows);
+        Ok(())
+    }
+
+    /// Adds the pending rows of every minute that starts before `until`
+    /// to the rollups, and moves the mark to the end of the last of those
+    /// minutes (nothing is written when no such row is pending). Called
+    /// with a whole minute in [`Self::commit`], and with a purge's or the
+    /// size cap's cutoff before interval rows are deleted (every row before
+    /// the cutoff is then in the rollups).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn flush_before(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        until: TimeMs,
+    ) -> Result<(), StoreError> {
+        let until = until.div_ceil(60_000).saturating_mul(60_000);
+        if self
+            .minutes
+            .first_key_value()
+            .is_none_or(|(m, _)| *m >= until)
+        {
+            return Ok(());
+        }
+        let later = self.minutes.split_off(&until);
+        let due = std::mem::replace(&mut self.minutes, later);
+        add_to_rollups(txn, &due)?;
+        self.mark = self.mark.max(until);
+        txn.open_table(layout::META)?.insert(
+            layout::META_QUALITY_ROLLED,
+            self.mark.to_be_bytes().as_slice(),
+        )?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Calls `f(time key, remote key, stats)` with every quality row whose
     /// time key lies in `segments` (one read transaction): interval rows at
-    /// their drain time, rollup rows at their bucket start.
+    /// their drain time, rollup rows at their bucket start, and in rollup
+    /// segments the interval rows not yet rolled up at their bucket's start
+    /// (see the module docs).
     ///
     /// # Errors
     /// On storage errors.
@@ -440,7 +606,35 @@ impl Store {
         mut f: impl FnMut(TimeMs, &RemoteKey, &QualityStats),
     ) -> Result<(), StoreError> {
         let txn = self.reader()?.begin_read()?;
+        // The interval rows not yet in the rollups, added to the rollup
+        // segments their buckets fall in (see the module docs).
+        let mut pending: Vec<(TimeMs, Vec<QualityRow>)> = Vec::new();
+        if segments.iter().any(|s| s.tier != Tier::Interval) {
+            let mark = read_mark(&txn.open_table(layout::META)?)?;
+            match txn.open_table(QUALITY_INTERVAL) {
+                Ok(t) => {
+                    for row in t.range(layout::time_key(mark).as_slice()..)? {
+                        let (k, v) = row?;
+                        pending.push((layout::key_time(k.value())?, layout::decode(v.value())?));
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         for seg in segments {
+            if seg.tier != Tier::Interval {
+                for (ts, rows) in &pending {
+                    let bucket = seg.tier.bucket(*ts);
+                    if (seg.from..seg.to).contains(&bucket) {
+                        for r in rows {
+                            if let Some(rk) = r.remote_key() {
+                                f(bucket, &rk, &r.stats);
+                            }
+                        }
+                    }
+                }
+            }
             let t = match txn.open_table(table_of(seg.tier)) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => continue,

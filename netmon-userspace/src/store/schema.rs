@@ -51,7 +51,13 @@ use crate::store::types::DaemonEvent;
 ///   aggregated per key and drain time into the interval tier and added to
 ///   the rollups; the RTTs become histograms (within 1.6 %), the counts
 ///   stay exact.
-pub const CURRENT: u32 = 6;
+/// - 7: quality rollups written once a minute, not every interval: the
+///   interval rows at or after [`layout::META_QUALITY_ROLLED`] are not in
+///   the rollup tiers yet (see [`crate::store::quality`]). Row layouts are
+///   unchanged; the migration sets the mark after the last interval row
+///   (schema 6 rolled every row up at once). A schema 6 netmon must not
+///   write such a file: it would roll up rows past the mark twice.
+pub const CURRENT: u32 = 7;
 
 /// One migration: from `.0` to `.0 + 1`.
 pub type Migration = (u32, fn(&redb::WriteTransaction) -> Result<(), StoreError>);
@@ -65,6 +71,7 @@ pub const MIGRATIONS: &[Migration] = &[
     (3, v3_to_v4),
     (4, v4_to_v5),
     (5, v5_to_v6),
+    (6, v6_to_v7),
 ];
 
 /// 1 → 2: `snapshot.v1` (one row per flow) → snapshot chunks. Flows take
@@ -335,6 +342,27 @@ fn v5_to_v6(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// 6 → 7: every quality interval row is in the rollups already; the mark
+/// goes after the last one ([`layout::META_QUALITY_ROLLED`]).
+fn v6_to_v7(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTable as _;
+    let last = match txn.open_table(crate::store::quality::QUALITY_INTERVAL) {
+        Ok(t) => t
+            .last()?
+            .map(|(k, _)| layout::key_time(k.value()))
+            .transpose()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(last) = last {
+        txn.open_table(layout::META)?.insert(
+            layout::META_QUALITY_ROLLED,
+            last.saturating_add(1).to_be_bytes().as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
 /// Copies every row of `old` (if it exists) into `new` under the key
 /// `rekey` makes of its key, value unchanged, and deletes `old`.
 fn rekey_table(
@@ -573,7 +601,8 @@ mod tests {
                 DaemonEvent::Migration { from: 2, to: 3 },
                 DaemonEvent::Migration { from: 3, to: 4 },
                 DaemonEvent::Migration { from: 4, to: 5 },
-                DaemonEvent::Migration { from: 5, to: 6 }
+                DaemonEvent::Migration { from: 5, to: 6 },
+                DaemonEvent::Migration { from: 6, to: 7 }
             ]
         );
         let truth = script.truth(0..=40);
@@ -677,7 +706,8 @@ mod tests {
             events,
             vec![
                 DaemonEvent::Migration { from: 4, to: 5 },
-                DaemonEvent::Migration { from: 5, to: 6 }
+                DaemonEvent::Migration { from: 5, to: 6 },
+                DaemonEvent::Migration { from: 6, to: 7 }
             ]
         );
         let truth = fixture_script().truth(0..=40);
@@ -745,7 +775,13 @@ mod tests {
         let path = dir.path().join("v5.redb");
         std::fs::copy(&fixture, &path).expect("copy fixture");
         let (mut store, events) = Store::open(&path, Retention::default()).expect("migrates");
-        assert_eq!(events, vec![DaemonEvent::Migration { from: 5, to: 6 }]);
+        assert_eq!(
+            events,
+            vec![
+                DaemonEvent::Migration { from: 5, to: 6 },
+                DaemonEvent::Migration { from: 6, to: 7 }
+            ]
+        );
         let script = quality_fixture_script();
 
         // The truth per remote address, from the script alone: per flow
@@ -929,7 +965,8 @@ mod tests {
                 DaemonEvent::Migration { from: 2, to: 3 },
                 DaemonEvent::Migration { from: 3, to: 4 },
                 DaemonEvent::Migration { from: 4, to: 5 },
-                DaemonEvent::Migration { from: 5, to: 6 }
+                DaemonEvent::Migration { from: 5, to: 6 },
+                DaemonEvent::Migration { from: 6, to: 7 }
             ]
         );
         let snapshot = store.load_snapshot().expect("snapshot");
