@@ -815,6 +815,27 @@ fn closed_accepted_socket_belongs_to_the_process_that_released_it() {
     assert_eq!(info.id.pid, pid, "{info:?}");
 }
 
+/// The daemon's own fd sweep can drop a socket's last reference (the
+/// process closed its fd while the sweep held a copy): a release by this
+/// process is not an owner; the listener's owner (a child here) keeps the
+/// accepted socket.
+#[test]
+fn a_release_by_netmon_itself_is_not_an_owner() {
+    let _serial = serial();
+    let (listener, client, server) = tcp_pair();
+    let owner = child_holding(OwnedFd::from(listener.try_clone().unwrap()));
+    let owner_pid = owner.0.id();
+    let mut flow = tcp_flow(&server, Some(released_by(owner_pid, socket_cookie(&listener))));
+    finish(&client, &server, &[flow]);
+    drop(server);
+    flow.closed = true;
+    let mut r = reading(vec![flow]);
+    r.released_by
+        .insert(flow.key.cookie, my_owner(flow.key.cookie));
+    let info = KernelResolver::new().resolve(&r)[&flow.key.cookie].clone();
+    assert_eq!(info.id.pid, owner_pid, "{info:?}");
+}
+
 /// A socket the kernel saw created keeps its creator, whoever closed it.
 #[test]
 fn closed_created_socket_keeps_its_creator() {
