@@ -11,8 +11,7 @@
 //! - after a drain, purge in batches of [`PURGE_BATCH`] rows while less than
 //!   half an interval has passed since the drain started, so a drain is never
 //!   delayed by more than one batch; purging resumes next tick while rows
-//!   remain, otherwise once a minute; once a purge is done, the size cap
-//!   and, at most once an hour, compaction ([`crate::store::compact`]);
+//!   remain, otherwise once a minute; once a purge is done, the size cap;
 //! - a failed commit (disk full) is logged and the step retried next tick:
 //!   the kernel keeps counting and the snapshot only advances with a commit,
 //!   so nothing is lost ([`crate::drain`]);
@@ -543,33 +542,13 @@ fn enforce_max_size(store: &mut Store, now: u64) -> Instant {
     }
 }
 
-/// Once the purge is done: compacts the file when it holds many free pages
-/// ([`crate::store::compact`], looked at once an hour).
-fn compact(store: &mut Store, now: u64) {
-    match store.compact_if_sparse(now) {
-        Ok(Some(c)) => tracing::info!(
-            before_bytes = c.before,
-            in_use_bytes = c.in_use,
-            after_bytes = c.after,
-            took_ms = u64::try_from(c.took.as_millis()).unwrap_or(u64::MAX),
-            "history file compacted"
-        ),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "compaction failed; retrying in an hour"),
-    }
-}
-
 /// Purges in bounded batches until `deadline`; returns when to purge next.
 fn purge(store: &mut Store, now: u64, deadline: Instant) -> Instant {
     loop {
         match store.purge(now, PURGE_BATCH) {
             Ok(r) if r.more && Instant::now() < deadline => {}
             Ok(r) if r.more => return Instant::now(),
-            Ok(_) => {
-                let next = enforce_max_size(store, now);
-                compact(store, now);
-                return next;
-            }
+            Ok(_) => return enforce_max_size(store, now),
             Err(e) => {
                 tracing::warn!(error = %e, "purge failed; retrying later");
                 return Instant::now() + PURGE_EVERY;

@@ -4,13 +4,19 @@
 //! and it grows a file below 4 GiB by doubling it, so a history at steady
 //! state (as much purged as written) sits in a file up to twice the pages
 //! it uses (measured before this module: 50 always-active processes, 92 MB
-//! of rows in a 169 MB file; see `benches/disk.rs`). After the purge, at
-//! most once per [`CHECK_EVERY`] of drain time, the writer counts the pages
-//! in use and compacts ([`redb::Database::compact`]) when the free space
-//! is at least [`SPARSE`] of the file and [`MIN_FREE`] bytes.
+//! of rows in a 169 MB file; see `benches/disk.rs`).
+//! [`Store::compact_if_sparse`], at most once per [`CHECK_EVERY`] of drain
+//! time, counts the pages in use and compacts
+//! ([`redb::Database::compact`]) when the free space is at least [`SPARSE`]
+//! of the file and [`MIN_FREE`] bytes. The daemon does not call it after
+//! its purges: measured with the disk bench, the file was back above its
+//! uncompacted size within the next hour at 1 s (redb doubles the file
+//! again), and a compaction cannot be interrupted (README, disk figures);
+//! the disk bench does, to measure it.
 //!
 //! Exclusive access: redb compacts only while no read transaction is
-//! live. The daemon calls this from its loop holding the store's lock,
+//! live. The daemon calls [`Store::compact`] (through the size cap) from
+//! its loop holding the store's lock,
 //! which every query thread takes for its whole read, so none is; a read
 //! transaction held elsewhere makes the compaction wait for the next
 //! check (an info line, not an error). Cost and bounds: counting the pages
@@ -98,7 +104,7 @@ impl Store {
         }
     }
 
-    /// After the purge at drain time `now`: when [`CHECK_EVERY`] has passed
+    /// At drain time `now`: when [`CHECK_EVERY`] has passed
     /// since the last look (or none was made by this handle), counts the
     /// pages in use and compacts if the file [`is_sparse`].
     ///

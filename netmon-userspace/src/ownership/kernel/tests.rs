@@ -825,7 +825,10 @@ fn a_release_by_netmon_itself_is_not_an_owner() {
     let (listener, client, server) = tcp_pair();
     let owner = child_holding(OwnedFd::from(listener.try_clone().unwrap()));
     let owner_pid = owner.0.id();
-    let mut flow = tcp_flow(&server, Some(released_by(owner_pid, socket_cookie(&listener))));
+    let mut flow = tcp_flow(
+        &server,
+        Some(released_by(owner_pid, socket_cookie(&listener))),
+    );
     finish(&client, &server, &[flow]);
     drop(server);
     flow.closed = true;
