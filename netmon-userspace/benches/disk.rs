@@ -1,9 +1,11 @@
 //! Disk figures of the history: file size per tier and bytes written per
 //! day, through the real drain and store, on simulated sources with a
 //! fast-forwarded clock (1 s drain interval, the daemon's default; default
-//! retention; purge, the size cap and compaction as the daemon runs them:
-//! every 60 s of drain time, `PURGE_BATCH` rows a transaction, compaction
-//! looked at once an hour).
+//! retention; purge and the size cap as the daemon runs them: every 60 s of
+//! drain time, `PURGE_BATCH` rows a transaction). The daemon does not
+//! compact the file by itself (`netmon::store::compact`); with
+//! `NETMON_DISK_COMPACT=1` the bench also compacts after the purge when the
+//! file is sparse (looked at once an hour), to measure what that would do.
 //!
 //! Scenarios (`NETMON_DISK`, comma separated; default `web`):
 //! - `steady50`, `steady500`: 30 days of N always-active processes, each
@@ -69,6 +71,8 @@ struct Rig {
     store: Store,
     drain: Drain,
     last_purge: u64,
+    /// Compact when sparse after the purge (`NETMON_DISK_COMPACT=1`).
+    compact: bool,
     /// Compactions so far (`netmon::store::compact`).
     compactions: Vec<Compaction>,
     _dir: tempfile::TempDir,
@@ -85,6 +89,7 @@ impl Rig {
             store,
             drain,
             last_purge: 0,
+            compact: std::env::var("NETMON_DISK_COMPACT").is_ok_and(|v| v == "1"),
             compactions: Vec::new(),
             _dir: dir,
         }
@@ -106,10 +111,11 @@ impl Rig {
             self.store
                 .enforce_max_size(now)
                 .unwrap_or_else(|e| panic!("max size: {e}"));
-            if let Some(c) = self
-                .store
-                .compact_if_sparse(now)
-                .unwrap_or_else(|e| panic!("compact: {e}"))
+            if self.compact
+                && let Some(c) = self
+                    .store
+                    .compact_if_sparse(now)
+                    .unwrap_or_else(|e| panic!("compact: {e}"))
             {
                 self.compactions.push(c);
             }

@@ -160,14 +160,23 @@ pub const INTERVAL: Bytes = TableDefinition::new("interval.v2");
 
 /// Per process rollups, one table per tier ([`PROC_MINUTE`], [`PROC_HOUR`],
 /// [`PROC_DAY`]).
-/// - key (21 bytes): [`encode_proc_key`] — bucket start u64 BE, pid u32 BE,
-///   start_ticks u64 BE, [`DestClass`] u8.
+/// - key (11–19 bytes, schema 8): [`encode_proc_key`] — bucket start u64
+///   BE, pid varint, start_ticks varint, [`DestClass`] u8.
 /// - value: postcard [`Traffic`].
-pub const PROC_MINUTE: Bytes = TableDefinition::new("proc.minute.v2");
+pub const PROC_MINUTE: Bytes = TableDefinition::new("proc.minute.v3");
 /// See [`PROC_MINUTE`].
-pub const PROC_HOUR: Bytes = TableDefinition::new("proc.hour.v2");
+pub const PROC_HOUR: Bytes = TableDefinition::new("proc.hour.v3");
 /// See [`PROC_MINUTE`].
-pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
+pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v3");
+
+/// Schemas 3 to 7's per process tiers: 21-byte keys
+/// ([`encode_proc_key_v2`]: pid u32 BE, start_ticks u64 BE), each with the
+/// table that replaces it; read only by the migration to schema 8.
+pub const PROC_TABLES_V2: [(Bytes, Bytes); 3] = [
+    (TableDefinition::new("proc.minute.v2"), PROC_MINUTE),
+    (TableDefinition::new("proc.hour.v2"), PROC_HOUR),
+    (TableDefinition::new("proc.day.v2"), PROC_DAY),
+];
 
 /// Per (process, remote address, service port, direction) rollups, minute,
 /// hour and day tiers, kept as long as the per process tiers of the same
@@ -178,20 +187,34 @@ pub const PROC_DAY: Bytes = TableDefinition::new("proc.day.v2");
 /// services and peers, not with connections.
 /// Keyed by the server name too (schema 5): the rows of one endpoint
 /// split by the name its flows were opened to ([`crate::store::names`]).
-/// - key (43 bytes + name): [`encode_remote_key`] — bucket start u64 BE,
-///   pid u32 BE, start_ticks u64 BE, remote address 16 bytes, service port
-///   u16 BE, [`ConnDir`] u8, ip_version u8, protocol u8, [`DestClass`] u8,
-///   then the server name ([`crate::store::names::encode_name`]: source
-///   byte, 0 for none, and the name's bytes to the end of the key).
+/// - key (schema 8; 27 bytes for an IPv4 peer without a name, against 43
+///   in schema 7): [`encode_remote_key`] — bucket start u64 BE, then
+///   [`put_remote_key`] (pid varint, start_ticks varint, the remote
+///   address without its trailing zero bytes: length u8 then the bytes,
+///   service port varint, [`ConnDir`] u8, ip_version u8, protocol u8,
+///   [`DestClass`] u8), then the server name
+///   ([`crate::store::names::encode_name`]: source byte, 0 for none, and
+///   the name's bytes to the end of the key). Queries read these tables by
+///   time range only, so nothing after the bucket needs a fixed width.
 /// - value: postcard [`Traffic`].
-pub const REMOTE_MINUTE: Bytes = TableDefinition::new("remote.minute.v4");
+pub const REMOTE_MINUTE: Bytes = TableDefinition::new("remote.minute.v5");
 /// See [`REMOTE_MINUTE`].
-pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v4");
+pub const REMOTE_HOUR: Bytes = TableDefinition::new("remote.hour.v5");
 /// See [`REMOTE_MINUTE`].
-pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v4");
+pub const REMOTE_DAY: Bytes = TableDefinition::new("remote.day.v5");
+
+/// Schemas 5 to 7's remote tiers: 43-byte keys and the name
+/// ([`decode_remote_key_v4`]), each with the table that replaces it; read
+/// only by the migration to schema 8.
+pub const REMOTE_TABLES_V4: [(Bytes, Bytes); 3] = [
+    (TableDefinition::new("remote.minute.v4"), REMOTE_MINUTE),
+    (TableDefinition::new("remote.hour.v4"), REMOTE_HOUR),
+    (TableDefinition::new("remote.day.v4"), REMOTE_DAY),
+];
 
 /// Schema 4's remote tiers: 42-byte keys ([`decode_remote_key_v3`], no
-/// server name); read only by the migration to schema 5.
+/// server name); read only by the migration to schema 5, which writes the
+/// current tables in the current layout.
 pub const REMOTE_TABLES_V3: [(Bytes, Bytes); 3] = [
     (TableDefinition::new("remote.minute.v3"), REMOTE_MINUTE),
     (TableDefinition::new("remote.hour.v3"), REMOTE_HOUR),
@@ -238,9 +261,9 @@ pub const MACHINE_DAY: Bytes = TableDefinition::new("machine.day.v2");
 /// the table that replaces it (same keys, [`Traffic`] values); read only by
 /// the migration to schema 3.
 pub const TRAFFIC_TABLES_V2: [(Bytes, Bytes); 11] = [
-    (TableDefinition::new("proc.minute.v1"), PROC_MINUTE),
-    (TableDefinition::new("proc.hour.v1"), PROC_HOUR),
-    (TableDefinition::new("proc.day.v1"), PROC_DAY),
+    (TableDefinition::new("proc.minute.v1"), PROC_TABLES_V2[0].0),
+    (TableDefinition::new("proc.hour.v1"), PROC_TABLES_V2[1].0),
+    (TableDefinition::new("proc.day.v1"), PROC_TABLES_V2[2].0),
     (TableDefinition::new("remote.hour.v1"), REMOTE_HOUR_V2),
     (TableDefinition::new("remote.day.v1"), REMOTE_DAY_V2),
     (TableDefinition::new("iface.minute.v1"), IFACE_MINUTE),
@@ -986,9 +1009,170 @@ pub fn key_time(b: &[u8]) -> Result<TimeMs, LayoutError> {
     Ok(be_u64(&b[0..8]))
 }
 
-/// `PROC_*` key: bucket u64 BE | pid u32 BE | start_ticks u64 BE | class u8.
+/// Reads a schema 8 rollup key after its 8-byte bucket: varints and bytes,
+/// every error a [`LayoutError::Key`] naming the table and the length.
+struct KeyReader<'a> {
+    b: &'a [u8],
+    table: &'static str,
+    len: usize,
+}
+
+impl<'a> KeyReader<'a> {
+    /// After the bucket of `key` (at least 8 bytes, else an error).
+    fn after_bucket(key: &'a [u8], table: &'static str) -> Result<(TimeMs, Self), LayoutError> {
+        let err = LayoutError::Key {
+            table,
+            len: key.len(),
+        };
+        if key.len() < 8 {
+            return Err(err);
+        }
+        Ok((
+            be_u64(&key[..8]),
+            Self {
+                b: &key[8..],
+                table,
+                len: key.len(),
+            },
+        ))
+    }
+
+    const fn err(&self) -> LayoutError {
+        LayoutError::Key {
+            table: self.table,
+            len: self.len,
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, LayoutError> {
+        let (&first, rest) = self.b.split_first().ok_or(self.err())?;
+        self.b = rest;
+        Ok(first)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LayoutError> {
+        if self.b.len() < n {
+            return Err(self.err());
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64, LayoutError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err())
+    }
+
+    fn process(&mut self) -> Result<ProcessId, LayoutError> {
+        let pid = u32::try_from(self.varint()?).map_err(|_| self.err())?;
+        Ok(ProcessId {
+            pid,
+            start_ticks: self.varint()?,
+        })
+    }
+
+    fn class(&mut self) -> Result<DestClass, LayoutError> {
+        DestClass::from_byte(self.byte()?).ok_or(self.err())
+    }
+
+    /// The fields [`put_remote_key`] writes; the name is left to the caller.
+    fn remote_key(&mut self) -> Result<RemoteKey, LayoutError> {
+        let process = self.process()?;
+        let n = usize::from(self.byte()?);
+        if n > 16 {
+            return Err(self.err());
+        }
+        let mut addr = [0u8; 16];
+        addr[..n].copy_from_slice(self.take(n)?);
+        let port = u16::try_from(self.varint()?).map_err(|_| self.err())?;
+        let dir = ConnDir::from_byte(self.byte()?).ok_or(self.err())?;
+        let ip_version = self.byte()?;
+        let protocol = self.byte()?;
+        let class = self.class()?;
+        Ok(RemoteKey {
+            process,
+            addr,
+            port,
+            dir,
+            ip_version,
+            protocol,
+            class,
+            name: crate::store::names::NameId::NONE,
+        })
+    }
+
+    /// Errors unless every byte was read.
+    fn end(&self) -> Result<(), LayoutError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err())
+        }
+    }
+}
+
+/// Appends a process to a schema 8 rollup key: pid varint, start_ticks
+/// varint.
+fn put_process(out: &mut Vec<u8>, id: ProcessId) {
+    put_varint(out, u64::from(id.pid));
+    put_varint(out, id.start_ticks);
+}
+
+/// Appends the fields of a remote key but its name, as schema 8's remote
+/// and quality rollup keys hold them after the bucket: pid varint,
+/// start_ticks varint, the address without its trailing zero bytes
+/// (length u8, then the bytes: an IPv4 address in the kernel encoding
+/// takes 5 bytes), service port varint, direction u8, ip_version u8,
+/// protocol u8, class u8. Every field has a known length, so the encoding
+/// is unambiguous and a name can follow to the end of the key.
+pub fn put_remote_key(out: &mut Vec<u8>, k: &RemoteKey) {
+    put_process(out, k.process);
+    let n = k.addr.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    #[expect(clippy::cast_possible_truncation, reason = "at most 16")]
+    out.push(n as u8);
+    out.extend_from_slice(&k.addr[..n]);
+    put_varint(out, u64::from(k.port));
+    out.push(k.dir.to_byte());
+    out.push(k.ip_version);
+    out.push(k.protocol);
+    out.push(k.class.to_byte());
+}
+
+/// `PROC_*` key (schema 8): bucket u64 BE | pid varint | start_ticks varint
+/// | class u8.
 #[must_use]
-pub fn encode_proc_key(bucket: TimeMs, id: ProcessId, class: DestClass) -> [u8; 21] {
+pub fn encode_proc_key(bucket: TimeMs, id: ProcessId, class: DestClass) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&bucket.to_be_bytes());
+    put_process(&mut out, id);
+    out.push(class.to_byte());
+    out
+}
+
+/// Inverse of [`encode_proc_key`].
+///
+/// # Errors
+/// On a malformed key.
+pub fn decode_proc_key(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), LayoutError> {
+    let (ts, mut r) = KeyReader::after_bucket(b, "proc")?;
+    let id = r.process()?;
+    let class = r.class()?;
+    r.end()?;
+    Ok((ts, id, class))
+}
+
+/// Schema 3 to 7's `PROC_*` key ([`PROC_TABLES_V2`]): bucket u64 BE | pid
+/// u32 BE | start_ticks u64 BE | class u8.
+#[must_use]
+pub fn encode_proc_key_v2(bucket: TimeMs, id: ProcessId, class: DestClass) -> [u8; 21] {
     let mut out = [0u8; 21];
     out[0..8].copy_from_slice(&bucket.to_be_bytes());
     out[8..20].copy_from_slice(&encode_process(id));
@@ -996,13 +1180,13 @@ pub fn encode_proc_key(bucket: TimeMs, id: ProcessId, class: DestClass) -> [u8; 
     out
 }
 
-/// Inverse of [`encode_proc_key`].
+/// Inverse of [`encode_proc_key_v2`].
 ///
 /// # Errors
 /// On a wrong length or class byte.
-pub fn decode_proc_key(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), LayoutError> {
+pub fn decode_proc_key_v2(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), LayoutError> {
     let err = || LayoutError::Key {
-        table: "proc",
+        table: "proc.v2",
         len: b.len(),
     };
     if b.len() != 21 {
@@ -1012,19 +1196,65 @@ pub fn decode_proc_key(b: &[u8]) -> Result<(TimeMs, ProcessId, DestClass), Layou
     Ok((be_u64(&b[0..8]), decode_process(&b[8..20])?, class))
 }
 
-/// `REMOTE_*` key (43 bytes and the name): bucket u64 BE | pid u32 BE |
-/// start_ticks u64 BE | remote_addr \[16\] | service port u16 BE |
-/// direction u8 | ip_version u8 | protocol u8 | class u8 | name
+/// `REMOTE_*` key (schema 8): bucket u64 BE | [`put_remote_key`] | name
 /// ([`crate::store::names::encode_name`]).
 #[must_use]
 pub fn encode_remote_key(bucket: TimeMs, k: &RemoteKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    out.extend_from_slice(&bucket.to_be_bytes());
+    put_remote_key(&mut out, k);
+    crate::store::names::encode_name(&mut out, k.name);
+    out
+}
+
+/// Inverse of [`encode_remote_key`].
+///
+/// # Errors
+/// On a malformed key or name.
+pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
+    let (ts, mut r) = KeyReader::after_bucket(b, "remote")?;
+    let mut rk = r.remote_key()?;
+    rk.name = crate::store::names::decode_name(r.b, "remote")?;
+    Ok((ts, rk))
+}
+
+/// Quality rollup key (schema 8, [`crate::store::quality`]): bucket u64 BE
+/// | [`put_remote_key`] (no name: quality is kept per remote key without
+/// the server name).
+#[must_use]
+pub fn encode_quality_key(bucket: TimeMs, k: &RemoteKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&bucket.to_be_bytes());
+    put_remote_key(&mut out, k);
+    out
+}
+
+/// Inverse of [`encode_quality_key`] (the name is
+/// [`crate::store::names::NameId::NONE`]).
+///
+/// # Errors
+/// On a malformed key.
+pub fn decode_quality_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
+    let (ts, mut r) = KeyReader::after_bucket(b, "quality")?;
+    let rk = r.remote_key()?;
+    r.end()?;
+    Ok((ts, rk))
+}
+
+/// Schema 5 to 7's remote key ([`REMOTE_TABLES_V4`], 43 bytes and the
+/// name): [`encode_remote_key_v3`], then the name.
+#[must_use]
+pub fn encode_remote_key_v4(bucket: TimeMs, k: &RemoteKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&encode_remote_key_v3(bucket, k));
     crate::store::names::encode_name(&mut out, k.name);
     out
 }
 
-/// Schema 4's 42-byte remote key: [`encode_remote_key`] without the name.
+/// Schema 4's 42-byte remote key (and schema 6 and 7's quality rollup
+/// key): bucket u64 BE | pid u32 BE | start_ticks u64 BE | remote_addr
+/// \[16\] | service port u16 BE | direction u8 | ip_version u8 | protocol
+/// u8 | class u8.
 #[must_use]
 pub fn encode_remote_key_v3(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
     let mut out = [0u8; 42];
@@ -1039,14 +1269,14 @@ pub fn encode_remote_key_v3(bucket: TimeMs, k: &RemoteKey) -> [u8; 42] {
     out
 }
 
-/// Inverse of [`encode_remote_key`].
+/// Inverse of [`encode_remote_key_v4`].
 ///
 /// # Errors
 /// On a wrong length, direction, class or name.
-pub fn decode_remote_key(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
+pub fn decode_remote_key_v4(b: &[u8]) -> Result<(TimeMs, RemoteKey), LayoutError> {
     if b.len() < 43 {
         return Err(LayoutError::Key {
-            table: "remote",
+            table: "remote.v4",
             len: b.len(),
         });
     }
@@ -1241,11 +1471,30 @@ mod tests {
             ..rk
         };
         let k = encode_remote_key(5, &named);
-        assert_eq!(&k[..42], encode_remote_key_v3(5, &rk).as_slice());
         assert_eq!(decode_remote_key(&k).expect("decodes"), (5, named));
+        assert_eq!(
+            decode_quality_key(&encode_quality_key(5, &rk)).expect("decodes"),
+            (5, rk)
+        );
+        // Schema 5 to 7's remote key: schema 4's 42 bytes, then the name.
+        let k4 = encode_remote_key_v4(5, &named);
+        assert_eq!(&k4[..42], encode_remote_key_v3(5, &rk).as_slice());
+        assert_eq!(decode_remote_key_v4(&k4).expect("decodes"), (5, named));
         assert_eq!(
             decode_remote_key_v3(&encode_remote_key_v3(5, &rk)).expect("decodes"),
             (5, rk)
+        );
+        let id = ProcessId {
+            pid: 4_000_000,
+            start_ticks: u64::MAX,
+        };
+        assert_eq!(
+            decode_proc_key_v2(&encode_proc_key_v2(5, id, DestClass::Lan)).expect("decodes"),
+            (5, id, DestClass::Lan)
+        );
+        assert_eq!(
+            decode_proc_key(&encode_proc_key(5, id, DestClass::Lan)).expect("decodes"),
+            (5, id, DestClass::Lan)
         );
         assert_eq!(
             decode_iface_key(&encode_iface_key(5, 3, DestClass::Lan)).expect("decodes"),
@@ -1257,9 +1506,59 @@ mod tests {
         );
     }
 
+    /// Schema 8's keys: an IPv4 peer's remote key without a name takes 27
+    /// bytes (43 in schema 7), a process key 16 (21), a quality key 26
+    /// (42), for the pids and start times of a machine up for weeks.
+    #[test]
+    fn compact_keys_are_compact() {
+        let rk = RemoteKey {
+            process: ProcessId {
+                pid: 123_456,
+                start_ticks: 200_000_000,
+            },
+            addr: [93, 184, 216, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            port: 443,
+            dir: ConnDir::Out,
+            ip_version: 4,
+            protocol: 6,
+            class: DestClass::Internet,
+            name: crate::store::names::NameId::NONE,
+        };
+        assert_eq!(encode_remote_key(5, &rk).len(), 27);
+        assert_eq!(encode_remote_key_v4(5, &rk).len(), 43);
+        assert_eq!(encode_quality_key(5, &rk).len(), 26);
+        assert_eq!(encode_proc_key(5, rk.process, DestClass::Lan).len(), 16);
+    }
+
     #[test]
     fn malformed_keys_are_errors() {
         assert!(decode_proc_key(&[0; 20]).is_err());
+        assert!(decode_proc_key_v2(&[0; 20]).is_err());
+        let id = ProcessId {
+            pid: 1,
+            start_ticks: 2,
+        };
+        let k = encode_proc_key(5, id, DestClass::Lan);
+        assert!(decode_proc_key(&k[..k.len() - 1]).is_err(), "truncated");
+        let mut long = k.clone();
+        long.push(0);
+        assert!(decode_proc_key(&long).is_err(), "a byte too many");
+        let rk = RemoteKey {
+            process: id,
+            addr: [1; 16],
+            port: 53,
+            dir: ConnDir::In,
+            ip_version: 6,
+            protocol: 17,
+            class: DestClass::Internet,
+            name: crate::store::names::NameId::NONE,
+        };
+        let mut q = encode_quality_key(5, &rk);
+        q.push(0);
+        assert!(decode_quality_key(&q).is_err(), "a byte too many");
+        let mut bad_len = encode_quality_key(5, &rk);
+        bad_len[10] = 17;
+        assert!(decode_quality_key(&bad_len).is_err(), "a 17-byte address");
         let mut bad_class = encode_machine_key(1, DestClass::Lan);
         bad_class[8] = 200;
         assert!(decode_machine_key(&bad_class).is_err());

@@ -29,12 +29,13 @@
 //!   retrans_segs varint, data_segs varint, RTT min varint, RTT max
 //!   varint, bucket count varint, then per non-empty bucket (ascending)
 //!   bucket index varint and count varint;
-//! - [`QUALITY_MINUTE`], [`QUALITY_HOUR`], [`QUALITY_DAY`]: key (42 bytes)
-//!   as the schema 4 remote rollups
-//!   ([`crate::store::layout::encode_remote_key_v3`]: bucket start u64 BE,
-//!   pid u32 BE, start_ticks u64 BE, address 16 bytes, service port u16
-//!   BE, direction u8, ip_version u8, protocol u8, class u8), value
-//!   postcard [`QualityStats`]; read-modify-write, in key order.
+//! - [`QUALITY_MINUTE`], [`QUALITY_HOUR`], [`QUALITY_DAY`]: key (schema 8)
+//!   [`crate::store::layout::encode_quality_key`]: bucket start u64 BE,
+//!   then the remote key's fields as the remote rollups hold them
+//!   ([`crate::store::layout::put_remote_key`]: varints, the address
+//!   without its trailing zero bytes), no name; value postcard
+//!   [`QualityStats`]; read-modify-write, in key order. Schemas 6 and 7
+//!   had 42-byte keys ([`QUALITY_TABLES_V3`]).
 //!
 //! **Rollups once a minute** (schema 7): a commit writes the interval row
 //! only; the rollup tiers get a minute's rows once the minute is over
@@ -75,11 +76,20 @@ use crate::store::{Store, StoreError};
 /// Interval rows (see the module docs).
 pub const QUALITY_INTERVAL: Bytes = TableDefinition::new("quality.interval.v3");
 /// Minute rollups (see the module docs).
-pub const QUALITY_MINUTE: Bytes = TableDefinition::new("quality.minute.v3");
+pub const QUALITY_MINUTE: Bytes = TableDefinition::new("quality.minute.v4");
 /// Hour rollups.
-pub const QUALITY_HOUR: Bytes = TableDefinition::new("quality.hour.v3");
+pub const QUALITY_HOUR: Bytes = TableDefinition::new("quality.hour.v4");
 /// Day rollups.
-pub const QUALITY_DAY: Bytes = TableDefinition::new("quality.day.v3");
+pub const QUALITY_DAY: Bytes = TableDefinition::new("quality.day.v4");
+
+/// Schemas 6 and 7's rollup tiers (42-byte keys,
+/// [`layout::encode_remote_key_v3`]), each with the table that replaces
+/// it; read only by the migration to schema 8.
+pub const QUALITY_TABLES_V3: [(Bytes, Bytes); 3] = [
+    (TableDefinition::new("quality.minute.v3"), QUALITY_MINUTE),
+    (TableDefinition::new("quality.hour.v3"), QUALITY_HOUR),
+    (TableDefinition::new("quality.day.v3"), QUALITY_DAY),
+];
 
 /// The quality table of `tier`.
 #[must_use]
@@ -455,12 +465,12 @@ fn add_to_rollups(txn: &redb::WriteTransaction, minutes: &PerMinute) -> Result<(
         return Ok(());
     }
     for tier in Tier::ROLLUPS {
-        let mut keyed: BTreeMap<[u8; 42], QualityStats> = BTreeMap::new();
+        let mut keyed: BTreeMap<Vec<u8>, QualityStats> = BTreeMap::new();
         for (minute, keys) in minutes {
             let bucket = tier.bucket(*minute);
             for (k, s) in keys {
                 keyed
-                    .entry(layout::encode_remote_key_v3(bucket, k))
+                    .entry(layout::encode_quality_key(bucket, k))
                     .or_default()
                     .merge(s);
             }
@@ -652,7 +662,7 @@ impl Store {
                         }
                     }
                 } else {
-                    let (ts, rk) = layout::decode_remote_key_v3(k.value())?;
+                    let (ts, rk) = layout::decode_quality_key(k.value())?;
                     let s: QualityStats = layout::decode(v.value())?;
                     f(ts, &rk, &s);
                 }
