@@ -239,8 +239,13 @@ pub fn lookup_percpu_array<V: Pod + Default>(
 }
 
 /// Entries read per `BPF_MAP_LOOKUP_BATCH` call (grown only when one hash
-/// bucket holds more).
-const LOOKUP_CHUNK: u32 = 4096;
+/// bucket holds more). Small enough that the kernel's bounce buffer and
+/// ours stay in the CPU cache between the kernel's copy and the caller's
+/// (512 flows: ~120 KB; 4096 were ~1 MB each side, a `vmalloc` per call
+/// in the kernel); it adds one syscall per 512 entries. Not measured
+/// alone: the README's churn figures include it, and `kernel_read/*` of
+/// `cargo bench -p netmon-userspace --bench kernel_drain` is what would.
+const LOOKUP_CHUNK: u32 = 512;
 
 /// Deletes `keys` from a hash map with `BPF_MAP_DELETE_BATCH`, a few
 /// thousand a syscall; keys that are not there are skipped. Returns how many

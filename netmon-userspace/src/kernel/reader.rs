@@ -353,12 +353,19 @@ impl CounterSource for KernelSource {
         if !free.is_empty() {
             self.forget_closed(&free)?;
         }
-        let released_by: FxHashMap<u64, SockOwner> = closed
-            .iter()
-            .zip(&has_flow)
-            .filter(|(_, has)| **has)
-            .map(|(mark, _)| *mark)
-            .collect();
+        // Sized first: collected from a filter, the map would grow by
+        // rehashing (under churn it holds tens of thousands of owners).
+        let mut released_by: FxHashMap<u64, SockOwner> = FxHashMap::with_capacity_and_hasher(
+            has_flow.iter().filter(|h| **h).count(),
+            rustc_hash::FxBuildHasher,
+        );
+        released_by.extend(
+            closed
+                .iter()
+                .zip(&has_flow)
+                .filter(|(_, has)| **has)
+                .map(|(mark, _)| *mark),
+        );
         // The capture ring is drained after the flows were read.
         let names = self
             .names

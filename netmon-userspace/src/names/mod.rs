@@ -114,16 +114,24 @@ pub struct NamerStats {
     pub dns_answers: u64,
 }
 
+/// A map keyed by flow keys, which hold what a remote peer chooses (its
+/// address and port): foldhash, seeded per map, as the drain's (SipHash,
+/// std's default, was a measurable share of the daemon's CPU under
+/// connection churn: three lookups per flow).
+type PeerMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of the same kind.
+type PeerSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Per-flow naming state of one kernel source.
 pub struct Namer {
     dns: dns::DnsTable,
     /// Names from captures whose flow has not been read yet, with the
     /// readings waited so far.
-    pending: HashMap<FlowKey, (FlowName, u8)>,
+    pending: PeerMap<FlowKey, (FlowName, u8)>,
     /// Flows whose name (or lack of one) was decided, until their flow is
     /// retired ([`Self::forget`]): at most the flows in the kernel map,
     /// whether a reading holds all of them or a batch.
-    decided: HashSet<FlowKey>,
+    decided: PeerSet<FlowKey>,
     last_expire_ns: u64,
     stats: NamerStats,
 }
@@ -141,8 +149,8 @@ impl Namer {
     pub fn new(dns_capacity: usize) -> Self {
         Self {
             dns: dns::DnsTable::new(dns_capacity),
-            pending: HashMap::new(),
-            decided: HashSet::new(),
+            pending: PeerMap::default(),
+            decided: PeerSet::default(),
             last_expire_ns: 0,
             stats: NamerStats::default(),
         }
