@@ -144,6 +144,16 @@ pub const FLOW_F_CLOSED: u16 = 2;
 /// copied once more, a duplicate userspace ignores), never lose its own.
 pub const FLOW_F_CAPTURED: u16 = 4;
 
+/// Bit in [`FlowValue::flags`], set with [`FLOW_F_CLOSED`] when the process
+/// that released the socket is the owner in socket storage (same tgid and
+/// start time as [`FlowValue::owner`]): its creator, or for an accepted
+/// socket the listener's owner. The releaser then needs no closed-socket
+/// map entry (`NETMON_CLOSED`): the flow says who released it. Under
+/// connection churn that map was read, sorted and deleted from once per
+/// socket. Set only on a connected socket's one flow; userspace treats
+/// every flow of the same cookie as closed.
+pub const FLOW_F_OWNER_RELEASED: u16 = 8;
+
 /// Key of the flow map: one socket talking to one remote endpoint.
 ///
 /// A connected socket has one flow; an unconnected UDP or raw socket has one

@@ -16,7 +16,9 @@ use aya_ebpf::{
     macros::cgroup_sock,
     programs::SockContext,
 };
-use netmon_common::{ClosedSock, FLOW_F_CLOSED, FlowKey, SockOwner, TaskOffsets};
+use netmon_common::{
+    ClosedSock, FLOW_F_CLOSED, FLOW_F_OWNER_RELEASED, FlowKey, SockOwner, TaskOffsets,
+};
 
 use crate::maps::{NETMON_CLOSED, NETMON_FLOWS, NETMON_OWNERS, NETMON_TASK_OFFSETS};
 
@@ -34,12 +36,51 @@ pub fn netmon_sock_release(ctx: SockContext) -> i32 {
         // The releasing task: the last fd holder (see `ClosedSock`).
         released_by: current_owner(&ctx),
     };
-    mark_flow_closed(&ctx, closed.released_by.sock_cookie);
+    let by_owner = released_by_owner(&ctx, &closed.released_by);
+    let flag = if by_owner {
+        FLOW_F_CLOSED | FLOW_F_OWNER_RELEASED
+    } else {
+        FLOW_F_CLOSED
+    };
+    let marked = mark_flow_closed(&ctx, closed.released_by.sock_cookie, flag);
+    if by_owner && marked {
+        // The flow says who released it (`FLOW_F_OWNER_RELEASED`): no
+        // closed mark to insert, read and delete per connection.
+        return 1;
+    }
     // A full map loses the releaser, and the notice for sockets with one
     // flow per peer (unconnected UDP); connected sockets' flows carry
     // their own mark (above).
     let _ = NETMON_CLOSED.insert(&closed.released_by.sock_cookie, &closed, 0);
     1
+}
+
+/// Whether `by` (the releasing task) is the socket's owner in storage:
+/// same process (tgid and start time), not a kernel thread. Accepted
+/// sockets carry the listener's owner, so a server that accepts and closes
+/// in the process that listens is its own releaser too.
+#[inline(always)]
+fn released_by_owner(ctx: &SockContext, by: &SockOwner) -> bool {
+    if by.tgid == 0 {
+        return false;
+    }
+    // SAFETY: `ctx.sock` is this program's socket; without the create flag
+    // the helper only looks the storage up (null when there is none).
+    let owner = unsafe {
+        bpf_sk_storage_get(
+            NETMON_OWNERS.as_ptr(),
+            ctx.sock.cast(),
+            core::ptr::null_mut(),
+            0,
+        )
+    }
+    .cast::<SockOwner>();
+    if owner.is_null() {
+        return false;
+    }
+    // SAFETY: non-null: a live `SockOwner` in this socket's storage.
+    let (tgid, start) = unsafe { ((*owner).tgid, (*owner).start_boottime_ns) };
+    tgid == by.tgid && start == by.start_boottime_ns
 }
 
 const AF_INET: u32 = 2;
@@ -48,14 +89,16 @@ const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 const IPPROTO_UDPLITE: u32 = 136;
 
-/// Sets [`FLOW_F_CLOSED`] on the flow of a connected TCP or UDP socket,
+/// Sets `flag` ([`FLOW_F_CLOSED`], with [`FLOW_F_OWNER_RELEASED`] when the
+/// owner released it) on the flow of a connected TCP or UDP socket,
 /// keyed by the socket's peer as the packets were (an IPv4-mapped peer of
 /// an IPv6 socket as IPv4). An unconnected socket (no peer) has at most the
 /// entry a listener's handshakes fold into (remote all zero), IPv4 or IPv6
 /// (a dual-stack listener can have both). One to two hash lookups per
-/// closed socket, never per packet.
+/// closed socket, never per packet. True when a connected socket's flow
+/// was found and marked.
 #[inline(always)]
-fn mark_flow_closed(ctx: &SockContext, cookie: u64) {
+fn mark_flow_closed(ctx: &SockContext, cookie: u64, flag: u16) -> bool {
     let sk = ctx.sock;
     // SAFETY: `ctx.sock` is this program's `bpf_sock` context; these fields
     // are readable in cgroup_sock programs (`bpf_sock_is_valid_access`).
@@ -78,7 +121,7 @@ fn mark_flow_closed(ctx: &SockContext, cookie: u64) {
     };
     let protocol_byte = match protocol {
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE => protocol as u8,
-        _ => return,
+        _ => return false,
     };
     let remote_port = u16::from_be(port);
     let (version, addr): (u8, [u32; 4]) = match family {
@@ -87,7 +130,7 @@ fn mark_flow_closed(ctx: &SockContext, cookie: u64) {
             (4, [v6[3], 0, 0, 0])
         }
         AF_INET6 => (6, v6),
-        _ => return,
+        _ => return false,
     };
     let unconnected = remote_port == 0 && addr == [0; 4];
     let mut key = FlowKey {
@@ -101,20 +144,31 @@ fn mark_flow_closed(ctx: &SockContext, cookie: u64) {
     // SAFETY: `[u32; 4]` and `[u8; 16]` have the same size; the address is
     // stored in memory (network) order either way.
     key.remote_addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(addr) };
-    set_closed(&key);
-    if unconnected && family == AF_INET6 {
-        key.ip_version = 4;
-        set_closed(&key);
+    if unconnected {
+        // A listener's folded entry, or none: the socket may have one flow
+        // per peer, which only the closed mark reaches.
+        set_closed(&key, FLOW_F_CLOSED);
+        if family == AF_INET6 {
+            key.ip_version = 4;
+            set_closed(&key, FLOW_F_CLOSED);
+        }
+        return false;
     }
+    set_closed(&key, flag)
 }
 
+/// Sets `flag` on the flow of `key`; false when there is none.
 #[inline(always)]
-fn set_closed(key: &FlowKey) {
-    if let Some(v) = NETMON_FLOWS.get_ptr_mut(key) {
-        // SAFETY: `v` points into a live map entry; `flags` is written
-        // only here after the insert (see `FLOW_F_CLOSED`), and a socket is
-        // released once.
-        unsafe { (*v).flags |= FLOW_F_CLOSED };
+fn set_closed(key: &FlowKey, flag: u16) -> bool {
+    match NETMON_FLOWS.get_ptr_mut(key) {
+        Some(v) => {
+            // SAFETY: `v` points into a live map entry; `flags` is written
+            // only here after the insert (see `FLOW_F_CLOSED`), and a
+            // socket is released once.
+            unsafe { (*v).flags |= flag };
+            true
+        }
+        None => false,
     }
 }
 

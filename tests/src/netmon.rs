@@ -122,6 +122,20 @@ impl Netmon {
     }
 }
 
+/// One kernel map's `(entries, gone)` in a `netmon status --json` answer:
+/// its entries, and those whose socket is gone. Panics with the answer if
+/// the map is not listed.
+#[track_caller]
+#[must_use]
+pub fn map_status(status: &serde_json::Value, name: &str) -> (u64, u64) {
+    let m = status["maps"]
+        .as_array()
+        .and_then(|maps| maps.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no map {name} in status:\n{status:#}"));
+    let get = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{name}.{k}: {m:#}"));
+    (get("entries"), get("gone"))
+}
+
 impl Drop for Netmon {
     fn drop(&mut self) {
         let mut c = self.command(&["unload"]);

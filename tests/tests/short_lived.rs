@@ -9,8 +9,14 @@
 use std::collections::BTreeMap;
 
 use netmon_tests::{
-    cgroup::CgroupGuard, check, mib, netmon::Netmon, netns::NetnsPair, report::Report,
-    require_root, scenario, workload::Workload, workload_exe,
+    cgroup::CgroupGuard,
+    check, mib,
+    netmon::{Netmon, map_status},
+    netns::NetnsPair,
+    report::Report,
+    require_root, scenario,
+    workload::Workload,
+    workload_exe,
 };
 
 const CLIENTS: usize = 200;
@@ -89,6 +95,24 @@ fn short_lived_processes_each_exact() {
         "{} of {CLIENTS} short-lived clients missing or wrong in the snapshot:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    // Every connection was closed by the process owning its socket: each
+    // client its own, the server what it accepted (the listener's owner).
+    // Their flows say so (`FLOW_F_OWNER_RELEASED`): closed, with no closed
+    // mark made. The listener (unconnected) is closed by its mark.
+    let client_flows: Vec<_> = snap
+        .sockets
+        .iter()
+        .filter(|s| clients.iter().any(|c| c.pid == s.pid))
+        .collect();
+    assert!(
+        client_flows.len() >= CLIENTS && client_flows.iter().all(|s| s.closed),
+        "every client's flow must be closed: {client_flows:#?}"
+    );
+    let (marks, _) = map_status(&netmon.status(), "NETMON_CLOSED");
+    assert!(
+        marks <= 2,
+        "{marks} closed marks for {CLIENTS} connections closed by their owners"
     );
     let sent: u64 = clients.iter().map(|c| c.tcp_bytes_sent).sum();
     check::assert_payload(&snap, &server, "server", 0, sent);

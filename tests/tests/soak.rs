@@ -31,7 +31,7 @@ use netmon_tests::{
     cgroup::CgroupGuard,
     daemon::{self, Daemon},
     mib,
-    netmon::Netmon,
+    netmon::{Netmon, map_status},
     netns::Netns,
     report::{DONE, READY},
     require_root, scenario,
@@ -52,15 +52,6 @@ const SYN4_BYTES: u64 = 60;
 /// without payload, at most 60 B with options) and the control socket's
 /// reset to it, should that find no socket either (40 B).
 const MAX_STRAY4_BYTES: u64 = 60 + 40;
-
-fn map_status(status: &serde_json::Value, name: &str) -> (u64, u64) {
-    let m = status["maps"]
-        .as_array()
-        .and_then(|maps| maps.iter().find(|m| m["name"] == name))
-        .unwrap_or_else(|| panic!("no map {name} in status:\n{status:#}"));
-    let get = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{name}.{k}: {m:#}"));
-    (get("entries"), get("gone"))
-}
 
 #[test]
 fn soak_maps_return_to_live_sockets() {

@@ -3,7 +3,8 @@ use std::{collections::HashMap, os::fd::AsFd, path::Path};
 
 use aya::maps::{MapData, PerCpuArray};
 use netmon_common::{
-    ClosedSock, FLOW_F_CLOSED, FlowKey, FlowValue, OverflowCounters, SockOwner,
+    ClosedSock, FLOW_F_CLOSED, FLOW_F_OWNER_RELEASED, FlowKey, FlowValue, OverflowCounters,
+    SockOwner,
     names::{MAP_CLOSED, MAP_FLOWS, MAP_OVERFLOW},
 };
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -28,6 +29,14 @@ pub struct KernelSource {
     max_flows: u32,
     /// Cookies of closed marks that had no flow at the last read.
     flowless: FxHashSet<u64>,
+    /// Sockets released by their owner ([`FLOW_F_OWNER_RELEASED`]) that
+    /// still had another flow at the last read (see [`close_siblings`]).
+    released_siblings: FxHashSet<u64>,
+    /// Cookies of the closed marks of the last read, sorted: what
+    /// [`CounterSource::forget_closed`] deletes (a socket its owner
+    /// released has no mark, and deleting a missing key is still a
+    /// syscall's worth of work per key).
+    marked: Vec<u64>,
     /// The interface map (`None` when the load counts no interfaces).
     /// Opened with the others, before the daemon drops its privileges.
     ifaces: Option<super::tc::IfaceMap>,
@@ -126,6 +135,8 @@ impl KernelSource {
             overflow,
             max_flows,
             flowless: FxHashSet::default(),
+            released_siblings: FxHashSet::default(),
+            marked: Vec::new(),
             ifaces,
             last_len: (0, 0),
             names: None,
@@ -296,6 +307,38 @@ fn flowless_marks(
     (free, now)
 }
 
+/// Marks closed every flow of a socket released by its owner. Only the
+/// connected flow carries [`FLOW_F_OWNER_RELEASED`] (such a release makes
+/// no closed mark), but a socket can have had other flows before it
+/// connected (a TCP connect that failed, then another; UDP datagrams sent
+/// before `connect`). `before`: the cookies this returned at the last read,
+/// sockets whose flagged flow may be retired by now. Returns the cookies
+/// that still have an unflagged flow, for the next read: almost always
+/// none, so nothing is kept per socket.
+fn close_siblings(flows: &mut [FlowReading], before: &FxHashSet<u64>) -> FxHashSet<u64> {
+    let mut released: FxHashSet<u64> = before.clone();
+    released.extend(
+        flows
+            .iter()
+            .filter(|f| f.value.flags & FLOW_F_OWNER_RELEASED != 0)
+            .map(|f| f.key.cookie),
+    );
+    let mut siblings = FxHashSet::default();
+    if released.is_empty() {
+        return siblings;
+    }
+    for f in flows
+        .iter_mut()
+        .filter(|f| f.value.flags & FLOW_F_OWNER_RELEASED == 0)
+    {
+        if released.contains(&f.key.cookie) {
+            f.closed = true;
+            siblings.insert(f.key.cookie);
+        }
+    }
+    siblings
+}
+
 impl CounterSource for KernelSource {
     fn read(&mut self) -> Result<Reading, SourceError> {
         // Closed marks first: a socket marked closed after its flows were
@@ -341,6 +384,9 @@ impl CounterSource for KernelSource {
             })
         })?;
         self.last_len = (flows.len(), closed.len());
+        self.released_siblings = close_siblings(&mut flows, &self.released_siblings);
+        self.marked.clear();
+        self.marked.extend(closed.iter().map(|(c, _)| *c));
         // A closed mark whose socket has no flow (it never sent or received
         // a packet: UDP connect + close, socket + close) has no retire to
         // free it. The mark was read before the flows, so a packet counted
@@ -404,8 +450,19 @@ impl CounterSource for KernelSource {
     }
 
     fn forget_closed(&mut self, cookies: &[u64]) -> Result<(), SourceError> {
+        // Only cookies the last read found a mark for (`marked`, sorted): a
+        // mark made since is seen, and freed, at a later retire or as
+        // flowless.
+        let marked: Vec<u64> = cookies
+            .iter()
+            .copied()
+            .filter(|c| self.marked.binary_search(c).is_ok())
+            .collect();
+        if marked.is_empty() {
+            return Ok(());
+        }
         // One syscall per few thousand marks; missing already is fine.
-        bpf_sys::delete_batch(self.closed.fd().as_fd(), cookies).map_err(|source| {
+        bpf_sys::delete_batch(self.closed.fd().as_fd(), &marked).map_err(|source| {
             source_err(KernelError::MapOp {
                 op: "batch delete",
                 map: MAP_CLOSED,
@@ -438,6 +495,47 @@ impl CounterSource for KernelSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flow(cookie: u64, port: u16, flags: u16) -> FlowReading {
+        FlowReading {
+            key: FlowKey {
+                cookie,
+                remote_port: port,
+                ..FlowKey::default()
+            },
+            value: FlowValue {
+                flags,
+                ..FlowValue::default()
+            },
+            closed: flags & FLOW_F_CLOSED != 0,
+        }
+    }
+
+    /// Every flow of a socket its owner released is closed, also after the
+    /// flagged flow was retired; other sockets' flows stay open.
+    #[test]
+    fn flows_of_a_socket_released_by_its_owner_are_all_closed() {
+        let released = FLOW_F_CLOSED | FLOW_F_OWNER_RELEASED;
+        let mut flows = vec![
+            flow(1, 80, 0),
+            flow(2, 80, 0),
+            flow(1, 443, released),
+            flow(3, 53, released),
+        ];
+        let kept = close_siblings(&mut flows, &FxHashSet::default());
+        let closed: Vec<bool> = flows.iter().map(|f| f.closed).collect();
+        assert_eq!(closed, [true, false, true, true]);
+        assert_eq!(kept, FxHashSet::from_iter([1]));
+        // The flagged flow of socket 1 was retired; its sibling stays closed
+        // until it is gone too.
+        let mut flows = vec![flow(1, 80, 0), flow(2, 80, 0)];
+        let kept = close_siblings(&mut flows, &kept);
+        assert!(flows[0].closed && !flows[1].closed);
+        assert_eq!(kept, FxHashSet::from_iter([1]));
+        let mut flows = vec![flow(2, 80, 0)];
+        assert!(close_siblings(&mut flows, &kept).is_empty());
+        assert!(!flows[0].closed);
+    }
 
     /// A closed mark is freed at its second flowless read, never while its
     /// socket has a flow (the retire frees those).

@@ -69,7 +69,7 @@
 
 use std::collections::HashMap;
 
-use netmon_common::{FLOW_F_OWNED, SockOwner};
+use netmon_common::{FLOW_F_OWNED, FLOW_F_OWNER_RELEASED, SockOwner};
 use rustc_hash::FxHashMap;
 
 use super::cookie_sweep::CookieSweep;
@@ -111,6 +111,17 @@ impl Default for KernelResolver {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The owner in socket storage of a socket whose flows say that owner
+/// released it ([`FLOW_F_OWNER_RELEASED`]): `sock_release` made no closed
+/// mark for it, the owner is its releaser.
+fn owner_released(flows: &[FlowReading]) -> Option<SockOwner> {
+    flows
+        .iter()
+        .map(|f| f.value)
+        .find(|v| v.flags & FLOW_F_OWNER_RELEASED != 0 && v.flags & FLOW_F_OWNED != 0)
+        .map(|v| v.owner)
 }
 
 impl KernelResolver {
@@ -512,8 +523,14 @@ impl Resolver for KernelResolver {
                         .iter()
                         .filter_map(|(_, i)| reading.flows.get(*i as usize).copied()),
                 );
-                let released = reading.released_by.get(&cookie);
-                let first = match released.and_then(|r| self.released(&flows, r)) {
+                // The releaser: from the closed mark, or the owner itself
+                // when the flow says it released the socket (no mark then).
+                let released = reading
+                    .released_by
+                    .get(&cookie)
+                    .copied()
+                    .or_else(|| owner_released(&flows));
+                let first = match released.and_then(|r| self.released(&flows, &r)) {
                     Some(info) => First::Done(info),
                     None => self.resolve_socket(&flows, &mut index),
                 };

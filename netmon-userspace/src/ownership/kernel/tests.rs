@@ -815,6 +815,30 @@ fn closed_accepted_socket_belongs_to_the_process_that_released_it() {
     assert_eq!(info.id.pid, pid, "{info:?}");
 }
 
+/// A socket its owner released (`FLOW_F_OWNER_RELEASED`, no closed mark)
+/// belongs to that owner at once: no sock_diag lookup, which would find
+/// the socket still open here and credit the child holding it.
+#[test]
+fn a_socket_released_by_its_owner_needs_no_closed_mark() {
+    let _serial = serial();
+    let (listener, _client, server) = tcp_pair();
+    let owner = child_holding(OwnedFd::from(listener.try_clone().unwrap()));
+    let owner_pid = owner.0.id();
+    let holder = child_holding(OwnedFd::from(server.try_clone().unwrap()));
+    let mut flow = tcp_flow(
+        &server,
+        Some(released_by(owner_pid, socket_cookie(&listener))),
+    );
+    drop(server);
+    // Without the flag the lookup finds the holder: the test's premise.
+    let info = KernelResolver::new().resolve(&reading(vec![flow]))[&flow.key.cookie].clone();
+    assert_eq!(info.id.pid, holder.0.id(), "{info:?}");
+    flow.value.flags |= netmon_common::FLOW_F_CLOSED | netmon_common::FLOW_F_OWNER_RELEASED;
+    flow.closed = true;
+    let info = KernelResolver::new().resolve(&reading(vec![flow]))[&flow.key.cookie].clone();
+    assert_eq!(info.id.pid, owner_pid, "{info:?}");
+}
+
 /// The daemon's own fd sweep can drop a socket's last reference (the
 /// process closed its fd while the sweep held a copy): a release by this
 /// process is not an owner; the listener's owner (a child here) keeps the
