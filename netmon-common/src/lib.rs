@@ -17,8 +17,8 @@ pub mod iface;
 pub mod names;
 
 pub use flow::{
-    ClosedSock, DirCounters, FLOW_F_CAPTURED, FLOW_F_CLOSED, FLOW_F_OWNED, FLOW_F_OWNER_RELEASED, FlowKey, FlowValue,
-    OverflowCounters, SockOwner, TaskOffsets, TcpSample,
+    ClosedSock, DirCounters, FLOW_F_CAPTURED, FLOW_F_CLOSED, FLOW_F_OWNED, FLOW_F_OWNER_RELEASED,
+    FlowKey, FlowValue, OverflowCounters, SockOwner, TaskOffsets, TcpSample,
 };
 
 /// Process identity recorded at `exec` ([`exec::ExecIdentity`]).

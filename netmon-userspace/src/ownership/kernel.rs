@@ -44,7 +44,11 @@
 //!   it, before any lookup. This is what makes a worker of a pre-forked
 //!   pool exact for a connection that lived less than a drain interval:
 //!   by the drain, no fd is left to find. Kernel threads (a deferred close)
-//!   are skipped; the rules below apply then.
+//!   are skipped; the rules below apply then. When the releaser is the
+//!   owner in socket storage itself (a server that accepts and closes in
+//!   the process that listens), `sock_release` makes no closed mark and
+//!   sets `FLOW_F_OWNER_RELEASED` on the flow instead: the owner is the
+//!   releaser, with no lookup.
 //! - **not owned** (opened before netmon loaded, or a kernel socket):
 //!   sock_diag → inode, the `/proc/*/fd` scan → pid. Not found: pid 0,
 //!   comm [`UNATTRIBUTED_COMM`] (kernel-sent packets such as `TIME_WAIT`

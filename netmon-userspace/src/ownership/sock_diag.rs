@@ -514,7 +514,11 @@ pub(crate) mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert_eq!(state, Some(TCP_TIME_WAIT), "the client's side must be in TIME_WAIT");
+        assert_eq!(
+            state,
+            Some(TCP_TIME_WAIT),
+            "the client's side must be in TIME_WAIT"
+        );
         let mut listed = 0;
         diag.dump(AF_INET, IPPROTO_TCP, |s| {
             listed += usize::from(s.cookie == q.cookie || s.state == TCP_TIME_WAIT);
